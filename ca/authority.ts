@@ -1,0 +1,442 @@
+/**
+ * The certificate authority: issues device, server and service certificates from the intermediate, keeps the
+ * inventory, handles one-time tokens, claims and revocation, and produces CRLs.
+ *
+ * Every issuance is a single IMMEDIATE SQLite transaction that checks credentials, records the certificate and
+ * consumes the token; the certificate is returned only after the commit. So a certificate a client holds is always
+ * in the inventory, and a failed or interrupted request changes nothing.
+ */
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509';
+import { createHash, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { join } from 'node:path';
+import {
+  assertDeviceId,
+  deviceUri,
+  isDeviceId,
+  serviceCommonName,
+  serviceUri,
+  type DeviceState,
+  type ServiceRole,
+} from '../protocol/index.js';
+import { parseCsr, type CheckedCsr } from './csr.js';
+import { CaError } from './errors.js';
+import { writeFileAtomic } from './files.js';
+import { Inventory, type CertificateRow, type DeviceRow } from './inventory.js';
+import { generateP256, privateKeyPem, spkiDer, toCryptoKey } from './keys.js';
+import { assembleCertificate, certificateParts, keyIdentifier, LeafProfile, type CertificateKind } from './profile.js';
+import { caExists, createCaFiles, loadCaMaterial, SIGNING_ALGORITHM, type CaMaterial } from './setup.js';
+
+const DAY = 86_400_000;
+export const DEFAULT_CERT_LIFETIME_MS = 7 * DAY;
+export const DEFAULT_TOKEN_TTL_MS = DAY;
+const BACKDATE_MS = 60_000;
+
+export interface AuthorityOptions {
+  dataDir: string;
+  /** Encrypts the CA keys at creation and decrypts them at load (WOTT_CA_PASSPHRASE). */
+  passphrase?: string;
+  certLifetimeMs?: number;
+  serviceLifetimeMs?: number;
+  serverLifetimeMs?: number;
+  crlValidityMs?: number;
+  /** URL written into every leaf's CRL distribution point. */
+  crlUrl?: string;
+  /** Clock, injectable so tests can make expired tokens and certificates without sleeping. */
+  now?: () => Date;
+}
+
+export interface IssuedCertificate {
+  serial: string;
+  commonName: string;
+  deviceId: string | null;
+  notBefore: Date;
+  notAfter: Date;
+  fingerprint: string;
+  der: Buffer;
+  pem: string;
+}
+
+export interface KeyAndCertificate extends IssuedCertificate {
+  keyPem: string;
+}
+
+export type RevocationTarget = { deviceId: string } | { serial: string };
+
+export const REVOCATION_REASONS = [
+  'unspecified',
+  'keyCompromise',
+  'affiliationChanged',
+  'superseded',
+  'cessationOfOperation',
+  'certificateHold',
+  'privilegeWithdrawn',
+] as const;
+export type RevocationReason = (typeof REVOCATION_REASONS)[number];
+const REASON_CODE: Record<RevocationReason, x509.X509CrlReason> = {
+  unspecified: x509.X509CrlReason.unspecified,
+  keyCompromise: x509.X509CrlReason.keyCompromise,
+  affiliationChanged: x509.X509CrlReason.affiliationChanged,
+  superseded: x509.X509CrlReason.superseded,
+  cessationOfOperation: x509.X509CrlReason.cessationOfOperation,
+  certificateHold: x509.X509CrlReason.certificateHold,
+  privilegeWithdrawn: x509.X509CrlReason.privilegeWithdrawn,
+};
+
+/** Serial numbers as stored: lowercase hex, no leading zero bytes (what `openssl x509 -serial` shows, lowercased). */
+export function normalizeSerial(hex: string): string {
+  return hex.toLowerCase().replace(/:/g, '').replace(/^(00)+/, '');
+}
+
+export const hashToken = (token: string) => createHash('sha256').update(token, 'utf8').digest('hex');
+export const fingerprintOf = (der: Buffer) => createHash('sha256').update(der).digest('hex');
+
+export function toPem(der: Buffer, label = 'CERTIFICATE'): string {
+  const b64 = der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+export class CertificateAuthority {
+  readonly inventory: Inventory;
+  private readonly profile: LeafProfile;
+  private readonly key: KeyObject;
+  private readonly now: () => Date;
+  readonly certLifetimeMs: number;
+
+  private constructor(
+    readonly dataDir: string,
+    readonly material: CaMaterial,
+    private readonly options: AuthorityOptions,
+  ) {
+    this.inventory = new Inventory(join(dataDir, 'inventory.db'));
+    this.key = material.intermediateKey;
+    this.now = options.now ?? (() => new Date());
+    this.certLifetimeMs = options.certLifetimeMs ?? DEFAULT_CERT_LIFETIME_MS;
+    const inter = certificateParts(material.intermediate.raw);
+    this.profile = new LeafProfile({
+      issuerName: Buffer.from(inter.subjectName),
+      issuerKeyId: keyIdentifier(Buffer.from(inter.spki)),
+      crlUrl: options.crlUrl,
+    });
+  }
+
+  /** Opens the CA under `dataDir`, creating root, intermediate and inventory on first use. */
+  static async open(options: AuthorityOptions): Promise<CertificateAuthority> {
+    if (!caExists(options.dataDir)) await createCaFiles(options.dataDir, options.passphrase, options.now?.());
+    return new CertificateAuthority(options.dataDir, loadCaMaterial(options.dataDir, options.passphrase), options);
+  }
+
+  close(): void {
+    this.inventory.close();
+  }
+
+  /** [intermediate, root]: what EST /cacerts returns and what TLS peers need to build the chain. */
+  caCertificates(): X509Certificate[] {
+    return [this.material.intermediate, this.material.root];
+  }
+
+  /** PKCS#7 certs-only (DER) holding `certs`, as EST returns certificates. */
+  static pkcs7(certs: Buffer[]): Buffer {
+    const list = new x509.X509Certificates(certs.map((c) => new x509.X509Certificate(new Uint8Array(c))));
+    return Buffer.from(list.export('raw'));
+  }
+
+  // ------------------------------------------------------------------ issuing
+
+  private serial(): Buffer {
+    for (;;) {
+      const bytes = randomBytes(16);
+      if (bytes[0] !== 0) return bytes; // a stable hex form: no leading zero byte
+    }
+  }
+
+  /** Signs one leaf and records it; must run inside an inventory transaction. */
+  private issueLeaf(
+    kind: CertificateKind,
+    commonName: string,
+    spki: Buffer,
+    sans: { uris?: string[]; dnsNames?: string[]; ips?: string[] },
+    deviceId: string | null,
+    lifetimeMs: number,
+  ): IssuedCertificate {
+    const now = this.now();
+    const notBefore = new Date(Math.floor((now.getTime() - BACKDATE_MS) / 1000) * 1000);
+    const notAfter = new Date(Math.floor((now.getTime() + lifetimeMs) / 1000) * 1000);
+    for (let attempt = 0; ; attempt++) {
+      const serialBytes = this.serial();
+      const serial = serialBytes.toString('hex');
+      if (this.inventory.certificate(serial)) {
+        if (attempt > 5) throw new Error('could not find an unused serial number');
+        continue;
+      }
+      const tbs = this.profile.tbs({ kind, serial: serialBytes, commonName, notBefore, notAfter, spki, ...sans });
+      const der = assembleCertificate(tbs, sign('sha256', tbs, { key: this.key, dsaEncoding: 'der' }));
+      const fingerprint = fingerprintOf(der);
+      this.inventory.insertCertificate({
+        serial,
+        deviceId,
+        kind,
+        commonName,
+        notBefore: notBefore.toISOString(),
+        notAfter: notAfter.toISOString(),
+        fingerprint,
+        issuedAt: now.toISOString(),
+        der,
+      });
+      return { serial, commonName, deviceId, notBefore, notAfter, fingerprint, der, pem: toPem(der) };
+    }
+  }
+
+  private deviceLeaf(deviceId: string, csr: CheckedCsr): IssuedCertificate {
+    return this.issueLeaf('device', deviceId, csr.spki, { uris: [deviceUri(deviceId)] }, deviceId, this.certLifetimeMs);
+  }
+
+  private requireCsrFor(deviceId: string, csrDer: Buffer): CheckedCsr {
+    const csr = parseCsr(csrDer);
+    if (csr.commonName !== deviceId) {
+      throw new CaError(403, `CSR subject CN "${csr.commonName.slice(0, 80)}" does not match the authenticated device "${deviceId}"`);
+    }
+    return csr;
+  }
+
+  /** EST simpleenroll with HTTP Basic: user = device id, password = one-time token. */
+  enrollWithToken(deviceId: string, token: string, csrDer: Buffer): IssuedCertificate {
+    if (!isDeviceId(deviceId)) throw new CaError(401, 'user name is not a valid device id');
+    const csr = this.requireCsrFor(deviceId, csrDer);
+    return this.inventory.transaction(() => {
+      const now = this.now();
+      const hash = hashToken(token);
+      const row = this.inventory.token(hash);
+      if (!row) throw new CaError(401, 'unknown enrollment token');
+      if (row.deviceId !== deviceId) throw new CaError(403, `token was issued for another device, not "${deviceId}"`);
+      if (row.usedAt) throw new CaError(403, 'enrollment token has already been used');
+      if (Date.parse(row.expiresAt) <= now.getTime()) throw new CaError(403, 'enrollment token has expired');
+      const existing = this.inventory.device(deviceId);
+      // An operator-issued token (re)activates the device, except that quarantine outlives re-enrollment.
+      const state: DeviceState = existing?.state === 'quarantined' ? 'quarantined' : 'active';
+      this.inventory.upsertDevice(deviceId, state, now.toISOString());
+      const issued = this.deviceLeaf(deviceId, csr);
+      for (const old of this.inventory.certificates({ deviceId, status: 'active' })) {
+        if (old.serial !== issued.serial) this.inventory.supersede(old.serial, issued.serial);
+      }
+      this.inventory.markTokenUsed(hash, now.toISOString());
+      return issued;
+    });
+  }
+
+  /** Claim mode: a new device enrolls without credentials and stays unclaimed (score ceiling 0) until claimed. */
+  enrollUnclaimed(csrDer: Buffer): IssuedCertificate {
+    const csr = parseCsr(csrDer);
+    const deviceId = csr.commonName;
+    if (!isDeviceId(deviceId)) throw new CaError(400, `CSR subject CN "${csr.commonName.slice(0, 80)}" is not a valid device id`);
+    return this.inventory.transaction(() => {
+      if (this.inventory.device(deviceId)) {
+        throw new CaError(401, `device "${deviceId}" is already enrolled: authenticate with a token or renew with its certificate`);
+      }
+      this.inventory.upsertDevice(deviceId, 'unclaimed', this.now().toISOString());
+      return this.deviceLeaf(deviceId, csr);
+    });
+  }
+
+  /**
+   * EST simplereenroll: `currentDer` is the client certificate presented over mTLS (already chain-verified by TLS).
+   * It must be ours, active (not revoked, not superseded), unexpired; the CSR must name the same device with a new key.
+   */
+  reenroll(currentDer: Buffer, csrDer: Buffer): IssuedCertificate {
+    const current = this.currentCertificate(currentDer);
+    const deviceId = current.deviceId!;
+    const csr = this.requireCsrFor(deviceId, csrDer);
+    if (csr.spki.equals(Buffer.from(certificateParts(currentDer).spki))) {
+      throw new CaError(400, 'renewal must use a new key: the CSR carries the current certificate\'s key');
+    }
+    return this.inventory.transaction(() => {
+      // Re-read inside the transaction: a concurrent renewal or revocation may have won the race.
+      const row = this.inventory.certificate(current.serial)!;
+      this.assertRenewable(row);
+      const device = this.inventory.device(deviceId);
+      if (!device || device.state === 'revoked') throw new CaError(403, `device "${deviceId}" is revoked`);
+      const issued = this.deviceLeaf(deviceId, csr);
+      this.inventory.supersede(row.serial, issued.serial);
+      return issued;
+    });
+  }
+
+  private assertRenewable(row: CertificateRow): void {
+    if (row.status === 'revoked') throw new CaError(403, 'client certificate has been revoked');
+    if (row.status === 'superseded') throw new CaError(403, 'client certificate has already been renewed; use its successor');
+    if (Date.parse(row.notAfter) <= this.now().getTime()) throw new CaError(403, 'client certificate has expired');
+  }
+
+  /** The inventory row of a presented client certificate, or a 403 saying why it is not acceptable. */
+  currentCertificate(der: Buffer): CertificateRow {
+    let serial: string;
+    try {
+      serial = normalizeSerial(new X509Certificate(der).serialNumber);
+    } catch {
+      throw new CaError(401, 'client certificate cannot be parsed');
+    }
+    const row = this.inventory.certificate(serial);
+    if (!row || row.fingerprint !== fingerprintOf(der)) throw new CaError(403, 'client certificate was not issued by this CA');
+    if (row.kind !== 'device' || !row.deviceId) throw new CaError(403, 'client certificate is not a device certificate');
+    this.assertRenewable(row);
+    return row;
+  }
+
+  /** A server certificate for our own listeners (EKU serverAuth; SAN localhost, 127.0.0.1, ::1 and `hosts`). */
+  issueServer(hosts: string[] = []): KeyAndCertificate {
+    const keys = generateP256();
+    const ipHosts = hosts.filter((h) => /^[\d.]+$/.test(h) || h.includes(':'));
+    const dnsHosts = hosts.filter((h) => !ipHosts.includes(h));
+    const dnsNames = [...new Set(['localhost', ...dnsHosts])];
+    const ips = [...new Set(['127.0.0.1', '::1', ...ipHosts])];
+    const issued = this.inventory.transaction(() =>
+      this.issueLeaf('server', dnsNames[0]!, spkiDer(keys.publicKey), { dnsNames, ips }, null, this.options.serverLifetimeMs ?? 90 * DAY),
+    );
+    return { ...issued, keyPem: privateKeyPem(keys.privateKey) };
+  }
+
+  /** A service or operator certificate: CN `{role}:{name}`, SAN URI urn:wott:service:{role}:{name}, clientAuth. */
+  issueService(role: ServiceRole, name: string): KeyAndCertificate {
+    const keys = generateP256();
+    const cn = serviceCommonName(role, name);
+    const issued = this.inventory.transaction(() =>
+      this.issueLeaf('service', cn, spkiDer(keys.publicKey), { uris: [serviceUri(role, name)] }, null, this.options.serviceLifetimeMs ?? 30 * DAY),
+    );
+    return { ...issued, keyPem: privateKeyPem(keys.privateKey) };
+  }
+
+  // ------------------------------------------------------------------ tokens, claims, inventory
+
+  /** A one-time enrollment token for `deviceId`; only its SHA-256 is stored. */
+  createToken(deviceId: string, ttlMs = DEFAULT_TOKEN_TTL_MS): { token: string; expiresAt: Date } {
+    assertDeviceId(deviceId);
+    if (!(ttlMs > 0)) throw new Error('token lifetime must be positive');
+    const token = randomBytes(24).toString('base64url');
+    const now = this.now();
+    const expiresAt = new Date(now.getTime() + ttlMs);
+    this.inventory.transaction(() => this.inventory.insertToken(hashToken(token), deviceId, now.toISOString(), expiresAt.toISOString()));
+    return { token, expiresAt };
+  }
+
+  claimDevice(deviceId: string): DeviceRow {
+    return this.inventory.transaction(() => {
+      const device = this.inventory.device(assertDeviceId(deviceId));
+      if (!device) throw new CaError(404, `no device "${deviceId}" in the inventory`);
+      if (device.state !== 'unclaimed') throw new CaError(409, `device "${deviceId}" is ${device.state}, not unclaimed`);
+      this.inventory.upsertDevice(deviceId, 'active', this.now().toISOString());
+      return this.inventory.device(deviceId)!;
+    });
+  }
+
+  /** Moves a device between active and quarantined (revoked and unclaimed are changed by their own commands). */
+  setQuarantine(deviceId: string, quarantined: boolean): DeviceRow {
+    return this.inventory.transaction(() => {
+      const device = this.inventory.device(assertDeviceId(deviceId));
+      if (!device) throw new CaError(404, `no device "${deviceId}" in the inventory`);
+      const from: DeviceState = quarantined ? 'active' : 'quarantined';
+      if (device.state !== from && device.state !== (quarantined ? 'quarantined' : 'active')) {
+        throw new CaError(409, `device "${deviceId}" is ${device.state}`);
+      }
+      this.inventory.upsertDevice(deviceId, quarantined ? 'quarantined' : 'active', this.now().toISOString());
+      return this.inventory.device(deviceId)!;
+    });
+  }
+
+  list(): Array<DeviceRow & { certificates: CertificateRow[] }> {
+    return this.inventory.devices().map((d) => ({ ...d, certificates: this.inventory.certificates({ deviceId: d.id }) }));
+  }
+
+  // ------------------------------------------------------------------ revocation and CRLs
+
+  /** Revokes one certificate, or every unexpired certificate of a device (and marks the device revoked). */
+  async revoke(target: RevocationTarget, reason: RevocationReason = 'unspecified'): Promise<string[]> {
+    if (!REVOCATION_REASONS.includes(reason)) throw new Error(`unknown revocation reason "${reason}"; one of: ${REVOCATION_REASONS.join(', ')}`);
+    const revoked = this.inventory.transaction(() => {
+      const now = this.now().toISOString();
+      let rows: CertificateRow[];
+      if ('deviceId' in target) {
+        const device = this.inventory.device(assertDeviceId(target.deviceId));
+        if (!device) throw new CaError(404, `no device "${target.deviceId}" in the inventory`);
+        rows = this.inventory.certificates({ deviceId: device.id }).filter((c) => c.status !== 'revoked');
+        this.inventory.upsertDevice(device.id, 'revoked', now);
+      } else {
+        const row = this.inventory.certificate(normalizeSerial(target.serial));
+        if (!row) throw new CaError(404, `no certificate with serial ${target.serial}`);
+        if (row.status === 'revoked') throw new CaError(409, `certificate ${row.serial} is already revoked`);
+        rows = [row];
+      }
+      return rows.filter((r) => this.inventory.revoke(r.serial, reason, now)).map((r) => r.serial);
+    });
+    await this.refreshCrl(true);
+    return revoked;
+  }
+
+  private crlPaths() {
+    return { der: join(this.dataDir, 'crl.der'), pem: join(this.dataDir, 'crl.pem') };
+  }
+
+  /**
+   * Regenerates the CRL when forced, when none exists, when it misses a revocation, or when over half of its
+   * validity has passed. Returns the current CRL (DER). Safe to run from several processes at once: CRL numbers
+   * are allocated in the insert transaction and a lost race simply retries.
+   */
+  async refreshCrl(force = false): Promise<Buffer> {
+    const validity = this.options.crlValidityMs ?? DAY;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const latest = this.inventory.latestCrl();
+      const revocations = this.inventory.revocations();
+      const now = this.now();
+      const fresh =
+        latest &&
+        Date.parse(latest.nextUpdate) - now.getTime() > validity / 2 &&
+        new x509.X509Crl(new Uint8Array(latest.der)).entries.length === revocations.length;
+      if (fresh && !force) {
+        this.writeCrlFiles(latest.der);
+        return latest.der;
+      }
+      const number = (latest?.number ?? 0) + 1;
+      const crl = await x509.X509CrlGenerator.create({
+        issuer: this.material.intermediateX509.subjectName,
+        thisUpdate: now,
+        nextUpdate: new Date(now.getTime() + validity),
+        entries: revocations.map((r) => ({
+          serialNumber: r.serial,
+          revocationDate: new Date(r.revokedAt),
+          reason: REASON_CODE[r.reason as RevocationReason] ?? x509.X509CrlReason.unspecified,
+        })),
+        extensions: [
+          new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(number))),
+          await x509.AuthorityKeyIdentifierExtension.create(this.material.intermediateX509),
+        ],
+        signingKey: await toCryptoKey(this.key),
+        signingAlgorithm: SIGNING_ALGORITHM,
+      });
+      const der = Buffer.from(crl.rawData);
+      const inserted = this.inventory.transaction(() => {
+        if ((this.inventory.latestCrl()?.number ?? 0) !== number - 1) return false;
+        this.inventory.insertCrl({ number, thisUpdate: now.toISOString(), nextUpdate: new Date(now.getTime() + validity).toISOString(), der });
+        return true;
+      });
+      if (inserted) {
+        this.writeCrlFiles(der);
+        return der;
+      }
+      force = false; // someone else just made one; take theirs if it is complete
+    }
+    throw new Error('could not publish a CRL: too much contention');
+  }
+
+  private writeCrlFiles(der: Buffer): void {
+    const paths = this.crlPaths();
+    writeFileAtomic(paths.der, der);
+    writeFileAtomic(paths.pem, toPem(der, 'X509 CRL'));
+  }
+
+  /** The current CRL from the inventory (shared with CLI commands), regenerated if stale. */
+  async currentCrl(): Promise<Buffer> {
+    return this.refreshCrl(false);
+  }
+}
+

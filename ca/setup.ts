@@ -1,0 +1,112 @@
+/**
+ * Creation and loading of the CA's own key material: a long-lived root and an issuing intermediate, both P-256.
+ * Created in a temporary directory and renamed into place, so a crash during `ca init` leaves no half-made CA.
+ */
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { renameDirAtomic, writeFileAtomic } from './files.js';
+import { generateP256, readPrivateKey, toCryptoKey, toCryptoPublicKey, writePrivateKey } from './keys.js';
+
+x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+
+export const SIGNING_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' } as const;
+const DAY = 86_400_000;
+export const ROOT_LIFETIME_MS = 20 * 365 * DAY;
+export const INTERMEDIATE_LIFETIME_MS = 5 * 365 * DAY;
+
+export interface CaMaterial {
+  root: X509Certificate;
+  intermediate: X509Certificate;
+  intermediateKey: KeyObject;
+  /** The same intermediate as a @peculiar/x509 object (CRL generation needs it). */
+  intermediateX509: x509.X509Certificate;
+}
+
+export const caPaths = (dataDir: string) => {
+  const dir = join(dataDir, 'ca');
+  return {
+    dir,
+    rootCert: join(dir, 'root.crt'),
+    rootKey: join(dir, 'root.key'),
+    intermediateCert: join(dir, 'intermediate.crt'),
+    intermediateKey: join(dir, 'intermediate.key'),
+  };
+};
+
+function serialHex(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01; // positive and no leading zero byte
+  return bytes.toString('hex');
+}
+
+export async function createCaFiles(dataDir: string, passphrase?: string, now = new Date()): Promise<void> {
+  const paths = caPaths(dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const staging = join(dataDir, `.ca-${randomBytes(4).toString('hex')}`);
+  mkdirSync(staging, { mode: 0o700 });
+  try {
+    const tag = randomBytes(3).toString('hex'); // tells one deployment's CA from another's at a glance
+    const notBefore = new Date(now.getTime() - 60_000);
+    const rootKeys = generateP256();
+    const rootCrypto = { privateKey: await toCryptoKey(rootKeys.privateKey), publicKey: await toCryptoPublicKey(rootKeys.publicKey) };
+    const root = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: serialHex(),
+      name: `CN=wott Root CA ${tag}, O=wott`,
+      notBefore,
+      notAfter: new Date(now.getTime() + ROOT_LIFETIME_MS),
+      keys: rootCrypto,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 1, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(rootCrypto.publicKey),
+      ],
+    });
+    const interKeys = generateP256();
+    const interPublic = await toCryptoPublicKey(interKeys.publicKey);
+    const intermediate = await x509.X509CertificateGenerator.create({
+      serialNumber: serialHex(),
+      subject: `CN=wott Issuing CA ${tag}, O=wott`,
+      issuer: root.subject,
+      notBefore,
+      notAfter: new Date(now.getTime() + INTERMEDIATE_LIFETIME_MS),
+      publicKey: interPublic,
+      signingKey: rootCrypto.privateKey,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+          true,
+        ),
+        await x509.SubjectKeyIdentifierExtension.create(interPublic),
+        await x509.AuthorityKeyIdentifierExtension.create(root),
+      ],
+    });
+    writePrivateKey(join(staging, 'root.key'), rootKeys.privateKey, passphrase);
+    writePrivateKey(join(staging, 'intermediate.key'), interKeys.privateKey, passphrase);
+    writeFileAtomic(join(staging, 'root.crt'), root.toString('pem') + '\n');
+    writeFileAtomic(join(staging, 'intermediate.crt'), intermediate.toString('pem') + '\n');
+    renameDirAtomic(staging, paths.dir);
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+export function caExists(dataDir: string): boolean {
+  return existsSync(caPaths(dataDir).intermediateCert);
+}
+
+export function loadCaMaterial(dataDir: string, passphrase?: string): CaMaterial {
+  const paths = caPaths(dataDir);
+  const intermediatePem = readFileSync(paths.intermediateCert, 'utf8');
+  return {
+    root: new X509Certificate(readFileSync(paths.rootCert)),
+    intermediate: new X509Certificate(intermediatePem),
+    intermediateKey: readPrivateKey(paths.intermediateKey, passphrase),
+    intermediateX509: new x509.X509Certificate(intermediatePem),
+  };
+}

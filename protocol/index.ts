@@ -1,0 +1,3 @@
+export * from './device-id.js';
+export * from './topics.js';
+export * from './messages.js';
