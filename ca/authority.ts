@@ -100,7 +100,7 @@ export function toPem(der: Buffer, label = 'CERTIFICATE'): string {
 
 export class CertificateAuthority {
   readonly inventory: Inventory;
-  private readonly profile: LeafProfile;
+  private profile: LeafProfile;
   private readonly key: KeyObject;
   private readonly now: () => Date;
   readonly certLifetimeMs: number;
@@ -114,12 +114,21 @@ export class CertificateAuthority {
     this.key = material.intermediateKey;
     this.now = options.now ?? (() => new Date());
     this.certLifetimeMs = options.certLifetimeMs ?? DEFAULT_CERT_LIFETIME_MS;
-    const inter = certificateParts(material.intermediate.raw);
-    this.profile = new LeafProfile({
+    this.profile = this.makeProfile(options.crlUrl);
+  }
+
+  private makeProfile(crlUrl: string | undefined): LeafProfile {
+    const inter = certificateParts(this.material.intermediate.raw);
+    return new LeafProfile({
       issuerName: Buffer.from(inter.subjectName),
       issuerKeyId: keyIdentifier(Buffer.from(inter.spki)),
-      crlUrl: options.crlUrl,
+      crlUrl,
     });
+  }
+
+  /** Sets the CRL distribution point for certificates issued from now on (known once the HTTPS port is bound). */
+  setCrlUrl(url: string): void {
+    this.profile = this.makeProfile(url);
   }
 
   /** Opens the CA under `dataDir`, creating root, intermediate and inventory on first use. */

@@ -56,12 +56,12 @@ function basicCredentials(req: IncomingMessage): { user: string; password: strin
 }
 
 function sendPkcs7(res: ServerResponse, certs: Buffer[]): void {
-  const body = CertificateAuthority.pkcs7(certs).toString('base64').replace(/.{64}/g, '$&\r\n');
+  const body = CertificateAuthority.pkcs7(certs).toString('base64').replace(/.{64}/g, '$&\n');
   res.writeHead(200, {
     'Content-Type': 'application/pkcs7-mime; smime-type=certs-only',
     'Content-Transfer-Encoding': 'base64',
   });
-  res.end(body + '\r\n');
+  res.end(body + '\n');
 }
 
 function sendError(res: ServerResponse, status: number, message: string, extra: Record<string, string> = {}): void {

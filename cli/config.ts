@@ -1,0 +1,110 @@
+/**
+ * wott.yaml: parsed with `yaml` (keeping positions) and validated with zod, so every error names the field and
+ * the line it is on. Unknown fields are errors: a typo must not silently fall back to a default.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import ms from 'ms';
+import { LineCounter, parseDocument, isNode } from 'yaml';
+import { z } from 'zod';
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const parsed = typeof value === 'number' ? value * 1000 : ms(value as ms.StringValue);
+    if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed <= 0) {
+      ctx.addIssue({ code: 'custom', message: `not a positive duration: ${JSON.stringify(value)} (examples: 90s, 15m, 24h, 7d)` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const port = z.number().int().min(0).max(65535);
+
+export const configSchema = z
+  .object({
+    ca: z
+      .object({
+        certLifetime: duration.default(7 * 86_400_000),
+        crlValidity: duration.default(86_400_000),
+      })
+      .strict()
+      .prefault({}),
+    enrollment: z
+      .object({
+        claim: z.boolean().default(false),
+        tokenTtl: duration.default(86_400_000),
+      })
+      .strict()
+      .prefault({}),
+    gateway: z
+      .object({
+        httpsPort: port.default(8443),
+        mqttPort: port.default(8883),
+        /** Extra host names / addresses for the server certificate. */
+        hosts: z.array(z.string().min(1).max(253)).max(32).default([]),
+        /** Base URL devices use to reach the HTTPS port; the CRL distribution point is {publicUrl}/crl. */
+        publicUrl: z.url({ protocol: /^https$/ }).optional(),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type WottConfig = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses and validates config text; `source` names the file in messages. */
+export function parseConfig(text: string, source = 'wott.yaml'): WottConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    const err = doc.errors[0]!;
+    const { line } = lineCounter.linePos(err.pos[0]);
+    throw new ConfigError(`${source}:${line}: YAML syntax error: ${err.message.split('\n')[0]}`);
+  }
+  const data = doc.toJS() ?? {};
+  const result = configSchema.safeParse(data);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  let path = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') path = [...path, String(issue.keys[0])];
+  // Point at the deepest node that exists in the document.
+  let line: number | undefined;
+  for (let depth = path.length; depth >= 0 && line === undefined; depth--) {
+    const node = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth), true);
+    if (isNode(node) && node.range) line = lineCounter.linePos(node.range[0]).line;
+  }
+  if (issue.code === 'unrecognized_keys') {
+    const pair = findKeyLine(doc, path, lineCounter);
+    if (pair) line = pair;
+  }
+  const field = path.join('.') || '(root)';
+  const message = issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message;
+  throw new ConfigError(`${source}:${line ?? 1}: ${field}: ${message}`);
+}
+
+function findKeyLine(doc: ReturnType<typeof parseDocument>, path: string[], counter: LineCounter): number | undefined {
+  const parent = path.length > 1 ? doc.getIn(path.slice(0, -1), true) : doc.contents;
+  const items = (parent as { items?: Array<{ key?: { value?: unknown; range?: [number, number, number] } }> })?.items;
+  const key = items?.find((item) => item.key?.value === path[path.length - 1])?.key;
+  return key?.range ? counter.linePos(key.range[0]).line : undefined;
+}
+
+/** Loads `path`; when `path` is undefined, ./wott.yaml if present, else the defaults. */
+export function loadConfig(path?: string): { config: WottConfig; source?: string } {
+  const file = path ?? (existsSync('wott.yaml') ? 'wott.yaml' : undefined);
+  if (!file) return { config: parseConfig('') };
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  return { config: parseConfig(text, file), source: file };
+}

@@ -1,0 +1,200 @@
+#!/usr/bin/env node
+/** The `wott` command line. Results go to stdout, diagnostics to stderr; logs (gateway) are JSON lines on stdout. */
+import { Command, Option, InvalidArgumentError } from 'commander';
+import ms from 'ms';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRIVATE_KEY_MODE, type RevocationReason } from '../ca/index.js';
+import { startGateway } from '../gateway/index.js';
+import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
+import { ConfigError, loadConfig } from './config.js';
+
+const DEFAULT_DATA = './wott-data';
+
+function durationArg(value: string): number {
+  const parsed = ms(value as ms.StringValue);
+  if (typeof parsed !== 'number' || !(parsed > 0)) throw new InvalidArgumentError('expected a duration such as 30m, 24h or 7d');
+  return parsed;
+}
+
+function portArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
+  return n;
+}
+
+const passphrase = () => process.env.WOTT_CA_PASSPHRASE || undefined;
+
+interface DataOptions {
+  data: string;
+  config?: string;
+}
+
+/** Adds the options every command takes. */
+function withData(cmd: Command): Command {
+  return cmd
+    .option('--data <dir>', 'data folder (CA keys, inventory, CRL)', DEFAULT_DATA)
+    .option('--config <file>', 'configuration file (default: ./wott.yaml when present)');
+}
+
+async function openCa(opts: DataOptions): Promise<CertificateAuthority> {
+  const { config } = loadConfig(opts.config);
+  return CertificateAuthority.open({
+    dataDir: resolve(opts.data),
+    passphrase: passphrase(),
+    certLifetimeMs: config.ca.certLifetime,
+    crlValidityMs: config.ca.crlValidity,
+  });
+}
+
+async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
+  const ca = await openCa(opts);
+  try {
+    return await fn(ca);
+  } finally {
+    ca.close();
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('wott')
+    .description("Let's Encrypt for IoT, enforced at the MQTT broker")
+    .version('0.1.0')
+    .showHelpAfterError();
+
+  withData(program.command('gateway'))
+    .description('run the CA + EST on HTTPS (and, as they land, the broker and scoring) in one process')
+    .addOption(new Option('--https-port <port>', 'HTTPS port for EST and the CRL (0 = pick a free one)').argParser(portArg))
+    .addOption(new Option('--mqtt-port <port>', 'MQTT over TLS port (0 = pick a free one)').argParser(portArg))
+    .action(async (opts: DataOptions & { httpsPort?: number; mqttPort?: number }) => {
+      const { config, source } = loadConfig(opts.config);
+      const log = pino({ name: 'wott', redact: ['req.headers.authorization', 'token', 'passphrase'] });
+      if (source) log.info({ config: source }, 'configuration loaded');
+      const gateway = await startGateway({
+        dataDir: resolve(opts.data),
+        httpsPort: opts.httpsPort ?? config.gateway.httpsPort,
+        hosts: config.gateway.hosts,
+        publicUrl: config.gateway.publicUrl,
+        certLifetimeMs: config.ca.certLifetime,
+        crlValidityMs: config.ca.crlValidity,
+        claim: config.enrollment.claim,
+        passphrase: passphrase(),
+        log,
+      });
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'shutting down');
+        gateway.close().then(
+          () => process.exit(0),
+          (err: Error) => {
+            log.error({ err: err.message }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+
+  const ca = program.command('ca').description('certificate authority');
+  withData(ca.command('init'))
+    .description('create the root and issuing CA and the inventory (done automatically on first start)')
+    .action(async (opts: DataOptions) => {
+      await withCa(opts, (authority) => {
+        process.stdout.write(`CA ready in ${authority.dataDir}\nroot: ${authority.material.root.subject.replace(/\n/g, ', ')}\n` +
+          `root SHA-256 fingerprint: ${authority.material.root.fingerprint256}\n`);
+      });
+    });
+  withData(ca.command('list'))
+    .description('show devices and their certificates')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: DataOptions & { json?: boolean }) => {
+      await withCa(opts, (authority) => {
+        const devices = authority.list().map((d) => ({
+          ...d,
+          certificates: d.certificates.map(({ der: _der, ...rest }) => ({
+            ...rest,
+            expired: Date.parse(rest.notAfter) <= Date.now(),
+          })),
+        }));
+        if (opts.json) return void process.stdout.write(JSON.stringify(devices, null, 2) + '\n');
+        for (const d of devices) {
+          process.stdout.write(`${d.id}\t${d.state}\t${d.certificates.length} certificate(s)\n`);
+          for (const c of d.certificates) {
+            process.stdout.write(`  ${c.serial}\t${c.expired && c.status === 'active' ? 'expired' : c.status}\tuntil ${c.notAfter}\n`);
+          }
+        }
+      });
+    });
+  withData(ca.command('revoke'))
+    .description('revoke a certificate, or every certificate of a device; regenerates the CRL')
+    .option('--device <id>', 'revoke all certificates of this device and mark it revoked')
+    .option('--serial <hex>', 'revoke one certificate')
+    .addOption(new Option('--reason <reason>', 'CRL reason').choices([...REVOCATION_REASONS]).default('unspecified'))
+    .action(async (opts: DataOptions & { device?: string; serial?: string; reason: RevocationReason }) => {
+      if (!opts.device === !opts.serial) throw new InvalidArgumentError('give exactly one of --device or --serial');
+      await withCa(opts, async (authority) => {
+        const serials = await authority.revoke(opts.device ? { deviceId: opts.device } : { serial: opts.serial! }, opts.reason);
+        process.stdout.write(serials.map((s) => `revoked ${s}\n`).join('') || 'nothing to revoke\n');
+      });
+    });
+  withData(ca.command('service'))
+    .description('issue a service or operator certificate with a role; writes key (0600), certificate and CA chain')
+    .addOption(new Option('--role <role>', 'role').choices([...SERVICE_ROLES]).makeOptionMandatory())
+    .requiredOption('--name <name>', 'instance name')
+    .requiredOption('--out <dir>', 'output folder')
+    .action(async (opts: DataOptions & { role: string; name: string; out: string }) => {
+      if (!isServiceRole(opts.role)) throw new InvalidArgumentError('unknown role');
+      const role = opts.role;
+      await withCa(opts, (authority) => {
+        const issued = authority.issueService(role, opts.name);
+        mkdirSync(opts.out, { recursive: true });
+        writeFileAtomic(join(opts.out, `${opts.role}.key`), issued.keyPem, PRIVATE_KEY_MODE);
+        writeFileAtomic(join(opts.out, `${opts.role}.crt`), issued.pem);
+        writeFileAtomic(join(opts.out, 'ca.crt'), authority.caCertificates().map((c) => c.toString()).join(''));
+        process.stdout.write(`issued ${issued.commonName} serial ${issued.serial} until ${issued.notAfter.toISOString()}\n`);
+      });
+    });
+
+  const token = program.command('token').description('one-time enrollment tokens');
+  withData(token.command('create'))
+    .description('create a one-time enrollment token for a device; prints only the token')
+    .requiredOption('--device <id>', 'device id the token is bound to')
+    .addOption(new Option('--ttl <duration>', 'lifetime, e.g. 30m, 24h, 7d').argParser(durationArg))
+    .action(async (opts: DataOptions & { device: string; ttl?: number }) => {
+      const { config } = loadConfig(opts.config);
+      await withCa(opts, (authority) => {
+        const { token: value } = authority.createToken(opts.device, opts.ttl ?? config.enrollment.tokenTtl);
+        process.stdout.write(value + '\n');
+      });
+    });
+
+  const device = program.command('device').description('device lifecycle');
+  withData(device.command('claim'))
+    .description('activate a device that enrolled unclaimed (claim mode)')
+    .argument('<id>', 'device id')
+    .action(async (id: string, opts: DataOptions) => {
+      await withCa(opts, (authority) => {
+        const row = authority.claimDevice(id);
+        process.stdout.write(`${row.id} is now ${row.state}\n`);
+      });
+    });
+
+  return program;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (err) {
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InvalidArgumentError || (err instanceof Error && err.name === 'InvalidDeviceIdError');
+    process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = known ? 2 : 1;
+  }
+}
+
+await main();
