@@ -1,0 +1,110 @@
+/** Shared test plumbing: temp folders, real external tools (installed from Debian when missing), CSRs, snapshots. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+
+type T = {
+  teardown(fn: () => unknown): void;
+  fail(msg: string): void;
+  skip(msg: string): void;
+  comment(...args: unknown[]): void;
+};
+
+export const inCi = process.env.CI === 'true';
+
+export function tempDir(t: T, prefix = 'wott-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const installed = new Map<string, boolean>();
+
+/**
+ * Ensures `command` is on PATH. Installs `debPackage` with apt-get when running as root (a fresh CI machine);
+ * otherwise says what to install. Under CI=true a missing tool fails the test instead of skipping it.
+ */
+export function requireCommand(t: T, command: string, debPackage: string): boolean {
+  const have = () => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
+  let ok = installed.get(command) ?? have();
+  if (!ok && process.getuid?.() === 0) {
+    spawnSync('apt-get', ['install', '-y', '-q', debPackage], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    ok = have();
+    if (!ok) {
+      spawnSync('apt-get', ['update', '-q'], { stdio: 'ignore' });
+      spawnSync('apt-get', ['install', '-y', '-q', debPackage], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+      ok = have();
+    }
+  }
+  installed.set(command, ok);
+  if (!ok) {
+    const msg = `${command} not found: install the Debian package ${debPackage} (apt-get install ${debPackage})`;
+    if (inCi) t.fail(msg);
+    else t.skip(msg);
+  }
+  return ok;
+}
+
+export function openssl(args: string[], input?: Buffer | string): Buffer {
+  return execFileSync('openssl', args, { input, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+export type KeySpec = 'p256' | 'p384' | 'rsa2048' | 'ed25519';
+
+/** A fresh private key (PEM file) of the given kind, made by openssl. */
+export function makeKey(dir: string, spec: KeySpec = 'p256', name = `key-${Math.random().toString(36).slice(2)}`): string {
+  const path = join(dir, `${name}.key`);
+  const args: Record<KeySpec, string[]> = {
+    p256: ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'],
+    p384: ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384'],
+    rsa2048: ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'],
+    ed25519: ['genpkey', '-algorithm', 'ED25519'],
+  };
+  openssl([...args[spec], '-out', path]);
+  return path;
+}
+
+/** A DER PKCS#10 request made by openssl (not our code). */
+export function makeCsr(dir: string, subject: string, spec: KeySpec = 'p256'): { der: Buffer; keyPath: string } {
+  const keyPath = makeKey(dir, spec);
+  const der = openssl(['req', '-new', '-key', keyPath, '-subj', subject, '-outform', 'DER']);
+  return { der, keyPath };
+}
+
+export function csrWithKey(keyPath: string, subject: string): Buffer {
+  return openssl(['req', '-new', '-key', keyPath, '-subj', subject, '-outform', 'DER']);
+}
+
+/** Everything in the inventory, for "nothing changed" assertions. */
+export function inventorySnapshot(dataDir: string): unknown {
+  const db = new Database(join(dataDir, 'inventory.db'), { readonly: true, fileMustExist: true });
+  try {
+    const dump = (sql: string) => db.prepare(sql).all();
+    return {
+      devices: dump('SELECT id, state, tags FROM devices ORDER BY id'),
+      certificates: dump('SELECT serial, device_id, status, replaced_by, fingerprint FROM certificates ORDER BY serial'),
+      tokens: dump('SELECT hash, device_id, used_at FROM tokens ORDER BY hash'),
+      revocations: dump('SELECT * FROM revocations ORDER BY serial'),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+export function writeTemp(dir: string, name: string, content: string | Buffer): string {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+/** A pino-compatible logger that records lines instead of printing them. */
+export function memoryLogger() {
+  const lines: Array<{ level: string; obj: unknown; msg?: string }> = [];
+  const make = (): any => {
+    const at = (level: string) => (obj: unknown, msg?: string) => void lines.push({ level, obj, msg });
+    return { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug'), trace: at('trace'), fatal: at('fatal'), child: () => make(), lines };
+  };
+  return make();
+}

@@ -1,0 +1,66 @@
+import t from 'tap';
+import {
+  assertDeviceId,
+  deviceUri,
+  isDeviceId,
+  parseDeviceUri,
+  parseServiceUri,
+  serviceCommonName,
+  serviceUri,
+  topics,
+  topicFilters,
+  parseTopic,
+  isProtocolTopic,
+  parseMessage,
+  scoreMessageSchema,
+} from '../protocol/index.js';
+
+t.test('device ids follow the DESIGN rule', async (t) => {
+  for (const ok of ['a', 'dev1', 'pi-4.kitchen_2', '0', 'a'.repeat(63)]) t.ok(isDeviceId(ok), ok);
+  for (const bad of ['', 'A', '-dev', '.dev', '_x', 'a'.repeat(64), 'dev/1', 'dev+1', 'dev#', 'dév', 'a b', 'scoring:main', 42, null]) {
+    t.notOk(isDeviceId(bad), String(bad));
+  }
+  t.throws(() => assertDeviceId('../etc'), /invalid device id/);
+  t.throws(() => assertDeviceId(undefined), /invalid device id undefined/);
+  t.equal(assertDeviceId('dev1'), 'dev1');
+});
+
+t.test('device and service URIs round-trip and do not collide', async (t) => {
+  t.equal(deviceUri('dev1'), 'urn:wott:device:dev1');
+  t.equal(parseDeviceUri('urn:wott:device:dev1'), 'dev1');
+  t.equal(parseDeviceUri('urn:wott:device:BAD'), undefined);
+  t.equal(parseDeviceUri('urn:wott:service:scoring:main'), undefined);
+  t.equal(serviceCommonName('scoring', 'main'), 'scoring:main');
+  t.notOk(isDeviceId(serviceCommonName('admin', 'ops')), 'a service CN is never a device id');
+  t.same(parseServiceUri(serviceUri('scoring', 'main')), { role: 'scoring', name: 'main' });
+  t.equal(parseServiceUri('urn:wott:service:root:main'), undefined);
+  t.equal(parseServiceUri('urn:wott:service:scoring:main:extra'), undefined);
+  t.equal(parseServiceUri('urn:wott:device:dev1'), undefined);
+});
+
+t.test('topics are built and parsed in one place', async (t) => {
+  t.equal(topics.telemetry('dev1'), 'wott/v1/telemetry/dev1');
+  t.equal(topics.events('dev1'), 'wott/v1/events/dev1');
+  t.equal(topics.scores('dev1'), 'wott/v1/scores/dev1');
+  t.equal(topics.reports('a', 'b'), 'wott/v1/reports/a/b');
+  t.throws(() => topics.telemetry('+'), /invalid device id/, 'wildcards cannot be smuggled in as ids');
+  t.throws(() => topics.scores('a/b'), /invalid device id/);
+  t.same(parseTopic('wott/v1/telemetry/dev1'), { kind: 'telemetry', device: 'dev1' });
+  t.same(parseTopic('wott/v1/reports/a/b'), { kind: 'reports', reporter: 'a', subject: 'b' });
+  for (const bad of ['wott/v1/telemetry', 'wott/v1/telemetry/dev1/x', 'wott/v1/telemetry/+', 'wott/v1/other/dev1', 'weather/x', 'wott/v2/scores/a', 'wott/v1/reports/a']) {
+    t.equal(parseTopic(bad), undefined, bad);
+  }
+  t.ok(isProtocolTopic(topicFilters.scores));
+  t.ok(isProtocolTopic('wott'));
+  t.notOk(isProtocolTopic('wottx/a'));
+});
+
+t.test('score messages are validated with clear errors', async (t) => {
+  const good = { device: 'dev1', score: 0.7, factors: [{ id: 'firewall', contribution: -0.1, reason: 'no firewall', fix: 'enable nftables' }], modelVersion: '1', time: new Date().toISOString() };
+  t.same(parseMessage(scoreMessageSchema, JSON.stringify(good)), good);
+  t.throws(() => parseMessage(scoreMessageSchema, '{'), /not valid JSON/);
+  t.throws(() => parseMessage(scoreMessageSchema, JSON.stringify({ ...good, score: 1.5 })), /invalid message: score/);
+  t.throws(() => parseMessage(scoreMessageSchema, JSON.stringify({ ...good, device: 'BAD' })), /device/);
+  t.throws(() => parseMessage(scoreMessageSchema, Buffer.alloc(300 * 1024, 32)), /too large/);
+  t.throws(() => parseMessage(scoreMessageSchema, 'null'), /invalid message: \(root\)/);
+});
