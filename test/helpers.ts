@@ -1,8 +1,8 @@
 /** Shared test plumbing: temp folders, real external tools (installed from Debian when missing), CSRs, snapshots. */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 
 type T = {
@@ -108,3 +108,29 @@ export function memoryLogger() {
   };
   return make();
 }
+
+/** The built CLI (npm test builds first). */
+export const CLI = resolve('dist/cli/main.js');
+
+/** Starts `wott gateway` as a child process on a free port and resolves once it logs its bound port. */
+export function startGatewayProcess(dataDir: string, extra: string[] = []): Promise<{ child: ChildProcess; port: number; log: string[] }> {
+  return new Promise((resolvePort, reject) => {
+    const child = spawn(process.execPath, [CLI, 'gateway', '--data', dataDir, '--https-port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const log: string[] = [];
+    let buffer = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        log.push(line);
+        const m = /"https":(\d+)/.exec(line);
+        if (m) resolvePort({ child, port: Number(m[1]), log });
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => log.push(chunk.toString()));
+    child.on('exit', (code) => reject(new Error(`gateway exited (${code}) before listening: ${log.join('\n')}`)));
+  });
+}
+

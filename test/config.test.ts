@@ -1,0 +1,49 @@
+import t from 'tap';
+import { parseConfig, loadConfig, ConfigError } from '../cli/config.js';
+import { tempDir, writeTemp } from './helpers.js';
+
+t.test('defaults with no file or an empty one', async (t) => {
+  const config = parseConfig('');
+  t.equal(config.ca.certLifetime, 7 * 86_400_000);
+  t.equal(config.enrollment.claim, false);
+  t.equal(config.gateway.httpsPort, 8443);
+  t.equal(config.gateway.mqttPort, 8883);
+  t.same(config.gateway.hosts, []);
+});
+
+t.test('durations and fields are parsed', async (t) => {
+  const config = parseConfig('ca:\n  certLifetime: 3d\n  crlValidity: 12h\nenrollment:\n  claim: true\n  tokenTtl: 90\ngateway:\n  hosts: [gw.example, 10.0.0.2]\n  publicUrl: https://gw.example:8443\n');
+  t.equal(config.ca.certLifetime, 3 * 86_400_000);
+  t.equal(config.ca.crlValidity, 12 * 3_600_000);
+  t.equal(config.enrollment.tokenTtl, 90_000, 'bare numbers are seconds');
+  t.equal(config.enrollment.claim, true);
+  t.same(config.gateway.hosts, ['gw.example', '10.0.0.2']);
+});
+
+t.test('errors name the field and the line', async (t) => {
+  const cases: Array<[string, RegExp]> = [
+    ['ca:\n  certLifetime: soon\n', /^wott\.yaml:2: ca\.certLifetime: not a positive duration: "soon"/],
+    ['ca:\n  certLifetime: -5m\n', /wott\.yaml:2: ca\.certLifetime: not a positive duration/],
+    ['enrollment:\n  claim: yes please\n', /wott\.yaml:2: enrollment\.claim: .*boolean/],
+    ['gateway:\n  httpsPort: 8443\n  mqttPort: 70000\n', /wott\.yaml:3: gateway\.mqttPort:/],
+    ['ca:\n  certLifetime: 7d\n  certLifetim: 3d\n', /wott\.yaml:3: ca\.certLifetim: unknown field/],
+    ['enrolment:\n  claim: true\n', /wott\.yaml:1: enrolment: unknown field/],
+    ['gateway:\n  publicUrl: http://insecure.example\n', /wott\.yaml:2: gateway\.publicUrl:/],
+    ['gateway: [1, 2\n', /wott\.yaml:\d+: YAML syntax error/],
+    ['ca: {}\nca: {}\n', /wott\.yaml:\d+: YAML syntax error: .*[Mm]ap keys must be unique/],
+    ['- a list\n', /wott\.yaml:1: \(root\):/],
+    ['gateway:\n  hosts: ["' + 'x'.repeat(300) + '"]\n', /wott\.yaml:2: gateway\.hosts\.0:/],
+  ];
+  for (const [text, message] of cases) {
+    t.throws(() => parseConfig(text), { name: 'ConfigError', message }, JSON.stringify(text.slice(0, 40)));
+  }
+});
+
+t.test('loadConfig reads a file, or says it cannot', async (t) => {
+  const dir = tempDir(t);
+  const file = writeTemp(dir, 'wott.yaml', 'enrollment:\n  claim: true\n');
+  t.equal(loadConfig(file).config.enrollment.claim, true);
+  t.equal(loadConfig(file).source, file);
+  t.throws(() => loadConfig(`${dir}/missing.yaml`), { message: /cannot read config .*missing\.yaml: ENOENT/ });
+  t.ok(new ConfigError('x') instanceof Error);
+});
