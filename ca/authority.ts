@@ -16,6 +16,7 @@ import {
   assertDeviceId,
   deviceUri,
   isDeviceId,
+  normalizeSerial,
   serviceCommonName,
   serviceUri,
   type DeviceState,
@@ -85,10 +86,7 @@ const REASON_CODE: Record<RevocationReason, x509.X509CrlReason> = {
   privilegeWithdrawn: x509.X509CrlReason.privilegeWithdrawn,
 };
 
-/** Serial numbers as stored: lowercase hex, no leading zero bytes (what `openssl x509 -serial` shows, lowercased). */
-export function normalizeSerial(hex: string): string {
-  return hex.toLowerCase().replace(/:/g, '').replace(/^(00)+/, '');
-}
+export { normalizeSerial };
 
 export const hashToken = (token: string) => createHash('sha256').update(token, 'utf8').digest('hex');
 export const fingerprintOf = (der: Buffer) => createHash('sha256').update(der).digest('hex');

@@ -6,6 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import ms from 'ms';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
+import { policyRuleSchema } from '../broker/policy.js';
 
 const duration = z
   .union([z.string(), z.number()])
@@ -44,6 +45,21 @@ export const configSchema = z
         hosts: z.array(z.string().min(1).max(253)).max(32).default([]),
         /** Base URL devices use to reach the HTTPS port; the CRL distribution point is {publicUrl}/crl. */
         publicUrl: z.url({ protocol: /^https$/ }).optional(),
+      })
+      .strict()
+      .prefault({}),
+    /** Per-topic minimum Trust Scores; unmatched topics are denied. */
+    policies: z.array(policyRuleSchema).max(100_000).default([]),
+    scoring: z
+      .object({
+        initialScore: z.number().min(0).max(1).default(0.5),
+      })
+      .strict()
+      .prefault({}),
+    broker: z
+      .object({
+        onDowngrade: z.enum(['filter', 'disconnect']).default('filter'),
+        eventInterval: duration.default(10_000),
       })
       .strict()
       .prefault({}),

@@ -9,6 +9,7 @@ import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRI
 import { startGateway } from '../gateway/index.js';
 import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { ConfigError, loadConfig } from './config.js';
+import { explainDecision } from './explain.js';
 
 const DEFAULT_DATA = './wott-data';
 
@@ -81,6 +82,11 @@ export function buildProgram(): Command {
         claim: config.enrollment.claim,
         passphrase: passphrase(),
         log,
+        mqttPort: opts.mqttPort ?? config.gateway.mqttPort,
+        policies: config.policies,
+        initialScore: config.scoring.initialScore,
+        onDowngrade: config.broker.onDowngrade,
+        eventIntervalMs: config.broker.eventInterval,
       });
       let stopping = false;
       const stop = (signal: string) => {
@@ -180,6 +186,41 @@ export function buildProgram(): Command {
       await withCa(opts, (authority) => {
         const row = authority.claimDevice(id);
         process.stdout.write(`${row.id} is now ${row.state}\n`);
+      });
+    });
+
+  for (const [name, quarantined] of [['quarantine', true], ['release', false]] as const) {
+    withData(device.command(name))
+      .description(quarantined ? 'quarantine a device: its score ceiling becomes 0 in the running broker' : 'lift a quarantine')
+      .argument('<id>', 'device id')
+      .action(async (id: string, opts: DataOptions) => {
+        await withCa(opts, (authority) => {
+          const row = authority.setQuarantine(id, quarantined);
+          process.stdout.write(`${row.id} is now ${row.state}\n`);
+        });
+      });
+  }
+
+  const policy = program.command('policy').description('Trust Score topic policies');
+  withData(policy.command('explain'))
+    .description('show the decision for a device, topic and action: score, rule matched, decision, why')
+    .requiredOption('--device <id>', 'device id')
+    .requiredOption('--topic <topic>', 'topic (publish) or topic filter (subscribe)')
+    .addOption(new Option('--action <action>', 'publish or subscribe').choices(['publish', 'subscribe']).makeOptionMandatory())
+    .option('--mqtt-port <port>', 'port of the running gateway to read the live score from', portArg)
+    .option('--json', 'machine-readable output')
+    .action(async (opts: DataOptions & { device: string; topic: string; action: 'publish' | 'subscribe'; mqttPort?: number; json?: boolean }) => {
+      const { config } = loadConfig(opts.config);
+      await withCa(opts, async (authority) => {
+        const result = await explainDecision(authority, config, opts.device, opts.topic, opts.action, opts.mqttPort ?? config.gateway.mqttPort);
+        if (opts.json) return void process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+        process.stdout.write(
+          `device:   ${result.device} (${result.state ?? 'unknown to the CA'})\n` +
+            `score:    ${result.score} (${result.scoreSource})\n` +
+            `rule:     ${result.rule ?? '(none)'}${result.threshold !== undefined ? ` needs ${result.threshold}` : ''}\n` +
+            `decision: ${result.allowed ? 'ALLOW' : 'DENY'} ${result.action} ${result.topic}\n` +
+            `why:      ${result.reason}\n`,
+        );
       });
     });
 

@@ -1,8 +1,13 @@
 /**
- * `wott gateway`: one process on embedded defaults. Today it wires the CA and its EST/CRL endpoints on HTTPS;
- * the MQTT broker and scoring join it in their own issues.
+ * `wott gateway`: one process on embedded defaults: the CA with EST and the CRL on HTTPS, and the MQTT broker
+ * (Aedes + the wott plugin) on MQTT over TLS. Scoring joins it in its own issue.
  */
 import { createServer, type Server } from 'node:https';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { Aedes } from 'aedes';
+import type { Registry } from 'prom-client';
+import { InventoryTrustSource, WottPlugin, type PolicyRule } from '../broker/index.js';
+import { createMetrics } from './metrics.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -21,11 +26,22 @@ export interface GatewayOptions {
   claim: boolean;
   passphrase?: string;
   log: Logger;
+  mqttPort: number;
+  policies: PolicyRule[];
+  initialScore: number;
+  onDowngrade: 'filter' | 'disconnect';
+  eventIntervalMs: number;
+  /** How often the broker looks for CA changes (revocations, quarantines); default 200 ms. */
+  trustPollMs?: number;
 }
 
 export interface Gateway {
   ca: CertificateAuthority;
+  broker: Aedes;
+  plugin: WottPlugin;
+  metrics: Registry;
   httpsPort: number;
+  mqttPort: number;
   close(): Promise<void>;
 }
 
@@ -56,7 +72,7 @@ function serverCredentials(ca: CertificateAuthority, dataDir: string, hosts: str
   return { key: issued.keyPem, cert: chain };
 }
 
-function listen(server: Server, port: number): Promise<number> {
+function listen(server: Server | TlsServer, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '0.0.0.0', () => {
@@ -75,6 +91,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     crlValidityMs: options.crlValidityMs,
   });
   const tls = serverCredentials(ca, options.dataDir, options.hosts, log);
+  const metrics = createMetrics();
+  const est = createEstHandler(ca, { claim: options.claim, log });
   const https = createServer(
     {
       ...tls,
@@ -85,10 +103,41 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
     },
-    createEstHandler(ca, { claim: options.claim, log }),
+    (req, res) => {
+      if (req.url === '/metrics' && req.method === 'GET') {
+        metrics.metrics().then(
+          (body) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(body),
+          () => res.writeHead(500).end(),
+        );
+        return;
+      }
+      est(req, res);
+    },
   );
   https.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
   const httpsPort = await listen(https, options.httpsPort);
+
+  // MQTT over TLS. The handshake accepts any certificate so that the plugin can record who failed (by CN) before
+  // refusing; nothing reaches MQTT unless acceptTls() has verified chain, identity and revocation.
+  const plugin = new WottPlugin({
+    policies: options.policies,
+    initialScore: options.initialScore,
+    onDowngrade: options.onDowngrade,
+    eventIntervalMs: options.eventIntervalMs,
+    trust: new InventoryTrustSource(options.dataDir, options.trustPollMs ?? 200),
+    log,
+    metrics,
+  });
+  const broker = await Aedes.createBroker();
+  await plugin.attach(broker);
+  const mqtt = createTlsServer(
+    { ...tls, ca: ca.caCertificates().map((c) => c.toString()), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+    (socket: TLSSocket) => {
+      if (plugin.acceptTls(socket)) broker.handle(socket);
+    },
+  );
+  mqtt.on('tlsClientError', (err) => log.debug({ err: err.message }, 'MQTT TLS handshake failed'));
+  const mqttPort = await listen(mqtt, options.mqttPort);
   ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}/crl`);
   await ca.refreshCrl();
 
@@ -98,13 +147,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     Math.min(options.crlValidityMs / 4, 3_600_000),
   );
   crlTimer.unref();
-  log.info({ https: httpsPort, dataDir: options.dataDir, claim: options.claim }, 'gateway listening');
+  log.info({ https: httpsPort, mqtt: mqttPort, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length }, 'gateway listening');
 
   return {
     ca,
+    broker,
+    plugin,
+    metrics,
     httpsPort,
+    mqttPort,
     async close() {
       clearInterval(crlTimer);
+      await new Promise<void>((resolve) => {
+        mqtt.close(() => resolve());
+        for (const client of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();
+      });
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      plugin.close();
       await new Promise<void>((resolve) => {
         https.close(() => resolve());
         https.closeAllConnections();

@@ -1,3 +1,4 @@
 export * from './device-id.js';
 export * from './topics.js';
 export * from './messages.js';
+export * from './serial.js';

@@ -51,3 +51,32 @@ export function parseMessage<T>(schema: z.ZodType<T>, payload: Buffer | string):
   }
   return result.data;
 }
+
+/** What the broker observed about a device, published on wott/v1/events/{device}. */
+export const BEHAVIOUR_EVENT_TYPES = ['connect', 'disconnect', 'auth_failure', 'publish_denied', 'subscribe_denied', 'counters'] as const;
+export type BehaviourEventType = (typeof BEHAVIOUR_EVENT_TYPES)[number];
+
+export const behaviourEventSchema = z.object({
+  device: deviceIdSchema,
+  type: z.enum(BEHAVIOUR_EVENT_TYPES),
+  time: z.string().datetime(),
+  /** False when the device id comes from a certificate that did not verify (anyone can put a CN in one). */
+  verified: z.boolean(),
+  topic: z.string().max(1024).optional(),
+  reason: z.string().max(300).optional(),
+  remoteAddress: z.string().max(64).optional(),
+  counters: z
+    .object({
+      intervalMs: z.number().int().positive(),
+      messagesIn: z.number().int().nonnegative(),
+      bytesIn: z.number().int().nonnegative(),
+      messagesOut: z.number().int().nonnegative(),
+      bytesOut: z.number().int().nonnegative(),
+      publishDenied: z.number().int().nonnegative(),
+      subscribeDenied: z.number().int().nonnegative(),
+      /** Denials beyond the per-interval cap of individual events, counted here instead. */
+      suppressedEvents: z.number().int().nonnegative(),
+    })
+    .optional(),
+});
+export type BehaviourEvent = z.infer<typeof behaviourEventSchema>;

@@ -1,0 +1,188 @@
+/**
+ * Trust Score topic policies: pure, in-memory, O(topic levels) per decision.
+ *
+ * Rules are MQTT topic filters with a minimum score per action. `{device}` as a whole level is bound to the
+ * caller's own device id. When several rules match a topic, the most specific one decides, compared level by level
+ * from the left: a literal beats `{device}`, which beats `+`, which beats `#`. So `payments/#: 0.9` governs
+ * `payments/x` even when `#: 0.1` exists, and `public/#: 0.1` can open a corner under a strict `#: 0.8`.
+ * A rule without an action's threshold denies that action. A topic no rule matches is denied (zero trust).
+ */
+import { z } from 'zod';
+
+export type Action = 'publish' | 'subscribe';
+export const DEVICE_PLACEHOLDER = '{device}';
+
+const threshold = z.number().min(0, 'a minimum score is between 0 and 1').max(1, 'a minimum score is between 0 and 1');
+
+export const policyRuleSchema = z
+  .object({
+    topic: z
+      .string()
+      .min(1)
+      .max(1024)
+      .superRefine((topic, ctx) => {
+        const problem = filterProblem(topic);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    publish: threshold.optional(),
+    subscribe: threshold.optional(),
+  })
+  .strict();
+
+export type PolicyRule = z.infer<typeof policyRuleSchema>;
+
+/** Why a policy topic filter is unusable, or undefined when it is fine. */
+export function filterProblem(filter: string): string | undefined {
+  if (filter.includes('\0')) return 'topic filter contains a NUL character';
+  const levels = filter.split('/');
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i]!;
+    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return "'#' must be a whole level and the last one";
+    if (level.includes('+') && level !== '+') return "'+' must be a whole level";
+    if (level.includes('{') || level.includes('}')) {
+      if (level !== DEVICE_PLACEHOLDER) return `only ${DEVICE_PLACEHOLDER} is supported as a placeholder, as a whole level`;
+    }
+  }
+  return undefined;
+}
+
+export interface Decision {
+  allowed: boolean;
+  /** The rule that decided, or undefined when no rule matched (denied). */
+  rule?: PolicyRule;
+  /** Minimum score the deciding rule asks for this action (undefined: the rule does not allow the action). */
+  threshold?: number;
+  score: number;
+  reason: string;
+}
+
+interface Node {
+  literal: Map<string, Node>;
+  device?: Node;
+  plus?: Node;
+  /** Rule ending in `#` at this level (matches this level's parent and everything below). */
+  hash?: PolicyRule;
+  /** Rule ending exactly here. */
+  rule?: PolicyRule;
+}
+
+const newNode = (): Node => ({ literal: new Map() });
+
+/** Merges two rules with the same filter: the stricter threshold per action wins (denial beats any number). */
+function merge(a: PolicyRule, b: PolicyRule): PolicyRule {
+  const strict = (x?: number, y?: number) => (x === undefined || y === undefined ? undefined : Math.max(x, y));
+  return { topic: a.topic, publish: strict(a.publish, b.publish), subscribe: strict(a.subscribe, b.subscribe) };
+}
+
+export class PolicyEngine {
+  private readonly root: Node = newNode();
+  readonly rules: readonly PolicyRule[];
+
+  constructor(rules: readonly PolicyRule[]) {
+    this.rules = rules;
+    for (const rule of rules) this.add(rule);
+  }
+
+  private add(rule: PolicyRule): void {
+    const problem = filterProblem(rule.topic);
+    if (problem) throw new Error(`policy topic "${rule.topic}": ${problem}`);
+    let node = this.root;
+    for (const level of rule.topic.split('/')) {
+      if (level === '#') {
+        node.hash = node.hash ? merge(node.hash, rule) : rule;
+        return;
+      }
+      let next: Node | undefined;
+      if (level === '+') next = node.plus ??= newNode();
+      else if (level === DEVICE_PLACEHOLDER) next = node.device ??= newNode();
+      else {
+        next = node.literal.get(level);
+        if (!next) node.literal.set(level, (next = newNode()));
+      }
+      node = next;
+    }
+    node.rule = node.rule ? merge(node.rule, rule) : rule;
+  }
+
+  /** The most specific rule matching a concrete topic for `device` (undefined device: `{device}` never matches). */
+  match(topic: string, device: string | undefined): PolicyRule | undefined {
+    return this.walk(this.root, topic.split('/'), 0, device, topic.charCodeAt(0) === 36 /* $ */);
+  }
+
+  private walk(node: Node, levels: string[], i: number, device: string | undefined, dollar: boolean): PolicyRule | undefined {
+    if (i === levels.length) return node.rule ?? node.hash; // `a/#` also matches `a`
+    const level = levels[i]!;
+    const wildOk = !(dollar && i === 0); // MQTT: wildcards at the first level never match $-topics
+    const lit = node.literal.get(level);
+    let found = lit && this.walk(lit, levels, i + 1, device, dollar);
+    if (found) return found;
+    if (node.device && device !== undefined && level === device) {
+      found = this.walk(node.device, levels, i + 1, device, dollar);
+      if (found) return found;
+    }
+    if (node.plus && wildOk) {
+      found = this.walk(node.plus, levels, i + 1, device, dollar);
+      if (found) return found;
+    }
+    return wildOk ? node.hash : undefined;
+  }
+
+  /** May `device` at `score` do `action` on the concrete `topic`? */
+  decide(topic: string, action: Action, device: string | undefined, score: number): Decision {
+    const rule = this.match(topic, device);
+    if (!rule) return { allowed: false, score, reason: `no policy rule matches "${topic}" (unmatched topics are denied)` };
+    const threshold = rule[action];
+    if (threshold === undefined) return { allowed: false, rule, score, reason: `rule "${rule.topic}" does not allow ${action}` };
+    const allowed = score >= threshold;
+    return {
+      allowed,
+      rule,
+      threshold,
+      score,
+      reason: allowed
+        ? `rule "${rule.topic}" needs ${threshold} to ${action}; score ${score} meets it`
+        : `rule "${rule.topic}" needs ${threshold} to ${action}; score ${score} is below it`,
+    };
+  }
+
+  /**
+   * Subscription check for a filter. A concrete filter is decided like a topic. A wildcard filter is granted when
+   * some rule overlapping it lets `device` subscribe at `score`; every delivery is then re-checked per topic
+   * (authorizeForward), so `#` granted for `weather/...` never delivers `payments/...` to a low score.
+   */
+  decideSubscribe(filter: string, device: string | undefined, score: number): Decision {
+    if (!filter.includes('+') && !filter.includes('#')) return this.decide(filter, 'subscribe', device, score);
+    let best: PolicyRule | undefined;
+    for (const rule of this.rules) {
+      if (rule.subscribe === undefined || score < rule.subscribe) continue;
+      if (filtersOverlap(filter, rule.topic, device) && (!best || rule.subscribe > (best.subscribe ?? 0))) best = rule;
+    }
+    if (best) {
+      return { allowed: true, rule: best, threshold: best.subscribe, score, reason: `rule "${best.topic}" lets score ${score} receive part of "${filter}"; each delivery is checked per topic` };
+    }
+    return { allowed: false, score, reason: `no topic under "${filter}" may be received at score ${score}` };
+  }
+}
+
+/** Is there a topic matched by both the subscription filter and the rule filter? */
+export function filtersOverlap(filter: string, ruleFilter: string, device: string | undefined): boolean {
+  const a = filter.split('/');
+  const b = ruleFilter.split('/');
+  const dollar = filter.charCodeAt(0) === 36 || ruleFilter.charCodeAt(0) === 36;
+  for (let i = 0; ; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x === '#' || y === '#') {
+      if (dollar && i === 0) return x === y;
+      return true;
+    }
+    if (x === undefined || y === undefined) return x === y;
+    const yLevel = y === DEVICE_PLACEHOLDER ? device : y;
+    if (yLevel === undefined) return false; // {device} with no device identity
+    if (x === '+' || yLevel === '+') {
+      if (dollar && i === 0 && x !== yLevel) return false;
+      continue;
+    }
+    if (x !== yLevel) return false;
+  }
+}
