@@ -1,8 +1,9 @@
 /** `npm run bench -- <suite> [--quick]`: runs one suite (or `all`) and prints ratios plus a JSON line per suite. */
+import { brokerSuite } from './broker.js';
 import { caSuite } from './ca.js';
 import { print, type Suite } from './harness.js';
 
-const suites: Suite[] = [caSuite];
+const suites: Suite[] = [caSuite, brokerSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -73,6 +73,8 @@ export class WottPlugin {
   readonly trust: TrustSource;
   private readonly scores = new Map<string, number>();
   private readonly identities = new WeakMap<Client, Identity>();
+  /** Clients that sent an empty client id: Aedes generates a random one, which cannot collide with anyone's. */
+  private readonly generatedIds = new WeakSet<Client>();
   private readonly sessions = new Map<string, Set<Client>>();
   private readonly expiryTimers = new WeakMap<Client, NodeJS.Timeout>();
   private readonly activity = new Map<string, Activity>();
@@ -189,19 +191,23 @@ export class WottPlugin {
         this.metrics?.handshakeFailures.inc({ reason: verdict.metric });
         return done(Object.assign(new Error(verdict.error), { returnCode: NOT_AUTHORIZED }), false);
       }
-      // A client id is the identity, or the identity plus ':suffix': nobody can take over another device's session.
-      const id = packet.clientId;
-      if (id && id !== verdict.id && !id.startsWith(`${verdict.id}:`)) {
-        this.metrics?.handshakeFailures.inc({ reason: 'client_id' });
-        return done(Object.assign(new Error(`client id must be "${verdict.id}" or start with "${verdict.id}:"`), { returnCode: IDENTIFIER_REJECTED }), false);
-      }
       this.identities.set(client, verdict);
+      if (!packet.clientId) this.generatedIds.add(client);
       done(null, true);
     };
     broker.authenticate = (client, _username, _password, done) => {
       // Identity comes from the certificate (preConnect); user names and passwords are ignored.
-      if (this.identities.has(client)) return done(null, true);
-      done(Object.assign(new Error('no verified client certificate'), { returnCode: NOT_AUTHORIZED }), false);
+      const who = this.identities.get(client);
+      if (!who) return done(Object.assign(new Error('no verified client certificate'), { returnCode: NOT_AUTHORIZED }), false);
+      // A client id is the identity, or the identity plus ':suffix' (or broker-generated): nobody can take over
+      // another device's session by reusing its client id.
+      const id = client.id;
+      if (id && id !== who.id && !id.startsWith(`${who.id}:`) && !this.generatedIds.has(client)) {
+        this.metrics?.handshakeFailures.inc({ reason: 'client_id' });
+        this.identities.delete(client);
+        return done(Object.assign(new Error(`client id must be "${who.id}" or start with "${who.id}:"`), { returnCode: IDENTIFIER_REJECTED }), false);
+      }
+      done(null, true);
     };
     broker.authorizePublish = (client, packet, done) => this.authorizePublish(client, packet, done);
     broker.authorizeSubscribe = (client, sub, done) => this.authorizeSubscribe(client, sub, done);
@@ -278,9 +284,11 @@ export class WottPlugin {
     else if (who.kind === 'service') (allowed = false), (reason = `services publish only in the wott/ namespace`);
     else ({ allowed, reason } = this.policy.decide(packet.topic, 'publish', who.id, this.effectiveScore(who.id)));
     if (allowed) {
-      const a = this.activityOf(who.id);
-      a.messagesIn++;
-      a.bytesIn += payloadBytes(packet);
+      if (who.kind === 'device') {
+        const a = this.activityOf(who.id);
+        a.messagesIn++;
+        a.bytesIn += payloadBytes(packet);
+      }
       this.metrics?.messages.inc({ direction: 'in' });
       return done(null);
     }

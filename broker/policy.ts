@@ -147,25 +147,72 @@ export class PolicyEngine {
 
   /**
    * Subscription check for a filter. A concrete filter is decided like a topic. A wildcard filter is granted when
-   * some rule overlapping it lets `device` subscribe at `score`; every delivery is then re-checked per topic
+   * some topic under it may be received at `score`: for each rule overlapping the filter we take a witness topic in
+   * both (wildcard levels become a level no rule names) and decide it like any topic, so more specific rules and
+   * merged duplicates override exactly as they do for deliveries. Every delivery is then re-checked per topic
    * (authorizeForward), so `#` granted for `weather/...` never delivers `payments/...` to a low score.
    */
   decideSubscribe(filter: string, device: string | undefined, score: number): Decision {
     if (!filter.includes('+') && !filter.includes('#')) return this.decide(filter, 'subscribe', device, score);
-    let best: PolicyRule | undefined;
     for (const rule of this.rules) {
       if (rule.subscribe === undefined || score < rule.subscribe) continue;
-      if (filtersOverlap(filter, rule.topic, device) && (!best || rule.subscribe > (best.subscribe ?? 0))) best = rule;
-    }
-    if (best) {
-      return { allowed: true, rule: best, threshold: best.subscribe, score, reason: `rule "${best.topic}" lets score ${score} receive part of "${filter}"; each delivery is checked per topic` };
+      const witness = witnessTopic(filter, rule.topic, device);
+      if (witness === undefined) continue;
+      const decision = this.decide(witness, 'subscribe', device, score);
+      if (decision.allowed) {
+        return { ...decision, reason: `rule "${decision.rule!.topic}" lets score ${score} receive part of "${filter}"; each delivery is checked per topic` };
+      }
     }
     return { allowed: false, score, reason: `no topic under "${filter}" may be received at score ${score}` };
   }
 }
 
+/** A level no rule can name (MQTT forbids U+0000 in topics, so it only ever matches wildcards). */
+const ANY_LEVEL = '\u0000';
+
+/** A concrete topic matched by both filters, or undefined when they do not overlap. */
+export function witnessTopic(filter: string, ruleFilter: string, device: string | undefined): string | undefined {
+  const a = filter.split('/');
+  const b = ruleFilter.split('/').map((level) => (level === DEVICE_PLACEHOLDER ? device : level));
+  const out: string[] = [];
+  const concrete = (level: string) => (level === '+' ? ANY_LEVEL : level);
+  for (let i = 0; ; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (i < b.length && y === undefined) return undefined; // {device} with no device identity
+    if (x === '#' && y === '#') break;
+    if (x === '#') {
+      for (const rest of b.slice(i)) {
+        if (rest === undefined) return undefined;
+        if (rest === '#') break;
+        out.push(concrete(rest));
+      }
+      break;
+    }
+    if (y === '#') {
+      for (const rest of a.slice(i)) {
+        if (rest === '#') break;
+        out.push(concrete(rest));
+      }
+      break;
+    }
+    if (x === undefined || y === undefined) {
+      if (x === y) break;
+      return undefined;
+    }
+    if (x === '+' || y === '+') out.push(x === '+' ? concrete(y) : x);
+    else if (x === y) out.push(x);
+    else return undefined;
+  }
+  // MQTT: wildcards at the first level never match $-topics.
+  const first = out[0] ?? '';
+  if (first.startsWith('$') && (a[0] === '+' || a[0] === '#' || b[0] === '+' || b[0] === '#')) return undefined;
+  return out.join('/');
+}
+
 /** Is there a topic matched by both the subscription filter and the rule filter? */
 export function filtersOverlap(filter: string, ruleFilter: string, device: string | undefined): boolean {
+  if (device === undefined && ruleFilter.split('/').includes(DEVICE_PLACEHOLDER)) return false;
   const a = filter.split('/');
   const b = ruleFilter.split('/');
   const dollar = filter.charCodeAt(0) === 36 || ruleFilter.charCodeAt(0) === 36;
