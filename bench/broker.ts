@@ -4,7 +4,7 @@
  *  1. Throughput (QoS 0 and 1), 10 publishers -> 10 subscribers over mTLS, messages delivered per second, for plain
  *     Aedes on the same TLS settings (baseline), the wott gateway (1,000 rules, 10,000 cached scores) and mosquitto.
  *     The load generator runs in a worker thread, so an in-process broker keeps its own event loop (and core).
- *  2. One authorize decision (policy.decide + effectiveScore) with 10,000 rules and 100,000 scored devices.
+ *  2. One authorize decision (policy.allows + effectiveScore, what authorizeForward runs per delivery) with 10,000 rules and 100,000 scored devices.
  *  3. Score drop published over MQTT -> the score cache every delivery reads holds the new score.
  *  4. CA revocation -> the live MQTT session is closed.
  */
@@ -353,7 +353,7 @@ function decisionCost(quick: boolean): { medianNs: number; p99Ns: number } {
       const t0 = process.hrtime.bigint();
       for (let i = 0; i < BATCH; i++) {
         const p = pairs[k++ & 4095]!;
-        if (policy.decide(p.topic, 'subscribe', p.device, plugin.effectiveScore(p.device)).allowed) allowed++;
+        if (policy.allows(p.topic, 'subscribe', p.device, plugin.effectiveScore(p.device))) allowed++;
       }
       const ns = Number(process.hrtime.bigint() - t0) / BATCH;
       if (b >= 0) perCall.push(ns);

@@ -127,6 +127,12 @@ export class PolicyEngine {
     return wildOk ? node.hash : undefined;
   }
 
+  /** The hot-path form of decide(): same answer, no explanation built (every delivery runs this). */
+  allows(topic: string, action: Action, device: string | undefined, score: number): boolean {
+    const threshold = this.match(topic, device)?.[action];
+    return threshold !== undefined && score >= threshold;
+  }
+
   /** May `device` at `score` do `action` on the concrete `topic`? */
   decide(topic: string, action: Action, device: string | undefined, score: number): Decision {
     const rule = this.match(topic, device);
