@@ -32,6 +32,11 @@ async function gateway(t: Tap.Test, claim = false): Promise<{ gw: Gateway; dir: 
     crlValidityMs: DAY,
     claim,
     log: pino({ level: 'silent' }),
+    mqttPort: 0,
+    policies: [],
+    initialScore: 0.5,
+    onDowngrade: 'filter',
+    eventIntervalMs: 10_000,
   });
   t.teardown(() => gw.close());
   return { gw, dir, base: `https://localhost:${gw.httpsPort}` };
