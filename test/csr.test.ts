@@ -1,0 +1,37 @@
+/** CSR parsing of hostile input, in-process: every refusal is a CaError with a specific reason. */
+import t from 'tap';
+import { decodeBase64Body, parseCsr, MAX_CSR_BYTES } from '../ca/csr.js';
+import * as der from '../ca/der.js';
+import { makeCsr, makeKey, openssl, tempDir } from './helpers.js';
+
+t.test('base64 bodies', async (t) => {
+  t.same(decodeBase64Body('aGVs\r\nbG8=\n'), Buffer.from('hello'), 'line breaks are accepted');
+  t.throws(() => decodeBase64Body(' \n'), { status: 400, message: /empty request body/ });
+  t.throws(() => decodeBase64Body('abc$def'), { status: 400, message: /not valid base64/ });
+  t.throws(() => decodeBase64Body('abcde'), { status: 400, message: /not valid base64/ }, 'impossible length');
+  t.throws(() => decodeBase64Body('ab=c'), { status: 400, message: /not valid base64/ }, 'padding in the middle');
+});
+
+t.test('structurally hostile CSRs', async (t) => {
+  const dir = tempDir(t);
+  const good = makeCsr(dir, '/CN=dev1').der;
+  t.equal(parseCsr(good).commonName, 'dev1');
+  t.throws(() => parseCsr(Buffer.concat([good, Buffer.from([0])])), { status: 400, message: /not a DER-encoded PKCS#10/ }, 'trailing garbage');
+  t.throws(() => parseCsr(good.subarray(0, good.length - 3)), { status: 400, message: /not a DER-encoded PKCS#10/ }, 'truncated');
+  t.throws(() => parseCsr(der.sequence(der.sequence(), der.sequence())), { status: 400, message: /not a DER-encoded PKCS#10/ }, 'wrong shape');
+  t.throws(() => parseCsr(Buffer.alloc(MAX_CSR_BYTES + 1, 0x30)), { status: 413, message: /CSR too large/ });
+  const key = makeKey(dir);
+  const twoCns = openssl(['req', '-new', '-key', key, '-subj', '/CN=dev1/CN=dev2', '-outform', 'DER']);
+  t.throws(() => parseCsr(twoCns), { status: 400, message: /exactly one CN \(found 2\)/ });
+  const noCn = openssl(['req', '-new', '-key', key, '-subj', '/O=nobody', '-outform', 'DER']);
+  t.throws(() => parseCsr(noCn), { status: 400, message: /exactly one CN \(found 0\)/ });
+  // ECDSA with SHA-1 is not accepted even though the key is P-256.
+  const sha1 = openssl(['req', '-new', '-key', key, '-subj', '/CN=dev1', '-sha1', '-outform', 'DER']);
+  t.throws(() => parseCsr(sha1), { status: 400, message: /not ECDSA with SHA-2/ });
+  // A CSR whose signature was made by a different key.
+  const other = makeCsr(dir, '/CN=dev1').der;
+  const spliced = Buffer.from(good);
+  const sigLen = 72;
+  other.subarray(other.length - sigLen).copy(spliced, spliced.length - sigLen);
+  t.throws(() => parseCsr(spliced), { status: 400, message: /signature does not verify|not a DER-encoded/ });
+});
