@@ -138,6 +138,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   );
   mqtt.on('tlsClientError', (err) => log.debug({ err: err.message }, 'MQTT TLS handshake failed'));
   const mqttPort = await listen(mqtt, options.mqttPort);
+  if (options.policies.length === 0) {
+    log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
+  }
   ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}/crl`);
   await ca.refreshCrl();
 

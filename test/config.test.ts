@@ -47,3 +47,10 @@ t.test('loadConfig reads a file, or says it cannot', async (t) => {
   t.throws(() => loadConfig(`${dir}/missing.yaml`), { message: /cannot read config .*missing\.yaml: ENOENT/ });
   t.ok(new ConfigError('x') instanceof Error);
 });
+
+t.test('the shipped wott.example.yaml is valid', async (t) => {
+  const { config } = loadConfig('wott.example.yaml');
+  t.equal(config.policies.length, 3);
+  t.equal(config.policies[2]?.topic, 'devices/{device}/#');
+  t.equal(config.broker.eventInterval, 10_000);
+});
