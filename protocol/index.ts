@@ -2,3 +2,4 @@ export * from './device-id.js';
 export * from './topics.js';
 export * from './messages.js';
 export * from './serial.js';
+export * from './telemetry.js';

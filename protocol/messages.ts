@@ -32,7 +32,7 @@ export const DEVICE_STATES = ['unclaimed', 'active', 'quarantined', 'revoked'] a
 export type DeviceState = (typeof DEVICE_STATES)[number];
 
 /** Upper bound on any single wott/v1 message, checked before parsing. */
-export const MAX_MESSAGE_BYTES = 256 * 1024;
+export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024; // a full package list of a big host fits
 
 /** Parses a JSON payload against a schema with a clear error; never throws anything but Error. */
 export function parseMessage<T>(schema: z.ZodType<T>, payload: Buffer | string): T {

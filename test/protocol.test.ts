@@ -61,6 +61,6 @@ t.test('score messages are validated with clear errors', async (t) => {
   t.throws(() => parseMessage(scoreMessageSchema, '{'), /not valid JSON/);
   t.throws(() => parseMessage(scoreMessageSchema, JSON.stringify({ ...good, score: 1.5 })), /invalid message: score/);
   t.throws(() => parseMessage(scoreMessageSchema, JSON.stringify({ ...good, device: 'BAD' })), /device/);
-  t.throws(() => parseMessage(scoreMessageSchema, Buffer.alloc(300 * 1024, 32)), /too large/);
+  t.throws(() => parseMessage(scoreMessageSchema, Buffer.alloc(3 * 1024 * 1024, 32)), /too large/);
   t.throws(() => parseMessage(scoreMessageSchema, 'null'), /invalid message: \(root\)/);
 });
