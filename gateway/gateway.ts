@@ -137,6 +137,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   );
   mqtt.on('tlsClientError', (err) => log.debug({ err: err.message }, 'MQTT TLS handshake failed'));
+  // Every raw connection, so that shutdown can end the ones no MQTT client owns (mid-handshake, taken over).
+  const sockets = new Set<import('node:net').Socket>();
+  mqtt.on('connection', (socket: import('node:net').Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   const mqttPort = await listen(mqtt, options.mqttPort);
   if (options.policies.length === 0) {
     log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
@@ -164,6 +170,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await new Promise<void>((resolve) => {
         mqtt.close(() => resolve());
         for (const client of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();
+        for (const socket of sockets) socket.destroy();
       });
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       plugin.close();

@@ -69,3 +69,6 @@ export const telemetrySchema = z.object({
 export type Telemetry = z.infer<typeof telemetrySchema>;
 export type ListeningSocket = z.infer<typeof listeningSocketSchema>;
 export type PackageEntry = z.infer<typeof packageSchema>;
+
+/** Reported in every telemetry message. */
+export const AGENT_VERSION = '0.1.0';
