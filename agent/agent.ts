@@ -2,9 +2,11 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, type Telemetry } from '../protocol/index.js';
 import { assertDeviceId } from '../protocol/index.js';
-import { createCsr, fetchCaCertificates, sha256Fingerprint, simpleEnroll, verifyIssued } from './est-client.js';
+import { X509Certificate } from 'node:crypto';
+import { createCsr, fetchCaCertificates, sha256Fingerprint, simpleEnroll, tpmHeaders, verifyIssued } from './est-client.js';
 import { TelemetryPublisher } from './publisher.js';
-import { RenewalLoop, type Logger } from './renewal.js';
+import { RenewalLoop, splitPem, type Logger } from './renewal.js';
+import { TpmKey } from './tpm.js';
 import { AgentStore, type AgentState } from './store.js';
 import { collectState, readCommandOutputs, realCrypt } from './collectors/index.js';
 
@@ -15,13 +17,21 @@ export interface EnrollOptions {
   dir: string;
   caFingerprint?: string;
   keyStore: 'file' | 'tpm';
+  /** keyStore tpm: persistent handle of the TPM signing key (default 0x81010001). */
+  tpmHandle?: string;
+  /** keyStore tpm: TCTI of the TPM (default $TPM2TOOLS_TCTI). */
+  tpmTcti?: string;
   log: Logger;
+}
+
+/** The TPM key recorded in the agent state (keyStore tpm). */
+export function tpmKeyFor(state: AgentState): TpmKey {
+  return new TpmKey({ handle: state.tpmHandle, tcti: state.tpmTcti });
 }
 
 /** Bootstrap trust, make a key on the device, enroll, verify, store. */
 export async function enrollAgent(options: EnrollOptions): Promise<AgentState> {
   assertDeviceId(options.device);
-  if (options.keyStore === 'tpm') throw new Error('--key-store tpm is not available in this version of the agent; use --key-store file');
   const caCerts = await fetchCaCertificates(options.server, options.caFingerprint);
   const root = caCerts.find((c) => c.checkIssued(c))!;
   if (!options.caFingerprint) {
@@ -30,15 +40,45 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentState> {
   const caPem = caCerts.map((c) => c.toString()).join('');
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const csr = await createCsr(options.device, privateKey, publicKey);
-  const cert = await simpleEnroll(options.server, caPem, options.device, options.token, csr);
+  let headers: Record<string, string> = {};
+  let tpm: TpmKey | undefined;
+  if (options.keyStore === 'tpm') {
+    tpm = new TpmKey({ handle: options.tpmHandle, tcti: options.tpmTcti });
+    const spki = await tpm.ensure();
+    headers = tpmHeaders(await tpm.sign(csr), spki);
+  }
+  const cert = await simpleEnroll(options.server, caPem, options.device, options.token, csr, headers);
   verifyIssued(cert, options.device, privateKey, caCerts);
   const store = new AgentStore(options.dir);
   store.saveCa(caPem);
   const previous = store.exists() ? store.state() : undefined;
   return store.commitIdentity(
     { keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), certPem: cert.toString() },
-    { device: options.device, server: options.server, keyStore: options.keyStore, reportId: previous?.reportId ?? 0 },
+    {
+      device: options.device,
+      server: options.server,
+      keyStore: options.keyStore,
+      reportId: previous?.reportId ?? 0,
+      ...(tpm ? { tpmHandle: tpm.handle, tpmTcti: tpm.tcti } : {}),
+    },
   );
+}
+
+/**
+ * keyStore tpm, at agent start: the TLS key only ever lived in memory, so make a new one and get a certificate for it
+ * with a CSR signed by the TPM key (no token; the CA checks the signature against the key recorded at enrollment).
+ */
+export async function tpmRefresh(store: AgentStore): Promise<AgentState> {
+  const state = store.state();
+  if (state.keyStore !== 'tpm') throw new Error('tpmRefresh is only for key store tpm');
+  const caPem = store.caPem();
+  const caCerts = splitPem(caPem).map((p) => new X509Certificate(p));
+  const tpm = tpmKeyFor(state);
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const csr = await createCsr(state.device, privateKey, publicKey);
+  const cert = await simpleEnroll(state.server, caPem, state.device, undefined, csr, tpmHeaders(await tpm.sign(csr)));
+  verifyIssued(cert, state.device, privateKey, caCerts);
+  return store.commitIdentity({ keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), certPem: cert.toString() }, { ...store.state() });
 }
 
 /** Collects one report; the package list goes in full only when it changed since the last delivered one. */
@@ -88,7 +128,8 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
     process.stdout.write(JSON.stringify(buildReport(store, options.root, true), null, 2) + '\n');
     return undefined;
   }
-  const state = store.state();
+  let state = store.state();
+  if (state.keyStore === 'tpm') state = await tpmRefresh(store);
   const publisher = new TelemetryPublisher({
     url: options.mqtt ?? defaultMqttUrl(state.server),
     caPem: store.caPem(),
@@ -108,7 +149,8 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
     }
     return undefined;
   }
-  const renewal = new RenewalLoop(store, (identity) => publisher.setIdentity(identity), options.log);
+  const tpm = state.keyStore === 'tpm' ? tpmKeyFor(state) : undefined;
+  const renewal = new RenewalLoop(store, (identity) => publisher.setIdentity(identity), options.log, tpm && ((csr) => tpm.sign(csr)));
   renewal.start();
   const tick = () => {
     try {

@@ -28,7 +28,14 @@ interface TlsOptions {
   insecure?: boolean;
 }
 
-function call(url: URL, method: 'GET' | 'POST', tls: TlsOptions, body?: string, auth?: string): Promise<{ status: number; body: string }> {
+function call(
+  url: URL,
+  method: 'GET' | 'POST',
+  tls: TlsOptions,
+  body?: string,
+  auth?: string,
+  extraHeaders: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -39,7 +46,7 @@ function call(url: URL, method: 'GET' | 'POST', tls: TlsOptions, body?: string, 
         cert: tls.cert,
         rejectUnauthorized: !tls.insecure,
         auth,
-        headers: body ? { 'Content-Type': 'application/pkcs10', 'Content-Transfer-Encoding': 'base64' } : {},
+        headers: body ? { 'Content-Type': 'application/pkcs10', 'Content-Transfer-Encoding': 'base64', ...extraHeaders } : { ...extraHeaders },
         timeout: 30_000,
       },
       (res) => {
@@ -122,15 +129,45 @@ export function verifyIssued(cert: X509Certificate, device: string, key: KeyObje
   if (Date.parse(cert.validFrom) > now + 5 * 60_000 || Date.parse(cert.validTo) <= now) throw new EstError('issued certificate is not currently valid');
 }
 
-export async function simpleEnroll(server: string, caPem: string, device: string, token: string, csrDer: Buffer): Promise<X509Certificate> {
-  const reply = await call(new URL('/.well-known/est/simpleenroll', server), 'POST', { ca: caPem }, csrDer.toString('base64'), `${device}:${token}`);
+/** Headers that carry the device's TPM key and its signature over the CSR (base64 DER). */
+export function tpmHeaders(signature: Buffer, spki?: Buffer): Record<string, string> {
+  const headers: Record<string, string> = { 'X-Wott-Tpm-Signature': signature.toString('base64') };
+  if (spki) headers['X-Wott-Tpm-Key'] = spki.toString('base64');
+  return headers;
+}
+
+/** simpleenroll with a token (device + token), or with no token at all (`token` undefined: TPM-signed or claim mode). */
+export async function simpleEnroll(
+  server: string,
+  caPem: string,
+  device: string,
+  token: string | undefined,
+  csrDer: Buffer,
+  headers: Record<string, string> = {},
+): Promise<X509Certificate> {
+  const auth = token === undefined ? undefined : `${device}:${token}`;
+  const reply = await call(new URL('/.well-known/est/simpleenroll', server), 'POST', { ca: caPem }, csrDer.toString('base64'), auth, headers);
   if (reply.status !== 200) throw new EstError(`enrollment refused: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status);
   const [cert] = parseCertsOnly(reply.body);
   return cert!;
 }
 
-export async function simpleReenroll(server: string, caPem: string, keyPem: string, certPem: string, csrDer: Buffer): Promise<X509Certificate> {
-  const reply = await call(new URL('/.well-known/est/simplereenroll', server), 'POST', { ca: caPem, key: keyPem, cert: certPem }, csrDer.toString('base64'));
+export async function simpleReenroll(
+  server: string,
+  caPem: string,
+  keyPem: string,
+  certPem: string,
+  csrDer: Buffer,
+  headers: Record<string, string> = {},
+): Promise<X509Certificate> {
+  const reply = await call(
+    new URL('/.well-known/est/simplereenroll', server),
+    'POST',
+    { ca: caPem, key: keyPem, cert: certPem },
+    csrDer.toString('base64'),
+    undefined,
+    headers,
+  );
   if (reply.status !== 200) throw new EstError(`renewal refused: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status);
   const [cert] = parseCertsOnly(reply.body);
   return cert!;

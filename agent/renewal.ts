@@ -4,7 +4,7 @@
  * new one has been verified and committed.
  */
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { createCsr, simpleReenroll, verifyIssued } from './est-client.js';
+import { createCsr, simpleReenroll, tpmHeaders, verifyIssued } from './est-client.js';
 import type { AgentStore, Identity } from './store.js';
 
 export interface Logger {
@@ -43,6 +43,8 @@ export class RenewalLoop {
     private readonly store: AgentStore,
     private readonly onRenewed: (identity: Identity) => void,
     private readonly log: Logger,
+    /** keyStore tpm: signs each renewal CSR with the TPM key (sent as X-Wott-Tpm-Signature). */
+    private readonly signCsr?: (csr: Buffer) => Promise<Buffer>,
   ) {}
 
   start(): void {
@@ -76,7 +78,8 @@ export class RenewalLoop {
       const caCerts = splitPem(ca).map((p) => new X509Certificate(p));
       const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
       const csr = await createCsr(state.device, privateKey, publicKey);
-      const cert = await simpleReenroll(state.server, ca, current.keyPem, current.certPem, csr);
+      const headers = this.signCsr ? tpmHeaders(await this.signCsr(csr)) : {};
+      const cert = await simpleReenroll(state.server, ca, current.keyPem, current.certPem, csr, headers);
       verifyIssued(cert, state.device, privateKey, caCerts);
       const identity = { keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), certPem: cert.toString() };
       this.store.commitIdentity(identity, { ...this.store.state() });

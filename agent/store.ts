@@ -18,6 +18,9 @@ const stateSchema = z.object({
   reportId: z.number().int().nonnegative(),
   /** Hash of the package list last delivered in full. */
   packagesHash: z.string().optional(),
+  /** keyStore tpm: persistent handle of the TPM signing key and the TCTI to reach the TPM. */
+  tpmHandle: z.string().optional(),
+  tpmTcti: z.string().optional(),
 });
 export type AgentState = z.infer<typeof stateSchema>;
 
@@ -27,6 +30,12 @@ export interface Identity {
 }
 
 export class AgentStore {
+  /**
+   * keyStore tpm: the TLS private key lives only here, in memory (never on disk); a new process gets a new key and
+   * certificate through the TPM-signed enrollment path.
+   */
+  memoryKeyPem?: string;
+
   constructor(readonly dir: string) {}
 
   private path(name: string): string {
@@ -63,6 +72,10 @@ export class AgentStore {
   }
 
   identity(state = this.state()): Identity {
+    if (state.keyStore === 'tpm') {
+      if (!this.memoryKeyPem) throw new Error('no TLS key in memory (key store tpm): a new certificate must be obtained with the TPM first');
+      return { keyPem: this.memoryKeyPem, certPem: readFileSync(this.path(`cert-${state.generation}.pem`), 'utf8') };
+    }
     return {
       keyPem: readFileSync(this.path(`key-${state.generation}.pem`), 'utf8'),
       certPem: readFileSync(this.path(`cert-${state.generation}.pem`), 'utf8'),
@@ -74,10 +87,15 @@ export class AgentStore {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const previous = this.exists() ? this.state().generation : undefined;
     const generation = (previous ?? base.generation ?? 0) + (previous === undefined ? 0 : 1);
-    writeFileAtomic(this.path(`key-${generation}.pem`), identity.keyPem, 0o600);
+    const tpm = base.keyStore === 'tpm';
+    if (!tpm) writeFileAtomic(this.path(`key-${generation}.pem`), identity.keyPem, 0o600);
     writeFileAtomic(this.path(`cert-${generation}.pem`), identity.certPem);
     const state = { ...base, generation };
     this.saveState(state);
+    if (tpm) {
+      this.memoryKeyPem = identity.keyPem;
+      rmSync(this.path(`key-${generation}.pem`), { force: true }); // never leave a TLS key on disk in tpm mode
+    }
     if (previous !== undefined && previous !== generation) {
       rmSync(this.path(`key-${previous}.pem`), { force: true });
       rmSync(this.path(`cert-${previous}.pem`), { force: true });

@@ -10,7 +10,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509';
-import { createHash, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, sign, verify, X509Certificate, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import {
   assertDeviceId,
@@ -87,6 +87,29 @@ const REASON_CODE: Record<RevocationReason, x509.X509CrlReason> = {
 };
 
 export { normalizeSerial };
+
+/** A TPM public key (DER SPKI): it must be an EC P-256 key, else a 400 saying why. */
+export function tpmPublicKey(spki: Buffer): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch {
+    throw new CaError(400, 'TPM key is not a DER SubjectPublicKeyInfo');
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new CaError(400, 'TPM key must be an EC P-256 key');
+  }
+  return key;
+}
+
+/** True when `signature` (DER ECDSA-SHA256) by `key` covers exactly `data`. */
+export function tpmSignatureValid(key: KeyObject, data: Buffer, signature: Buffer): boolean {
+  try {
+    return verify('sha256', data, { key, dsaEncoding: 'der' }, signature);
+  } catch {
+    return false;
+  }
+}
 
 export const hashToken = (token: string) => createHash('sha256').update(token, 'utf8').digest('hex');
 export const fingerprintOf = (der: Buffer) => createHash('sha256').update(der).digest('hex');
@@ -209,9 +232,12 @@ export class CertificateAuthority {
   }
 
   /** EST simpleenroll with HTTP Basic: user = device id, password = one-time token. */
-  enrollWithToken(deviceId: string, token: string, csrDer: Buffer): IssuedCertificate {
+  enrollWithToken(deviceId: string, token: string, csrDer: Buffer, tpm?: { spki: Buffer; signature: Buffer }): IssuedCertificate {
     if (!isDeviceId(deviceId)) throw new CaError(401, 'user name is not a valid device id');
     const csr = this.requireCsrFor(deviceId, csrDer);
+    if (tpm && !tpmSignatureValid(tpmPublicKey(tpm.spki), csrDer, tpm.signature)) {
+      throw new CaError(400, 'TPM signature does not verify over the CSR with the given TPM key');
+    }
     return this.inventory.transaction(() => {
       const now = this.now();
       const hash = hashToken(token);
@@ -224,6 +250,7 @@ export class CertificateAuthority {
       // An operator-issued token (re)activates the device, except that quarantine outlives re-enrollment.
       const state: DeviceState = existing?.state === 'quarantined' ? 'quarantined' : 'active';
       this.inventory.upsertDevice(deviceId, state, now.toISOString());
+      if (tpm) this.inventory.setTpmKey(deviceId, tpm.spki);
       const issued = this.deviceLeaf(deviceId, csr);
       for (const old of this.inventory.certificates({ deviceId, status: 'active' })) {
         if (old.serial !== issued.serial) this.inventory.supersede(old.serial, issued.serial);
@@ -251,7 +278,7 @@ export class CertificateAuthority {
    * EST simplereenroll: `currentDer` is the client certificate presented over mTLS (already chain-verified by TLS).
    * It must be ours, active (not revoked, not superseded), unexpired; the CSR must name the same device with a new key.
    */
-  reenroll(currentDer: Buffer, csrDer: Buffer): IssuedCertificate {
+  reenroll(currentDer: Buffer, csrDer: Buffer, tpmSignature?: Buffer): IssuedCertificate {
     const current = this.currentCertificate(currentDer);
     const deviceId = current.deviceId!;
     const csr = this.requireCsrFor(deviceId, csrDer);
@@ -264,8 +291,38 @@ export class CertificateAuthority {
       this.assertRenewable(row);
       const device = this.inventory.device(deviceId);
       if (!device || device.state === 'revoked') throw new CaError(403, `device "${deviceId}" is revoked`);
+      const tpmKey = this.inventory.tpmKey(deviceId);
+      if (tpmKey && (!tpmSignature || !tpmSignatureValid(tpmPublicKey(tpmKey), csrDer, tpmSignature))) {
+        throw new CaError(403, "renewal must be signed by the device's TPM key");
+      }
       const issued = this.deviceLeaf(deviceId, csr);
       this.inventory.supersede(row.serial, issued.serial);
+      return issued;
+    });
+  }
+
+  /**
+   * EST simpleenroll authenticated only by the device's TPM: the CSR (CN = device id) must be signed by the TPM key
+   * recorded at token enrollment. This is how a TPM device whose in-memory TLS key was lost gets a new certificate;
+   * its previous active certificates are superseded.
+   */
+  enrollWithTpm(csrDer: Buffer, signature: Buffer): IssuedCertificate {
+    const csr = parseCsr(csrDer);
+    const deviceId = csr.commonName;
+    if (!isDeviceId(deviceId)) throw new CaError(400, `CSR subject CN "${csr.commonName.slice(0, 80)}" is not a valid device id`);
+    return this.inventory.transaction(() => {
+      const device = this.inventory.device(deviceId);
+      if (!device) throw new CaError(403, `device "${deviceId}" is not enrolled`);
+      if (device.state === 'revoked') throw new CaError(403, `device "${deviceId}" is revoked`);
+      const tpmKey = this.inventory.tpmKey(deviceId);
+      if (!tpmKey) throw new CaError(403, `device "${deviceId}" has no TPM key on record`);
+      if (!tpmSignatureValid(tpmPublicKey(tpmKey), csrDer, signature)) {
+        throw new CaError(403, "CSR is not signed by the device's TPM key");
+      }
+      const issued = this.deviceLeaf(deviceId, csr);
+      for (const old of this.inventory.certificates({ deviceId, status: 'active' })) {
+        if (old.serial !== issued.serial) this.inventory.supersede(old.serial, issued.serial);
+      }
       return issued;
     });
   }

@@ -55,6 +55,20 @@ function basicCredentials(req: IncomingMessage): { user: string; password: strin
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+/** A base64 header value as bytes; undefined when absent, 400 when not base64. */
+function base64Header(req: IncomingMessage, name: string): Buffer | undefined {
+  const raw = req.headers[name];
+  if (raw === undefined) return undefined;
+  const text = (Array.isArray(raw) ? raw.join('') : raw).trim();
+  if (!text || text.length > 4096 || !/^[A-Za-z0-9+/]+={0,2}$/.test(text) || text.replace(/=+$/, '').length % 4 === 1) {
+    throw new CaError(400, `${name} must be base64`);
+  }
+  return Buffer.from(text, 'base64');
+}
+
+export const TPM_KEY_HEADER = 'x-wott-tpm-key';
+export const TPM_SIGNATURE_HEADER = 'x-wott-tpm-signature';
+
 function sendPkcs7(res: ServerResponse, certs: Buffer[]): void {
   const body = CertificateAuthority.pkcs7(certs).toString('base64').replace(/.{64}/g, '$&\n');
   res.writeHead(200, {
@@ -109,19 +123,25 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
       case `${EST_PREFIX}/simpleenroll`: {
         allow('POST');
         const credentials = basicCredentials(req);
+        const tpmKey = base64Header(req, TPM_KEY_HEADER);
+        const tpmSignature = base64Header(req, TPM_SIGNATURE_HEADER);
         const csr = decodeBase64Body(await readBody(req, MAX_BODY_BYTES));
         let issued: IssuedCertificate;
-        if (credentials) issued = ca.enrollWithToken(credentials.user, credentials.password, csr);
+        if (credentials) {
+          const tpm = tpmKey && tpmSignature ? { spki: tpmKey, signature: tpmSignature } : undefined;
+          issued = ca.enrollWithToken(credentials.user, credentials.password, csr, tpm);
+        } else if (tpmSignature) issued = ca.enrollWithTpm(csr, tpmSignature);
         else if (options.claim) issued = ca.enrollUnclaimed(csr);
         else throw new CaError(401, 'enrollment requires HTTP Basic credentials: user = device id, password = enrollment token');
-        log?.info({ device: issued.deviceId, serial: issued.serial, claim: !credentials }, 'enrolled');
+        log?.info({ device: issued.deviceId, serial: issued.serial, claim: !credentials && !tpmSignature, tpm: Boolean(tpmSignature) }, 'enrolled');
         return sendPkcs7(res, [issued.der]);
       }
       case `${EST_PREFIX}/simplereenroll`: {
         allow('POST');
         const current = clientCertificate(req);
+        const tpmSignature = base64Header(req, TPM_SIGNATURE_HEADER);
         const csr = decodeBase64Body(await readBody(req, MAX_BODY_BYTES));
-        const issued = ca.reenroll(current, csr);
+        const issued = ca.reenroll(current, csr, tpmSignature);
         log?.info({ device: issued.deviceId, serial: issued.serial }, 'renewed');
         return sendPkcs7(res, [issued.der]);
       }

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS devices (
   state TEXT NOT NULL CHECK (state IN ('unclaimed','active','quarantined','revoked')),
   tags TEXT NOT NULL DEFAULT '[]',
   created_at TEXT NOT NULL,
-  updated_at TEXT NOT NULL
+  updated_at TEXT NOT NULL,
+  tpm_key BLOB
 );
 CREATE TABLE IF NOT EXISTS certificates (
   serial TEXT PRIMARY KEY,
@@ -125,6 +126,8 @@ export class Inventory {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
+    const columns = this.db.prepare('PRAGMA table_info(devices)').all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === 'tpm_key')) this.db.exec('ALTER TABLE devices ADD COLUMN tpm_key BLOB');
   }
 
   close(): void {
@@ -158,6 +161,16 @@ export class Inventory {
          ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
       )
       .run(id, state, now, now);
+  }
+
+  /** The device's recorded TPM public key (DER SPKI), if it enrolled with one. */
+  tpmKey(id: string): Buffer | undefined {
+    const row = this.db.prepare('SELECT tpm_key FROM devices WHERE id = ?').get(id) as { tpm_key: Buffer | null } | undefined;
+    return row?.tpm_key ?? undefined;
+  }
+
+  setTpmKey(id: string, spki: Buffer | null): void {
+    this.db.prepare('UPDATE devices SET tpm_key = ? WHERE id = ?').run(spki, id);
   }
 
   setDeviceTags(id: string, tags: string[], now: string): void {

@@ -236,7 +236,18 @@ export function buildProgram(): Command {
     .option('--dir <dir>', 'where key, certificate and CA chain live', '/var/lib/wott')
     .option('--ca-fingerprint <sha256>', 'SHA-256 fingerprint of the CA root (printed by `wott ca init`)')
     .addOption(new Option('--key-store <store>', 'where the device key lives').choices(['file', 'tpm']).default('file'))
-    .action(async (opts: { server: string; device: string; token?: string; dir: string; caFingerprint?: string; keyStore: 'file' | 'tpm' }) => {
+    .option('--tpm-handle <handle>', 'key store tpm: persistent handle of the TPM signing key', '0x81010001')
+    .option('--tpm-tcti <tcti>', 'key store tpm: TCTI of the TPM (default: $TPM2TOOLS_TCTI)')
+    .action(async (opts: {
+      server: string;
+      device: string;
+      token?: string;
+      dir: string;
+      caFingerprint?: string;
+      keyStore: 'file' | 'tpm';
+      tpmHandle: string;
+      tpmTcti?: string;
+    }) => {
       const token = opts.token ?? process.env.WOTT_ENROLL_TOKEN;
       if (!token) throw new InvalidArgumentError('give --token or set WOTT_ENROLL_TOKEN');
       const state = await enrollAgent({ ...opts, token, log: agentLog() });

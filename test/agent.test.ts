@@ -62,8 +62,11 @@ t.test('enroll: fingerprint-checked bootstrap, key 0600, refusals write nothing'
   const badToken = await run(process.execPath, [CLI, 'agent', 'enroll', '--server', `https://localhost:${gw.httpsPort}`, '--device', 'pi-2', '--token', 'nope', '--dir', join(dir, '..', 'y')]);
   t.match(badToken.stderr, /enrollment refused: HTTP 401: unknown enrollment token/);
   t.notOk(existsSync(join(dir, '..', 'y', 'state.json')));
-  const tpm = await enrollWithCli(gw, join(dir, '..', 'z'), 'pi-3', ['--key-store', 'tpm']);
-  t.match(tpm.stderr, /--key-store tpm is not available/);
+  // No TPM reachable (nothing listens on port 1): a clear error, and nothing written.
+  const tpm = await enrollWithCli(gw, join(dir, '..', 'z'), 'pi-3', ['--key-store', 'tpm', '--tpm-tcti', 'swtpm:host=127.0.0.1,port=1']);
+  t.not(tpm.code, 0);
+  t.match(tpm.stderr, /tpm2_\w+ failed|not found: install tpm2-tools/);
+  t.notOk(existsSync(join(dir, '..', 'z', 'state.json')));
 });
 
 t.test('print and once: a valid report, the package list in full only when it changed', async (t) => {
