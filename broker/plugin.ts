@@ -309,12 +309,7 @@ export class WottPlugin {
       this.messageCounts.in++;
       return done(null);
     }
-    this.metrics?.denials.inc({ action: 'publish', reason: ns.applies ? 'namespace' : 'policy' });
-    if (who.kind === 'device') {
-      this.activityOf(who.id).publishDenied++;
-      this.denialEvent(who.id, 'publish_denied', packet.topic, reason);
-    }
-    this.options.log?.debug({ id: who.id, topic: packet.topic, reason }, 'publish denied');
+    this.recordDenial(who, 'publish', packet.topic, reason, ns.applies);
     done(new Error(reason));
   }
 
@@ -325,14 +320,10 @@ export class WottPlugin {
     let allowed: boolean;
     let reason: string;
     if (ns.applies) ({ allowed, reason } = ns);
-    else if (who.kind === 'service') (allowed = who.role === 'admin'), (reason = 'admin monitors all topics');
+    else if (who.kind === 'service') (allowed = who.role === 'admin'), (reason = 'only the admin role reads topics outside wott/');
     else ({ allowed, reason } = this.policy.decideSubscribe(sub.topic, who.id, this.effectiveScore(who.id)));
     if (allowed) return done(null, sub);
-    this.metrics?.denials.inc({ action: 'subscribe', reason: ns.applies ? 'namespace' : 'policy' });
-    if (who.kind === 'device') {
-      this.activityOf(who.id).subscribeDenied++;
-      this.denialEvent(who.id, 'subscribe_denied', sub.topic, reason);
-    }
+    this.recordDenial(who, 'subscribe', sub.topic, reason, ns.applies);
     done(null, null); // SUBACK 0x80 for this filter; the session stays up
   }
 
@@ -353,6 +344,18 @@ export class WottPlugin {
     }
     this.messageCounts.out++;
     return packet;
+  }
+
+  /** Metrics, per-device counters, a behaviour event and a debug line for one denied operation. */
+  private recordDenial(who: Identity, action: Action, topic: string, reason: string, byNamespace: boolean): void {
+    this.metrics?.denials.inc({ action, reason: byNamespace ? 'namespace' : 'policy' });
+    if (who.kind === 'device') {
+      const a = this.activityOf(who.id);
+      if (action === 'publish') a.publishDenied++;
+      else a.subscribeDenied++;
+      this.denialEvent(who.id, action === 'publish' ? 'publish_denied' : 'subscribe_denied', topic, reason);
+    }
+    this.options.log?.debug({ id: who.id, topic, reason }, `${action} denied`);
   }
 
   // ------------------------------------------------------------------ live enforcement

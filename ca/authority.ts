@@ -399,8 +399,7 @@ export class CertificateAuthority {
     return this.inventory.transaction(() => {
       const device = this.inventory.device(assertDeviceId(deviceId));
       if (!device) throw new CaError(404, `no device "${deviceId}" in the inventory`);
-      const from: DeviceState = quarantined ? 'active' : 'quarantined';
-      if (device.state !== from && device.state !== (quarantined ? 'quarantined' : 'active')) {
+      if (device.state !== 'active' && device.state !== 'quarantined') {
         throw new CaError(409, `device "${deviceId}" is ${device.state}`);
       }
       this.inventory.upsertDevice(deviceId, quarantined ? 'quarantined' : 'active', this.now().toISOString());

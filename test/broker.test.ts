@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
 import { CertificateAuthority } from '../ca/index.js';
 import { staticTrustSource, WottPlugin } from '../broker/index.js';
-import { behaviourEventSchema, topics, type BehaviourEvent } from '../protocol/index.js';
+import { behaviourEventSchema, parseTopic, topicFilters, topics, TOPIC_ROOT, type BehaviourEvent } from '../protocol/index.js';
 import { CLI, makeCsr, makeKey, openssl, requireCommand, tempDir, writeTemp } from './helpers.js';
 import {
   barrier,
@@ -37,9 +37,9 @@ t.test('policies over mTLS with MQTT.js and mosquitto clients', async (t) => {
   t.teardown(() => scorer.end(true));
   const events: BehaviourEvent[] = [];
   scorer.on('message', (topic, payload) => {
-    if (topic.startsWith('wott/v1/events/')) events.push(behaviourEventSchema.parse(JSON.parse(payload.toString())));
+    if (parseTopic(topic)?.kind === 'events') events.push(behaviourEventSchema.parse(JSON.parse(payload.toString())));
   });
-  await scorer.subscribeAsync('wott/v1/events/+');
+  await scorer.subscribeAsync(topicFilters.events);
 
   const alice = await enroll(gw, dir, 'alice'); // the subscriber whose score we move
   const bob = await enroll(gw, dir, 'bob'); // a trusted publisher
@@ -75,13 +75,13 @@ t.test('policies over mTLS with MQTT.js and mosquitto clients', async (t) => {
     t.teardown(() => hashSub.stop());
     await new Promise((r) => setTimeout(r, 300)); // let mosquitto_sub subscribe
     await bobClient.publishAsync('payments/card', 'secret-1', { qos: 1 });
-    await bobClient.publishAsync('wott/v1/telemetry/bob', '{"not":"for alice"}', { qos: 1 });
+    await bobClient.publishAsync(topics.telemetry('bob'), '{"not":"for alice"}', { qos: 1 });
     await bobClient.publishAsync('weather/paris', '18C', { qos: 1 });
     await waitFor(() => hashSub.lines.some((l) => l.startsWith('weather/paris')), 'mosquitto_sub sees weather');
     await barrier(bobClient, got, 'weather');
     t.notOk(got.some((m) => m.topic.startsWith('payments/')), 'MQTT.js # subscriber got no payments');
     t.notOk(hashSub.lines.some((l) => l.startsWith('payments/')), 'mosquitto_sub # subscriber got no payments');
-    t.notOk(got.some((m) => m.topic === 'wott/v1/telemetry/bob'), "no other device's telemetry");
+    t.notOk(got.some((m) => m.topic === topics.telemetry('bob')), "no other device's telemetry");
     await aliceClient.unsubscribeAsync('#');
   });
 
@@ -101,10 +101,10 @@ t.test('policies over mTLS with MQTT.js and mosquitto clients', async (t) => {
 
   await t.test('wott/ namespace: no telemetry for another device, no scores, no events', async (t) => {
     const telemetry: string[] = [];
-    scorer.on('message', (topic) => topic.startsWith('wott/v1/telemetry/') && telemetry.push(topic));
-    await scorer.subscribeAsync('wott/v1/telemetry/+', { qos: 1 });
+    scorer.on('message', (topic) => parseTopic(topic)?.kind === 'telemetry' && telemetry.push(topic));
+    await scorer.subscribeAsync(topicFilters.telemetry, { qos: 1 });
     const mallory = await enroll(gw, dir, 'mallory');
-    for (const topic of [topics.telemetry('bob'), topics.scores('mallory'), topics.events('bob'), 'wott/v1/unknown/x']) {
+    for (const topic of [topics.telemetry('bob'), topics.scores('mallory'), topics.events('bob'), `${TOPIC_ROOT}/unknown/x`]) {
       const client = await connect(gw, mallory);
       const closed = new Promise((r) => client.once('close', r));
       client.publish(topic, '{"score":1}', { qos: 1 });
@@ -165,7 +165,7 @@ t.test('revocation, quarantine, wills and certificate checks at the handshake', 
   t.teardown(() => scorer.end(true));
   const events: BehaviourEvent[] = [];
   scorer.on('message', (_topic, payload) => events.push(behaviourEventSchema.parse(JSON.parse(payload.toString()))));
-  await scorer.subscribeAsync('wott/v1/events/+');
+  await scorer.subscribeAsync(topicFilters.events);
   const pubCreds = await enroll(gw, dir, 'publisher');
   const publisher = await connect(gw, pubCreds);
   t.teardown(() => publisher.end(true));
