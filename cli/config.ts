@@ -3,21 +3,12 @@
  * the line it is on. Unknown fields are errors: a typo must not silently fall back to a default.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import ms from 'ms';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
 import { policyRuleSchema } from '../broker/policy.js';
+import { durationSchema, loadModel, ModelError, type ScoreModel } from '../scoring/model.js';
 
-const duration = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx) => {
-    const parsed = typeof value === 'number' ? value * 1000 : ms(value as ms.StringValue);
-    if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed <= 0) {
-      ctx.addIssue({ code: 'custom', message: `not a positive duration: ${JSON.stringify(value)} (examples: 90s, 15m, 24h, 7d)` });
-      return z.NEVER;
-    }
-    return parsed;
-  });
+const duration = durationSchema;
 
 const port = z.number().int().min(0).max(65535);
 
@@ -52,7 +43,45 @@ export const configSchema = z
     policies: z.array(policyRuleSchema).max(100_000).default([]),
     scoring: z
       .object({
+        /** The broker's score for a device scoring has not scored yet. */
         initialScore: z.number().min(0).max(1).default(0.5),
+        /** Run scoring inside `wott gateway` (default); false when `wott scoring` runs elsewhere. */
+        enabled: z.boolean().default(true),
+        /** Overrides of scoring/model.yaml, field by field. */
+        model: z
+          .unknown()
+          .optional()
+          .transform((value, ctx): ScoreModel => {
+            try {
+              return loadModel(value);
+            } catch (err) {
+              const e = err as ModelError;
+              ctx.addIssue({ code: 'custom', message: e.message.replace(/^[^:]*: /, ''), path: e.path ?? [] });
+              return z.NEVER;
+            }
+          }),
+        republishInterval: duration.default(300_000),
+        /** Embedded score history, kept with or without InfluxDB. */
+        historyRetention: duration.default(30 * 86_400_000),
+        influx: z
+          .object({
+            url: z.url({ protocol: /^https?$/ }),
+            api: z.enum(['v1', 'v2']).default('v1'),
+            database: z.string().min(1).max(128).default('wott'),
+            retentionPolicy: z.string().min(1).max(128).optional(),
+            org: z.string().min(1).max(128).optional(),
+            bucket: z.string().min(1).max(128).optional(),
+            /** Prefer the WOTT_INFLUX_TOKEN environment variable over writing a token here. */
+            token: z.string().min(1).max(4096).optional(),
+            username: z.string().min(1).max(128).optional(),
+            password: z.string().max(4096).optional(),
+            batchSize: z.number().int().min(1).max(100_000).default(5000),
+            flushInterval: duration.default(1000),
+            spoolMaxBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+          })
+          .strict()
+          .refine((i) => i.api === 'v1' || (i.org && i.bucket), { message: 'api v2 needs org and bucket' })
+          .optional(),
       })
       .strict()
       .prefault({}),

@@ -9,10 +9,10 @@ import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRI
 import { startGateway } from '../gateway/index.js';
 import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { ConfigError, loadConfig } from './config.js';
+import { LOG_REDACT, passphrase, withData, type DataOptions } from './options.js';
+import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { explainDecision } from './explain.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
-
-const DEFAULT_DATA = './wott-data';
 
 function durationArg(value: string): number {
   const parsed = ms(value as ms.StringValue);
@@ -24,20 +24,6 @@ function portArg(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
   return n;
-}
-
-const passphrase = () => process.env.WOTT_CA_PASSPHRASE || undefined;
-
-interface DataOptions {
-  data: string;
-  config?: string;
-}
-
-/** Adds the options every command takes. */
-function withData(cmd: Command): Command {
-  return cmd
-    .option('--data <dir>', 'data folder (CA keys, inventory, CRL)', DEFAULT_DATA)
-    .option('--config <file>', 'configuration file (default: ./wott.yaml when present)');
 }
 
 async function openCa(opts: DataOptions): Promise<CertificateAuthority> {
@@ -71,7 +57,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--mqtt-port <port>', 'MQTT over TLS port (0 = pick a free one)').argParser(portArg))
     .action(async (opts: DataOptions & { httpsPort?: number; mqttPort?: number }) => {
       const { config, source } = loadConfig(opts.config);
-      const log = pino({ name: 'wott', redact: ['req.headers.authorization', 'token', 'passphrase'] });
+      const log = pino({ name: 'wott', redact: LOG_REDACT });
       if (source) log.info({ config: source }, 'configuration loaded');
       const gateway = await startGateway({
         dataDir: resolve(opts.data),
@@ -88,6 +74,7 @@ export function buildProgram(): Command {
         initialScore: config.scoring.initialScore,
         onDowngrade: config.broker.onDowngrade,
         eventIntervalMs: config.broker.eventInterval,
+        ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
       });
       let stopping = false;
       const stop = (signal: string) => {
@@ -105,6 +92,8 @@ export function buildProgram(): Command {
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
     });
+
+  registerScoringCommands(program);
 
   const ca = program.command('ca').description('certificate authority');
   withData(ca.command('init'))

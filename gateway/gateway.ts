@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CertificateAuthority, createEstHandler, writeFileAtomic, PRIVATE_KEY_MODE } from '../ca/index.js';
+import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -33,6 +34,16 @@ export interface GatewayOptions {
   eventIntervalMs: number;
   /** How often the broker looks for CA changes (revocations, quarantines); default 200 ms. */
   trustPollMs?: number;
+  /** In-process scoring (the default); omitted when scoring runs elsewhere. */
+  scoring?: GatewayScoringOptions;
+}
+
+export interface GatewayScoringOptions {
+  model: ScoreModel;
+  republishMs: number;
+  historyRetentionMs: number;
+  influx?: Omit<InfluxOptions, 'spoolDir' | 'log'>;
+  tickMs?: number;
 }
 
 export interface Gateway {
@@ -42,6 +53,7 @@ export interface Gateway {
   metrics: Registry;
   httpsPort: number;
   mqttPort: number;
+  scoring?: ScoringService;
   close(): Promise<void>;
 }
 
@@ -80,6 +92,16 @@ function listen(server: Server | TlsServer, port: number): Promise<number> {
       resolve((server.address() as AddressInfo).port);
     });
   });
+}
+
+/** Every threshold a policy uses: a score crossing one is always republished at once. */
+function policyThresholds(policies: PolicyRule[]): number[] {
+  const out = new Set<number>();
+  for (const p of policies) {
+    if (p.publish !== undefined) out.add(p.publish);
+    if (p.subscribe !== undefined) out.add(p.subscribe);
+  }
+  return [...out];
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
@@ -147,6 +169,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.policies.length === 0) {
     log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
   }
+  const scoring = options.scoring
+    ? await startScoring({
+        ...options.scoring,
+        dataDir: options.dataDir,
+        bus: aedesBus(broker),
+        thresholds: policyThresholds(options.policies),
+        log,
+      })
+    : undefined;
   ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}/crl`);
   await ca.refreshCrl();
 
@@ -165,8 +196,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
     httpsPort,
     mqttPort,
+    ...(scoring ? { scoring } : {}),
     async close() {
       clearInterval(crlTimer);
+      await scoring?.close();
       await new Promise<void>((resolve) => {
         mqtt.close(() => resolve());
         for (const client of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();

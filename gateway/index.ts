@@ -1,2 +1,2 @@
 export { startGateway } from './gateway.js';
-export type { Gateway, GatewayOptions } from './gateway.js';
+export type { Gateway, GatewayOptions, GatewayScoringOptions } from './gateway.js';

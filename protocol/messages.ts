@@ -80,3 +80,18 @@ export const behaviourEventSchema = z.object({
     .optional(),
 });
 export type BehaviourEvent = z.infer<typeof behaviourEventSchema>;
+
+/**
+ * A peer report on wott/v1/reports/{reporter}/{subject}: what one device observed about another (e.g. it scanned
+ * ports, sent malformed frames, impersonated a service). `reportId` increases per reporter so that scoring can
+ * drop replays; `rating` is 1 for "behaves as expected" down to 0 for "hostile".
+ */
+export const peerReportSchema = z.object({
+  reporter: deviceIdSchema,
+  subject: deviceIdSchema,
+  reportId: z.number().int().nonnegative(),
+  time: z.string().datetime(),
+  rating: z.number().min(0).max(1),
+  reason: z.string().min(1).max(300),
+});
+export type PeerReport = z.infer<typeof peerReportSchema>;

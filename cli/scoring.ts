@@ -1,0 +1,126 @@
+/** `wott scoring` (scoring on its own host, over MQTT) and `wott score show`. */
+import { Command, InvalidArgumentError } from 'commander';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import type { GatewayScoringOptions } from '../gateway/index.js';
+import { isDeviceId } from '../protocol/index.js';
+import { mqttBus, scoringPaths, ScoringStore, startScoring, type StoredScore } from '../scoring/index.js';
+import { loadConfig, type WottConfig } from './config.js';
+import { LOG_REDACT, withData, type DataOptions } from './options.js';
+
+/** The scoring settings of wott.yaml; the InfluxDB token may come from WOTT_INFLUX_TOKEN instead of the file. */
+export function scoringFromConfig(config: WottConfig): GatewayScoringOptions {
+  const s = config.scoring;
+  const token = process.env.WOTT_INFLUX_TOKEN || s.influx?.token;
+  return {
+    model: s.model,
+    republishMs: s.republishInterval,
+    historyRetentionMs: s.historyRetention,
+    ...(s.influx
+      ? {
+          influx: {
+            url: s.influx.url,
+            api: s.influx.api,
+            database: s.influx.database,
+            batchSize: s.influx.batchSize,
+            flushIntervalMs: s.influx.flushInterval,
+            spoolMaxBytes: s.influx.spoolMaxBytes,
+            ...(s.influx.retentionPolicy ? { retentionPolicy: s.influx.retentionPolicy } : {}),
+            ...(s.influx.org ? { org: s.influx.org } : {}),
+            ...(s.influx.bucket ? { bucket: s.influx.bucket } : {}),
+            ...(token ? { token } : {}),
+            ...(s.influx.username ? { username: s.influx.username, password: s.influx.password ?? '' } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+function readCredential(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+export function formatScore(stored: StoredScore): string {
+  const m = stored.message;
+  const lines = [`${m.device}  score ${m.score.toFixed(3)}  (model ${m.modelVersion}, ${m.time})`, ''];
+  for (const f of m.factors) {
+    const c = f.contribution === 0 ? '    ok' : f.contribution.toFixed(3).padStart(6);
+    lines.push(`  ${c}  ${f.id.padEnd(26)} ${f.reason}`);
+    if (f.fix) lines.push(`  ${''.padStart(6)}  ${''.padEnd(26)} fix: ${f.fix}`);
+  }
+  if (stored.findings) {
+    lines.push('', stored.findings.length ? `Vulnerabilities (${stored.findings.length}):` : 'Vulnerabilities: none known');
+    for (const v of stored.findings) {
+      const flags = [v.severity, v.remote === null ? 'scope unknown' : v.remote ? 'remote' : 'local', ...(v.exposed ? ['on a listening service'] : [])];
+      lines.push(`  ${v.cve.padEnd(16)} ${v.source} ${v.installed} -> fixed in ${v.fixed}  (${flags.join(', ')})`);
+      lines.push(`  ${''.padEnd(16)} ${v.action}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function registerScoringCommands(program: Command): void {
+  withData(program.command('scoring'))
+    .description('run scoring on its own, as an MQTT client with a scoring service certificate (wott ca service --role scoring)')
+    .requiredOption('--mqtt <url>', 'broker URL, e.g. mqtts://gateway.example:8883')
+    .option('--credentials <dir>', 'folder with scoring.key, scoring.crt and ca.crt (as written by wott ca service)', './scoring-credentials')
+    .option('--insecure-hostname', 'do not check the broker certificate names the host (still checks it is from our CA)')
+    .action(async (opts: DataOptions & { mqtt: string; credentials: string; insecureHostname?: boolean }) => {
+      const { config } = loadConfig(opts.config);
+      const log = pino({ name: 'wott-scoring', redact: LOG_REDACT });
+      const dir = resolve(opts.credentials);
+      const cert = readCredential(join(dir, 'scoring.crt'), 'certificate');
+      const key = readCredential(join(dir, 'scoring.key'), 'key');
+      const ca = readCredential(join(dir, 'ca.crt'), 'CA chain');
+      const identity = new X509Certificate(cert).subject.match(/CN=([^\n]+)/)?.[1];
+      if (!identity?.startsWith('scoring:')) throw new InvalidArgumentError(`${join(dir, 'scoring.crt')} is not a scoring service certificate (CN ${identity ?? 'missing'})`);
+      const bus = await mqttBus({
+        url: opts.mqtt,
+        key,
+        cert,
+        ca,
+        clientId: `${identity}:${process.pid}`,
+        ...(opts.insecureHostname ? { checkServerIdentity: () => undefined } : {}),
+      });
+      const settings = scoringFromConfig(config);
+      const service = await startScoring({
+        ...settings,
+        dataDir: resolve(opts.data),
+        bus,
+        thresholds: [...new Set(config.policies.flatMap((p) => [p.publish, p.subscribe].filter((v): v is number => v !== undefined)))],
+        log,
+      });
+      log.info({ mqtt: opts.mqtt, identity }, 'scoring connected');
+      const stop = () => void service.close().then(() => process.exit(0));
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+
+  const score = program.command('score').description('Trust Scores');
+  withData(score.command('show'))
+    .description("a device's latest score with every factor, its reason and fix, and its vulnerabilities")
+    .argument('<id>', 'device id')
+    .option('--json', 'print the stored score message (and findings) as JSON')
+    .action((id: string, opts: DataOptions & { json?: boolean }) => {
+      if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
+      const path = scoringPaths(resolve(opts.data)).store;
+      const store = existsSync(path) ? new ScoringStore(path) : undefined;
+      try {
+        const stored = store?.latest(id);
+        if (!stored) {
+          process.stderr.write(`no score for ${id} yet (scoring publishes one once it hears from or about the device)\n`);
+          process.exitCode = 1;
+          return;
+        }
+        process.stdout.write(opts.json ? JSON.stringify(stored, null, 2) + '\n' : formatScore(stored));
+      } finally {
+        store?.close();
+      }
+    });
+}

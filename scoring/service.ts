@@ -1,0 +1,171 @@
+/**
+ * The scoring service: reads telemetry, behaviour events and peer reports from the bus, keeps the engine's
+ * records, publishes retained scores on every meaningful change and periodically, and stores them (embedded
+ * history; InfluxDB when configured).
+ */
+import type { Logger } from 'pino';
+import { behaviourEventSchema, parseMessage, parseTopic, topicFilters, topics, type ScoreMessage } from '../protocol/index.js';
+import type { ScoringBus } from './bus.js';
+import type { ScoreEngine, ScoreResult } from './engine.js';
+import type { InfluxWriter } from './influx.js';
+import { behaviourPoint, scorePoint } from './points.js';
+import type { ScoringStore } from './store.js';
+
+export interface ScoringServiceOptions {
+  bus: ScoringBus;
+  engine: ScoreEngine;
+  store?: ScoringStore;
+  influx?: InfluxWriter;
+  log?: Logger;
+  /** Recompute devices whose penalties decay or whose reports went stale. */
+  tickMs?: number;
+  /** Republish every score, changed or not (retained scores must outlive a broker restart). */
+  republishMs?: number;
+  /** Write changed records and scores to the store this often (one transaction). */
+  persistMs?: number;
+  /** Runs after close (releases what the service was built on). */
+  onClose?: () => void;
+}
+
+export interface ScoringCounters {
+  accepted: number;
+  rejected: number;
+  published: number;
+}
+
+export class ScoringService {
+  private readonly dirty = new Set<string>();
+  private readonly changedRecords = new Set<string>();
+  private pendingScores: Array<{ message: ScoreMessage; findings?: ScoreResult['findings'] }> = [];
+  private scheduled = false;
+  private timers: NodeJS.Timeout[] = [];
+  private lastRepublish = Date.now();
+  private readonly listeners: Array<(message: ScoreMessage) => void> = [];
+  readonly counters: ScoringCounters = { accepted: 0, rejected: 0, published: 0 };
+
+  constructor(private readonly options: ScoringServiceOptions) {}
+
+  async start(): Promise<void> {
+    const { engine, store, bus } = this.options;
+    if (store) {
+      for (const [device, data] of store.records()) {
+        try {
+          engine.importRecord(device, data);
+        } catch (err) {
+          this.options.log?.warn({ device, err: (err as Error).message }, 'scoring: dropped an unreadable stored record');
+        }
+      }
+    }
+    await bus.subscribe([topicFilters.telemetry, topicFilters.events, topicFilters.reports], (topic, payload) => this.onMessage(topic, payload));
+    // Retained scores may be gone (a broker restart): publish every known score once at start.
+    for (const device of engine.devices()) this.recompute(device, true);
+    const tick = setInterval(() => this.tick(), this.options.tickMs ?? 5000);
+    const persist = setInterval(() => this.persist(), this.options.persistMs ?? 1000);
+    // History retention: prune at start and hourly.
+    store?.prune();
+    const prune = setInterval(() => store?.prune(), 3_600_000);
+    for (const t of [tick, persist, prune]) t.unref();
+    this.timers.push(tick, persist, prune);
+  }
+
+  /** Called with every published score (the gateway uses it for metrics; tests to wait). */
+  onScore(listener: (message: ScoreMessage) => void): void {
+    this.listeners.push(listener);
+  }
+
+  onMessage(topic: string, payload: Buffer): void {
+    const parsed = parseTopic(topic);
+    if (!parsed) return;
+    const { engine } = this.options;
+    let result;
+    switch (parsed.kind) {
+      case 'telemetry':
+        result = engine.ingestTelemetry(parsed.device, payload);
+        break;
+      case 'events':
+        result = engine.ingestEvent(parsed.device, payload);
+        if (result.accepted && this.options.influx) {
+          this.options.influx.add([behaviourPoint(parseMessage(behaviourEventSchema, payload), Date.now())]);
+        }
+        break;
+      case 'reports':
+        result = engine.ingestReport(parsed.reporter, parsed.subject, payload);
+        break;
+      case 'scores':
+        return;
+    }
+    if (!result.accepted) {
+      this.counters.rejected++;
+      this.options.log?.warn({ topic, reason: result.reason }, 'scoring: ignored message');
+      return;
+    }
+    this.counters.accepted++;
+    this.dirty.add(result.device);
+    this.changedRecords.add(result.device);
+    // Coalesce a burst (an auth-failure storm) into one computation per device.
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.processDirty());
+    }
+  }
+
+  private processDirty(): void {
+    this.scheduled = false;
+    const devices = [...this.dirty];
+    this.dirty.clear();
+    for (const device of devices) this.recompute(device, false);
+  }
+
+  /** Computes one device and publishes when it changed meaningfully (or `force`). */
+  recompute(device: string, force: boolean): ScoreMessage | undefined {
+    const result = this.options.engine.changed(device, force);
+    if (!result) return undefined;
+    const { message, findings } = result;
+    this.options.bus.publish(topics.scores(device), Buffer.from(JSON.stringify(message)), true).catch((err: Error) => {
+      this.options.log?.warn({ device, err: err.message }, 'scoring: could not publish a score');
+    });
+    this.counters.published++;
+    this.changedRecords.add(device);
+    this.pendingScores.push(findings ? { message, findings } : { message });
+    this.options.influx?.add([scorePoint(message, findings)]);
+    for (const l of this.listeners) l(message);
+    return message;
+  }
+
+  /** Decay and staleness change scores with no new input; the periodic republish refreshes retained copies. */
+  tick(): void {
+    const now = Date.now();
+    const republish = now - this.lastRepublish >= (this.options.republishMs ?? 300_000);
+    if (republish) this.lastRepublish = now;
+    const { engine } = this.options;
+    for (const device of engine.devices()) if (republish || engine.volatile(device)) this.recompute(device, republish);
+  }
+
+  persist(): void {
+    const { store, engine } = this.options;
+    if (!store || (this.changedRecords.size === 0 && this.pendingScores.length === 0)) return;
+    const records: Array<[string, string]> = [];
+    for (const device of this.changedRecords) {
+      const data = engine.exportRecord(device);
+      if (data) records.push([device, data]);
+    }
+    const scores = this.pendingScores;
+    this.changedRecords.clear();
+    this.pendingScores = [];
+    try {
+      store.commit(records, scores);
+    } catch (err) {
+      this.options.log?.error({ err: (err as Error).message }, 'scoring: could not persist state');
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await this.options.bus.close();
+    this.processDirty();
+    this.persist();
+    await this.options.influx?.close();
+    this.options.onClose?.();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Wires a scoring service from a data folder: the embedded store (data/scoring/scores.db), CA facts from the
+ * inventory when it is there, the InfluxDB writer (spool in data/scoring/influx-spool) when configured.
+ * Used by `wott gateway` (in-process bus) and `wott scoring` (MQTT bus).
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { ScoringBus } from './bus.js';
+import { InventoryFacts } from './ca-facts.js';
+import { ScoreEngine, type VulnerabilityMatcher } from './engine.js';
+import { InfluxWriter, type InfluxOptions } from './influx.js';
+import type { ScoreModel } from './model.js';
+import { ScoringService } from './service.js';
+import { ScoringStore } from './store.js';
+
+export interface StartScoringOptions {
+  dataDir: string;
+  bus: ScoringBus;
+  model: ScoreModel;
+  republishMs: number;
+  historyRetentionMs: number;
+  thresholds?: number[];
+  influx?: Omit<InfluxOptions, 'spoolDir' | 'log'>;
+  vulnerabilities?: VulnerabilityMatcher;
+  tickMs?: number;
+  log?: Logger;
+}
+
+export const scoringPaths = (dataDir: string) => ({
+  store: join(dataDir, 'scoring', 'scores.db'),
+  spool: join(dataDir, 'scoring', 'influx-spool'),
+});
+
+export async function startScoring(options: StartScoringOptions): Promise<ScoringService> {
+  const paths = scoringPaths(options.dataDir);
+  const facts = InventoryFacts.openIfPresent(options.dataDir);
+  const engine = new ScoreEngine({
+    model: options.model,
+    ...(facts ? { caFacts: (device: string) => facts.facts(device) } : {}),
+    ...(options.vulnerabilities ? { vulnerabilities: options.vulnerabilities } : {}),
+    ...(options.thresholds ? { thresholds: options.thresholds } : {}),
+  });
+  const store = new ScoringStore(paths.store, options.historyRetentionMs);
+  const influx = options.influx ? new InfluxWriter({ ...options.influx, spoolDir: paths.spool, ...(options.log ? { log: options.log } : {}) }) : undefined;
+  await influx?.start();
+  const service = new ScoringService({
+    bus: options.bus,
+    engine,
+    store,
+    ...(influx ? { influx } : {}),
+    ...(options.log ? { log: options.log } : {}),
+    republishMs: options.republishMs,
+    ...(options.tickMs ? { tickMs: options.tickMs } : {}),
+    onClose: () => {
+      store.close();
+      facts?.close();
+    },
+  });
+  await service.start();
+  options.log?.info({ model: options.model.version, influx: options.influx ? `${options.influx.url} (${options.influx.api ?? 'v1'})` : 'off', ca: Boolean(facts) }, 'scoring started');
+  return service;
+}
