@@ -2,8 +2,9 @@
 import { brokerSuite } from './broker.js';
 import { caSuite } from './ca.js';
 import { print, type Suite } from './harness.js';
+import { scoringSuite } from './scoring.js';
 
-const suites: Suite[] = [caSuite, brokerSuite];
+const suites: Suite[] = [caSuite, brokerSuite, scoringSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -89,14 +89,15 @@ export function behaviourPenalties(state: BehaviourState, model: ScoreModel, now
   const denials = decayed(state.denials, now, h);
   const churn = Math.max(0, decayed(state.connects, now, h) - b.churn.allowance);
   const anomalies = decayed(state.anomalies, now, h);
-  const push = (id: Penalty['id'], penalty: number, reason: string, fix: string) => {
+  // Reasons are built only for penalties that exist: this runs for every score computed.
+  const push = (id: Penalty['id'], penalty: number, reason: () => string, fix: string) => {
     const rounded = Math.round(penalty * 1000) / 1000;
-    if (rounded > 0) out.push({ id, penalty: rounded, reason, fix });
+    if (rounded > 0) out.push({ id, penalty: rounded, reason: reason(), fix });
   };
-  push('authFailures', curve(auth, b.authFailures.max, b.authFailures.scale), `${auth.toFixed(1)} recent failed connection attempts with this device's name (half-life ${minutes(h)})`, "check the device's certificate and clock; if it is not the device, find who connects with its name");
-  push('denials', curve(denials, b.denials.max, b.denials.scale), `${denials.toFixed(1)} recent publish/subscribe denials (half-life ${minutes(h)})`, 'make the device use only topics its policy allows (wott policy explain)');
-  push('churn', curve(churn, b.churn.max, b.churn.scale), `reconnecting often: ${churn.toFixed(1)} connects above the allowance of ${b.churn.allowance}`, 'check the device for crashes, duplicate client ids or a flaky network');
-  push('rateAnomaly', curve(anomalies, b.rate.max, b.rate.scale), `message rate above ${b.rate.factor}× its own baseline of ${state.baseline.rate.toFixed(1)}/s in ${anomalies.toFixed(1)} recent intervals`, 'find what makes the device publish more than usual');
+  push('authFailures', curve(auth, b.authFailures.max, b.authFailures.scale), () => `${auth.toFixed(1)} recent failed connection attempts with this device's name (half-life ${minutes(h)})`, "check the device's certificate and clock; if it is not the device, find who connects with its name");
+  push('denials', curve(denials, b.denials.max, b.denials.scale), () => `${denials.toFixed(1)} recent publish/subscribe denials (half-life ${minutes(h)})`, 'make the device use only topics its policy allows (wott policy explain)');
+  push('churn', curve(churn, b.churn.max, b.churn.scale), () => `reconnecting often: ${churn.toFixed(1)} connects above the allowance of ${b.churn.allowance}`, 'check the device for crashes, duplicate client ids or a flaky network');
+  push('rateAnomaly', curve(anomalies, b.rate.max, b.rate.scale), () => `message rate above ${b.rate.factor}× its own baseline of ${state.baseline.rate.toFixed(1)}/s in ${anomalies.toFixed(1)} recent intervals`, 'find what makes the device publish more than usual');
   return out;
 }
 

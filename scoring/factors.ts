@@ -170,7 +170,8 @@ export function stateFactors(model: ScoreModel, input: StateInputs): StateFactor
       out.push({ id: 'certificate', value, reason: `the certificate is ${Math.round(used * 100)} % through its lifetime: renewal is failing`, fix: 'check the agent (journalctl -u wott-agent) and that it reaches the EST server' });
     }
   }
-  return out.map((f) => ({ ...f, value: round(f.value) }));
+  for (const f of out) f.value = round(f.value);
+  return out;
 }
 
 function cveFactor(model: ScoreModel, cves: StateInputs['cves']): StateFactor {

@@ -101,7 +101,7 @@ export class ScoringService {
     }
     this.counters.accepted++;
     this.dirty.add(result.device);
-    this.changedRecords.add(result.device);
+    if (this.options.store) this.changedRecords.add(result.device);
     // Coalesce a burst (an auth-failure storm) into one computation per device.
     if (!this.scheduled) {
       this.scheduled = true;
@@ -125,8 +125,10 @@ export class ScoringService {
       this.options.log?.warn({ device, err: err.message }, 'scoring: could not publish a score');
     });
     this.counters.published++;
-    this.changedRecords.add(device);
-    this.pendingScores.push(findings ? { message, findings } : { message });
+    if (this.options.store) {
+      this.changedRecords.add(device);
+      this.pendingScores.push(findings ? { message, findings } : { message });
+    }
     this.options.influx?.add([scorePoint(message, findings)]);
     for (const l of this.listeners) l(message);
     return message;
