@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 /** The `wott` command line. Results go to stdout, diagnostics to stderr; logs (gateway) are JSON lines on stdout. */
 import { Command, Option, InvalidArgumentError } from 'commander';
-import ms from 'ms';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -9,16 +8,10 @@ import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRI
 import { startGateway } from '../gateway/index.js';
 import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { ConfigError, loadConfig } from './config.js';
-import { LOG_REDACT, passphrase, withData, type DataOptions } from './options.js';
+import { durationArg, LOG_REDACT, passphrase, withData, type DataOptions } from './options.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { explainDecision } from './explain.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
-
-function durationArg(value: string): number {
-  const parsed = ms(value as ms.StringValue);
-  if (typeof parsed !== 'number' || !(parsed > 0)) throw new InvalidArgumentError('expected a duration such as 30m, 24h or 7d');
-  return parsed;
-}
 
 function portArg(value: string): number {
   const n = Number(value);

@@ -1,5 +1,6 @@
 /** Options and settings several commands share. */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import ms from 'ms';
 
 export const DEFAULT_DATA = './wott-data';
 
@@ -20,3 +21,9 @@ export function withData(cmd: Command): Command {
 
 /** Never logged, whatever a log line carries. */
 export const LOG_REDACT = ['req.headers.authorization', 'token', 'passphrase', 'password', '*.token', '*.password'];
+
+export function durationArg(value: string): number {
+  const parsed = ms(value as ms.StringValue);
+  if (typeof parsed !== 'number' || !(parsed > 0)) throw new InvalidArgumentError('expected a duration such as 30m, 24h or 7d');
+  return parsed;
+}

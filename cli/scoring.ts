@@ -1,5 +1,5 @@
 /** `wott scoring` (scoring on its own host, over MQTT) and `wott score show`. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -8,7 +8,7 @@ import type { GatewayScoringOptions } from '../gateway/index.js';
 import { isDeviceId } from '../protocol/index.js';
 import { mqttBus, scoringPaths, ScoringStore, startScoring, type StoredScore } from '../scoring/index.js';
 import { loadConfig, type WottConfig } from './config.js';
-import { LOG_REDACT, withData, type DataOptions } from './options.js';
+import { durationArg, LOG_REDACT, withData, type DataOptions } from './options.js';
 
 /** The scoring settings of wott.yaml; the InfluxDB token may come from WOTT_INFLUX_TOKEN instead of the file. */
 export function scoringFromConfig(config: WottConfig): GatewayScoringOptions {
@@ -65,6 +65,11 @@ export function formatScore(stored: StoredScore): string {
   return lines.join('\n') + '\n';
 }
 
+function openStore(data: string): ScoringStore | undefined {
+  const path = scoringPaths(resolve(data)).store;
+  return existsSync(path) ? new ScoringStore(path) : undefined;
+}
+
 export function registerScoringCommands(program: Command): void {
   withData(program.command('scoring'))
     .description('run scoring on its own, as an MQTT client with a scoring service certificate (wott ca service --role scoring)')
@@ -109,8 +114,7 @@ export function registerScoringCommands(program: Command): void {
     .option('--json', 'print the stored score message (and findings) as JSON')
     .action((id: string, opts: DataOptions & { json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
-      const path = scoringPaths(resolve(opts.data)).store;
-      const store = existsSync(path) ? new ScoringStore(path) : undefined;
+      const store = openStore(opts.data);
       try {
         const stored = store?.latest(id);
         if (!stored) {
@@ -119,6 +123,34 @@ export function registerScoringCommands(program: Command): void {
           return;
         }
         process.stdout.write(opts.json ? JSON.stringify(stored, null, 2) + '\n' : formatScore(stored));
+      } finally {
+        store?.close();
+      }
+    });
+
+  withData(score.command('history'))
+    .description("a device's score history from the gateway's embedded store (kept for scoring.historyRetention)")
+    .argument('<id>', 'device id')
+    .addOption(new Option('--since <duration>', 'how far back, e.g. 1h, 7d').argParser(durationArg).default(86_400_000, '24h'))
+    .option('--json', 'one JSON object per line')
+    .action((id: string, opts: DataOptions & { since: number; json?: boolean }) => {
+      if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
+      const store = openStore(opts.data);
+      try {
+        const rows = store?.history(id, Date.now() - opts.since, 10_000) ?? [];
+        if (rows.length === 0) {
+          process.stderr.write(`no score history for ${id} in that period\n`);
+          process.exitCode = 1;
+          return;
+        }
+        for (const r of rows) {
+          const worst = r.factors.reduce<{ id: string; contribution: number } | undefined>((w, f) => (!w || f.contribution < w.contribution ? f : w), undefined);
+          process.stdout.write(
+            opts.json
+              ? JSON.stringify({ ...r, time: new Date(r.time).toISOString() }) + '\n'
+              : `${new Date(r.time).toISOString()}  ${r.score.toFixed(3)}  ${worst && worst.contribution < 0 ? `${worst.id} ${worst.contribution}` : ''}\n`,
+          );
+        }
       } finally {
         store?.close();
       }

@@ -86,6 +86,13 @@ t.test('in the gateway: telemetry → retained score → enforcement; a storm cu
   t.equal(unknown.code, 1);
   t.match(unknown.stderr, /no score for nobody/);
   t.match((await run('node', [CLI, 'score', 'show', '../../etc/passwd', '--data', gw.dir])).stderr, /not a device id/);
+  const history = await run('node', [CLI, 'score', 'history', 'sensor-1', '--since', '1h', '--data', gw.dir]);
+  const lines = history.stdout.trim().split('\n');
+  t.ok(lines.length >= 2, 'the history holds the scores published so far');
+  t.ok(lines.some((l) => /authFailures -0\.\d+/.test(l)), 'with the costliest factor of each');
+  const jsonl = await run('node', [CLI, 'score', 'history', 'sensor-1', '--json', '--data', gw.dir]);
+  t.ok(jsonl.stdout.trim().split('\n').every((l) => typeof JSON.parse(l).score === 'number'));
+  t.equal((await run('node', [CLI, 'score', 'history', 'nobody', '--data', gw.dir])).code, 1);
 
   // Recovery: the penalty halves every 3 s here; the score climbs back and payments flow again.
   await waitFor(() => gw.plugin.effectiveScore('sensor-1') >= 0.9, 'recovery above 0.9', 30_000);
