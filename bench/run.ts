@@ -3,8 +3,9 @@ import { brokerSuite } from './broker.js';
 import { caSuite } from './ca.js';
 import { print, type Suite } from './harness.js';
 import { scoringSuite } from './scoring.js';
+import { cveSuite } from './cve.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, scoringSuite];
+const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

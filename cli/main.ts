@@ -8,8 +8,9 @@ import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRI
 import { startGateway } from '../gateway/index.js';
 import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { ConfigError, loadConfig } from './config.js';
-import { durationArg, LOG_REDACT, passphrase, withData, type DataOptions } from './options.js';
+import { DEFAULT_DATA, durationArg, LOG_REDACT, passphrase, withData, type DataOptions } from './options.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
+import { registerCveCommands } from './cve.js';
 import { explainDecision } from './explain.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
 
@@ -87,6 +88,7 @@ export function buildProgram(): Command {
     });
 
   registerScoringCommands(program);
+  registerCveCommands(program, { dataDir: DEFAULT_DATA });
 
   const ca = program.command('ca').description('certificate authority');
   withData(ca.command('init'))

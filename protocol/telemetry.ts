@@ -24,6 +24,8 @@ export const packageSchema = z.object({
   /** Debian source package (CVE data is keyed by source). */
   source: z.string().max(128),
   version: z.string().max(128),
+  /** The source package's version when it differs from the binary's (binNMU "+b1", renamed binaries). */
+  sourceVersion: z.string().max(128).optional(),
 });
 
 export const telemetrySchema = z.object({

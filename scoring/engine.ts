@@ -22,6 +22,8 @@ import { peerPenalty, prunePeers, type PeerEntry } from './peers.js';
 export interface VulnerabilityMatcher {
   /** Changes whenever the loaded data changes, so cached findings are re-matched. */
   readonly generation: number;
+  /** False while no data is loaded: the CVE factor is then left out instead of claiming "no CVEs". */
+  readonly loaded?: boolean;
   match(packages: PackageEntry[], os: Telemetry['os'], listening: Telemetry['listening']): CveFindingInput[];
 }
 
@@ -154,6 +156,11 @@ export class ScoreEngine {
     }
   }
 
+  /** The generation of the loaded vulnerability data (undefined without a matcher). */
+  vulnerabilityGeneration(): number | undefined {
+    return this.options.vulnerabilities?.generation;
+  }
+
   /** The latest computed (or, before any, the prior) score: used to weigh this device's own peer reports. */
   private currentScore(device: string): number {
     const r = this.records.get(device);
@@ -163,7 +170,7 @@ export class ScoreEngine {
   private findings(r: DeviceRecord): CveFindingInput[] | 'unknown' | undefined {
     const matcher = this.options.vulnerabilities;
     const t = r.telemetry;
-    if (!matcher || !t) return undefined;
+    if (!matcher || !t || matcher.loaded === false) return undefined;
     if (!r.packages || r.packages.hash !== t.packages.hash) return 'unknown';
     const key = `${r.packages.hash}|${matcher.generation}|${t.listening.map((s) => `${s.address}:${s.port}:${s.process ?? ''}`).join(',')}|${t.os.versionCodename ?? t.os.versionId ?? ''}`;
     if (r.cveCache?.key !== key) r.cveCache = { key, findings: matcher.match(r.packages.list, t.os, t.listening) };

@@ -40,6 +40,8 @@ export class ScoringService {
   private scheduled = false;
   private timers: NodeJS.Timeout[] = [];
   private lastRepublish = Date.now();
+  private cveGeneration: number | undefined;
+  private rematchQueue: string[] = [];
   private readonly listeners: Array<(message: ScoreMessage) => void> = [];
   readonly counters: ScoringCounters = { accepted: 0, rejected: 0, published: 0 };
 
@@ -58,6 +60,7 @@ export class ScoringService {
     }
     await bus.subscribe([topicFilters.telemetry, topicFilters.events, topicFilters.reports], (topic, payload) => this.onMessage(topic, payload));
     // Retained scores may be gone (a broker restart): publish every known score once at start.
+    this.cveGeneration = engine.vulnerabilityGeneration();
     for (const device of engine.devices()) this.recompute(device, true);
     const tick = setInterval(() => this.tick(), this.options.tickMs ?? 5000);
     const persist = setInterval(() => this.persist(), this.options.persistMs ?? 1000);
@@ -141,6 +144,24 @@ export class ScoringService {
     if (republish) this.lastRepublish = now;
     const { engine } = this.options;
     for (const device of engine.devices()) if (republish || engine.volatile(device)) this.recompute(device, republish);
+    const generation = engine.vulnerabilityGeneration();
+    if (generation !== this.cveGeneration) {
+      this.cveGeneration = generation;
+      this.options.log?.info({ generation, devices: engine.devices().length }, 'scoring: vulnerability data changed; re-matching every device');
+      const idle = this.rematchQueue.length === 0;
+      this.rematchQueue = engine.devices();
+      if (idle) setImmediate(() => this.rematch());
+    }
+  }
+
+  /**
+   * Re-matches devices after a feed update in slices of ~20 ms, so that a fleet of thousands (a few ms each)
+   * never blocks the broker sharing this event loop.
+   */
+  private rematch(): void {
+    const until = performance.now() + 20;
+    while (this.rematchQueue.length > 0 && performance.now() < until) this.recompute(this.rematchQueue.shift()!, false);
+    if (this.rematchQueue.length > 0 && this.timers.length > 0) setImmediate(() => this.rematch());
   }
 
   persist(): void {

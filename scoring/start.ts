@@ -12,6 +12,38 @@ import { InfluxWriter, type InfluxOptions } from './influx.js';
 import type { ScoreModel } from './model.js';
 import { ScoringService } from './service.js';
 import { ScoringStore } from './store.js';
+import { CveStore, StoreMatcher } from './cve/index.js';
+
+/**
+ * The CVE store as the engine's matcher. Its generation (a query) is read at most once a second: the engine asks on
+ * every score, and a feed update may take a second to be noticed.
+ */
+export class CachedCveMatcher implements VulnerabilityMatcher {
+  private gen = 0;
+  private checkedAt = -Infinity;
+
+  constructor(
+    private readonly inner: StoreMatcher,
+    private readonly everyMs = 1000,
+  ) {}
+
+  get generation(): number {
+    const now = Date.now();
+    if (now - this.checkedAt >= this.everyMs) {
+      this.gen = this.inner.generation;
+      this.checkedAt = now;
+    }
+    return this.gen;
+  }
+
+  get loaded(): boolean {
+    return this.generation > 0;
+  }
+
+  match(...args: Parameters<VulnerabilityMatcher['match']>): ReturnType<VulnerabilityMatcher['match']> {
+    return this.inner.match(...args);
+  }
+}
 
 export interface StartScoringOptions {
   dataDir: string;
@@ -34,10 +66,13 @@ export const scoringPaths = (dataDir: string) => ({
 export async function startScoring(options: StartScoringOptions): Promise<ScoringService> {
   const paths = scoringPaths(options.dataDir);
   const facts = InventoryFacts.openIfPresent(options.dataDir);
+  // `wott cve update` loads the feed into data/cve/cve.db; scoring picks up each new generation.
+  const cveStore = options.vulnerabilities ? undefined : CveStore.open(options.dataDir);
+  const vulnerabilities = options.vulnerabilities ?? new CachedCveMatcher(new StoreMatcher(cveStore!));
   const engine = new ScoreEngine({
     model: options.model,
     ...(facts ? { caFacts: (device: string) => facts.facts(device) } : {}),
-    ...(options.vulnerabilities ? { vulnerabilities: options.vulnerabilities } : {}),
+    vulnerabilities,
     ...(options.thresholds ? { thresholds: options.thresholds } : {}),
   });
   const store = new ScoringStore(paths.store, options.historyRetentionMs);
@@ -54,6 +89,7 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
     onClose: () => {
       store.close();
       facts?.close();
+      cveStore?.close();
     },
   });
   await service.start();

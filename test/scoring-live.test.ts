@@ -6,6 +6,8 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { collectOs, collectPackages } from '../agent/collectors/index.js';
 import { join } from 'node:path';
 import { scoreMessageSchema, topics } from '../protocol/index.js';
 import { loadModel } from '../scoring/index.js';
@@ -99,6 +101,44 @@ t.test('in the gateway: telemetry → retained score → enforcement; a storm cu
   await p.publishAsync('payments/tx', 'after', { qos: 1 });
   await waitFor(() => got.some((m) => m.payload === 'after'), 'payments delivered again');
   t.pass(`recovered ${Date.now() - started} ms after the storm began`);
+});
+
+t.test('CVE findings: `wott cve update` beside a running gateway re-scores devices; `wott score show` lists them', async (t) => {
+  const gw = await testGateway(t, { scoring: { model: loadModel(), republishMs: 60_000, historyRetentionMs: 86_400_000, tickMs: 200 } });
+  const dir = tempDir(t);
+  const dev = await enroll(gw, dir, 'cve-host');
+  const c = await connect(gw, { ...dev, id: 'cve-host:1' });
+  t.teardown(() => c.end(true));
+  const got = inbox(c);
+  await subscribeGrant(c, topics.scores('cve-host'));
+  // This machine's real packages (Debian 12), reported as the hardened fixture's state otherwise.
+  const report = fixtureTelemetry('debian12-hardened', 'cve-host', 1, Date.now());
+  const packages = collectPackages('/');
+  report.packages = { count: packages.list.length, hash: packages.hash, list: packages.list };
+  report.os = collectOs('/');
+  await c.publishAsync(topics.telemetry('cve-host'), JSON.stringify(report), { qos: 1 });
+  const cves = () => {
+    const last = got.filter((m) => m.topic === topics.scores('cve-host')).pop();
+    return last ? (JSON.parse(last.payload) as { factors: Array<{ id: string; contribution: number; reason: string }> }).factors.find((f) => f.id === 'cves') : undefined;
+  };
+  await waitFor(() => cves() !== undefined, 'a first score');
+  t.match(cves(), { contribution: 0, reason: /no vulnerability data loaded/ }, 'no feed yet: not counted');
+  const update = await run('node', [CLI, 'cve', 'update', '--from', 'test/fixtures/cve/tracker.json', '--data', gw.dir]);
+  t.equal(update.code, 0, update.stderr);
+  await waitFor(() => (cves()?.contribution ?? 0) < 0, 'the device re-matched after the feed update', 15_000);
+  t.match(cves()!.reason, /fixed vulnerabilities in \d+ packages \(worst: /);
+  let shown = '';
+  for (let i = 0; i < 50 && !shown.includes('Vulnerabilities ('); i++) {
+    shown = (await run('node', [CLI, 'score', 'show', 'cve-host', '--data', gw.dir])).stdout;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.match(shown, /Vulnerabilities \(\d+\):/);
+  t.match(shown, /CVE-\d{4}-\d+ +\S+ \S+ -> fixed in \S+ +\((low|medium|high|critical|unknown)/);
+  t.match(shown, /apt-get install --only-upgrade /);
+  // A broken feed leaves the data (and the scores) as they were.
+  const broken = await run('node', [CLI, 'cve', 'update', '--from', 'test/fixtures/cve/bad/' + readdirSync('test/fixtures/cve/bad')[0], '--data', gw.dir]);
+  t.not(broken.code, 0);
+  t.ok(cves()!.contribution < 0, 'findings kept');
 });
 
 t.test('wott scoring --mqtt: scoring in its own process with a scoring service certificate', async (t) => {

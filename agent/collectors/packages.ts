@@ -33,9 +33,12 @@ export function parseDpkgStatus(text: string, truncated = false): PackageEntry[]
     const version = fields.get('version');
     if (!name || !version || name.length > 128 || version.length > 128 || !NAME.test(name) || !VERSION.test(version)) continue;
     // "Source: name (version)" when the source version differs from the binary's.
-    const sourceName = fields.get('source')?.split(/\s+/)[0];
+    const sourceField = fields.get('source') ?? '';
+    const sourceName = sourceField.split(/\s+/)[0];
     const source = sourceName && sourceName.length <= 128 && NAME.test(sourceName) ? sourceName : name;
-    out.push({ name, source, version });
+    // CVE data is keyed by source version; a binNMU (+b1) or a renamed binary carries its own version.
+    const sourceVersion = /\(([^)\s]+)\)$/.exec(sourceField)?.[1];
+    out.push(sourceVersion && sourceVersion !== version && sourceVersion.length <= 128 && VERSION.test(sourceVersion) ? { name, source, version, sourceVersion } : { name, source, version });
   }
   return out;
 }

@@ -1,0 +1,41 @@
+/** CVE matching of Debian packages against offline vulnerability data (Debian Security Tracker JSON, OSV). */
+export { compareDebianVersions, compareParsedVersions, formatDebianVersion, InvalidVersionError, isValidDebianVersion, parseDebianVersion, verrevcmp, type DebianVersion } from './dpkg-version.js';
+export {
+  codenameForVersion,
+  CveFeedError,
+  cvss3BaseScore,
+  DEBIAN_RELEASES,
+  DEFAULT_FEED_LIMITS,
+  maxSeverity,
+  mergeEntries,
+  parseFeed,
+  parseOsvRecords,
+  parseTrackerJson,
+  SEVERITIES,
+  severityRank,
+  urgencySeverity,
+  type CveEntry,
+  type FeedFormat,
+  type FeedLimits,
+  type FeedStats,
+  type ParsedFeed,
+  type Severity,
+} from './feed.js';
+export {
+  buildIndex,
+  compareFindings,
+  DAEMON_SOURCES,
+  debianRelease,
+  exposedSources,
+  groupBySource,
+  isLoopback,
+  matchPackages,
+  type CveFinding,
+  type CveIndex,
+  type IndexedEntry,
+  type InventoryEntry,
+  type OsRelease,
+} from './match.js';
+export { inventoryFromDpkgStatus } from './inventory.js';
+export { CveStore, CveStoreError, StoreMatcher, type FeedOrigin, type LoadRecord } from './store.js';
+export { decodeFeed, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_MS, fetchBounded, parseInput, readFeedInputs, updateCveStore, type UpdateOptions } from './update.js';

@@ -1,0 +1,333 @@
+/**
+ * Matching a device's installed packages against the CVE index: by Debian *source* package (the unit the
+ * tracker and OSV key on) within the device's release, with dpkg's exact version order. Pure: no I/O.
+ */
+import type { ListeningSocket, PackageEntry } from '../../protocol/index.js';
+import { compareParsedVersions, parseDebianVersion, type DebianVersion } from './dpkg-version.js';
+import { codenameForVersion, isKnownCodename, severityRank, type CveEntry, type Severity } from './feed.js';
+
+export interface CveFinding {
+  /** CVE id (or advisory id when there is no CVE alias). */
+  cve: string;
+  /** Debian source package. */
+  source: string;
+  /** Installed binary packages built from that source. */
+  packages: string[];
+  /** Installed version of the source (see installedSourceVersion for how it is derived). */
+  installed: string;
+  /** First version that fixes it in this release. */
+  fixed: string;
+  severity: Severity;
+  /** null when the feed does not say. */
+  remote: boolean | null;
+  /** A non-loopback listening socket's process belongs to this source package. */
+  exposed: boolean;
+  /** The command to run, e.g. "apt-get install --only-upgrade libssl3 openssl". */
+  action: string;
+  description?: string;
+  /** The advisory (DSA-…, DLA-…) the fix came with, when the feed names one. */
+  advisory?: string;
+}
+
+export interface IndexedEntry {
+  id: string;
+  fixed: string;
+  fixedVersion: DebianVersion;
+  introducedVersion: DebianVersion | null;
+  severity: Severity;
+  remote: boolean | null;
+  advisory?: string;
+}
+
+export interface CveIndex {
+  /** Changes whenever the store is replaced, so callers can cache per generation. */
+  generation: number;
+  /** release codename → source package → entries that have a fix (open issues cannot produce a finding). */
+  releases: Map<string, Map<string, IndexedEntry[]>>;
+  /** CVE id → description, shared by every (release, source) row of that id. */
+  descriptions: Map<string, string>;
+  /** Entries in the index (with a fix). */
+  size: number;
+}
+
+/** Builds the in-memory index; versions are parsed once here so matching only compares. */
+export function buildIndex(entries: Iterable<CveEntry>, generation = 0): CveIndex {
+  const releases = new Map<string, Map<string, IndexedEntry[]>>();
+  const descriptions = new Map<string, string>();
+  let size = 0;
+  for (const e of entries) {
+    if (e.description && !descriptions.has(e.id)) descriptions.set(e.id, e.description);
+    if (e.fixed === null) continue;
+    let bySource = releases.get(e.release);
+    if (!bySource) releases.set(e.release, (bySource = new Map()));
+    let list = bySource.get(e.source);
+    if (!list) bySource.set(e.source, (list = []));
+    const item: IndexedEntry = {
+      id: e.id,
+      fixed: e.fixed,
+      fixedVersion: parseDebianVersion(e.fixed),
+      introducedVersion: e.introduced ? parseDebianVersion(e.introduced) : null,
+      severity: e.severity,
+      remote: e.remote,
+    };
+    if (e.advisory) item.advisory = e.advisory;
+    list.push(item);
+    size++;
+  }
+  return { generation, releases, descriptions, size };
+}
+
+export interface OsRelease {
+  id: string;
+  versionId?: string;
+  versionCodename?: string;
+}
+
+const DEBIAN_LIKE = new Set(['debian', 'raspbian']);
+
+/**
+ * The Debian release codename whose data applies to this device, or null when it is not Debian (Ubuntu and
+ * others have their own trackers and version streams; Debian data would be wrong for them).
+ */
+export function debianRelease(os: OsRelease): string | null {
+  const id = os.id.trim().toLowerCase();
+  const codename = os.versionCodename?.trim().toLowerCase();
+  if (!DEBIAN_LIKE.has(id) && !(codename && isKnownCodename(codename))) return null;
+  if (codename) return codename;
+  return os.versionId ? codenameForVersion(os.versionId) : null;
+}
+
+/**
+ * Binary packages whose Source differs by name from the source the tracker files issues under: the signed
+ * kernel images are built by linux-signed-<arch> but carry linux's version, and CVEs are filed against linux.
+ */
+function trackerSource(source: string): string {
+  return /^linux-signed(?:-[a-z0-9]+)?$/.test(source) ? 'linux' : source;
+}
+
+/** A binNMU (binary-only rebuild) appends +bN to the binary's version; the source version is the rest. */
+function stripBinNmu(version: string): string {
+  return version.replace(/\+b\d+$/, '');
+}
+
+export type InventoryEntry = PackageEntry & {
+  /** The source version from dpkg's `Source: name (version)` when known (see withSourceVersions). */
+  sourceVersion?: string;
+};
+
+interface SourceGroup {
+  source: string;
+  binaries: Set<string>;
+  version: string;
+  parsed: DebianVersion;
+}
+
+/**
+ * The installed version of each source package. dpkg records the source version only when it differs from the
+ * binary's ("Source: util-linux (2.38.1-5+deb12u3)" for bsdutils 1:2.38.1-5+deb12u3), and telemetry carries the
+ * binary version only. So, in order of preference:
+ *  1. explicit sourceVersions (the CLI reads them from the status file for every binary);
+ *  2. the version of the binary named like its source (it carries the source version in practice);
+ *  3. the binary version with a binNMU suffix (+bN) removed.
+ * With several binaries the lowest version is used, so a half-upgraded source still shows up.
+ * Entries whose version is not valid dpkg syntax are skipped (telemetry is untrusted; one bad line must not hide
+ * every other finding).
+ */
+export function groupBySource(packages: readonly InventoryEntry[]): Map<string, SourceGroup> {
+  const groups = new Map<string, { binaries: Set<string>; explicit: DebianVersion[]; sameName: DebianVersion[]; other: DebianVersion[]; text: Map<DebianVersion, string> }>();
+  for (const p of packages) {
+    const source = trackerSource(p.source || p.name);
+    let g = groups.get(source);
+    if (!g) groups.set(source, (g = { binaries: new Set(), explicit: [], sameName: [], other: [], text: new Map() }));
+    g.binaries.add(p.name);
+    const add = (list: DebianVersion[], v: string) => {
+      try {
+        const parsed = parseDebianVersion(v);
+        list.push(parsed);
+        g.text.set(parsed, v);
+      } catch {
+        // skip unparsable versions (see above)
+      }
+    };
+    if (p.sourceVersion) add(g.explicit, p.sourceVersion);
+    else if (p.name === source) add(g.sameName, stripBinNmu(p.version));
+    else add(g.other, stripBinNmu(p.version));
+  }
+  const out = new Map<string, SourceGroup>();
+  for (const [source, g] of groups) {
+    const pool = g.explicit.length ? g.explicit : g.sameName.length ? g.sameName : g.other;
+    if (pool.length === 0) continue;
+    let min = pool[0]!;
+    for (const v of pool) if (compareParsedVersions(v, min) < 0) min = v;
+    out.set(source, { source, binaries: g.binaries, version: g.text.get(min)!, parsed: min });
+  }
+  return out;
+}
+
+/**
+ * Daemons whose process name differs from the source package that builds them. Process names are what the agent
+ * reads from /proc/<pid>/comm (at most 15 characters). The fallback rule is "process name = binary package name".
+ */
+export const DAEMON_SOURCES: ReadonlyMap<string, readonly string[]> = new Map<string, readonly string[]>([
+  ['sshd', ['openssh']],
+  ['nginx', ['nginx']],
+  ['apache2', ['apache2']],
+  ['httpd', ['apache2']],
+  ['lighttpd', ['lighttpd']],
+  ['mosquitto', ['mosquitto']],
+  ['mysqld', ['mariadb', 'mariadb-10.5', 'mariadb-10.3', 'mysql-8.0']],
+  ['mariadbd', ['mariadb', 'mariadb-10.5']],
+  ['redis-server', ['redis']],
+  ['redis-sentinel', ['redis']],
+  ['named', ['bind9']],
+  ['dnsmasq', ['dnsmasq']],
+  ['smbd', ['samba']],
+  ['nmbd', ['samba']],
+  ['samba', ['samba']],
+  ['winbindd', ['samba']],
+  ['ntpd', ['ntpsec', 'ntp']],
+  ['chronyd', ['chrony']],
+  ['exim4', ['exim4']],
+  ['master', ['postfix']],
+  ['smtpd', ['postfix']],
+  ['dovecot', ['dovecot']],
+  ['avahi-daemon', ['avahi']],
+  ['cupsd', ['cups']],
+  ['cups-browsed', ['cups-filters']],
+  ['vsftpd', ['vsftpd']],
+  ['proftpd', ['proftpd-dfsg']],
+  ['in.tftpd', ['tftp-hpa']],
+  ['snmpd', ['net-snmp']],
+  ['xinetd', ['xinetd']],
+  ['inetd', ['openbsd-inetd', 'inetutils']],
+  ['rpcbind', ['rpcbind']],
+  ['rpc.statd', ['nfs-utils']],
+  ['rpc.mountd', ['nfs-utils']],
+  ['dhcpd', ['isc-dhcp']],
+  ['dhclient', ['isc-dhcp']],
+  ['kea-dhcp4', ['isc-kea']],
+  ['unbound', ['unbound']],
+  ['pdns_server', ['pdns']],
+  ['pdns_recursor', ['pdns-recursor']],
+  ['knotd', ['knot']],
+  ['hostapd', ['wpa']],
+  ['wpa_supplicant', ['wpa']],
+  ['openvpn', ['openvpn']],
+  ['haproxy', ['haproxy']],
+  ['squid', ['squid']],
+  ['memcached', ['memcached']],
+  ['influxd', ['influxdb']],
+  ['epmd', ['erlang']],
+  ['dropbear', ['dropbear']],
+  ['systemd-resolve', ['systemd']], // systemd-resolved, cut to 15 characters by the kernel
+  ['systemd-network', ['systemd']],
+  ['systemd-timesyn', ['systemd']],
+  ['dockerd', ['docker.io']],
+  ['docker-proxy', ['docker.io']],
+  ['containerd', ['containerd']],
+  ['minissdpd', ['minissdpd']],
+  ['rsync', ['rsync']],
+  ['slapd', ['openldap']],
+  ['krb5kdc', ['krb5']],
+  ['nfsd', []], // in-kernel
+]);
+
+/** Process names that follow a versioned pattern. */
+const DAEMON_PATTERNS: ReadonlyArray<[RegExp, (m: RegExpExecArray) => string]> = [
+  [/^postgres$/, () => 'postgresql-*'],
+  [/^php-fpm(\d+\.\d+)$/, (m) => `php${m[1]}`],
+];
+
+/** Listeners bound to loopback only are not reachable from the network, so they do not expose a package. */
+export function isLoopback(address: string): boolean {
+  const a = address.toLowerCase();
+  return a === '::1' || a.startsWith('127.') || a.startsWith('::ffff:127.') || a === 'localhost';
+}
+
+/** Source packages that own a non-loopback listening socket on the device. */
+export function exposedSources(listening: readonly ListeningSocket[], packages: readonly InventoryEntry[]): { names: Set<string>; patterns: string[] } {
+  const byBinary = new Map<string, string>();
+  for (const p of packages) byBinary.set(p.name, trackerSource(p.source || p.name));
+  const names = new Set<string>();
+  const patterns: string[] = [];
+  for (const s of listening) {
+    if (!s.process || isLoopback(s.address)) continue;
+    const proc = s.process.trim();
+    const mapped = DAEMON_SOURCES.get(proc);
+    if (mapped) for (const n of mapped) names.add(n);
+    for (const [re, to] of DAEMON_PATTERNS) {
+      const m = re.exec(proc);
+      if (m) patterns.push(to(m));
+    }
+    const direct = byBinary.get(proc);
+    if (direct) names.add(direct);
+    // /proc/<pid>/comm holds at most 15 characters: a 15-character name may be a prefix of the binary's name.
+    if (proc.length === 15) for (const [bin, src] of byBinary) if (bin.startsWith(proc)) names.add(src);
+  }
+  return { names, patterns };
+}
+
+function isExposed(source: string, exposed: { names: Set<string>; patterns: string[] }): boolean {
+  if (exposed.names.has(source)) return true;
+  return exposed.patterns.some((p) => (p.endsWith('*') ? source.startsWith(p.slice(0, -1)) : source === p));
+}
+
+const collator = new Intl.Collator('en', { numeric: true });
+
+/** Most severe first: severity, then remotely exploitable on a listening service, then remote, then by name. */
+export function compareFindings(a: CveFinding, b: CveFinding): number {
+  const weight = (f: CveFinding) => (f.exposed && f.remote !== false ? 2 : 0) + (f.remote === true ? 1 : 0);
+  return (
+    severityRank(b.severity) - severityRank(a.severity) ||
+    weight(b) - weight(a) ||
+    collator.compare(a.source, b.source) ||
+    collator.compare(a.cve, b.cve)
+  );
+}
+
+/**
+ * Findings for one device: vulnerabilities with a fix in the device's release whose fixed version is newer than
+ * the installed source version (dpkg order). One finding per (CVE, source); when several records give different
+ * fixed versions the highest one is reported (upgrading to it satisfies all of them).
+ */
+export function matchPackages(index: CveIndex, packages: readonly InventoryEntry[], os: OsRelease, listening: readonly ListeningSocket[] = []): CveFinding[] {
+  const release = debianRelease(os);
+  if (release === null) return [];
+  const bySource = index.releases.get(release);
+  if (!bySource) return [];
+  const exposed = exposedSources(listening, packages);
+  const findings: CveFinding[] = [];
+  for (const group of groupBySource(packages).values()) {
+    const entries = bySource.get(group.source);
+    if (!entries) continue;
+    const hits = new Map<string, IndexedEntry>();
+    for (const e of entries) {
+      if (compareParsedVersions(group.parsed, e.fixedVersion) >= 0) continue;
+      if (e.introducedVersion && compareParsedVersions(group.parsed, e.introducedVersion) < 0) continue;
+      const prev = hits.get(e.id);
+      if (!prev || compareParsedVersions(e.fixedVersion, prev.fixedVersion) > 0) hits.set(e.id, e);
+    }
+    if (hits.size === 0) continue;
+    const binaries = [...group.binaries].sort();
+    const action = `apt-get install --only-upgrade ${binaries.join(' ')}`;
+    const isExp = isExposed(group.source, exposed);
+    for (const e of hits.values()) {
+      const f: CveFinding = {
+        cve: e.id,
+        source: group.source,
+        packages: binaries,
+        installed: group.version,
+        fixed: e.fixed,
+        severity: e.severity,
+        remote: e.remote,
+        exposed: isExp,
+        action,
+      };
+      const description = index.descriptions.get(e.id);
+      if (description) f.description = description;
+      if (e.advisory) f.advisory = e.advisory;
+      findings.push(f);
+    }
+  }
+  return findings.sort(compareFindings);
+}
