@@ -56,6 +56,8 @@ export type IngestResult = { accepted: true; device: string } | { accepted: fals
 export interface ScoreResult {
   message: ScoreMessage;
   findings?: CveFindingInput[];
+  /** From the CA inventory, for the fleet's certificate board. */
+  certificateNotAfter?: number;
 }
 
 /** Reports this far ahead of scoring's clock are refused: a device must not pin its replay window in the future. */
@@ -236,7 +238,8 @@ export class ScoreEngine {
     factors.sort((a, b) => a.contribution - b.contribution);
     return {
       message: { device, score: final, factors, modelVersion: m.version, time: new Date(now).toISOString() },
-      findings,
+      ...(findings ? { findings } : {}),
+      ...(ca?.certificate ? { certificateNotAfter: ca.certificate.notAfter } : {}),
     };
   }
 

@@ -9,16 +9,25 @@ import type { CveFindingInput } from './factors.js';
 export const MEASUREMENTS = {
   score: 'trust_score',
   behaviour: 'behaviour',
+  cveFinding: 'cve_finding',
 } as const;
+
+/** Findings kept per device in InfluxDB (tag `rank`, so the series count stays bounded). */
+export const MAX_FINDING_POINTS = 20;
 
 /** Factor ids are a fixed set, but ceilings carry a suffix: keep field names to [a-zA-Z0-9_]. */
 export const factorField = (id: string) => `f_${id.replace(/[^a-zA-Z0-9_]/g, '_')}`;
 
-export function scorePoint(message: ScoreMessage, findings?: CveFindingInput[]): Point {
+export function scorePoint(message: ScoreMessage, findings?: CveFindingInput[], certificateNotAfter?: number): Point {
   const p = new Point(MEASUREMENTS.score).tag('device', message.device).tag('model', message.modelVersion).floatField('score', message.score);
   for (const f of message.factors) p.floatField(factorField(f.id), f.contribution);
+  // Always written, so that last(top_reason) is the current one.
   const worst = message.factors[0];
-  if (worst && worst.contribution < 0) p.stringField('top_reason', worst.reason);
+  p.stringField('top_reason', worst && worst.contribution < 0 ? worst.reason : 'nothing costs points');
+  if (certificateNotAfter !== undefined) {
+    p.intField('cert_not_after', certificateNotAfter);
+    p.intField('cert_remaining_s', Math.round((certificateNotAfter - Date.parse(message.time)) / 1000));
+  }
   if (findings) {
     p.intField('cves', findings.length);
     p.intField('cves_high', findings.filter((f) => f.severity === 'high' || f.severity === 'critical').length);
@@ -36,4 +45,25 @@ export function behaviourPoint(event: BehaviourEvent, now: number): Point {
   }
   // Scoring's clock: the broker's is the same process or trusted, but a skewed clock must not scatter points.
   return p.timestamp(new Date(now));
+}
+
+/**
+ * The device's findings, most severe first, one point per rank up to MAX_FINDING_POINTS; ranks beyond the current
+ * count are written empty, so a fixed vulnerability disappears from the board.
+ */
+export function findingPoints(device: string, findings: CveFindingInput[], time: string): Point[] {
+  const at = new Date(time);
+  const out: Point[] = [];
+  for (let rank = 0; rank < MAX_FINDING_POINTS; rank++) {
+    const f = findings[rank];
+    const p = new Point(MEASUREMENTS.cveFinding).tag('device', device).tag('rank', String(rank).padStart(2, '0'));
+    if (f) {
+      p.stringField('cve', f.cve).stringField('package', f.source).stringField('installed', f.installed).stringField('fixed', f.fixed);
+      p.stringField('severity', f.severity).booleanField('exposed', f.exposed).stringField('scope', f.remote === null ? 'unknown' : f.remote ? 'remote' : 'local').stringField('action', f.action);
+    } else {
+      p.stringField('cve', '');
+    }
+    out.push(p.timestamp(at));
+  }
+  return out;
 }

@@ -8,7 +8,7 @@ import { behaviourEventSchema, parseMessage, parseTopic, topicFilters, topics, t
 import type { ScoringBus } from './bus.js';
 import type { ScoreEngine, ScoreResult } from './engine.js';
 import type { InfluxWriter } from './influx.js';
-import { behaviourPoint, scorePoint } from './points.js';
+import { behaviourPoint, findingPoints, scorePoint } from './points.js';
 import type { ScoringStore } from './store.js';
 
 export interface ScoringServiceOptions {
@@ -42,6 +42,8 @@ export class ScoringService {
   private lastRepublish = Date.now();
   private cveGeneration: number | undefined;
   private rematchQueue: string[] = [];
+  /** Per device, the findings last written to InfluxDB (ids), so unchanged findings are not rewritten. */
+  private readonly writtenFindings = new Map<string, string>();
   private readonly listeners: Array<(message: ScoreMessage) => void> = [];
   readonly counters: ScoringCounters = { accepted: 0, rejected: 0, published: 0 };
 
@@ -123,7 +125,7 @@ export class ScoringService {
   recompute(device: string, force: boolean): ScoreMessage | undefined {
     const result = this.options.engine.changed(device, force);
     if (!result) return undefined;
-    const { message, findings } = result;
+    const { message, findings, certificateNotAfter } = result;
     this.options.bus.publish(topics.scores(device), Buffer.from(JSON.stringify(message)), true).catch((err: Error) => {
       this.options.log?.warn({ device, err: err.message }, 'scoring: could not publish a score');
     });
@@ -132,7 +134,15 @@ export class ScoringService {
       this.changedRecords.add(device);
       this.pendingScores.push(findings ? { message, findings } : { message });
     }
-    this.options.influx?.add([scorePoint(message, findings)]);
+    const influx = this.options.influx;
+    if (influx) {
+      influx.add([scorePoint(message, findings, certificateNotAfter)]);
+      const key = findings?.map((f) => `${f.cve}/${f.source}/${f.installed}`).join(',');
+      if (findings && key !== this.writtenFindings.get(device)) {
+        this.writtenFindings.set(device, key!);
+        influx.add(findingPoints(device, findings, message.time));
+      }
+    }
     for (const l of this.listeners) l(message);
     return message;
   }
