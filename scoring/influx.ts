@@ -78,6 +78,7 @@ export class InfluxWriter {
   private retryDelay = 0;
   private seq = 0;
   private closed = false;
+  private ready: Promise<void> = Promise.resolve();
   readonly stats: InfluxStats = { written: 0, queued: 0, spooledBatches: 0, spoolBytes: 0, dropped: 0, failures: 0 };
 
   constructor(private readonly options: InfluxOptions) {
@@ -89,13 +90,14 @@ export class InfluxWriter {
     this.refreshSpoolStats();
   }
 
+  /** Starts the flush timer. Creating the database runs in the background: InfluxDB being down (or a name that
+   * does not resolve yet) must not hold up the gateway; writes wait for that attempt, then spool as usual. */
   async start(): Promise<void> {
     if ((this.options.api ?? 'v1') === 'v1' && this.options.createDatabase !== false) {
-      try {
-        await this.query(`CREATE DATABASE "${this.database().replace(/"/g, '')}"`);
-      } catch (err) {
-        this.options.log?.warn({ err: (err as Error).message }, 'InfluxDB: could not create the database (will keep trying to write)');
-      }
+      this.ready = this.query(`CREATE DATABASE "${this.database().replace(/"/g, '')}"`).then(
+        () => undefined,
+        (err: Error) => this.options.log?.warn({ err: err.message }, 'InfluxDB: could not create the database (will keep trying to write)'),
+      );
     }
     this.timer = setInterval(() => void this.flush(), this.options.flushIntervalMs ?? 1000);
     this.timer.unref();
@@ -122,6 +124,7 @@ export class InfluxWriter {
   }
 
   private async drain(): Promise<void> {
+    await this.ready;
     while (true) {
       const down = Date.now() < this.retryAt;
       const spooled = this.spoolFiles();

@@ -1,0 +1,30 @@
+# The wott gateway: CA + EST (HTTPS 8443), MQTT over mutual TLS (8883), scoring. State lives in /data (a volume).
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+# better-sqlite3 builds from source when no prebuilt binary fits.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json tsconfig.json ./
+COPY protocol protocol
+COPY ca ca
+COPY broker broker
+COPY agent agent
+COPY scoring scoring
+COPY grafana grafana
+COPY gateway gateway
+COPY cli cli
+COPY bench bench
+RUN npm ci && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+COPY --from=build /app/package.json package.json
+COPY wott.example.yaml /app/wott.example.yaml
+RUN mkdir -p /data && chown node:node /data
+USER node
+VOLUME ["/data"]
+EXPOSE 8443 8883
+ENTRYPOINT ["node", "dist/cli/main.js"]
+CMD ["gateway", "--data", "/data", "--config", "/etc/wott/wott.yaml"]

@@ -1,0 +1,51 @@
+/**
+ * docker-compose.yml and the Dockerfile, checked as far as a machine without a Docker engine can: the compose file
+ * validates with docker-compose (Debian), every file it mounts exists, the image copies every source folder the
+ * build compiles, and the gateway starts with the compose wott.yaml (InfluxDB unreachable: it spools).
+ */
+import t from 'tap';
+import { existsSync, readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { parseConfig } from '../cli/config.js';
+import { requireCommand, startGatewayProcess, tempDir } from './helpers.js';
+import { run } from './mqtt-helpers.js';
+
+interface Compose {
+  services: Record<string, { image?: string; build?: string; ports?: string[]; volumes?: string[]; environment?: Record<string, string> }>;
+}
+
+t.test('docker-compose.yml validates and mounts files that exist', async (t) => {
+  const compose = parse(readFileSync('docker-compose.yml', 'utf8')) as Compose;
+  t.same(Object.keys(compose.services).sort(), ['grafana', 'influxdb', 'wott']);
+  t.same(compose.services.wott!.ports, ['8443:8443', '8883:8883']);
+  t.match(compose.services.influxdb!.image, /^influxdb:2\./, 'InfluxDB 2');
+  t.match(compose.services.influxdb!.environment, { DOCKER_INFLUXDB_INIT_MODE: 'setup', DOCKER_INFLUXDB_INIT_BUCKET: 'wott' });
+  for (const [name, service] of Object.entries(compose.services)) {
+    for (const volume of service.volumes ?? []) {
+      const source = volume.split(':')[0]!;
+      if (source.startsWith('./')) t.ok(existsSync(source), `${name}: ${source} exists`);
+    }
+  }
+  if (!requireCommand(t, 'docker-compose', 'docker-compose')) return;
+  const checked = await run('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q']);
+  t.equal(checked.code, 0, `docker-compose config: ${checked.stderr}`);
+});
+
+t.test('the Dockerfile copies every folder the build compiles', async (t) => {
+  const dockerfile = readFileSync('Dockerfile', 'utf8');
+  const include = (JSON.parse(readFileSync('tsconfig.json', 'utf8')) as { include: string[] }).include;
+  for (const folder of include) t.match(dockerfile, new RegExp(`^COPY ${folder} ${folder}$`, 'm'), `COPY ${folder}`);
+  t.match(dockerfile, /^RUN npm ci/m, 'builds with npm ci (prepare runs the build)');
+  t.match(dockerfile, /^USER node$/m, 'does not run as root');
+  t.match(dockerfile, /CMD \["gateway", "--data", "\/data", "--config", "\/etc\/wott\/wott.yaml"\]/);
+});
+
+t.test('the gateway starts with the compose wott.yaml', async (t) => {
+  const config = parseConfig(readFileSync('docker/wott.yaml', 'utf8'), 'docker/wott.yaml');
+  t.match(config.scoring.influx, { url: 'http://influxdb:8086', api: 'v1', database: 'wott' });
+  t.equal(config.policies.length, 3);
+  const { child, log } = await startGatewayProcess(tempDir(t), ['--config', 'docker/wott.yaml']);
+  t.teardown(() => child.kill('SIGTERM'));
+  t.match(log.join(''), /scoring started/);
+  t.match(log.join(''), /influxdb:8086 \(v1\)/);
+});
