@@ -7,7 +7,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
 import { InventoryTrustSource, WottPlugin, type PolicyRule } from '../broker/index.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, registerScoringMetrics } from './metrics.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -178,6 +178,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         log,
       })
     : undefined;
+  if (scoring) registerScoringMetrics(metrics, scoring);
   ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}/crl`);
   await ca.refreshCrl();
 

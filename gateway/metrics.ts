@@ -1,8 +1,56 @@
 /** Prometheus metrics for the gateway: one registry, served at /metrics on the HTTPS port. */
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { ScoringService } from '../scoring/index.js';
 
 export function createMetrics(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'wott_process_' });
   return registry;
+}
+
+/** Scoring's counters, read at scrape time (no per-message cost). */
+export function registerScoringMetrics(registry: Registry, scoring: ScoringService): void {
+  const c = scoring.counters;
+  new Counter({
+    name: 'wott_scoring_messages_total',
+    help: 'Telemetry, behaviour events and peer reports scoring accepted or ignored (malformed, replayed, out of order)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.labels('accepted').inc(c.accepted);
+      this.labels('ignored').inc(c.rejected);
+    },
+  });
+  new Counter({
+    name: 'wott_scores_published_total',
+    help: 'Scores published (changes and periodic refreshes)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(c.published);
+    },
+  });
+  const influx = scoring.influxStats;
+  if (influx) {
+    new Gauge({
+      name: 'wott_influx_spooled_batches',
+      help: 'Batches waiting on disk for InfluxDB',
+      registers: [registry],
+      collect() {
+        this.set(influx.spooledBatches);
+      },
+    });
+    new Counter({
+      name: 'wott_influx_points_total',
+      help: 'Points written to InfluxDB, or dropped (refused with a 4xx, or the spool was full)',
+      labelNames: ['result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.labels('written').inc(influx.written);
+        this.labels('dropped').inc(influx.dropped);
+      },
+    });
+  }
 }

@@ -73,6 +73,11 @@ export class ScoringService {
     this.timers.push(tick, persist, prune);
   }
 
+  /** The InfluxDB writer's counters, when there is one. */
+  get influxStats(): InfluxWriter['stats'] | undefined {
+    return this.options.influx?.stats;
+  }
+
   /** Called with every published score (the gateway uses it for metrics; tests to wait). */
   onScore(listener: (message: ScoreMessage) => void): void {
     this.listeners.push(listener);

@@ -62,6 +62,9 @@ t.test('in the gateway: telemetry → retained score → enforcement; a storm cu
   await s.publishAsync(topics.telemetry('sensor-1'), JSON.stringify(fixtureTelemetry('rpi-factory', 'sensor-1', 9, Date.now() - 3_600_000)), { qos: 1 }); // out of order
   await barrier(p, got, 'weather');
   t.equal(gw.plugin.effectiveScore('sensor-1'), steady, 'malformed and replayed reports are ignored');
+  const metrics = await gw.metrics.metrics();
+  t.match(metrics, /wott_scoring_messages_total\{result="ignored"\} [3-9]/, 'counted as ignored in /metrics');
+  t.match(metrics, /wott_scores_published_total [1-9]/);
 
   // The storm: connection attempts with forged certificates carrying sensor-1's name.
   const started = Date.now();
