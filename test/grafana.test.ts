@@ -4,7 +4,7 @@
  * writer with scores computed by the real engine.
  */
 import t from 'tap';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { collectOs, collectPackages } from '../agent/collectors/index.js';
@@ -12,6 +12,7 @@ import { renderDashboards } from '../grafana/index.js';
 import { CveStore, StoreMatcher, updateCveStore } from '../scoring/cve/index.js';
 import { behaviourPoint, findingPoints, InfluxWriter, loadModel, ScoreEngine, scorePoint, type CaFacts } from '../scoring/index.js';
 import { tempDir } from './helpers.js';
+import { run } from './mqtt-helpers.js';
 import { startInfluxd } from './influx-helpers.js';
 import { counters, event, fixtureTelemetry } from './scoring-fixtures.js';
 import { behaviourEventSchema } from '../protocol/index.js';
@@ -41,6 +42,19 @@ t.test('the committed dashboards are what the generator produces', async (t) => 
   const device = JSON.parse(rendered['device.json']!) as { panels: Panel[]; templating: { list: Array<{ name: string }> } };
   t.same(device.templating.list.map((v) => v.name), ['device']);
   t.ok(['Factor contributions', 'Behaviour events', 'CVE findings', 'Score'].every((x) => device.panels.some((p) => p.title === x)));
+});
+
+t.test('npm run grafana -- --config: boards that follow your own policy thresholds', async (t) => {
+  const dir = tempDir(t);
+  const config = join(dir, 'wott.yaml');
+  writeFileSync(config, 'policies:\n  - topic: a/#\n    publish: 0.7\n  - topic: b/#\n    subscribe: 0.3\n  - topic: c/#\n    publish: 0\n');
+  const r = await run('node', ['dist/grafana/generate.js', '--config', config, '--out', join(dir, 'out')]);
+  t.equal(r.code, 0, r.stderr);
+  const fleet = JSON.parse(readFileSync(join(dir, 'out', 'fleet-trust.json'), 'utf8')) as { panels: Panel[] };
+  t.same(fleet.panels.filter((p) => p.title.startsWith('Below')).map((p) => p.title), ['Below 0.7', 'Below 0.3']);
+  const bad = await run('node', ['dist/grafana/generate.js', '--config', join(dir, 'missing.yaml')]);
+  t.not(bad.code, 0);
+  t.match(bad.stderr, /cannot read config/);
 });
 
 t.test('provisioning files', async (t) => {
