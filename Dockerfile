@@ -10,6 +10,7 @@ COPY broker broker
 COPY agent agent
 COPY scoring scoring
 COPY grafana grafana
+COPY mosquitto-compat mosquitto-compat
 COPY gateway gateway
 COPY cli cli
 COPY bench bench

@@ -7,6 +7,7 @@ import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
 import { policyRuleSchema } from '../broker/policy.js';
 import { durationSchema, loadModel, ModelError, type ScoreModel } from '../scoring/model.js';
+import { mosquittoSectionSchema } from '../mosquitto-compat/sync.js';
 
 const duration = durationSchema;
 
@@ -85,6 +86,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Run the Mosquitto Dynamic Security sync inside `wott gateway` (see mosquitto-compat/README.md). */
+    mosquitto: mosquittoSectionSchema.optional(),
     broker: z
       .object({
         onDowngrade: z.enum(['filter', 'disconnect']).default('filter'),

@@ -10,6 +10,7 @@ import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { ConfigError, loadConfig } from './config.js';
 import { DEFAULT_DATA, durationArg, LOG_REDACT, passphrase, withData, type DataOptions } from './options.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
+import { registerMosquittoCommands } from './mosquitto.js';
 import { registerCveCommands } from './cve.js';
 import { explainDecision } from './explain.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
@@ -69,6 +70,7 @@ export function buildProgram(): Command {
         onDowngrade: config.broker.onDowngrade,
         eventIntervalMs: config.broker.eventInterval,
         ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
+        ...(config.mosquitto ? { mosquitto: config.mosquitto } : {}),
       });
       let stopping = false;
       const stop = (signal: string) => {
@@ -88,6 +90,7 @@ export function buildProgram(): Command {
     });
 
   registerScoringCommands(program);
+  registerMosquittoCommands(program);
   registerCveCommands(program, { dataDir: DEFAULT_DATA });
 
   const ca = program.command('ca').description('certificate authority');

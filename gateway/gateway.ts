@@ -11,9 +11,10 @@ import { createMetrics, registerScoringMetrics } from './metrics.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CertificateAuthority, createEstHandler, writeFileAtomic, PRIVATE_KEY_MODE } from '../ca/index.js';
+import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 
 export interface GatewayOptions {
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   trustPollMs?: number;
   /** In-process scoring (the default); omitted when scoring runs elsewhere. */
   scoring?: GatewayScoringOptions;
+  /** Keep a Mosquitto's Dynamic Security in line with the policies and scores (the `mosquitto:` config section). */
+  mosquitto?: MosquittoSection;
 }
 
 export interface GatewayScoringOptions {
@@ -92,6 +95,27 @@ function listen(server: Server | TlsServer, port: number): Promise<number> {
       resolve((server.address() as AddressInfo).port);
     });
   });
+}
+
+/** The sync runs beside the broker: same policies, same CA (so it can refresh Mosquitto's CRL and certificate). */
+async function startGatewayMosquittoSync(options: GatewayOptions, section: MosquittoSection, ca: CertificateAuthority): Promise<MosquittoSync> {
+  const credentials = readSyncCredentials(resolve(section.credentials));
+  const sync = await startMosquittoSync({
+    url: section.url,
+    key: credentials.key,
+    cert: credentials.cert,
+    ca: credentials.ca,
+    dataDir: options.dataDir,
+    authority: ca,
+    policies: options.policies,
+    initialScore: options.initialScore,
+    onDowngrade: options.onDowngrade,
+    ...(section.dir ? { mosquittoDir: resolve(section.dir) } : {}),
+    ...(section.reloadCommand ? { reloadCommand: section.reloadCommand } : {}),
+    log: options.log,
+  });
+  options.log.info({ mosquitto: section.url, identity: credentials.identity }, 'Mosquitto sync started');
+  return sync;
 }
 
 /** Every threshold a policy uses: a score crossing one is always republished at once. */
@@ -179,6 +203,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       })
     : undefined;
   if (scoring) registerScoringMetrics(metrics, scoring);
+  const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca) : undefined;
   ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}/crl`);
   await ca.refreshCrl();
 
@@ -200,6 +225,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(scoring ? { scoring } : {}),
     async close() {
       clearInterval(crlTimer);
+      await mosquittoSync?.close();
       await scoring?.close();
       await new Promise<void>((resolve) => {
         mqtt.close(() => resolve());

@@ -4,7 +4,9 @@
 import { assertDeviceId, isDeviceId } from './device-id.js';
 
 export const PROTOCOL_VERSION = 'v1';
-export const TOPIC_ROOT = `wott/${PROTOCOL_VERSION}`;
+/** The protected namespace: every version lives below it. */
+export const NAMESPACE = 'wott';
+export const TOPIC_ROOT = `${NAMESPACE}/${PROTOCOL_VERSION}`;
 
 export type TopicKind = 'telemetry' | 'events' | 'reports' | 'scores';
 
@@ -27,6 +29,14 @@ export const topicFilters = {
   events: `${TOPIC_ROOT}/events/+`,
   reports: `${TOPIC_ROOT}/reports/+/+`,
   scores: `${TOPIC_ROOT}/scores/+`,
+  /** Everything isProtocolTopic() protects (the whole wott/ tree, every version), for brokers that need it as an ACL. */
+  protectedNamespace: `${NAMESPACE}/#`,
+} as const;
+
+/** Filters bound to one device, for brokers that express the namespace rules as ACLs (Mosquitto Dynamic Security). */
+export const deviceFilters = {
+  /** Every peer report `reporter` may publish (about any subject). */
+  reportsBy: (reporter: string) => `${TOPIC_ROOT}/reports/${assertDeviceId(reporter)}/+`,
 } as const;
 
 export type ParsedTopic =
@@ -49,5 +59,5 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
 
 /** True when the topic (or filter) lies in the protected wott/ namespace. */
 export function isProtocolTopic(topicOrFilter: string): boolean {
-  return topicOrFilter === 'wott' || topicOrFilter.startsWith('wott/');
+  return topicOrFilter === NAMESPACE || topicOrFilter.startsWith(NAMESPACE + '/');
 }
