@@ -8,28 +8,12 @@ import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRI
 import { startGateway } from '../gateway/index.js';
 import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { ConfigError, loadConfig } from './config.js';
-import { DEFAULT_DATA, durationArg, LOG_REDACT, passphrase, withData, type DataOptions } from './options.js';
+import { DEFAULT_DATA, durationArg, LOG_REDACT, openCa, passphrase, portArg, withData, type DataOptions } from './options.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
 import { registerCveCommands } from './cve.js';
 import { explainDecision } from './explain.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
-
-function portArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
-  return n;
-}
-
-async function openCa(opts: DataOptions): Promise<CertificateAuthority> {
-  const { config } = loadConfig(opts.config);
-  return CertificateAuthority.open({
-    dataDir: resolve(opts.data),
-    passphrase: passphrase(),
-    certLifetimeMs: config.ca.certLifetime,
-    crlValidityMs: config.ca.crlValidity,
-  });
-}
 
 async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
   const ca = await openCa(opts);

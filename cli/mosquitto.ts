@@ -2,29 +2,12 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
-import { CertificateAuthority } from '../ca/index.js';
 import { isDeviceId } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, writeMosquittoConfig } from '../mosquitto-compat/index.js';
 import { loadConfig } from './config.js';
-import { LOG_REDACT, passphrase, withData, type DataOptions } from './options.js';
-
-function portArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port number 1-65535');
-  return n;
-}
+import { listenPortArg, LOG_REDACT, openCa, withData, type DataOptions } from './options.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
-
-async function openAuthority(opts: DataOptions): Promise<CertificateAuthority> {
-  const { config } = loadConfig(opts.config);
-  return CertificateAuthority.open({
-    dataDir: resolve(opts.data),
-    passphrase: passphrase(),
-    certLifetimeMs: config.ca.certLifetime,
-    crlValidityMs: config.ca.crlValidity,
-  });
-}
 
 export function registerMosquittoCommands(program: Command): void {
   const mosquitto = program.command('mosquitto').description('Eclipse Mosquitto 2.x with the same trust policies (Dynamic Security)');
@@ -32,7 +15,7 @@ export function registerMosquittoCommands(program: Command): void {
   withData(mosquitto.command('config'))
     .description('write mosquitto.conf, a server certificate from our CA, the CA chain, the CRL and the initial Dynamic Security JSON')
     .requiredOption('--out <dir>', 'folder for every file (give Mosquitto `-c DIR/mosquitto.conf`)')
-    .addOption(new Option('--port <port>', 'TLS listener port').argParser(portArg).default(8883))
+    .addOption(new Option('--port <port>', 'TLS listener port').argParser(listenPortArg).default(8883))
     .option('--bind <address>', 'listen address (default: all addresses)')
     .option('--host <name>', 'extra host name or address for the server certificate (repeatable)', collect, [] as string[])
     .option('--admin <name>', "name of the sync's admin identity: certificate CN admin:NAME", 'mosquitto-sync')
@@ -42,7 +25,7 @@ export function registerMosquittoCommands(program: Command): void {
     .action(
       async (opts: DataOptions & { out: string; port: number; bind?: string; host: string[]; admin: string; plugin?: string; user: string; resetDynsec?: boolean }) => {
         if (!isDeviceId(opts.admin)) throw new InvalidArgumentError(`--admin "${opts.admin}" must follow the device id rules (a-z, 0-9, '.', '_', '-')`);
-        const authority = await openAuthority(opts);
+        const authority = await openCa(opts);
         try {
           const written = await writeMosquittoConfig({
             authority,
@@ -90,7 +73,7 @@ export function registerMosquittoCommands(program: Command): void {
       } catch (err) {
         throw new InvalidArgumentError((err as Error).message);
       }
-      const authority = await openAuthority(opts);
+      const authority = await openCa(opts);
       const sync = await startMosquittoSync({
         url: opts.mqtt,
         key: creds.key,

@@ -1,5 +1,8 @@
 /** Options and settings several commands share. */
 import { InvalidArgumentError, type Command } from 'commander';
+import { resolve } from 'node:path';
+import { CertificateAuthority } from '../ca/index.js';
+import { loadConfig } from './config.js';
 import ms from 'ms';
 
 export const DEFAULT_DATA = './wott-data';
@@ -26,4 +29,29 @@ export function durationArg(value: string): number {
   const parsed = ms(value as ms.StringValue);
   if (typeof parsed !== 'number' || !(parsed > 0)) throw new InvalidArgumentError('expected a duration such as 30m, 24h or 7d');
   return parsed;
+}
+
+/** A port to bind, where 0 picks a free one. */
+export function portArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
+  return n;
+}
+
+/** A port another program listens on (0 is not a port there). */
+export function listenPortArg(value: string): number {
+  const n = portArg(value);
+  if (n === 0) throw new InvalidArgumentError('expected a port number 1-65535');
+  return n;
+}
+
+/** The CA in --data, with the lifetimes from the config. */
+export async function openCa(opts: DataOptions): Promise<CertificateAuthority> {
+  const { config } = loadConfig(opts.config);
+  return CertificateAuthority.open({
+    dataDir: resolve(opts.data),
+    passphrase: passphrase(),
+    certLifetimeMs: config.ca.certLifetime,
+    crlValidityMs: config.ca.crlValidity,
+  });
 }
