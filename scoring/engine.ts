@@ -79,6 +79,15 @@ export class ScoreEngine {
     this.minChange = options.minChange ?? 0.01;
   }
 
+  /**
+   * With the CA inventory at hand, only its devices get a record: anyone can put any name in a self-made
+   * certificate (an auth_failure event) or in a peer report, and must not make scoring keep and publish a score
+   * for every name it invents.
+   */
+  private unknown(device: string): boolean {
+    return this.options.caFacts !== undefined && this.options.caFacts(device) === undefined;
+  }
+
   record(device: string): DeviceRecord {
     let r = this.records.get(device);
     if (!r) {
@@ -105,6 +114,7 @@ export class ScoreEngine {
       return { accepted: false, device: topicDevice, reason: (err as Error).message };
     }
     if (t.device !== topicDevice) return { accepted: false, device: topicDevice, reason: `report is about "${t.device}", topic about "${topicDevice}"` };
+    if (this.unknown(t.device)) return { accepted: false, reason: `no device "${t.device}" in the CA inventory` };
     const now = this.now();
     const time = Date.parse(t.time);
     if (time > now + MAX_CLOCK_SKEW_MS) return { accepted: false, device: t.device, reason: 'report dated in the future' };
@@ -129,6 +139,7 @@ export class ScoreEngine {
     try {
       const event = parseMessage(behaviourEventSchema, payload);
       if (event.device !== topicDevice) return { accepted: false, device: topicDevice, reason: `event is about "${event.device}", topic about "${topicDevice}"` };
+      if (this.unknown(event.device)) return { accepted: false, reason: `no device "${event.device}" in the CA inventory` };
       applyEvent(this.record(event.device).behaviour, event, this.model, this.now());
       return { accepted: true, device: event.device };
     } catch (err) {
@@ -142,6 +153,7 @@ export class ScoreEngine {
       const report = parseMessage(peerReportSchema, payload);
       if (report.reporter !== reporter || report.subject !== subject) return { accepted: false, device: subject, reason: 'report names other devices than its topic' };
       if (reporter === subject) return { accepted: false, device: subject, reason: 'a device can not report about itself' };
+      if (this.unknown(subject)) return { accepted: false, reason: `no device "${subject}" in the CA inventory` };
       const now = this.now();
       const time = Date.parse(report.time);
       if (time > now + MAX_CLOCK_SKEW_MS) return { accepted: false, device: subject, reason: 'report dated in the future' };

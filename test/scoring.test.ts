@@ -245,8 +245,8 @@ t.test('peer reports: weighted by the reporter score, distinct reporters, k >= 2
 t.test('CA facts: ceilings for unclaimed/quarantined/revoked, TPM keys, late renewal', async (t) => {
   const facts = new Map<string, CaFacts>();
   const { e } = engine({ caFacts: (d) => facts.get(d) });
-  e.ingestTelemetry('deb', JSON.stringify(fixtureTelemetry('debian12-hardened', 'deb', 1, T0)));
   facts.set('deb', { state: 'active', tpm: true, certificate: { notBefore: T0 - 86_400_000, notAfter: T0 + 6 * 86_400_000 } });
+  t.match(e.ingestTelemetry('deb', JSON.stringify(fixtureTelemetry('debian12-hardened', 'deb', 1, T0))), { accepted: true });
   const tpm = e.compute('deb').message;
   t.equal(factor(tpm, 'keyStore')?.contribution, 0, 'a TPM-held key (by the CA record) costs nothing');
   t.match(factor(tpm, 'certificate'), { contribution: 0, reason: /on schedule/ });
@@ -259,6 +259,11 @@ t.test('CA facts: ceilings for unclaimed/quarantined/revoked, TPM keys, late ren
     t.equal(m.score, 0, `${state}: ceiling 0`);
     t.match(factor(m, `ceiling:${state}`), { reason: new RegExp(state) });
   }
+  // Names the CA never issued get nothing: no record, no score to publish.
+  t.match(e.ingestEvent('invented', event('invented', 'auth_failure', { verified: false })), { accepted: false, reason: /no device "invented" in the CA inventory/ });
+  t.match(e.ingestReport('deb', 'invented', JSON.stringify({ reporter: 'deb', subject: 'invented', reportId: 1, time: new Date(T0).toISOString(), rating: 0, reason: 'x' })), { accepted: false, reason: /CA inventory/ });
+  t.match(e.ingestTelemetry('invented', JSON.stringify(fixtureTelemetry('rpi-factory', 'invented', 1, T0))), { accepted: false, reason: /CA inventory/ });
+  t.notOk(e.has('invented'));
   const { e: none } = engine();
   t.match(none.compute('new').message, { score: model.prior, factors: [{ id: 'telemetry' }] }, 'no report yet: the prior');
 });
