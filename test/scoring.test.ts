@@ -349,3 +349,46 @@ t.test('the model: shipped YAML, overrides in wott.yaml, clear errors', async (t
   t.throws(() => parseConfig('scoring:\n  influx:\n    url: http://x:8086\n    api: v2\n'), { message: /v2 needs org and bucket/ });
   t.match(parseConfig('scoring:\n  influx:\n    url: http://127.0.0.1:8086\n').scoring.influx, { api: 'v1', database: 'wott', batchSize: 5000, flushInterval: 1000 });
 });
+
+t.test('the scoring store survives kill -9 in the middle of its writes', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { join, resolve } = await import('node:path');
+  const { tempDir } = await import('./helpers.js');
+  const { ScoringStore } = await import('../scoring/index.js');
+  const Database = (await import('better-sqlite3')).default;
+  const path = join(tempDir(t), 'scores.db');
+  const writer = `
+    const { ScoringStore, ScoreEngine, loadModel } = await import(${JSON.stringify(resolve('dist/scoring/index.js'))});
+    const store = new ScoringStore(${JSON.stringify(path)});
+    const engine = new ScoreEngine({ model: loadModel() });
+    for (let i = 0; ; i++) {
+      const records = [], scores = [];
+      for (let d = 0; d < 50; d++) {
+        const device = 'dev' + d;
+        engine.ingestEvent(device, JSON.stringify({ device, type: 'connect', time: new Date().toISOString(), verified: true }));
+        records.push([device, engine.exportRecord(device)]);
+        scores.push({ message: engine.compute(device).message });
+      }
+      store.commit(records, scores);
+    }`;
+  for (let round = 0; round < 6; round++) {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', writer], { stdio: 'ignore' });
+    // Let it get going (module loading takes a moment), then kill it at a different point each round.
+    const { existsSync } = await import('node:fs');
+    for (let i = 0; i < 200 && !existsSync(path + '-wal'); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 50 + round * 37));
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    const db = new Database(path, { readonly: true });
+    t.equal(db.pragma('integrity_check', { simple: true }), 'ok', `round ${round}: integrity`);
+    db.close();
+    const store = new ScoringStore(path);
+    const records = store.records();
+    const { e } = engine();
+    for (const [device, data] of records) e.importRecord(device, data);
+    t.ok(records.length === 0 || records.length === 50, `round ${round}: all or none of a batch (${records.length})`);
+    t.equal(store.allLatest().length, records.length, 'a latest score for every record');
+    store.close();
+  }
+});
