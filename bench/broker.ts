@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { createConnection, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import { PolicyEngine, WottPlugin, type PolicyRule } from '../broker/index.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import { topics } from '../protocol/index.js';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
+import { freePort } from './servers.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -216,17 +217,6 @@ async function startPlainAedes(tls: { key: string; cert: string; ca: string }): 
       await new Promise<void>((r) => broker.close(() => r()));
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitForPort(port: number, child: ChildProcess, stderr: string[]): Promise<void> {

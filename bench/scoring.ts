@@ -4,15 +4,15 @@
  * HTTP POSTs of the same line protocol to the same influxd (the floor of writing it).
  */
 import { Aedes } from 'aedes';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseMessage, telemetrySchema, topics, TELEMETRY_SCHEMA_VERSION, type Telemetry } from '../protocol/index.js';
 import { aedesBus, InfluxWriter, loadModel, Point, ScoreEngine, ScoringService } from '../scoring/index.js';
 import type { Suite, SuiteResult } from './harness.js';
+import { influxd } from './servers.js';
 
 const list = Array.from({ length: 400 }, (_, i) => ({ name: `pkg${i}`, source: `src${i % 300}`, version: `1.${i}.0-1` }));
 
@@ -41,36 +41,6 @@ function report(device: string, reportId: number, time: number, withList: boolea
     insecureServices: [],
     keyStore: 'file',
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startInfluxd(dir: string): Promise<{ url: string; child: ChildProcess } | undefined> {
-  if (spawnSync('sh', ['-c', 'command -v influxd']).status !== 0) return undefined;
-  const port = await freePort();
-  const rpc = await freePort();
-  const config = join(dir, 'influxdb.conf');
-  writeFileSync(config, `reporting-disabled = true\nbind-address = "127.0.0.1:${rpc}"\n[meta]\n  dir = "${dir}/meta"\n[data]\n  dir = "${dir}/data"\n  wal-dir = "${dir}/wal"\n  query-log-enabled = false\n[monitor]\n  store-enabled = false\n[http]\n  bind-address = "127.0.0.1:${port}"\n  log-enabled = false\n`);
-  const child = spawn('influxd', ['run', '-config', config], { stdio: 'ignore' });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    try {
-      if ((await fetch(`${url}/ping`)).status === 204) return { url, child };
-    } catch {
-      // starting
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill();
-  return undefined;
 }
 
 export const scoringSuite: Suite = {
@@ -131,7 +101,8 @@ export const scoringSuite: Suite = {
 
     // Points to a real influxd.
     const dir = mkdtempSync(join(tmpdir(), 'wott-bench-influx-'));
-    const influx = await startInfluxd(dir);
+    const influx = spawnSync('sh', ['-c', 'command -v influxd']).status === 0 ? await influxd(dir) : undefined;
+    await influx?.start();
     if (!influx) {
       result.goals.push({ name: '>= 100,000 points/s written', met: false, detail: 'influxd not found: apt-get install influxdb' });
       rmSync(dir, { recursive: true, force: true });
@@ -166,8 +137,7 @@ export const scoringSuite: Suite = {
       result.ratios.push({ name: 'writer / bare POST', of: 'wott writer (Point + batches + v1 /write)', to: 'bare HTTP POST of line protocol', value: written / raw });
       result.goals.push({ name: '>= 100,000 points/s written', met: written >= 100_000, detail: `${Math.round(written)} points/s in batches of ${batch}` });
     } finally {
-      influx.child.kill('SIGTERM');
-      await new Promise((r) => influx.child.once('exit', r));
+      await influx.stop();
       rmSync(dir, { recursive: true, force: true });
     }
     return result;

@@ -3,7 +3,7 @@
  * publish its own telemetry and its own peer reports (so a low score can recover), and nothing else in wott/;
  * only the scoring identity publishes scores; only the broker itself publishes behaviour events.
  */
-import { isProtocolTopic, parseTopic } from '../protocol/index.js';
+import { isProtocolTopic, parseTopic, topicFilters } from '../protocol/index.js';
 import type { Identity } from './identity.js';
 
 export type NamespaceVerdict = { applies: false } | { applies: true; allowed: boolean; reason: string };
@@ -38,7 +38,7 @@ export function namespacePublish(who: Identity, topic: string): NamespaceVerdict
 
 /** Subscriptions in wott/: services see the stream they need; a device sees only its own score and events. */
 export function namespaceSubscribe(who: Identity, filter: string): NamespaceVerdict {
-  const touches = isProtocolTopic(filter) || filter === '#' || filter.startsWith('+') || filter === 'wott/#';
+  const touches = isProtocolTopic(filter) || filter === '#' || filter.startsWith('+') || filter === topicFilters.protectedNamespace;
   if (!touches) return NOT_PROTOCOL;
   if (who.kind === 'service' && (who.role === 'scoring' || who.role === 'admin' || who.role === 'broker')) {
     return isProtocolTopic(filter) ? { applies: true, allowed: true, reason: `role ${who.role} reads the wott/ namespace` } : NOT_PROTOCOL;

@@ -239,3 +239,13 @@ export function filtersOverlap(filter: string, ruleFilter: string, device: strin
     if (x !== yLevel) return false;
   }
 }
+
+/** The distinct thresholds in `rules`, ascending: a score change matters only when it crosses one of them. */
+export function policyThresholds(rules: readonly PolicyRule[]): number[] {
+  const out = new Set<number>();
+  for (const r of rules) {
+    if (r.publish !== undefined) out.add(r.publish);
+    if (r.subscribe !== undefined) out.add(r.subscribe);
+  }
+  return [...out].sort((a, b) => a - b);
+}

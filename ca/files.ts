@@ -1,7 +1,7 @@
 /** Crash-safe file writes: a reader sees the old file or the new one, never half of one. */
-import { closeSync, fsyncSync, openSync, renameSync, writeSync, mkdirSync, rmSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 
 function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
@@ -35,4 +35,28 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o64
 export function renameDirAtomic(from: string, to: string): void {
   renameSync(from, to);
   fsyncDir(dirname(to));
+}
+
+/** The subject CN of a PEM certificate. */
+export function certificateCommonName(pem: string): string | undefined {
+  return /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(pem).subject)?.[1];
+}
+
+/**
+ * What `wott ca service --role ROLE --out DIR` wrote ({role}.key, {role}.crt, ca.crt), checked to be a
+ * certificate of that role (CN `{role}:{name}`).
+ */
+export function readServiceCredentials(dir: string, role: string): { key: string; cert: string; ca: string; identity: string } {
+  const read = (name: string, what: string) => {
+    try {
+      return readFileSync(join(dir, name), 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read the ${what} ${join(dir, name)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  };
+  const cert = read(`${role}.crt`, 'certificate');
+  const identity = certificateCommonName(cert);
+  const article = /^[aeiou]/.test(role) ? 'an' : 'a';
+  if (!identity?.startsWith(`${role}:`)) throw new Error(`${join(dir, `${role}.crt`)} is not ${article} ${role} service certificate (CN ${identity ?? 'missing'})`);
+  return { key: read(`${role}.key`, 'key'), cert, ca: read('ca.crt', 'CA chain'), identity };
 }

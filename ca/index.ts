@@ -6,4 +6,4 @@ export type { CertificateRow, DeviceRow } from './inventory.js';
 export { parseCsr, decodeBase64Body, MAX_CSR_BYTES } from './csr.js';
 export { createEstHandler, EST_PREFIX, MAX_BODY_BYTES } from './est.js';
 export { generateP256, writePrivateKey, readPrivateKey, PRIVATE_KEY_MODE } from './keys.js';
-export { writeFileAtomic } from './files.js';
+export { certificateCommonName, readServiceCredentials, writeFileAtomic } from './files.js';

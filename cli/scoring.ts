@@ -1,10 +1,11 @@
 /** `wott scoring` (scoring on its own host, over MQTT) and `wott score show`. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { pino } from 'pino';
 import type { GatewayScoringOptions } from '../gateway/index.js';
+import { policyThresholds } from '../broker/index.js';
+import { readServiceCredentials } from '../ca/index.js';
 import { isDeviceId } from '../protocol/index.js';
 import { mqttBus, scoringPaths, ScoringStore, startScoring, type StoredScore } from '../scoring/index.js';
 import { loadConfig, type WottConfig } from './config.js';
@@ -36,14 +37,6 @@ export function scoringFromConfig(config: WottConfig): GatewayScoringOptions {
         }
       : {}),
   };
-}
-
-function readCredential(path: string, what: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new InvalidArgumentError(`cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
 }
 
 export function formatScore(stored: StoredScore): string {
@@ -79,12 +72,13 @@ export function registerScoringCommands(program: Command): void {
     .action(async (opts: DataOptions & { mqtt: string; credentials: string; insecureHostname?: boolean }) => {
       const { config } = loadConfig(opts.config);
       const log = pino({ name: 'wott-scoring', redact: LOG_REDACT });
-      const dir = resolve(opts.credentials);
-      const cert = readCredential(join(dir, 'scoring.crt'), 'certificate');
-      const key = readCredential(join(dir, 'scoring.key'), 'key');
-      const ca = readCredential(join(dir, 'ca.crt'), 'CA chain');
-      const identity = new X509Certificate(cert).subject.match(/CN=([^\n]+)/)?.[1];
-      if (!identity?.startsWith('scoring:')) throw new InvalidArgumentError(`${join(dir, 'scoring.crt')} is not a scoring service certificate (CN ${identity ?? 'missing'})`);
+      let credentials: ReturnType<typeof readServiceCredentials>;
+      try {
+        credentials = readServiceCredentials(resolve(opts.credentials), 'scoring');
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+      const { key, cert, ca, identity } = credentials;
       const bus = await mqttBus({
         url: opts.mqtt,
         key,
@@ -98,7 +92,7 @@ export function registerScoringCommands(program: Command): void {
         ...settings,
         dataDir: resolve(opts.data),
         bus,
-        thresholds: [...new Set(config.policies.flatMap((p) => [p.publish, p.subscribe].filter((v): v is number => v !== undefined)))],
+        thresholds: policyThresholds(config.policies),
         log,
       });
       log.info({ mqtt: opts.mqtt, identity }, 'scoring connected');

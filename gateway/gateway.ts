@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:https';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
-import { InventoryTrustSource, WottPlugin, type PolicyRule } from '../broker/index.js';
+import { InventoryTrustSource, policyThresholds, WottPlugin, type PolicyRule } from '../broker/index.js';
 import { createMetrics, registerScoringMetrics } from './metrics.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -116,16 +116,6 @@ async function startGatewayMosquittoSync(options: GatewayOptions, section: Mosqu
   });
   options.log.info({ mosquitto: section.url, identity: credentials.identity }, 'Mosquitto sync started');
   return sync;
-}
-
-/** Every threshold a policy uses: a score crossing one is always republished at once. */
-function policyThresholds(policies: PolicyRule[]): number[] {
-  const out = new Set<number>();
-  for (const p of policies) {
-    if (p.publish !== undefined) out.add(p.publish);
-    if (p.subscribe !== undefined) out.add(p.subscribe);
-  }
-  return [...out];
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {

@@ -45,6 +45,18 @@ function scoreThresholds(thresholds: number[]): dashboard.ThresholdsConfigBuilde
 
 const lastValue = () => new common.ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false);
 
+/** A count that should be 0: green at 0, `alert` from 1. */
+function countStat(title: string, description: string, query: string, alert: string): StatPanel {
+  return new StatPanel()
+    .title(title)
+    .description(description)
+    .withTarget(new InfluxQL(query))
+    .reduceOptions(lastValue())
+    .noValue('0')
+    .thresholds(new dashboard.ThresholdsConfigBuilder().mode(dashboard.ThresholdsMode.Absolute).steps([{ value: null as unknown as number, color: 'green' }, { value: 1, color: alert }]))
+    .height(5);
+}
+
 /** Policy thresholds shown on the fleet board when none are given (the ones in wott.example.yaml). */
 export const DEFAULT_THRESHOLDS = [0.4, 0.9];
 
@@ -60,27 +72,18 @@ export function fleetDashboard(thresholds: number[] = DEFAULT_THRESHOLDS): dashb
     .withPanel(new StatPanel().title('Devices').description('Devices with a score in the time range.').withTarget(new InfluxQL(fleetQueries.devices)).reduceOptions(lastValue()).span(4).height(5));
   for (const t of [...thresholds].sort((a, b) => b - a)) {
     b.withPanel(
-      new StatPanel()
-        .title(`Below ${t}`)
-        .description(`Devices whose latest score is under ${t}: topics with that threshold are closed to them.`)
-        .withTarget(new InfluxQL(fleetQueries.below(t)))
-        .reduceOptions(lastValue())
-        .noValue('0')
-        .thresholds(new dashboard.ThresholdsConfigBuilder().mode(dashboard.ThresholdsMode.Absolute).steps([{ value: null as unknown as number, color: 'green' }, { value: 1, color: 'orange' }]))
-        .span(Math.max(2, Math.floor(8 / Math.max(1, thresholds.length))))
-        .height(5),
+      countStat(`Below ${t}`, `Devices whose latest score is under ${t}: topics with that threshold are closed to them.`, fleetQueries.below(t), 'orange').span(
+        Math.max(2, Math.floor(8 / Math.max(1, thresholds.length))),
+      ),
     );
   }
   b.withPanel(
-    new StatPanel()
-      .title('Certificates expiring within 48 h')
-      .description('Devices whose certificate ends within 48 hours of their latest score: a healthy agent renews at 2/3 of the lifetime.')
-      .withTarget(new InfluxQL(fleetQueries.expiringSoon(48 * 3600)))
-      .reduceOptions(lastValue())
-      .noValue('0')
-      .thresholds(new dashboard.ThresholdsConfigBuilder().mode(dashboard.ThresholdsMode.Absolute).steps([{ value: null as unknown as number, color: 'green' }, { value: 1, color: 'red' }]))
-      .span(4)
-      .height(5),
+    countStat(
+      'Certificates expiring within 48 h',
+      'Devices whose certificate ends within 48 hours of their latest score: a healthy agent renews at 2/3 of the lifetime.',
+      fleetQueries.expiringSoon(48 * 3600),
+      'red',
+    ).span(4),
   )
     .withPanel(
       new HistogramPanel()

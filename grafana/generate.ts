@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { policyThresholds } from '../broker/policy.js';
 import { loadConfig } from '../cli/config.js';
 import { DEFAULT_THRESHOLDS, renderDashboards } from './dashboards.js';
 
@@ -15,8 +16,9 @@ const out = values.out ? resolve(values.out) : fileURLToPath(new URL('../../graf
 let thresholds = DEFAULT_THRESHOLDS;
 if (values.config) {
   const { config } = loadConfig(values.config);
-  const used = new Set(config.policies.flatMap((p) => [p.publish, p.subscribe]).filter((v): v is number => v !== undefined && v > 0));
-  if (used.size) thresholds = [...used].sort((a, b) => a - b);
+  // "Below 0" would always be empty.
+  const used = policyThresholds(config.policies).filter((v) => v > 0);
+  if (used.length) thresholds = used;
 }
 mkdirSync(out, { recursive: true });
 for (const [name, json] of Object.entries(renderDashboards(thresholds))) {

@@ -27,7 +27,7 @@
  * refused by Mosquitto where Aedes grants it — never the other way round for what gets delivered.
  */
 import { namespaceSubscribe } from '../broker/namespace.js';
-import { DEVICE_PLACEHOLDER, filtersOverlap, PolicyEngine, type PolicyRule } from '../broker/policy.js';
+import { DEVICE_PLACEHOLDER, filtersOverlap, PolicyEngine, policyThresholds, type PolicyRule } from '../broker/policy.js';
 import { assertDeviceId, deviceFilters, NAMESPACE, topicFilters, topics, type DeviceState, type ServiceRole } from '../protocol/index.js';
 
 export const ACL_TYPES = [
@@ -147,16 +147,6 @@ const substitute = (filter: string, device: string) =>
     .split('/')
     .map((level) => (level === DEVICE_PLACEHOLDER ? device : level))
     .join('/');
-
-/** The distinct thresholds in `rules`, ascending: a score change matters only when it crosses one of them. */
-export function policyThresholds(rules: readonly PolicyRule[]): number[] {
-  const out = new Set<number>();
-  for (const r of rules) {
-    if (r.publish !== undefined) out.add(r.publish);
-    if (r.subscribe !== undefined) out.add(r.subscribe);
-  }
-  return [...out].sort((a, b) => a - b);
-}
 
 /** How many thresholds `score` meets. Two scores in the same band get exactly the same ACLs. */
 export function scoreBand(thresholds: readonly number[], score: number): number {

@@ -4,7 +4,6 @@ export {
   serviceRoleAcls,
   deviceRoleName,
   serviceRoleName,
-  policyThresholds,
   scoreBand,
   aclScore,
   aclKey,
@@ -15,6 +14,7 @@ export {
   ACL_TYPES,
 } from './acl.js';
 export type { DynsecAcl, AclType, Access } from './acl.js';
+export { policyThresholds } from '../broker/policy.js';
 export {
   mosquittoConf,
   initialDynsecConfig,

@@ -27,13 +27,13 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { z } from 'zod';
 import type { PolicyRule } from '../broker/policy.js';
-import { toPem, type CertificateAuthority } from '../ca/index.js';
+import { certificateCommonName, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
 import {
   isDeviceId,
   isServiceRole,
@@ -128,23 +128,7 @@ export const mosquittoSectionSchema = z
 export type MosquittoSection = z.infer<typeof mosquittoSectionSchema>;
 
 /** Reads admin.key, admin.crt and ca.crt and checks the certificate is an admin service certificate. */
-export function readSyncCredentials(dir: string): { key: string; cert: string; ca: string; identity: string } {
-  const read = (name: string, what: string) => {
-    try {
-      return readFileSync(join(dir, name), 'utf8');
-    } catch (err) {
-      throw new Error(`cannot read the ${what} ${join(dir, name)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    }
-  };
-  const cert = read('admin.crt', 'certificate');
-  const identity = commonName(cert);
-  if (!identity?.startsWith('admin:')) throw new Error(`${join(dir, 'admin.crt')} is not an admin service certificate (CN ${identity ?? 'missing'})`);
-  return { key: read('admin.key', 'key'), cert, ca: read('ca.crt', 'CA chain'), identity };
-}
-
-function commonName(pem: string): string | undefined {
-  return /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(pem).subject)?.[1];
-}
+export const readSyncCredentials = (dir: string) => readServiceCredentials(dir, 'admin');
 
 // ------------------------------------------------------------------ inventory, read-only
 
@@ -296,7 +280,7 @@ class Sync implements MosquittoSync {
 
   constructor(private readonly o: MosquittoSyncOptions) {
     this.compiler = new DeviceAclCompiler(o.policies);
-    this.own = commonName(o.cert) ?? '';
+    this.own = certificateCommonName(o.cert) ?? '';
     if (!this.own.startsWith('admin:')) throw new Error(`the sync needs an admin service certificate (CN admin:NAME), not CN ${this.own || 'missing'}`);
     const dirPaths = o.mosquittoDir ? mosquittoPaths(o.mosquittoDir) : undefined;
     this.paths = { crl: o.crlFile ?? dirPaths?.crlFile, pid: o.pidFile ?? dirPaths?.pidFile };

@@ -20,8 +20,10 @@ export interface BehaviourState {
   baseline: { rate: number; samples: number };
 }
 
+export const PENALTY_IDS = ['authFailures', 'denials', 'churn', 'rateAnomaly'] as const;
+
 export interface Penalty {
-  id: 'authFailures' | 'denials' | 'churn' | 'rateAnomaly';
+  id: (typeof PENALTY_IDS)[number];
   penalty: number;
   reason: string;
   fix: string;
@@ -99,9 +101,4 @@ export function behaviourPenalties(state: BehaviourState, model: ScoreModel, now
   push('churn', curve(churn, b.churn.max, b.churn.scale), () => `reconnecting often: ${churn.toFixed(1)} connects above the allowance of ${b.churn.allowance}`, 'check the device for crashes, duplicate client ids or a flaky network');
   push('rateAnomaly', curve(anomalies, b.rate.max, b.rate.scale), () => `message rate above ${b.rate.factor}× its own baseline of ${state.baseline.rate.toFixed(1)}/s in ${anomalies.toFixed(1)} recent intervals`, 'find what makes the device publish more than usual');
   return out;
-}
-
-/** True while any penalty is still decaying (the score will change without new input). */
-export function isDecaying(state: BehaviourState, model: ScoreModel, now: number): boolean {
-  return behaviourPenalties(state, model, now).length > 0;
 }

@@ -8,12 +8,13 @@ import {
   parseMessage,
   peerReportSchema,
   telemetrySchema,
+  type BehaviourEvent,
   type PackageEntry,
   type ScoreFactor,
   type ScoreMessage,
   type Telemetry,
 } from '../protocol/index.js';
-import { applyEvent, behaviourPenalties, emptyBehaviour, type BehaviourState } from './behaviour.js';
+import { applyEvent, behaviourPenalties, emptyBehaviour, PENALTY_IDS, type BehaviourState } from './behaviour.js';
 import { combineState, stateFactors, type CaFacts, type CveFindingInput, type StateFactor } from './factors.js';
 import type { ScoreModel } from './model.js';
 import { peerPenalty, prunePeers, type PeerEntry } from './peers.js';
@@ -51,7 +52,8 @@ export interface DeviceRecord {
   cveCache?: { key: string; findings: CveFindingInput[] };
 }
 
-export type IngestResult = { accepted: true; device: string } | { accepted: false; device?: string; reason: string };
+/** `event`: the parsed behaviour event, so that callers (the InfluxDB writer) need not parse it again. */
+export type IngestResult = { accepted: true; device: string; event?: BehaviourEvent } | { accepted: false; device?: string; reason: string };
 
 export interface ScoreResult {
   message: ScoreMessage;
@@ -141,7 +143,7 @@ export class ScoreEngine {
       if (event.device !== topicDevice) return { accepted: false, device: topicDevice, reason: `event is about "${event.device}", topic about "${topicDevice}"` };
       if (this.unknown(event.device)) return { accepted: false, reason: `no device "${event.device}" in the CA inventory` };
       applyEvent(this.record(event.device).behaviour, event, this.model, this.now());
-      return { accepted: true, device: event.device };
+      return { accepted: true, device: event.device, event };
     } catch (err) {
       return { accepted: false, device: topicDevice, reason: (err as Error).message };
     }
@@ -291,8 +293,9 @@ export class ScoreEngine {
     if (!r) return false;
     const now = this.now();
     if (r.peers.size > 0 || behaviourPenalties(r.behaviour, this.model, now).length > 0) return true;
+    // A penalty that has just decayed away must still be published once without it.
     const last = r.lastPublished;
-    if (last?.key.includes('rateAnomaly') || last?.key.includes('authFailures') || last?.key.includes('denials') || last?.key.includes('churn')) return true;
+    if (last && PENALTY_IDS.some((id) => last.key.includes(`${id}:`))) return true;
     return r.telemetryAt !== undefined && now - r.telemetryAt > this.model.staleness.after && (last?.score ?? 1) > this.model.prior;
   }
 

@@ -4,7 +4,7 @@
  * history; InfluxDB when configured).
  */
 import type { Logger } from 'pino';
-import { behaviourEventSchema, parseMessage, parseTopic, topicFilters, topics, type ScoreMessage } from '../protocol/index.js';
+import { parseTopic, topicFilters, topics, type ScoreMessage } from '../protocol/index.js';
 import type { ScoringBus } from './bus.js';
 import type { ScoreEngine, ScoreResult } from './engine.js';
 import type { InfluxWriter } from './influx.js';
@@ -94,9 +94,7 @@ export class ScoringService {
         break;
       case 'events':
         result = engine.ingestEvent(parsed.device, payload);
-        if (result.accepted && this.options.influx) {
-          this.options.influx.add([behaviourPoint(parseMessage(behaviourEventSchema, payload), Date.now())]);
-        }
+        if (result.accepted && result.event) this.options.influx?.add([behaviourPoint(result.event, Date.now())]);
         break;
       case 'reports':
         result = engine.ingestReport(parsed.reporter, parsed.subject, payload);

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { namespaceForward, namespacePublish } from '../broker/namespace.js';
-import { PolicyEngine, type PolicyRule } from '../broker/policy.js';
+import { policyThresholds, PolicyEngine, type PolicyRule } from '../broker/policy.js';
 import {
   ACL_TYPES,
   aclContainsFilter,
@@ -14,7 +14,6 @@ import {
   comparePrecedence,
   DeviceAclCompiler,
   mosquittoDecides,
-  policyThresholds,
   scoreBand,
   serviceRoleAcls,
   topicMatchesFilter,
@@ -102,7 +101,7 @@ t.test('the mapping decides every concrete topic exactly like the Aedes plugin',
         { topic: 'weather', publish: 0.3, subscribe: 0.3 },
         { topic: 'weather', publish: 0.5 }, // duplicate filter: the stricter one counts, a missing threshold denies
         { topic: '$SYS/#', subscribe: 0.6 },
-        { topic: 'wott/v1/telemetry/+', publish: 0 }, // ignored: the namespace rules decide in wott/
+        { topic: topicFilters.telemetry, publish: 0 }, // ignored: the namespace rules decide in wott/
         { topic: '+/v1/#', publish: 0.1, subscribe: 0.1 }, // overlaps wott/v1/...: namespace denials must win
       ],
     ],
@@ -193,7 +192,7 @@ t.test("a '#' subscription is granted, but deliveries below a topic's threshold 
 t.test('wildcard subscriptions: common filters are granted exactly when the Aedes plugin grants them', async (t) => {
   const rules: PolicyRule[] = [...POLICIES, { topic: 'weather/secret/#', subscribe: 0.95 }, { topic: 'sensors/+/temp', publish: 0.3, subscribe: 0.3 }];
   const compiler = new DeviceAclCompiler(rules);
-  const filters = ['#', '+/#', '+', 'weather/#', 'weather/+/temp', 'weather/secret/#', 'payments/#', 'payments/+', 'devices/#', 'devices/+/#', 'devices/+', 'devices/d1/#', 'devices/d2/#', 'devices/d1/status', 'sensors/#', 'sensors/+/temp', '+/+/temp', 'other/#', 'wott/#', 'wott/v1/scores/+', topics.scores('d1'), topics.events('d1'), topics.scores('d2')];
+  const filters = ['#', '+/#', '+', 'weather/#', 'weather/+/temp', 'weather/secret/#', 'payments/#', 'payments/+', 'devices/#', 'devices/+/#', 'devices/+', 'devices/d1/#', 'devices/d2/#', 'devices/d1/status', 'sensors/#', 'sensors/+/temp', '+/+/temp', 'other/#', topicFilters.protectedNamespace, topicFilters.scores, topics.scores('d1'), topics.events('d1'), topics.scores('d2')];
   for (const score of [0, 0.35, 0.5, 0.95]) {
     const acls = compiler.acls('d1', score);
     for (const f of filters) t.equal(mosquittoDecides(acls, 'subscribe', f), compiler.aedesSubscribe('d1', score, f), `d1@${score} subscribe ${f}`);

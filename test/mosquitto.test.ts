@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type mqtt from 'mqtt';
 import { aclKey, aclScore, DeviceAclCompiler, deviceRoleName, serverCertificateDue, startMosquittoSync, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { parseTopic, topicFilters, topics, type DeviceState } from '../protocol/index.js';
+import { freePort } from '../bench/servers.js';
 import { CLI, makeKey, memoryLogger, openssl, requireCommand, startGatewayProcess, tempDir } from './helpers.js';
 import {
   barrier,
@@ -31,17 +32,6 @@ import {
 } from './mqtt-helpers.js';
 
 const execFileP = promisify(execFile);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts `mosquitto -c conf` and resolves once it says it is running. */
 function startMosquitto(conf: string): Promise<{ child: ChildProcess; log: string[]; stop(): Promise<void> }> {

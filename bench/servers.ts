@@ -1,0 +1,85 @@
+/**
+ * Real servers on loopback ports, shared by the benchmarks and the tests (which import it from source):
+ * a free port, and influxd (Debian `influxdb`, 1.x) with its data in a given folder, stoppable and restartable.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface InfluxdProcess {
+  url: string;
+  port: number;
+  /** Starts influxd and resolves once /ping answers; throws with its log if it does not. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** An influxd whose HTTP API (and RPC port) bind to free loopback ports, with meta, data and WAL under `dir`. */
+export async function influxd(dir: string): Promise<InfluxdProcess> {
+  const port = await freePort();
+  const rpc = await freePort();
+  const config = join(dir, 'influxdb.conf');
+  writeFileSync(
+    config,
+    `reporting-disabled = true
+bind-address = "127.0.0.1:${rpc}"
+[meta]
+  dir = "${dir}/meta"
+[data]
+  dir = "${dir}/data"
+  wal-dir = "${dir}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:${port}"
+  log-enabled = false
+`,
+  );
+  const url = `http://127.0.0.1:${port}`;
+  let child: ChildProcess | undefined;
+  const log: string[] = [];
+  return {
+    url,
+    port,
+    async start() {
+      const c = spawn('influxd', ['run', '-config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = c;
+      c.stdout!.on('data', (d: Buffer) => log.push(d.toString()));
+      c.stderr!.on('data', (d: Buffer) => log.push(d.toString()));
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline) {
+        try {
+          if ((await fetch(`${url}/ping`)).status === 204) return;
+        } catch {
+          // not up yet
+        }
+        if (c.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      c.kill();
+      throw new Error(`influxd did not start:\n${log.join('').slice(-2000)}`);
+    },
+    async stop() {
+      const c = child;
+      child = undefined;
+      if (!c || c.exitCode !== null) return;
+      await new Promise<void>((resolve) => {
+        c.once('exit', () => resolve());
+        c.kill('SIGTERM');
+      });
+    },
+  };
+}
