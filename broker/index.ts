@@ -6,3 +6,6 @@ export { InventoryTrustSource, staticTrustSource } from './trust.js';
 export type { TrustSource } from './trust.js';
 export { identityFromCertificate } from './identity.js';
 export type { Identity } from './identity.js';
+export { DEFAULT_LIMITS, resolveLimits, RateLimiter, OpenCounter, RetainedLedger } from './limits.js';
+export type { BrokerLimits, RateRule, RetainedLimits, DeepPartial } from './limits.js';
+export { PacketGuard, isMqttString } from './packet-guard.js';

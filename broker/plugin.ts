@@ -6,8 +6,10 @@
  * publishing of behaviour events, which happens after the decision.
  */
 import type { Aedes, Client, AedesPublishPacket, PublishPacket, Subscription } from 'aedes';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { LogThrottle } from '../lib/log-throttle.js';
 import {
   parseMessage,
   parseTopic,
@@ -20,6 +22,8 @@ import {
   type DeviceState,
 } from '../protocol/index.js';
 import { identityFromCertificate, type Identity } from './identity.js';
+import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial } from './limits.js';
+import { PacketGuard } from './packet-guard.js';
 import { namespaceForward, namespacePublish, namespaceSubscribe } from './namespace.js';
 import { PolicyEngine, type Action, type Decision, type PolicyRule } from './policy.js';
 import { staticTrustSource, type TrustSource } from './trust.js';
@@ -41,8 +45,12 @@ export interface WottPluginOptions {
   eventIntervalMs?: number;
   /** Individual denial events per device per interval before they are only counted. */
   maxDenialEventsPerInterval?: number;
+  /** What one client may consume; defaults in DEFAULT_LIMITS (broker/limits.ts). */
+  limits?: DeepPartial<BrokerLimits>;
   log?: PluginLogger;
   metrics?: Registry;
+  /** Clock for the rate limits (tests). */
+  now?: () => number;
 }
 
 interface Activity {
@@ -58,6 +66,8 @@ interface Activity {
 
 const newActivity = (): Activity => ({ messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0, publishDenied: 0, subscribeDenied: 0, denialEvents: 0, suppressedEvents: 0 });
 const CEILING_ZERO: ReadonlySet<DeviceState | undefined> = new Set(['unclaimed', 'quarantined', 'revoked']);
+/** Devices that may only publish their own telemetry and read their own score, whatever the policies say. */
+const RESTRICTED: ReadonlySet<DeviceState | undefined> = new Set(['unclaimed', 'quarantined']);
 const MAX_TIMER_MS = 2_147_483_647;
 /** Aedes' AuthErrorCode is a const enum (unusable under isolatedModules): 2 = identifier rejected, 5 = not authorized. */
 const IDENTIFIER_REJECTED = 2;
@@ -76,7 +86,19 @@ export class WottPlugin {
   /** Clients that sent an empty client id: Aedes generates a random one, which cannot collide with anyone's. */
   private readonly generatedIds = new WeakSet<Client>();
   private readonly sessions = new Map<string, Set<Client>>();
+  /** Clients whose connection has ended: a late clientReady (Aedes can emit it after clientDisconnect) is ignored. */
+  private readonly ended = new WeakSet<Client>();
+  /** Clients that sent an empty client id with CleanSession = 0 (MQTT 3.1.1 §3.1.3-8: CONNACK 0x02). */
+  private readonly persistentWithoutId = new WeakSet<Client>();
   private readonly expiryTimers = new WeakMap<Client, NodeJS.Timeout>();
+  readonly limits: BrokerLimits;
+  private readonly openPerSource = new OpenCounter();
+  private readonly openPerIdentity = new OpenCounter();
+  private readonly sourceRate: RateLimiter;
+  private readonly identityRate: RateLimiter;
+  private readonly telemetryRate: RateLimiter;
+  readonly retained: RetainedLedger;
+  private readonly refusals: LogThrottle | undefined;
   private readonly activity = new Map<string, Activity>();
   private readonly initialScore: number;
   private readonly eventTimer: NodeJS.Timeout;
@@ -84,6 +106,8 @@ export class WottPlugin {
   private readonly metrics?: {
     connections: Gauge;
     handshakeFailures: Counter;
+    refusedConnections: Counter;
+    protocolViolations: Counter;
     denials: Counter;
     scoreCache: Gauge;
   };
@@ -95,14 +119,38 @@ export class WottPlugin {
     this.policy = new PolicyEngine(options.policies);
     this.trust = options.trust ?? staticTrustSource();
     this.initialScore = options.initialScore ?? 0.5;
+    this.limits = resolveLimits(options.limits);
+    const now = options.now ?? Date.now;
+    this.sourceRate = new RateLimiter(this.limits.sourceConnectRate, now);
+    this.identityRate = new RateLimiter(this.limits.identityConnectRate, now);
+    this.telemetryRate = new RateLimiter({ ...this.limits.restrictedTelemetry, banMs: 0 }, now);
+    this.retained = new RetainedLedger(this.limits.retained);
+    this.refusals = options.log && new LogThrottle(options.log);
     this.trust.onChange(() => this.enforceTrust());
-    this.eventTimer = setInterval(() => this.flushCounters(), options.eventIntervalMs ?? 10_000);
+    this.eventTimer = setInterval(() => {
+      this.flushCounters();
+      this.sourceRate.prune();
+      this.identityRate.prune();
+      this.telemetryRate.prune();
+    }, options.eventIntervalMs ?? 10_000);
     this.eventTimer.unref();
     if (options.metrics) {
       const registers = [options.metrics];
       this.metrics = {
         connections: new Gauge({ name: 'wott_mqtt_connections', help: 'Connected MQTT sessions', registers }),
         handshakeFailures: new Counter({ name: 'wott_mqtt_handshake_failures_total', help: 'Refused TLS/identity checks', labelNames: ['reason'], registers }),
+        refusedConnections: new Counter({
+          name: 'wott_mqtt_refused_connections_total',
+          help: 'Connections refused by a limit (source or identity over its connection cap or connect rate)',
+          labelNames: ['reason'],
+          registers,
+        }),
+        protocolViolations: new Counter({
+          name: 'wott_mqtt_protocol_violations_total',
+          help: 'Connections closed for an oversized packet or a malformed string',
+          labelNames: ['reason'],
+          registers,
+        }),
         denials: new Counter({ name: 'wott_mqtt_denials_total', help: 'Denied operations', labelNames: ['action', 'reason'], registers }),
         scoreCache: new Gauge({ name: 'wott_score_cache_size', help: 'Devices with a cached Trust Score', registers, collect: () => undefined }),
       };
@@ -157,38 +205,107 @@ export class WottPlugin {
     const ns = action === 'publish' ? namespacePublish(who, topic) : namespaceSubscribe(who, topic);
     const score = this.effectiveScore(device);
     const state = this.trust.deviceState(device);
-    if (ns.applies) return { allowed: ns.allowed, score, reason: ns.reason, state };
-    const decision = action === 'publish' ? this.policy.decide(topic, action, device, score) : this.policy.decideSubscribe(topic, device, score);
+    const decision: Decision = ns.applies
+      ? { allowed: ns.allowed, score, reason: ns.reason }
+      : action === 'publish'
+        ? this.policy.decide(topic, action, device, score)
+        : this.policy.decideSubscribe(topic, device, score);
+    if (RESTRICTED.has(state)) {
+      const allowed = action === 'publish' ? topic === topics.telemetry(device) : topic === topics.scores(device);
+      return { ...decision, allowed, reason: `the device is ${state}: it may only publish its own telemetry and read its own score, whatever the rules say`, state };
+    }
     return { ...decision, state };
   }
 
   /**
-   * Vets a TLS socket before MQTT starts: the certificate must chain to the CA (checked by TLS), name a device or
-   * service, and not be revoked. Returns false (and destroys the socket) otherwise.
+   * Vets a raw connection before TLS: the source address must be under its connection cap and its connect rate.
+   * Returns false (and destroys the socket) otherwise. Call it from the server's 'connection' event.
    */
-  acceptTls(socket: TLSSocket): boolean {
-    const verdict = this.checkSocket(socket);
-    if ('error' in verdict) {
-      this.metrics?.handshakeFailures.inc({ reason: verdict.metric });
-      const cn = verdict.cn;
-      if (cn && isDeviceId(cn)) this.emitEvent(cn, 'auth_failure', { reason: verdict.error, verified: verdict.verified, remoteAddress: socket.remoteAddress });
-      this.options.log?.info({ cn, reason: verdict.error, remote: socket.remoteAddress }, 'TLS client refused');
+  acceptConnection(socket: Socket): boolean {
+    const source = socket.remoteAddress ?? 'unknown';
+    const banned = this.sourceRate.hit(source);
+    let refusal: string | undefined;
+    if (banned) refusal = `source connect rate over ${this.limits.sourceConnectRate.max} per ${this.limits.sourceConnectRate.windowMs} ms: refused for ${Math.ceil(banned / 1000)} s`;
+    else if (this.openPerSource.count(source) >= this.limits.maxConnectionsPerSource) refusal = `source holds ${this.limits.maxConnectionsPerSource} connections already`;
+    if (refusal) {
+      this.metrics?.refusedConnections.inc({ reason: banned ? 'source_rate' : 'source_connections' });
+      this.refusals?.warn(`source:${banned ? 'rate' : 'open'}:${source}`, { remote: source, reason: refusal }, 'MQTT connection refused');
       socket.destroy();
       return false;
     }
+    this.openPerSource.open(source);
+    socket.once('close', () => this.openPerSource.close(source));
     return true;
   }
 
-  private checkSocket(socket: TLSSocket): Identity | { error: string; metric: string; cn?: string; verified: boolean } {
+  /**
+   * Vets a TLS socket before MQTT starts: the certificate must chain to the CA (checked by TLS), name a device or
+   * service, and be neither revoked nor superseded; the identity must be under its connection cap and connect rate.
+   * Installs the packet guard (maximum packet size, well-formed strings). Returns false (and destroys the socket)
+   * otherwise.
+   *
+   * A refused certificate that we did not issue proves nothing about the device it names (anyone can put a CN in a
+   * self-signed certificate): such failures are accounted to their source address only (metrics, log), never to
+   * the named device. A certificate we did issue (revoked, superseded, expired) is that device's failure.
+   */
+  acceptTls(socket: TLSSocket): boolean {
+    const verdict = this.checkSocket(socket);
+    const remote = socket.remoteAddress;
+    if ('error' in verdict) {
+      this.metrics?.handshakeFailures.inc({ reason: verdict.metric });
+      if (verdict.device) this.emitEvent(verdict.device, 'auth_failure', { reason: verdict.error, verified: true, remoteAddress: remote });
+      this.refusals?.info(`tls:${verdict.metric}:${remote}`, { cn: verdict.cn?.slice(0, 64), device: verdict.device, reason: verdict.error, remote }, 'TLS client refused');
+      socket.destroy();
+      return false;
+    }
+    const banned = this.identityRate.hit(verdict.id);
+    let refusal: string | undefined;
+    if (banned) refusal = `connect rate over ${this.limits.identityConnectRate.max} per ${this.limits.identityConnectRate.windowMs} ms: refused for ${Math.ceil(banned / 1000)} s`;
+    else if (this.openPerIdentity.count(verdict.id) >= this.limits.maxConnectionsPerIdentity) refusal = `identity holds ${this.limits.maxConnectionsPerIdentity} connections already`;
+    if (refusal) {
+      this.metrics?.refusedConnections.inc({ reason: banned ? 'identity_rate' : 'identity_connections' });
+      this.refusals?.warn(`identity:${banned ? 'rate' : 'open'}:${verdict.id}`, { id: verdict.id, remote, reason: refusal }, 'MQTT connection refused');
+      socket.destroy();
+      return false;
+    }
+    this.openPerIdentity.open(verdict.id);
+    socket.once('close', () => this.openPerIdentity.close(verdict.id));
+    this.guard(socket, verdict);
+    return true;
+  }
+
+  /**
+   * Puts a PacketGuard in front of Aedes' reads. Aedes pulls data with `conn.read()` on 'readable'; wrapping that one
+   * method sees every byte before mqtt-packet does, without an extra stream per connection.
+   */
+  private guard(socket: TLSSocket, who: Identity): void {
+    const guard = new PacketGuard(this.limits.maxPacketBytes);
+    const read = socket.read;
+    socket.read = (size?: number) => {
+      const chunk = read.call(socket, size) as Buffer | null;
+      if (chunk === null || chunk.length === 0) return chunk;
+      const violation = guard.feed(chunk);
+      if (violation === undefined) return chunk;
+      this.metrics?.protocolViolations.inc({ reason: /maximum packet size/.test(violation) ? 'packet_size' : 'malformed' });
+      this.refusals?.warn(`violation:${who.id}`, { id: who.id, remote: socket.remoteAddress, reason: violation }, 'MQTT connection closed: protocol violation');
+      socket.destroy();
+      return null;
+    };
+  }
+
+  private checkSocket(socket: TLSSocket): Identity | { error: string; metric: string; cn?: string; device?: string } {
     const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
     const cn = cert && !Array.isArray(cert.subject?.CN) ? cert.subject?.CN : undefined;
-    if (!cert || !cert.raw) return { error: 'no client certificate', metric: 'no_certificate', verified: false };
-    if (!socket.authorized) return { error: `certificate not trusted: ${String(socket.authorizationError)}`, metric: 'untrusted', cn, verified: false };
+    if (!cert || !cert.raw) return { error: 'no client certificate', metric: 'no_certificate' };
+    if (!socket.authorized) return { error: `certificate not trusted: ${String(socket.authorizationError)}`, metric: 'untrusted', cn };
     const identity = identityFromCertificate(cert);
-    if ('error' in identity) return { error: identity.error, metric: 'bad_identity', cn, verified: false };
-    if (this.trust.isRevoked(identity.serial)) return { error: 'certificate revoked', metric: 'revoked', cn, verified: true };
-    if (identity.kind === 'device' && this.trust.deviceState(identity.id) === 'revoked') return { error: 'device revoked', metric: 'revoked', cn, verified: true };
-    if (identity.notAfter <= Date.now()) return { error: 'certificate expired', metric: 'expired', cn, verified: true };
+    if ('error' in identity) return { error: identity.error, metric: 'bad_identity', cn };
+    // From here on the certificate is one we issued, presented by the holder of its key.
+    const device = identity.kind === 'device' ? identity.id : undefined;
+    if (this.trust.isRevoked(identity.serial)) return { error: 'certificate revoked', metric: 'revoked', cn, device };
+    if (device && this.trust.deviceState(device) === 'revoked') return { error: 'device revoked', metric: 'revoked', cn, device };
+    if (this.trust.isSuperseded(identity.serial)) return { error: 'certificate superseded by a newer one', metric: 'superseded', cn, device };
+    if (identity.notAfter <= Date.now()) return { error: 'certificate expired', metric: 'expired', cn, device };
     return identity;
   }
 
@@ -205,13 +322,21 @@ export class WottPlugin {
         return done(Object.assign(new Error(verdict.error), { returnCode: NOT_AUTHORIZED }), false);
       }
       this.identities.set(client, verdict);
-      if (!packet.clientId) this.generatedIds.add(client);
+      if (!packet.clientId) {
+        this.generatedIds.add(client);
+        if (packet.clean === false) this.persistentWithoutId.add(client);
+      }
       done(null, true);
     };
     broker.authenticate = (client, _username, _password, done) => {
       // Identity comes from the certificate (preConnect); user names and passwords are ignored.
       const who = this.identities.get(client);
       if (!who) return done(Object.assign(new Error('no verified client certificate'), { returnCode: NOT_AUTHORIZED }), false);
+      if (this.persistentWithoutId.has(client)) {
+        // Aedes would invent an id for a session nobody could ever resume.
+        this.identities.delete(client);
+        return done(Object.assign(new Error('an empty client id requires CleanSession = 1'), { returnCode: IDENTIFIER_REJECTED }), false);
+      }
       // A client id is the identity, or the identity plus ':suffix' (or broker-generated): nobody can take over
       // another device's session by reusing its client id.
       const id = client.id;
@@ -251,15 +376,23 @@ export class WottPlugin {
     }
   }
 
+  /**
+   * Session state follows the socket: Aedes can emit clientDisconnect before clientReady for the same client (and,
+   * after a client-id takeover, none at all), so a session is registered only while its socket is open and is
+   * removed when the socket closes, whichever event comes first.
+   */
   private onReady(client: Client): void {
     const who = this.identities.get(client);
     if (!who) return void client.close();
+    const conn = client.conn as TLSSocket;
+    if (client.closed || this.ended.has(client) || conn.destroyed) return;
     let set = this.sessions.get(who.id);
     if (!set) this.sessions.set(who.id, (set = new Set()));
     set.add(client);
+    conn.once('close', () => this.onGone(client));
     this.metrics?.connections.inc();
     this.armExpiry(client, who.notAfter);
-    if (who.kind === 'device') this.emitEvent(who.id, 'connect', { verified: true, remoteAddress: (client.conn as TLSSocket).remoteAddress });
+    if (who.kind === 'device') this.emitEvent(who.id, 'connect', { verified: true, remoteAddress: conn.remoteAddress });
   }
 
   /** Closes the session when its certificate expires (re-arming for lifetimes beyond a timer's range). */
@@ -275,6 +408,7 @@ export class WottPlugin {
   }
 
   private onGone(client: Client): void {
+    this.ended.add(client);
     const who = this.identities.get(client);
     clearTimeout(this.expiryTimers.get(client));
     if (!who) return;
@@ -286,6 +420,16 @@ export class WottPlugin {
     }
   }
 
+  /** Quarantined and unclaimed devices: their own telemetry (rate limited) and nothing else, whatever the rules. */
+  private restrictedPublish(who: Identity, topic: string): { allowed: boolean; reason: string } {
+    if (topic !== topics.telemetry(who.id)) return { allowed: false, reason: `device "${who.id}" is ${this.trust.deviceState(who.id)}: it may only publish its own telemetry` };
+    if (this.telemetryRate.hit(who.id)) {
+      const r = this.limits.restrictedTelemetry;
+      return { allowed: false, reason: `device "${who.id}" is ${this.trust.deviceState(who.id)}: telemetry limited to ${r.max} per ${r.windowMs} ms` };
+    }
+    return { allowed: true, reason: '' };
+  }
+
   private authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
     if (!client) return done(null); // the broker's own publishes (behaviour events, in-process scoring)
     const who = this.identities.get(client);
@@ -293,12 +437,18 @@ export class WottPlugin {
     const ns = namespacePublish(who, packet.topic);
     let allowed: boolean;
     let reason: string;
-    if (ns.applies) ({ allowed, reason } = ns);
+    let byNamespace = ns.applies;
+    if (who.kind === 'device' && RESTRICTED.has(this.trust.deviceState(who.id))) ({ allowed, reason } = this.restrictedPublish(who, packet.topic)), (byNamespace = true);
+    else if (ns.applies) ({ allowed, reason } = ns);
     else if (who.kind === 'service') (allowed = false), (reason = `services publish only in the wott/ namespace`);
     else {
       const score = this.effectiveScore(who.id);
       allowed = this.policy.allows(packet.topic, 'publish', who.id, score);
       reason = allowed ? '' : this.policy.decide(packet.topic, 'publish', who.id, score).reason;
+    }
+    if (allowed && packet.retain && who.kind === 'device') {
+      const refused = this.retained.admit(who.id, packet.topic, payloadBytes(packet));
+      if (refused) (allowed = false), (reason = refused);
     }
     if (allowed) {
       if (who.kind === 'device') {
@@ -309,7 +459,7 @@ export class WottPlugin {
       this.messageCounts.in++;
       return done(null);
     }
-    this.recordDenial(who, 'publish', packet.topic, reason, ns.applies);
+    this.recordDenial(who, 'publish', packet.topic, reason, byNamespace);
     done(new Error(reason));
   }
 
@@ -319,11 +469,16 @@ export class WottPlugin {
     const ns = namespaceSubscribe(who, sub.topic);
     let allowed: boolean;
     let reason: string;
-    if (ns.applies) ({ allowed, reason } = ns);
+    let byNamespace = ns.applies;
+    if (who.kind === 'device' && RESTRICTED.has(this.trust.deviceState(who.id))) {
+      allowed = sub.topic === topics.scores(who.id);
+      reason = allowed ? '' : `device "${who.id}" is ${this.trust.deviceState(who.id)}: it may only read its own score`;
+      byNamespace = true;
+    } else if (ns.applies) ({ allowed, reason } = ns);
     else if (who.kind === 'service') (allowed = who.role === 'admin'), (reason = 'only the admin role reads topics outside wott/');
     else ({ allowed, reason } = this.policy.decideSubscribe(sub.topic, who.id, this.effectiveScore(who.id)));
     if (allowed) return done(null, sub);
-    this.recordDenial(who, 'subscribe', sub.topic, reason, ns.applies);
+    this.recordDenial(who, 'subscribe', sub.topic, reason, byNamespace);
     done(null, null); // SUBACK 0x80 for this filter; the session stays up
   }
 
@@ -331,11 +486,14 @@ export class WottPlugin {
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const who = this.identities.get(client);
     if (!who) return null;
-    const ns = namespaceForward(who, packet.topic);
     let allowed: boolean;
-    if (ns.applies) allowed = ns.allowed;
-    else if (who.kind === 'service') allowed = who.role === 'admin';
-    else allowed = this.policy.allows(packet.topic, 'subscribe', who.id, this.effectiveScore(who.id));
+    if (who.kind === 'device' && RESTRICTED.has(this.trust.deviceState(who.id))) allowed = packet.topic === topics.scores(who.id);
+    else {
+      const ns = namespaceForward(who, packet.topic);
+      if (ns.applies) allowed = ns.allowed;
+      else if (who.kind === 'service') allowed = who.role === 'admin';
+      else allowed = this.policy.allows(packet.topic, 'subscribe', who.id, this.effectiveScore(who.id));
+    }
     if (!allowed) return null;
     if (who.kind === 'device') {
       const a = this.activityOf(who.id);
@@ -360,13 +518,17 @@ export class WottPlugin {
 
   // ------------------------------------------------------------------ live enforcement
 
-  /** After a CA change: close sessions of revoked certificates or devices. Quarantine needs no kick: its score is 0. */
+  /**
+   * After a CA change: close sessions of revoked or superseded certificates and revoked devices. Quarantine needs no
+   * kick: its restrictions apply to the live session at once.
+   */
   enforceTrust(): void {
     for (const [id, clients] of this.sessions) {
       for (const client of clients) {
         const who = this.identities.get(client)!;
-        if (this.trust.isRevoked(who.serial) || (who.kind === 'device' && this.trust.deviceState(id) === 'revoked')) {
-          this.options.log?.info({ id, serial: who.serial }, 'certificate revoked: closing session');
+        const revoked = this.trust.isRevoked(who.serial) || (who.kind === 'device' && this.trust.deviceState(id) === 'revoked');
+        if (revoked || this.trust.isSuperseded(who.serial)) {
+          this.options.log?.info({ id, serial: who.serial }, `certificate ${revoked ? 'revoked' : 'superseded'}: closing session`);
           client.close();
         }
       }
@@ -414,6 +576,7 @@ export class WottPlugin {
 
   close(): void {
     clearInterval(this.eventTimer);
+    this.refusals?.close();
     this.trust.close();
   }
 }

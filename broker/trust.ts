@@ -10,15 +10,18 @@ export interface TrustSource {
   /** undefined: the device is not known to the CA (treated as active by the broker). */
   deviceState(id: string): DeviceState | undefined;
   isRevoked(serial: string): boolean;
+  /** A certificate replaced by a newer one (renewed, or the device enrolled again): it no longer connects. */
+  isSuperseded(serial: string): boolean;
   /** Called after the source has changed (a revocation, a quarantine, a claim ...). */
   onChange(listener: () => void): void;
   close(): void;
 }
 
 /** For Aedes users without a wott CA inventory: every device active, nothing revoked. */
-export function staticTrustSource(states: Record<string, DeviceState> = {}, revoked: string[] = []): TrustSource {
+export function staticTrustSource(states: Record<string, DeviceState> = {}, revoked: string[] = [], superseded: string[] = []): TrustSource {
   const set = new Set(revoked);
-  return { deviceState: (id) => states[id], isRevoked: (s) => set.has(s), onChange: () => {}, close: () => {} };
+  const replaced = new Set(superseded);
+  return { deviceState: (id) => states[id], isRevoked: (s) => set.has(s), isSuperseded: (s) => replaced.has(s), onChange: () => {}, close: () => {} };
 }
 
 /**
@@ -30,6 +33,9 @@ export class InventoryTrustSource implements TrustSource {
   private readonly db: Database.Database;
   private readonly states = new Map<string, DeviceState>();
   private readonly revoked = new Set<string>();
+  private readonly superseded = new Set<string>();
+  /** Highest certificates rowid seen: a certificate is superseded in the transaction that inserts its successor. */
+  private lastCertificate = 0;
   private readonly listeners: Array<() => void> = [];
   private version = -1;
   private lastDeviceUpdate = '';
@@ -55,7 +61,21 @@ export class InventoryTrustSource implements TrustSource {
     const revocations = this.db
       .prepare('SELECT serial, revoked_at FROM revocations WHERE revoked_at >= ? ORDER BY revoked_at')
       .all(this.lastRevocation) as Array<{ serial: string; revoked_at: string }>;
+    // Successors inserted since the last load name the certificates they replaced.
+    // (The bound is read first: a renewal committed between the two statements is then picked up next time.)
+    const newest = (this.db.prepare('SELECT max(rowid) AS n FROM certificates').get() as { n: number | null }).n ?? 0;
+    const replaced = this.db
+      .prepare(
+        `SELECT old.serial AS serial FROM certificates new JOIN certificates old ON old.replaced_by = new.serial
+         WHERE new.rowid > ? AND new.rowid <= ?`,
+      )
+      .all(this.lastCertificate, newest) as Array<{ serial: string }>;
     let changed = false;
+    for (const r of replaced) {
+      if (!this.superseded.has(r.serial)) changed = true;
+      this.superseded.add(r.serial);
+    }
+    this.lastCertificate = Math.max(this.lastCertificate, newest);
     for (const d of devices) {
       if (this.states.get(d.id) !== d.state) changed = true;
       this.states.set(d.id, d.state);
@@ -76,6 +96,10 @@ export class InventoryTrustSource implements TrustSource {
 
   isRevoked(serial: string): boolean {
     return this.revoked.has(serial);
+  }
+
+  isSuperseded(serial: string): boolean {
+    return this.superseded.has(serial);
   }
 
   onChange(listener: () => void): void {

@@ -8,10 +8,18 @@ import { z } from 'zod';
 import { policyRuleSchema } from '../broker/policy.js';
 import { durationSchema, loadModel, ModelError, type ScoreModel } from '../scoring/model.js';
 import { mosquittoSectionSchema } from '../mosquitto-compat/sync.js';
+import type { BrokerLimits, DeepPartial } from '../broker/index.js';
+import type { HttpsLimits } from '../gateway/index.js';
 
 const duration = durationSchema;
 
 const port = z.number().int().min(0).max(65535);
+const count = z.number().int().min(1).max(10_000_000);
+const bytes = z.number().int().min(1).max(2 ** 40);
+/** An IP address to bind (names would depend on resolution at start). */
+const address = z.union([z.ipv4(), z.ipv6()]);
+/** `max` attempts per `window`; over it, refused for `ban`. */
+const rateRule = z.object({ max: count, window: duration, ban: duration }).partial().strict();
 
 export const configSchema = z
   .object({
@@ -37,6 +45,24 @@ export const configSchema = z
         hosts: z.array(z.string().min(1).max(253)).max(32).default([]),
         /** Base URL devices use to reach the HTTPS port; the CRL distribution point is {publicUrl}/crl. */
         publicUrl: z.url({ protocol: /^https$/ }).optional(),
+        /** Address the HTTPS and MQTT listeners bind to (each can be set on its own below). */
+        bind: address.default('0.0.0.0'),
+        httpsBind: address.optional(),
+        mqttBind: address.optional(),
+        /** Prometheus metrics over plain HTTP; false turns the listener off. Loopback unless bound elsewhere. */
+        metricsPort: z.union([port, z.literal(false)]).default(9464),
+        metricsBind: address.default('127.0.0.1'),
+        httpsLimits: z
+          .object({
+            maxConnections: count.optional(),
+            maxConnectionsPerSource: count.optional(),
+            handshakeTimeout: duration.optional(),
+            headersTimeout: duration.optional(),
+            requestTimeout: duration.optional(),
+            connectRate: rateRule.optional(),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -92,6 +118,26 @@ export const configSchema = z
       .object({
         onDowngrade: z.enum(['filter', 'disconnect']).default('filter'),
         eventInterval: duration.default(10_000),
+        /** What one MQTT client may consume; README "Limits" lists the defaults (broker/limits.ts). */
+        limits: z
+          .object({
+            maxPacketSize: z.number().int().min(1024).max(268_435_455).optional(),
+            maxConnections: count.optional(),
+            maxConnectionsPerSource: count.optional(),
+            maxConnectionsPerIdentity: count.optional(),
+            handshakeTimeout: duration.optional(),
+            connectTimeout: duration.optional(),
+            sourceConnectRate: rateRule.optional(),
+            identityConnectRate: rateRule.optional(),
+            retained: z
+              .object({ perDevice: count, bytesPerDevice: bytes, total: count, totalBytes: bytes })
+              .partial()
+              .strict()
+              .optional(),
+            restrictedTelemetry: z.object({ max: count, window: duration }).partial().strict().optional(),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -155,4 +201,43 @@ export function loadConfig(path?: string): { config: WottConfig; source?: string
     throw new ConfigError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
   return { config: parseConfig(text, file), source: file };
+}
+
+type RateConfig = z.infer<typeof rateRule>;
+const rate = (r: RateConfig | undefined) =>
+  r && { ...(r.max !== undefined ? { max: r.max } : {}), ...(r.window !== undefined ? { windowMs: r.window } : {}), ...(r.ban !== undefined ? { banMs: r.ban } : {}) };
+/** Drops undefined fields, so that what the file does not set keeps its default. */
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** broker.limits in the shape of BrokerLimits (milliseconds, bytes). */
+export function brokerLimitsFromConfig(config: WottConfig): DeepPartial<BrokerLimits> {
+  const l = config.broker.limits;
+  const t = l.restrictedTelemetry;
+  return defined({
+    maxPacketBytes: l.maxPacketSize,
+    maxConnections: l.maxConnections,
+    maxConnectionsPerSource: l.maxConnectionsPerSource,
+    maxConnectionsPerIdentity: l.maxConnectionsPerIdentity,
+    handshakeTimeoutMs: l.handshakeTimeout,
+    connectTimeoutMs: l.connectTimeout,
+    sourceConnectRate: rate(l.sourceConnectRate),
+    identityConnectRate: rate(l.identityConnectRate),
+    retained: l.retained && defined(l.retained),
+    restrictedTelemetry: t && defined({ max: t.max, windowMs: t.window }),
+  }) as DeepPartial<BrokerLimits>;
+}
+
+/** gateway.httpsLimits in the shape of HttpsLimits. */
+export function httpsLimitsFromConfig(config: WottConfig): Partial<HttpsLimits> {
+  const l = config.gateway.httpsLimits;
+  return defined({
+    maxConnections: l.maxConnections,
+    maxConnectionsPerSource: l.maxConnectionsPerSource,
+    handshakeTimeoutMs: l.handshakeTimeout,
+    headersTimeoutMs: l.headersTimeout,
+    requestTimeoutMs: l.requestTimeout,
+    connectRate: rate(l.connectRate),
+  }) as Partial<HttpsLimits>;
 }

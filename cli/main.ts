@@ -7,7 +7,17 @@ import { pino } from 'pino';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRIVATE_KEY_MODE, type RevocationReason } from '../ca/index.js';
 import { startGateway } from '../gateway/index.js';
 import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
-import { ConfigError, loadConfig } from './config.js';
+import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, loadConfig } from './config.js';
+
+interface GatewayListenOptions {
+  httpsPort?: number;
+  mqttPort?: number;
+  metricsPort?: number;
+  bind?: string;
+  httpsBind?: string;
+  mqttBind?: string;
+  metricsBind?: string;
+}
 import { DEFAULT_DATA, durationArg, LOG_REDACT, openCa, passphrase, portArg, withData, type DataOptions } from './options.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
@@ -34,7 +44,12 @@ export function buildProgram(): Command {
     .description('run the CA + EST on HTTPS (and, as they land, the broker and scoring) in one process')
     .addOption(new Option('--https-port <port>', 'HTTPS port for EST and the CRL (0 = pick a free one)').argParser(portArg))
     .addOption(new Option('--mqtt-port <port>', 'MQTT over TLS port (0 = pick a free one)').argParser(portArg))
-    .action(async (opts: DataOptions & { httpsPort?: number; mqttPort?: number }) => {
+    .addOption(new Option('--metrics-port <port>', 'Prometheus metrics port, plain HTTP (0 = pick a free one)').argParser(portArg))
+    .option('--bind <address>', 'address the HTTPS and MQTT listeners bind to (default 0.0.0.0)')
+    .option('--https-bind <address>', 'address of the HTTPS (EST, CRL) listener')
+    .option('--mqtt-bind <address>', 'address of the MQTT listener')
+    .option('--metrics-bind <address>', 'address of the metrics listener (default 127.0.0.1)')
+    .action(async (opts: DataOptions & GatewayListenOptions) => {
       const { config, source } = loadConfig(opts.config);
       const log = pino({ name: 'wott', redact: LOG_REDACT });
       if (source) log.info({ config: source }, 'configuration loaded');
@@ -49,6 +64,16 @@ export function buildProgram(): Command {
         passphrase: passphrase(),
         log,
         mqttPort: opts.mqttPort ?? config.gateway.mqttPort,
+        bind: {
+          https: opts.httpsBind ?? opts.bind ?? config.gateway.httpsBind ?? config.gateway.bind,
+          mqtt: opts.mqttBind ?? opts.bind ?? config.gateway.mqttBind ?? config.gateway.bind,
+          metrics: opts.metricsBind ?? config.gateway.metricsBind,
+        },
+        ...(opts.metricsPort !== undefined || config.gateway.metricsPort !== false
+          ? { metricsPort: opts.metricsPort ?? (config.gateway.metricsPort as number) }
+          : {}),
+        limits: brokerLimitsFromConfig(config),
+        httpsLimits: httpsLimitsFromConfig(config),
         policies: config.policies,
         initialScore: config.scoring.initialScore,
         onDowngrade: config.broker.onDowngrade,

@@ -1,16 +1,28 @@
 /**
- * `wott gateway`: one process on embedded defaults: the CA with EST and the CRL on HTTPS, and the MQTT broker
- * (Aedes + the wott plugin) on MQTT over TLS. Scoring joins it in its own issue.
+ * `wott gateway`: one process on embedded defaults: the CA with EST and the CRL on HTTPS, the MQTT broker
+ * (Aedes + the wott plugin) on MQTT over TLS, scoring, and Prometheus metrics on a loopback listener.
  */
 import { createServer, type Server } from 'node:https';
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
-import { InventoryTrustSource, policyThresholds, WottPlugin, type PolicyRule } from '../broker/index.js';
+import {
+  identityFromCertificate,
+  InventoryTrustSource,
+  OpenCounter,
+  policyThresholds,
+  RateLimiter,
+  WottPlugin,
+  type BrokerLimits,
+  type DeepPartial,
+  type PolicyRule,
+} from '../broker/index.js';
+import { LogThrottle } from '../lib/log-throttle.js';
 import { createMetrics, registerScoringMetrics } from './metrics.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CertificateAuthority, createEstHandler, writeFileAtomic, PRIVATE_KEY_MODE } from '../ca/index.js';
@@ -35,11 +47,40 @@ export interface GatewayOptions {
   eventIntervalMs: number;
   /** How often the broker looks for CA changes (revocations, quarantines); default 200 ms. */
   trustPollMs?: number;
+  /** Addresses the listeners bind to (default: all IPv4 addresses for HTTPS and MQTT, loopback for metrics). */
+  bind?: { https?: string; mqtt?: string; metrics?: string };
+  /** Port of the plain-HTTP Prometheus listener (0 = pick a free one); none when omitted. */
+  metricsPort?: number;
+  /** What one MQTT client may consume (broker/limits.ts DEFAULT_LIMITS). */
+  limits?: DeepPartial<BrokerLimits>;
+  /** What one HTTPS (EST) client may consume. */
+  httpsLimits?: Partial<HttpsLimits>;
   /** In-process scoring (the default); omitted when scoring runs elsewhere. */
   scoring?: GatewayScoringOptions;
   /** Keep a Mosquitto's Dynamic Security in line with the policies and scores (the `mosquitto:` config section). */
   mosquitto?: MosquittoSection;
 }
+
+export interface HttpsLimits {
+  /** Open HTTPS connections in all, and from one source address. */
+  maxConnections: number;
+  maxConnectionsPerSource: number;
+  /** Time to finish the TLS handshake, to send the request headers, and to send the whole request. */
+  handshakeTimeoutMs: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** New connections per source address (over it: refused for banMs). */
+  connectRate: { max: number; windowMs: number; banMs: number };
+}
+
+export const DEFAULT_HTTPS_LIMITS: HttpsLimits = {
+  maxConnections: 10_000,
+  maxConnectionsPerSource: 256,
+  handshakeTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  connectRate: { max: 300, windowMs: 10_000, banMs: 60_000 },
+};
 
 export interface GatewayScoringOptions {
   model: ScoreModel;
@@ -56,6 +97,8 @@ export interface Gateway {
   metrics: Registry;
   httpsPort: number;
   mqttPort: number;
+  /** Bound port of the metrics listener, when there is one. */
+  metricsPort?: number;
   scoring?: ScoringService;
   close(): Promise<void>;
 }
@@ -87,10 +130,10 @@ function serverCredentials(ca: CertificateAuthority, dataDir: string, hosts: str
   return { key: issued.keyPem, cert: chain };
 }
 
-function listen(server: Server | TlsServer, port: number): Promise<number> {
+function listen(server: Server | TlsServer | HttpServer, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '0.0.0.0', () => {
+    server.listen(port, host, () => {
       server.off('error', reject);
       resolve((server.address() as AddressInfo).port);
     });
@@ -118,6 +161,33 @@ async function startGatewayMosquittoSync(options: GatewayOptions, section: Mosqu
   return sync;
 }
 
+/**
+ * Caps what one source may hold of a listener: open connections and new connections per window (then refused for
+ * a while). Refusals are logged in summary, never one line each.
+ */
+function gateConnections(server: Server, limits: HttpsLimits, log: Logger, name: string): void {
+  const open = new OpenCounter();
+  const rate = new RateLimiter(limits.connectRate);
+  const refusals = new LogThrottle(log);
+  const prune = setInterval(() => rate.prune(), limits.connectRate.windowMs);
+  prune.unref();
+  server.on('close', () => {
+    clearInterval(prune);
+    refusals.close();
+  });
+  server.on('connection', (socket: Socket) => {
+    const source = socket.remoteAddress ?? 'unknown';
+    const banned = rate.hit(source);
+    if (banned || open.count(source) >= limits.maxConnectionsPerSource) {
+      refusals.warn(`${name}:${source}`, { remote: source, reason: banned ? 'connect rate' : 'connection cap' }, `${name} connection refused`);
+      socket.destroy();
+      return;
+    }
+    open.open(source);
+    socket.once('close', () => open.close(source));
+  });
+}
+
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { log } = options;
   const ca = await CertificateAuthority.open({
@@ -128,7 +198,25 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const tls = serverCredentials(ca, options.dataDir, options.hosts, log);
   const metrics = createMetrics();
+  let trust: WottPlugin['trust'] | undefined;
+  /** Why the caller of an HTTPS request is not a service (an operator or service certificate of ours), if it is not. */
+  const serviceCaller = (req: IncomingMessage): string | undefined => {
+    const socket = req.socket as TLSSocket;
+    const cert = socket.getPeerCertificate?.();
+    if (!cert?.raw || !socket.authorized) return 'metrics require a wott service certificate (or the loopback metrics listener)';
+    const who = identityFromCertificate(cert);
+    if ('error' in who || who.kind !== 'service') return 'metrics require a wott service certificate, not a device certificate';
+    if (trust?.isRevoked(who.serial)) return 'certificate revoked';
+    return undefined;
+  };
   const est = createEstHandler(ca, { claim: options.claim, log });
+  const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };
+  const bind = { https: options.bind?.https ?? '0.0.0.0', mqtt: options.bind?.mqtt ?? '0.0.0.0', metrics: options.bind?.metrics ?? '127.0.0.1' };
+  const serveMetrics = (res: ServerResponse) =>
+    metrics.metrics().then(
+      (body) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
   const https = createServer(
     {
       ...tls,
@@ -138,20 +226,24 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      handshakeTimeout: httpsLimits.handshakeTimeoutMs,
+      headersTimeout: httpsLimits.headersTimeoutMs,
+      requestTimeout: httpsLimits.requestTimeoutMs,
     },
     (req, res) => {
       if (req.url === '/metrics' && req.method === 'GET') {
-        metrics.metrics().then(
-          (body) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(body),
-          () => res.writeHead(500).end(),
-        );
-        return;
+        // Devices use this port: metrics are for operators and services (their certificates), or the loopback listener.
+        const refusal = serviceCaller(req);
+        if (refusal) return void res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${refusal}\n`);
+        return void serveMetrics(res);
       }
       est(req, res);
     },
   );
+  https.maxConnections = httpsLimits.maxConnections;
+  gateConnections(https, httpsLimits, log, 'HTTPS');
   https.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
-  const httpsPort = await listen(https, options.httpsPort);
+  const httpsPort = await listen(https, options.httpsPort, bind.https);
 
   // MQTT over TLS. The handshake accepts any certificate so that the plugin can record who failed (by CN) before
   // refusing; nothing reaches MQTT unless acceptTls() has verified chain, identity and revocation.
@@ -161,25 +253,49 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onDowngrade: options.onDowngrade,
     eventIntervalMs: options.eventIntervalMs,
     trust: new InventoryTrustSource(options.dataDir, options.trustPollMs ?? 200),
+    ...(options.limits ? { limits: options.limits } : {}),
     log,
     metrics,
   });
-  const broker = await Aedes.createBroker();
+  trust = plugin.trust;
+  const limits = plugin.limits;
+  const broker = await Aedes.createBroker({ connectTimeout: limits.connectTimeoutMs });
   await plugin.attach(broker);
   const mqtt = createTlsServer(
-    { ...tls, ca: ca.caCertificates().map((c) => c.toString()), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+    {
+      ...tls,
+      ca: ca.caCertificates().map((c) => c.toString()),
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: limits.handshakeTimeoutMs,
+    },
     (socket: TLSSocket) => {
       if (plugin.acceptTls(socket)) broker.handle(socket);
     },
   );
+  mqtt.maxConnections = limits.maxConnections;
   mqtt.on('tlsClientError', (err) => log.debug({ err: err.message }, 'MQTT TLS handshake failed'));
-  // Every raw connection, so that shutdown can end the ones no MQTT client owns (mid-handshake, taken over).
-  const sockets = new Set<import('node:net').Socket>();
-  mqtt.on('connection', (socket: import('node:net').Socket) => {
+  // Every raw connection, so that shutdown can end the ones no MQTT client owns (mid-handshake, taken over); the
+  // plugin refuses sources over their connection cap or connect rate before any TLS work.
+  const sockets = new Set<Socket>();
+  mqtt.on('connection', (socket: Socket) => {
+    if (!plugin.acceptConnection(socket)) return;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  const mqttPort = await listen(mqtt, options.mqttPort);
+  const mqttPort = await listen(mqtt, options.mqttPort, bind.mqtt);
+  let metricsServer: HttpServer | undefined;
+  let metricsPort: number | undefined;
+  if (options.metricsPort !== undefined) {
+    // Plain HTTP for Prometheus, on loopback unless bound elsewhere on purpose.
+    metricsServer = createHttpServer((req, res) => {
+      if (req.url === '/metrics' && req.method === 'GET') return void serveMetrics(res);
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('only GET /metrics here\n');
+    });
+    metricsServer.maxConnections = 64;
+    metricsPort = await listen(metricsServer, options.metricsPort, bind.metrics);
+  }
   if (options.policies.length === 0) {
     log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
   }
@@ -203,7 +319,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     Math.min(options.crlValidityMs / 4, 3_600_000),
   );
   crlTimer.unref();
-  log.info({ https: httpsPort, mqtt: mqttPort, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length }, 'gateway listening');
+  log.info({ https: httpsPort, mqtt: mqttPort, metrics: metricsPort, bind, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length }, 'gateway listening');
 
   return {
     ca,
@@ -212,6 +328,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
     httpsPort,
     mqttPort,
+    ...(metricsPort !== undefined ? { metricsPort } : {}),
     ...(scoring ? { scoring } : {}),
     async close() {
       clearInterval(crlTimer);
@@ -228,6 +345,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         https.close(() => resolve());
         https.closeAllConnections();
       });
+      if (metricsServer) {
+        await new Promise<void>((resolve) => {
+          metricsServer!.close(() => resolve());
+          metricsServer!.closeAllConnections();
+        });
+      }
       ca.close();
       log.info('gateway stopped');
     },

@@ -49,8 +49,9 @@ export function applyEvent(state: BehaviourState, event: BehaviourEvent, model: 
   const h = b.halfLife;
   switch (event.type) {
     case 'auth_failure':
-      // Anyone can mint a certificate with a victim's CN: unverified failures count for less.
-      add(state.authFailures, event.verified ? 1 : b.authFailures.unverifiedWeight, now, h);
+      // Anyone can mint a certificate with a victim's CN: a failure that did not prove possession of a key we
+      // certified for this device says nothing about it, and must never move its score.
+      if (event.verified) add(state.authFailures, 1, now, h);
       break;
     case 'publish_denied':
     case 'subscribe_denied':

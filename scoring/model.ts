@@ -72,7 +72,7 @@ export const modelSchema = z
     behaviour: z
       .object({
         halfLife: durationSchema,
-        authFailures: z.object({ ...penaltyCurve, unverifiedWeight: unit }).strict(),
+        authFailures: z.object(penaltyCurve).strict(),
         denials: z.object(penaltyCurve).strict(),
         churn: z.object({ ...penaltyCurve, allowance: z.number().min(0) }).strict(),
         rate: z
