@@ -4,6 +4,7 @@ WORKDIR /app
 # better-sqlite3 builds from source when no prebuilt binary fits.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json tsconfig.json ./
+COPY lib lib
 COPY protocol protocol
 COPY ca ca
 COPY broker broker

@@ -115,7 +115,7 @@ export const CLI = resolve('dist/cli/main.js');
 /** Starts `wott gateway` as a child process on a free port and resolves once it logs its bound port. */
 export function startGatewayProcess(dataDir: string, extra: string[] = []): Promise<{ child: ChildProcess; port: number; log: string[] }> {
   return new Promise((resolvePort, reject) => {
-    const child = spawn(process.execPath, [CLI, 'gateway', '--data', dataDir, '--https-port', '0', '--mqtt-port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'gateway', '--data', dataDir, '--https-port', '0', '--mqtt-port', '0', '--metrics-port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     const log: string[] = [];
     let buffer = '';
     child.stdout!.on('data', (chunk: Buffer) => {
