@@ -242,7 +242,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   );
   https.maxConnections = httpsLimits.maxConnections;
   gateConnections(https, httpsLimits, log, 'HTTPS');
-  https.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
+  https.on('tlsClientError', (err, socket) => {
+    log.debug({ err: err.message }, 'TLS handshake failed');
+    socket.destroy();
+  });
   const httpsPort = await listen(https, options.httpsPort, bind.https);
 
   // MQTT over TLS. The handshake accepts any certificate so that the plugin can record who failed (by CN) before
@@ -275,7 +278,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   );
   mqtt.maxConnections = limits.maxConnections;
-  mqtt.on('tlsClientError', (err) => log.debug({ err: err.message }, 'MQTT TLS handshake failed'));
+  // With a listener here Node leaves the socket open (a handshake timeout included): close it ourselves.
+  mqtt.on('tlsClientError', (err, socket) => {
+    log.debug({ err: err.message }, 'MQTT TLS handshake failed');
+    socket.destroy();
+  });
   // Every raw connection, so that shutdown can end the ones no MQTT client owns (mid-handshake, taken over); the
   // plugin refuses sources over their connection cap or connect rate before any TLS work.
   const sockets = new Set<Socket>();
