@@ -222,6 +222,10 @@ export class Inventory {
     );
   }
 
+  revocationCount(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM revocations').get() as { n: number }).n;
+  }
+
   // --- tokens
   insertToken(hash: string, deviceId: string, now: string, expiresAt: string): void {
     this.db.prepare('INSERT INTO tokens (hash, device_id, created_at, expires_at) VALUES (?, ?, ?, ?)').run(hash, deviceId, now, expiresAt);

@@ -38,6 +38,8 @@ export interface GatewayOptions {
   certLifetimeMs: number;
   crlValidityMs: number;
   claim: boolean;
+  /** The CA's clock (tests). */
+  now?: () => Date;
   passphrase?: string;
   log: Logger;
   mqttPort: number;
@@ -195,6 +197,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     passphrase: options.passphrase,
     certLifetimeMs: options.certLifetimeMs,
     crlValidityMs: options.crlValidityMs,
+    ...(options.now ? { now: options.now } : {}),
   });
   const tls = serverCredentials(ca, options.dataDir, options.hosts, log);
   const metrics = createMetrics();
