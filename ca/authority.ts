@@ -264,12 +264,26 @@ export class CertificateAuthority {
     });
   }
 
-  /** Claim mode: a new device enrolls without credentials and stays unclaimed (score ceiling 0) until claimed. */
-  enrollUnclaimed(csrDer: Buffer): IssuedCertificate {
+  /**
+   * Claim mode: a new device enrolls without credentials and stays unclaimed (score ceiling 0) until claimed.
+   * With `maxUnclaimed`, a 503 (Retry-After: when the oldest unclaimed device expires, given `unclaimedTtlMs`)
+   * refuses every such enrollment while that many unclaimed devices wait; it is checked before the id is looked
+   * at, so the answer says nothing about the id.
+   */
+  enrollUnclaimed(csrDer: Buffer, limits: { maxUnclaimed?: number; unclaimedTtlMs?: number } = {}): IssuedCertificate {
     const csr = parseCsr(csrDer);
     const deviceId = csr.commonName;
     if (!isDeviceId(deviceId)) throw new CaError(400, `CSR subject CN "${csr.commonName.slice(0, 80)}" is not a valid device id`);
     return this.inventory.transaction(() => {
+      const { maxUnclaimed, unclaimedTtlMs } = limits;
+      if (maxUnclaimed !== undefined && this.inventory.countDevices('unclaimed') >= maxUnclaimed) {
+        const oldest = this.inventory.oldestCreated('unclaimed');
+        const wait = oldest && unclaimedTtlMs ? Date.parse(oldest) + unclaimedTtlMs - this.now().getTime() : 60_000;
+        const seconds = Math.max(1, Math.ceil(wait / 1000));
+        throw new CaError(503, `too many unclaimed devices are waiting for an operator to claim them (limit ${maxUnclaimed}); try again later`, {
+          headers: { 'Retry-After': String(seconds) },
+        });
+      }
       if (this.inventory.device(deviceId)) {
         throw new CaError(401, `device "${deviceId}" is already enrolled: authenticate with a token or renew with its certificate`);
       }
@@ -409,6 +423,29 @@ export class CertificateAuthority {
       this.inventory.upsertDevice(deviceId, quarantined ? 'quarantined' : 'active', this.now().toISOString());
       return this.inventory.device(deviceId)!;
     });
+  }
+
+  /**
+   * Unclaimed devices nobody claimed within `ttlMs` of enrolling: every certificate is revoked (reason
+   * privilegeWithdrawn, so the CRL lists them and the broker refuses and disconnects them) and the device becomes
+   * `revoked`. The id stays in the inventory, so nobody can squat it again without credentials; an operator can
+   * still enroll it with a token. Returns the expired ids.
+   */
+  async expireUnclaimed(ttlMs: number): Promise<string[]> {
+    const now = this.now();
+    const cutoff = new Date(now.getTime() - ttlMs).toISOString();
+    const expired = this.inventory.transaction(() => {
+      const ids = this.inventory.devicesCreatedBefore('unclaimed', cutoff);
+      for (const id of ids) {
+        this.inventory.upsertDevice(id, 'revoked', now.toISOString());
+        for (const cert of this.inventory.certificates({ deviceId: id })) {
+          if (cert.status !== 'revoked') this.inventory.revoke(cert.serial, 'privilegeWithdrawn', now.toISOString());
+        }
+      }
+      return ids;
+    });
+    if (expired.length) await this.refreshCrl(true);
+    return expired;
   }
 
   list(): Array<DeviceRow & { certificates: CertificateRow[] }> {
