@@ -1,5 +1,5 @@
 /** Raw EST requests over real HTTPS for the hardening tests: any local address, any credentials, any headers. */
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { makeCsr, openssl } from './helpers.js';
 
@@ -22,6 +22,17 @@ export interface EstRequest {
   headers?: Record<string, string>;
 }
 
+/**
+ * Keep-alive connections, one pool per gateway: floods here are floods of requests, as an attacker would send them
+ * to get past the gateway's limits on connections per source (and sockets are not the point of these tests).
+ */
+const agents = new Map<number, Agent>();
+function agentFor(port: number): Agent {
+  let agent = agents.get(port);
+  if (!agent) agents.set(port, (agent = new Agent({ keepAlive: true, maxSockets: 16 })));
+  return agent;
+}
+
 /** One request to the gateway's HTTPS port (127.0.0.1, verified against the CA). */
 export function est(gw: { httpsPort: number; caPem: string }, path: string, opts: EstRequest = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
@@ -30,7 +41,7 @@ export function est(gw: { httpsPort: number; caPem: string }, path: string, opts
       {
         method: opts.method ?? (opts.body === undefined ? 'GET' : 'POST'),
         ca: gw.caPem,
-        agent: false,
+        agent: agentFor(gw.httpsPort),
         ...(opts.cert ? { cert: opts.cert, key: opts.key } : {}),
         ...(opts.auth ? { auth: opts.auth } : {}),
         ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
@@ -50,7 +61,7 @@ export function est(gw: { httpsPort: number; caPem: string }, path: string, opts
 /** The bytes of a GET (the CRL). */
 export function getBytes(gw: { httpsPort: number; caPem: string }, path: string): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    request(`https://127.0.0.1:${gw.httpsPort}${path}`, { ca: gw.caPem, agent: false }, (res) => {
+    request(`https://127.0.0.1:${gw.httpsPort}${path}`, { ca: gw.caPem, agent: agentFor(gw.httpsPort) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks) }));
