@@ -123,8 +123,12 @@ export class CertificateAuthority {
   readonly inventory: Inventory;
   private profile: LeafProfile;
   private readonly key: KeyObject;
-  private readonly now: () => Date;
+  /** The CA's clock (injectable through AuthorityOptions.now); EST limits and the unclaimed sweep use it too. */
+  readonly now: () => Date;
   readonly certLifetimeMs: number;
+  /** The CRL served from memory: regenerated or reloaded only when the inventory changed or it is half-way stale. */
+  private crl?: { der: Buffer; number: number; entries: number; refreshAt: number; version: number };
+  private crlPending?: Promise<Buffer>;
 
   private constructor(
     readonly dataDir: string,
@@ -260,12 +264,26 @@ export class CertificateAuthority {
     });
   }
 
-  /** Claim mode: a new device enrolls without credentials and stays unclaimed (score ceiling 0) until claimed. */
-  enrollUnclaimed(csrDer: Buffer): IssuedCertificate {
+  /**
+   * Claim mode: a new device enrolls without credentials and stays unclaimed (score ceiling 0) until claimed.
+   * With `maxUnclaimed`, a 503 (Retry-After: when the oldest unclaimed device expires, given `unclaimedTtlMs`)
+   * refuses every such enrollment while that many unclaimed devices wait; it is checked before the id is looked
+   * at, so the answer says nothing about the id.
+   */
+  enrollUnclaimed(csrDer: Buffer, limits: { maxUnclaimed?: number; unclaimedTtlMs?: number } = {}): IssuedCertificate {
     const csr = parseCsr(csrDer);
     const deviceId = csr.commonName;
     if (!isDeviceId(deviceId)) throw new CaError(400, `CSR subject CN "${csr.commonName.slice(0, 80)}" is not a valid device id`);
     return this.inventory.transaction(() => {
+      const { maxUnclaimed, unclaimedTtlMs } = limits;
+      if (maxUnclaimed !== undefined && this.inventory.countDevices('unclaimed') >= maxUnclaimed) {
+        const oldest = this.inventory.oldestCreated('unclaimed');
+        const wait = oldest && unclaimedTtlMs ? Date.parse(oldest) + unclaimedTtlMs - this.now().getTime() : 60_000;
+        const seconds = Math.max(1, Math.ceil(wait / 1000));
+        throw new CaError(503, `too many unclaimed devices are waiting for an operator to claim them (limit ${maxUnclaimed}); try again later`, {
+          headers: { 'Retry-After': String(seconds) },
+        });
+      }
       if (this.inventory.device(deviceId)) {
         throw new CaError(401, `device "${deviceId}" is already enrolled: authenticate with a token or renew with its certificate`);
       }
@@ -407,6 +425,29 @@ export class CertificateAuthority {
     });
   }
 
+  /**
+   * Unclaimed devices nobody claimed within `ttlMs` of enrolling: every certificate is revoked (reason
+   * privilegeWithdrawn, so the CRL lists them and the broker refuses and disconnects them) and the device becomes
+   * `revoked`. The id stays in the inventory, so nobody can squat it again without credentials; an operator can
+   * still enroll it with a token. Returns the expired ids.
+   */
+  async expireUnclaimed(ttlMs: number): Promise<string[]> {
+    const now = this.now();
+    const cutoff = new Date(now.getTime() - ttlMs).toISOString();
+    const expired = this.inventory.transaction(() => {
+      const ids = this.inventory.devicesCreatedBefore('unclaimed', cutoff);
+      for (const id of ids) {
+        this.inventory.upsertDevice(id, 'revoked', now.toISOString());
+        for (const cert of this.inventory.certificates({ deviceId: id })) {
+          if (cert.status !== 'revoked') this.inventory.revoke(cert.serial, 'privilegeWithdrawn', now.toISOString());
+        }
+      }
+      return ids;
+    });
+    if (expired.length) await this.refreshCrl(true);
+    return expired;
+  }
+
   list(): Array<DeviceRow & { certificates: CertificateRow[] }> {
     return this.inventory.devices().map((d) => ({ ...d, certificates: this.inventory.certificates({ deviceId: d.id }) }));
   }
@@ -442,29 +483,41 @@ export class CertificateAuthority {
 
   /**
    * Regenerates the CRL when forced, when none exists, when it misses a revocation, or when over half of its
-   * validity has passed. Returns the current CRL (DER). Safe to run from several processes at once: CRL numbers
-   * are allocated in the insert transaction and a lost race simply retries.
+   * validity has passed; otherwise adopts the latest one in the inventory. Returns the current CRL (DER). The files
+   * crl.der / crl.pem are written only when the CRL this process serves changes (a new CRL number). Safe to run from
+   * several processes at once: CRL numbers are allocated in the insert transaction and a lost race simply retries.
+   * Concurrent unforced calls share one refresh.
    */
-  async refreshCrl(force = false): Promise<Buffer> {
+  refreshCrl(force = false): Promise<Buffer> {
+    if (!force && this.crlPending) return this.crlPending;
+    const pending = this.loadOrGenerateCrl(force).finally(() => {
+      if (this.crlPending === pending) this.crlPending = undefined;
+    });
+    if (!force) this.crlPending = pending;
+    return pending;
+  }
+
+  private async loadOrGenerateCrl(force: boolean): Promise<Buffer> {
     const validity = this.options.crlValidityMs ?? DAY;
     for (let attempt = 0; attempt < 5; attempt++) {
+      // Read the version first: a commit after this point makes the next currentCrl() look again.
+      const version = this.inventory.dataVersion();
       const latest = this.inventory.latestCrl();
-      const revocations = this.inventory.revocations();
+      const revocations = this.inventory.revocationCount();
       const now = this.now();
-      const fresh =
-        latest &&
-        Date.parse(latest.nextUpdate) - now.getTime() > validity / 2 &&
-        new x509.X509Crl(new Uint8Array(latest.der)).entries.length === revocations.length;
-      if (fresh && !force) {
-        this.writeCrlFiles(latest.der);
-        return latest.der;
+      if (latest && !force) {
+        const entries = this.crl?.number === latest.number ? this.crl.entries : new x509.X509Crl(new Uint8Array(latest.der)).entries.length;
+        const refreshAt = Date.parse(latest.nextUpdate) - validity / 2;
+        if (now.getTime() < refreshAt && entries === revocations) return this.adoptCrl(latest.der, latest.number, entries, refreshAt, version);
       }
       const number = (latest?.number ?? 0) + 1;
+      const rows = this.inventory.revocations();
+      const nextUpdate = new Date(now.getTime() + validity);
       const crl = await x509.X509CrlGenerator.create({
         issuer: this.material.intermediateX509.subjectName,
         thisUpdate: now,
-        nextUpdate: new Date(now.getTime() + validity),
-        entries: revocations.map((r) => ({
+        nextUpdate,
+        entries: rows.map((r) => ({
           serialNumber: r.serial,
           revocationDate: new Date(r.revokedAt),
           reason: REASON_CODE[r.reason as RevocationReason] ?? x509.X509CrlReason.unspecified,
@@ -479,16 +532,21 @@ export class CertificateAuthority {
       const der = Buffer.from(crl.rawData);
       const inserted = this.inventory.transaction(() => {
         if ((this.inventory.latestCrl()?.number ?? 0) !== number - 1) return false;
-        this.inventory.insertCrl({ number, thisUpdate: now.toISOString(), nextUpdate: new Date(now.getTime() + validity).toISOString(), der });
+        this.inventory.insertCrl({ number, thisUpdate: now.toISOString(), nextUpdate: nextUpdate.toISOString(), der });
         return true;
       });
-      if (inserted) {
-        this.writeCrlFiles(der);
-        return der;
-      }
+      if (inserted) return this.adoptCrl(der, number, rows.length, nextUpdate.getTime() - validity / 2, version);
       force = false; // someone else just made one; take theirs if it is complete
     }
     throw new Error('could not publish a CRL: too much contention');
+  }
+
+  /** Serves `der` from now on; writes the files when it is a different CRL from the one served so far. */
+  private adoptCrl(der: Buffer, number: number, entries: number, refreshAt: number, version: number): Buffer {
+    if (this.crl && this.crl.number > number) return der; // a newer one was adopted meanwhile
+    if (this.crl?.number !== number) this.writeCrlFiles(der);
+    this.crl = { der, number, entries, refreshAt, version };
+    return der;
   }
 
   private writeCrlFiles(der: Buffer): void {
@@ -497,8 +555,14 @@ export class CertificateAuthority {
     writeFileAtomic(paths.pem, toPem(der, 'X509 CRL'));
   }
 
-  /** The current CRL from the inventory (shared with CLI commands), regenerated if stale. */
+  /**
+   * The current CRL, from memory while nothing was committed to the inventory by another connection (a CLI
+   * `wott ca revoke`, say: `PRAGMA data_version` tells) and it is not half-way to its nextUpdate; otherwise from
+   * refreshCrl. Revocations through this instance refresh it themselves.
+   */
   async currentCrl(): Promise<Buffer> {
+    const cached = this.crl;
+    if (cached && this.now().getTime() < cached.refreshAt && this.inventory.dataVersion() === cached.version) return cached.der;
     return this.refreshCrl(false);
   }
 }

@@ -1,9 +1,16 @@
 /**
  * EST (RFC 7030) over HTTPS: /cacerts, /simpleenroll, /simplereenroll, /csrattrs, plus the CRL at /crl.
- * Errors are a 4xx with a one-line plain-text reason. Secrets (the Authorization header) are never logged.
+ * Errors are a 4xx with a one-line plain-text reason. Secrets (the Authorization header) are never logged, and
+ * refusals are logged through a LogThrottle (per status, path and source), so a flood becomes a summary line.
+ *
+ * Enrollment without credentials (claim mode, TPM-only re-enrollment) is limited per source address, and every
+ * refusal of it that depends on the device id (unknown, revoked, unclaimed, active, no TPM key, wrong TPM
+ * signature) gets one and the same answer, so device ids cannot be enumerated; the precise reason goes to the log.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import { LogThrottle, type LogThrottleOptions } from '../lib/log-throttle.js';
+import { SourceRateLimiter, sourceKey } from '../lib/rate-limit.js';
 import { CertificateAuthority, type IssuedCertificate } from './authority.js';
 import { decodeBase64Body } from './csr.js';
 import { CaError } from './errors.js';
@@ -19,11 +26,48 @@ export interface EstLogger {
   error(obj: object, msg: string): void;
 }
 
+/** Limits on enrollment without credentials (the `enrollment:` section of wott.yaml). */
+export interface EnrollmentLimits {
+  /** simpleenroll without HTTP Basic credentials (claim mode, TPM-only), per source address (IPv6: per /64). */
+  rateLimit: { perMinute: number; burst: number; maxSources: number };
+  /** Claim mode refuses new unclaimed devices (503) while this many wait to be claimed. */
+  maxUnclaimed: number;
+  /** Unclaimed devices nobody claims within this time are revoked. */
+  unclaimedTtlMs: number;
+  /** How often to look for expired unclaimed devices; default a tenth of the TTL, between 1 s and 1 min. */
+  sweepIntervalMs?: number;
+}
+
+export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = {
+  rateLimit: { perMinute: 6, burst: 20, maxSources: 10_000 },
+  maxUnclaimed: 1000,
+  unclaimedTtlMs: 3 * 86_400_000,
+};
+
+export function enrollmentLimits(partial: Partial<EnrollmentLimits> = {}): EnrollmentLimits {
+  return { ...DEFAULT_ENROLLMENT_LIMITS, ...partial, rateLimit: { ...DEFAULT_ENROLLMENT_LIMITS.rateLimit, ...partial.rateLimit } };
+}
+
+/**
+ * The one answer (401) to every unauthenticated simpleenroll refused because of what the device id is: unknown,
+ * revoked, unclaimed or active, with or without a TPM key, wrong TPM signature.
+ */
+export const UNAUTHENTICATED_REFUSAL =
+  "enrollment requires HTTP Basic credentials (user = device id, password = enrollment token) or a CSR signed by the device's registered TPM key";
+
 export interface EstOptions {
   /** Claim mode: simpleenroll without credentials enrolls a new device as unclaimed. */
   claim?: boolean;
   log?: EstLogger;
+  limits?: Partial<EnrollmentLimits>;
+  /** How refusals are summarised in the log (default: 5 lines per status, path and source a minute). */
+  logThrottle?: LogThrottleOptions;
 }
+
+export type EstHandler = ((req: IncomingMessage, res: ServerResponse) => void) & {
+  /** Flushes the log throttle's pending summary and stops its timer. */
+  close(): void;
+};
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -96,8 +140,28 @@ function clientCertificate(req: IncomingMessage): Buffer {
   return peer.raw;
 }
 
-export function createEstHandler(ca: CertificateAuthority, options: EstOptions = {}) {
+const KNOWN_PATHS = new Set([`${EST_PREFIX}/cacerts`, `${EST_PREFIX}/csrattrs`, `${EST_PREFIX}/simpleenroll`, `${EST_PREFIX}/simplereenroll`, CRL_PATH]);
+
+export function createEstHandler(ca: CertificateAuthority, options: EstOptions = {}): EstHandler {
   const log = options.log;
+  const limits = enrollmentLimits(options.limits);
+  const limiter = new SourceRateLimiter({ ...limits.rateLimit, now: () => ca.now().getTime() });
+  const refusals = log ? new LogThrottle(log, options.logThrottle) : undefined;
+  let cacerts: Buffer[] | undefined;
+
+  /** simpleenroll without credentials: TPM-only, claim mode, or refused; id-dependent refusals all look alike. */
+  function enrollUnauthenticated(csr: Buffer, tpmSignature: Buffer | undefined): IssuedCertificate {
+    try {
+      if (tpmSignature) return ca.enrollWithTpm(csr, tpmSignature);
+      if (options.claim) return ca.enrollUnclaimed(csr, { maxUnclaimed: limits.maxUnclaimed, unclaimedTtlMs: limits.unclaimedTtlMs });
+      throw new CaError(401, 'no credentials and claim mode is off');
+    } catch (err) {
+      if (err instanceof CaError && (err.status === 401 || err.status === 403)) {
+        throw new CaError(401, UNAUTHENTICATED_REFUSAL, { detail: err.message });
+      }
+      throw err;
+    }
+  }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
@@ -108,7 +172,7 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
     switch (path) {
       case `${EST_PREFIX}/cacerts`:
         allow('GET');
-        return sendPkcs7(res, ca.caCertificates().map((c) => c.raw));
+        return sendPkcs7(res, (cacerts ??= ca.caCertificates().map((c) => c.raw)));
       case `${EST_PREFIX}/csrattrs`:
         allow('GET');
         res.writeHead(204).end();
@@ -123,6 +187,15 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
       case `${EST_PREFIX}/simpleenroll`: {
         allow('POST');
         const credentials = basicCredentials(req);
+        if (!credentials) {
+          // Checked before any work: without credentials every request costs the source a token.
+          const decision = limiter.take(req.socket.remoteAddress);
+          if (!decision.ok) {
+            throw new CaError(429, `too many enrollment requests without credentials from this address; retry in ${decision.retryAfterSeconds} s`, {
+              headers: { 'Retry-After': String(decision.retryAfterSeconds) },
+            });
+          }
+        }
         const tpmKey = base64Header(req, TPM_KEY_HEADER);
         const tpmSignature = base64Header(req, TPM_SIGNATURE_HEADER);
         const csr = decodeBase64Body(await readBody(req, MAX_BODY_BYTES));
@@ -130,9 +203,7 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
         if (credentials) {
           const tpm = tpmKey && tpmSignature ? { spki: tpmKey, signature: tpmSignature } : undefined;
           issued = ca.enrollWithToken(credentials.user, credentials.password, csr, tpm);
-        } else if (tpmSignature) issued = ca.enrollWithTpm(csr, tpmSignature);
-        else if (options.claim) issued = ca.enrollUnclaimed(csr);
-        else throw new CaError(401, 'enrollment requires HTTP Basic credentials: user = device id, password = enrollment token');
+        } else issued = enrollUnauthenticated(csr, tpmSignature);
         log?.info({ device: issued.deviceId, serial: issued.serial, claim: !credentials && !tpmSignature, tpm: Boolean(tpmSignature) }, 'enrolled');
         return sendPkcs7(res, [issued.der]);
       }
@@ -150,19 +221,51 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
     }
   }
 
-  return (req: IncomingMessage, res: ServerResponse): void => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     route(req, res).catch((err: unknown) => {
+      const path = (req.url ?? '/').split('?')[0]!.slice(0, 100);
       if (err instanceof CaError) {
         const status = (err as CaError & { allow?: string }).allow ? 405 : err.status;
-        const extra: Record<string, string> = {};
+        const extra: Record<string, string> = { ...err.extra.headers };
         if (status === 401) extra['WWW-Authenticate'] = 'Basic realm="wott EST"';
         if (status === 405) extra['Allow'] = (err as CaError & { allow?: string }).allow!;
         if (status === 413) extra['Connection'] = 'close';
-        log?.warn({ path: req.url?.slice(0, 100), status, reason: err.message }, 'EST request refused');
+        const source = sourceKey(req.socket.remoteAddress);
+        const key = `${status} ${KNOWN_PATHS.has(path) ? path : '(other)'} ${source}`;
+        refusals?.warn(key, { path, status, reason: err.extra.detail ?? err.message, remote: source }, 'EST request refused');
         return sendError(res, status, err.message, extra);
       }
-      log?.error({ err: err instanceof Error ? err.message : String(err), path: req.url?.slice(0, 100) }, 'EST request failed');
+      log?.error({ err: err instanceof Error ? err.message : String(err), path }, 'EST request failed');
       sendError(res, 500, 'internal error');
     });
   };
+  return Object.assign(handler, { close: () => refusals?.close() });
+}
+
+/**
+ * Revokes unclaimed devices nobody claimed within `limits.unclaimedTtlMs` (see CertificateAuthority.expireUnclaimed),
+ * checking every `sweepIntervalMs`. Runs whether or not claim mode is on now: unclaimed devices from an earlier
+ * claim-mode period expire too.
+ */
+export function startUnclaimedSweeper(ca: CertificateAuthority, partial: Partial<EnrollmentLimits> = {}, log?: EstLogger): { close(): void } {
+  const limits = enrollmentLimits(partial);
+  const every = limits.sweepIntervalMs ?? Math.max(1000, Math.min(limits.unclaimedTtlMs / 10, 60_000));
+  let running = false;
+  const sweep = async () => {
+    if (running) return;
+    running = true;
+    try {
+      const expired = await ca.expireUnclaimed(limits.unclaimedTtlMs);
+      if (expired.length) {
+        log?.warn({ count: expired.length, devices: expired.slice(0, 20), ttlMs: limits.unclaimedTtlMs }, 'unclaimed devices expired: certificates revoked');
+      }
+    } catch (err) {
+      log?.error({ err: err instanceof Error ? err.message : String(err) }, 'unclaimed device sweep failed');
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void sweep(), every);
+  timer.unref();
+  return { close: () => clearInterval(timer) };
 }

@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS crls (
   next_update TEXT NOT NULL,
   der BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS devices_state ON devices(state, created_at);
 `;
 
 type Raw = Record<string, unknown>;
@@ -152,6 +153,24 @@ export class Inventory {
 
   devices(): DeviceRow[] {
     return (this.db.prepare('SELECT * FROM devices ORDER BY id').all() as Raw[]).map(asDevice);
+  }
+
+  /** How many devices are in `state` (indexed). */
+  countDevices(state: DeviceState): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM devices WHERE state = ?').get(state) as { n: number }).n;
+  }
+
+  /** Ids of devices in `state` created at or before `createdBefore` (ISO time), oldest first. */
+  devicesCreatedBefore(state: DeviceState, createdBefore: string): string[] {
+    return (
+      this.db.prepare('SELECT id FROM devices WHERE state = ? AND created_at <= ? ORDER BY created_at, id').all(state, createdBefore) as Array<{ id: string }>
+    ).map((r) => r.id);
+  }
+
+  /** Creation time (ISO) of the oldest device in `state`, if any. */
+  oldestCreated(state: DeviceState): string | undefined {
+    const r = this.db.prepare('SELECT MIN(created_at) AS at FROM devices WHERE state = ?').get(state) as { at: string | null };
+    return r.at ?? undefined;
   }
 
   upsertDevice(id: string, state: DeviceState, now: string): void {
@@ -220,6 +239,10 @@ export class Inventory {
     return (this.db.prepare('SELECT serial, revoked_at, reason FROM revocations ORDER BY revoked_at, serial').all() as Raw[]).map(
       (r) => ({ serial: r.serial as string, revokedAt: r.revoked_at as string, reason: r.reason as string }),
     );
+  }
+
+  revocationCount(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM revocations').get() as { n: number }).n;
   }
 
   // --- tokens

@@ -10,6 +10,7 @@ import { durationSchema, loadModel, ModelError, type ScoreModel } from '../scori
 import { mosquittoSectionSchema } from '../mosquitto-compat/sync.js';
 import type { BrokerLimits, DeepPartial } from '../broker/index.js';
 import type { HttpsLimits } from '../gateway/index.js';
+import { DEFAULT_ENROLLMENT_LIMITS } from '../ca/est.js';
 
 const duration = durationSchema;
 
@@ -34,6 +35,19 @@ export const configSchema = z
       .object({
         claim: z.boolean().default(false),
         tokenTtl: duration.default(86_400_000),
+        /** simpleenroll without credentials (claim mode, TPM-only), per source address (IPv6: per /64). */
+        rateLimit: z
+          .object({
+            perMinute: z.number().positive().max(1e6).default(DEFAULT_ENROLLMENT_LIMITS.rateLimit.perMinute),
+            burst: z.number().int().min(1).max(1e6).default(DEFAULT_ENROLLMENT_LIMITS.rateLimit.burst),
+            maxSources: z.number().int().min(1).max(1e7).default(DEFAULT_ENROLLMENT_LIMITS.rateLimit.maxSources),
+          })
+          .strict()
+          .prefault({}),
+        /** Claim mode refuses new unclaimed devices while this many wait to be claimed. */
+        maxUnclaimed: z.number().int().min(0).max(1e7).default(DEFAULT_ENROLLMENT_LIMITS.maxUnclaimed),
+        /** Unclaimed devices nobody claims within this time are revoked. */
+        unclaimedTtl: duration.default(DEFAULT_ENROLLMENT_LIMITS.unclaimedTtlMs),
       })
       .strict()
       .prefault({}),

@@ -61,6 +61,11 @@ export function buildProgram(): Command {
         certLifetimeMs: config.ca.certLifetime,
         crlValidityMs: config.ca.crlValidity,
         claim: config.enrollment.claim,
+        enrollment: {
+          rateLimit: config.enrollment.rateLimit,
+          maxUnclaimed: config.enrollment.maxUnclaimed,
+          unclaimedTtlMs: config.enrollment.unclaimedTtl,
+        },
         passphrase: passphrase(),
         log,
         mqttPort: opts.mqttPort ?? config.gateway.mqttPort,

@@ -25,7 +25,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { CertificateAuthority, createEstHandler, writeFileAtomic, PRIVATE_KEY_MODE } from '../ca/index.js';
+import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, writeFileAtomic, PRIVATE_KEY_MODE, type EnrollmentLimits } from '../ca/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 
@@ -38,6 +38,10 @@ export interface GatewayOptions {
   certLifetimeMs: number;
   crlValidityMs: number;
   claim: boolean;
+  /** Limits on enrollment without credentials and on unclaimed devices (defaults: DEFAULT_ENROLLMENT_LIMITS). */
+  enrollment?: Partial<EnrollmentLimits>;
+  /** The CA's clock (tests). */
+  now?: () => Date;
   passphrase?: string;
   log: Logger;
   mqttPort: number;
@@ -195,6 +199,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     passphrase: options.passphrase,
     certLifetimeMs: options.certLifetimeMs,
     crlValidityMs: options.crlValidityMs,
+    ...(options.now ? { now: options.now } : {}),
   });
   const tls = serverCredentials(ca, options.dataDir, options.hosts, log);
   const metrics = createMetrics();
@@ -209,7 +214,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (trust?.isRevoked(who.serial)) return 'certificate revoked';
     return undefined;
   };
-  const est = createEstHandler(ca, { claim: options.claim, log });
+  const est = createEstHandler(ca, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
+  const unclaimedSweeper = startUnclaimedSweeper(ca, options.enrollment, log);
   const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };
   const bind = { https: options.bind?.https ?? '0.0.0.0', mqtt: options.bind?.mqtt ?? '0.0.0.0', metrics: options.bind?.metrics ?? '127.0.0.1' };
   const serveMetrics = (res: ServerResponse) =>
@@ -339,6 +345,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(scoring ? { scoring } : {}),
     async close() {
       clearInterval(crlTimer);
+      unclaimedSweeper.close();
       await mosquittoSync?.close();
       await scoring?.close();
       await new Promise<void>((resolve) => {
@@ -358,6 +365,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           metricsServer!.closeAllConnections();
         });
       }
+      est.close();
       ca.close();
       log.info('gateway stopped');
     },

@@ -20,6 +20,25 @@ t.test('durations and fields are parsed', async (t) => {
   t.same(config.gateway.hosts, ['gw.example', '10.0.0.2']);
 });
 
+t.test('enrollment limits: documented defaults, parsed values, strict fields', async (t) => {
+  const defaults = parseConfig('').enrollment;
+  t.same(defaults.rateLimit, { perMinute: 6, burst: 20, maxSources: 10_000 });
+  t.equal(defaults.maxUnclaimed, 1000);
+  t.equal(defaults.unclaimedTtl, 3 * 86_400_000);
+  const config = parseConfig('enrollment:\n  claim: true\n  rateLimit:\n    perMinute: 0.5\n    burst: 3\n  maxUnclaimed: 0\n  unclaimedTtl: 2h\n');
+  t.same(config.enrollment.rateLimit, { perMinute: 0.5, burst: 3, maxSources: 10_000 });
+  t.equal(config.enrollment.maxUnclaimed, 0, '0 turns claim-mode enrollment off without turning claim mode off');
+  t.equal(config.enrollment.unclaimedTtl, 7_200_000);
+  const cases: Array<[string, RegExp]> = [
+    ['enrollment:\n  rateLimit:\n    perMinute: 0\n', /wott\.yaml:3: enrollment\.rateLimit\.perMinute:/],
+    ['enrollment:\n  rateLimit:\n    burst: 0.5\n', /wott\.yaml:3: enrollment\.rateLimit\.burst:/],
+    ['enrollment:\n  rateLimit:\n    perMinut: 5\n', /wott\.yaml:3: enrollment\.rateLimit\.perMinut: unknown field/],
+    ['enrollment:\n  maxUnclaimed: -1\n', /wott\.yaml:2: enrollment\.maxUnclaimed:/],
+    ['enrollment:\n  unclaimedTtl: never\n', /wott\.yaml:2: enrollment\.unclaimedTtl: not a positive duration/],
+  ];
+  for (const [text, message] of cases) t.throws(() => parseConfig(text), { name: 'ConfigError', message }, JSON.stringify(text));
+});
+
 t.test('errors name the field and the line', async (t) => {
   const cases: Array<[string, RegExp]> = [
     ['ca:\n  certLifetime: soon\n', /^wott\.yaml:2: ca\.certLifetime: not a positive duration: "soon"/],

@@ -171,7 +171,8 @@ t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
   // --- enrollment by TPM signature alone: wrong signatures are refused, nothing changes
   t.throws(() => gw.ca.enrollWithTpm(csr, otherSig), { status: 403, message: /TPM/ });
   t.throws(() => gw.ca.enrollWithTpm(csr, Buffer.from('3006020101020101', 'hex')), { status: 403 });
-  await t.rejects(simpleEnroll(server, caPem, 'tpm-1', undefined, csr, tpmHeaders(otherSig)), { status: 403, message: /TPM/ });
+  // Over EST the caller is unauthenticated: the same 401 as for an unknown or revoked id (no enumeration).
+  await t.rejects(simpleEnroll(server, caPem, 'tpm-1', undefined, csr, tpmHeaders(otherSig)), { status: 401, message: /TPM key/ });
   const stranger = await createCsr('tpm-unknown', fresh.privateKey, fresh.publicKey);
   const strangerSig = await tpm.sign(stranger);
   t.throws(() => gw.ca.enrollWithTpm(stranger, strangerSig), { status: 403, message: /not enrolled/ });
