@@ -29,6 +29,7 @@ import { Inventory, type CertificateRow, type DeviceRow } from './inventory.js';
 import { generateP256, privateKeyPem, spkiDer, toCryptoKey } from './keys.js';
 import { assembleCertificate, certificateParts, keyIdentifier, LeafProfile, type CertificateKind } from './profile.js';
 import { caExists, createCaFiles, loadCaMaterial, SIGNING_ALGORITHM, type CaMaterial } from './setup.js';
+import { makeTreePrivate } from '../lib/private.js';
 
 const DAY = 86_400_000;
 export const DEFAULT_CERT_LIFETIME_MS = 7 * DAY;
@@ -47,6 +48,8 @@ export interface AuthorityOptions {
   crlUrl?: string;
   /** Clock, injectable so tests can make expired tokens and certificates without sleeping. */
   now?: () => Date;
+  /** Warnings at open (files that cannot be made private); default: a line on stderr. */
+  onWarning?: (message: string) => void;
 }
 
 export interface IssuedCertificate {
@@ -152,8 +155,13 @@ export class CertificateAuthority {
     this.profile = this.makeProfile(url);
   }
 
-  /** Opens the CA under `dataDir`, creating root, intermediate and inventory on first use. */
+  /**
+   * Opens the CA under `dataDir`, creating root, intermediate and inventory on first use. The data folder and
+   * everything in it is made private (0700 / 0600) first.
+   */
   static async open(options: AuthorityOptions): Promise<CertificateAuthority> {
+    const warn = options.onWarning ?? ((message: string) => void process.stderr.write(`wott: warning: ${message}\n`));
+    for (const problem of makeTreePrivate(options.dataDir)) warn(problem);
     if (!caExists(options.dataDir)) await createCaFiles(options.dataDir, options.passphrase, options.now?.());
     return new CertificateAuthority(options.dataDir, loadCaMaterial(options.dataDir, options.passphrase), options);
   }
