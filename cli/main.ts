@@ -5,6 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRIVATE_KEY_MODE, type RevocationReason } from '../ca/index.js';
+import { encryptCaKeys } from '../ca/setup.js';
 import { startGateway } from '../gateway/index.js';
 import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -85,6 +86,12 @@ export function buildProgram(): Command {
         process.stdout.write(`CA ready in ${authority.dataDir}\nroot: ${authority.material.root.subject.replace(/\n/g, ', ')}\n` +
           `root SHA-256 fingerprint: ${authority.material.root.fingerprint256}\n`);
       });
+    });
+  withData(ca.command('encrypt'))
+    .description('encrypt the CA keys with the passphrase in WOTT_CA_PASSPHRASE (scrypt); run with the gateway stopped')
+    .action((opts: DataOptions) => {
+      for (const line of encryptCaKeys(resolve(opts.data), passphrase() ?? '')) process.stdout.write(line + '\n');
+      process.stdout.write('from now on, start wott with WOTT_CA_PASSPHRASE set to this passphrase\n');
     });
   withData(ca.command('list'))
     .description('show devices and their certificates')
