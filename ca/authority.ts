@@ -29,6 +29,7 @@ import { Inventory, type CertificateRow, type DeviceRow } from './inventory.js';
 import { generateP256, privateKeyPem, spkiDer, toCryptoKey } from './keys.js';
 import { assembleCertificate, certificateParts, keyIdentifier, LeafProfile, type CertificateKind } from './profile.js';
 import { caExists, createCaFiles, loadCaMaterial, SIGNING_ALGORITHM, type CaMaterial } from './setup.js';
+import { checkInventoryCurrent, checkInventoryPresent } from './recovery.js';
 import { makeTreePrivate } from '../lib/private.js';
 
 const DAY = 86_400_000;
@@ -159,13 +160,21 @@ export class CertificateAuthority {
 
   /**
    * Opens the CA under `dataDir`, creating root, intermediate and inventory on first use. The data folder and
-   * everything in it is made private (0700 / 0600) first.
+   * everything in it is made private (0700 / 0600) first. Refuses a CA whose inventory is missing or older than
+   * its last CRL (see ca/recovery.ts).
    */
   static async open(options: AuthorityOptions): Promise<CertificateAuthority> {
     const warn = options.onWarning ?? ((message: string) => void process.stderr.write(`wott: warning: ${message}\n`));
     for (const problem of makeTreePrivate(options.dataDir)) warn(problem);
+    checkInventoryPresent(options.dataDir);
     if (!caExists(options.dataDir)) await createCaFiles(options.dataDir, options.passphrase, options.now?.());
     const ca = new CertificateAuthority(options.dataDir, loadCaMaterial(options.dataDir, options.passphrase, warn), options);
+    try {
+      await checkInventoryCurrent(options.dataDir, ca.inventory, ca.material.intermediate.toString());
+    } catch (err) {
+      ca.close();
+      throw err;
+    }
     const left = Date.parse(ca.material.intermediate.validTo) - ca.now().getTime();
     for (const [what, ms] of [['device certificate lifetime', ca.certLifetimeMs], ['server certificate lifetime', options.serverLifetimeMs ?? SERVER_LIFETIME_MS], ['service certificate lifetime', options.serviceLifetimeMs ?? SERVICE_LIFETIME_MS]] as const) {
       if (ms > left) warn(`the ${what} (${Math.round(ms / DAY)} d) exceeds what the issuing CA has left (${Math.max(0, Math.floor(left / DAY))} d, until ${ca.material.intermediate.validTo}): such certificates will be refused`);
