@@ -29,11 +29,15 @@ import { Inventory, type CertificateRow, type DeviceRow } from './inventory.js';
 import { generateP256, privateKeyPem, spkiDer, toCryptoKey } from './keys.js';
 import { assembleCertificate, certificateParts, keyIdentifier, LeafProfile, type CertificateKind } from './profile.js';
 import { caExists, createCaFiles, loadCaMaterial, SIGNING_ALGORITHM, type CaMaterial } from './setup.js';
+import { checkInventoryCurrent, checkInventoryPresent } from './recovery.js';
+import { makeTreePrivate } from '../lib/private.js';
 
 const DAY = 86_400_000;
 export const DEFAULT_CERT_LIFETIME_MS = 7 * DAY;
 export const DEFAULT_TOKEN_TTL_MS = DAY;
 const BACKDATE_MS = 60_000;
+const SERVER_LIFETIME_MS = 90 * DAY;
+const SERVICE_LIFETIME_MS = 30 * DAY;
 
 export interface AuthorityOptions {
   dataDir: string;
@@ -47,6 +51,8 @@ export interface AuthorityOptions {
   crlUrl?: string;
   /** Clock, injectable so tests can make expired tokens and certificates without sleeping. */
   now?: () => Date;
+  /** Warnings at open (passphrase ignored, file modes, lifetimes beyond the issuing CA); default: a line on stderr. */
+  onWarning?: (message: string) => void;
 }
 
 export interface IssuedCertificate {
@@ -156,10 +162,28 @@ export class CertificateAuthority {
     this.profile = this.makeProfile(url);
   }
 
-  /** Opens the CA under `dataDir`, creating root, intermediate and inventory on first use. */
+  /**
+   * Opens the CA under `dataDir`, creating root, intermediate and inventory on first use. The data folder and
+   * everything in it is made private (0700 / 0600) first. Refuses a CA whose inventory is missing or older than
+   * its last CRL (see ca/recovery.ts).
+   */
   static async open(options: AuthorityOptions): Promise<CertificateAuthority> {
+    const warn = options.onWarning ?? ((message: string) => void process.stderr.write(`wott: warning: ${message}\n`));
+    for (const problem of makeTreePrivate(options.dataDir)) warn(problem);
+    checkInventoryPresent(options.dataDir);
     if (!caExists(options.dataDir)) await createCaFiles(options.dataDir, options.passphrase, options.now?.());
-    return new CertificateAuthority(options.dataDir, loadCaMaterial(options.dataDir, options.passphrase), options);
+    const ca = new CertificateAuthority(options.dataDir, loadCaMaterial(options.dataDir, options.passphrase, warn), options);
+    try {
+      await checkInventoryCurrent(options.dataDir, ca.inventory, ca.material.intermediate.toString());
+    } catch (err) {
+      ca.close();
+      throw err;
+    }
+    const left = Date.parse(ca.material.intermediate.validTo) - ca.now().getTime();
+    for (const [what, ms] of [['device certificate lifetime', ca.certLifetimeMs], ['server certificate lifetime', options.serverLifetimeMs ?? SERVER_LIFETIME_MS], ['service certificate lifetime', options.serviceLifetimeMs ?? SERVICE_LIFETIME_MS]] as const) {
+      if (ms > left) warn(`the ${what} (${Math.round(ms / DAY)} d) exceeds what the issuing CA has left (${Math.max(0, Math.floor(left / DAY))} d, until ${ca.material.intermediate.validTo}): such certificates will be refused`);
+    }
+    return ca;
   }
 
   close(): void {
@@ -198,6 +222,14 @@ export class CertificateAuthority {
     const now = this.now();
     const notBefore = new Date(Math.floor((now.getTime() - BACKDATE_MS) / 1000) * 1000);
     const notAfter = new Date(Math.floor((now.getTime() + lifetimeMs) / 1000) * 1000);
+    const issuerNotAfter = new Date(this.material.intermediate.validTo);
+    if (notAfter > issuerNotAfter) {
+      // A leaf outliving its issuer fails path validation after the issuer expires: refuse it instead.
+      throw new Error(
+        `cannot issue a ${kind} certificate until ${notAfter.toISOString()}: the issuing CA expires ${issuerNotAfter.toISOString()}; ` +
+          'shorten the lifetime (ca.certLifetime), or replace the issuing CA',
+      );
+    }
     for (let attempt = 0; ; attempt++) {
       const serialBytes = this.serial();
       const serial = serialBytes.toString('hex');
@@ -374,7 +406,7 @@ export class CertificateAuthority {
     const dnsNames = [...new Set(['localhost', ...dnsHosts])];
     const ips = [...new Set(['127.0.0.1', '::1', ...ipHosts])];
     const issued = this.inventory.transaction(() =>
-      this.issueLeaf('server', dnsNames[0]!, spkiDer(keys.publicKey), { dnsNames, ips }, null, this.options.serverLifetimeMs ?? 90 * DAY),
+      this.issueLeaf('server', dnsNames[0]!, spkiDer(keys.publicKey), { dnsNames, ips }, null, this.options.serverLifetimeMs ?? SERVER_LIFETIME_MS),
     );
     return { ...issued, keyPem: privateKeyPem(keys.privateKey) };
   }
@@ -384,7 +416,7 @@ export class CertificateAuthority {
     const keys = generateP256();
     const cn = serviceCommonName(role, name);
     const issued = this.inventory.transaction(() =>
-      this.issueLeaf('service', cn, spkiDer(keys.publicKey), { uris: [serviceUri(role, name)] }, null, this.options.serviceLifetimeMs ?? 30 * DAY),
+      this.issueLeaf('service', cn, spkiDer(keys.publicKey), { uris: [serviceUri(role, name)] }, null, this.options.serviceLifetimeMs ?? SERVICE_LIFETIME_MS),
     );
     return { ...issued, keyPem: privateKeyPem(keys.privateKey) };
   }

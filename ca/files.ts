@@ -1,7 +1,8 @@
 /** Crash-safe file writes: a reader sees the old file or the new one, never half of one. */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, mkdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes, X509Certificate } from 'node:crypto';
+import { isPrivate, PRIVATE_DIR_MODE } from '../lib/private.js';
 
 function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
@@ -12,12 +13,23 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/** Writes `data` to a temporary file created with `mode` (so a key is never world-readable, even briefly), fsyncs, renames. */
+function nearestExisting(dir: string): string {
+  let at = dir;
+  while (!existsSync(at) && dirname(at) !== at) at = dirname(at);
+  return at;
+}
+
+/**
+ * Writes `data` to a temporary file created with `mode` (so a key is never world-readable, even briefly), fsyncs,
+ * renames. In a private folder (no group or other access, as wott's data folder) the file and any folder made for
+ * it are private too (0600 / 0700), whatever `mode` says.
+ */
 export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
+  const inPrivate = isPrivate(nearestExisting(dir));
+  mkdirSync(dir, { recursive: true, ...(inPrivate ? { mode: PRIVATE_DIR_MODE } : {}) });
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', mode);
+  const fd = openSync(tmp, 'wx', inPrivate ? mode & 0o700 : mode);
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
     fsyncSync(fd);

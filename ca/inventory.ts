@@ -4,6 +4,8 @@
  * share it; SQLite's locking serialises their writes.
  */
 import Database from 'better-sqlite3';
+import { dirname } from 'node:path';
+import { preparePrivateDatabase } from '../lib/private.js';
 import type { DeviceState } from '../protocol/index.js';
 import type { CertificateKind } from './profile.js';
 
@@ -120,15 +122,26 @@ const asCertificate = (r: Raw): CertificateRow => ({
 export class Inventory {
   readonly db: Database.Database;
 
-  constructor(path: string) {
-    this.db = new Database(path);
-    this.db.pragma('busy_timeout = 10000');
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.exec(SCHEMA);
-    const columns = this.db.prepare('PRAGMA table_info(devices)').all() as Array<{ name: string }>;
-    if (!columns.some((c) => c.name === 'tpm_key')) this.db.exec('ALTER TABLE devices ADD COLUMN tpm_key BLOB');
+  /** Files wott could not make private (0600), for a warning. */
+  readonly modeProblems: string[];
+
+  constructor(readonly path: string) {
+    this.modeProblems = preparePrivateDatabase(path, dirname(path));
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path);
+      db.pragma('busy_timeout = 10000');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      db.exec(SCHEMA);
+      const columns = db.prepare('PRAGMA table_info(devices)').all() as Array<{ name: string }>;
+      if (!columns.some((c) => c.name === 'tpm_key')) db.exec('ALTER TABLE devices ADD COLUMN tpm_key BLOB');
+      this.db = db;
+    } catch (err) {
+      if (db?.open) db.close();
+      throw new Error(`cannot open the CA inventory ${path}: ${(err as Error).message}`);
+    }
   }
 
   close(): void {

@@ -8,7 +8,7 @@ import { randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:cr
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { renameDirAtomic, writeFileAtomic } from './files.js';
-import { generateP256, readPrivateKey, toCryptoKey, toCryptoPublicKey, writePrivateKey } from './keys.js';
+import { decryptPrivateKeyPem, generateP256, keyProtection, readPrivateKey, toCryptoKey, toCryptoPublicKey, writePrivateKey } from './keys.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -100,13 +100,60 @@ export function caExists(dataDir: string): boolean {
   return existsSync(caPaths(dataDir).intermediateCert);
 }
 
-export function loadCaMaterial(dataDir: string, passphrase?: string): CaMaterial {
+/**
+ * Loads the CA certificates and the issuing key. With a passphrase, keys encrypted the old way (PBKDF2, 2,048
+ * iterations) are re-encrypted with scrypt, one atomic rewrite per file: a crash leaves each file old or new, and
+ * both open with the same passphrase. A passphrase given to keys that are not encrypted is reported to `warn`.
+ */
+export function loadCaMaterial(dataDir: string, passphrase?: string, warn: (message: string) => void = () => {}): CaMaterial {
   const paths = caPaths(dataDir);
   const intermediatePem = readFileSync(paths.intermediateCert, 'utf8');
+  if (passphrase) {
+    const plain: string[] = [];
+    for (const path of [paths.rootKey, paths.intermediateKey]) {
+      const pem = readFileSync(path, 'utf8');
+      const protection = keyProtection(pem);
+      if (protection.kind === 'plain') plain.push(path);
+      else if (!protection.strong) {
+        writePrivateKey(path, decryptPrivateKeyPem(path, pem, passphrase), passphrase);
+        warn(`${path} was encrypted with ${protection.kdf}: re-encrypted with scrypt`);
+      }
+    }
+    if (plain.length) {
+      warn(
+        `WOTT_CA_PASSPHRASE is set but ${plain.join(' and ')} ${plain.length > 1 ? 'are' : 'is'} not encrypted: ` +
+          'the passphrase is ignored for ' + (plain.length > 1 ? 'them' : 'it') + '. Run `wott ca encrypt` to encrypt the CA keys with it',
+      );
+    }
+  }
   return {
     root: new X509Certificate(readFileSync(paths.rootCert)),
     intermediate: new X509Certificate(intermediatePem),
     intermediateKey: readPrivateKey(paths.intermediateKey, passphrase),
     intermediateX509: new x509.X509Certificate(intermediatePem),
   };
+}
+
+/**
+ * `wott ca encrypt`: encrypts the CA keys with `passphrase` (scrypt). Each file is rewritten atomically; a key
+ * already encrypted must open with the same passphrase (it is re-encrypted if its KDF is weak). Safe to run again
+ * after a crash: what is done stays done. Returns one line per key file.
+ */
+export function encryptCaKeys(dataDir: string, passphrase: string): string[] {
+  if (!passphrase) throw new Error('set WOTT_CA_PASSPHRASE to the passphrase to encrypt the CA keys with');
+  if (!caExists(dataDir)) throw new Error(`no CA in ${dataDir}`);
+  const paths = caPaths(dataDir);
+  const done: string[] = [];
+  for (const path of [paths.rootKey, paths.intermediateKey]) {
+    const pem = readFileSync(path, 'utf8');
+    const protection = keyProtection(pem);
+    const key = decryptPrivateKeyPem(path, pem, protection.kind === 'plain' ? undefined : passphrase);
+    if (protection.kind === 'encrypted' && protection.strong) {
+      done.push(`${path}: already encrypted (${protection.kdf})`);
+      continue;
+    }
+    writePrivateKey(path, key, passphrase);
+    done.push(`${path}: encrypted (${protection.kind === 'plain' ? 'was not encrypted' : `was ${protection.kdf}`})`);
+  }
+  return done;
 }

@@ -5,6 +5,8 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRIVATE_KEY_MODE, type RevocationReason } from '../ca/index.js';
+import { encryptCaKeys } from '../ca/setup.js';
+import { InventoryStateError, recoverInventory } from '../ca/recovery.js';
 import { startGateway } from '../gateway/index.js';
 import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, loadConfig } from './config.js';
@@ -115,6 +117,32 @@ export function buildProgram(): Command {
         process.stdout.write(`CA ready in ${authority.dataDir}\nroot: ${authority.material.root.subject.replace(/\n/g, ', ')}\n` +
           `root SHA-256 fingerprint: ${authority.material.root.fingerprint256}\n`);
       });
+    });
+  withData(ca.command('encrypt'))
+    .description('encrypt the CA keys with the passphrase in WOTT_CA_PASSPHRASE (scrypt); run with the gateway stopped')
+    .action((opts: DataOptions) => {
+      for (const line of encryptCaKeys(resolve(opts.data), passphrase() ?? '')) process.stdout.write(line + '\n');
+      process.stdout.write('from now on, start wott with WOTT_CA_PASSPHRASE set to this passphrase\n');
+    });
+  withData(ca.command('recover-inventory'))
+    .description('rebuild a lost inventory.db (or bring a restored one up to date) with the revocations in a CRL this CA signed')
+    .option('--crl <file>', 'CRL to take the revocations from, DER or PEM (default: DATA/crl.der)')
+    .option('--empty', 'the inventory is lost and no CRL is left: knowingly start with no revocations')
+    .action(async (opts: DataOptions & { crl?: string; empty?: boolean }) => {
+      const result = await recoverInventory(resolve(opts.data), { crlPath: opts.crl && resolve(opts.crl), empty: opts.empty });
+      for (const moved of result.movedAside) process.stdout.write(`moved the lost database's ${moved.replace(/.*(-wal|-shm).*/, '$1')} aside: ${moved}\n`);
+      process.stdout.write(
+        (result.crl ? `CRL number ${result.crl.number} of ${result.crl.thisUpdate.toISOString()} (${result.crl.path}): ` : 'no CRL: ') +
+          `${result.revoked.length} revocation(s) ${result.created ? 'in the new' : 'added to the'} inventory\n`,
+      );
+      for (const serial of result.revoked) process.stdout.write(`revoked ${serial}\n`);
+      if (result.created) {
+        process.stderr.write(
+          'wott: the new inventory knows no devices, certificates, tokens, quarantines or claims: every device must be enrolled\n' +
+            'again with a new token (wott token create) before its certificate expires (it cannot renew), and quarantines must be\n' +
+            'set again. Superseded (not revoked) certificates are accepted until they expire.\n',
+        );
+      }
     });
   withData(ca.command('list'))
     .description('show devices and their certificates')
@@ -279,7 +307,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InvalidArgumentError || (err instanceof Error && err.name === 'InvalidDeviceIdError');
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && err.name === 'InvalidDeviceIdError');
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;

@@ -5,8 +5,8 @@
  * from where, what format, how many entries. The in-memory matching index is rebuilt when the load changes.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensurePrivateDir, preparePrivateDatabase } from '../../lib/private.js';
 import type { ListeningSocket } from '../../protocol/index.js';
 import type { CveEntry, FeedFormat, FeedStats, Severity } from './feed.js';
 import { buildIndex, matchPackages, type CveFinding, type CveIndex, type InventoryEntry, type OsRelease } from './match.js';
@@ -49,15 +49,17 @@ export class CveStore {
 
   static open(dataDir: string): CveStore {
     const dir = join(dataDir, 'cve');
-    mkdirSync(dir, { recursive: true });
+    ensurePrivateDir(dataDir);
     const path = join(dir, 'cve.db');
-    let db: Database.Database;
+    preparePrivateDatabase(path, dir); // folder 0700, database 0600 (also when made by an older version)
+    let db: Database.Database | undefined;
     try {
       db = new Database(path);
       db.pragma('busy_timeout = 10000');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
     } catch (err) {
+      if (db?.open) db.close();
       throw new CveStoreError(`cannot open the CVE store ${path}: ${(err as Error).message}`);
     }
     const version = db.pragma('user_version', { simple: true }) as number;
