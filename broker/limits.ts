@@ -100,7 +100,8 @@ export class RateLimiter {
     const now = this.now();
     let w = this.windows.get(key);
     if (w && w.bannedUntil > now) return w.bannedUntil - now;
-    if (!w || now - w.start >= this.rule.windowMs) {
+    // A new window when the last one ended, or when a ban has just run out (the banned window's count is spent).
+    if (!w || now - w.start >= this.rule.windowMs || w.bannedUntil > 0) {
       this.windows.delete(key); // re-insert: the map's order is then the order of last window start
       this.windows.set(key, (w = { start: now, count: 0, bannedUntil: 0 }));
       bound(this.windows, this.maxKeys);

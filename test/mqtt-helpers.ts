@@ -99,6 +99,20 @@ export async function connect(gw: { mqttPort: number }, creds: Pick<Credentials,
   });
 }
 
+/** A connection attempt that may be refused: the connected client, or undefined when the broker closed it. */
+export function tryConnect(gw: { mqttPort: number }, creds: { key: string; cert: string; ca: string; id: string }): Promise<mqtt.MqttClient | undefined> {
+  return new Promise((resolve) => {
+    const client = mqtt.connect(`mqtts://localhost:${gw.mqttPort}`, { key: creds.key, cert: creds.cert, ca: creds.ca, clientId: creds.id, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 });
+    client.on('error', () => {});
+    client.once('connect', () => resolve(client));
+    client.once('close', () => {
+      if (client.connected) return;
+      client.end(true);
+      resolve(undefined);
+    });
+  });
+}
+
 /** Connection attempt expected to fail: resolves with the error. */
 export function connectError(gw: { mqttPort: number }, creds: { key: string; cert: string; ca: string; id: string }): Promise<Error> {
   return new Promise((resolve, reject) => {
