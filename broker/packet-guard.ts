@@ -29,7 +29,15 @@ const enum Phase {
 
 /** A string MQTT accepts: well-formed UTF-8 (no surrogates, no overlongs) without U+0000. */
 export function isMqttString(bytes: Buffer): boolean {
-  return bytes.indexOf(0) === -1 && isUtf8(bytes);
+  // Topics are short and nearly always ASCII: a loop is cheaper than two calls into C++ for them.
+  let i = 0;
+  const n = bytes.length;
+  for (; i < n; i++) {
+    const b = bytes[i]!;
+    if (b === 0) return false;
+    if (b >= 0x80) break;
+  }
+  return i === n || (bytes.indexOf(0, i) === -1 && isUtf8(bytes.subarray(i)));
 }
 
 export class PacketGuard {
@@ -63,6 +71,24 @@ export class PacketGuard {
           this.length = 0;
           this.multiplier = 1;
           this.lengthBytes = 0;
+          // Fast path: a one-byte length (packets under 128 bytes) and a small PUBLISH wholly in this chunk.
+          if (i < n && chunk[i]! < 0x80) {
+            const length = chunk[i++]!;
+            this.length = length;
+            this.lengthBytes = 1;
+            if (length > this.maxPacketBytes) return this.fail(`packet of ${length} bytes exceeds the maximum packet size (${this.maxPacketBytes} bytes)`);
+            if (this.type === PUBLISH && length >= 2 && i + length <= n) {
+              const end = i + 2 + chunk.readUInt16BE(i);
+              if (end <= i + length) {
+                if (end > i + 2 && !isMqttString(chunk.subarray(i + 2, end))) return this.fail('PUBLISH topic is not well-formed UTF-8 without U+0000');
+                i += length;
+                this.packets++;
+                this.phase = Phase.Header;
+                break;
+              }
+            }
+            this.startBody();
+          }
           break;
         case Phase.Length: {
           const byte = chunk[i++]!;
@@ -80,6 +106,13 @@ export class PacketGuard {
           break;
         }
         case Phase.Body: {
+          if (this.type === PUBLISH && this.keptBytes === 0) {
+            const end = this.publishTopicInPlace(chunk, i);
+            if (end >= 0) {
+              if (end > i + 2 && !isMqttString(chunk.subarray(i + 2, end))) return this.fail('PUBLISH topic is not well-formed UTF-8 without U+0000');
+              this.want = 0; // checked: skip the rest of the packet
+            }
+          }
           if (this.want > this.keptBytes) {
             // want never exceeds the packet's length, so what is kept is always part of this packet
             const keep = Math.min(this.want - this.keptBytes, n - i);
@@ -104,10 +137,19 @@ export class PacketGuard {
     return undefined;
   }
 
+  /**
+   * The common case, without copying: a PUBLISH whose topic lies wholly in the chunk at `i` is checked in place.
+   * Returns the topic's end offset in the chunk when it did so, -1 when the general path must keep bytes.
+   */
+  private publishTopicInPlace(chunk: Buffer, i: number): number {
+    if (this.length < 2 || chunk.length - i < 2) return -1;
+    const end = i + 2 + chunk.readUInt16BE(i);
+    if (end > chunk.length || end - i > this.length) return -1;
+    return end;
+  }
+
   private startBody(): void {
     this.remaining = this.length;
-    this.kept = [];
-    this.keptBytes = 0;
     // PUBLISH: first the topic length (2 bytes), then the topic; the others: the whole (bounded) body.
     this.want = this.type === PUBLISH ? Math.min(2, this.length) : this.type === CONNECT || this.type === SUBSCRIBE || this.type === UNSUBSCRIBE ? this.length : 0;
     if (this.remaining === 0) this.endPacket();
@@ -116,8 +158,10 @@ export class PacketGuard {
 
   private endPacket(): void {
     this.packets++;
-    this.kept = [];
-    this.keptBytes = 0;
+    if (this.keptBytes > 0) {
+      this.kept = [];
+      this.keptBytes = 0;
+    }
     this.want = 0;
     this.phase = Phase.Header;
   }

@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { LogThrottle } from '../lib/log-throttle.js';
+import { sourceKey } from '../lib/rate-limit.js';
 import {
   parseMessage,
   parseTopic,
@@ -173,7 +174,10 @@ export class WottPlugin {
 
   /** The score decisions use: the cached score, capped at 0 for unclaimed, quarantined and revoked devices. */
   effectiveScore(device: string): number {
-    const state = this.trust.deviceState(device);
+    return this.scoreIn(device, this.trust.deviceState(device));
+  }
+
+  private scoreIn(device: string, state: DeviceState | undefined): number {
     if (CEILING_ZERO.has(state)) return 0;
     return this.scores.get(device) ?? this.initialScore;
   }
@@ -222,7 +226,7 @@ export class WottPlugin {
    * Returns false (and destroys the socket) otherwise. Call it from the server's 'connection' event.
    */
   acceptConnection(socket: Socket): boolean {
-    const source = socket.remoteAddress ?? 'unknown';
+    const source = sourceKey(socket.remoteAddress); // IPv6 by its /64: one site, one source
     const banned = this.sourceRate.hit(source);
     let refusal: string | undefined;
     if (banned) refusal = `source connect rate over ${this.limits.sourceConnectRate.max} per ${this.limits.sourceConnectRate.windowMs} ms: refused for ${Math.ceil(banned / 1000)} s`;
@@ -438,11 +442,12 @@ export class WottPlugin {
     let allowed: boolean;
     let reason: string;
     let byNamespace = ns.applies;
-    if (who.kind === 'device' && RESTRICTED.has(this.trust.deviceState(who.id))) ({ allowed, reason } = this.restrictedPublish(who, packet.topic)), (byNamespace = true);
+    const state = who.kind === 'device' ? this.trust.deviceState(who.id) : undefined;
+    if (who.kind === 'device' && RESTRICTED.has(state)) ({ allowed, reason } = this.restrictedPublish(who, packet.topic)), (byNamespace = true);
     else if (ns.applies) ({ allowed, reason } = ns);
     else if (who.kind === 'service') (allowed = false), (reason = `services publish only in the wott/ namespace`);
     else {
-      const score = this.effectiveScore(who.id);
+      const score = this.scoreIn(who.id, state);
       allowed = this.policy.allows(packet.topic, 'publish', who.id, score);
       reason = allowed ? '' : this.policy.decide(packet.topic, 'publish', who.id, score).reason;
     }
@@ -487,12 +492,14 @@ export class WottPlugin {
     const who = this.identities.get(client);
     if (!who) return null;
     let allowed: boolean;
-    if (who.kind === 'device' && RESTRICTED.has(this.trust.deviceState(who.id))) allowed = packet.topic === topics.scores(who.id);
+    // One state lookup per delivery: it decides both the restriction and the score ceiling.
+    const state = who.kind === 'device' ? this.trust.deviceState(who.id) : undefined;
+    if (who.kind === 'device' && RESTRICTED.has(state)) allowed = packet.topic === topics.scores(who.id);
     else {
       const ns = namespaceForward(who, packet.topic);
       if (ns.applies) allowed = ns.allowed;
       else if (who.kind === 'service') allowed = who.role === 'admin';
-      else allowed = this.policy.allows(packet.topic, 'subscribe', who.id, this.effectiveScore(who.id));
+      else allowed = this.policy.allows(packet.topic, 'subscribe', who.id, this.scoreIn(who.id, state));
     }
     if (!allowed) return null;
     if (who.kind === 'device') {

@@ -43,8 +43,14 @@ export class InventoryTrustSource implements TrustSource {
   private readonly timer: NodeJS.Timeout;
 
   constructor(dataDir: string, pollMs = 200) {
-    this.db = new Database(join(dataDir, 'inventory.db'), { readonly: true, fileMustExist: true });
-    this.db.pragma('busy_timeout = 2000');
+    const path = join(dataDir, 'inventory.db');
+    try {
+      this.db = new Database(path, { readonly: true, fileMustExist: true });
+      this.db.pragma('busy_timeout = 2000');
+      this.db.pragma('schema_version'); // reads the header: a damaged file fails here, with its name below
+    } catch (err) {
+      throw new Error(`cannot open the CA inventory ${path}: ${(err as Error).message}`);
+    }
     this.refresh();
     this.timer = setInterval(() => this.refresh(), pollMs);
     this.timer.unref();

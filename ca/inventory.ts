@@ -4,8 +4,7 @@
  * share it; SQLite's locking serialises their writes.
  */
 import Database from 'better-sqlite3';
-import { dirname } from 'node:path';
-import { preparePrivateDatabase } from '../lib/private.js';
+import { openPrivateDatabase } from '../lib/sqlite.js';
 import type { DeviceState } from '../protocol/index.js';
 import type { CertificateKind } from './profile.js';
 
@@ -126,10 +125,7 @@ export class Inventory {
   readonly modeProblems: string[];
 
   constructor(readonly path: string) {
-    this.modeProblems = preparePrivateDatabase(path, dirname(path));
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(path);
+    ({ db: this.db, modeProblems: this.modeProblems } = openPrivateDatabase(path, 'CA inventory', (db) => {
       db.pragma('busy_timeout = 10000');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
@@ -137,11 +133,7 @@ export class Inventory {
       db.exec(SCHEMA);
       const columns = db.prepare('PRAGMA table_info(devices)').all() as Array<{ name: string }>;
       if (!columns.some((c) => c.name === 'tpm_key')) db.exec('ALTER TABLE devices ADD COLUMN tpm_key BLOB');
-      this.db = db;
-    } catch (err) {
-      if (db?.open) db.close();
-      throw new Error(`cannot open the CA inventory ${path}: ${(err as Error).message}`);
-    }
+    }));
   }
 
   close(): void {

@@ -19,6 +19,7 @@ import {
   type PolicyRule,
 } from '../broker/index.js';
 import { LogThrottle } from '../lib/log-throttle.js';
+import { sourceKey } from '../lib/rate-limit.js';
 import { createMetrics, registerScoringMetrics } from './metrics.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -180,7 +181,7 @@ function gateConnections(server: Server, limits: HttpsLimits, log: Logger, name:
     refusals.close();
   });
   server.on('connection', (socket: Socket) => {
-    const source = socket.remoteAddress ?? 'unknown';
+    const source = sourceKey(socket.remoteAddress);
     const banned = rate.hit(source);
     if (banned || open.count(source) >= limits.maxConnectionsPerSource) {
       refusals.warn(`${name}:${source}`, { remote: source, reason: banned ? 'connect rate' : 'connection cap' }, `${name} connection refused`);
@@ -200,6 +201,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     certLifetimeMs: options.certLifetimeMs,
     crlValidityMs: options.crlValidityMs,
     ...(options.now ? { now: options.now } : {}),
+    onWarning: (message) => log.warn(message),
   });
   const tls = serverCredentials(ca, options.dataDir, options.hosts, log);
   const metrics = createMetrics();
@@ -334,6 +336,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   crlTimer.unref();
   log.info({ https: httpsPort, mqtt: mqttPort, metrics: metricsPort, bind, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length }, 'gateway listening');
 
+  let closing: Promise<void> | undefined;
   return {
     ca,
     broker,
@@ -343,31 +346,36 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     mqttPort,
     ...(metricsPort !== undefined ? { metricsPort } : {}),
     ...(scoring ? { scoring } : {}),
-    async close() {
-      clearInterval(crlTimer);
-      unclaimedSweeper.close();
-      await mosquittoSync?.close();
-      await scoring?.close();
-      await new Promise<void>((resolve) => {
-        mqtt.close(() => resolve());
-        for (const client of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();
-        for (const socket of sockets) socket.destroy();
-      });
-      await new Promise<void>((resolve) => broker.close(() => resolve()));
-      plugin.close();
-      await new Promise<void>((resolve) => {
-        https.close(() => resolve());
-        https.closeAllConnections();
-      });
-      if (metricsServer) {
-        await new Promise<void>((resolve) => {
-          metricsServer!.close(() => resolve());
-          metricsServer!.closeAllConnections();
-        });
-      }
-      est.close();
-      ca.close();
-      log.info('gateway stopped');
+    close() {
+      // Idempotent: a second call (a test's teardown after its own close) waits for the first.
+      return (closing ??= shutdown());
     },
   };
+
+  async function shutdown(): Promise<void> {
+    clearInterval(crlTimer);
+    unclaimedSweeper.close();
+    await mosquittoSync?.close();
+    await scoring?.close();
+    await new Promise<void>((resolve) => {
+      mqtt.close(() => resolve());
+      for (const client of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();
+      for (const socket of sockets) socket.destroy();
+    });
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    plugin.close();
+    await new Promise<void>((resolve) => {
+      https.close(() => resolve());
+      https.closeAllConnections();
+    });
+    if (metricsServer) {
+      await new Promise<void>((resolve) => {
+        metricsServer!.close(() => resolve());
+        metricsServer!.closeAllConnections();
+      });
+    }
+    est.close();
+    ca.close();
+    log.info('gateway stopped');
+  }
 }

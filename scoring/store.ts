@@ -4,8 +4,7 @@
  * history with bounded retention, so the gateway keeps history with no InfluxDB.
  */
 import Database from 'better-sqlite3';
-import { dirname } from 'node:path';
-import { preparePrivateDatabase } from '../lib/private.js';
+import { openPrivateDatabase } from '../lib/sqlite.js';
 import type { ScoreMessage } from '../protocol/index.js';
 import type { CveFindingInput } from './factors.js';
 
@@ -39,20 +38,14 @@ export class ScoringStore {
     readonly path: string,
     private readonly retentionMs = 30 * 86_400_000,
   ) {
-    preparePrivateDatabase(path, dirname(path)); // folder 0700, database 0600 (also when made by an older version)
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(path);
+    // Folder 0700, database 0600 (also when made by an older version).
+    this.db = openPrivateDatabase(path, 'scoring store', (db) => {
       db.pragma('journal_mode = WAL');
       // Scoring state is derived data: losing the last commit in a power cut costs at most one recomputation.
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       db.exec(SCHEMA);
-    } catch (err) {
-      if (db?.open) db.close();
-      throw new Error(`cannot open the scoring store ${path}: ${(err as Error).message}`);
-    }
-    this.db = db;
+    }).db;
     this.upsertRecord = this.db.prepare('INSERT INTO records (device, data) VALUES (?, ?) ON CONFLICT(device) DO UPDATE SET data = excluded.data');
     this.upsertLatest = this.db.prepare('INSERT INTO latest (device, message, findings) VALUES (?, ?, ?) ON CONFLICT(device) DO UPDATE SET message = excluded.message, findings = excluded.findings');
     this.insertHistory = this.db.prepare('INSERT INTO history (device, time, score, model, factors) VALUES (?, ?, ?, ?, ?)');

@@ -4,10 +4,8 @@
  * a legitimate enrollment is still logged.
  */
 import t from 'tap';
-import { pino } from 'pino';
-import { startGateway } from '../gateway/index.js';
 import { makeCsr, memoryLogger, requireCommand, tempDir } from './helpers.js';
-import { POLICIES, enroll } from './mqtt-helpers.js';
+import { enroll, testGateway } from './mqtt-helpers.js';
 import { est } from './est-helpers.js';
 
 type Line = { level: string; obj: Record<string, unknown>; msg?: string };
@@ -15,24 +13,7 @@ type Line = { level: string; obj: Record<string, unknown>; msg?: string };
 t.test('a flood of refused EST requests is summarised, secrets never logged', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const log = memoryLogger();
-  const dir = tempDir(t);
-  const gw = await startGateway({
-    dataDir: dir,
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: log as unknown as ReturnType<typeof pino>,
-    policies: POLICIES,
-    initialScore: 0.5,
-    onDowngrade: 'filter',
-    eventIntervalMs: 500,
-  });
-  let closed = false;
-  t.teardown(() => (closed ? undefined : gw.close()));
-  const target = Object.assign(gw, { dir, caPem: gw.ca.caCertificates().map((c) => c.toString()).join('') });
+  const target = await testGateway(t, { log });
   const work = tempDir(t);
   const csr = makeCsr(work, '/CN=victim').der.toString('base64');
   const secret = 'Sup3rSecretGuess-' + Math.random().toString(36).slice(2);
@@ -54,8 +35,7 @@ t.test('a flood of refused EST requests is summarised, secrets never logged', as
   t.equal(refused().length, 15, '5 lines for each of the 3 kinds of refusal (status + path + source), not 300');
   t.ok((log.lines as Line[]).some((l) => l.msg === 'enrolled' && l.obj.device === 'legit-1'), 'the enrollment is logged');
 
-  closed = true;
-  await gw.close(); // ends the throttle window: one summary per kind
+  await target.close(); // ends the throttle window: one summary per kind
   const summaries = refused().filter((l) => l.msg === 'EST request refused (repeated)');
   t.equal(summaries.length, 3, 'one summary per kind');
   t.equal(summaries.reduce((sum, l) => sum + Number(l.obj.repeated), 0), 3 * N - 15, 'every refusal is accounted for');

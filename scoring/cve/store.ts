@@ -6,7 +6,8 @@
  */
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { ensurePrivateDir, preparePrivateDatabase } from '../../lib/private.js';
+import { ensurePrivateDir } from '../../lib/private.js';
+import { openPrivateDatabase } from '../../lib/sqlite.js';
 import type { ListeningSocket } from '../../protocol/index.js';
 import type { CveEntry, FeedFormat, FeedStats, Severity } from './feed.js';
 import { buildIndex, matchPackages, type CveFinding, type CveIndex, type InventoryEntry, type OsRelease } from './match.js';
@@ -51,17 +52,17 @@ export class CveStore {
     const dir = join(dataDir, 'cve');
     ensurePrivateDir(dataDir);
     const path = join(dir, 'cve.db');
-    preparePrivateDatabase(path, dir); // folder 0700, database 0600 (also when made by an older version)
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(path);
-      db.pragma('busy_timeout = 10000');
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-    } catch (err) {
-      if (db?.open) db.close();
-      throw new CveStoreError(`cannot open the CVE store ${path}: ${(err as Error).message}`);
-    }
+    // Folder 0700, database 0600 (also when made by an older version).
+    const { db } = openPrivateDatabase(
+      path,
+      'CVE store',
+      (db) => {
+        db.pragma('busy_timeout = 10000');
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = FULL');
+      },
+      { folder: dir, fail: (message) => new CveStoreError(message) },
+    );
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) {
       db.close();

@@ -7,11 +7,9 @@
 import t from 'tap';
 import { get as httpGet } from 'node:http';
 import { connect as netConnect } from 'node:net';
-import { pino } from 'pino';
-import { startGateway } from '../../gateway/index.js';
 import { behaviourEventSchema, topicFilters, type BehaviourEvent } from '../../protocol/index.js';
 import { memoryLogger, requireCommand, startGatewayProcess, tempDir } from '../helpers.js';
-import { connect, connectError, enroll, inbox, mosquittoSub, POLICIES, serviceCredentials, testGateway, tryConnect, waitFor } from '../mqtt-helpers.js';
+import { connect, connectError, enroll, inbox, mosquittoSub, serviceCredentials, testGateway, tryConnect, waitFor } from '../mqtt-helpers.js';
 import { connectPacket, idleSocket, rawClient } from './raw-mqtt.js';
 
 const generous = {
@@ -92,6 +90,20 @@ t.test('idle TCP connections and silent TLS sessions are closed; caps per source
   for (const s of sessions) s.end(true);
   t.match(await slow.metrics.getSingleMetricAsString('wott_mqtt_refused_connections_total'), /reason="source_connections"\} [1-9]/);
   t.match(await slow.metrics.getSingleMetricAsString('wott_mqtt_refused_connections_total'), /reason="identity_connections"\} [1-9]/);
+});
+
+t.test('the HTTPS (EST) port: idle connections time out, one source cannot hold it, others still enroll', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { httpsLimits: { handshakeTimeoutMs: 500, maxConnectionsPerSource: 5 } });
+  const idle = await Promise.all(Array.from({ length: 5 }, () => idleSocket(gw.httpsPort, '127.0.0.44')));
+  const sixth = await idleSocket(gw.httpsPort, '127.0.0.44');
+  await sixth.closed;
+  t.ok(idle.every((s) => !s.socket.destroyed), 'the sixth connection from one source is refused while five are held');
+  const dir = tempDir(t);
+  const device = await enroll(gw, dir, 'enrolls-meanwhile');
+  t.ok(device.cert, 'a device from another address enrolls meanwhile');
+  await Promise.all(idle.map((s) => s.closed));
+  t.pass('the idle connections were closed by the handshake timeout');
 });
 
 t.test('a device reconnecting in a tight loop is banned for a while; others are not', async (t) => {
@@ -256,26 +268,10 @@ t.test('topics with ill-formed UTF-8 or NUL close the sender; mosquitto_sub subs
 
 t.test('a flood of refused handshakes becomes a few log lines and a summary', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
-  const dir = tempDir(t);
   const log = memoryLogger();
-  const gw = await startGateway({
-    dataDir: dir,
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: log as unknown as ReturnType<typeof pino>,
-    policies: POLICIES,
-    initialScore: 0.5,
-    onDowngrade: 'filter',
-    eventIntervalMs: 500,
-    limits: { sourceConnectRate: { max: 100_000 } },
-  });
-  const caPem = gw.ca.caCertificates().map((c) => c.toString()).join('');
+  const gw = await testGateway(t, { log, limits: { sourceConnectRate: { max: 100_000 } } });
   for (let i = 0; i < 200; i++) {
-    const c = await rawClient(gw.mqttPort, { ca: caPem }, '127.0.0.33').catch(() => undefined);
+    const c = await rawClient(gw.mqttPort, { ca: gw.caPem }, '127.0.0.33').catch(() => undefined);
     await c?.closed;
   }
   const refused = () => log.lines.filter((l: { msg?: string }) => l.msg?.startsWith('TLS client refused'));

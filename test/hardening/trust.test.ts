@@ -4,7 +4,6 @@
  * attack fails and that legitimate devices keep their scores and their deliveries.
  */
 import t from 'tap';
-import { request } from 'node:https';
 import { loadModel } from '../../scoring/index.js';
 import { topics, type ScoreMessage } from '../../protocol/index.js';
 import type { PolicyRule } from '../../broker/index.js';
@@ -12,6 +11,7 @@ import { makeCsr, openssl, requireCommand, tempDir } from '../helpers.js';
 import { barrier, connect, connectError, enroll, inbox, POLICIES, serviceCredentials, setScore, subscribeGrant, testGateway, waitFor } from '../mqtt-helpers.js';
 import { fixtureTelemetry } from '../scoring-fixtures.js';
 import { rawClient } from './raw-mqtt.js';
+import { certFromReply, claimEnroll, est } from '../est-helpers.js';
 
 const hardened = (device: string, reportId: number) => JSON.stringify(fixtureTelemetry('debian12-hardened', device, reportId, Date.now()));
 
@@ -101,20 +101,9 @@ t.test('a superseded certificate is refused at the handshake and its live sessio
 
   // Renewal supersedes too: the renewed-away certificate stops working, its successor works.
   const { der, keyPath } = makeCsr(dir, '/CN=meter');
-  const renewed = await new Promise<string>((resolve, reject) => {
-    const req = request(
-      `https://localhost:${gw.httpsPort}/.well-known/est/simplereenroll`,
-      { method: 'POST', ca: gw.caPem, key: second.key, cert: second.cert },
-      (res) => {
-        let body = '';
-        res.on('data', (c) => (body += c));
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${res.statusCode} ${body}`))));
-      },
-    );
-    req.on('error', reject);
-    req.end(der.toString('base64'));
-  });
-  const renewedPem = openssl(['pkcs7', '-inform', 'DER', '-print_certs'], Buffer.from(renewed, 'base64')).toString();
+  const reply = await est(gw, '/.well-known/est/simplereenroll', { body: der.toString('base64'), key: second.key, cert: second.cert });
+  t.equal(reply.status, 200, reply.body);
+  const renewedPem = certFromReply(reply.body);
   await waitFor(() => current.disconnected || !current.connected, 'the session of the renewed-away certificate closes');
   t.ok(await connectError(gw, { ...second, id: 'meter' }), 'the renewed-away certificate is refused');
   const next = await connect(gw, { id: 'meter', key: openssl(['pkey', '-in', keyPath]).toString(), cert: renewedPem, ca: gw.caPem });
@@ -128,18 +117,7 @@ t.test('claim mode: a squatter who enrolled first is shut out when the real devi
   const gw = await testGateway(t, { claim: true });
   const dir = tempDir(t);
   // The squatter enrolls "boiler" without credentials (claim mode) and connects.
-  const { der, keyPath } = makeCsr(dir, '/CN=boiler');
-  const body = await new Promise<string>((resolve, reject) => {
-    const req = request(`https://localhost:${gw.httpsPort}/.well-known/est/simpleenroll`, { method: 'POST', ca: gw.caPem }, (res) => {
-      let data = '';
-      res.on('data', (c) => (data += c));
-      res.on('end', () => (res.statusCode === 200 ? resolve(data) : reject(new Error(`${res.statusCode} ${data}`))));
-    });
-    req.on('error', reject);
-    req.end(der.toString('base64'));
-  });
-  const squatterCert = openssl(['pkcs7', '-inform', 'DER', '-print_certs'], Buffer.from(body, 'base64')).toString();
-  const squatter = { id: 'boiler', key: openssl(['pkey', '-in', keyPath]).toString(), cert: squatterCert, ca: gw.caPem };
+  const squatter = (await claimEnroll(gw, dir, 'boiler')).creds!;
   const s = await connect(gw, squatter);
   await waitFor(() => gw.plugin.deviceState('boiler') === 'unclaimed', 'unclaimed in the broker');
   const kicked = new Promise((r) => s.once('close', r));
@@ -209,17 +187,7 @@ t.test('quarantined and unclaimed devices publish only their own telemetry and r
   t.notOk(seen.some((m) => m.payload === 'quarantined'), 'nothing a quarantined device published was delivered');
 
   // Unclaimed (claim mode): the same restrictions until an operator claims it.
-  const { der, keyPath } = makeCsr(dir, '/CN=newcomer');
-  const pkcs7 = await new Promise<string>((resolve, reject) => {
-    const req = request(`https://localhost:${gw.httpsPort}/.well-known/est/simpleenroll`, { method: 'POST', ca: gw.caPem }, (res) => {
-      let data = '';
-      res.on('data', (c) => (data += c));
-      res.on('end', () => (res.statusCode === 200 ? resolve(data) : reject(new Error(`${res.statusCode} ${data}`))));
-    });
-    req.on('error', reject);
-    req.end(der.toString('base64'));
-  });
-  const newcomer = { id: 'newcomer', key: openssl(['pkey', '-in', keyPath]).toString(), cert: openssl(['pkcs7', '-inform', 'DER', '-print_certs'], Buffer.from(pkcs7, 'base64')).toString(), ca: gw.caPem };
+  const newcomer = (await claimEnroll(gw, dir, 'newcomer')).creds!;
   await waitFor(() => gw.plugin.deviceState('newcomer') === 'unclaimed', 'unclaimed in the broker');
   const u = await connect(gw, newcomer);
   t.equal(await subscribeGrant(u, 'open/#'), 128, 'unclaimed: open/# refused');
