@@ -294,6 +294,19 @@ export class DeviceAclCompiler {
     return finish(entries);
   }
 
+  /**
+   * The role of a quarantined or unclaimed device, as the Aedes plugin isolates it whatever the rules say: it may
+   * publish its own telemetry and read its own score, nothing else. (Mosquitto cannot rate-limit that telemetry.)
+   */
+  restrictedAcls(device: string): DynsecAcl[] {
+    assertDeviceId(device);
+    return finish([
+      { acltype: 'publishClientSend', topic: topics.telemetry(device), allow: true },
+      { acltype: 'publishClientReceive', topic: topics.scores(device), allow: true },
+      { acltype: 'subscribeLiteral', topic: topics.scores(device), allow: true },
+    ]);
+  }
+
   /** Filters broader than or beside the rules that devices commonly subscribe to: `#`, `+/#`, prefixes + `#`, `+` variants. */
   private umbrellas(device: string): string[] {
     const out = new Set<string>(['#', '+/#']);

@@ -20,8 +20,8 @@
  * - The CRL file is read at start and on SIGHUP only. On a new CRL we rewrite the file, send SIGHUP (pid file or a
  *   reload command), wait a moment, and then kick the holders of newly revoked certificates so they must reconnect
  *   through the new CRL (Mosquitto never re-checks a live TLS session).
- * - Quarantined and unclaimed devices get the ACLs of score 0, like the Aedes plugin's score ceiling: identity
- *   topics (own telemetry, own reports, own score) and rules with threshold 0 stay usable.
+ * - Quarantined and unclaimed devices are isolated as the Aedes plugin isolates them, whatever the rules say: they
+ *   may publish their own telemetry and read their own score, nothing else (rules with threshold 0 included).
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
@@ -544,7 +544,8 @@ class Sync implements MosquittoSync {
     if (state === undefined) return; // not enrolled (yet): a score alone creates nothing
     const score = aclScore(state, this.scores.get(id), this.o.initialScore);
     const band = state === 'revoked' ? -1 : this.compiler.band(score);
-    const build = () => (state === 'revoked' ? [] : this.compiler.acls(id, score));
+    const build = () =>
+      state === 'revoked' ? [] : state === 'quarantined' || state === 'unclaimed' ? this.compiler.restrictedAcls(id) : this.compiler.acls(id, score);
     let c = this.computed.get(id);
     if (!c || c.state !== state || c.band !== band) {
       // Only here, when a threshold was crossed or the state changed, are ACLs computed (and maybe edited).

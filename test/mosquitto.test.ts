@@ -116,7 +116,8 @@ t.test('trust policies on a real Mosquitto 2.x with the Dynamic Security sync', 
   };
   /** Waits until Mosquitto holds exactly the ACLs the device should have at `score` in `state`. */
   const waitRole = async (id: string, score: number | undefined, state: DeviceState = 'active') => {
-    const want = state === 'revoked' ? '' : aclKey(compiler.acls(id, aclScore(state, score, 0.5)));
+    const want =
+      state === 'revoked' ? '' : state === 'quarantined' || state === 'unclaimed' ? aclKey(compiler.restrictedAcls(id)) : aclKey(compiler.acls(id, aclScore(state, score, 0.5)));
     const until = Date.now() + 10_000;
     for (;;) {
       if (aclKey(await roleOf(id)) === want) return;
@@ -268,12 +269,19 @@ t.test('trust policies on a real Mosquitto 2.x with the Dynamic Security sync', 
     t.pass('a valid score still applies');
   });
 
-  await t.test('quarantine gives the score-0 role; release restores it', async (t) => {
+  await t.test('quarantine isolates the device (own telemetry and own score only, whatever the rules); release restores it', async (t) => {
     gw.ca.setQuarantine('dave', true);
     await waitRole('dave', 0.95, 'quarantined');
     const acls = await roleOf('dave');
-    t.notOk(acls.some((a) => a.topic === 'weather/#' && a.allow), 'no weather at score 0');
+    t.notOk(acls.some((a) => a.topic === 'weather/#' && a.allow), 'no weather');
+    t.notOk(acls.some((a) => a.topic.startsWith('devices/') && a.allow), 'not even the threshold-0 rule devices/{device}/#');
     t.ok(acls.some((a) => a.acltype === 'publishClientSend' && a.topic === topics.telemetry('dave') && a.allow), 'own telemetry stays');
+    // On the real Mosquitto: the threshold-0 rule no longer admits dave; its own score does.
+    const d = track(await connect(broker, devices.dave!));
+    t.equal(await subscribeGrant(d, 'devices/dave/#'), 128, 'devices/dave/# refused while quarantined');
+    t.equal(await subscribeGrant(d, topics.events('dave')), 128, 'own events refused too');
+    t.equal(await subscribeGrant(d, topics.scores('dave')), 1, 'own score granted');
+    d.end(true);
     gw.ca.setQuarantine('dave', false);
     await waitRole('dave', 0.95);
   });
