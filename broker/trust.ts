@@ -5,6 +5,7 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { DeviceState } from '../protocol/index.js';
+import { changesAfter, feedHead, type Change } from '../ca/index.js';
 
 export interface TrustSource {
   /** undefined: the device is not known to the CA (treated as active by the broker). */
@@ -25,22 +26,23 @@ export function staticTrustSource(states: Record<string, DeviceState> = {}, revo
 }
 
 /**
- * Follows the CA inventory (SQLite) read-only: polls `PRAGMA data_version` every `pollMs` and, when another
- * connection has committed, reloads the rows changed since the last load. CLI commands (revoke, quarantine,
- * release, claim) thus reach the broker within about `pollMs`.
+ * Follows the CA inventory (SQLite) read-only through its change feed: polls `PRAGMA data_version` every `pollMs`
+ * and, when another connection has committed, applies the feed's entries after the last one applied (re-reading
+ * the rows they name). CLI commands (revoke, quarantine, release, claim) thus reach the broker within about
+ * `pollMs`, in order, whatever the clocks of the processes that made them.
  */
 export class InventoryTrustSource implements TrustSource {
   private readonly db: Database.Database;
   private readonly states = new Map<string, DeviceState>();
   private readonly revoked = new Set<string>();
   private readonly superseded = new Set<string>();
-  /** Highest certificates rowid seen: a certificate is superseded in the transaction that inserts its successor. */
-  private lastCertificate = 0;
   private readonly listeners: Array<() => void> = [];
   private version = -1;
-  private lastDeviceUpdate = '';
-  private lastRevocation = '';
+  /** The last feed entry applied; -1 before the first full load. */
+  private seq = -1;
   private readonly timer: NodeJS.Timeout;
+  private readonly deviceState_: Database.Statement;
+  private readonly certificateStatus: Database.Statement;
 
   constructor(dataDir: string, pollMs = 200) {
     const path = join(dataDir, 'inventory.db');
@@ -51,49 +53,74 @@ export class InventoryTrustSource implements TrustSource {
     } catch (err) {
       throw new Error(`cannot open the CA inventory ${path}: ${(err as Error).message}`);
     }
+    this.deviceState_ = this.db.prepare('SELECT state FROM devices WHERE id = ?');
+    this.certificateStatus = this.db.prepare('SELECT status FROM certificates WHERE serial = ?');
     this.refresh();
     this.timer = setInterval(() => this.refresh(), pollMs);
     this.timer.unref();
   }
 
-  /** Reloads if the inventory changed; returns whether anything was reloaded. */
+  /** Applies what changed; returns whether anything the broker enforces did. */
   refresh(): boolean {
     const version = this.db.pragma('data_version', { simple: true }) as number;
     if (version === this.version) return false;
     this.version = version;
-    const devices = this.db
-      .prepare('SELECT id, state, updated_at FROM devices WHERE updated_at >= ? ORDER BY updated_at')
-      .all(this.lastDeviceUpdate) as Array<{ id: string; state: DeviceState; updated_at: string }>;
-    const revocations = this.db
-      .prepare('SELECT serial, revoked_at FROM revocations WHERE revoked_at >= ? ORDER BY revoked_at')
-      .all(this.lastRevocation) as Array<{ serial: string; revoked_at: string }>;
-    // Successors inserted since the last load name the certificates they replaced.
-    // (The bound is read first: a renewal committed between the two statements is then picked up next time.)
-    const newest = (this.db.prepare('SELECT max(rowid) AS n FROM certificates').get() as { n: number | null }).n ?? 0;
-    const replaced = this.db
-      .prepare(
-        `SELECT old.serial AS serial FROM certificates new JOIN certificates old ON old.replaced_by = new.serial
-         WHERE new.rowid > ? AND new.rowid <= ?`,
-      )
-      .all(this.lastCertificate, newest) as Array<{ serial: string }>;
     let changed = false;
-    for (const r of replaced) {
-      if (!this.superseded.has(r.serial)) changed = true;
-      this.superseded.add(r.serial);
-    }
-    this.lastCertificate = Math.max(this.lastCertificate, newest);
-    for (const d of devices) {
-      if (this.states.get(d.id) !== d.state) changed = true;
-      this.states.set(d.id, d.state);
-      this.lastDeviceUpdate = d.updated_at;
-    }
-    for (const r of revocations) {
-      if (!this.revoked.has(r.serial)) changed = true;
-      this.revoked.add(r.serial);
-      this.lastRevocation = r.revoked_at;
+    for (;;) {
+      const batch = this.seq < 0 ? 'reload' : changesAfter(this.db, this.seq);
+      if (batch === 'reload') {
+        changed = this.loadAll() || changed;
+        continue;
+      }
+      for (const change of batch) {
+        changed = this.apply(change) || changed;
+        this.seq = change.seq;
+      }
+      if (batch.length < 10_000) break;
     }
     if (changed) for (const listener of this.listeners) listener();
     return changed;
+  }
+
+  /** Everything, read in one snapshot together with the feed position it corresponds to. */
+  private loadAll(): boolean {
+    return this.db.transaction(() => {
+      this.seq = feedHead(this.db);
+      let changed = false;
+      for (const d of this.db.prepare('SELECT id, state FROM devices').all() as Array<{ id: string; state: DeviceState }>) {
+        if (this.states.get(d.id) !== d.state) changed = true;
+        this.states.set(d.id, d.state);
+      }
+      for (const c of this.db.prepare("SELECT serial, status FROM certificates WHERE status != 'active'").all() as Array<{ serial: string; status: string }>) {
+        changed = this.setStatus(c.serial, c.status) || changed;
+      }
+      return changed;
+    })();
+  }
+
+  private apply(change: Change): boolean {
+    switch (change.kind) {
+      case 'device': {
+        const row = this.deviceState_.get(change.key) as { state: DeviceState } | undefined;
+        if (!row || this.states.get(change.key) === row.state) return false;
+        this.states.set(change.key, row.state);
+        return true;
+      }
+      case 'certificate':
+      case 'revocation': {
+        const row = this.certificateStatus.get(change.key) as { status: string } | undefined;
+        return row ? this.setStatus(change.key, row.status) : false;
+      }
+      case 'crl':
+        return false;
+    }
+  }
+
+  private setStatus(serial: string, status: string): boolean {
+    const set = status === 'revoked' ? this.revoked : status === 'superseded' ? this.superseded : undefined;
+    if (!set || set.has(serial)) return false;
+    set.add(serial);
+    return true;
   }
 
   deviceState(id: string): DeviceState | undefined {

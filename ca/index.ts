@@ -1,7 +1,9 @@
 export { CertificateAuthority, normalizeSerial, toPem, REVOCATION_REASONS, DEFAULT_CERT_LIFETIME_MS } from './authority.js';
 export type { AuthorityOptions, IssuedCertificate, KeyAndCertificate, RevocationReason, RevocationTarget } from './authority.js';
 export { CaError } from './errors.js';
-export { Inventory } from './inventory.js';
+export { Inventory, CHANGES_KEPT } from './inventory.js';
+export { changesAfter, feedHead } from './feed.js';
+export type { Change, ChangeKind } from './feed.js';
 export type { CertificateRow, DeviceRow } from './inventory.js';
 export { parseCsr, decodeBase64Body, MAX_CSR_BYTES } from './csr.js';
 export { createEstHandler, startUnclaimedSweeper, enrollmentLimits, DEFAULT_ENROLLMENT_LIMITS, UNAUTHENTICATED_REFUSAL, EST_PREFIX, MAX_BODY_BYTES } from './est.js';

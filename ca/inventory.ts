@@ -94,7 +94,24 @@ CREATE TABLE IF NOT EXISTS crls (
   der BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS devices_state ON devices(state, created_at);
+-- The change feed: every write to what followers (the broker's trust source, the Mosquitto sync) mirror appends
+-- (seq, kind, key) in the same transaction. Triggers, so that no code path, CLI or recovery, can forget it.
+-- AUTOINCREMENT: seq never goes back, and a rolled-back write leaves no gap (the sequence rolls back with it).
+CREATE TABLE IF NOT EXISTS changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL CHECK (kind IN ('device','certificate','revocation','crl')),
+  key TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS device_inserted AFTER INSERT ON devices BEGIN INSERT INTO changes (kind, key) VALUES ('device', NEW.id); END;
+CREATE TRIGGER IF NOT EXISTS device_updated AFTER UPDATE ON devices BEGIN INSERT INTO changes (kind, key) VALUES ('device', NEW.id); END;
+CREATE TRIGGER IF NOT EXISTS certificate_inserted AFTER INSERT ON certificates BEGIN INSERT INTO changes (kind, key) VALUES ('certificate', NEW.serial); END;
+CREATE TRIGGER IF NOT EXISTS certificate_updated AFTER UPDATE ON certificates BEGIN INSERT INTO changes (kind, key) VALUES ('certificate', NEW.serial); END;
+CREATE TRIGGER IF NOT EXISTS revocation_inserted AFTER INSERT ON revocations BEGIN INSERT INTO changes (kind, key) VALUES ('revocation', NEW.serial); END;
+CREATE TRIGGER IF NOT EXISTS crl_inserted AFTER INSERT ON crls BEGIN INSERT INTO changes (kind, key) VALUES ('crl', NEW.number); END;
 `;
+
+/** Feed rows kept; a follower further behind than this reloads everything (ca/feed.ts says so). */
+export const CHANGES_KEPT = 100_000;
 
 type Raw = Record<string, unknown>;
 const asDevice = (r: Raw): DeviceRow => ({
@@ -274,5 +291,7 @@ export class Inventory {
     this.db.prepare('INSERT INTO crls (number, this_update, next_update, der) VALUES (?, ?, ?, ?)').run(row.number, row.thisUpdate, row.nextUpdate, row.der);
     // Old CRLs are not needed once a newer one exists; keep a few for forensics.
     this.db.prepare('DELETE FROM crls WHERE number < ?').run(row.number - 10);
+    // The feed is pruned as the CRL is refreshed (at least daily): followers this far behind reload in full.
+    this.db.prepare('DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?').run(CHANGES_KEPT);
   }
 }
