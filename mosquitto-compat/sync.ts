@@ -4,8 +4,8 @@
  * stripped and disabled, and the CRL file Mosquitto reads kept current.
  *
  * Inputs: retained scores from Mosquitto itself (wott/v1/scores/+, published by the scoring identity), and the CA
- * inventory (SQLite, read-only connection polled with PRAGMA data_version — the technique of broker/trust.ts
- * InventoryTrustSource, which we cannot reuse as is because it does not enumerate devices and services).
+ * inventory (SQLite, read-only connection polled with PRAGMA data_version, following its change feed like
+ * broker/trust.ts InventoryTrustSource, which we cannot reuse as is because it does not enumerate services).
  *
  * What the real Mosquitto 2.0.11 does, and what we therefore do:
  * - `modifyRole` with an `acls` array replaces a role's ACLs atomically and does NOT kick its holders (only
@@ -33,7 +33,7 @@ import { dirname, join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { z } from 'zod';
 import type { PolicyRule } from '../broker/policy.js';
-import { certificateCommonName, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
+import { certificateCommonName, changesAfter, feedHead, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
 import {
   isDeviceId,
   isServiceRole,
@@ -150,10 +150,9 @@ interface InventoryChanges {
 class InventoryView {
   private readonly db: Database.Database;
   private version = -1;
-  private lastDeviceUpdate = '';
-  private lastRevocation = '';
+  /** The last change-feed entry applied; -1 before the first full load. */
+  private seq = -1;
   private readonly seenRevocations = new Set<string>();
-  private first = true;
   readonly devices = new Map<string, DeviceState>();
   services = new Map<string, ServiceIdentity>();
   crlNumber = 0;
@@ -163,19 +162,51 @@ class InventoryView {
     this.db.pragma('busy_timeout = 2000');
   }
 
-  /** Reloads what changed since the last call; undefined when nothing did. */
+  /** Applies what changed since the last call (in the inventory's change feed order); undefined when nothing did. */
   refresh(): InventoryChanges | undefined {
     const version = this.db.pragma('data_version', { simple: true }) as number;
     if (version === this.version) return undefined;
     this.version = version;
     const changes: InventoryChanges = { devices: [], services: [], revoked: [], crl: false };
-    const devices = this.db
-      .prepare('SELECT id, state, updated_at FROM devices WHERE updated_at >= ? ORDER BY updated_at')
-      .all(this.lastDeviceUpdate) as Array<{ id: string; state: DeviceState; updated_at: string }>;
-    for (const d of devices) {
-      if (this.devices.get(d.id) !== d.state) changes.devices.push(d.id);
-      this.devices.set(d.id, d.state);
-      this.lastDeviceUpdate = d.updated_at;
+    const deviceState = this.db.prepare('SELECT state FROM devices WHERE id = ?');
+    const revocation = this.db.prepare(
+      "SELECT r.serial, c.kind, c.device_id, c.common_name FROM revocations r JOIN certificates c ON c.serial = r.serial WHERE r.serial = ?",
+    );
+    type Revocation = { serial: string; kind: string; device_id: string | null; common_name: string };
+    const revoked = (r: Revocation, report: boolean) => {
+      if (this.seenRevocations.has(r.serial)) return;
+      this.seenRevocations.add(r.serial);
+      if (report && r.kind !== 'server') changes.revoked.push({ serial: normalizeSerial(r.serial), username: r.device_id ?? r.common_name });
+    };
+    const setDevice = (id: string, state: DeviceState) => {
+      if (this.devices.get(id) !== state) changes.devices.push(id);
+      this.devices.set(id, state);
+    };
+    for (;;) {
+      const batch = this.seq < 0 ? 'reload' : changesAfter(this.db, this.seq);
+      if (batch === 'reload') {
+        // Everything, in one snapshot with its feed position; revocations seen at start are not "new" (no kick).
+        const first = this.seq < 0;
+        this.db.transaction(() => {
+          this.seq = feedHead(this.db);
+          for (const d of this.db.prepare('SELECT id, state FROM devices').all() as Array<{ id: string; state: DeviceState }>) setDevice(d.id, d.state);
+          for (const r of this.db.prepare('SELECT r.serial, c.kind, c.device_id, c.common_name FROM revocations r JOIN certificates c ON c.serial = r.serial').all() as Revocation[]) {
+            revoked(r, !first);
+          }
+        })();
+        continue;
+      }
+      for (const change of batch) {
+        this.seq = change.seq;
+        if (change.kind === 'device') {
+          const row = deviceState.get(change.key) as { state: DeviceState } | undefined;
+          if (row) setDevice(change.key, row.state);
+        } else if (change.kind === 'revocation') {
+          const row = revocation.get(change.key) as Revocation | undefined;
+          if (row) revoked(row, true);
+        }
+      }
+      if (batch.length < 10_000) break;
     }
     const now = Date.now();
     const services = new Map<string, ServiceIdentity>();
@@ -192,24 +223,11 @@ class InventoryView {
     }
     for (const [cn, s] of services) if (this.services.get(cn)?.active !== s.active) changes.services.push(cn);
     this.services = services;
-    const revocations = this.db
-      .prepare(
-        `SELECT r.serial, r.revoked_at, c.kind, c.device_id, c.common_name FROM revocations r JOIN certificates c ON c.serial = r.serial
-         WHERE r.revoked_at >= ? ORDER BY r.revoked_at`,
-      )
-      .all(this.lastRevocation) as Array<{ serial: string; revoked_at: string; kind: string; device_id: string | null; common_name: string }>;
-    for (const r of revocations) {
-      this.lastRevocation = r.revoked_at;
-      if (this.seenRevocations.has(r.serial)) continue;
-      this.seenRevocations.add(r.serial);
-      if (!this.first && r.kind !== 'server') changes.revoked.push({ serial: normalizeSerial(r.serial), username: r.device_id ?? r.common_name });
-    }
     const crl = this.db.prepare('SELECT number FROM crls ORDER BY number DESC LIMIT 1').get() as { number: number } | undefined;
     if ((crl?.number ?? 0) !== this.crlNumber) {
       this.crlNumber = crl?.number ?? 0;
       changes.crl = true;
     }
-    this.first = false;
     return changes;
   }
 
