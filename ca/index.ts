@@ -4,7 +4,7 @@ export { CaError } from './errors.js';
 export { Inventory, CHANGES_KEPT } from './inventory.js';
 export { changesAfter, feedHead } from './feed.js';
 export type { Change, ChangeKind } from './feed.js';
-export type { CertificateRow, DeviceRow } from './inventory.js';
+export type { AuditEntry, CertificateRow, DeviceRow } from './inventory.js';
 export { parseCsr, decodeBase64Body, MAX_CSR_BYTES } from './csr.js';
 export { createEstHandler, startUnclaimedSweeper, enrollmentLimits, DEFAULT_ENROLLMENT_LIMITS, UNAUTHENTICATED_REFUSAL, EST_PREFIX, MAX_BODY_BYTES } from './est.js';
 export type { EnrollmentLimits, EstHandler, EstOptions } from './est.js';

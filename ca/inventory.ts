@@ -110,6 +110,36 @@ CREATE TRIGGER IF NOT EXISTS revocation_inserted AFTER INSERT ON revocations BEG
 CREATE TRIGGER IF NOT EXISTS crl_inserted AFTER INSERT ON crls BEGIN INSERT INTO changes (kind, key) VALUES ('crl', NEW.number); END;
 `;
 
+const AUDIT_SCHEMA = `
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  time TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  device TEXT,
+  target TEXT,
+  outcome TEXT NOT NULL CHECK (outcome IN ('ok','refused')),
+  detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_device ON audit(device, seq);
+-- Append-only: an audit log that can be edited proves nothing.
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+`;
+
+export interface AuditEntry {
+  seq: number;
+  time: string;
+  /** Who: `local:{os user}` for the CLI on the gateway's host (certificate identities later). */
+  actor: string;
+  action: string;
+  device: string | null;
+  /** What else the action was about (a serial, a service name), never a secret. */
+  target: string | null;
+  outcome: 'ok' | 'refused';
+  detail: string | null;
+}
+
 /** Feed rows kept; a follower further behind than this reloads everything (ca/feed.ts says so). */
 export const CHANGES_KEPT = 100_000;
 
@@ -148,6 +178,7 @@ export class Inventory {
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       db.exec(SCHEMA);
+      db.exec(AUDIT_SCHEMA);
       const columns = db.prepare('PRAGMA table_info(devices)').all() as Array<{ name: string }>;
       if (!columns.some((c) => c.name === 'tpm_key')) db.exec('ALTER TABLE devices ADD COLUMN tpm_key BLOB');
     }));
@@ -279,6 +310,21 @@ export class Inventory {
 
   markTokenUsed(hash: string, now: string): void {
     this.db.prepare('UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL').run(now, hash);
+  }
+
+  // --- audit log
+  appendAudit(entry: Omit<AuditEntry, 'seq'>): void {
+    this.db
+      .prepare('INSERT INTO audit (time, actor, action, device, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(entry.time, entry.actor, entry.action, entry.device, entry.target, entry.outcome, entry.detail);
+  }
+
+  auditEntries(filter: { device?: string } = {}): AuditEntry[] {
+    const rows =
+      filter.device === undefined
+        ? this.db.prepare('SELECT * FROM audit ORDER BY seq').all()
+        : this.db.prepare('SELECT * FROM audit WHERE device = ? ORDER BY seq').all(filter.device);
+    return rows as AuditEntry[];
   }
 
   // --- CRLs

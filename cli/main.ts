@@ -8,7 +8,8 @@ import { CertificateAuthority, CaError, REVOCATION_REASONS, writeFileAtomic, PRI
 import { encryptCaKeys } from '../ca/setup.js';
 import { InventoryStateError, recoverInventory } from '../ca/recovery.js';
 import { startGateway } from '../gateway/index.js';
-import { isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
+import { assertDeviceId, isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
+import { FleetService, localActor } from '../fleet/index.js';
 import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, loadConfig } from './config.js';
 
 interface GatewayListenOptions {
@@ -34,6 +35,11 @@ async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Pr
   } finally {
     ca.close();
   }
+}
+
+/** Operator actions go through the fleet service, which records them in the audit log as the local OS user. */
+async function withFleet<T>(opts: DataOptions, fn: (fleet: FleetService) => Promise<T> | T): Promise<T> {
+  return withCa(opts, (ca) => fn(new FleetService(ca, localActor())));
 }
 
 export function buildProgram(): Command {
@@ -148,8 +154,8 @@ export function buildProgram(): Command {
     .description('show devices and their certificates')
     .option('--json', 'machine-readable output')
     .action(async (opts: DataOptions & { json?: boolean }) => {
-      await withCa(opts, (authority) => {
-        const devices = authority.list().map((d) => ({
+      await withFleet(opts, (fleet) => {
+        const devices = fleet.list().map((d) => ({
           ...d,
           certificates: d.certificates.map(({ der: _der, ...rest }) => ({
             ...rest,
@@ -172,8 +178,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--reason <reason>', 'CRL reason').choices([...REVOCATION_REASONS]).default('unspecified'))
     .action(async (opts: DataOptions & { device?: string; serial?: string; reason: RevocationReason }) => {
       if (!opts.device === !opts.serial) throw new InvalidArgumentError('give exactly one of --device or --serial');
-      await withCa(opts, async (authority) => {
-        const serials = await authority.revoke(opts.device ? { deviceId: opts.device } : { serial: opts.serial! }, opts.reason);
+      await withFleet(opts, async (fleet) => {
+        const serials = await fleet.revoke(opts.device ? { deviceId: opts.device } : { serial: opts.serial! }, opts.reason);
         process.stdout.write(serials.map((s) => `revoked ${s}\n`).join('') || 'nothing to revoke\n');
       });
     });
@@ -185,8 +191,8 @@ export function buildProgram(): Command {
     .action(async (opts: DataOptions & { role: string; name: string; out: string }) => {
       if (!isServiceRole(opts.role)) throw new InvalidArgumentError('unknown role');
       const role = opts.role;
-      await withCa(opts, (authority) => {
-        const issued = authority.issueService(role, opts.name);
+      await withCa(opts, async (authority) => {
+        const issued = await new FleetService(authority, localActor()).issueService(role, opts.name);
         mkdirSync(opts.out, { recursive: true });
         writeFileAtomic(join(opts.out, `${opts.role}.key`), issued.keyPem, PRIVATE_KEY_MODE);
         writeFileAtomic(join(opts.out, `${opts.role}.crt`), issued.pem);
@@ -202,8 +208,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--ttl <duration>', 'lifetime, e.g. 30m, 24h, 7d').argParser(durationArg))
     .action(async (opts: DataOptions & { device: string; ttl?: number }) => {
       const { config } = loadConfig(opts.config);
-      await withCa(opts, (authority) => {
-        const { token: value } = authority.createToken(opts.device, opts.ttl ?? config.enrollment.tokenTtl);
+      await withFleet(opts, async (fleet) => {
+        const { token: value } = await fleet.createToken(opts.device, opts.ttl ?? config.enrollment.tokenTtl);
         process.stdout.write(value + '\n');
       });
     });
@@ -213,8 +219,8 @@ export function buildProgram(): Command {
     .description('activate a device that enrolled unclaimed (claim mode)')
     .argument('<id>', 'device id')
     .action(async (id: string, opts: DataOptions) => {
-      await withCa(opts, (authority) => {
-        const row = authority.claimDevice(id);
+      await withFleet(opts, async (fleet) => {
+        const row = await fleet.claim(id);
         process.stdout.write(`${row.id} is now ${row.state}\n`);
       });
     });
@@ -224,12 +230,29 @@ export function buildProgram(): Command {
       .description(quarantined ? 'quarantine a device: its score ceiling becomes 0 in the running broker' : 'lift a quarantine')
       .argument('<id>', 'device id')
       .action(async (id: string, opts: DataOptions) => {
-        await withCa(opts, (authority) => {
-          const row = authority.setQuarantine(id, quarantined);
+        await withFleet(opts, async (fleet) => {
+          const row = await (quarantined ? fleet.quarantine(id) : fleet.release(id));
           process.stdout.write(`${row.id} is now ${row.state}\n`);
         });
       });
   }
+
+  const audit = program.command('audit').description('who did what to the fleet, and when');
+  withData(audit.command('log'))
+    .description('operator actions (tokens, claims, quarantines, releases, revocations, service certificates), refused ones too')
+    .option('--device <id>', 'only actions about this device')
+    .option('--json', 'one JSON object per line')
+    .action(async (opts: DataOptions & { device?: string; json?: boolean }) => {
+      await withFleet(opts, (fleet) => {
+        for (const e of fleet.auditLog(opts.device !== undefined ? { device: assertDeviceId(opts.device) } : {})) {
+          if (opts.json) process.stdout.write(JSON.stringify(e) + '\n');
+          else {
+            const what = [e.device, e.target].filter(Boolean).join(' ');
+            process.stdout.write(`${e.time}  ${e.actor}  ${e.action} ${what}  ${e.outcome}${e.detail ? `: ${e.detail}` : ''}\n`);
+          }
+        }
+      });
+    });
 
   const policy = program.command('policy').description('Trust Score topic policies');
   withData(policy.command('explain'))

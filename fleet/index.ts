@@ -1,0 +1,2 @@
+export { FleetService, localActor } from './service.js';
+export type { AuditAction } from './service.js';
