@@ -26,7 +26,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, writeFileAtomic, PRIVATE_KEY_MODE, type EnrollmentLimits } from '../ca/index.js';
+import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
+import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 

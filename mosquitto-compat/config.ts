@@ -19,7 +19,9 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { PRIVATE_KEY_MODE, toPem, writeFileAtomic, type CertificateAuthority } from '../ca/index.js';
+import { toPem, type CertificateAuthority } from '../ca/index.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
+import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { isServiceRole, type ServiceRole } from '../protocol/index.js';
 import { serviceRoleAcls, serviceRoleName, type DynsecAcl } from './acl.js';
 
