@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import { parseServiceCommonName } from '../protocol/index.js';
 
 /** The subject CN of a PEM certificate. */
 export function certificateCommonName(pem: string): string | undefined {
@@ -23,6 +24,6 @@ export function readServiceCredentials(dir: string, role: string): { key: string
   const cert = read(`${role}.crt`, 'certificate');
   const identity = certificateCommonName(cert);
   const article = /^[aeiou]/.test(role) ? 'an' : 'a';
-  if (!identity?.startsWith(`${role}:`)) throw new Error(`${join(dir, `${role}.crt`)} is not ${article} ${role} service certificate (CN ${identity ?? 'missing'})`);
+  if (!identity || parseServiceCommonName(identity)?.role !== role) throw new Error(`${join(dir, `${role}.crt`)} is not ${article} ${role} service certificate (CN ${identity ?? 'missing'})`);
   return { key: read(`${role}.key`, 'key'), cert, ca: read('ca.crt', 'CA chain'), identity };
 }

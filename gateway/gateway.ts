@@ -29,6 +29,7 @@ import type { Logger } from 'pino';
 import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
+import { CRL_PATH } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 
@@ -327,7 +328,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     : undefined;
   if (scoring) registerScoringMetrics(metrics, scoring);
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca) : undefined;
-  ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}/crl`);
+  ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}${CRL_PATH}`);
   await ca.refreshCrl();
 
   // Keep the CRL fresh before its nextUpdate even when nothing is revoked.
