@@ -362,7 +362,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await scoring?.close();
     await new Promise<void>((resolve) => {
       mqtt.close(() => resolve());
-      for (const client of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();
+      // Ending a connection ends its Aedes client (Aedes closes a client when its stream finishes); broker.close()
+      // below closes any client still registered. Aedes 1.2 has no public list of its clients to walk here.
       for (const socket of sockets) socket.destroy();
     });
     await new Promise<void>((resolve) => broker.close(() => resolve()));
