@@ -11,6 +11,7 @@ COPY ca ca
 COPY broker broker
 COPY agent agent
 COPY scoring scoring
+COPY vuln vuln
 COPY grafana grafana
 COPY mosquitto-compat mosquitto-compat
 COPY gateway gateway

@@ -6,7 +6,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { request } from 'node:https';
-import { deviceUri } from '../protocol/index.js';
+import { deviceUri, EST_PATHS, TPM_KEY_HEADER, TPM_SIGNATURE_HEADER } from '../protocol/index.js';
 
 const MAX_REPLY_BYTES = 64 * 1024;
 
@@ -93,7 +93,7 @@ export function normalizeFingerprint(value: string): string {
  * the self-signed root in the reply must have that SHA-256 fingerprint.
  */
 export async function fetchCaCertificates(server: string, fingerprint?: string, ca?: string): Promise<X509Certificate[]> {
-  const reply = await call(new URL('/.well-known/est/cacerts', server), 'GET', ca ? { ca } : { insecure: true });
+  const reply = await call(new URL(EST_PATHS.cacerts, server), 'GET', ca ? { ca } : { insecure: true });
   if (reply.status !== 200) throw new EstError(`cacerts: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status);
   const certs = parseCertsOnly(reply.body);
   const root = certs.find((c) => c.ca && c.checkIssued(c) && c.verify(c.publicKey));
@@ -131,8 +131,8 @@ export function verifyIssued(cert: X509Certificate, device: string, key: KeyObje
 
 /** Headers that carry the device's TPM key and its signature over the CSR (base64 DER). */
 export function tpmHeaders(signature: Buffer, spki?: Buffer): Record<string, string> {
-  const headers: Record<string, string> = { 'X-Wott-Tpm-Signature': signature.toString('base64') };
-  if (spki) headers['X-Wott-Tpm-Key'] = spki.toString('base64');
+  const headers: Record<string, string> = { [TPM_SIGNATURE_HEADER]: signature.toString('base64') };
+  if (spki) headers[TPM_KEY_HEADER] = spki.toString('base64');
   return headers;
 }
 
@@ -146,7 +146,7 @@ export async function simpleEnroll(
   headers: Record<string, string> = {},
 ): Promise<X509Certificate> {
   const auth = token === undefined ? undefined : `${device}:${token}`;
-  const reply = await call(new URL('/.well-known/est/simpleenroll', server), 'POST', { ca: caPem }, csrDer.toString('base64'), auth, headers);
+  const reply = await call(new URL(EST_PATHS.simpleenroll, server), 'POST', { ca: caPem }, csrDer.toString('base64'), auth, headers);
   if (reply.status !== 200) throw new EstError(`enrollment refused: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status);
   const [cert] = parseCertsOnly(reply.body);
   return cert!;
@@ -161,7 +161,7 @@ export async function simpleReenroll(
   headers: Record<string, string> = {},
 ): Promise<X509Certificate> {
   const reply = await call(
-    new URL('/.well-known/est/simplereenroll', server),
+    new URL(EST_PATHS.simplereenroll, server),
     'POST',
     { ca: caPem, key: keyPem, cert: certPem },
     csrDer.toString('base64'),

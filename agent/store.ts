@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../ca/files.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
 import { deviceIdSchema } from '../protocol/index.js';
 
 const stateSchema = z.object({

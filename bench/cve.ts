@@ -8,10 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compareDebianVersions } from '../scoring/cve/dpkg-version.js';
-import { mergeEntries, parseFeed, type CveEntry } from '../scoring/cve/feed.js';
-import { matchPackages, type InventoryEntry } from '../scoring/cve/match.js';
-import { CveStore } from '../scoring/cve/store.js';
+import { compareDebianVersions, CveStore, matchPackages, mergeEntries, parseFeed, type CveEntry, type InventoryEntry } from '../vuln/index.js';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
 
 const FEED_ENTRIES = 50_000;

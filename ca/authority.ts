@@ -24,7 +24,7 @@ import {
 } from '../protocol/index.js';
 import { parseCsr, type CheckedCsr } from './csr.js';
 import { CaError } from './errors.js';
-import { writeFileAtomic } from './files.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
 import { Inventory, type CertificateRow, type DeviceRow } from './inventory.js';
 import { generateP256, privateKeyPem, spkiDer, toCryptoKey } from './keys.js';
 import { assembleCertificate, certificateParts, keyIdentifier, LeafProfile, type CertificateKind } from './profile.js';

@@ -10,13 +10,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { LogThrottle, type LogThrottleOptions } from '../lib/log-throttle.js';
+import { CRL_PATH, EST_PATHS, TPM_KEY_HEADER, TPM_SIGNATURE_HEADER } from '../protocol/index.js';
 import { SourceRateLimiter, sourceKey } from '../lib/rate-limit.js';
 import { CertificateAuthority, type IssuedCertificate } from './authority.js';
 import { decodeBase64Body } from './csr.js';
 import { CaError } from './errors.js';
 
-export const EST_PREFIX = '/.well-known/est';
-export const CRL_PATH = '/crl';
 /** Larger than any P-256 CSR in base64 with line breaks, small enough that a flood costs nothing. */
 export const MAX_BODY_BYTES = 16 * 1024;
 
@@ -110,9 +109,6 @@ function base64Header(req: IncomingMessage, name: string): Buffer | undefined {
   return Buffer.from(text, 'base64');
 }
 
-export const TPM_KEY_HEADER = 'x-wott-tpm-key';
-export const TPM_SIGNATURE_HEADER = 'x-wott-tpm-signature';
-
 function sendPkcs7(res: ServerResponse, certs: Buffer[]): void {
   const body = CertificateAuthority.pkcs7(certs).toString('base64').replace(/.{64}/g, '$&\n');
   res.writeHead(200, {
@@ -140,7 +136,7 @@ function clientCertificate(req: IncomingMessage): Buffer {
   return peer.raw;
 }
 
-const KNOWN_PATHS = new Set([`${EST_PREFIX}/cacerts`, `${EST_PREFIX}/csrattrs`, `${EST_PREFIX}/simpleenroll`, `${EST_PREFIX}/simplereenroll`, CRL_PATH]);
+const KNOWN_PATHS = new Set<string>([...Object.values(EST_PATHS), CRL_PATH]);
 
 export function createEstHandler(ca: CertificateAuthority, options: EstOptions = {}): EstHandler {
   const log = options.log;
@@ -170,10 +166,10 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
       if (method !== m) throw Object.assign(new CaError(400, `${path} accepts ${m} only`), { status: 405, allow: m });
     };
     switch (path) {
-      case `${EST_PREFIX}/cacerts`:
+      case EST_PATHS.cacerts:
         allow('GET');
         return sendPkcs7(res, (cacerts ??= ca.caCertificates().map((c) => c.raw)));
-      case `${EST_PREFIX}/csrattrs`:
+      case EST_PATHS.csrattrs:
         allow('GET');
         res.writeHead(204).end();
         return;
@@ -184,7 +180,7 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
         res.end(der);
         return;
       }
-      case `${EST_PREFIX}/simpleenroll`: {
+      case EST_PATHS.simpleenroll: {
         allow('POST');
         const credentials = basicCredentials(req);
         if (!credentials) {
@@ -207,7 +203,7 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
         log?.info({ device: issued.deviceId, serial: issued.serial, claim: !credentials && !tpmSignature, tpm: Boolean(tpmSignature) }, 'enrolled');
         return sendPkcs7(res, [issued.der]);
       }
-      case `${EST_PREFIX}/simplereenroll`: {
+      case EST_PATHS.simplereenroll: {
         allow('POST');
         const current = clientCertificate(req);
         const tpmSignature = base64Header(req, TPM_SIGNATURE_HEADER);

@@ -9,9 +9,8 @@
 import { createCipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scryptSync, webcrypto, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { children, octetString, oid, readTlv, sequence, smallInteger } from './der.js';
-import { writeFileAtomic } from './files.js';
-
-export const PRIVATE_KEY_MODE = 0o600;
+import { writeFileAtomic } from '../lib/atomic-file.js';
+import { PRIVATE_KEY_MODE } from '../lib/private.js';
 
 export function generateP256(): { privateKey: KeyObject; publicKey: KeyObject } {
   return generateKeyPairSync('ec', { namedCurve: 'prime256v1' });

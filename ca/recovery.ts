@@ -11,7 +11,7 @@ import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { normalizeSerial } from '../protocol/index.js';
-import { renameDirAtomic } from './files.js';
+import { renameDirAtomic } from '../lib/atomic-file.js';
 import { Inventory } from './inventory.js';
 import { caExists, caPaths } from './setup.js';
 

@@ -7,7 +7,7 @@ import * as x509 from '@peculiar/x509';
 import { randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { renameDirAtomic, writeFileAtomic } from './files.js';
+import { renameDirAtomic, writeFileAtomic } from '../lib/atomic-file.js';
 import { decryptPrivateKeyPem, generateP256, keyProtection, readPrivateKey, toCryptoKey, toCryptoPublicKey, writePrivateKey } from './keys.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);

@@ -23,7 +23,7 @@ import {
   type CveFinding,
   type LoadRecord,
   type OsRelease,
-} from '../scoring/cve/index.js';
+} from '../vuln/index.js';
 
 const MAX_STATUS_BYTES = 64 * 1024 * 1024;
 

@@ -26,7 +26,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, writeFileAtomic, PRIVATE_KEY_MODE, type EnrollmentLimits } from '../ca/index.js';
+import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
+import { PRIVATE_KEY_MODE } from '../lib/private.js';
+import { CRL_PATH } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 
@@ -325,7 +328,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     : undefined;
   if (scoring) registerScoringMetrics(metrics, scoring);
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca) : undefined;
-  ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}/crl`);
+  ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}${CRL_PATH}`);
   await ca.refreshCrl();
 
   // Keep the CRL fresh before its nextUpdate even when nothing is revoked.
@@ -359,7 +362,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await scoring?.close();
     await new Promise<void>((resolve) => {
       mqtt.close(() => resolve());
-      for (const client of Object.values((broker as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();
+      // Ending a connection ends its Aedes client (Aedes closes a client when its stream finishes); broker.close()
+      // below closes any client still registered. Aedes 1.2 has no public list of its clients to walk here.
       for (const socket of sockets) socket.destroy();
     });
     await new Promise<void>((resolve) => broker.close(() => resolve()));

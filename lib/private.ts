@@ -7,6 +7,8 @@ import { join } from 'node:path';
 
 export const PRIVATE_DIR_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;
+/** A private key file, in the data folder or anywhere else (an `--out` folder, a broker's config folder). */
+export const PRIVATE_KEY_MODE = 0o600;
 
 /** True when neither group nor others have any access to `path` (false when it does not exist). */
 export function isPrivate(path: string): boolean {

@@ -19,8 +19,10 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { PRIVATE_KEY_MODE, toPem, writeFileAtomic, type CertificateAuthority } from '../ca/index.js';
-import { isServiceRole, type ServiceRole } from '../protocol/index.js';
+import { toPem, type CertificateAuthority } from '../ca/index.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
+import { PRIVATE_KEY_MODE } from '../lib/private.js';
+import { parseServiceCommonName, type ServiceRole } from '../protocol/index.js';
 import { serviceRoleAcls, serviceRoleName, type DynsecAcl } from './acl.js';
 
 /** Where distributions put the plugin (Debian multiarch first). */
@@ -168,8 +170,8 @@ export function activeServices(authority: CertificateAuthority, now = Date.now()
     .certificates({ status: 'active' })
     .filter((c) => c.kind === 'service' && Date.parse(c.notAfter) > now)
     .flatMap((c) => {
-      const [role, name] = c.commonName.split(':');
-      return isServiceRole(role) && name ? [{ role, name }] : [];
+      const service = parseServiceCommonName(c.commonName);
+      return service ? [service] : [];
     });
 }
 

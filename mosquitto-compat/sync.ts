@@ -36,9 +36,9 @@ import type { PolicyRule } from '../broker/policy.js';
 import { certificateCommonName, changesAfter, feedHead, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
 import {
   isDeviceId,
-  isServiceRole,
   normalizeSerial,
   parseMessage,
+  parseServiceCommonName,
   parseTopic,
   scoreMessageSchema,
   topicFilters,
@@ -215,9 +215,9 @@ class InventoryView {
       status: string;
       not_after: string;
     }>) {
-      const [role, name, ...rest] = c.common_name.split(':');
-      if (!isServiceRole(role) || !isDeviceId(name) || rest.length) continue;
-      const s = services.get(c.common_name) ?? { role, name, active: false };
+      const service = parseServiceCommonName(c.common_name);
+      if (!service) continue;
+      const s = services.get(c.common_name) ?? { ...service, active: false };
       s.active ||= c.status === 'active' && Date.parse(c.not_after) > now;
       services.set(c.common_name, s);
     }

@@ -2,7 +2,6 @@
 
 export const DEVICE_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const DEVICE_URI_PREFIX = 'urn:wott:device:';
-const SERVICE_URI_PREFIX = 'urn:wott:service:';
 
 export function isDeviceId(value: unknown): value is string {
   return typeof value === 'string' && DEVICE_ID_PATTERN.test(value);
@@ -31,31 +30,4 @@ export function parseDeviceUri(uri: string): string | undefined {
   if (!uri.startsWith(DEVICE_URI_PREFIX)) return undefined;
   const id = uri.slice(DEVICE_URI_PREFIX.length);
   return isDeviceId(id) ? id : undefined;
-}
-
-/**
- * Roles for service and operator identities. A service certificate's CN is `{role}:{name}`; the colon can never
- * appear in a device id, so a service can never be mistaken for a device (or the other way round).
- */
-export const SERVICE_ROLES = ['scoring', 'admin', 'broker'] as const;
-export type ServiceRole = (typeof SERVICE_ROLES)[number];
-
-export function isServiceRole(value: unknown): value is ServiceRole {
-  return typeof value === 'string' && (SERVICE_ROLES as readonly string[]).includes(value);
-}
-
-export function serviceCommonName(role: ServiceRole, name: string): string {
-  assertDeviceId(name); // same character rules for the instance name
-  return `${role}:${name}`;
-}
-
-export function serviceUri(role: ServiceRole, name: string): string {
-  return `${SERVICE_URI_PREFIX}${role}:${assertDeviceId(name)}`;
-}
-
-export function parseServiceUri(uri: string): { role: ServiceRole; name: string } | undefined {
-  if (!uri.startsWith(SERVICE_URI_PREFIX)) return undefined;
-  const [role, name, ...rest] = uri.slice(SERVICE_URI_PREFIX.length).split(':');
-  if (rest.length || !isServiceRole(role) || !isDeviceId(name)) return undefined;
-  return { role, name };
 }

@@ -19,7 +19,7 @@ import { combineState, stateFactors, type CaFacts, type CveFindingInput, type St
 import type { ScoreModel } from './model.js';
 import { peerPenalty, prunePeers, type PeerEntry } from './peers.js';
 
-/** Matches a device's packages against the loaded vulnerability data (scoring/cve). */
+/** Matches a device's packages against the loaded vulnerability data (vuln/). */
 export interface VulnerabilityMatcher {
   /** Changes whenever the loaded data changes, so cached findings are re-matched. */
   readonly generation: number;

@@ -15,7 +15,7 @@ export interface StateFactor {
   excluded?: boolean;
 }
 
-/** The parts of a CVE finding the score needs (scoring/cve produces the full finding). */
+/** The parts of a CVE finding the score needs (vuln/ produces the full finding). */
 export interface CveFindingInput {
   cve: string;
   source: string;

@@ -13,7 +13,7 @@ import { Point } from '@influxdata/influxdb-client';
 import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { writeFileAtomic } from '../ca/files.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
 
 export { Point };
 

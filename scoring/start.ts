@@ -12,7 +12,7 @@ import { InfluxWriter, type InfluxOptions } from './influx.js';
 import type { ScoreModel } from './model.js';
 import { ScoringService } from './service.js';
 import { ScoringStore } from './store.js';
-import { CveStore, StoreMatcher } from './cve/index.js';
+import { CveStore, StoreMatcher } from '../vuln/index.js';
 
 /**
  * The CVE store as the engine's matcher. Its generation (a query) is read at most once a second: the engine asks on

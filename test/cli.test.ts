@@ -9,6 +9,7 @@ import { readFileSync, statSync, existsSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { CLI, makeCsr, openssl, requireCommand, startGatewayProcess, tempDir, writeTemp } from './helpers.js';
+import { CRL_PATH, EST_PATHS } from '../protocol/index.js';
 
 const execFileP = promisify(execFile);
 
@@ -105,13 +106,13 @@ t.test('commands run beside a running gateway take effect in it', async (t) => {
 
   // A token made by the CLI works in the gateway at once.
   const token = (await wott(['token', 'create', '--device', 'dev1', '--data', data])).stdout.trim();
-  const enrolled = await post(`${base}/.well-known/est/simpleenroll`, makeCsr(dir, '/CN=dev1').der.toString('base64'), `dev1:${token}`, ca);
+  const enrolled = await post(`${base}${EST_PATHS.simpleenroll}`, makeCsr(dir, '/CN=dev1').der.toString('base64'), `dev1:${token}`, ca);
   t.equal(enrolled.status, 200, enrolled.body);
   const pem = openssl(['pkcs7', '-inform', 'DER', '-print_certs'], Buffer.from(enrolled.body, 'base64')).toString();
   const serial = openssl(['x509', '-noout', '-serial'], pem).toString().trim().split('=')[1]!;
 
   // Claim mode from the config file; `wott device claim` activates the device.
-  const unclaimed = await post(`${base}/.well-known/est/simpleenroll`, makeCsr(dir, '/CN=sensor-9').der.toString('base64'), '', ca);
+  const unclaimed = await post(`${base}${EST_PATHS.simpleenroll}`, makeCsr(dir, '/CN=sensor-9').der.toString('base64'), '', ca);
   t.equal(unclaimed.status, 200, unclaimed.body);
   const listed = JSON.parse((await wott(['ca', 'list', '--json', '--data', data])).stdout) as Array<{ id: string; state: string; certificates: Array<{ serial: string; status: string }> }>;
   t.same(listed.map((d) => [d.id, d.state]), [['dev1', 'active'], ['sensor-9', 'unclaimed']]);
@@ -125,7 +126,7 @@ t.test('commands run beside a running gateway take effect in it', async (t) => {
   const revoked = await wott(['ca', 'revoke', '--serial', serial, '--reason', 'keyCompromise', '--data', data]);
   t.match(revoked.stdout, new RegExp(`revoked ${serial.toLowerCase()}`));
   const crl = await new Promise<Buffer>((res, rej) => {
-    request(`${base}/crl`, { ca }, (r) => {
+    request(`${base}${CRL_PATH}`, { ca }, (r) => {
       const chunks: Buffer[] = [];
       r.on('data', (c: Buffer) => chunks.push(c));
       r.on('end', () => res(Buffer.concat(chunks)));

@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CertificateAuthority } from '../ca/index.js';
 import { makeCsr, openssl, requireCommand, startGatewayProcess, tempDir } from './helpers.js';
+import { EST_PATHS } from '../protocol/index.js';
 
 function enroll(port: number, id: string, token: string, csr: Buffer, ca: string): Promise<{ status: number; body: string } | undefined> {
   return new Promise((resolve) => {
-    const req = request(`https://localhost:${port}/.well-known/est/simpleenroll`, { method: 'POST', ca, auth: `${id}:${token}`, timeout: 5000 }, (res) => {
+    const req = request(`https://localhost:${port}${EST_PATHS.simpleenroll}`, { method: 'POST', ca, auth: `${id}:${token}`, timeout: 5000 }, (res) => {
       let body = '';
       res.on('data', (c) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode!, body }));

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { CLI, openssl, requireCommand, tempDir, writeTemp } from './helpers.js';
 import { connect, enroll, run, testGateway } from './mqtt-helpers.js';
 import { crlNumber, crlSerials, getBytes } from './est-helpers.js';
+import { CRL_PATH } from '../protocol/index.js';
 
 const DAY = 86_400_000;
 
@@ -24,14 +25,14 @@ t.test('a flood of GET /crl writes nothing; CLI revocations and staleness are no
   const good = await enroll(gw, work, 'good-1');
   const crlRows = () => (gw.ca.inventory.db.prepare('SELECT COUNT(*) AS n, MAX(number) AS max FROM crls').get() as { n: number; max: number });
 
-  const first = await getBytes(gw, '/crl');
+  const first = await getBytes(gw, CRL_PATH);
   t.equal(first.status, 200);
   const before = { ino: statSync(crlFile).ino, mtime: statSync(crlFile).mtimeMs, rows: crlRows() };
   t.same(readFileSync(crlFile), first.body, 'the file holds the CRL served');
 
   // The attack: 300 requests, 30 at a time.
   for (let round = 0; round < 10; round++) {
-    const replies = await Promise.all(Array.from({ length: 30 }, () => getBytes(gw, '/crl')));
+    const replies = await Promise.all(Array.from({ length: 30 }, () => getBytes(gw, CRL_PATH)));
     for (const r of replies) if (!r.body.equals(first.body)) t.fail('a different CRL was served');
   }
   t.equal(statSync(crlFile).ino, before.ino, 'crl.der was not replaced (no rename)');
@@ -41,12 +42,12 @@ t.test('a flood of GET /crl writes nothing; CLI revocations and staleness are no
   // Another process revokes (the CLI opens the same inventory); the very next GET serves it.
   const revoke = await run(process.execPath, [CLI, 'ca', 'revoke', '--data', gw.dir, '--device', 'victim-1']);
   t.equal(revoke.code, 0, revoke.stderr);
-  const afterRevoke = await getBytes(gw, '/crl');
+  const afterRevoke = await getBytes(gw, CRL_PATH);
   t.ok(crlSerials(afterRevoke.body).includes(victim.serial), 'the CLI revocation is served at once');
   t.ok(crlNumber(afterRevoke.body) > crlNumber(first.body), 'with a new CRL number');
   t.same(readFileSync(crlFile), afterRevoke.body, 'and the file holds it');
   const settled = { ino: statSync(crlFile).ino, mtime: statSync(crlFile).mtimeMs, rows: crlRows() };
-  for (let i = 0; i < 50; i++) await getBytes(gw, '/crl');
+  for (let i = 0; i < 50; i++) await getBytes(gw, CRL_PATH);
   t.same({ ino: statSync(crlFile).ino, mtime: statSync(crlFile).mtimeMs, rows: crlRows() }, settled, 'then nothing is written again');
 
   // Devices check against it as before: the revoked one fails, the good one passes; the good one still connects.
@@ -68,12 +69,12 @@ t.test('a flood of GET /crl writes nothing; CLI revocations and staleness are no
   // Past half of its validity (on the gateway's clock), the next GET brings a fresh CRL with a later nextUpdate.
   const nextUpdate = (der: Buffer) => Date.parse(openssl(['crl', '-inform', 'DER', '-noout', '-nextupdate'], der).toString().split('=')[1]!);
   offset = DAY / 2 + 60_000;
-  const renewed = await getBytes(gw, '/crl');
+  const renewed = await getBytes(gw, CRL_PATH);
   t.ok(crlNumber(renewed.body) > crlNumber(afterRevoke.body), 'a new CRL number');
   t.ok(nextUpdate(renewed.body) >= nextUpdate(afterRevoke.body) + DAY / 2, 'nextUpdate moved on');
   t.ok(crlSerials(renewed.body).includes(victim.serial), 'still listing the revocation');
   t.same(readFileSync(crlFile), renewed.body, 'the file follows');
   const renewedRows = crlRows();
-  for (let i = 0; i < 20; i++) await getBytes(gw, '/crl');
+  for (let i = 0; i < 20; i++) await getBytes(gw, CRL_PATH);
   t.same(crlRows(), renewedRows, 'and is not made again on every request');
 });

@@ -33,7 +33,7 @@ import {
   type CveEntry,
   type CveFinding,
   type InventoryEntry,
-} from '../scoring/cve/index.js';
+} from '../vuln/index.js';
 import { collectOs } from '../agent/collectors/os.js';
 import { CLI, requireCommand, tempDir, writeTemp } from './helpers.js';
 
@@ -516,7 +516,7 @@ t.test('store: a crash in the middle of writing leaves the previous data', async
     big[`pkg${s}`] = pkg;
   }
   const feed = writeTemp(tempDir(t), 'big.json', JSON.stringify(big));
-  const script = `import { updateCveStore } from ${JSON.stringify(resolve('dist/scoring/cve/update.js'))};
+  const script = `import { updateCveStore } from ${JSON.stringify(resolve('dist/vuln/update.js'))};
 await updateCveStore({ dataDir: process.argv[2], from: [process.argv[3]], onParsed: () => process.stderr.write('writing\\n') });
 process.stderr.write('done\\n');`;
   const scriptFile = writeTemp(tempDir(t), 'writer.mjs', script);

@@ -8,7 +8,7 @@ import { chmodSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync }
 import { join } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
 import { ScoringStore } from '../scoring/store.js';
-import { CveStore } from '../scoring/cve/store.js';
+import { CveStore } from '../vuln/index.js';
 import { tempDir } from './helpers.js';
 import { enroll, testGateway } from './mqtt-helpers.js';
 

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { requireCommand, tempDir, makeCsr, memoryLogger, startGatewayProcess, writeTemp } from './helpers.js';
 import { connect, connectError, enroll, inbox, testGateway, waitFor } from './mqtt-helpers.js';
 import { claimEnroll, crlSerials, est, getBytes } from './est-helpers.js';
+import { CRL_PATH, EST_PATHS } from '../protocol/index.js';
 
 const MINUTE = 60_000;
 
@@ -143,14 +144,14 @@ t.test('unclaimed devices nobody claims expire: revoked, on the CRL, kicked off 
   const rows = gw.ca.inventory.certificates({ deviceId: 'squatter-1' });
   t.same(rows.map((r) => r.status), ['revoked'], 'its certificate is revoked');
   t.same(gw.ca.inventory.revocations().filter((r) => r.serial === squatter.serial).map((r) => r.reason), ['privilegeWithdrawn']);
-  const crl = await getBytes(gw, '/crl');
+  const crl = await getBytes(gw, CRL_PATH);
   t.ok(crlSerials(crl.body).includes(squatter.serial), 'the CRL lists it');
   const expiredLines = (log.lines as Array<{ obj: { devices?: string[] }; msg?: string }>).filter((l) => l.msg === 'unclaimed devices expired: certificates revoked');
   t.same(expiredLines.map((l) => l.obj.devices), [['squatter-1']], 'the operator sees it in the log');
 
   // It can no longer act: no MQTT, no renewal, and its id cannot be taken again without credentials.
   await connectError(gw, squatter);
-  const renewal = await est(gw, '/.well-known/est/simplereenroll', {
+  const renewal = await est(gw, EST_PATHS.simplereenroll, {
     body: makeCsr(work, '/CN=squatter-1').der.toString('base64'),
     cert: squatter.cert,
     key: squatter.key,

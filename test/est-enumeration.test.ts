@@ -10,8 +10,9 @@ import { makeCsr, memoryLogger, requireCommand, tempDir } from './helpers.js';
 import { connect, enroll, inbox, testGateway, waitFor } from './mqtt-helpers.js';
 import { est, type Reply } from './est-helpers.js';
 import { UNAUTHENTICATED_REFUSAL } from '../ca/index.js';
+import { EST_PATHS, TPM_SIGNATURE_HEADER } from '../protocol/index.js';
 
-const ENROLL = '/.well-known/est/simpleenroll';
+const ENROLL = EST_PATHS.simpleenroll;
 const IDS = ['dev-active', 'dev-tpm', 'dev-revoked', 'dev-unclaimed', 'nobody'] as const;
 
 /** What a client can observe of a refusal (Date aside). */
@@ -54,7 +55,7 @@ for (const claim of [true, false]) {
       const localAddress = `127.0.3.${i + 1}`;
       const csr = makeCsr(work, `/CN=${id}`).der;
       // A CSR "signed by the TPM" with the attacker's key: the TPM-only recovery path.
-      answers.push([`${id} + TPM signature`, await est(gw, ENROLL, { body: csr.toString('base64'), localAddress, headers: { 'X-Wott-Tpm-Signature': attackerSig(csr) } })]);
+      answers.push([`${id} + TPM signature`, await est(gw, ENROLL, { body: csr.toString('base64'), localAddress, headers: { [TPM_SIGNATURE_HEADER]: attackerSig(csr) } })]);
       // No credentials at all: claim mode's path (an unknown id would simply enroll there, as claim mode means).
       if (!claim || id !== 'nobody') answers.push([`${id} without credentials`, await est(gw, ENROLL, { body: csr.toString('base64'), localAddress })]);
     }
@@ -75,7 +76,7 @@ for (const claim of [true, false]) {
 
     // Legitimate devices are unaffected: TPM recovery with the real TPM key, and a token enrollment on MQTT.
     const recovery = makeCsr(work, '/CN=dev-tpm').der;
-    const recovered = await est(gw, ENROLL, { body: recovery.toString('base64'), headers: { 'X-Wott-Tpm-Signature': tpmSign(recovery).toString('base64') } });
+    const recovered = await est(gw, ENROLL, { body: recovery.toString('base64'), headers: { [TPM_SIGNATURE_HEADER]: tpmSign(recovery).toString('base64') } });
     t.equal(recovered.status, 200, 'the TPM device recovers');
     const creds = await enroll(gw, work, 'dev-new');
     const client = await connect(gw, creds);

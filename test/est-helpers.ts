@@ -2,6 +2,7 @@
 import { Agent, request } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { makeCsr, openssl } from './helpers.js';
+import { EST_PATHS } from '../protocol/index.js';
 
 export interface Reply {
   status: number;
@@ -92,7 +93,7 @@ export async function claimEnroll(
   localAddress?: string,
 ): Promise<{ reply: Reply; creds?: { id: string; key: string; cert: string; ca: string; serial: string } }> {
   const { der, keyPath } = makeCsr(dir, `/CN=${id}`);
-  const reply = await est(gw, '/.well-known/est/simpleenroll', { body: der.toString('base64'), ...(localAddress ? { localAddress } : {}) });
+  const reply = await est(gw, EST_PATHS.simpleenroll, { body: der.toString('base64'), ...(localAddress ? { localAddress } : {}) });
   if (reply.status !== 200) return { reply };
   const cert = certFromReply(reply.body);
   return { reply, creds: { id, key: readFileSync(keyPath, 'utf8'), cert, ca: gw.caPem, serial: serialOf(cert) } };

@@ -7,6 +7,7 @@ import t from 'tap';
 import { makeCsr, memoryLogger, requireCommand, tempDir } from './helpers.js';
 import { enroll, testGateway } from './mqtt-helpers.js';
 import { est } from './est-helpers.js';
+import { EST_PATHS } from '../protocol/index.js';
 
 type Line = { level: string; obj: Record<string, unknown>; msg?: string };
 
@@ -22,9 +23,9 @@ t.test('a flood of refused EST requests is summarised, secrets never logged', as
   for (let i = 0; i < N; i++) {
     await Promise.all([
       // Token guesses (the password must never reach the log) ...
-      est(target, '/.well-known/est/simpleenroll', { body: csr, auth: `victim:${secret}-${i}` }),
+      est(target, EST_PATHS.simpleenroll, { body: csr, auth: `victim:${secret}-${i}` }),
       // ... renewals without a certificate, and random paths with a secret-looking query string.
-      est(target, '/.well-known/est/simplereenroll', { body: csr }),
+      est(target, EST_PATHS.simplereenroll, { body: csr }),
       est(target, `/nope-${i}?token=${secret}`),
     ]);
   }

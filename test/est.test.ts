@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { CertificateAuthority, MAX_BODY_BYTES } from '../ca/index.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import { inventorySnapshot, makeCsr, makeKey, openssl, requireCommand, tempDir, writeTemp, csrWithKey } from './helpers.js';
+import { CRL_PATH, EST_PATHS, EST_PREFIX } from '../protocol/index.js';
 
 const DAY = 86_400_000;
 const execFileP = promisify(execFile);
@@ -88,7 +89,7 @@ t.test('curl + openssl: cacerts -> simpleenroll with a token -> simplereenroll -
   const p = (name: string) => join(work, name);
 
   // Bootstrap trust: fetch the CA certificates, then compare the root fingerprint out of band.
-  const cacerts = await curl('-k', `${base}/.well-known/est/cacerts`);
+  const cacerts = await curl('-k', `${base}${EST_PATHS.cacerts}`);
   openssl(['pkcs7', '-inform', 'DER', '-print_certs', '-out', p('cacerts.pem')], Buffer.from(cacerts.toString(), 'base64'));
   const pem = readFileSync(p('cacerts.pem'), 'utf8');
   t.equal(pem.match(/BEGIN CERTIFICATE/g)?.length, 2, 'intermediate and root');
@@ -98,24 +99,24 @@ t.test('curl + openssl: cacerts -> simpleenroll with a token -> simplereenroll -
   openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p('dev.key')]);
   const csr = openssl(['req', '-new', '-key', p('dev.key'), '-subj', '/CN=dev1', '-outform', 'DER']);
   writeTemp(work, 'dev.csr.b64', csr.toString('base64').replace(/.{64}/g, '$&\n'));
-  const enrolled = await curl('--cacert', p('cacerts.pem'), '-u', `dev1:${token}`, '-H', 'Content-Type: application/pkcs10', '-H', 'Content-Transfer-Encoding: base64', '--data-binary', `@${p('dev.csr.b64')}`, `${base}/.well-known/est/simpleenroll`);
+  const enrolled = await curl('--cacert', p('cacerts.pem'), '-u', `dev1:${token}`, '-H', 'Content-Type: application/pkcs10', '-H', 'Content-Transfer-Encoding: base64', '--data-binary', `@${p('dev.csr.b64')}`, `${base}${EST_PATHS.simpleenroll}`);
   openssl(['pkcs7', '-inform', 'DER', '-print_certs', '-out', p('dev.crt')], Buffer.from(enrolled.toString(), 'base64'));
   t.match(openssl(['verify', '-purpose', 'sslclient', '-CAfile', p('cacerts.pem'), p('dev.crt')]).toString(), /dev.crt: OK/);
 
   // Renewal over mTLS with the new certificate and a new key, base64 on one line this time.
   openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p('dev2.key')]);
   writeTemp(work, 'dev2.csr.b64', openssl(['req', '-new', '-key', p('dev2.key'), '-subj', '/CN=dev1', '-outform', 'DER']).toString('base64'));
-  const renewed = await curl('--cacert', p('cacerts.pem'), '--cert', p('dev.crt'), '--key', p('dev.key'), '--data-binary', `@${p('dev2.csr.b64')}`, `${base}/.well-known/est/simplereenroll`);
+  const renewed = await curl('--cacert', p('cacerts.pem'), '--cert', p('dev.crt'), '--key', p('dev.key'), '--data-binary', `@${p('dev2.csr.b64')}`, `${base}${EST_PATHS.simplereenroll}`);
   openssl(['pkcs7', '-inform', 'DER', '-print_certs', '-out', p('dev2.crt')], Buffer.from(renewed.toString(), 'base64'));
   t.match(openssl(['verify', '-purpose', 'sslclient', '-CAfile', p('cacerts.pem'), p('dev2.crt')]).toString(), /OK/);
   t.not(readFileSync(p('dev2.crt'), 'utf8'), readFileSync(p('dev.crt'), 'utf8'));
 
-  t.equal((await runCurl(work, ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', p('cacerts.pem'), `${base}/.well-known/est/csrattrs`])).toString(), '204');
+  t.equal((await runCurl(work, ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', p('cacerts.pem'), `${base}${EST_PATHS.csrattrs}`])).toString(), '204');
 
   // Revoke through the CLI code path's CA object; the served CRL must make openssl refuse the certificate.
   const serial = openssl(['x509', '-in', p('dev2.crt'), '-noout', '-serial']).toString().trim().split('=')[1]!;
   await gw.ca.revoke({ serial });
-  writeTemp(work, 'crl.der', await curl('--cacert', p('cacerts.pem'), `${base}/crl`));
+  writeTemp(work, 'crl.der', await curl('--cacert', p('cacerts.pem'), `${base}${CRL_PATH}`));
   openssl(['crl', '-inform', 'DER', '-in', p('crl.der'), '-out', p('crl.pem')]);
   let verdict = '';
   try {
@@ -135,8 +136,8 @@ t.test('hostile input: a clear 4xx and an unchanged inventory', async (t) => {
   const ca = gw.ca.caCertificates().map((c) => c.toString()).join('');
   const b64 = (der: Buffer) => der.toString('base64');
   const enroll = (body: string | Buffer, auth?: string, headers?: Record<string, string>) =>
-    est(base, '/.well-known/est/simpleenroll', { body, auth, ca, headers });
-  const reenroll = (body: string | Buffer, cert?: string, key?: string) => est(base, '/.well-known/est/simplereenroll', { body, cert, key, ca });
+    est(base, EST_PATHS.simpleenroll, { body, auth, ca, headers });
+  const reenroll = (body: string | Buffer, cert?: string, key?: string) => est(base, EST_PATHS.simplereenroll, { body, cert, key, ca });
 
   // Set-up: devices with certificates in every state we need.
   const keyA = makeKey(work);
@@ -194,8 +195,8 @@ t.test('hostile input: a clear 4xx and an unchanged inventory', async (t) => {
     ['reenroll with a cert from another CA', () => reenroll(b64(makeCsr(work, '/CN=dev-a').der), foreign.pem, pemOf(keyForeign)), 401, /client certificate rejected/],
     ['reenroll without a client cert', () => reenroll(b64(makeCsr(work, '/CN=dev-a').der)), 401, /requires the current client certificate/],
     ['reenroll with the same key', () => reenroll(b64(csrWithKey(keyA, '/CN=dev-a')), a.pem, pemOf(keyA)), 400, /new key/],
-    ['GET on simpleenroll', () => est(base, '/.well-known/est/simpleenroll', { ca }), 405, /accepts POST only/],
-    ['unknown path', () => est(base, '/.well-known/est/../../etc/passwd', { ca }), 404, /no such endpoint/],
+    ['GET on simpleenroll', () => est(base, EST_PATHS.simpleenroll, { ca }), 405, /accepts POST only/],
+    ['unknown path', () => est(base, `${EST_PREFIX}/../../etc/passwd`, { ca }), 404, /no such endpoint/],
   ];
   for (const [name, run, status, reason] of cases) {
     const reply = await run();
@@ -215,11 +216,11 @@ t.test('claim mode: unauthenticated enrollment over EST, then wott device claim'
   const { gw, base } = await gateway(t, true);
   const work = tempDir(t);
   const ca = gw.ca.caCertificates().map((c) => c.toString()).join('');
-  const reply = await est(base, '/.well-known/est/simpleenroll', { body: makeCsr(work, '/CN=sensor-1').der.toString('base64'), ca });
+  const reply = await est(base, EST_PATHS.simpleenroll, { body: makeCsr(work, '/CN=sensor-1').der.toString('base64'), ca });
   t.equal(reply.status, 200);
   t.match(openssl(['x509', '-noout', '-subject'], certFromReply(reply.body)).toString(), /CN = sensor-1/);
   t.equal(gw.ca.inventory.device('sensor-1')?.state, 'unclaimed');
-  const again = await est(base, '/.well-known/est/simpleenroll', { body: makeCsr(work, '/CN=sensor-1').der.toString('base64'), ca });
+  const again = await est(base, EST_PATHS.simpleenroll, { body: makeCsr(work, '/CN=sensor-1').der.toString('base64'), ca });
   t.equal(again.status, 401, 'a known device cannot re-enroll unauthenticated');
   gw.ca.claimDevice('sensor-1');
   t.equal(gw.ca.inventory.device('sensor-1')?.state, 'active');

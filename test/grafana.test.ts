@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { collectOs, collectPackages } from '../agent/collectors/index.js';
 import { renderDashboards } from '../grafana/index.js';
-import { CveStore, StoreMatcher, updateCveStore } from '../scoring/cve/index.js';
+import { CveStore, StoreMatcher, updateCveStore } from '../vuln/index.js';
 import { behaviourPoint, findingPoints, InfluxWriter, loadModel, ScoreEngine, scorePoint, type CaFacts } from '../scoring/index.js';
 import { tempDir } from './helpers.js';
 import { run } from './mqtt-helpers.js';

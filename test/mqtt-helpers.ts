@@ -7,7 +7,7 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import type { PolicyRule } from '../broker/index.js';
-import { topics } from '../protocol/index.js';
+import { EST_PATHS, topics } from '../protocol/index.js';
 import { makeCsr, openssl, tempDir } from './helpers.js';
 
 type T = Parameters<typeof tempDir>[0];
@@ -66,7 +66,7 @@ export async function enroll(gw: Gateway & { dir: string; caPem: string }, dir: 
   const token = gw.ca.createToken(id).token;
   const { der, keyPath } = makeCsr(dir, `/CN=${id}`);
   const body = await new Promise<string>((resolve, reject) => {
-    const req = request(`https://localhost:${gw.httpsPort}/.well-known/est/simpleenroll`, { method: 'POST', ca: gw.caPem, auth: `${id}:${token}` }, (res) => {
+    const req = request(`https://localhost:${gw.httpsPort}${EST_PATHS.simpleenroll}`, { method: 'POST', ca: gw.caPem, auth: `${id}:${token}` }, (res) => {
       let data = '';
       res.on('data', (c) => (data += c));
       res.on('end', () => (res.statusCode === 200 ? resolve(data) : reject(new Error(`enroll ${id}: ${res.statusCode} ${data}`))));

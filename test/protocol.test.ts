@@ -1,9 +1,13 @@
 import t from 'tap';
 import {
   assertDeviceId,
+  CRL_PATH,
   deviceUri,
+  EST_PATHS,
+  identityFromNames,
   isDeviceId,
   parseDeviceUri,
+  parseServiceCommonName,
   parseServiceUri,
   serviceCommonName,
   serviceUri,
@@ -13,6 +17,8 @@ import {
   isProtocolTopic,
   parseMessage,
   scoreMessageSchema,
+  TPM_KEY_HEADER,
+  TPM_SIGNATURE_HEADER,
 } from '../protocol/index.js';
 
 t.test('device ids follow the DESIGN rule', async (t) => {
@@ -36,6 +42,29 @@ t.test('device and service URIs round-trip and do not collide', async (t) => {
   t.equal(parseServiceUri('urn:wott:service:root:main'), undefined);
   t.equal(parseServiceUri('urn:wott:service:scoring:main:extra'), undefined);
   t.equal(parseServiceUri('urn:wott:device:dev1'), undefined);
+});
+
+t.test('service common names and certificate names are parsed in one place', async (t) => {
+  t.same(parseServiceCommonName('scoring:main'), { role: 'scoring', name: 'main' });
+  for (const bad of ['dev1', 'root:main', 'scoring:', 'scoring:BAD', 'scoring:main:extra', ':main']) t.equal(parseServiceCommonName(bad), undefined, bad);
+  t.same(identityFromNames('dev1', ['urn:wott:device:dev1']), { kind: 'device', id: 'dev1' });
+  t.same(identityFromNames('admin:ops', ['urn:wott:service:admin:ops']), { kind: 'service', role: 'admin', name: 'ops', id: 'admin:ops' });
+  t.match(identityFromNames('dev1', ['urn:wott:device:dev2']), { error: /does not match its SAN URI/ });
+  t.match(identityFromNames('dev1', ['urn:wott:device:dev1', 'urn:wott:device:dev1']), { error: /does not match/ });
+  t.match(identityFromNames('admin:ops', ['urn:wott:service:scoring:ops']), { error: /neither a device id nor a service identity/ });
+  t.match(identityFromNames('admin:ops', []), { error: /neither/ });
+});
+
+t.test('EST paths and TPM headers are the wire values agents and the CA agree on', async (t) => {
+  t.same(EST_PATHS, {
+    cacerts: '/.well-known/est/cacerts',
+    csrattrs: '/.well-known/est/csrattrs',
+    simpleenroll: '/.well-known/est/simpleenroll',
+    simplereenroll: '/.well-known/est/simplereenroll',
+  });
+  t.equal(CRL_PATH, '/crl');
+  t.equal(TPM_KEY_HEADER, 'x-wott-tpm-key');
+  t.equal(TPM_SIGNATURE_HEADER, 'x-wott-tpm-signature');
 });
 
 t.test('topics are built and parsed in one place', async (t) => {

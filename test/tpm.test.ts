@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { AgentStore, RenewalLoop, TpmKey, createCsr, simpleEnroll, simpleReenroll, tpmHeaders, tpmRefresh } from '../agent/index.js';
-import { telemetrySchema, topicFilters, type Telemetry } from '../protocol/index.js';
+import { telemetrySchema, topicFilters, TPM_KEY_HEADER, TPM_SIGNATURE_HEADER, type Telemetry } from '../protocol/index.js';
 import { CLI, inventorySnapshot, requireCommand, tempDir } from './helpers.js';
 import { connect, run, serviceCredentials, testGateway, waitFor } from './mqtt-helpers.js';
 
@@ -162,7 +162,7 @@ t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
     'renewal signed by another P-256 key refused',
   );
   await t.rejects(
-    simpleReenroll(server, caPem, current.keyPem, current.certPem, csr, { 'X-Wott-Tpm-Signature': '!!not base64!!' }),
+    simpleReenroll(server, caPem, current.keyPem, current.certPem, csr, { [TPM_SIGNATURE_HEADER]: '!!not base64!!' }),
     { status: 400, message: /base64/ },
     'bad base64 refused',
   );
@@ -212,7 +212,7 @@ t.test('token enrollment with a TPM key: checked before anything is recorded', a
   });
   const caPem = gw.caPem;
   const server = `https://localhost:${gw.httpsPort}`;
-  await t.rejects(simpleEnroll(server, caPem, 'tpm-2', token, csr, { 'X-Wott-Tpm-Key': 'a', 'X-Wott-Tpm-Signature': 'b' }), { status: 400, message: /base64/ });
+  await t.rejects(simpleEnroll(server, caPem, 'tpm-2', token, csr, { [TPM_KEY_HEADER]: 'a', [TPM_SIGNATURE_HEADER]: 'b' }), { status: 400, message: /base64/ });
   t.same(inventorySnapshot(gw.dir), before, 'refusals changed nothing (token still unused)');
   const cert = await simpleEnroll(server, caPem, 'tpm-2', token, csr, tpmHeaders(sign('sha256', csr, { key: tpmish.privateKey, dsaEncoding: 'der' }), spki));
   t.match(cert.subject, /CN=tpm-2/);

@@ -1,6 +1,7 @@
 /** Installed dpkg packages, automatic security updates and known-insecure services. */
 import { createHash } from 'node:crypto';
 import type { PackageEntry } from '../../protocol/index.js';
+import { parseDpkgStatus } from '../../vuln/dpkg-status.js';
 import { listDir, readBounded, readText, under } from './fs.js';
 
 export interface PackagesState {
@@ -12,37 +13,6 @@ export interface PackagesState {
 
 const MAX_STATUS_BYTES = 64 * 1024 * 1024; // a large desktop's status file is ~5 MB
 const MAX_PACKAGES = 20_000;
-const NAME = /^[a-z0-9][a-z0-9+.-]*$/;
-const VERSION = /^[A-Za-z0-9.+~:-]+$/;
-
-/** Parses dpkg's status file; stanzas that are not installed or not well-formed are skipped. */
-export function parseDpkgStatus(text: string, truncated = false): PackageEntry[] {
-  const stanzas = text.split(/\n\s*\n/);
-  // A cut-off last stanza may carry a cut-off version.
-  if (truncated) stanzas.pop();
-  const out: PackageEntry[] = [];
-  for (const stanza of stanzas) {
-    const fields = new Map<string, string>();
-    for (const line of stanza.split('\n')) {
-      if (line.startsWith(' ') || line.startsWith('\t')) continue; // continuation (descriptions, conffiles)
-      const m = /^([A-Za-z0-9-]+):\s*(.*)$/.exec(line);
-      if (m && !fields.has(m[1]!.toLowerCase())) fields.set(m[1]!.toLowerCase(), m[2]!.trim());
-    }
-    if (fields.get('status') !== 'install ok installed') continue;
-    const name = fields.get('package');
-    const version = fields.get('version');
-    if (!name || !version || name.length > 128 || version.length > 128 || !NAME.test(name) || !VERSION.test(version)) continue;
-    // "Source: name (version)" when the source version differs from the binary's.
-    const sourceField = fields.get('source') ?? '';
-    const sourceName = sourceField.split(/\s+/)[0];
-    const source = sourceName && sourceName.length <= 128 && NAME.test(sourceName) ? sourceName : name;
-    // CVE data is keyed by source version; a binNMU (+b1) or a renamed binary carries its own version.
-    const sourceVersion = /\(([^)\s]+)\)$/.exec(sourceField)?.[1];
-    out.push(sourceVersion && sourceVersion !== version && sourceVersion.length <= 128 && VERSION.test(sourceVersion) ? { name, source, version, sourceVersion } : { name, source, version });
-  }
-  return out;
-}
-
 function line(p: PackageEntry): string {
   return `${p.name} ${p.source} ${p.version}\n`;
 }

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { loadModel } from '../../scoring/index.js';
-import { topics, type ScoreMessage } from '../../protocol/index.js';
+import { EST_PATHS, topics, type ScoreMessage } from '../../protocol/index.js';
 import type { PolicyRule } from '../../broker/index.js';
 import { makeCsr, openssl, requireCommand, tempDir } from '../helpers.js';
 import { barrier, connect, connectError, enroll, inbox, POLICIES, serviceCredentials, setScore, subscribeGrant, testGateway, waitFor } from '../mqtt-helpers.js';
@@ -101,7 +101,7 @@ t.test('a superseded certificate is refused at the handshake and its live sessio
 
   // Renewal supersedes too: the renewed-away certificate stops working, its successor works.
   const { der, keyPath } = makeCsr(dir, '/CN=meter');
-  const reply = await est(gw, '/.well-known/est/simplereenroll', { body: der.toString('base64'), key: second.key, cert: second.cert });
+  const reply = await est(gw, EST_PATHS.simplereenroll, { body: der.toString('base64'), key: second.key, cert: second.cert });
   t.equal(reply.status, 200, reply.body);
   const renewedPem = certFromReply(reply.body);
   await waitFor(() => current.disconnected || !current.connected, 'the session of the renewed-away certificate closes');

@@ -1,4 +1,4 @@
-/** CVE matching of Debian packages against offline vulnerability data (Debian Security Tracker JSON, OSV). */
+/** vuln/: CVE matching of Debian packages (dpkg status and version order) against offline vulnerability data (Debian Security Tracker JSON, OSV), and its store. */
 export { compareDebianVersions, compareParsedVersions, formatDebianVersion, InvalidVersionError, isValidDebianVersion, parseDebianVersion, verrevcmp, type DebianVersion } from './dpkg-version.js';
 export {
   codenameForVersion,
@@ -36,6 +36,6 @@ export {
   type InventoryEntry,
   type OsRelease,
 } from './match.js';
-export { inventoryFromDpkgStatus } from './inventory.js';
+export { inventoryFromDpkgStatus, parseDpkgStatus } from './dpkg-status.js';
 export { CveStore, CveStoreError, StoreMatcher, type FeedOrigin, type LoadRecord } from './store.js';
 export { decodeFeed, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_MS, fetchBounded, parseInput, readFeedInputs, updateCveStore, type UpdateOptions } from './update.js';

@@ -6,9 +6,9 @@
  */
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { ensurePrivateDir } from '../../lib/private.js';
-import { openPrivateDatabase } from '../../lib/sqlite.js';
-import type { ListeningSocket } from '../../protocol/index.js';
+import { ensurePrivateDir } from '../lib/private.js';
+import { openPrivateDatabase } from '../lib/sqlite.js';
+import type { ListeningSocket } from '../protocol/index.js';
 import type { CveEntry, FeedFormat, FeedStats, Severity } from './feed.js';
 import { buildIndex, matchPackages, type CveFinding, type CveIndex, type InventoryEntry, type OsRelease } from './match.js';
 

@@ -1,9 +1,10 @@
 /** Crash-safe file writes: a reader sees the old file or the new one, never half of one. */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, mkdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, writeSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { randomBytes, X509Certificate } from 'node:crypto';
-import { isPrivate, PRIVATE_DIR_MODE } from '../lib/private.js';
+import { randomBytes } from 'node:crypto';
+import { isPrivate, PRIVATE_DIR_MODE } from './private.js';
 
+/** Makes a rename or a new file in `dir` durable: fsyncs the directory itself. */
 function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
@@ -47,28 +48,4 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o64
 export function renameDirAtomic(from: string, to: string): void {
   renameSync(from, to);
   fsyncDir(dirname(to));
-}
-
-/** The subject CN of a PEM certificate. */
-export function certificateCommonName(pem: string): string | undefined {
-  return /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(pem).subject)?.[1];
-}
-
-/**
- * What `wott ca service --role ROLE --out DIR` wrote ({role}.key, {role}.crt, ca.crt), checked to be a
- * certificate of that role (CN `{role}:{name}`).
- */
-export function readServiceCredentials(dir: string, role: string): { key: string; cert: string; ca: string; identity: string } {
-  const read = (name: string, what: string) => {
-    try {
-      return readFileSync(join(dir, name), 'utf8');
-    } catch (err) {
-      throw new Error(`cannot read the ${what} ${join(dir, name)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    }
-  };
-  const cert = read(`${role}.crt`, 'certificate');
-  const identity = certificateCommonName(cert);
-  const article = /^[aeiou]/.test(role) ? 'an' : 'a';
-  if (!identity?.startsWith(`${role}:`)) throw new Error(`${join(dir, `${role}.crt`)} is not ${article} ${role} service certificate (CN ${identity ?? 'missing'})`);
-  return { key: read(`${role}.key`, 'key'), cert, ca: read('ca.crt', 'CA chain'), identity };
 }

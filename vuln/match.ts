@@ -2,7 +2,7 @@
  * Matching a device's installed packages against the CVE index: by Debian *source* package (the unit the
  * tracker and OSV key on) within the device's release, with dpkg's exact version order. Pure: no I/O.
  */
-import type { ListeningSocket, PackageEntry } from '../../protocol/index.js';
+import type { ListeningSocket, PackageEntry } from '../protocol/index.js';
 import { compareParsedVersions, parseDebianVersion, type DebianVersion } from './dpkg-version.js';
 import { codenameForVersion, isKnownCodename, severityRank, type CveEntry, type Severity } from './feed.js';
 
