@@ -62,6 +62,7 @@ export class InventoryTrustSource implements TrustSource {
 
   /** Applies what changed; returns whether anything the broker enforces did. */
   refresh(): boolean {
+    if (!this.db.open) return false; // closed while a wake-up was pending
     const version = this.db.pragma('data_version', { simple: true }) as number;
     if (version === this.version) return false;
     this.version = version;

@@ -190,7 +190,18 @@ export class Inventory {
 
   /** Runs `fn` in one IMMEDIATE transaction (takes the write lock first, so concurrent writers queue, not fail). */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    const result = this.db.transaction(fn).immediate();
+    // Followers in this process (the broker's trust source) are woken at once, not at their next poll. Deferred, so
+    // that their enforcement never runs inside the writer's own call.
+    if (this.commitListeners.length > 0 && !this.db.inTransaction) setImmediate(() => this.commitListeners.forEach((l) => l()));
+    return result;
+  }
+
+  private readonly commitListeners: Array<() => void> = [];
+
+  /** Called (deferred) after each transaction this connection commits. */
+  onCommit(listener: () => void): void {
+    this.commitListeners.push(listener);
   }
 
   /** Changes whenever another connection commits: a cheap way for the gateway to notice CLI commands. */

@@ -261,12 +261,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   // MQTT over TLS. The handshake accepts any certificate so that the plugin can record who failed (by CN) before
   // refusing; nothing reaches MQTT unless acceptTls() has verified chain, identity and revocation.
+  // Changes made by other processes (the CLI) are noticed by polling; this process's own writes wake it at once.
+  const inventoryTrust = new InventoryTrustSource(options.dataDir, options.trustPollMs ?? 200);
+  ca.inventory.onCommit(() => inventoryTrust.refresh());
   const plugin = new WottPlugin({
     policies: options.policies,
     initialScore: options.initialScore,
     onDowngrade: options.onDowngrade,
     eventIntervalMs: options.eventIntervalMs,
-    trust: new InventoryTrustSource(options.dataDir, options.trustPollMs ?? 200),
+    trust: inventoryTrust,
     ...(options.limits ? { limits: options.limits } : {}),
     log,
     metrics,

@@ -144,7 +144,12 @@ t.test('unclaimed devices nobody claims expire: revoked, on the CRL, kicked off 
   const rows = gw.ca.inventory.certificates({ deviceId: 'squatter-1' });
   t.same(rows.map((r) => r.status), ['revoked'], 'its certificate is revoked');
   t.same(gw.ca.inventory.revocations().filter((r) => r.serial === squatter.serial).map((r) => r.reason), ['privilegeWithdrawn']);
-  const crl = await getBytes(gw, CRL_PATH);
+  // The broker is woken by the revocation's commit; the new CRL follows a moment later (it is signed after it).
+  let crl = await getBytes(gw, CRL_PATH);
+  for (let i = 0; i < 100 && !crlSerials(crl.body).includes(squatter.serial); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    crl = await getBytes(gw, CRL_PATH);
+  }
   t.ok(crlSerials(crl.body).includes(squatter.serial), 'the CRL lists it');
   const expiredLines = (log.lines as Array<{ obj: { devices?: string[] }; msg?: string }>).filter((l) => l.msg === 'unclaimed devices expired: certificates revoked');
   t.same(expiredLines.map((l) => l.obj.devices), [['squatter-1']], 'the operator sees it in the log');

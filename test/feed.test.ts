@@ -110,3 +110,18 @@ t.test('a follower further behind than the kept feed reloads everything', async 
   t.ok(trust.refresh(), 'the follower notices');
   t.equal(trust.deviceState('watched'), 'quarantined', 'and has the current state after its full reload');
 });
+
+t.test("the gateway's own writes wake the broker at once (no poll needed)", async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { trustPollMs: 3_600_000 }); // polling would take an hour
+  const dir = tempDir(t);
+  const creds = await enroll(gw, dir, 'woken');
+  const c = await connect(gw, creds);
+  const closed = new Promise((r) => c.once('close', r));
+  await gw.ca.revoke({ deviceId: 'woken' });
+  await closed;
+  t.pass('closed without waiting for a poll');
+  const other = await enroll(gw, dir, 'woken-2');
+  gw.ca.setQuarantine(other.id, true);
+  await waitFor(() => gw.plugin.deviceState(other.id) === 'quarantined', 'quarantine applied without a poll');
+});
