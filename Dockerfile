@@ -6,6 +6,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 make g+
 COPY package.json package-lock.json tsconfig.json ./
 COPY lib lib
 COPY protocol protocol
+COPY policy policy
 COPY ca ca
 COPY broker broker
 COPY agent agent

@@ -26,7 +26,7 @@ import { identityFromCertificate, type Identity } from './identity.js';
 import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial } from './limits.js';
 import { PacketGuard } from './packet-guard.js';
 import { namespaceForward, namespacePublish, namespaceSubscribe } from './namespace.js';
-import { PolicyEngine, type Action, type Decision, type PolicyRule } from './policy.js';
+import { PolicyEngine, type Action, type Decision, type PolicyRule } from '../policy/index.js';
 import { staticTrustSource, type TrustSource } from './trust.js';
 
 export interface PluginLogger {

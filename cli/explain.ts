@@ -8,7 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { PRIVATE_KEY_MODE, writeFileAtomic, type CertificateAuthority } from '../ca/index.js';
-import { staticTrustSource, WottPlugin, type Action } from '../broker/index.js';
+import { staticTrustSource, WottPlugin } from '../broker/index.js';
+import type { Action } from '../policy/index.js';
 import { assertDeviceId, parseMessage, scoreMessageSchema, topics } from '../protocol/index.js';
 import type { WottConfig } from './config.js';
 

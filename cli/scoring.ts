@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
 import type { GatewayScoringOptions } from '../gateway/index.js';
-import { policyThresholds } from '../broker/index.js';
+import { policyThresholds } from '../policy/index.js';
 import { readServiceCredentials } from '../ca/index.js';
 import { isDeviceId } from '../protocol/index.js';
 import { mqttBus, scoringPaths, ScoringStore, startScoring, type StoredScore } from '../scoring/index.js';

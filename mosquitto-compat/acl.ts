@@ -27,7 +27,7 @@
  * refused by Mosquitto where Aedes grants it — never the other way round for what gets delivered.
  */
 import { namespaceSubscribe } from '../broker/namespace.js';
-import { DEVICE_PLACEHOLDER, filtersOverlap, PolicyEngine, policyThresholds, type PolicyRule } from '../broker/policy.js';
+import { DEVICE_PLACEHOLDER, filtersOverlap, PolicyEngine, policyThresholds, type PolicyRule } from '../policy/index.js';
 import { assertDeviceId, deviceFilters, NAMESPACE, topicFilters, topics, type DeviceState, type ServiceRole } from '../protocol/index.js';
 
 export const ACL_TYPES = [

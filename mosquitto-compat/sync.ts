@@ -32,7 +32,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { z } from 'zod';
-import type { PolicyRule } from '../broker/policy.js';
+import type { PolicyRule } from '../policy/index.js';
 import { certificateCommonName, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
 import {
   isDeviceId,
