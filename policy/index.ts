@@ -4,3 +4,5 @@
  */
 export { PolicyEngine, policyRuleSchema, policyThresholds, filterProblem, filtersOverlap, witnessTopic, DEVICE_PLACEHOLDER } from './engine.js';
 export type { PolicyRule, Decision, Action } from './engine.js';
+export { stateCeiling, effectiveScore, enforcedScoreMessage, isRestricted, restrictedTopic, restrictionReason } from './effective-score.js';
+export type { StateCeiling } from './effective-score.js';
