@@ -46,23 +46,22 @@ t.test('score show, score history, policy explain and the broker agree for activ
   t.equal(gw.plugin.deviceState(devices.unclaimed), 'unclaimed');
   await clients[0]!.publishAsync(topics.telemetry(devices.active), JSON.stringify(fixtureTelemetry('debian12-hardened', devices.active, 1, Date.now())), { qos: 1 });
 
-  const show = async (id: string) => {
-    const r = await run('node', [CLI, 'score', 'show', id, '--json', '--data', gw.dir]);
-    return r.code === 0 ? (JSON.parse(r.stdout) as { message: { score: number; factors: Array<{ id: string }> }; state?: string }) : undefined;
+  type Shown = { message: { score: number; factors: Array<{ id: string }> }; state?: string };
+  const show = async (id: string): Promise<Shown | string> => {
+    const r = await run('node', [CLI, 'score', 'show', id, '--json', '--data', gw.dir], 30_000);
+    return r.code === 0 ? (JSON.parse(r.stdout) as Shown) : `score show ${id}: exit ${r.code}: ${r.stderr}`;
   };
   // Every device has a stored score (their connects are behaviour events), the active one from its telemetry.
   await waitFor(() => gw.plugin.effectiveScore(devices.active) >= 0.9, 'the hardened score in the broker');
-  await Promise.all(
-    Object.values(devices).map(async (id) => {
-      for (let i = 0; i < 100; i++) {
-        const shown = await show(id);
-        if (shown && (id !== devices.active || shown.message.score === gw.plugin.effectiveScore(id))) return;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }),
-  );
-  const before = await show(devices.quarantined);
-  t.equal(before?.message.score, 0.5, 'active, no telemetry yet: the prior');
+  for (const id of Object.values(devices)) {
+    let shown = await show(id);
+    for (let i = 0; i < 100 && (typeof shown === 'string' || (id === devices.active && shown.message.score !== gw.plugin.effectiveScore(id))); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      shown = await show(id);
+    }
+    if (typeof shown === 'string') t.fail(shown);
+    else if (id === devices.quarantined) t.equal(shown.message.score, 0.5, 'active, no telemetry yet: the prior');
+  }
 
   // The state changes; scoring is not told (it learns when it next recomputes the device): the broker is at once.
   gw.ca.setQuarantine(devices.quarantined, true);
@@ -71,22 +70,20 @@ t.test('score show, score history, policy explain and the broker agree for activ
 
   const explain = async (id: string) => {
     const args = ['policy', 'explain', '--device', id, '--topic', 'weather/x', '--action', 'publish', '--data', gw.dir, '--config', config, '--mqtt-port', String(gw.mqttPort), '--json'];
-    return JSON.parse((await run('node', [CLI, ...args])).stdout) as { state: string; score: number; allowed: boolean; scoreSource: string };
+    return JSON.parse((await run('node', [CLI, ...args], 30_000)).stdout) as { state: string; score: number; allowed: boolean; scoreSource: string };
   };
-  // `policy explain` opens the CA (one at a time); the read-only score commands run at once (each is a process start).
-  const explained: Record<string, Awaited<ReturnType<typeof explain>>> = {};
-  for (const id of Object.values(devices)) explained[id] = await explain(id);
-  const printed = await Promise.all(
-    Object.entries(devices).map(async ([state, id]) => {
-      const [shown, text, history] = await Promise.all([
-        show(id),
-        run('node', [CLI, 'score', 'show', id, '--data', gw.dir]),
-        run('node', [CLI, 'score', 'history', id, '--data', gw.dir]),
-      ]);
-      return { state, id, shown: shown!, explained: explained[id]!, text: text.stdout, history: history.stdout.trim().split('\n') };
-    }),
-  );
-  for (const { state, id, shown, explained, text, history } of printed) {
+  // One command at a time, as an operator would type them.
+  const printed = [];
+  for (const [state, id] of Object.entries(devices)) {
+    const explained = await explain(id);
+    const shown = await show(id);
+    const text = (await run('node', [CLI, 'score', 'show', id, '--data', gw.dir], 30_000)).stdout;
+    const history = (await run('node', [CLI, 'score', 'history', id, '--data', gw.dir], 30_000)).stdout.trim().split('\n');
+    printed.push({ state, id, explained, text, history });
+    if (typeof shown === 'string') {
+      t.fail(shown);
+      continue;
+    }
     const broker = gw.plugin.effectiveScore(id);
     t.equal(shown.message.score, broker, `${state}: score show says what the broker enforces (${broker})`);
     t.equal(explained.score, broker, `${state}: policy explain too`);
