@@ -7,6 +7,7 @@ COPY package.json package-lock.json tsconfig.json ./
 COPY lib lib
 COPY protocol protocol
 COPY fleet fleet
+COPY policy policy
 COPY ca ca
 COPY broker broker
 COPY agent agent

@@ -26,7 +26,7 @@ import { identityFromCertificate, type Identity } from './identity.js';
 import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial } from './limits.js';
 import { PacketGuard } from './packet-guard.js';
 import { namespaceForward, namespacePublish, namespaceSubscribe } from './namespace.js';
-import { PolicyEngine, type Action, type Decision, type PolicyRule } from './policy.js';
+import { effectiveScore, isRestricted, PolicyEngine, restrictedTopic, restrictionReason, type Action, type Decision, type PolicyRule } from '../policy/index.js';
 import { staticTrustSource, type TrustSource } from './trust.js';
 
 export interface PluginLogger {
@@ -66,9 +66,6 @@ interface Activity {
 }
 
 const newActivity = (): Activity => ({ messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0, publishDenied: 0, subscribeDenied: 0, denialEvents: 0, suppressedEvents: 0 });
-const CEILING_ZERO: ReadonlySet<DeviceState | undefined> = new Set(['unclaimed', 'quarantined', 'revoked']);
-/** Devices that may only publish their own telemetry and read their own score, whatever the policies say. */
-const RESTRICTED: ReadonlySet<DeviceState | undefined> = new Set(['unclaimed', 'quarantined']);
 const MAX_TIMER_MS = 2_147_483_647;
 /** Aedes' AuthErrorCode is a const enum (unusable under isolatedModules): 2 = identifier rejected, 5 = not authorized. */
 const IDENTIFIER_REJECTED = 2;
@@ -172,14 +169,13 @@ export class WottPlugin {
 
   // ------------------------------------------------------------------ scores and identity
 
-  /** The score decisions use: the cached score, capped at 0 for unclaimed, quarantined and revoked devices. */
+  /** The score decisions use: the cached score under its state's ceiling (policy/effective-score.ts). */
   effectiveScore(device: string): number {
     return this.scoreIn(device, this.trust.deviceState(device));
   }
 
   private scoreIn(device: string, state: DeviceState | undefined): number {
-    if (CEILING_ZERO.has(state)) return 0;
-    return this.scores.get(device) ?? this.initialScore;
+    return effectiveScore(this.scores.get(device) ?? this.initialScore, state);
   }
 
   deviceState(device: string): DeviceState | undefined {
@@ -214,9 +210,8 @@ export class WottPlugin {
       : action === 'publish'
         ? this.policy.decide(topic, action, device, score)
         : this.policy.decideSubscribe(topic, device, score);
-    if (RESTRICTED.has(state)) {
-      const allowed = action === 'publish' ? topic === topics.telemetry(device) : topic === topics.scores(device);
-      return { ...decision, allowed, reason: `the device is ${state}: it may only publish its own telemetry and read its own score, whatever the rules say`, state };
+    if (isRestricted(state)) {
+      return { ...decision, allowed: topic === restrictedTopic(device, action), reason: restrictionReason(state), state };
     }
     return { ...decision, state };
   }
@@ -426,7 +421,7 @@ export class WottPlugin {
 
   /** Quarantined and unclaimed devices: their own telemetry (rate limited) and nothing else, whatever the rules. */
   private restrictedPublish(who: Identity, topic: string): { allowed: boolean; reason: string } {
-    if (topic !== topics.telemetry(who.id)) return { allowed: false, reason: `device "${who.id}" is ${this.trust.deviceState(who.id)}: it may only publish its own telemetry` };
+    if (topic !== restrictedTopic(who.id, 'publish')) return { allowed: false, reason: `device "${who.id}" is ${this.trust.deviceState(who.id)}: it may only publish its own telemetry` };
     if (this.telemetryRate.hit(who.id)) {
       const r = this.limits.restrictedTelemetry;
       return { allowed: false, reason: `device "${who.id}" is ${this.trust.deviceState(who.id)}: telemetry limited to ${r.max} per ${r.windowMs} ms` };
@@ -443,7 +438,7 @@ export class WottPlugin {
     let reason: string;
     let byNamespace = ns.applies;
     const state = who.kind === 'device' ? this.trust.deviceState(who.id) : undefined;
-    if (who.kind === 'device' && RESTRICTED.has(state)) ({ allowed, reason } = this.restrictedPublish(who, packet.topic)), (byNamespace = true);
+    if (who.kind === 'device' && isRestricted(state)) ({ allowed, reason } = this.restrictedPublish(who, packet.topic)), (byNamespace = true);
     else if (ns.applies) ({ allowed, reason } = ns);
     else if (who.kind === 'service') (allowed = false), (reason = `services publish only in the wott/ namespace`);
     else {
@@ -475,8 +470,8 @@ export class WottPlugin {
     let allowed: boolean;
     let reason: string;
     let byNamespace = ns.applies;
-    if (who.kind === 'device' && RESTRICTED.has(this.trust.deviceState(who.id))) {
-      allowed = sub.topic === topics.scores(who.id);
+    if (who.kind === 'device' && isRestricted(this.trust.deviceState(who.id))) {
+      allowed = sub.topic === restrictedTopic(who.id, 'subscribe');
       reason = allowed ? '' : `device "${who.id}" is ${this.trust.deviceState(who.id)}: it may only read its own score`;
       byNamespace = true;
     } else if (ns.applies) ({ allowed, reason } = ns);
@@ -494,7 +489,7 @@ export class WottPlugin {
     let allowed: boolean;
     // One state lookup per delivery: it decides both the restriction and the score ceiling.
     const state = who.kind === 'device' ? this.trust.deviceState(who.id) : undefined;
-    if (who.kind === 'device' && RESTRICTED.has(state)) allowed = packet.topic === topics.scores(who.id);
+    if (who.kind === 'device' && isRestricted(state)) allowed = packet.topic === restrictedTopic(who.id, 'subscribe');
     else {
       const ns = namespaceForward(who, packet.topic);
       if (ns.applies) allowed = ns.allowed;

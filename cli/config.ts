@@ -5,7 +5,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
-import { policyRuleSchema } from '../broker/policy.js';
+import { policyRuleSchema } from '../policy/index.js';
 import { durationSchema, loadModel, ModelError, type ScoreModel } from '../scoring/model.js';
 import { mosquittoSectionSchema } from '../mosquitto-compat/sync.js';
 import type { BrokerLimits, DeepPartial } from '../broker/index.js';

@@ -10,7 +10,8 @@ import mqtt from 'mqtt';
 import type { CertificateAuthority } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { staticTrustSource, WottPlugin, type Action } from '../broker/index.js';
+import { staticTrustSource, WottPlugin } from '../broker/index.js';
+import { stateCeiling, type Action } from '../policy/index.js';
 import { assertDeviceId, parseMessage, scoreMessageSchema, topics } from '../protocol/index.js';
 import type { WottConfig } from './config.js';
 
@@ -89,14 +90,14 @@ export async function explainDecision(ca: CertificateAuthority, config: WottConf
   try {
     if (live.score !== undefined) plugin.setScore(device, live.score);
     const decision = plugin.explain(device, topic, action);
-    const capped = state === 'unclaimed' || state === 'quarantined' || state === 'revoked';
+    const cap = stateCeiling(state);
     return {
       device,
       topic,
       action,
       state,
       score: decision.score,
-      scoreSource: capped ? `${live.source}; capped at 0 because the device is ${state}` : live.source,
+      scoreSource: cap ? `${live.source}; capped at ${cap.ceiling} because the device is ${state}` : live.source,
       rule: decision.rule?.topic,
       threshold: decision.threshold,
       allowed: decision.allowed,

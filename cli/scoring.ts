@@ -4,10 +4,10 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
 import type { GatewayScoringOptions } from '../gateway/index.js';
-import { policyThresholds } from '../broker/index.js';
+import { enforcedScoreMessage, policyThresholds, stateCeiling } from '../policy/index.js';
 import { readServiceCredentials } from '../ca/index.js';
-import { isDeviceId } from '../protocol/index.js';
-import { mqttBus, scoringPaths, ScoringStore, startScoring, type StoredScore } from '../scoring/index.js';
+import { isDeviceId, type DeviceState } from '../protocol/index.js';
+import { InventoryFacts, mqttBus, scoringPaths, ScoringStore, startScoring, type HistoryRow, type StoredScore } from '../scoring/index.js';
 import { loadConfig, type WottConfig } from './config.js';
 import { durationArg, LOG_REDACT, withData, type DataOptions } from './options.js';
 
@@ -39,9 +39,13 @@ export function scoringFromConfig(config: WottConfig): GatewayScoringOptions {
   };
 }
 
-export function formatScore(stored: StoredScore): string {
-  const m = stored.message;
-  const lines = [`${m.device}  score ${m.score.toFixed(3)}  (model ${m.modelVersion}, ${m.time})`, ''];
+/** `stored` as `wott score show` prints it: the message as the broker enforces it for a device in `state`. */
+export function formatScore(stored: StoredScore, state?: DeviceState): string {
+  const m = enforcedScoreMessage(stored.message, state);
+  const cap = stateCeiling(state);
+  const lines = [`${m.device}  score ${m.score.toFixed(3)}  (model ${m.modelVersion}, ${m.time})`];
+  if (cap) lines.push(`  capped at ${cap.ceiling} by the broker: the device is ${cap.state}`);
+  lines.push('');
   for (const f of m.factors) {
     const c = f.contribution === 0 ? '    ok' : f.contribution.toFixed(3).padStart(6);
     lines.push(`  ${c}  ${f.id.padEnd(26)} ${f.reason}`);
@@ -56,6 +60,19 @@ export function formatScore(stored: StoredScore): string {
     }
   }
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The device's CA state, read from the inventory beside the data, so that what we print is what the broker
+ * enforces: scoring learns of a quarantine only when it next recomputes the device.
+ */
+function deviceState(data: string, id: string): DeviceState | undefined {
+  const inventory = InventoryFacts.openIfPresent(resolve(data));
+  try {
+    return inventory?.facts(id)?.state;
+  } finally {
+    inventory?.close();
+  }
 }
 
 function openStore(data: string): ScoringStore | undefined {
@@ -111,12 +128,16 @@ export function registerScoringCommands(program: Command): void {
       const store = openStore(opts.data);
       try {
         const stored = store?.latest(id);
+        const state = deviceState(opts.data, id);
+        const cap = stateCeiling(state);
         if (!stored) {
-          process.stderr.write(`no score for ${id} yet (scoring publishes one once it hears from or about the device)\n`);
+          const enforced = cap ? `; the broker enforces ${cap.ceiling}: the device is ${cap.state}` : '';
+          process.stderr.write(`no score for ${id} yet (scoring publishes one once it hears from or about the device)${enforced}\n`);
           process.exitCode = 1;
           return;
         }
-        process.stdout.write(opts.json ? JSON.stringify(stored, null, 2) + '\n' : formatScore(stored));
+        const json = { ...stored, message: enforcedScoreMessage(stored.message, state), ...(state ? { state } : {}) };
+        process.stdout.write(opts.json ? JSON.stringify(json, null, 2) + '\n' : formatScore(stored, state));
       } finally {
         store?.close();
       }
@@ -131,18 +152,26 @@ export function registerScoringCommands(program: Command): void {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
       const store = openStore(opts.data);
       try {
-        const rows = store?.history(id, Date.now() - opts.since, 10_000) ?? [];
+        const rows: Array<HistoryRow & { state?: DeviceState }> = store?.history(id, Date.now() - opts.since, 10_000) ?? [];
         if (rows.length === 0) {
           process.stderr.write(`no score history for ${id} in that period\n`);
           process.exitCode = 1;
           return;
+        }
+        // Each row is what scoring published then. When the device's state now caps it lower (scoring has not
+        // recomputed since the quarantine, say), a last row says what the broker enforces now.
+        const cap = stateCeiling(deviceState(opts.data, id));
+        const last = rows[rows.length - 1]!;
+        if (cap && last.score > cap.ceiling) {
+          const contribution = Math.round((cap.ceiling - last.score) * 1000) / 1000;
+          rows.push({ time: Date.now(), score: cap.ceiling, model: last.model, factors: [{ id: `ceiling:${cap.state}`, contribution }], state: cap.state });
         }
         for (const r of rows) {
           const worst = r.factors.reduce<{ id: string; contribution: number } | undefined>((w, f) => (!w || f.contribution < w.contribution ? f : w), undefined);
           process.stdout.write(
             opts.json
               ? JSON.stringify({ ...r, time: new Date(r.time).toISOString() }) + '\n'
-              : `${new Date(r.time).toISOString()}  ${r.score.toFixed(3)}  ${worst && worst.contribution < 0 ? `${worst.id} ${worst.contribution}` : ''}\n`,
+              : `${new Date(r.time).toISOString()}  ${r.score.toFixed(3)}  ${worst && worst.contribution < 0 ? `${worst.id} ${worst.contribution}` : ''}${r.state ? `  (now: the device is ${r.state})` : ''}\n`,
           );
         }
       } finally {

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { policyThresholds } from '../broker/policy.js';
+import { policyThresholds } from '../policy/index.js';
 import { loadConfig } from '../cli/config.js';
 import { DEFAULT_THRESHOLDS, renderDashboards } from './dashboards.js';
 

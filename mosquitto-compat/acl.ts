@@ -27,7 +27,7 @@
  * refused by Mosquitto where Aedes grants it — never the other way round for what gets delivered.
  */
 import { namespaceSubscribe } from '../broker/namespace.js';
-import { DEVICE_PLACEHOLDER, filtersOverlap, PolicyEngine, policyThresholds, type PolicyRule } from '../broker/policy.js';
+import { DEVICE_PLACEHOLDER, effectiveScore, filtersOverlap, PolicyEngine, policyThresholds, restrictedTopic, type PolicyRule } from '../policy/index.js';
 import { assertDeviceId, deviceFilters, NAMESPACE, topicFilters, topics, type DeviceState, type ServiceRole } from '../protocol/index.js';
 
 export const ACL_TYPES = [
@@ -155,10 +155,9 @@ export function scoreBand(thresholds: readonly number[], score: number): number 
   return band;
 }
 
-/** The score ACLs are computed for, like the Aedes plugin's effectiveScore: unclaimed and quarantined devices get 0. */
+/** The score ACLs are computed for: the one the Aedes plugin enforces (policy/effective-score.ts). */
 export function aclScore(state: DeviceState | undefined, score: number | undefined, initialScore: number): number {
-  if (state === 'unclaimed' || state === 'quarantined' || state === 'revoked') return 0;
-  return score ?? initialScore;
+  return effectiveScore(score ?? initialScore, state);
 }
 
 type Entry = Omit<DynsecAcl, 'priority'>;
@@ -300,10 +299,12 @@ export class DeviceAclCompiler {
    */
   restrictedAcls(device: string): DynsecAcl[] {
     assertDeviceId(device);
+    const telemetry = restrictedTopic(device, 'publish');
+    const score = restrictedTopic(device, 'subscribe');
     return finish([
-      { acltype: 'publishClientSend', topic: topics.telemetry(device), allow: true },
-      { acltype: 'publishClientReceive', topic: topics.scores(device), allow: true },
-      { acltype: 'subscribeLiteral', topic: topics.scores(device), allow: true },
+      { acltype: 'publishClientSend', topic: telemetry, allow: true },
+      { acltype: 'publishClientReceive', topic: score, allow: true },
+      { acltype: 'subscribeLiteral', topic: score, allow: true },
     ]);
   }
 

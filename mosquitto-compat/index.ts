@@ -14,7 +14,7 @@ export {
   ACL_TYPES,
 } from './acl.js';
 export type { DynsecAcl, AclType, Access } from './acl.js';
-export { policyThresholds } from '../broker/policy.js';
+export { policyThresholds } from '../policy/index.js';
 export {
   mosquittoConf,
   initialDynsecConfig,

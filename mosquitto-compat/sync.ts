@@ -32,7 +32,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { z } from 'zod';
-import type { PolicyRule } from '../broker/policy.js';
+import { isRestricted, type PolicyRule } from '../policy/index.js';
 import { certificateCommonName, changesAfter, feedHead, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
 import {
   isDeviceId,
@@ -563,7 +563,7 @@ class Sync implements MosquittoSync {
     const score = aclScore(state, this.scores.get(id), this.o.initialScore);
     const band = state === 'revoked' ? -1 : this.compiler.band(score);
     const build = () =>
-      state === 'revoked' ? [] : state === 'quarantined' || state === 'unclaimed' ? this.compiler.restrictedAcls(id) : this.compiler.acls(id, score);
+      state === 'revoked' ? [] : isRestricted(state) ? this.compiler.restrictedAcls(id) : this.compiler.acls(id, score);
     let c = this.computed.get(id);
     if (!c || c.state !== state || c.band !== band) {
       // Only here, when a threshold was crossed or the state changed, are ACLs computed (and maybe edited).

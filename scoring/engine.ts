@@ -17,6 +17,7 @@ import {
 import { applyEvent, behaviourPenalties, emptyBehaviour, PENALTY_IDS, type BehaviourState } from './behaviour.js';
 import { combineState, stateFactors, type CaFacts, type CveFindingInput, type StateFactor } from './factors.js';
 import type { ScoreModel } from './model.js';
+import { stateCeiling } from '../policy/index.js';
 import { peerPenalty, prunePeers, type PeerEntry } from './peers.js';
 
 /** Matches a device's packages against the loaded vulnerability data (vuln/). */
@@ -238,9 +239,9 @@ export class ScoreEngine {
     const ceilings: Array<{ id: string; value: number; reason: string; fix: string }> = [];
     if (!r.telemetry) ceilings.push({ id: 'ceiling:noTelemetry', value: m.ceilings.noTelemetry, reason: 'capped until the first state report', fix: 'run the wott agent' });
     if (defaultCredentials) ceilings.push({ id: 'ceiling:defaultCredentials', value: m.ceilings.defaultCredentials, reason: 'capped: a default password lets anyone in', fix: 'change every default password' });
-    if (ca?.state && ca.state !== 'active') {
-      ceilings.push({ id: `ceiling:${ca.state}`, value: m.ceilings[ca.state], reason: `capped: the device is ${ca.state}`, fix: ca.state === 'unclaimed' ? 'claim it: wott device claim ID' : ca.state === 'quarantined' ? 'wott device release ID once it is clean' : 're-enroll with a new token' });
-    }
+    // The CA state's ceiling is the broker's, not the model's: the published score must be the one enforced.
+    const cap = stateCeiling(ca?.state);
+    if (cap) ceilings.push({ id: `ceiling:${cap.state}`, value: cap.ceiling, reason: cap.reason, fix: cap.fix });
     for (const c of ceilings.sort((a, b) => a.value - b.value)) {
       if (score > c.value) {
         factors.push({ id: c.id, contribution: round(c.value - score), reason: c.reason, fix: c.fix });

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import ms from 'ms';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { stateCeiling } from '../policy/index.js';
 
 /** "90s", "15m", "24h", "7d" or a number of seconds → milliseconds. */
 export const durationSchema = z
@@ -43,6 +44,18 @@ export type StateFactorId = (typeof STATE_FACTORS)[number];
 
 const penaltyCurve = { max: unit, scale: positive };
 
+/**
+ * The unclaimed/quarantined/revoked ceilings are the broker's (policy/effective-score.ts), the same for every model.
+ * wott.yaml files written when they were model fields still load, as long as they say what the broker enforces.
+ */
+const brokerCeiling = (state: 'unclaimed' | 'quarantined' | 'revoked') => {
+  const enforced = stateCeiling(state)!.ceiling;
+  return z
+    .number()
+    .refine((v) => v === enforced, { message: `fixed at ${enforced}: the broker enforces it for ${state} devices whatever the model says; remove this field` })
+    .optional();
+};
+
 export const modelSchema = z
   .object({
     version: z.string().min(1).max(64),
@@ -67,7 +80,9 @@ export const modelSchema = z
       .strict()
       .refine((s) => s.failedLogins.bad > s.failedLogins.good, { message: 'failedLogins.bad must be above failedLogins.good', path: ['failedLogins'] })
       .refine((s) => STATE_FACTORS.some((f) => s.weights[f] > 0), { message: 'at least one state weight must be positive', path: ['weights'] }),
-    ceilings: z.object({ defaultCredentials: unit, noTelemetry: unit, unclaimed: unit, quarantined: unit, revoked: unit }).strict(),
+    ceilings: z
+      .object({ defaultCredentials: unit, noTelemetry: unit, unclaimed: brokerCeiling('unclaimed'), quarantined: brokerCeiling('quarantined'), revoked: brokerCeiling('revoked') })
+      .strict(),
     staleness: z.object({ after: durationSchema, halfLife: durationSchema }).strict(),
     behaviour: z
       .object({

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { namespaceForward, namespacePublish } from '../broker/namespace.js';
-import { policyThresholds, PolicyEngine, type PolicyRule } from '../broker/policy.js';
+import { policyThresholds, PolicyEngine, type PolicyRule } from '../policy/index.js';
 import {
   ACL_TYPES,
   aclContainsFilter,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../gateway/index.js';
-import type { PolicyRule } from '../broker/index.js';
+import type { PolicyRule } from '../policy/index.js';
 import { EST_PATHS, topics } from '../protocol/index.js';
 import { makeCsr, openssl, tempDir } from './helpers.js';
 

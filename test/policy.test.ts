@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { PeerCertificate } from 'node:tls';
-import { PolicyEngine, filterProblem, filtersOverlap, witnessTopic, policyRuleSchema, type PolicyRule } from '../broker/policy.js';
+import { PolicyEngine, filterProblem, filtersOverlap, witnessTopic, policyRuleSchema, type PolicyRule } from '../policy/index.js';
 import { namespaceForward, namespacePublish, namespaceSubscribe } from '../broker/namespace.js';
 import { identityFromCertificate, type Identity } from '../broker/identity.js';
 import { parseConfig, ConfigError } from '../cli/config.js';

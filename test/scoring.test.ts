@@ -345,6 +345,9 @@ t.test('the model: shipped YAML, overrides in wott.yaml, clear errors', async (t
   t.throws(() => parseConfig('scoring:\n  model:\n    state:\n      weights:\n        firewal: 3\n'), { message: /wott.yaml:\d+: scoring.model.state.weights.firewal: unknown field/ });
   t.throws(() => parseConfig('scoring:\n  model:\n    behaviour:\n      halfLife: soon\n'), { message: /scoring.model.behaviour.halfLife: not a positive duration/ });
   t.throws(() => parseConfig('scoring:\n  model:\n    prior: 2\n'), { message: /scoring.model.prior/ });
+  // The state ceilings are the broker's (policy/effective-score.ts): an old wott.yaml saying 0 loads, another value is refused.
+  t.equal(parseConfig('scoring:\n  model:\n    ceilings:\n      quarantined: 0\n').scoring.model.ceilings.noTelemetry, model.ceilings.noTelemetry);
+  t.throws(() => parseConfig('scoring:\n  model:\n    ceilings:\n      quarantined: 0.3\n'), { message: /scoring.model.ceilings.quarantined: fixed at 0: the broker enforces it/ });
   t.throws(() => parseConfig('scoring:\n  model:\n    state:\n      failedLogins: { good: 5, bad: 2 }\n'), { message: /failedLogins.bad must be above/ });
   t.throws(() => parseConfig('scoring:\n  model:\n    __proto__: { prior: 1 }\n'), { message: /scoring.model/ });
   t.throws(() => mergeOverride({ a: {} }, JSON.parse('{"a":{"__proto__":{"x":1}}}')), { message: /a.__proto__: forbidden key/ });

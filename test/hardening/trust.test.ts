@@ -6,7 +6,7 @@
 import t from 'tap';
 import { loadModel } from '../../scoring/index.js';
 import { EST_PATHS, topics, type ScoreMessage } from '../../protocol/index.js';
-import type { PolicyRule } from '../../broker/index.js';
+import type { PolicyRule } from '../../policy/index.js';
 import { makeCsr, openssl, requireCommand, tempDir } from '../helpers.js';
 import { barrier, connect, connectError, enroll, inbox, POLICIES, serviceCredentials, setScore, subscribeGrant, testGateway, waitFor } from '../mqtt-helpers.js';
 import { fixtureTelemetry } from '../scoring-fixtures.js';
