@@ -13,8 +13,8 @@ export interface TrustSource {
   isRevoked(serial: string): boolean;
   /** A certificate replaced by a newer one (renewed, or the device enrolled again): it no longer connects. */
   isSuperseded(serial: string): boolean;
-  /** Called after the source has changed (a revocation, a quarantine, a claim ...). */
-  onChange(listener: () => void): void;
+  /** Called after the source has changed (a revocation, a quarantine, a claim ...), with the devices whose state changed. */
+  onChange(listener: (devices: string[]) => void): void;
   close(): void;
 }
 
@@ -36,7 +36,9 @@ export class InventoryTrustSource implements TrustSource {
   private readonly states = new Map<string, DeviceState>();
   private readonly revoked = new Set<string>();
   private readonly superseded = new Set<string>();
-  private readonly listeners: Array<() => void> = [];
+  private readonly listeners: Array<(devices: string[]) => void> = [];
+  /** Devices whose state changed during the current refresh. */
+  private changedDevices: string[] = [];
   private version = -1;
   /** The last feed entry applied; -1 before the first full load. */
   private seq = -1;
@@ -67,6 +69,7 @@ export class InventoryTrustSource implements TrustSource {
     if (version === this.version) return false;
     this.version = version;
     let changed = false;
+    this.changedDevices = [];
     for (;;) {
       const batch = this.seq < 0 ? 'reload' : changesAfter(this.db, this.seq);
       if (batch === 'reload') {
@@ -79,7 +82,7 @@ export class InventoryTrustSource implements TrustSource {
       }
       if (batch.length < 10_000) break;
     }
-    if (changed) for (const listener of this.listeners) listener();
+    if (changed) for (const listener of this.listeners) listener(this.changedDevices);
     return changed;
   }
 
@@ -89,7 +92,7 @@ export class InventoryTrustSource implements TrustSource {
       this.seq = feedHead(this.db);
       let changed = false;
       for (const d of this.db.prepare('SELECT id, state FROM devices').all() as Array<{ id: string; state: DeviceState }>) {
-        if (this.states.get(d.id) !== d.state) changed = true;
+        if (this.states.get(d.id) !== d.state) (changed = true), this.changedDevices.push(d.id);
         this.states.set(d.id, d.state);
       }
       for (const c of this.db.prepare("SELECT serial, status FROM certificates WHERE status != 'active'").all() as Array<{ serial: string; status: string }>) {
@@ -105,6 +108,7 @@ export class InventoryTrustSource implements TrustSource {
         const row = this.deviceState_.get(change.key) as { state: DeviceState } | undefined;
         if (!row || this.states.get(change.key) === row.state) return false;
         this.states.set(change.key, row.state);
+        this.changedDevices.push(change.key);
         return true;
       }
       case 'certificate':
@@ -136,7 +140,7 @@ export class InventoryTrustSource implements TrustSource {
     return this.superseded.has(serial);
   }
 
-  onChange(listener: () => void): void {
+  onChange(listener: (devices: string[]) => void): void {
     this.listeners.push(listener);
   }
 

@@ -329,7 +329,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         log,
       })
     : undefined;
-  if (scoring) registerScoringMetrics(metrics, scoring);
+  if (scoring) {
+    registerScoringMetrics(metrics, scoring);
+    // A quarantine, release, claim or revocation changes what scoring publishes (its state ceilings): score those
+    // devices again now rather than at the next tick, so a release restores deliveries at once.
+    inventoryTrust.onChange((devices) => devices.forEach((device) => scoring.recompute(device, true)));
+  }
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca) : undefined;
   ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}${CRL_PATH}`);
   await ca.refreshCrl();

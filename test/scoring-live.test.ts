@@ -226,3 +226,38 @@ t.test('the gateway writes scores and behaviour to a real influxd', async (t) =>
   }
   t.ok(events.length >= 1, 'behaviour events are written too');
 });
+
+t.test('a release restores deliveries at once, without waiting for a scoring tick', async (t) => {
+  const hour = 3_600_000;
+  const gw = await testGateway(t, { scoring: { model: loadModel(), republishMs: hour, historyRetentionMs: 86_400_000, tickMs: hour } });
+  const dir = tempDir(t);
+  const dev = await enroll(gw, dir, 'released-1');
+  const payer = await enroll(gw, dir, 'payer-2');
+  const d = await connect(gw, { ...dev, id: 'released-1:main' });
+  const p = await connect(gw, { ...payer, id: 'payer-2:main' });
+  t.teardown(() => {
+    d.end(true);
+    p.end(true);
+  });
+  await d.publishAsync(topics.telemetry('released-1'), telemetry('debian12-hardened', 'released-1', 1), { qos: 1 });
+  await p.publishAsync(topics.telemetry('payer-2'), telemetry('debian12-hardened', 'payer-2', 1), { qos: 1 });
+  await waitFor(() => gw.plugin.effectiveScore('released-1') >= 0.9 && gw.plugin.effectiveScore('payer-2') >= 0.9, 'hardened scores');
+  const got = inbox(d);
+  const echo = inbox(p); // the payer reads payments too: the barrier's receiver
+  t.equal(await subscribeGrant(d, 'payments/#'), 1);
+  t.equal(await subscribeGrant(p, 'payments/#'), 1);
+
+  t.equal((await run('node', [CLI, 'device', 'quarantine', 'released-1', '--data', gw.dir])).code, 0);
+  await waitFor(() => gw.plugin.deviceState('released-1') === 'quarantined', 'quarantine in the broker');
+  // While quarantined it reports (its one permitted publish); scoring publishes the capped score, 0.
+  await d.publishAsync(topics.telemetry('released-1'), telemetry('debian12-hardened', 'released-1', 2), { qos: 1 });
+  await p.publishAsync('payments/tx', 'during', { qos: 1 });
+  await barrier(p, echo, 'payments');
+  t.notOk(got.some((m) => m.payload === 'during'), 'no payments while quarantined');
+
+  t.equal((await run('node', [CLI, 'device', 'release', 'released-1', '--data', gw.dir])).code, 0);
+  // Scoring ticks once an hour here: only the release itself can bring the score back.
+  await waitFor(() => gw.plugin.effectiveScore('released-1') >= 0.9, 'the score back in the broker after the release');
+  await p.publishAsync('payments/tx', 'after release', { qos: 1 });
+  await waitFor(() => got.some((m) => m.payload === 'after release'), 'payments delivered again');
+});
