@@ -17,6 +17,7 @@ import {
   connect,
   connectError,
   enroll,
+  eventWatcher,
   inbox,
   mosquittoSub,
   POLICIES,
@@ -169,11 +170,7 @@ t.test('revocation, quarantine, wills and certificate checks at the handshake', 
   if (!requireCommand(t, 'openssl', 'openssl') || !requireCommand(t, 'mosquitto_pub', 'mosquitto-clients')) return;
   const gw = await testGateway(t);
   const dir = tempDir(t);
-  const scorer = await connect(gw, { ...serviceCredentials(gw, dir, 'scoring', 'test'), id: 'scoring:test' });
-  t.teardown(() => scorer.end(true));
-  const events: BehaviourEvent[] = [];
-  scorer.on('message', (_topic, payload) => events.push(behaviourEventSchema.parse(JSON.parse(payload.toString()))));
-  await scorer.subscribeAsync(topicFilters.events);
+  const events = await eventWatcher(t, gw, dir);
   const pubCreds = await enroll(gw, dir, 'publisher');
   const publisher = await connect(gw, pubCreds);
   t.teardown(() => publisher.end(true));

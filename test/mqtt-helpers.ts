@@ -7,7 +7,7 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import type { PolicyRule } from '../policy/index.js';
-import { EST_PATHS, topics } from '../protocol/index.js';
+import { behaviourEventSchema, EST_PATHS, topicFilters, topics, type BehaviourEvent } from '../protocol/index.js';
 import { makeCsr, openssl, tempDir } from './helpers.js';
 
 type T = Parameters<typeof tempDir>[0];
@@ -192,4 +192,22 @@ export async function subscribeGrant(client: mqtt.MqttClient, filter: string, qo
     if (granted) return granted[0];
     throw err;
   }
+}
+
+/** A certificate anyone could make: self-signed, with the victim's name in CN and SAN. */
+export function forgedCredentials(dir: string, cn: string, ca: string): { key: string; cert: string; ca: string; id: string } {
+  const keyPath = join(dir, `forged-${cn}.key`);
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', keyPath]);
+  const cert = openssl(['req', '-new', '-x509', '-key', keyPath, '-subj', `/CN=${cn}`, '-days', '1', '-addext', `subjectAltName=URI:urn:wott:device:${cn}`]).toString();
+  return { key: openssl(['pkey', '-in', keyPath]).toString(), cert, ca, id: cn };
+}
+
+/** Connects a scoring-service client that collects every behaviour event the broker publishes. */
+export async function eventWatcher(t: T, gw: Gateway & { caPem: string }, dir: string): Promise<BehaviourEvent[]> {
+  const scorer = await connect(gw, { ...serviceCredentials(gw, dir, 'scoring', 'test'), id: 'scoring:test' });
+  t.teardown(() => scorer.end(true));
+  const events: BehaviourEvent[] = [];
+  scorer.on('message', (_topic, payload) => events.push(behaviourEventSchema.parse(JSON.parse(payload.toString()))));
+  await scorer.subscribeAsync(topicFilters.events);
+  return events;
 }

@@ -11,20 +11,13 @@ import { collectOs, collectPackages } from '../agent/collectors/index.js';
 import { join } from 'node:path';
 import { scoreMessageSchema, topics } from '../protocol/index.js';
 import { loadModel } from '../scoring/index.js';
-import { CLI, openssl, tempDir } from './helpers.js';
+import { CLI, tempDir } from './helpers.js';
 import { startInfluxd } from './influx-helpers.js';
-import { barrier, connect, connectError, enroll, inbox, run, subscribeGrant, testGateway, waitFor } from './mqtt-helpers.js';
+import { barrier, connect, connectError, enroll, forgedCredentials, inbox, run, subscribeGrant, testGateway, waitFor } from './mqtt-helpers.js';
 import { fixtureTelemetry } from './scoring-fixtures.js';
 
 const telemetry = (root: 'debian12-hardened' | 'rpi-factory', device: string, reportId: number) => JSON.stringify(fixtureTelemetry(root, device, reportId, Date.now()));
 
-/** A certificate anyone could make: self-signed, with the victim's name. */
-function forgedCredentials(dir: string, cn: string, ca: string) {
-  const keyPath = join(dir, `forged-${cn}.key`);
-  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', keyPath]);
-  const cert = openssl(['req', '-new', '-x509', '-key', keyPath, '-subj', `/CN=${cn}`, '-days', '1', '-addext', `subjectAltName=URI:urn:wott:device:${cn}`]).toString();
-  return { key: openssl(['pkey', '-in', keyPath]).toString(), cert, ca, id: cn };
-}
 
 t.test('in the gateway: telemetry → retained score → enforcement; a storm cuts payments/#, decay restores it', async (t) => {
   const model = loadModel({ behaviour: { halfLife: '3s' } });

@@ -7,9 +7,8 @@
 import t from 'tap';
 import { get as httpGet } from 'node:http';
 import { connect as netConnect } from 'node:net';
-import { behaviourEventSchema, topicFilters, type BehaviourEvent } from '../../protocol/index.js';
 import { memoryLogger, requireCommand, startGatewayProcess, tempDir } from '../helpers.js';
-import { connect, connectError, enroll, inbox, mosquittoSub, serviceCredentials, testGateway, tryConnect, waitFor } from '../mqtt-helpers.js';
+import { connect, connectError, enroll, eventWatcher, inbox, mosquittoSub, testGateway, tryConnect, waitFor } from '../mqtt-helpers.js';
 import { connectPacket, idleSocket, rawClient } from './raw-mqtt.js';
 
 const generous = {
@@ -179,11 +178,7 @@ t.test('reconnect storms with takeovers and aborted connects leave no session be
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const gw = await testGateway(t, { limits: generous });
   const dir = tempDir(t);
-  const scorer = await connect(gw, { ...serviceCredentials(gw, dir, 'scoring', 'test'), id: 'scoring:test' });
-  t.teardown(() => scorer.end(true));
-  const events: BehaviourEvent[] = [];
-  scorer.on('message', (_topic, payload) => events.push(behaviourEventSchema.parse(JSON.parse(payload.toString()))));
-  await scorer.subscribeAsync(topicFilters.events);
+  const events = await eventWatcher(t, gw, dir);
   const device = await enroll(gw, dir, 'leaky');
   const stable = await connect(gw, await enroll(gw, dir, 'stable'));
   t.teardown(() => stable.end(true));

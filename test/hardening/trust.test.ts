@@ -8,20 +8,13 @@ import { loadModel } from '../../scoring/index.js';
 import { EST_PATHS, topics, type ScoreMessage } from '../../protocol/index.js';
 import type { PolicyRule } from '../../policy/index.js';
 import { makeCsr, openssl, requireCommand, tempDir } from '../helpers.js';
-import { barrier, connect, connectError, enroll, inbox, POLICIES, serviceCredentials, setScore, subscribeGrant, testGateway, waitFor } from '../mqtt-helpers.js';
+import { barrier, connect, connectError, enroll, forgedCredentials, inbox, POLICIES, serviceCredentials, setScore, subscribeGrant, testGateway, waitFor } from '../mqtt-helpers.js';
 import { fixtureTelemetry } from '../scoring-fixtures.js';
 import { rawClient } from './raw-mqtt.js';
 import { certFromReply, claimEnroll, est } from '../est-helpers.js';
 
 const hardened = (device: string, reportId: number) => JSON.stringify(fixtureTelemetry('debian12-hardened', device, reportId, Date.now()));
 
-/** A certificate anyone could make: self-signed, with the victim's name in CN and SAN. */
-function forgedCredentials(dir: string, cn: string, ca: string) {
-  const keyPath = `${dir}/forged-${cn}.key`;
-  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', keyPath]);
-  const cert = openssl(['req', '-new', '-x509', '-key', keyPath, '-subj', `/CN=${cn}`, '-days', '1', '-addext', `subjectAltName=URI:urn:wott:device:${cn}`]).toString();
-  return { key: openssl(['pkey', '-in', keyPath]).toString(), cert, ca, id: cn };
-}
 
 t.test('hundreds of handshakes with forged certificates naming a device do not move its score', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
