@@ -208,7 +208,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const tls = serverCredentials(ca, options.dataDir, options.hosts, log);
   const metrics = createMetrics();
-  let trust: WottPlugin['trust'] | undefined;
+  // What the broker (and the metrics route) know of revocations and device states. Changes made by other processes
+  // (the CLI) are noticed by polling; this process's own writes wake it at once.
+  const inventoryTrust = new InventoryTrustSource(options.dataDir, options.trustPollMs ?? 200);
+  ca.inventory.onCommit(() => inventoryTrust.refresh());
   /** Why the caller of an HTTPS request is not a service (an operator or service certificate of ours), if it is not. */
   const serviceCaller = (req: IncomingMessage): string | undefined => {
     const socket = req.socket as TLSSocket;
@@ -216,7 +219,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (!cert?.raw || !socket.authorized) return 'metrics require a wott service certificate (or the loopback metrics listener)';
     const who = identityFromCertificate(cert);
     if ('error' in who || who.kind !== 'service') return 'metrics require a wott service certificate, not a device certificate';
-    if (trust?.isRevoked(who.serial)) return 'certificate revoked';
+    if (inventoryTrust.isRevoked(who.serial)) return 'certificate revoked';
     return undefined;
   };
   const est = createEstHandler(ca, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
@@ -261,9 +264,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   // MQTT over TLS. The handshake accepts any certificate so that the plugin can record who failed (by CN) before
   // refusing; nothing reaches MQTT unless acceptTls() has verified chain, identity and revocation.
-  // Changes made by other processes (the CLI) are noticed by polling; this process's own writes wake it at once.
-  const inventoryTrust = new InventoryTrustSource(options.dataDir, options.trustPollMs ?? 200);
-  ca.inventory.onCommit(() => inventoryTrust.refresh());
   const plugin = new WottPlugin({
     policies: options.policies,
     initialScore: options.initialScore,
@@ -274,7 +274,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     log,
     metrics,
   });
-  trust = plugin.trust;
   const limits = plugin.limits;
   const broker = await Aedes.createBroker({ connectTimeout: limits.connectTimeoutMs });
   await plugin.attach(broker);
