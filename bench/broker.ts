@@ -290,7 +290,7 @@ async function enrollDevice(gw: Gateway, id: string): Promise<Creds> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${id}`, keys, signingAlgorithm: alg });
-  const { pem } = gw.ca.enrollWithToken(id, gw.ca.createToken(id).token, Buffer.from(csr.rawData));
+  const { pem } = await gw.ca.enrollWithToken(id, (await gw.ca.createToken(id)).token, Buffer.from(csr.rawData));
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
   const key = `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
   return { id, key, cert: pem };
@@ -533,7 +533,7 @@ export const brokerSuite: Suite = {
           pub: await enrollDevice(gw, 'lat-pub'),
           obs: await enrollDevice(gw, 'lat-obs'),
           scorer: await (async () => {
-            const s = gw.ca.issueService('scoring', 'bench');
+            const s = await gw.ca.issueService('scoring', 'bench');
             return { id: 'scoring:bench', key: s.keyPem, cert: s.pem };
           })(),
         },

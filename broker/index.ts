@@ -3,7 +3,7 @@ export type { WottPluginOptions, PluginLogger } from './plugin.js';
 // The policy engine lives in policy/ (scoring, the CLI and the Mosquitto ACLs use it too); wott/broker users keep these names.
 export { PolicyEngine, policyRuleSchema, policyThresholds, filtersOverlap, witnessTopic, DEVICE_PLACEHOLDER } from '../policy/index.js';
 export type { PolicyRule, Decision, Action } from '../policy/index.js';
-export { InventoryTrustSource, staticTrustSource } from './trust.js';
+export { staticTrustSource } from './trust.js';
 export type { TrustSource } from './trust.js';
 export { identityFromCertificate } from './identity.js';
 export type { Identity } from './identity.js';

@@ -2,7 +2,7 @@
  * The certificate authority: issues device, server and service certificates from the intermediate, keeps the
  * inventory, handles one-time tokens, claims and revocation, and produces CRLs.
  *
- * Every issuance is a single IMMEDIATE SQLite transaction that checks credentials, records the certificate and
+ * Every issuance is a single inventory transaction that checks credentials, records the certificate and
  * consumes the token; the certificate is returned only after the commit. So a certificate a client holds is always
  * in the inventory, and a failed or interrupted request changes nothing.
  */
@@ -25,11 +25,11 @@ import {
 import { parseCsr, type CheckedCsr } from './csr.js';
 import { CaError } from './errors.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
-import { Inventory, type CertificateRow, type DeviceRow } from './inventory.js';
+import { openSqliteInventory, type CertificateKind, type CertificateRow, type InventoryStore, type InventoryTransaction } from '../store/index.js';
 import { generateP256, privateKeyPem, spkiDer, toCryptoKey } from './keys.js';
-import { assembleCertificate, certificateParts, keyIdentifier, LeafProfile, type CertificateKind } from './profile.js';
+import { assembleCertificate, certificateParts, keyIdentifier, LeafProfile } from './profile.js';
 import { caExists, createCaFiles, loadCaMaterial, SIGNING_ALGORITHM, type CaMaterial } from './setup.js';
-import { checkInventoryCurrent, checkInventoryPresent } from './recovery.js';
+import { checkInventoryCurrent, checkInventoryPresent, inventoryPath } from './recovery.js';
 import { makeTreePrivate } from '../lib/private.js';
 
 const DAY = 86_400_000;
@@ -51,6 +51,10 @@ export interface AuthorityOptions {
   crlUrl?: string;
   /** Clock, injectable so tests can make expired tokens and certificates without sleeping. */
   now?: () => Date;
+  /** The inventory to use; default: SQLite in `dataDir/inventory.db`. */
+  inventory?: InventoryStore;
+  /** SQLite: how often commits by other processes are looked for while the feed is followed (ms, default 200). */
+  inventoryPollMs?: number;
   /** Warnings at open (passphrase ignored, file modes, lifetimes beyond the issuing CA); default: a line on stderr. */
   onWarning?: (message: string) => void;
 }
@@ -126,22 +130,23 @@ export function toPem(der: Buffer, label = 'CERTIFICATE'): string {
 }
 
 export class CertificateAuthority {
-  readonly inventory: Inventory;
+  readonly inventory: InventoryStore;
   private profile: LeafProfile;
   private readonly key: KeyObject;
   /** The CA's clock (injectable through AuthorityOptions.now); EST limits and the unclaimed sweep use it too. */
   readonly now: () => Date;
   readonly certLifetimeMs: number;
   /** The CRL served from memory: regenerated or reloaded only when the inventory changed or it is half-way stale. */
-  private crl?: { der: Buffer; number: number; entries: number; refreshAt: number; version: number };
+  private crl?: { der: Buffer; number: number; entries: number; refreshAt: number; seq: number };
   private crlPending?: Promise<Buffer>;
 
   private constructor(
     readonly dataDir: string,
     readonly material: CaMaterial,
     private readonly options: AuthorityOptions,
+    inventory: InventoryStore,
   ) {
-    this.inventory = new Inventory(join(dataDir, 'inventory.db'));
+    this.inventory = inventory;
     this.key = material.intermediateKey;
     this.now = options.now ?? (() => new Date());
     this.certLifetimeMs = options.certLifetimeMs ?? DEFAULT_CERT_LIFETIME_MS;
@@ -170,13 +175,16 @@ export class CertificateAuthority {
   static async open(options: AuthorityOptions): Promise<CertificateAuthority> {
     const warn = options.onWarning ?? ((message: string) => void process.stderr.write(`wott: warning: ${message}\n`));
     for (const problem of makeTreePrivate(options.dataDir)) warn(problem);
-    checkInventoryPresent(options.dataDir);
+    // The file checks are about the embedded SQLite inventory; another backend answers for itself.
+    if (!options.inventory) await checkInventoryPresent(options.dataDir);
     if (!caExists(options.dataDir)) await createCaFiles(options.dataDir, options.passphrase, options.now?.());
-    const ca = new CertificateAuthority(options.dataDir, loadCaMaterial(options.dataDir, options.passphrase, warn), options);
+    const material = loadCaMaterial(options.dataDir, options.passphrase, warn);
+    const inventory = options.inventory ?? openSqliteInventory(inventoryPath(options.dataDir), { pollMs: options.inventoryPollMs ?? 200 });
+    const ca = new CertificateAuthority(options.dataDir, material, options, inventory);
     try {
       await checkInventoryCurrent(options.dataDir, ca.inventory, ca.material.intermediate.toString());
     } catch (err) {
-      ca.close();
+      await ca.close();
       throw err;
     }
     const left = Date.parse(ca.material.intermediate.validTo) - ca.now().getTime();
@@ -186,8 +194,8 @@ export class CertificateAuthority {
     return ca;
   }
 
-  close(): void {
-    this.inventory.close();
+  close(): Promise<void> {
+    return this.inventory.close();
   }
 
   /** [intermediate, root]: what EST /cacerts returns and what TLS peers need to build the chain. */
@@ -210,15 +218,21 @@ export class CertificateAuthority {
     }
   }
 
-  /** Signs one leaf and records it; must run inside an inventory transaction. */
-  private issueLeaf(
+  /** Runs `fn` in the caller's transaction when it holds one (FleetService records its audit entry there), else in a new one. */
+  private within<T>(tx: InventoryTransaction | undefined, fn: (tx: InventoryTransaction) => Promise<T>): Promise<T> {
+    return tx ? fn(tx) : this.inventory.transaction(fn);
+  }
+
+  /** Signs one leaf and records it in `tx`. */
+  private async issueLeaf(
+    tx: InventoryTransaction,
     kind: CertificateKind,
     commonName: string,
     spki: Buffer,
     sans: { uris?: string[]; dnsNames?: string[]; ips?: string[] },
     deviceId: string | null,
     lifetimeMs: number,
-  ): IssuedCertificate {
+  ): Promise<IssuedCertificate> {
     const now = this.now();
     const notBefore = new Date(Math.floor((now.getTime() - BACKDATE_MS) / 1000) * 1000);
     const notAfter = new Date(Math.floor((now.getTime() + lifetimeMs) / 1000) * 1000);
@@ -233,14 +247,14 @@ export class CertificateAuthority {
     for (let attempt = 0; ; attempt++) {
       const serialBytes = this.serial();
       const serial = serialBytes.toString('hex');
-      if (this.inventory.certificate(serial)) {
+      if (await tx.certificate(serial)) {
         if (attempt > 5) throw new Error('could not find an unused serial number');
         continue;
       }
       const tbs = this.profile.tbs({ kind, serial: serialBytes, commonName, notBefore, notAfter, spki, ...sans });
       const der = assembleCertificate(tbs, sign('sha256', tbs, { key: this.key, dsaEncoding: 'der' }));
       const fingerprint = fingerprintOf(der);
-      this.inventory.insertCertificate({
+      await tx.insertCertificate({
         serial,
         deviceId,
         kind,
@@ -255,8 +269,15 @@ export class CertificateAuthority {
     }
   }
 
-  private deviceLeaf(deviceId: string, csr: CheckedCsr): IssuedCertificate {
-    return this.issueLeaf('device', deviceId, csr.spki, { uris: [deviceUri(deviceId)] }, deviceId, this.certLifetimeMs);
+  private deviceLeaf(tx: InventoryTransaction, deviceId: string, csr: CheckedCsr): Promise<IssuedCertificate> {
+    return this.issueLeaf(tx, 'device', deviceId, csr.spki, { uris: [deviceUri(deviceId)] }, deviceId, this.certLifetimeMs);
+  }
+
+  /** Supersedes the device's other active certificates by `issued`. */
+  private async supersedeOthers(tx: InventoryTransaction, deviceId: string, issued: IssuedCertificate): Promise<void> {
+    for (const old of await tx.certificates({ deviceId, status: 'active' })) {
+      if (old.serial !== issued.serial) await tx.supersede(old.serial, issued.serial);
+    }
   }
 
   private requireCsrFor(deviceId: string, csrDer: Buffer): CheckedCsr {
@@ -268,30 +289,29 @@ export class CertificateAuthority {
   }
 
   /** EST simpleenroll with HTTP Basic: user = device id, password = one-time token. */
-  enrollWithToken(deviceId: string, token: string, csrDer: Buffer, tpm?: { spki: Buffer; signature: Buffer }): IssuedCertificate {
+  async enrollWithToken(deviceId: string, token: string, csrDer: Buffer, tpm?: { spki: Buffer; signature: Buffer }, tx?: InventoryTransaction): Promise<IssuedCertificate> {
     if (!isDeviceId(deviceId)) throw new CaError(401, 'user name is not a valid device id');
     const csr = this.requireCsrFor(deviceId, csrDer);
     if (tpm && !tpmSignatureValid(tpmPublicKey(tpm.spki), csrDer, tpm.signature)) {
       throw new CaError(400, 'TPM signature does not verify over the CSR with the given TPM key');
     }
-    return this.inventory.transaction(() => {
+    return this.within(tx, async (tx) => {
       const now = this.now();
       const hash = hashToken(token);
-      const row = this.inventory.token(hash);
+      const row = await tx.token(hash);
       if (!row) throw new CaError(401, 'unknown enrollment token');
       if (row.deviceId !== deviceId) throw new CaError(403, `token was issued for another device, not "${deviceId}"`);
       if (row.usedAt) throw new CaError(403, 'enrollment token has already been used');
       if (Date.parse(row.expiresAt) <= now.getTime()) throw new CaError(403, 'enrollment token has expired');
-      const existing = this.inventory.device(deviceId);
+      // Single use even against a concurrent enrollment through another store connection or node.
+      if (!(await tx.useToken(hash, now.toISOString()))) throw new CaError(403, 'enrollment token has already been used');
+      const existing = await tx.device(deviceId);
       // An operator-issued token (re)activates the device, except that quarantine outlives re-enrollment.
       const state: DeviceState = existing?.state === 'quarantined' ? 'quarantined' : 'active';
-      this.inventory.upsertDevice(deviceId, state, now.toISOString());
-      if (tpm) this.inventory.setTpmKey(deviceId, tpm.spki);
-      const issued = this.deviceLeaf(deviceId, csr);
-      for (const old of this.inventory.certificates({ deviceId, status: 'active' })) {
-        if (old.serial !== issued.serial) this.inventory.supersede(old.serial, issued.serial);
-      }
-      this.inventory.markTokenUsed(hash, now.toISOString());
+      await tx.upsertDevice(deviceId, state, now.toISOString());
+      if (tpm) await tx.setTpmKey(deviceId, tpm.spki);
+      const issued = await this.deviceLeaf(tx, deviceId, csr);
+      await this.supersedeOthers(tx, deviceId, issued);
       return issued;
     });
   }
@@ -302,25 +322,25 @@ export class CertificateAuthority {
    * refuses every such enrollment while that many unclaimed devices wait; it is checked before the id is looked
    * at, so the answer says nothing about the id.
    */
-  enrollUnclaimed(csrDer: Buffer, limits: { maxUnclaimed?: number; unclaimedTtlMs?: number } = {}): IssuedCertificate {
+  async enrollUnclaimed(csrDer: Buffer, limits: { maxUnclaimed?: number; unclaimedTtlMs?: number } = {}, tx?: InventoryTransaction): Promise<IssuedCertificate> {
     const csr = parseCsr(csrDer);
     const deviceId = csr.commonName;
     if (!isDeviceId(deviceId)) throw new CaError(400, `CSR subject CN "${csr.commonName.slice(0, 80)}" is not a valid device id`);
-    return this.inventory.transaction(() => {
+    return this.within(tx, async (tx) => {
       const { maxUnclaimed, unclaimedTtlMs } = limits;
-      if (maxUnclaimed !== undefined && this.inventory.countDevices('unclaimed') >= maxUnclaimed) {
-        const oldest = this.inventory.oldestCreated('unclaimed');
+      if (maxUnclaimed !== undefined && (await tx.countDevices('unclaimed')) >= maxUnclaimed) {
+        const oldest = await tx.oldestCreated('unclaimed');
         const wait = oldest && unclaimedTtlMs ? Date.parse(oldest) + unclaimedTtlMs - this.now().getTime() : 60_000;
         const seconds = Math.max(1, Math.ceil(wait / 1000));
         throw new CaError(503, `too many unclaimed devices are waiting for an operator to claim them (limit ${maxUnclaimed}); try again later`, {
           headers: { 'Retry-After': String(seconds) },
         });
       }
-      if (this.inventory.device(deviceId)) {
+      if (await tx.device(deviceId)) {
         throw new CaError(401, `device "${deviceId}" is already enrolled: authenticate with a token or renew with its certificate`);
       }
-      this.inventory.upsertDevice(deviceId, 'unclaimed', this.now().toISOString());
-      return this.deviceLeaf(deviceId, csr);
+      await tx.upsertDevice(deviceId, 'unclaimed', this.now().toISOString());
+      return this.deviceLeaf(tx, deviceId, csr);
     });
   }
 
@@ -328,25 +348,24 @@ export class CertificateAuthority {
    * EST simplereenroll: `currentDer` is the client certificate presented over mTLS (already chain-verified by TLS).
    * It must be ours, active (not revoked, not superseded), unexpired; the CSR must name the same device with a new key.
    */
-  reenroll(currentDer: Buffer, csrDer: Buffer, tpmSignature?: Buffer): IssuedCertificate {
-    const current = this.currentCertificate(currentDer);
+  async reenroll(currentDer: Buffer, csrDer: Buffer, tpmSignature?: Buffer, tx?: InventoryTransaction): Promise<IssuedCertificate> {
+    const current = await this.currentCertificate(currentDer);
     const deviceId = current.deviceId!;
     const csr = this.requireCsrFor(deviceId, csrDer);
     if (csr.spki.equals(Buffer.from(certificateParts(currentDer).spki))) {
       throw new CaError(400, 'renewal must use a new key: the CSR carries the current certificate\'s key');
     }
-    return this.inventory.transaction(() => {
+    return this.within(tx, async (tx) => {
       // Re-read inside the transaction: a concurrent renewal or revocation may have won the race.
-      const row = this.inventory.certificate(current.serial)!;
+      const row = (await tx.certificate(current.serial))!;
       this.assertRenewable(row);
-      const device = this.inventory.device(deviceId);
+      const device = await tx.device(deviceId);
       if (!device || device.state === 'revoked') throw new CaError(403, `device "${deviceId}" is revoked`);
-      const tpmKey = this.inventory.tpmKey(deviceId);
-      if (tpmKey && (!tpmSignature || !tpmSignatureValid(tpmPublicKey(tpmKey), csrDer, tpmSignature))) {
+      if (device.tpmKey && (!tpmSignature || !tpmSignatureValid(tpmPublicKey(device.tpmKey), csrDer, tpmSignature))) {
         throw new CaError(403, "renewal must be signed by the device's TPM key");
       }
-      const issued = this.deviceLeaf(deviceId, csr);
-      this.inventory.supersede(row.serial, issued.serial);
+      const issued = await this.deviceLeaf(tx, deviceId, csr);
+      await tx.supersede(row.serial, issued.serial);
       return issued;
     });
   }
@@ -356,23 +375,20 @@ export class CertificateAuthority {
    * recorded at token enrollment. This is how a TPM device whose in-memory TLS key was lost gets a new certificate;
    * its previous active certificates are superseded.
    */
-  enrollWithTpm(csrDer: Buffer, signature: Buffer): IssuedCertificate {
+  async enrollWithTpm(csrDer: Buffer, signature: Buffer, tx?: InventoryTransaction): Promise<IssuedCertificate> {
     const csr = parseCsr(csrDer);
     const deviceId = csr.commonName;
     if (!isDeviceId(deviceId)) throw new CaError(400, `CSR subject CN "${csr.commonName.slice(0, 80)}" is not a valid device id`);
-    return this.inventory.transaction(() => {
-      const device = this.inventory.device(deviceId);
+    return this.within(tx, async (tx) => {
+      const device = await tx.device(deviceId);
       if (!device) throw new CaError(403, `device "${deviceId}" is not enrolled`);
       if (device.state === 'revoked') throw new CaError(403, `device "${deviceId}" is revoked`);
-      const tpmKey = this.inventory.tpmKey(deviceId);
-      if (!tpmKey) throw new CaError(403, `device "${deviceId}" has no TPM key on record`);
-      if (!tpmSignatureValid(tpmPublicKey(tpmKey), csrDer, signature)) {
+      if (!device.tpmKey) throw new CaError(403, `device "${deviceId}" has no TPM key on record`);
+      if (!tpmSignatureValid(tpmPublicKey(device.tpmKey), csrDer, signature)) {
         throw new CaError(403, "CSR is not signed by the device's TPM key");
       }
-      const issued = this.deviceLeaf(deviceId, csr);
-      for (const old of this.inventory.certificates({ deviceId, status: 'active' })) {
-        if (old.serial !== issued.serial) this.inventory.supersede(old.serial, issued.serial);
-      }
+      const issued = await this.deviceLeaf(tx, deviceId, csr);
+      await this.supersedeOthers(tx, deviceId, issued);
       return issued;
     });
   }
@@ -384,14 +400,14 @@ export class CertificateAuthority {
   }
 
   /** The inventory row of a presented client certificate, or a 403 saying why it is not acceptable. */
-  currentCertificate(der: Buffer): CertificateRow {
+  async currentCertificate(der: Buffer): Promise<CertificateRow> {
     let serial: string;
     try {
       serial = normalizeSerial(new X509Certificate(der).serialNumber);
     } catch {
       throw new CaError(401, 'client certificate cannot be parsed');
     }
-    const row = this.inventory.certificate(serial);
+    const row = await this.inventory.certificate(serial);
     if (!row || row.fingerprint !== fingerprintOf(der)) throw new CaError(403, 'client certificate was not issued by this CA');
     if (row.kind !== 'device' || !row.deviceId) throw new CaError(403, 'client certificate is not a device certificate');
     this.assertRenewable(row);
@@ -399,24 +415,24 @@ export class CertificateAuthority {
   }
 
   /** A server certificate for our own listeners (EKU serverAuth; SAN localhost, 127.0.0.1, ::1 and `hosts`). */
-  issueServer(hosts: string[] = []): KeyAndCertificate {
+  async issueServer(hosts: string[] = []): Promise<KeyAndCertificate> {
     const keys = generateP256();
     const ipHosts = hosts.filter((h) => /^[\d.]+$/.test(h) || h.includes(':'));
     const dnsHosts = hosts.filter((h) => !ipHosts.includes(h));
     const dnsNames = [...new Set(['localhost', ...dnsHosts])];
     const ips = [...new Set(['127.0.0.1', '::1', ...ipHosts])];
-    const issued = this.inventory.transaction(() =>
-      this.issueLeaf('server', dnsNames[0]!, spkiDer(keys.publicKey), { dnsNames, ips }, null, this.options.serverLifetimeMs ?? SERVER_LIFETIME_MS),
+    const issued = await this.inventory.transaction((tx) =>
+      this.issueLeaf(tx, 'server', dnsNames[0]!, spkiDer(keys.publicKey), { dnsNames, ips }, null, this.options.serverLifetimeMs ?? SERVER_LIFETIME_MS),
     );
     return { ...issued, keyPem: privateKeyPem(keys.privateKey) };
   }
 
   /** A service or operator certificate: CN `{role}:{name}`, SAN URI urn:wott:service:{role}:{name}, clientAuth. */
-  issueService(role: ServiceRole, name: string): KeyAndCertificate {
+  async issueService(role: ServiceRole, name: string, tx?: InventoryTransaction): Promise<KeyAndCertificate> {
     const keys = generateP256();
     const cn = serviceCommonName(role, name);
-    const issued = this.inventory.transaction(() =>
-      this.issueLeaf('service', cn, spkiDer(keys.publicKey), { uris: [serviceUri(role, name)] }, null, this.options.serviceLifetimeMs ?? SERVICE_LIFETIME_MS),
+    const issued = await this.within(tx, (tx) =>
+      this.issueLeaf(tx, 'service', cn, spkiDer(keys.publicKey), { uris: [serviceUri(role, name)] }, null, this.options.serviceLifetimeMs ?? SERVICE_LIFETIME_MS),
     );
     return { ...issued, keyPem: privateKeyPem(keys.privateKey) };
   }
@@ -424,37 +440,14 @@ export class CertificateAuthority {
   // ------------------------------------------------------------------ tokens, claims, inventory
 
   /** A one-time enrollment token for `deviceId`; only its SHA-256 is stored. */
-  createToken(deviceId: string, ttlMs = DEFAULT_TOKEN_TTL_MS): { token: string; expiresAt: Date } {
+  async createToken(deviceId: string, ttlMs = DEFAULT_TOKEN_TTL_MS, tx?: InventoryTransaction): Promise<{ token: string; expiresAt: Date }> {
     assertDeviceId(deviceId);
     if (!(ttlMs > 0)) throw new Error('token lifetime must be positive');
     const token = randomBytes(24).toString('base64url');
     const now = this.now();
     const expiresAt = new Date(now.getTime() + ttlMs);
-    this.inventory.transaction(() => this.inventory.insertToken(hashToken(token), deviceId, now.toISOString(), expiresAt.toISOString()));
+    await this.within(tx, (tx) => tx.insertToken(hashToken(token), deviceId, now.toISOString(), expiresAt.toISOString()));
     return { token, expiresAt };
-  }
-
-  claimDevice(deviceId: string): DeviceRow {
-    return this.inventory.transaction(() => {
-      const device = this.inventory.device(assertDeviceId(deviceId));
-      if (!device) throw new CaError(404, `no device "${deviceId}" in the inventory`);
-      if (device.state !== 'unclaimed') throw new CaError(409, `device "${deviceId}" is ${device.state}, not unclaimed`);
-      this.inventory.upsertDevice(deviceId, 'active', this.now().toISOString());
-      return this.inventory.device(deviceId)!;
-    });
-  }
-
-  /** Moves a device between active and quarantined (revoked and unclaimed are changed by their own commands). */
-  setQuarantine(deviceId: string, quarantined: boolean): DeviceRow {
-    return this.inventory.transaction(() => {
-      const device = this.inventory.device(assertDeviceId(deviceId));
-      if (!device) throw new CaError(404, `no device "${deviceId}" in the inventory`);
-      if (device.state !== 'active' && device.state !== 'quarantined') {
-        throw new CaError(409, `device "${deviceId}" is ${device.state}`);
-      }
-      this.inventory.upsertDevice(deviceId, quarantined ? 'quarantined' : 'active', this.now().toISOString());
-      return this.inventory.device(deviceId)!;
-    });
   }
 
   /**
@@ -466,12 +459,12 @@ export class CertificateAuthority {
   async expireUnclaimed(ttlMs: number): Promise<string[]> {
     const now = this.now();
     const cutoff = new Date(now.getTime() - ttlMs).toISOString();
-    const expired = this.inventory.transaction(() => {
-      const ids = this.inventory.devicesCreatedBefore('unclaimed', cutoff);
+    const expired = await this.inventory.transaction(async (tx) => {
+      const ids = await tx.devicesCreatedBefore('unclaimed', cutoff);
       for (const id of ids) {
-        this.inventory.upsertDevice(id, 'revoked', now.toISOString());
-        for (const cert of this.inventory.certificates({ deviceId: id })) {
-          if (cert.status !== 'revoked') this.inventory.revoke(cert.serial, 'privilegeWithdrawn', now.toISOString());
+        await tx.upsertDevice(id, 'revoked', now.toISOString());
+        for (const cert of await tx.certificates({ deviceId: id })) {
+          if (cert.status !== 'revoked') await tx.revoke(cert.serial, 'privilegeWithdrawn', now.toISOString());
         }
       }
       return ids;
@@ -480,32 +473,33 @@ export class CertificateAuthority {
     return expired;
   }
 
-  list(): Array<DeviceRow & { certificates: CertificateRow[] }> {
-    return this.inventory.devices().map((d) => ({ ...d, certificates: this.inventory.certificates({ deviceId: d.id }) }));
-  }
-
   // ------------------------------------------------------------------ revocation and CRLs
 
-  /** Revokes one certificate, or every unexpired certificate of a device (and marks the device revoked). */
-  async revoke(target: RevocationTarget, reason: RevocationReason = 'unspecified'): Promise<string[]> {
+  /**
+   * Revokes one certificate, or every unexpired certificate of a device (and marks the device revoked), and
+   * publishes a new CRL. In the caller's transaction `tx`, the caller refreshes the CRL after its commit.
+   */
+  async revoke(target: RevocationTarget, reason: RevocationReason = 'unspecified', tx?: InventoryTransaction): Promise<string[]> {
     if (!REVOCATION_REASONS.includes(reason)) throw new Error(`unknown revocation reason "${reason}"; one of: ${REVOCATION_REASONS.join(', ')}`);
-    const revoked = this.inventory.transaction(() => {
+    const revoked = await this.within(tx, async (tx) => {
       const now = this.now().toISOString();
       let rows: CertificateRow[];
       if ('deviceId' in target) {
-        const device = this.inventory.device(assertDeviceId(target.deviceId));
+        const device = await tx.device(assertDeviceId(target.deviceId));
         if (!device) throw new CaError(404, `no device "${target.deviceId}" in the inventory`);
-        rows = this.inventory.certificates({ deviceId: device.id }).filter((c) => c.status !== 'revoked');
-        this.inventory.upsertDevice(device.id, 'revoked', now);
+        rows = (await tx.certificates({ deviceId: device.id })).filter((c) => c.status !== 'revoked');
+        await tx.upsertDevice(device.id, 'revoked', now);
       } else {
-        const row = this.inventory.certificate(normalizeSerial(target.serial));
+        const row = await tx.certificate(normalizeSerial(target.serial));
         if (!row) throw new CaError(404, `no certificate with serial ${target.serial}`);
         if (row.status === 'revoked') throw new CaError(409, `certificate ${row.serial} is already revoked`);
         rows = [row];
       }
-      return rows.filter((r) => this.inventory.revoke(r.serial, reason, now)).map((r) => r.serial);
+      const done: string[] = [];
+      for (const r of rows) if (await tx.revoke(r.serial, reason, now)) done.push(r.serial);
+      return done;
     });
-    await this.refreshCrl(true);
+    if (!tx) await this.refreshCrl(true);
     return revoked;
   }
 
@@ -532,18 +526,18 @@ export class CertificateAuthority {
   private async loadOrGenerateCrl(force: boolean): Promise<Buffer> {
     const validity = this.options.crlValidityMs ?? DAY;
     for (let attempt = 0; attempt < 5; attempt++) {
-      // Read the version first: a commit after this point makes the next currentCrl() look again.
-      const version = this.inventory.dataVersion();
-      const latest = this.inventory.latestCrl();
-      const revocations = this.inventory.revocationCount();
+      // Read the feed position first: a change after this point makes the next currentCrl() look again.
+      const seq = await this.inventory.feed.head();
+      const latest = await this.inventory.latestCrl();
+      const revocations = await this.inventory.revocationCount();
       const now = this.now();
       if (latest && !force) {
         const entries = this.crl?.number === latest.number ? this.crl.entries : new x509.X509Crl(new Uint8Array(latest.der)).entries.length;
         const refreshAt = Date.parse(latest.nextUpdate) - validity / 2;
-        if (now.getTime() < refreshAt && entries === revocations) return this.adoptCrl(latest.der, latest.number, entries, refreshAt, version);
+        if (now.getTime() < refreshAt && entries === revocations) return this.adoptCrl(latest.der, latest.number, entries, refreshAt, seq);
       }
       const number = (latest?.number ?? 0) + 1;
-      const rows = this.inventory.revocations();
+      const rows = await this.inventory.revocations();
       const nextUpdate = new Date(now.getTime() + validity);
       const crl = await x509.X509CrlGenerator.create({
         issuer: this.material.intermediateX509.subjectName,
@@ -562,22 +556,22 @@ export class CertificateAuthority {
         signingAlgorithm: SIGNING_ALGORITHM,
       });
       const der = Buffer.from(crl.rawData);
-      const inserted = this.inventory.transaction(() => {
-        if ((this.inventory.latestCrl()?.number ?? 0) !== number - 1) return false;
-        this.inventory.insertCrl({ number, thisUpdate: now.toISOString(), nextUpdate: nextUpdate.toISOString(), der });
+      const inserted = await this.inventory.transaction(async (tx) => {
+        if (((await tx.latestCrl())?.number ?? 0) !== number - 1) return false;
+        await tx.insertCrl({ number, thisUpdate: now.toISOString(), nextUpdate: nextUpdate.toISOString(), der });
         return true;
       });
-      if (inserted) return this.adoptCrl(der, number, rows.length, nextUpdate.getTime() - validity / 2, version);
+      if (inserted) return this.adoptCrl(der, number, rows.length, nextUpdate.getTime() - validity / 2, seq);
       force = false; // someone else just made one; take theirs if it is complete
     }
     throw new Error('could not publish a CRL: too much contention');
   }
 
   /** Serves `der` from now on; writes the files when it is a different CRL from the one served so far. */
-  private adoptCrl(der: Buffer, number: number, entries: number, refreshAt: number, version: number): Buffer {
+  private adoptCrl(der: Buffer, number: number, entries: number, refreshAt: number, seq: number): Buffer {
     if (this.crl && this.crl.number > number) return der; // a newer one was adopted meanwhile
     if (this.crl?.number !== number) this.writeCrlFiles(der);
-    this.crl = { der, number, entries, refreshAt, version };
+    this.crl = { der, number, entries, refreshAt, seq };
     return der;
   }
 
@@ -588,14 +582,19 @@ export class CertificateAuthority {
   }
 
   /**
-   * The current CRL, from memory while nothing was committed to the inventory by another connection (a CLI
-   * `wott ca revoke`, say: `PRAGMA data_version` tells) and it is not half-way to its nextUpdate; otherwise from
-   * refreshCrl. Revocations through this instance refresh it themselves.
+   * The current CRL, from memory while no revocation or CRL reached the inventory's change feed since it was read
+   * (a CLI `wott ca revoke` in another process, say) and it is not half-way to its nextUpdate; otherwise from
+   * refreshCrl. Enrollments move the feed too, but only revocation and CRL entries make it look again.
    */
   async currentCrl(): Promise<Buffer> {
     const cached = this.crl;
-    if (cached && this.now().getTime() < cached.refreshAt && this.inventory.dataVersion() === cached.version) return cached.der;
+    if (cached && this.now().getTime() < cached.refreshAt) {
+      const changes = await this.inventory.feed.after(cached.seq, 10_000);
+      if (changes !== 'reload' && changes.length < 10_000 && !changes.some((c) => c.kind === 'revocation' || c.kind === 'crl')) {
+        if (changes.length > 0 && this.crl === cached) cached.seq = changes[changes.length - 1]!.seq;
+        return cached.der;
+      }
+    }
     return this.refreshCrl(false);
   }
 }
-

@@ -63,6 +63,20 @@ export interface EstOptions {
   logThrottle?: LogThrottleOptions;
 }
 
+/**
+ * What EST needs from the fleet: the enrollment use cases (FleetService implements it; the CA alone does too), so
+ * EST, the CLI and the API share one path to the inventory.
+ */
+export interface EnrollmentService {
+  now(): Date;
+  caCertificates(): Array<{ raw: Buffer }>;
+  currentCrl(): Promise<Buffer>;
+  enrollWithToken(deviceId: string, token: string, csr: Buffer, tpm?: { spki: Buffer; signature: Buffer }): Promise<IssuedCertificate>;
+  enrollUnclaimed(csr: Buffer, limits: { maxUnclaimed?: number; unclaimedTtlMs?: number }): Promise<IssuedCertificate>;
+  enrollWithTpm(csr: Buffer, signature: Buffer): Promise<IssuedCertificate>;
+  renew(current: Buffer, csr: Buffer, tpmSignature?: Buffer): Promise<IssuedCertificate>;
+}
+
 export type EstHandler = ((req: IncomingMessage, res: ServerResponse) => void) & {
   /** Flushes the log throttle's pending summary and stops its timer. */
   close(): void;
@@ -138,7 +152,7 @@ function clientCertificate(req: IncomingMessage): Buffer {
 
 const KNOWN_PATHS = new Set<string>([...Object.values(EST_PATHS), CRL_PATH]);
 
-export function createEstHandler(ca: CertificateAuthority, options: EstOptions = {}): EstHandler {
+export function createEstHandler(ca: EnrollmentService, options: EstOptions = {}): EstHandler {
   const log = options.log;
   const limits = enrollmentLimits(options.limits);
   const limiter = new SourceRateLimiter({ ...limits.rateLimit, now: () => ca.now().getTime() });
@@ -146,10 +160,10 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
   let cacerts: Buffer[] | undefined;
 
   /** simpleenroll without credentials: TPM-only, claim mode, or refused; id-dependent refusals all look alike. */
-  function enrollUnauthenticated(csr: Buffer, tpmSignature: Buffer | undefined): IssuedCertificate {
+  async function enrollUnauthenticated(csr: Buffer, tpmSignature: Buffer | undefined): Promise<IssuedCertificate> {
     try {
-      if (tpmSignature) return ca.enrollWithTpm(csr, tpmSignature);
-      if (options.claim) return ca.enrollUnclaimed(csr, { maxUnclaimed: limits.maxUnclaimed, unclaimedTtlMs: limits.unclaimedTtlMs });
+      if (tpmSignature) return await ca.enrollWithTpm(csr, tpmSignature);
+      if (options.claim) return await ca.enrollUnclaimed(csr, { maxUnclaimed: limits.maxUnclaimed, unclaimedTtlMs: limits.unclaimedTtlMs });
       throw new CaError(401, 'no credentials and claim mode is off');
     } catch (err) {
       if (err instanceof CaError && (err.status === 401 || err.status === 403)) {
@@ -198,8 +212,8 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
         let issued: IssuedCertificate;
         if (credentials) {
           const tpm = tpmKey && tpmSignature ? { spki: tpmKey, signature: tpmSignature } : undefined;
-          issued = ca.enrollWithToken(credentials.user, credentials.password, csr, tpm);
-        } else issued = enrollUnauthenticated(csr, tpmSignature);
+          issued = await ca.enrollWithToken(credentials.user, credentials.password, csr, tpm);
+        } else issued = await enrollUnauthenticated(csr, tpmSignature);
         log?.info({ device: issued.deviceId, serial: issued.serial, claim: !credentials && !tpmSignature, tpm: Boolean(tpmSignature) }, 'enrolled');
         return sendPkcs7(res, [issued.der]);
       }
@@ -208,7 +222,7 @@ export function createEstHandler(ca: CertificateAuthority, options: EstOptions =
         const current = clientCertificate(req);
         const tpmSignature = base64Header(req, TPM_SIGNATURE_HEADER);
         const csr = decodeBase64Body(await readBody(req, MAX_BODY_BYTES));
-        const issued = ca.reenroll(current, csr, tpmSignature);
+        const issued = await ca.renew(current, csr, tpmSignature);
         log?.info({ device: issued.deviceId, serial: issued.serial }, 'renewed');
         return sendPkcs7(res, [issued.der]);
       }

@@ -12,7 +12,7 @@ import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { normalizeSerial } from '../protocol/index.js';
 import { renameDirAtomic } from '../lib/atomic-file.js';
-import { Inventory } from './inventory.js';
+import { openSqliteInventory, type InventoryStore } from '../store/index.js';
 import { caExists, caPaths } from './setup.js';
 
 export class InventoryStateError extends Error {
@@ -76,7 +76,7 @@ export async function readSignedCrl(path: string, intermediatePem: string): Prom
  * every revocation), or a used inventory exists without the CA. Before a new CA is made, its (empty) inventory is
  * made first, so a crash between the two leaves a state the next start accepts.
  */
-export function checkInventoryPresent(dataDir: string): void {
+export async function checkInventoryPresent(dataDir: string): Promise<void> {
   const db = inventoryPath(dataDir);
   const hasCa = caExists(dataDir);
   const hasDb = existsSync(db);
@@ -90,21 +90,21 @@ export function checkInventoryPresent(dataDir: string): void {
     );
   }
   if (hasCa) return;
-  const inventory = new Inventory(db); // creates it when missing
+  const inventory = openSqliteInventory(db); // creates it when missing
   try {
-    if (hasDb && inventory.db.prepare('SELECT 1 FROM certificates UNION ALL SELECT 1 FROM devices UNION ALL SELECT 1 FROM tokens LIMIT 1').get()) {
+    if (hasDb && !(await inventory.isEmpty())) {
       throw new InventoryStateError(
         `${db} is in use (devices, certificates or tokens) but the CA it belongs to (${caPaths(dataDir).dir}) is missing: restore ca/ from a ` +
           `backup (a new CA would not match the certificates in the inventory); ${HELP}`,
       );
     }
   } finally {
-    inventory.close();
+    await inventory.close();
   }
 }
 
 /** Refuses an inventory older than the CRL last published from it (restored from a backup): it misses revocations. */
-export async function checkInventoryCurrent(dataDir: string, inventory: Inventory, intermediatePem: string): Promise<void> {
+export async function checkInventoryCurrent(dataDir: string, inventory: InventoryStore, intermediatePem: string): Promise<void> {
   const path = crlDerPath(dataDir);
   if (!existsSync(path)) return;
   let published: SignedCrl;
@@ -113,9 +113,9 @@ export async function checkInventoryCurrent(dataDir: string, inventory: Inventor
   } catch {
     return; // not ours or damaged: it says nothing about our revocations (and is rewritten from the inventory)
   }
-  const latest = inventory.latestCrl()?.number ?? 0;
+  const latest = (await inventory.latestCrl())?.number ?? 0;
   if (published.number <= latest) return;
-  const revoked = new Set(inventory.revocations().map((r) => r.serial));
+  const revoked = new Set((await inventory.revocations()).map((r) => r.serial));
   const missing = published.entries.filter((e) => !revoked.has(e.serial)).length;
   throw new InventoryStateError(
     `${inventoryPath(dataDir)} is older than the CRL it published (${path} is CRL number ${published.number}, the inventory's ` +
@@ -134,25 +134,30 @@ export interface RecoveryResult {
 }
 
 /** Adds the CRL's revocations the inventory lacks, and the CRL itself so numbering continues. One transaction. */
-function applyCrl(inventory: Inventory, crl: SignedCrl): string[] {
-  return inventory.transaction(() => {
+function applyCrl(inventory: InventoryStore, crl: SignedCrl): Promise<string[]> {
+  return inventory.transaction(async (tx) => {
     const added: string[] = [];
     for (const e of crl.entries) {
-      const row = inventory.certificate(e.serial);
+      const row = await tx.certificate(e.serial);
       if (row?.status === 'revoked') continue;
       if (!row) {
         // Only the serial is known: a placeholder row carries the revocation (never expires, never matches a certificate).
-        inventory.db
-          .prepare(
-            `INSERT INTO certificates (serial, device_id, kind, common_name, not_before, not_after, fingerprint, status,
-               replaced_by, issued_at, der) VALUES (?, NULL, 'device', ?, ?, '9999-12-31T23:59:59.000Z', ?, 'active', NULL, ?, X'')`,
-          )
-          .run(e.serial, `(recovered from CRL ${crl.number})`, e.revokedAt, `recovered-from-crl:${e.serial}`, e.revokedAt);
+        await tx.insertCertificate({
+          serial: e.serial,
+          deviceId: null,
+          kind: 'device',
+          commonName: `(recovered from CRL ${crl.number})`,
+          notBefore: e.revokedAt,
+          notAfter: '9999-12-31T23:59:59.000Z',
+          fingerprint: `recovered-from-crl:${e.serial}`,
+          issuedAt: e.revokedAt,
+          der: Buffer.alloc(0),
+        });
       }
-      if (inventory.revoke(e.serial, e.reason, e.revokedAt)) added.push(e.serial);
+      if (await tx.revoke(e.serial, e.reason, e.revokedAt)) added.push(e.serial);
     }
-    if ((inventory.latestCrl()?.number ?? 0) < crl.number) {
-      inventory.insertCrl({ number: crl.number, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.thisUpdate.toISOString(), der: crl.der });
+    if (((await tx.latestCrl())?.number ?? 0) < crl.number) {
+      await tx.insertCrl({ number: crl.number, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.thisUpdate.toISOString(), der: crl.der });
     }
     return added;
   });
@@ -183,11 +188,11 @@ export async function recoverInventory(dataDir: string, options: { crlPath?: str
   }
 
   if (exists) {
-    const inventory = new Inventory(db);
+    const inventory = openSqliteInventory(db);
     try {
-      return { created: false, crl: crl && { path: crl.path, number: crl.number, thisUpdate: crl.thisUpdate }, revoked: applyCrl(inventory, crl!), movedAside: [] };
+      return { created: false, crl: crl && { path: crl.path, number: crl.number, thisUpdate: crl.thisUpdate }, revoked: await applyCrl(inventory, crl!), movedAside: [] };
     } finally {
-      inventory.close();
+      await inventory.close();
     }
   }
 
@@ -202,14 +207,15 @@ export async function recoverInventory(dataDir: string, options: { crlPath?: str
   }
   const tmp = `${db}.recovering`;
   for (const p of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(p, { force: true });
-  const inventory = new Inventory(tmp);
+  const inventory = openSqliteInventory(tmp);
   let revoked: string[] = [];
   try {
-    if (crl) revoked = applyCrl(inventory, crl);
-    inventory.db.pragma('journal_mode = DELETE'); // one self-contained file to rename
+    if (crl) revoked = await applyCrl(inventory, crl);
   } finally {
-    inventory.close();
+    await inventory.close();
   }
+  // Closing the last connection checkpoints the WAL into the file and removes it: one self-contained file to rename.
+  if (existsSync(`${tmp}-wal`)) throw new InventoryStateError(`${tmp}-wal is still there after closing ${tmp}; nothing was changed`);
   renameDirAtomic(tmp, db); // rename + fsync of the folder
   return { created: true, crl: crl && { path: crl.path, number: crl.number, thisUpdate: crl.thisUpdate }, revoked, movedAside };
 }

@@ -29,7 +29,7 @@ export interface Explanation {
 }
 
 /** An admin certificate for the CLI, kept in the data folder and reissued when near expiry. */
-function adminCredentials(ca: CertificateAuthority): { key: string; cert: string } {
+async function adminCredentials(ca: CertificateAuthority): Promise<{ key: string; cert: string }> {
   const dir = join(ca.dataDir, 'admin');
   const keyPath = join(dir, 'admin.key');
   const certPath = join(dir, 'admin.crt');
@@ -37,7 +37,7 @@ function adminCredentials(ca: CertificateAuthority): { key: string; cert: string
     const cert = new X509Certificate(readFileSync(certPath));
     if (Date.parse(cert.validTo) - Date.now() > 86_400_000) return { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8') };
   }
-  const issued = ca.issueService('admin', 'cli');
+  const issued = await ca.issueService('admin', 'cli');
   writeFileAtomic(keyPath, issued.keyPem, PRIVATE_KEY_MODE);
   writeFileAtomic(certPath, issued.pem);
   return { key: issued.keyPem, cert: issued.pem };
@@ -45,7 +45,7 @@ function adminCredentials(ca: CertificateAuthority): { key: string; cert: string
 
 /** The retained score of `device` from the gateway, or undefined when there is none (or no gateway). */
 async function liveScore(ca: CertificateAuthority, device: string, port: number): Promise<{ score?: number; source: string }> {
-  const { key, cert } = adminCredentials(ca);
+  const { key, cert } = await adminCredentials(ca);
   let client: mqtt.MqttClient | undefined;
   try {
     client = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
@@ -80,7 +80,7 @@ async function liveScore(ca: CertificateAuthority, device: string, port: number)
 
 export async function explainDecision(ca: CertificateAuthority, config: WottConfig, device: string, topic: string, action: Action, mqttPort: number): Promise<Explanation> {
   assertDeviceId(device);
-  const state = ca.inventory.device(device)?.state;
+  const state = (await ca.inventory.device(device))?.state;
   const live = await liveScore(ca, device, mqttPort);
   const plugin = new WottPlugin({
     policies: config.policies,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `wott` command line. Results go to stdout, diagnostics to stderr; logs (gateway) are JSON lines on stdout. */
 import { Command, Option, InvalidArgumentError } from 'commander';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, type RevocationReason } from '../ca/index.js';
@@ -35,7 +35,7 @@ async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Pr
   try {
     return await fn(ca);
   } finally {
-    ca.close();
+    await ca.close();
   }
 }
 
@@ -156,8 +156,8 @@ export function buildProgram(): Command {
     .description('show devices and their certificates')
     .option('--json', 'machine-readable output')
     .action(async (opts: DataOptions & { json?: boolean }) => {
-      await withFleet(opts, (fleet) => {
-        const devices = fleet.list().map((d) => ({
+      await withFleet(opts, async (fleet) => {
+        const devices = (await fleet.list()).map((d) => ({
           ...d,
           certificates: d.certificates.map(({ der: _der, ...rest }) => ({
             ...rest,
@@ -183,6 +183,18 @@ export function buildProgram(): Command {
       await withFleet(opts, async (fleet) => {
         const serials = await fleet.revoke(opts.device ? { deviceId: opts.device } : { serial: opts.serial! }, opts.reason);
         process.stdout.write(serials.map((s) => `revoked ${s}\n`).join('') || 'nothing to revoke\n');
+      });
+    });
+  withData(ca.command('backup'))
+    .description('copy the inventory (devices, certificates, revocations, audit log) to a new file while the gateway runs')
+    .requiredOption('--out <file>', 'the copy to write (must not exist); keep it private, like the data folder')
+    .action(async (opts: DataOptions & { out: string }) => {
+      const out = resolve(opts.out);
+      if (existsSync(out)) throw new InvalidArgumentError(`${out} exists: give a new file`);
+      await withFleet(opts, async (fleet) => {
+        await fleet.backup(out);
+        chmodSync(out, 0o600);
+        process.stdout.write(`inventory copied to ${out}\n`);
       });
     });
   withData(ca.command('service'))
@@ -239,14 +251,26 @@ export function buildProgram(): Command {
       });
   }
 
+  withData(device.command('tag'))
+    .description("set a device's tags (replacing the ones it has); --set '' removes them all")
+    .argument('<id>', 'device id')
+    .requiredOption('--set <tags>', 'comma-separated tags, e.g. site:berlin,camera')
+    .action(async (id: string, opts: DataOptions & { set: string }) => {
+      const tags = opts.set.split(',').map((t) => t.trim()).filter(Boolean);
+      await withFleet(opts, async (fleet) => {
+        const row = await fleet.setTags(id, tags);
+        process.stdout.write(`${row.id} tags: ${row.tags.join(', ') || '(none)'}\n`);
+      });
+    });
+
   const audit = program.command('audit').description('who did what to the fleet, and when');
   withData(audit.command('log'))
     .description('operator actions (tokens, claims, quarantines, releases, revocations, service certificates), refused ones too')
     .option('--device <id>', 'only actions about this device')
     .option('--json', 'one JSON object per line')
     .action(async (opts: DataOptions & { device?: string; json?: boolean }) => {
-      await withFleet(opts, (fleet) => {
-        for (const e of fleet.auditLog(opts.device !== undefined ? { device: assertDeviceId(opts.device) } : {})) {
+      await withFleet(opts, async (fleet) => {
+        for (const e of await fleet.auditLog(opts.device !== undefined ? { device: assertDeviceId(opts.device) } : {})) {
           if (opts.json) process.stdout.write(JSON.stringify(e) + '\n');
           else {
             const what = [e.device, e.target].filter(Boolean).join(' ');

@@ -1,6 +1,7 @@
 /** `wott mosquitto config` and `wott mosquitto sync`: the same trust policies on Eclipse Mosquitto 2.x. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
+import { FleetView } from '../fleet/index.js';
 import { pino } from 'pino';
 import { isDeviceId } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, writeMosquittoConfig } from '../mosquitto-compat/index.js';
@@ -74,12 +75,13 @@ export function registerMosquittoCommands(program: Command): void {
         throw new InvalidArgumentError((err as Error).message);
       }
       const authority = await openCa(opts);
+      const view = await FleetView.open(authority.inventory);
       const sync = await startMosquittoSync({
         url: opts.mqtt,
         key: creds.key,
         cert: creds.cert,
         ca: creds.ca,
-        dataDir: resolve(opts.data),
+        view,
         authority,
         policies: config.policies,
         initialScore: config.scoring.initialScore,
@@ -97,6 +99,7 @@ export function registerMosquittoCommands(program: Command): void {
         stopping = true;
         void sync
           .close()
+          .finally(() => view.close())
           .finally(() => authority.close())
           .then(() => process.exit(0));
       };

@@ -6,8 +6,9 @@ import { pino } from 'pino';
 import type { GatewayScoringOptions } from '../gateway/index.js';
 import { enforcedScoreMessage, policyThresholds, stateCeiling } from '../policy/index.js';
 import { readServiceCredentials } from '../ca/index.js';
+import { fleetCaFacts, openLocalInventory, openLocalView } from '../fleet/index.js';
 import { isDeviceId, type DeviceState } from '../protocol/index.js';
-import { InventoryFacts, mqttBus, scoringPaths, ScoringStore, startScoring, type HistoryRow, type StoredScore } from '../scoring/index.js';
+import { mqttBus, scoringPaths, ScoringStore, startScoring, type HistoryRow, type StoredScore } from '../scoring/index.js';
 import { loadConfig, type WottConfig } from './config.js';
 import { durationArg, LOG_REDACT, withData, type DataOptions } from './options.js';
 
@@ -66,12 +67,12 @@ export function formatScore(stored: StoredScore, state?: DeviceState): string {
  * The device's CA state, read from the inventory beside the data, so that what we print is what the broker
  * enforces: scoring learns of a quarantine only when it next recomputes the device.
  */
-function deviceState(data: string, id: string): DeviceState | undefined {
-  const inventory = InventoryFacts.openIfPresent(resolve(data));
+async function deviceState(data: string, id: string): Promise<DeviceState | undefined> {
+  const inventory = openLocalInventory(resolve(data));
   try {
-    return inventory?.facts(id)?.state;
+    return (await inventory?.device(id))?.state;
   } finally {
-    inventory?.close();
+    await inventory?.close();
   }
 }
 
@@ -105,15 +106,23 @@ export function registerScoringCommands(program: Command): void {
         ...(opts.insecureHostname ? { checkServerIdentity: () => undefined } : {}),
       });
       const settings = scoringFromConfig(config);
+      // With the CA inventory in the data folder (scoring beside the gateway), follow it: state changes are scored
+      // again at once, as in the gateway.
+      const fleet = await openLocalView(resolve(opts.data));
       const service = await startScoring({
         ...settings,
         dataDir: resolve(opts.data),
         bus,
         thresholds: policyThresholds(config.policies),
+        ...(fleet ? { caFacts: fleetCaFacts(fleet.view) } : {}),
         log,
       });
-      log.info({ mqtt: opts.mqtt, identity }, 'scoring connected');
-      const stop = () => void service.close().then(() => process.exit(0));
+      log.info({ mqtt: opts.mqtt, identity, ca: Boolean(fleet) }, 'scoring connected');
+      const stop = () =>
+        void service
+          .close()
+          .then(() => fleet?.close())
+          .then(() => process.exit(0));
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
     });
@@ -123,12 +132,12 @@ export function registerScoringCommands(program: Command): void {
     .description("a device's latest score with every factor, its reason and fix, and its vulnerabilities")
     .argument('<id>', 'device id')
     .option('--json', 'print the stored score message (and findings) as JSON')
-    .action((id: string, opts: DataOptions & { json?: boolean }) => {
+    .action(async (id: string, opts: DataOptions & { json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
       const store = openStore(opts.data);
       try {
         const stored = store?.latest(id);
-        const state = deviceState(opts.data, id);
+        const state = await deviceState(opts.data, id);
         const cap = stateCeiling(state);
         if (!stored) {
           const enforced = cap ? `; the broker enforces ${cap.ceiling}: the device is ${cap.state}` : '';
@@ -148,7 +157,7 @@ export function registerScoringCommands(program: Command): void {
     .argument('<id>', 'device id')
     .addOption(new Option('--since <duration>', 'how far back, e.g. 1h, 7d').argParser(durationArg).default(86_400_000, '24h'))
     .option('--json', 'one JSON object per line')
-    .action((id: string, opts: DataOptions & { since: number; json?: boolean }) => {
+    .action(async (id: string, opts: DataOptions & { since: number; json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
       const store = openStore(opts.data);
       try {
@@ -160,7 +169,7 @@ export function registerScoringCommands(program: Command): void {
         }
         // Each row is what scoring published then. When the device's state now caps it lower (scoring has not
         // recomputed since the quarantine, say), a last row says what the broker enforces now.
-        const cap = stateCeiling(deviceState(opts.data, id));
+        const cap = stateCeiling(await deviceState(opts.data, id));
         const last = rows[rows.length - 1]!;
         if (cap && last.score > cap.ceiling) {
           const contribution = Math.round((cap.ceiling - last.score) * 1000) / 1000;

@@ -1,2 +1,6 @@
 export { FleetService, localActor } from './service.js';
-export type { AuditAction } from './service.js';
+export type { AuditAction, DeviceWithCertificates } from './service.js';
+export { FleetView } from './view.js';
+export type { DeviceFacts, FleetChange, FleetViewOptions, RevokedCertificate, ServiceIdentity } from './view.js';
+export { fleetTrustSource, fleetCaFacts } from './trust-source.js';
+export { openLocalInventory, openLocalView } from './local.js';

@@ -1,24 +1,36 @@
 /**
- * FleetService: the operator use cases (tokens, claim, quarantine, release, revoke, service identities, list, show),
- * each recorded in the append-only audit log with who did it and whether it was refused. The CLI goes through
- * this, as the EST handlers and the HTTPS API are to (issue 12): one place that decides and records.
+ * FleetService: the fleet's use cases — enrollment and renewal (for EST), tokens, claim, quarantine, release,
+ * tags, revocation, service identities, list and show — that the CLI, EST and the HTTPS API all call. Nothing
+ * else changes the inventory.
  *
- * The audit entry is appended right after the action's own transaction commits (or is refused), never with the
- * secret it produced (a token is recorded as "token created for dev-1", not its value).
+ * Every operator action is recorded in the append-only audit log with who did it: in the same transaction as the
+ * action itself when it succeeds (so an action is never committed without its record), and in a transaction of its
+ * own, as refused, when it is refused. Secrets it produces are never recorded (a token is "token created for
+ * dev-1", not its value).
  */
 import { userInfo } from 'node:os';
 import type {
-  AuditEntry,
   CertificateAuthority,
-  CertificateRow,
-  DeviceRow,
+  EnrollmentService,
+  IssuedCertificate,
   KeyAndCertificate,
   RevocationReason,
   RevocationTarget,
 } from '../ca/index.js';
-import type { ServiceRole } from '../protocol/index.js';
+import { CaError } from '../ca/index.js';
+import { assertDeviceId, assertTags, type ServiceRole } from '../protocol/index.js';
+import type { AuditEntry, CertificateRow, DeviceRow, InventoryStore, InventoryTransaction } from '../store/index.js';
 
-export type AuditAction = 'token.create' | 'device.claim' | 'device.quarantine' | 'device.release' | 'certificate.revoke' | 'service.issue';
+export type AuditAction =
+  | 'token.create'
+  | 'device.claim'
+  | 'device.quarantine'
+  | 'device.release'
+  | 'device.tag'
+  | 'certificate.revoke'
+  | 'service.issue'
+  | 'policy.reload'
+  | 'inventory.backup';
 
 /** Who acts through the local CLI: the OS user on the gateway's host. */
 export function localActor(): string {
@@ -31,67 +43,189 @@ export function localActor(): string {
   return `local:${name}`;
 }
 
-export class FleetService {
+export type DeviceWithCertificates = DeviceRow & { certificates: CertificateRow[] };
+
+export class FleetService implements EnrollmentService {
+  private readonly store: InventoryStore;
+
   constructor(
     private readonly ca: CertificateAuthority,
     readonly actor: string,
-  ) {}
-
-  /** Runs one operator action and records it, refused or not; a refusal is rethrown after it is recorded. */
-  private async audited<T>(action: AuditAction, about: { device?: string; target?: string }, run: () => T | Promise<T>, detail?: (result: T) => string): Promise<T> {
-    const record = (outcome: AuditEntry['outcome'], text: string | null) =>
-      this.ca.inventory.transaction(() =>
-        this.ca.inventory.appendAudit({
-          time: new Date().toISOString(),
-          actor: this.actor,
-          action,
-          device: about.device ?? null,
-          target: about.target ?? null,
-          outcome,
-          detail: text === null ? null : text.slice(0, 500),
-        }),
-      );
-    let result: T;
-    try {
-      result = await run();
-    } catch (err) {
-      record('refused', err instanceof Error ? err.message : String(err));
-      throw err;
-    }
-    record('ok', detail ? detail(result) : null);
-    return result;
+  ) {
+    this.store = ca.inventory;
   }
 
+  /** The same service acting for someone else (an API caller). */
+  as(actor: string): FleetService {
+    return new FleetService(this.ca, actor);
+  }
+
+  /**
+   * Runs one operator action in a transaction together with its audit entry; when it is refused, records the
+   * refusal in a transaction of its own and rethrows.
+   */
+  private async audited<T>(
+    action: AuditAction,
+    about: { device?: string; target?: string },
+    run: (tx: InventoryTransaction) => Promise<T>,
+    detail?: (result: T) => string,
+  ): Promise<T> {
+    const entry = (outcome: AuditEntry['outcome'], text: string | null): Omit<AuditEntry, 'seq'> => ({
+      time: new Date().toISOString(),
+      actor: this.actor,
+      action,
+      device: about.device ?? null,
+      target: about.target ?? null,
+      outcome,
+      detail: text === null ? null : text.slice(0, 500),
+    });
+    try {
+      return await this.store.transaction(async (tx) => {
+        const result = await run(tx);
+        await tx.appendAudit(entry('ok', detail ? detail(result) : null));
+        return result;
+      });
+    } catch (err) {
+      await this.store.transaction((tx) => tx.appendAudit(entry('refused', err instanceof Error ? err.message : String(err))));
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------ enrollment (EST)
+
+  now(): Date {
+    return this.ca.now();
+  }
+
+  caCertificates(): Array<{ raw: Buffer }> {
+    return this.ca.caCertificates();
+  }
+
+  currentCrl(): Promise<Buffer> {
+    return this.ca.currentCrl();
+  }
+
+  enrollWithToken(deviceId: string, token: string, csr: Buffer, tpm?: { spki: Buffer; signature: Buffer }): Promise<IssuedCertificate> {
+    return this.ca.enrollWithToken(deviceId, token, csr, tpm);
+  }
+
+  enrollUnclaimed(csr: Buffer, limits: { maxUnclaimed?: number; unclaimedTtlMs?: number } = {}): Promise<IssuedCertificate> {
+    return this.ca.enrollUnclaimed(csr, limits);
+  }
+
+  enrollWithTpm(csr: Buffer, signature: Buffer): Promise<IssuedCertificate> {
+    return this.ca.enrollWithTpm(csr, signature);
+  }
+
+  renew(current: Buffer, csr: Buffer, tpmSignature?: Buffer): Promise<IssuedCertificate> {
+    return this.ca.reenroll(current, csr, tpmSignature);
+  }
+
+  // ------------------------------------------------------------------ operator actions
+
   createToken(device: string, ttlMs?: number): Promise<{ token: string; expiresAt: Date }> {
-    return this.audited('token.create', { device }, () => this.ca.createToken(device, ttlMs), (r) => `expires ${r.expiresAt.toISOString()}`);
+    return this.audited('token.create', { device }, (tx) => this.ca.createToken(device, ttlMs, tx), (r) => `expires ${r.expiresAt.toISOString()}`);
   }
 
   claim(device: string): Promise<DeviceRow> {
-    return this.audited('device.claim', { device }, () => this.ca.claimDevice(device));
+    return this.audited('device.claim', { device }, async (tx) => {
+      const row = await this.requireDevice(tx, device);
+      if (row.state !== 'unclaimed') throw new CaError(409, `device "${device}" is ${row.state}, not unclaimed`);
+      return this.setState(tx, device, 'active');
+    });
   }
 
   quarantine(device: string): Promise<DeviceRow> {
-    return this.audited('device.quarantine', { device }, () => this.ca.setQuarantine(device, true));
+    return this.audited('device.quarantine', { device }, (tx) => this.setQuarantine(tx, device, true));
   }
 
   release(device: string): Promise<DeviceRow> {
-    return this.audited('device.release', { device }, () => this.ca.setQuarantine(device, false));
+    return this.audited('device.release', { device }, (tx) => this.setQuarantine(tx, device, false));
   }
 
-  revoke(target: RevocationTarget, reason: RevocationReason): Promise<string[]> {
+  /** Replaces the device's tags. */
+  setTags(device: string, tags: string[]): Promise<DeviceRow> {
+    return this.audited(
+      'device.tag',
+      { device },
+      async (tx) => {
+        const checked = assertTags(tags);
+        await this.requireDevice(tx, device);
+        await tx.setDeviceTags(device, checked, this.ca.now().toISOString());
+        return (await tx.device(device))!;
+      },
+      (row) => `tags ${row.tags.join(', ') || '(none)'}`,
+    );
+  }
+
+  async revoke(target: RevocationTarget, reason: RevocationReason): Promise<string[]> {
     const about = 'deviceId' in target ? { device: target.deviceId } : { target: target.serial };
-    return this.audited('certificate.revoke', about, () => this.ca.revoke(target, reason), (serials) => `reason ${reason}; revoked ${serials.join(', ') || 'nothing'}`);
+    const serials = await this.audited(
+      'certificate.revoke',
+      about,
+      (tx) => this.ca.revoke(target, reason, tx),
+      (serials) => `reason ${reason}; revoked ${serials.join(', ') || 'nothing'}`,
+    );
+    await this.ca.refreshCrl(true); // after the commit: the CRL must list what was committed
+    return serials;
   }
 
   issueService(role: ServiceRole, name: string): Promise<KeyAndCertificate> {
-    return this.audited('service.issue', { target: `${role}:${name}` }, () => this.ca.issueService(role, name), (c) => `serial ${c.serial}`);
+    return this.audited('service.issue', { target: `${role}:${name}` }, (tx) => this.ca.issueService(role, name, tx), (c) => `serial ${c.serial}`);
   }
 
-  list(): Array<DeviceRow & { certificates: CertificateRow[] }> {
-    return this.ca.list();
+  /** An online, consistent copy of the inventory to `destination` (a new file), while the gateway keeps running. */
+  async backup(destination: string): Promise<void> {
+    const store = this.store;
+    if (!store.backup) throw new Error(`the inventory at ${store.location} is backed up with its database's own tools`);
+    const copy = store.backup.bind(store);
+    // Recorded before the copy is made, so that the copy holds its own audit entry.
+    await this.audited('inventory.backup', { target: destination }, async () => undefined);
+    await copy(destination);
   }
 
-  auditLog(filter: { device?: string } = {}): AuditEntry[] {
-    return this.ca.inventory.auditEntries(filter);
+  /** Records a policy reload (the gateway re-read its policies) or its refusal. */
+  recordPolicyReload(outcome: AuditEntry['outcome'], detail: string): Promise<void> {
+    return this.store.transaction((tx) =>
+      tx.appendAudit({ time: new Date().toISOString(), actor: this.actor, action: 'policy.reload', device: null, target: null, outcome, detail: detail.slice(0, 500) }),
+    );
+  }
+
+  private async requireDevice(tx: InventoryTransaction, device: string): Promise<DeviceRow> {
+    const row = await tx.device(assertDeviceId(device));
+    if (!row) throw new CaError(404, `no device "${device}" in the inventory`);
+    return row;
+  }
+
+  private async setState(tx: InventoryTransaction, device: string, state: DeviceRow['state']): Promise<DeviceRow> {
+    await tx.upsertDevice(device, state, this.ca.now().toISOString());
+    return (await tx.device(device))!;
+  }
+
+  /** Moves a device between active and quarantined (revoked and unclaimed are changed by their own commands). */
+  private async setQuarantine(tx: InventoryTransaction, device: string, quarantined: boolean): Promise<DeviceRow> {
+    const row = await this.requireDevice(tx, device);
+    if (row.state !== 'active' && row.state !== 'quarantined') throw new CaError(409, `device "${device}" is ${row.state}`);
+    return this.setState(tx, device, quarantined ? 'quarantined' : 'active');
+  }
+
+  // ------------------------------------------------------------------ reading
+
+  /** Every device with its certificates. */
+  async list(): Promise<DeviceWithCertificates[]> {
+    const devices = await this.store.devices();
+    const out: DeviceWithCertificates[] = [];
+    for (const d of devices) out.push({ ...d, certificates: await this.store.certificates({ deviceId: d.id }) });
+    return out;
+  }
+
+  /** One device with its certificates, or undefined. */
+  async show(device: string): Promise<DeviceWithCertificates | undefined> {
+    const row = await this.store.device(assertDeviceId(device));
+    return row && { ...row, certificates: await this.store.certificates({ deviceId: row.id }) };
+  }
+
+  auditLog(filter: { device?: string } = {}): Promise<AuditEntry[]> {
+    return this.store.auditEntries(filter);
   }
 }

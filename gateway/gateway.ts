@@ -9,7 +9,6 @@ import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
 import {
   identityFromCertificate,
-  InventoryTrustSource,
   OpenCounter,
   policyThresholds,
   RateLimiter,
@@ -27,6 +26,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
+import { fleetCaFacts, FleetService, fleetTrustSource, FleetView } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { CRL_PATH } from '../protocol/index.js';
@@ -100,6 +100,10 @@ export interface GatewayScoringOptions {
 
 export interface Gateway {
   ca: CertificateAuthority;
+  /** The fleet's use cases, acting as the gateway itself (EST); `fleet.as(actor)` for someone else. */
+  fleet: FleetService;
+  /** The in-memory read model of the fleet the broker and scoring use. */
+  view: FleetView;
   broker: Aedes;
   plugin: WottPlugin;
   metrics: Registry;
@@ -112,7 +116,7 @@ export interface Gateway {
 }
 
 /** Reuses the stored server certificate while it covers the hosts and has over a third of its life left. */
-function serverCredentials(ca: CertificateAuthority, dataDir: string, hosts: string[], log: Logger): { key: string; cert: string } {
+async function serverCredentials(ca: CertificateAuthority, dataDir: string, hosts: string[], log: Logger): Promise<{ key: string; cert: string }> {
   const keyPath = join(dataDir, 'server', 'server.key');
   const certPath = join(dataDir, 'server', 'server.crt');
   if (existsSync(keyPath) && existsSync(certPath)) {
@@ -130,7 +134,7 @@ function serverCredentials(ca: CertificateAuthority, dataDir: string, hosts: str
       // unreadable: issue a fresh one below
     }
   }
-  const issued = ca.issueServer(hosts);
+  const issued = await ca.issueServer(hosts);
   writeFileAtomic(keyPath, issued.keyPem, PRIVATE_KEY_MODE);
   const chain = issued.pem + ca.material.intermediate.toString();
   writeFileAtomic(certPath, chain);
@@ -149,14 +153,14 @@ function listen(server: Server | TlsServer | HttpServer, port: number, host: str
 }
 
 /** The sync runs beside the broker: same policies, same CA (so it can refresh Mosquitto's CRL and certificate). */
-async function startGatewayMosquittoSync(options: GatewayOptions, section: MosquittoSection, ca: CertificateAuthority): Promise<MosquittoSync> {
+async function startGatewayMosquittoSync(options: GatewayOptions, section: MosquittoSection, ca: CertificateAuthority, view: FleetView): Promise<MosquittoSync> {
   const credentials = readSyncCredentials(resolve(section.credentials));
   const sync = await startMosquittoSync({
     url: section.url,
     key: credentials.key,
     cert: credentials.cert,
     ca: credentials.ca,
-    dataDir: options.dataDir,
+    view,
     authority: ca,
     policies: options.policies,
     initialScore: options.initialScore,
@@ -204,14 +208,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     certLifetimeMs: options.certLifetimeMs,
     crlValidityMs: options.crlValidityMs,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.trustPollMs !== undefined ? { inventoryPollMs: options.trustPollMs } : {}),
     onWarning: (message) => log.warn(message),
   });
-  const tls = serverCredentials(ca, options.dataDir, options.hosts, log);
+  const tls = await serverCredentials(ca, options.dataDir, options.hosts, log);
   const metrics = createMetrics();
-  // What the broker (and the metrics route) know of revocations and device states. Changes made by other processes
-  // (the CLI) are noticed by polling; this process's own writes wake it at once.
-  const inventoryTrust = new InventoryTrustSource(options.dataDir, options.trustPollMs ?? 200);
-  ca.inventory.onCommit(() => inventoryTrust.refresh());
+  // The one read model of the fleet: what the broker, scoring and the metrics route know of revocations and device
+  // states. Changes made by other processes (the CLI) wake it through the store's signal; this process's own writes
+  // wake it at once.
+  const view = await FleetView.open(ca.inventory);
+  const fleet = new FleetService(ca, 'gateway');
   /** Why the caller of an HTTPS request is not a service (an operator or service certificate of ours), if it is not. */
   const serviceCaller = (req: IncomingMessage): string | undefined => {
     const socket = req.socket as TLSSocket;
@@ -219,10 +225,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (!cert?.raw || !socket.authorized) return 'metrics require a wott service certificate (or the loopback metrics listener)';
     const who = identityFromCertificate(cert);
     if ('error' in who || who.kind !== 'service') return 'metrics require a wott service certificate, not a device certificate';
-    if (inventoryTrust.isRevoked(who.serial)) return 'certificate revoked';
+    if (view.isRevoked(who.serial)) return 'certificate revoked';
     return undefined;
   };
-  const est = createEstHandler(ca, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
+  const est = createEstHandler(fleet, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
   const unclaimedSweeper = startUnclaimedSweeper(ca, options.enrollment, log);
   const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };
   const bind = { https: options.bind?.https ?? '0.0.0.0', mqtt: options.bind?.mqtt ?? '0.0.0.0', metrics: options.bind?.metrics ?? '127.0.0.1' };
@@ -269,7 +275,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     initialScore: options.initialScore,
     onDowngrade: options.onDowngrade,
     eventIntervalMs: options.eventIntervalMs,
-    trust: inventoryTrust,
+    trust: fleetTrustSource(view),
     ...(options.limits ? { limits: options.limits } : {}),
     log,
     metrics,
@@ -325,16 +331,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         dataDir: options.dataDir,
         bus: aedesBus(broker),
         thresholds: policyThresholds(options.policies),
+        caFacts: fleetCaFacts(view),
         log,
       })
     : undefined;
-  if (scoring) {
-    registerScoringMetrics(metrics, scoring);
-    // A quarantine, release, claim or revocation changes what scoring publishes (its state ceilings): score those
-    // devices again now rather than at the next tick, so a release restores deliveries at once.
-    inventoryTrust.onChange((devices) => devices.forEach((device) => scoring.recompute(device, true)));
-  }
-  const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca) : undefined;
+  if (scoring) registerScoringMetrics(metrics, scoring);
+  const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
   ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}${CRL_PATH}`);
   await ca.refreshCrl();
 
@@ -349,6 +351,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let closing: Promise<void> | undefined;
   return {
     ca,
+    fleet,
+    view,
     broker,
     plugin,
     metrics,
@@ -386,7 +390,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       });
     }
     est.close();
-    ca.close();
+    await view.close();
+    await ca.close();
     log.info('gateway stopped');
   }
 }

@@ -165,10 +165,9 @@ export function initialDynsecConfig(services: Array<{ role: ServiceRole; name: s
 }
 
 /** Service identities with an active, unexpired certificate in the inventory. */
-export function activeServices(authority: CertificateAuthority, now = Date.now()): Array<{ role: ServiceRole; name: string }> {
-  return authority.inventory
-    .certificates({ status: 'active' })
-    .filter((c) => c.kind === 'service' && Date.parse(c.notAfter) > now)
+export async function activeServices(authority: CertificateAuthority, now = Date.now()): Promise<Array<{ role: ServiceRole; name: string }>> {
+  return (await authority.inventory.certificates({ status: 'active', kind: 'service' }))
+    .filter((c) => Date.parse(c.notAfter) > now)
     .flatMap((c) => {
       const service = parseServiceCommonName(c.commonName);
       return service ? [service] : [];
@@ -189,9 +188,9 @@ export function writeBrokerFile(dir: string, path: string, data: string, mode?: 
 }
 
 /** Issues the broker's server certificate (chain: leaf + intermediate) and writes key (0600), certificate and CA chain. */
-export function writeServerFiles(authority: CertificateAuthority, dir: string, hosts: string[]): { serial: string; notAfter: Date } {
+export async function writeServerFiles(authority: CertificateAuthority, dir: string, hosts: string[]): Promise<{ serial: string; notAfter: Date }> {
   const p = mosquittoPaths(dir);
-  const issued = authority.issueServer(hosts);
+  const issued = await authority.issueServer(hosts);
   writeBrokerFile(dir, p.keyFile, issued.keyPem, PRIVATE_KEY_MODE);
   writeBrokerFile(dir, p.certFile, issued.pem + authority.material.intermediate.toString());
   writeBrokerFile(dir, p.caFile, authority.caCertificates().map((c) => c.toString()).join(''));
@@ -267,9 +266,9 @@ export async function writeMosquittoConfig(o: WriteMosquittoConfigOptions): Prom
   const user = o.user ?? 'mosquitto';
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   mkdirSync(paths.persistence, { recursive: true, mode: 0o750 });
-  const server = writeServerFiles(o.authority, dir, o.hosts);
+  const server = await writeServerFiles(o.authority, dir, o.hosts);
   writeFileAtomic(paths.crlFile, toPem(await o.authority.currentCrl(), 'X509 CRL'));
-  const services = [{ role: 'admin' as const, name: o.adminName }, ...activeServices(o.authority)];
+  const services = [{ role: 'admin' as const, name: o.adminName }, ...(await activeServices(o.authority))];
   const dynsec = initialDynsecConfig(services);
   const dynsecKept = existsSync(paths.dynsec) && !o.resetDynsec;
   if (!dynsecKept) writeFileAtomic(paths.dynsec, JSON.stringify(dynsec, null, 2) + '\n', 0o640);

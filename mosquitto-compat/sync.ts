@@ -25,7 +25,6 @@
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -33,7 +32,8 @@ import { dirname, join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { z } from 'zod';
 import { isRestricted, type PolicyRule } from '../policy/index.js';
-import { certificateCommonName, changesAfter, feedHead, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
+import { certificateCommonName, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
+import type { FleetChange, FleetView } from '../fleet/index.js';
 import {
   isDeviceId,
   normalizeSerial,
@@ -64,8 +64,8 @@ export interface MosquittoSyncOptions {
   cert: string;
   /** CA chain to verify Mosquitto's server certificate (ca.crt next to the admin credentials). */
   ca: string;
-  /** The wott data folder: the CA inventory is read from dataDir/inventory.db (read-only). */
-  dataDir: string;
+  /** The fleet's read model (the sync follows its changes; whoever opened it closes it). */
+  view: FleetView;
   /** With the CA at hand the sync also regenerates stale CRLs and renews Mosquitto's server certificate. */
   authority?: CertificateAuthority;
   policies: PolicyRule[];
@@ -130,119 +130,6 @@ export type MosquittoSection = z.infer<typeof mosquittoSectionSchema>;
 /** Reads admin.key, admin.crt and ca.crt and checks the certificate is an admin service certificate. */
 export const readSyncCredentials = (dir: string) => readServiceCredentials(dir, 'admin');
 
-// ------------------------------------------------------------------ inventory, read-only
-
-interface ServiceIdentity {
-  role: ServiceRole;
-  name: string;
-  /** Has an active (not revoked, not expired) certificate. */
-  active: boolean;
-}
-
-interface InventoryChanges {
-  devices: string[];
-  services: string[];
-  /** Certificates revoked since the last look: their holders must be kicked once the CRL has them. */
-  revoked: Array<{ serial: string; username: string }>;
-  crl: boolean;
-}
-
-class InventoryView {
-  private readonly db: Database.Database;
-  private version = -1;
-  /** The last change-feed entry applied; -1 before the first full load. */
-  private seq = -1;
-  private readonly seenRevocations = new Set<string>();
-  readonly devices = new Map<string, DeviceState>();
-  services = new Map<string, ServiceIdentity>();
-  crlNumber = 0;
-
-  constructor(dataDir: string) {
-    this.db = new Database(join(dataDir, 'inventory.db'), { readonly: true, fileMustExist: true });
-    this.db.pragma('busy_timeout = 2000');
-  }
-
-  /** Applies what changed since the last call (in the inventory's change feed order); undefined when nothing did. */
-  refresh(): InventoryChanges | undefined {
-    const version = this.db.pragma('data_version', { simple: true }) as number;
-    if (version === this.version) return undefined;
-    this.version = version;
-    const changes: InventoryChanges = { devices: [], services: [], revoked: [], crl: false };
-    const deviceState = this.db.prepare('SELECT state FROM devices WHERE id = ?');
-    const revocation = this.db.prepare(
-      "SELECT r.serial, c.kind, c.device_id, c.common_name FROM revocations r JOIN certificates c ON c.serial = r.serial WHERE r.serial = ?",
-    );
-    type Revocation = { serial: string; kind: string; device_id: string | null; common_name: string };
-    const revoked = (r: Revocation, report: boolean) => {
-      if (this.seenRevocations.has(r.serial)) return;
-      this.seenRevocations.add(r.serial);
-      if (report && r.kind !== 'server') changes.revoked.push({ serial: normalizeSerial(r.serial), username: r.device_id ?? r.common_name });
-    };
-    const setDevice = (id: string, state: DeviceState) => {
-      if (this.devices.get(id) !== state) changes.devices.push(id);
-      this.devices.set(id, state);
-    };
-    for (;;) {
-      const batch = this.seq < 0 ? 'reload' : changesAfter(this.db, this.seq);
-      if (batch === 'reload') {
-        // Everything, in one snapshot with its feed position; revocations seen at start are not "new" (no kick).
-        const first = this.seq < 0;
-        this.db.transaction(() => {
-          this.seq = feedHead(this.db);
-          for (const d of this.db.prepare('SELECT id, state FROM devices').all() as Array<{ id: string; state: DeviceState }>) setDevice(d.id, d.state);
-          for (const r of this.db.prepare('SELECT r.serial, c.kind, c.device_id, c.common_name FROM revocations r JOIN certificates c ON c.serial = r.serial').all() as Revocation[]) {
-            revoked(r, !first);
-          }
-        })();
-        continue;
-      }
-      for (const change of batch) {
-        this.seq = change.seq;
-        if (change.kind === 'device') {
-          const row = deviceState.get(change.key) as { state: DeviceState } | undefined;
-          if (row) setDevice(change.key, row.state);
-        } else if (change.kind === 'revocation') {
-          const row = revocation.get(change.key) as Revocation | undefined;
-          if (row) revoked(row, true);
-        }
-      }
-      if (batch.length < 10_000) break;
-    }
-    const now = Date.now();
-    const services = new Map<string, ServiceIdentity>();
-    for (const c of this.db.prepare("SELECT common_name, status, not_after FROM certificates WHERE kind = 'service'").all() as Array<{
-      common_name: string;
-      status: string;
-      not_after: string;
-    }>) {
-      const service = parseServiceCommonName(c.common_name);
-      if (!service) continue;
-      const s = services.get(c.common_name) ?? { ...service, active: false };
-      s.active ||= c.status === 'active' && Date.parse(c.not_after) > now;
-      services.set(c.common_name, s);
-    }
-    for (const [cn, s] of services) if (this.services.get(cn)?.active !== s.active) changes.services.push(cn);
-    this.services = services;
-    const crl = this.db.prepare('SELECT number FROM crls ORDER BY number DESC LIMIT 1').get() as { number: number } | undefined;
-    if ((crl?.number ?? 0) !== this.crlNumber) {
-      this.crlNumber = crl?.number ?? 0;
-      changes.crl = true;
-    }
-    return changes;
-  }
-
-  latestCrl(): { number: number; thisUpdate: string; der: Buffer } | undefined {
-    const r = this.db.prepare('SELECT number, this_update, der FROM crls ORDER BY number DESC LIMIT 1').get() as
-      | { number: number; this_update: string; der: Buffer }
-      | undefined;
-    return r && { number: r.number, thisUpdate: r.this_update, der: r.der };
-  }
-
-  close(): void {
-    if (this.db.open) this.db.close();
-  }
-}
-
 // ------------------------------------------------------------------ the sync
 
 interface AppliedClient {
@@ -268,7 +155,8 @@ class Sync implements MosquittoSync {
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
   private readonly compiler: DeviceAclCompiler;
-  private readonly inventory: InventoryView;
+  private readonly inventory: FleetView;
+  private stopFollowing?: () => void;
   private readonly client: MqttClient;
   private readonly control: DynsecControl;
   private readonly own: string;
@@ -304,8 +192,8 @@ class Sync implements MosquittoSync {
     this.paths = { crl: o.crlFile ?? dirPaths?.crlFile, pid: o.pidFile ?? dirPaths?.pidFile };
     if (!this.paths.crl) o.log.warn({}, 'no CRL file configured: revoked certificates are only stripped of their ACLs, Mosquitto still accepts them at the handshake');
     this.ready = new Promise((r) => (this.resolveReady = r));
-    this.inventory = new InventoryView(o.dataDir);
-    this.pollInventory();
+    this.inventory = o.view;
+    this.stopFollowing = o.view.onChange((change) => this.onFleetChange(change));
     this.client = mqtt.connect(o.url, {
       key: o.key,
       cert: o.cert,
@@ -327,7 +215,6 @@ class Sync implements MosquittoSync {
       this.control.failAll(new Error('connection to Mosquitto closed'));
     });
     this.client.on('error', (err) => o.log.warn({ err: err.message, url: o.url }, 'Mosquitto connection error'));
-    this.timers.push(setInterval(() => this.pollInventory(), o.pollMs ?? 200));
     if (o.authority) this.timers.push(setInterval(() => void this.maintenance(), o.maintenanceMs ?? 60_000));
     for (const t of this.timers) t.unref();
   }
@@ -354,19 +241,11 @@ class Sync implements MosquittoSync {
     }
   }
 
-  private pollInventory(): void {
+  private onFleetChange(changes: FleetChange): void {
     if (this.closed) return;
-    let changes: InventoryChanges | undefined;
-    try {
-      changes = this.inventory.refresh();
-    } catch (err) {
-      this.o.log.error({ err: (err as Error).message }, 'reading the CA inventory failed');
-      return;
-    }
-    if (!changes) return;
     for (const id of changes.devices) this.markDirty(id);
     for (const cn of changes.services) this.markDirty(cn);
-    for (const r of changes.revoked) this.pendingKicks.set(r.serial, r.username);
+    for (const r of changes.revoked) if (r.kind !== 'server') this.pendingKicks.set(normalizeSerial(r.serial), r.deviceId ?? r.commonName);
     if (changes.crl || changes.revoked.length) this.schedule();
   }
 
@@ -375,7 +254,7 @@ class Sync implements MosquittoSync {
     try {
       await ca.currentCrl(); // regenerates before nextUpdate; the poll then picks the new CRL up
       if (this.o.mosquittoDir && serverCertificateDue(this.o.mosquittoDir)) {
-        const issued = writeServerFiles(ca, this.o.mosquittoDir, serverCertificateHosts(this.o.mosquittoDir));
+        const issued = await writeServerFiles(ca, this.o.mosquittoDir, serverCertificateHosts(this.o.mosquittoDir));
         this.o.log.info({ serial: issued.serial, notAfter: issued.notAfter.toISOString() }, 'renewed the Mosquitto server certificate');
         await this.reloadMosquitto();
       }
@@ -419,12 +298,12 @@ class Sync implements MosquittoSync {
         ]),
       );
       this.roles = new Map(((roles!.data as { roles?: ListedRole[] })?.roles ?? []).map((r) => [r.rolename, aclDigest(r.acls ?? [])]));
-      for (const id of this.inventory.devices.keys()) this.dirty.add(id);
-      for (const cn of this.inventory.services.keys()) this.dirty.add(cn);
+      for (const d of this.inventory.allDevices()) this.dirty.add(d.id);
+      for (const cn of this.inventory.services().keys()) this.dirty.add(cn);
       this.serviceRolesDirty = true;
       this.stats.reconciles++;
       this.reconciled = true;
-      this.o.log.info({ clients: this.clients.size, roles: this.roles.size, devices: this.inventory.devices.size }, 'connected to Mosquitto Dynamic Security');
+      this.o.log.info({ clients: this.clients.size, roles: this.roles.size, devices: this.inventory.deviceCount }, 'connected to Mosquitto Dynamic Security');
       await this.flush();
       this.resolveReady();
     } catch (err) {
@@ -488,8 +367,8 @@ class Sync implements MosquittoSync {
   }
 
   private meantDisabled(username: string): boolean {
-    if (isDeviceId(username)) return this.inventory.devices.get(username) === 'revoked';
-    return username !== this.own && this.inventory.services.get(username)?.active === false;
+    if (isDeviceId(username)) return this.inventory.deviceState(username) === 'revoked';
+    return username !== this.own && this.inventory.services().get(username)?.active === false;
   }
 
   private async apply(ops: Op[], batch: string[]): Promise<void> {
@@ -558,7 +437,7 @@ class Sync implements MosquittoSync {
   }
 
   private deviceOps(ops: Op[], id: string, kicks: Set<string>): void {
-    const state = this.inventory.devices.get(id);
+    const state = this.inventory.deviceState(id);
     if (state === undefined) return; // not enrolled (yet): a score alone creates nothing
     const score = aclScore(state, this.scores.get(id), this.o.initialScore);
     const band = state === 'revoked' ? -1 : this.compiler.band(score);
@@ -579,7 +458,7 @@ class Sync implements MosquittoSync {
 
   private serviceOps(ops: Op[], cn: string): void {
     if (cn === this.own) return; // never lock ourselves out; our own revocation ends us at the handshake
-    const s = this.inventory.services.get(cn);
+    const s = this.inventory.services().get(cn);
     if (!s) return;
     const rolename = serviceRoleName(s.role);
     this.clientOps(ops, cn, s.active ? [rolename] : [], !s.active, `wott ${s.role} service ${s.name}`);
@@ -591,7 +470,7 @@ class Sync implements MosquittoSync {
   private async syncCrl(): Promise<Set<string>> {
     const kicks = new Set<string>();
     const path = this.paths.crl;
-    let latest = this.inventory.latestCrl();
+    let latest = await this.inventory.latestCrl();
     if (!path || !latest) {
       // Nothing to reload into: kick at once, the empty role already holds a revoked device back.
       for (const username of this.pendingKicks.values()) kicks.add(username);
@@ -605,7 +484,7 @@ class Sync implements MosquittoSync {
         // resolution; make sure the new one is strictly later than the one Mosquitto already holds.
         await sleep(1000 - (Date.now() % 1000) + 5);
         await this.o.authority.refreshCrl(true);
-        latest = this.inventory.latestCrl()!;
+        latest = (await this.inventory.latestCrl())!;
       }
       const pem = toPem(latest.der, 'X509 CRL');
       let current = '';
@@ -688,7 +567,7 @@ class Sync implements MosquittoSync {
     await this.flushing?.catch(() => undefined);
     this.control.failAll(new Error('sync closed'));
     await this.client.endAsync(true).catch(() => undefined);
-    this.inventory.close();
+    this.stopFollowing?.();
   }
 }
 

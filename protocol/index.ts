@@ -6,3 +6,4 @@ export * from './topics.js';
 export * from './messages.js';
 export * from './serial.js';
 export * from './telemetry.js';
+export * from './tags.js';

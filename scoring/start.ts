@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ScoringBus } from './bus.js';
-import { InventoryFacts } from './ca-facts.js';
+import type { CaFactsSource } from './ca-facts.js';
 import { ScoreEngine, type VulnerabilityMatcher } from './engine.js';
 import { InfluxWriter, type InfluxOptions } from './influx.js';
 import type { ScoreModel } from './model.js';
@@ -56,6 +56,8 @@ export interface StartScoringOptions {
   vulnerabilities?: VulnerabilityMatcher;
   tickMs?: number;
   log?: Logger;
+  /** What the CA knows about devices (the FleetView, where the CA inventory is at hand). */
+  caFacts?: CaFactsSource;
 }
 
 export const scoringPaths = (dataDir: string) => ({
@@ -65,7 +67,7 @@ export const scoringPaths = (dataDir: string) => ({
 
 export async function startScoring(options: StartScoringOptions): Promise<ScoringService> {
   const paths = scoringPaths(options.dataDir);
-  const facts = InventoryFacts.openIfPresent(options.dataDir);
+  const facts = options.caFacts;
   // `wott cve update` loads the feed into data/cve/cve.db; scoring picks up each new generation.
   const cveStore = options.vulnerabilities ? undefined : CveStore.open(options.dataDir);
   const vulnerabilities = options.vulnerabilities ?? new CachedCveMatcher(new StoreMatcher(cveStore!));
@@ -88,11 +90,14 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
     ...(options.tickMs ? { tickMs: options.tickMs } : {}),
     onClose: () => {
       store.close();
-      facts?.close();
+      stopFacts?.();
       cveStore?.close();
     },
   });
   await service.start();
+  // A quarantine, release, claim or revocation changes what scoring publishes (its state ceilings): score those
+  // devices again now rather than at the next tick, so a release restores deliveries at once.
+  const stopFacts = facts?.onChange?.((devices) => devices.forEach((device) => service.recompute(device, true)));
   options.log?.info({ model: options.model.version, influx: options.influx ? `${options.influx.url} (${options.influx.api ?? 'v1'})` : 'off', ca: Boolean(facts) }, 'scoring started');
   return service;
 }

@@ -3,3 +3,23 @@
  * the signatures are, whatever the backend). Only this folder holds SQL or a database handle.
  */
 export { migrate, SchemaError, type Migration } from './sqlite/migrate.js';
+export { CHANGES_KEPT } from './feed.js';
+export type { Change, ChangeFeed, ChangeKind } from './feed.js';
+export type {
+  AuditEntry,
+  CertificateFilter,
+  CertificateKind,
+  CertificateRow,
+  CertificateStatus,
+  CertificateSummary,
+  CrlRow,
+  DeviceRow,
+  InventoryReads,
+  InventorySnapshot,
+  InventoryStore,
+  InventoryTransaction,
+  InventoryWrites,
+  RevocationRow,
+  TokenRow,
+} from './inventory.js';
+export { openSqliteInventory, SqliteInventoryStore, type SqliteInventoryOptions } from './sqlite/inventory.js';

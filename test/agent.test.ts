@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { AgentStore, RenewalLoop, backoffDelay, renewalDelay, parseCertsOnly, verifyIssued } from '../agent/index.js';
 import { CertificateAuthority } from '../ca/index.js';
 import { parseCsr } from '../ca/csr.js';
+import type { InventoryTransaction } from '../store/index.js';
 import { telemetrySchema, topicFilters, type Telemetry } from '../protocol/index.js';
 import { CLI, requireCommand, tempDir } from './helpers.js';
 import { connect, run, serviceCredentials, testGateway, waitFor } from './mqtt-helpers.js';
@@ -20,8 +21,17 @@ import { connect, run, serviceCredentials, testGateway, waitFor } from './mqtt-h
 const quiet = pino({ level: 'silent' });
 const FIXTURE = resolve('test/fixtures/roots/debian12-hardened');
 
+/** Polls an asynchronous condition (an inventory read) until it holds. */
+async function eventually(cond: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function enrollWithCli(gw: { httpsPort: number; ca: CertificateAuthority }, dir: string, device: string, extra: string[] = []) {
-  const token = gw.ca.createToken(device).token;
+  const token = (await gw.ca.createToken(device)).token;
   const fingerprint = gw.ca.material.root.fingerprint256;
   return run(process.execPath, [CLI, 'agent', 'enroll', '--server', `https://localhost:${gw.httpsPort}`, '--device', device, '--token', token, '--dir', dir, '--ca-fingerprint', fingerprint, ...extra], 60_000);
 }
@@ -53,9 +63,9 @@ t.test('enroll: fingerprint-checked bootstrap, key 0600, refusals write nothing'
   t.equal(statSync(dir).mode & 0o777, 0o700);
   const cert = new X509Certificate(store.identity().certPem);
   t.match(cert.subject, /CN=pi-1/);
-  t.equal(gw.ca.inventory.device('pi-1')?.state, 'active');
+  t.equal((await gw.ca.inventory.device('pi-1'))?.state, 'active');
 
-  const wrongPin = await run(process.execPath, [CLI, 'agent', 'enroll', '--server', `https://localhost:${gw.httpsPort}`, '--device', 'pi-2', '--token', gw.ca.createToken('pi-2').token, '--dir', join(dir, '..', 'x'), '--ca-fingerprint', 'ab'.repeat(32)]);
+  const wrongPin = await run(process.execPath, [CLI, 'agent', 'enroll', '--server', `https://localhost:${gw.httpsPort}`, '--device', 'pi-2', '--token', (await gw.ca.createToken('pi-2')).token, '--dir', join(dir, '..', 'x'), '--ca-fingerprint', 'ab'.repeat(32)]);
   t.not(wrongPin.code, 0);
   t.match(wrongPin.stderr, /does not match the pinned one/);
   t.notOk(existsSync(join(dir, '..', 'x')), 'nothing written');
@@ -80,7 +90,7 @@ t.test('print and once: a valid report, the package list in full only when it ch
   t.equal(report.device, 'pi-1');
   t.ok(report.packages.list?.length, 'print always carries the list');
 
-  const scorer = await connect(gw, { ...serviceCredentials(gw, tempDir(t), 'scoring', 'test'), id: 'scoring:test' });
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, tempDir(t), 'scoring', 'test')), id: 'scoring:test' });
   t.teardown(() => scorer.end(true));
   const got: Telemetry[] = [];
   scorer.on('message', (_topic, payload) => got.push(telemetrySchema.parse(JSON.parse(payload.toString()))));
@@ -102,7 +112,7 @@ t.test('a two-minute certificate renews several times while telemetry keeps flow
   const gw = await testGateway(t, { certLifetimeMs: 120_000 });
   const dir = join(tempDir(t), 'wott');
   t.equal((await enrollWithCli(gw, dir, 'pi-1')).code, 0);
-  const scorer = await connect(gw, { ...serviceCredentials(gw, tempDir(t), 'scoring', 'test'), id: 'scoring:test' });
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, tempDir(t), 'scoring', 'test')), id: 'scoring:test' });
   t.teardown(() => scorer.end(true));
   const ids: number[] = [];
   scorer.on('message', (_topic, payload) => ids.push(telemetrySchema.parse(JSON.parse(payload.toString())).reportId));
@@ -114,18 +124,19 @@ t.test('a two-minute certificate renews several times while telemetry keeps flow
   agent.stderr!.on('data', (d: Buffer) => agentLog.push(d.toString()));
   const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));
   t.teardown(() => void agent.kill('SIGKILL'));
-  const renewed = () => gw.ca.inventory.certificates({ deviceId: 'pi-1' }).filter((c) => c.status === 'superseded').length;
-  await waitFor(() => renewed() >= 3, 'three renewals', 400_000);
+  const renewed = async () => (await gw.ca.inventory.certificates({ deviceId: 'pi-1' })).filter((c) => c.status === 'superseded').length;
+  await eventually(async () => (await renewed()) >= 3, 'three renewals', 400_000);
   await waitFor(() => ids.length > 0 && Math.max(...ids) >= new AgentStore(dir).state().reportId - 1, 'reports after the last renewal', 30_000);
   agent.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM stops the agent cleanly');
   const store = new AgentStore(dir);
-  t.ok(renewed() >= 3, `renewed ${renewed()} times`);
-  t.equal(agentLog.join('').match(/certificate renewed/g)?.length, renewed(), 'the agent logged each renewal');
+  const renewals = await renewed();
+  t.ok(renewals >= 3, `renewed ${renewals} times`);
+  t.equal(agentLog.join('').match(/certificate renewed/g)?.length, renewals, 'the agent logged each renewal');
   const unique = [...new Set(ids)].sort((a, b) => a - b);
   t.same(unique, Array.from({ length: unique.length }, (_, i) => i + 1), 'every report id from 1 up arrived (none lost across renewals)');
   t.ok(unique.length >= 30, `${unique.length} reports while renewing`);
-  const certs = gw.ca.inventory.certificates({ deviceId: 'pi-1' });
+  const certs = await gw.ca.inventory.certificates({ deviceId: 'pi-1' });
   t.equal(certs.filter((c) => c.status === 'active').length, 1, 'one active certificate; the rest superseded');
   t.equal(new X509Certificate(store.identity().certPem).serialNumber.toLowerCase(), certs.find((c) => c.status === 'active')!.serial, 'the agent holds the active one');
   t.equal(readFileSync(join(dir, 'state.json'), 'utf8').includes('"generation"'), true);
@@ -150,23 +161,24 @@ t.test('CA unreachable and hostile EST answers: backoff, no crash, the old certi
   // A fake EST server with a valid server certificate from the same CA, answering in hostile ways.
   const other = await CertificateAuthority.open({ dataDir: tempDir(t) });
   t.teardown(() => other.close());
-  const server = gw.ca.issueServer();
+  const server = await gw.ca.issueServer();
   let mode = 'garbage';
+  type IssueLeaf = (tx: InventoryTransaction, ...a: unknown[]) => Promise<{ der: Buffer }>;
   const issueLeaf = (ca: CertificateAuthority, cn: string, spki: Buffer) =>
-    (ca as unknown as { inventory: { transaction<T>(f: () => T): T }; issueLeaf: (...a: unknown[]) => { der: Buffer } }).inventory.transaction(() =>
-      (ca as unknown as { issueLeaf: (...a: unknown[]) => { der: Buffer } }).issueLeaf('device', cn, spki, { uris: [`urn:wott:device:${cn}`] }, null, 86_400_000),
+    ca.inventory.transaction((tx) =>
+      (ca as unknown as { issueLeaf: IssueLeaf }).issueLeaf.call(ca, tx, 'device', cn, spki, { uris: [`urn:wott:device:${cn}`] }, null, 86_400_000),
     );
   const fake = createServer({ key: server.keyPem, cert: server.pem + gw.ca.material.intermediate.toString(), requestCert: true, rejectUnauthorized: false }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', async () => {
       const csr = parseCsr(Buffer.from(Buffer.concat(chunks).toString(), 'base64'));
       let der: Buffer;
       if (mode === 'garbage') return void res.writeHead(200).end('bm90IHBrY3M3');
       if (mode === 'not-base64') return void res.writeHead(200).end('<html>oops</html>');
-      if (mode === 'other-cn') der = issueLeaf(gw.ca, 'pi-2', csr.spki).der;
-      else if (mode === 'other-key') der = issueLeaf(gw.ca, 'pi-1', generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ format: 'der', type: 'spki' })).der;
-      else der = issueLeaf(other, 'pi-1', csr.spki).der; // another CA
+      if (mode === 'other-cn') der = (await issueLeaf(gw.ca, 'pi-2', csr.spki)).der;
+      else if (mode === 'other-key') der = (await issueLeaf(gw.ca, 'pi-1', generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ format: 'der', type: 'spki' }))).der;
+      else der = (await issueLeaf(other, 'pi-1', csr.spki)).der; // another CA
       res.writeHead(200).end(CertificateAuthority.pkcs7([der]).toString('base64'));
     });
   });

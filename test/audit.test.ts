@@ -17,8 +17,8 @@ t.test('operator actions through the CLI are in the audit log, refused ones too'
   t.match(token, /^\S{20,}$/, 'a token');
   // The device enrolls with it (not an operator action: not in the audit log).
   const ca = await CertificateAuthority.open({ dataDir: dir });
-  ca.enrollWithToken('boiler', token, makeCsr(dir, '/CN=boiler').der);
-  ca.close();
+  await ca.enrollWithToken('boiler', token, makeCsr(dir, '/CN=boiler').der);
+  await ca.close();
   t.equal((await wott(dir, 'device', 'quarantine', 'boiler')).code, 0);
   t.equal((await wott(dir, 'device', 'release', 'boiler')).code, 0);
   t.equal((await wott(dir, 'device', 'claim', 'boiler')).code, 2, 'claiming an active device is refused');
@@ -45,10 +45,5 @@ t.test('operator actions through the CLI are in the audit log, refused ones too'
   const ghost = (await wott(dir, 'audit', 'log', '--device', 'ghost', '--json')).stdout.trim().split('\n');
   t.equal(ghost.length, 1, '--device filters');
   t.equal((await wott(dir, 'audit', 'log', '--device', '../etc')).code, 2, 'a device filter is checked as a device id');
-
-  // Append-only, even for someone holding the database.
-  const again = await CertificateAuthority.open({ dataDir: dir });
-  t.teardown(() => again.close());
-  t.throws(() => again.inventory.db.prepare("UPDATE audit SET outcome = 'ok'").run(), /append-only/);
-  t.throws(() => again.inventory.db.prepare('DELETE FROM audit').run(), /append-only/);
+  // (That the log cannot be edited even by someone holding the database is a store test: test/store/.)
 });

@@ -33,7 +33,7 @@ t.test('policies over mTLS with MQTT.js and mosquitto clients', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl') || !requireCommand(t, 'mosquitto_pub', 'mosquitto-clients')) return;
   const gw = await testGateway(t);
   const dir = tempDir(t);
-  const scorerCreds = serviceCredentials(gw, dir, 'scoring', 'test');
+  const scorerCreds = await serviceCredentials(gw, dir, 'scoring', 'test');
   const scorer = await connect(gw, { ...scorerCreds, id: 'scoring:test' });
   t.teardown(() => scorer.end(true));
   const events: BehaviourEvent[] = [];
@@ -251,8 +251,8 @@ t.test('revocation, quarantine, wills and certificate checks at the handshake', 
     // A certificate from another wott CA for the same device id.
     const other = await CertificateAuthority.open({ dataDir: tempDir(t) });
     const { der, keyPath } = makeCsr(dir, '/CN=known');
-    const foreign = other.enrollWithToken('known', other.createToken('known').token, der);
-    other.close();
+    const foreign = await other.enrollWithToken('known', (await other.createToken('known')).token, der);
+    await other.close();
     const e2 = await connectError(gw, { id: 'known', key: openssl(['pkey', '-in', keyPath]).toString(), cert: foreign.pem, ca: gw.caPem });
     t.ok(e2, `other CA refused: ${e2.message}`);
     const foreignPath = writeTemp(dir, 'foreign.crt', foreign.pem);
@@ -262,8 +262,8 @@ t.test('revocation, quarantine, wills and certificate checks at the handshake', 
     // An expired certificate from our own CA (issued with the clock set back).
     const past = await CertificateAuthority.open({ dataDir: gw.dir, now: () => new Date(Date.now() - 3 * 86_400_000), certLifetimeMs: 86_400_000 });
     const csr2 = makeCsr(dir, '/CN=old-device');
-    const expired = past.enrollWithToken('old-device', past.createToken('old-device').token, csr2.der);
-    past.close();
+    const expired = await past.enrollWithToken('old-device', (await past.createToken('old-device')).token, csr2.der);
+    await past.close();
     const e3 = await connectError(gw, { id: 'old-device', key: openssl(['pkey', '-in', csr2.keyPath]).toString(), cert: expired.pem, ca: gw.caPem });
     t.ok(e3, `expired refused: ${e3.message}`);
 
@@ -278,7 +278,7 @@ t.test('onDowngrade: disconnect closes the session when the score drops', async 
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const gw = await testGateway(t, { onDowngrade: 'disconnect' });
   const dir = tempDir(t);
-  const scorer = await connect(gw, { ...serviceCredentials(gw, dir, 'scoring', 'test'), id: 'scoring:test' });
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, dir, 'scoring', 'test')), id: 'scoring:test' });
   t.teardown(() => scorer.end(true));
   const client = await connect(gw, await enroll(gw, dir, 'dev1'));
   const closed = new Promise((r) => client.once('close', r));
@@ -292,7 +292,7 @@ t.test('wott policy explain reads the live score from the running gateway', asyn
   const dir = tempDir(t);
   const config = writeTemp(dir, 'wott.yaml', 'policies:\n' + POLICIES.map((p) => `  - topic: "${p.topic}"\n    publish: ${p.publish}\n    subscribe: ${p.subscribe}\n`).join(''));
   const gw = await testGateway(t);
-  const scorer = await connect(gw, { ...serviceCredentials(gw, dir, 'scoring', 'test'), id: 'scoring:test' });
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, dir, 'scoring', 'test')), id: 'scoring:test' });
   t.teardown(() => scorer.end(true));
   await enroll(gw, dir, 'dev1');
   await setScore(gw, scorer, 'dev1', 0.7);
@@ -306,7 +306,7 @@ t.test('wott policy explain reads the live score from the running gateway', asyn
   t.match(none, { allowed: false, reason: /no policy rule matches/ });
   const own = JSON.parse((await explain('devices/dev1/led', 'publish')).stdout);
   t.match(own, { allowed: true, rule: 'devices/{device}/#' });
-  await gw.ca.setQuarantine('dev1', true);
+  await gw.fleet.quarantine('dev1');
   const text = await run(process.execPath, [CLI, 'policy', 'explain', '--device', 'dev1', '--topic', 'weather/x', '--action', 'publish', '--data', gw.dir, '--config', config, '--mqtt-port', String(gw.mqttPort)]);
   t.match(text.stdout, /device:\s+dev1 \(quarantined\)\nscore:\s+0 \(live score from the gateway; capped at 0 because the device is quarantined\)\nrule:\s+weather\/# needs 0.4\ndecision: DENY publish weather\/x/);
 });
@@ -316,7 +316,7 @@ t.test('the plugin works mounted on a plain Aedes instance the test creates itse
   const dir = tempDir(t);
   const ca = await CertificateAuthority.open({ dataDir: join(dir, 'ca') });
   t.teardown(() => ca.close());
-  const server = ca.issueServer();
+  const server = await ca.issueServer();
   const caPem = ca.caCertificates().map((c) => c.toString()).join('');
   const broker = await Aedes.createBroker();
   const plugin = new WottPlugin({ policies: [{ topic: 'weather/#', publish: 0.4, subscribe: 0.4 }], trust: staticTrustSource({ lowly: 'quarantined' }) });
@@ -331,13 +331,13 @@ t.test('the plugin works mounted on a plain Aedes instance the test creates itse
     plugin.close();
   });
   const port = (tls.address() as AddressInfo).port;
-  const creds = (id: string) => {
+  const creds = async (id: string) => {
     const { der, keyPath } = makeCsr(dir, `/CN=${id}`);
-    const issued = ca.enrollWithToken(id, ca.createToken(id).token, der);
+    const issued = await ca.enrollWithToken(id, (await ca.createToken(id)).token, der);
     return { id, key: openssl(['pkey', '-in', keyPath]).toString(), cert: issued.pem, ca: caPem };
   };
-  const a = await connect({ mqttPort: port }, creds('alpha'));
-  const b = await connect({ mqttPort: port }, creds('lowly'));
+  const a = await connect({ mqttPort: port }, await creds('alpha'));
+  const b = await connect({ mqttPort: port }, await creds('lowly'));
   t.teardown(() => {
     a.end(true);
     b.end(true);

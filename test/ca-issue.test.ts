@@ -4,6 +4,8 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
+import { hashToken } from '../ca/authority.js';
+import { FleetService } from '../fleet/index.js';
 import { readPrivateKey } from '../ca/keys.js';
 import * as der from '../ca/der.js';
 import { certificateParts } from '../ca/profile.js';
@@ -27,22 +29,22 @@ t.test('first open creates root + intermediate, keys 0600, and reopening reuses 
   t.equal(inter.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
   const again = await CertificateAuthority.open({ dataDir: dir });
   t.equal(again.material.root.fingerprint256, root.fingerprint256, 'second open keeps the same root');
-  again.close();
-  const db = (ca.inventory.db.pragma('journal_mode', { simple: true }) as string).toLowerCase();
-  t.equal(db, 'wal');
+  await again.close();
+  // The SQLite header's file format versions (bytes 18 and 19) are 2 in WAL mode.
+  t.same([...readFileSync(join(dir, 'inventory.db')).subarray(18, 20)], [2, 2], 'inventory is in WAL mode');
 });
 
 t.test('WOTT_CA_PASSPHRASE encrypts the CA keys', async (t) => {
   const dir = tempDir(t);
   const ca = await CertificateAuthority.open({ dataDir: dir, passphrase: 'correct horse' });
-  ca.close();
+  await ca.close();
   const pem = readFileSync(join(dir, 'ca', 'intermediate.key'), 'utf8');
   t.match(pem, /ENCRYPTED PRIVATE KEY/);
   t.throws(() => readPrivateKey(join(dir, 'ca', 'intermediate.key')), /encrypted: set WOTT_CA_PASSPHRASE/);
   t.throws(() => readPrivateKey(join(dir, 'ca', 'intermediate.key'), 'wrong'), /wrong WOTT_CA_PASSPHRASE/);
   await t.rejects(CertificateAuthority.open({ dataDir: dir }), /encrypted/);
   const reopened = await CertificateAuthority.open({ dataDir: dir, passphrase: 'correct horse' });
-  reopened.close();
+  await reopened.close();
   t.throws(() => readPrivateKey(writeTemp(dir, 'junk.key', 'not a key')), /not a readable private key/);
 });
 
@@ -59,9 +61,9 @@ t.test('device certificates follow the profile, whatever the CSR asks for', asyn
     '[req]\ndistinguished_name=dn\nreq_extensions=ext\n[dn]\n[ext]\nbasicConstraints=CA:TRUE\nextendedKeyUsage=serverAuth\nsubjectAltName=URI:urn:wott:device:victim,DNS:evil.example\n',
   );
   const csr = openssl(['req', '-new', '-key', keyPath, '-subj', '/CN=dev1/O=Evil Corp', '-config', cnf, '-outform', 'DER']);
-  const { token } = ca.createToken('dev1');
+  const { token } = await ca.createToken('dev1');
   const before = Date.now();
-  const issued = ca.enrollWithToken('dev1', token, csr);
+  const issued = await ca.enrollWithToken('dev1', token, csr);
   const certPath = writeTemp(dir, 'dev1.crt', issued.pem);
   const text = openssl(['x509', '-in', certPath, '-noout', '-text']).toString();
   t.match(text, /Subject: CN = dev1\n/, 'subject is exactly CN = device id');
@@ -85,10 +87,10 @@ t.test('device certificates follow the profile, whatever the CSR asks for', asyn
   const serialHex = openssl(['x509', '-in', certPath, '-noout', '-serial']).toString().trim().split('=')[1]!.toLowerCase();
   t.equal(serialHex, issued.serial);
   t.equal(issued.serial.length, 32);
-  const row = ca.inventory.certificate(issued.serial)!;
+  const row = (await ca.inventory.certificate(issued.serial))!;
   t.equal(row.fingerprint, cert.fingerprint256.replace(/:/g, '').toLowerCase());
   t.equal(row.status, 'active');
-  t.equal(ca.inventory.device('dev1')?.state, 'active');
+  t.equal((await ca.inventory.device('dev1'))?.state, 'active');
 });
 
 t.test('server and service certificates', async (t) => {
@@ -97,19 +99,19 @@ t.test('server and service certificates', async (t) => {
   const ca = await CertificateAuthority.open({ dataDir: dir });
   t.teardown(() => ca.close());
   const chain = writeTemp(dir, 'chain.pem', ca.caCertificates().map((c) => c.toString()).join(''));
-  const server = ca.issueServer(['gw.example', '10.0.0.7', 'fd00::1']);
+  const server = await ca.issueServer(['gw.example', '10.0.0.7', 'fd00::1']);
   const serverPath = writeTemp(dir, 'server.crt', server.pem);
   t.match(openssl(['verify', '-purpose', 'sslserver', '-CAfile', chain, serverPath]).toString(), /OK/);
   const san = openssl(['x509', '-in', serverPath, '-noout', '-ext', 'subjectAltName']).toString();
   t.match(san, /DNS:localhost, DNS:gw.example, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, IP Address:10.0.0.7, IP Address:FD00:0:0:0:0:0:0:1/);
-  const svc = ca.issueService('scoring', 'main');
+  const svc = await ca.issueService('scoring', 'main');
   const svcPath = writeTemp(dir, 'svc.crt', svc.pem);
   t.match(openssl(['verify', '-purpose', 'sslclient', '-CAfile', chain, svcPath]).toString(), /OK/);
   const text = openssl(['x509', '-in', svcPath, '-noout', '-text']).toString();
   t.match(text, /Subject: CN = scoring:main/);
   t.match(text, /URI:urn:wott:service:scoring:main/);
-  t.equal(ca.inventory.certificate(svc.serial)?.kind, 'service');
-  t.throws(() => ca.issueService('scoring', 'Bad Name'), /invalid device id/);
+  t.equal((await ca.inventory.certificate(svc.serial))?.kind, 'service');
+  await t.rejects(ca.issueService('scoring', 'Bad Name'), /invalid device id/);
 });
 
 t.test('tokens: single use, bound to one device, expire, stored hashed', async (t) => {
@@ -117,30 +119,33 @@ t.test('tokens: single use, bound to one device, expire, stored hashed', async (
   let now = Date.now();
   const ca = await CertificateAuthority.open({ dataDir: dir, now: () => new Date(now) });
   t.teardown(() => ca.close());
-  const { token } = ca.createToken('dev1', 60_000);
+  const { token } = await ca.createToken('dev1', 60_000);
   t.match(token, /^[A-Za-z0-9_-]{32}$/);
-  const stored = ca.inventory.db.prepare('SELECT hash FROM tokens').all() as Array<{ hash: string }>;
+  const stored = await ca.inventory.tokens();
   t.equal(stored.length, 1);
-  t.not(stored[0]!.hash, token, 'only a hash is stored');
-  t.notOk(JSON.stringify(ca.inventory.db.prepare('SELECT * FROM tokens').all()).includes(token));
+  t.equal(stored[0]!.hash, hashToken(token), 'only a hash is stored');
+  t.notOk(JSON.stringify(stored).includes(token));
+  t.notOk(await ca.inventory.token(token), 'the token itself is no key');
+  const files = ['inventory.db', 'inventory.db-wal'].map((f) => { try { return readFileSync(join(dir, f)); } catch { return Buffer.alloc(0); } });
+  t.notOk(files.some((b) => b.includes(token)), 'the token is nowhere in the database files');
 
   const csr1 = makeCsr(dir, '/CN=dev1').der;
-  const before = inventorySnapshot(dir);
-  t.throws(() => ca.enrollWithToken('dev2', token, makeCsr(dir, '/CN=dev2').der), { status: 403, message: /another device/ });
-  t.throws(() => ca.enrollWithToken('dev1', 'nope', csr1), { status: 401, message: /unknown enrollment token/ });
-  t.throws(() => ca.enrollWithToken('dev1', token, makeCsr(dir, '/CN=dev2').der), { status: 403, message: /does not match/ });
-  t.throws(() => ca.enrollWithToken('DEV', token, csr1), { status: 401 });
-  t.same(inventorySnapshot(dir), before, 'refusals change nothing');
+  const before = await inventorySnapshot(dir);
+  await t.rejects(ca.enrollWithToken('dev2', token, makeCsr(dir, '/CN=dev2').der), { status: 403, message: /another device/ });
+  await t.rejects(ca.enrollWithToken('dev1', 'nope', csr1), { status: 401, message: /unknown enrollment token/ });
+  await t.rejects(ca.enrollWithToken('dev1', token, makeCsr(dir, '/CN=dev2').der), { status: 403, message: /does not match/ });
+  await t.rejects(ca.enrollWithToken('DEV', token, csr1), { status: 401 });
+  t.same(await inventorySnapshot(dir), before, 'refusals change nothing');
 
   now += 61_000;
-  t.throws(() => ca.enrollWithToken('dev1', token, csr1), { status: 403, message: /expired/ });
-  t.same(inventorySnapshot(dir), before);
+  await t.rejects(ca.enrollWithToken('dev1', token, csr1), { status: 403, message: /expired/ });
+  t.same(await inventorySnapshot(dir), before);
 
-  const fresh = ca.createToken('dev1', 60_000).token;
-  ca.enrollWithToken('dev1', fresh, csr1);
-  t.throws(() => ca.enrollWithToken('dev1', fresh, csr1), /already been used/);
-  t.throws(() => ca.createToken('dev1', 0), /positive/);
-  t.throws(() => ca.createToken('Not Valid'), /invalid device id/);
+  const fresh = (await ca.createToken('dev1', 60_000)).token;
+  await ca.enrollWithToken('dev1', fresh, csr1);
+  await t.rejects(ca.enrollWithToken('dev1', fresh, csr1), /already been used/);
+  await t.rejects(ca.createToken('dev1', 0), /positive/);
+  await t.rejects(ca.createToken('Not Valid'), /invalid device id/);
 });
 
 t.test('renewal: same identity, new key, supersedes, refuses revoked / expired / superseded / foreign', async (t) => {
@@ -149,50 +154,51 @@ t.test('renewal: same identity, new key, supersedes, refuses revoked / expired /
   const ca = await CertificateAuthority.open({ dataDir: dir, now: () => new Date(now), certLifetimeMs: DAY });
   t.teardown(() => ca.close());
   const key1 = makeKey(dir);
-  const first = ca.enrollWithToken('dev1', ca.createToken('dev1').token, csrWithKey(key1, '/CN=dev1'));
-  t.throws(() => ca.reenroll(first.der, csrWithKey(key1, '/CN=dev1')), { status: 400, message: /new key/ });
-  t.throws(() => ca.reenroll(first.der, makeCsr(dir, '/CN=dev2').der), { status: 403, message: /does not match/ });
-  const second = ca.reenroll(first.der, makeCsr(dir, '/CN=dev1').der);
-  t.equal(ca.inventory.certificate(first.serial)?.status, 'superseded');
-  t.equal(ca.inventory.certificate(first.serial)?.replacedBy, second.serial);
-  t.throws(() => ca.reenroll(first.der, makeCsr(dir, '/CN=dev1').der), { status: 403, message: /already been renewed/ });
+  const first = await ca.enrollWithToken('dev1', (await ca.createToken('dev1')).token, csrWithKey(key1, '/CN=dev1'));
+  await t.rejects(ca.reenroll(first.der, csrWithKey(key1, '/CN=dev1')), { status: 400, message: /new key/ });
+  await t.rejects(ca.reenroll(first.der, makeCsr(dir, '/CN=dev2').der), { status: 403, message: /does not match/ });
+  const second = await ca.reenroll(first.der, makeCsr(dir, '/CN=dev1').der);
+  t.equal((await ca.inventory.certificate(first.serial))?.status, 'superseded');
+  t.equal((await ca.inventory.certificate(first.serial))?.replacedBy, second.serial);
+  await t.rejects(ca.reenroll(first.der, makeCsr(dir, '/CN=dev1').der), { status: 403, message: /already been renewed/ });
 
   // Another CA's certificate with a matching serial-like shape is not ours.
   const other = await CertificateAuthority.open({ dataDir: tempDir(t) });
-  const foreign = other.enrollWithToken('dev1', other.createToken('dev1').token, makeCsr(dir, '/CN=dev1').der);
-  other.close();
-  t.throws(() => ca.reenroll(foreign.der, makeCsr(dir, '/CN=dev1').der), { status: 403, message: /not issued by this CA/ });
-  t.throws(() => ca.reenroll(Buffer.from('junk'), makeCsr(dir, '/CN=dev1').der), { status: 401 });
+  const foreign = await other.enrollWithToken('dev1', (await other.createToken('dev1')).token, makeCsr(dir, '/CN=dev1').der);
+  await other.close();
+  await t.rejects(ca.reenroll(foreign.der, makeCsr(dir, '/CN=dev1').der), { status: 403, message: /not issued by this CA/ });
+  await t.rejects(ca.reenroll(Buffer.from('junk'), makeCsr(dir, '/CN=dev1').der), { status: 401 });
 
-  const service = ca.issueService('admin', 'ops');
-  t.throws(() => ca.reenroll(service.der, makeCsr(dir, '/CN=dev1').der), /not a device certificate/);
+  const service = await ca.issueService('admin', 'ops');
+  await t.rejects(ca.reenroll(service.der, makeCsr(dir, '/CN=dev1').der), /not a device certificate/);
 
   now += DAY + 1000;
-  t.throws(() => ca.reenroll(second.der, makeCsr(dir, '/CN=dev1').der), { status: 403, message: /expired/ });
+  await t.rejects(ca.reenroll(second.der, makeCsr(dir, '/CN=dev1').der), { status: 403, message: /expired/ });
   now -= DAY + 1000;
 
   await ca.revoke({ serial: second.serial }, 'keyCompromise');
-  t.throws(() => ca.reenroll(second.der, makeCsr(dir, '/CN=dev1').der), { status: 403, message: /revoked/ });
+  await t.rejects(ca.reenroll(second.der, makeCsr(dir, '/CN=dev1').der), { status: 403, message: /revoked/ });
 });
 
 t.test('claim mode: unauthenticated enrollment leaves the device unclaimed until claimed', async (t) => {
   const dir = tempDir(t);
   const ca = await CertificateAuthority.open({ dataDir: dir });
   t.teardown(() => ca.close());
-  const issued = ca.enrollUnclaimed(makeCsr(dir, '/CN=sensor-7').der);
+  const fleet = new FleetService(ca, 'test');
+  const issued = await ca.enrollUnclaimed(makeCsr(dir, '/CN=sensor-7').der);
   t.equal(issued.deviceId, 'sensor-7');
-  t.equal(ca.inventory.device('sensor-7')?.state, 'unclaimed');
-  t.throws(() => ca.enrollUnclaimed(makeCsr(dir, '/CN=sensor-7').der), { status: 401, message: /already enrolled/ });
-  t.throws(() => ca.enrollUnclaimed(makeCsr(dir, '/CN=Bad Id').der), { status: 400, message: /not a valid device id/ });
-  t.equal(ca.claimDevice('sensor-7').state, 'active');
-  t.throws(() => ca.claimDevice('sensor-7'), { status: 409 });
-  t.throws(() => ca.claimDevice('ghost'), { status: 404 });
-  t.equal(ca.setQuarantine('sensor-7', true).state, 'quarantined');
+  t.equal((await ca.inventory.device('sensor-7'))?.state, 'unclaimed');
+  await t.rejects(ca.enrollUnclaimed(makeCsr(dir, '/CN=sensor-7').der), { status: 401, message: /already enrolled/ });
+  await t.rejects(ca.enrollUnclaimed(makeCsr(dir, '/CN=Bad Id').der), { status: 400, message: /not a valid device id/ });
+  t.equal((await fleet.claim('sensor-7')).state, 'active');
+  await t.rejects(fleet.claim('sensor-7'), { status: 409 });
+  await t.rejects(fleet.claim('ghost'), { status: 404 });
+  t.equal((await fleet.quarantine('sensor-7')).state, 'quarantined');
   // An operator token re-enrolls a quarantined device without lifting the quarantine.
-  ca.enrollWithToken('sensor-7', ca.createToken('sensor-7').token, makeCsr(dir, '/CN=sensor-7').der);
-  t.equal(ca.inventory.device('sensor-7')?.state, 'quarantined');
-  t.equal(ca.setQuarantine('sensor-7', false).state, 'active');
-  t.throws(() => ca.setQuarantine('ghost', true), /no device/);
+  await ca.enrollWithToken('sensor-7', (await ca.createToken('sensor-7')).token, makeCsr(dir, '/CN=sensor-7').der);
+  t.equal((await ca.inventory.device('sensor-7'))?.state, 'quarantined');
+  t.equal((await fleet.release('sensor-7')).state, 'active');
+  await t.rejects(fleet.quarantine('ghost'), /no device/);
 });
 
 t.test('revocation feeds a CRL that openssl honours; CRL numbers increase', async (t) => {
@@ -200,9 +206,9 @@ t.test('revocation feeds a CRL that openssl honours; CRL numbers increase', asyn
   const dir = tempDir(t);
   const ca = await CertificateAuthority.open({ dataDir: dir });
   t.teardown(() => ca.close());
-  const a = ca.enrollWithToken('dev-a', ca.createToken('dev-a').token, makeCsr(dir, '/CN=dev-a').der);
-  const b = ca.enrollWithToken('dev-b', ca.createToken('dev-b').token, makeCsr(dir, '/CN=dev-b').der);
-  const b2 = ca.reenroll(b.der, makeCsr(dir, '/CN=dev-b').der);
+  const a = await ca.enrollWithToken('dev-a', (await ca.createToken('dev-a')).token, makeCsr(dir, '/CN=dev-a').der);
+  const b = await ca.enrollWithToken('dev-b', (await ca.createToken('dev-b')).token, makeCsr(dir, '/CN=dev-b').der);
+  const b2 = await ca.reenroll(b.der, makeCsr(dir, '/CN=dev-b').der);
   const chain = writeTemp(dir, 'chain.pem', ca.caCertificates().map((c) => c.toString()).join(''));
   const crlNumber = () => Number(openssl(['crl', '-in', join(dir, 'crl.pem'), '-noout', '-crlnumber']).toString().trim().split('=')[1]);
 
@@ -211,8 +217,9 @@ t.test('revocation feeds a CRL that openssl honours; CRL numbers increase', asyn
   const aPath = writeTemp(dir, 'a.crt', a.pem);
   t.match(openssl(['verify', '-crl_check', '-CAfile', chain, '-CRLfile', join(dir, 'crl.pem'), aPath]).toString(), /OK/);
 
-  t.same(await ca.revoke({ deviceId: 'dev-b' }, 'keyCompromise'), [b.serial, b2.serial].sort((x, y) => (ca.inventory.certificate(x)!.issuedAt < ca.inventory.certificate(y)!.issuedAt ? -1 : 1)), 'revokes superseded and active certs of the device');
-  t.equal(ca.inventory.device('dev-b')?.state, 'revoked');
+  const issuedAt = new Map((await ca.inventory.certificates({ deviceId: 'dev-b' })).map((c) => [c.serial, c.issuedAt]));
+  t.same(await ca.revoke({ deviceId: 'dev-b' }, 'keyCompromise'), [b.serial, b2.serial].sort((x, y) => (issuedAt.get(x)! < issuedAt.get(y)! ? -1 : 1)), 'revokes superseded and active certs of the device');
+  t.equal((await ca.inventory.device('dev-b'))?.state, 'revoked');
   t.ok(crlNumber() > n0);
   const b2Path = writeTemp(dir, 'b2.crt', b2.pem);
   const out = (() => {

@@ -34,7 +34,7 @@ const publicOf = (pem: string, passphrase?: string) =>
 t.test('CA keys are PBES2 + scrypt (N=2^14, r=8, p=5) + AES-256-CBC, readable by openssl and Node', async (t) => {
   const dir = tempDir(t);
   const ca = await CertificateAuthority.open({ dataDir: dir, passphrase: PASS });
-  ca.close();
+  await ca.close();
   for (const name of ['root', 'intermediate']) {
     const path = join(dir, 'ca', `${name}.key`);
     const parsed = asn1(path);
@@ -56,7 +56,7 @@ t.test('CA keys are PBES2 + scrypt (N=2^14, r=8, p=5) + AES-256-CBC, readable by
 
 t.test('keys encrypted the old way (PBKDF2, 2,048 iterations) are re-encrypted with scrypt at load', async (t) => {
   const dir = tempDir(t);
-  (await CertificateAuthority.open({ dataDir: dir, passphrase: PASS })).close();
+  await (await CertificateAuthority.open({ dataDir: dir, passphrase: PASS })).close();
   const before: Record<string, string> = {};
   for (const name of ['root', 'intermediate']) {
     const path = join(dir, 'ca', `${name}.key`);
@@ -69,7 +69,7 @@ t.test('keys encrypted the old way (PBKDF2, 2,048 iterations) are re-encrypted w
   const rootPath = join(dir, 'ca', 'root.key');
   const warnings: string[] = [];
   const ca = await CertificateAuthority.open({ dataDir: dir, passphrase: PASS, onWarning: (m) => warnings.push(m) });
-  ca.close();
+  await ca.close();
   t.equal(warnings.filter((w) => /re-encrypted with scrypt/.test(w)).length, 2, 'both keys reported as re-encrypted');
   for (const name of ['root', 'intermediate']) {
     const path = join(dir, 'ca', `${name}.key`);
@@ -83,7 +83,7 @@ t.test('keys encrypted the old way (PBKDF2, 2,048 iterations) are re-encrypted w
   const inter = createPrivateKey({ key: readFileSync(interPath, 'utf8'), passphrase: PASS });
   writeFileSync(interPath, inter.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: PASS }));
   warnings.length = 0;
-  (await CertificateAuthority.open({ dataDir: dir, passphrase: PASS, onWarning: (m) => warnings.push(m) })).close();
+  await (await CertificateAuthority.open({ dataDir: dir, passphrase: PASS, onWarning: (m) => warnings.push(m) })).close();
   t.equal(readFileSync(rootPath, 'utf8'), rootNow, 'a strong key is not rewritten');
   t.same(keyProtection(readFileSync(interPath, 'utf8')), { kind: 'encrypted', kdf: 'scrypt N=16384 r=8 p=5', strong: true });
   t.equal(warnings.length, 1);
@@ -132,20 +132,20 @@ t.test('a leaf lifetime beyond the issuing CA is refused at issuance and warned 
   const dir = tempDir(t);
   const DAY = 86_400_000;
   const created = new Date(Date.now() - (5 * 365 - 3) * DAY); // the issuing CA (5 years) has 3 days left
-  (await CertificateAuthority.open({ dataDir: dir, now: () => created })).close();
+  await (await CertificateAuthority.open({ dataDir: dir, now: () => created })).close();
   const warnings: string[] = [];
   const ca = await CertificateAuthority.open({ dataDir: dir, certLifetimeMs: 7 * DAY, onWarning: (m) => warnings.push(m) });
   t.teardown(() => ca.close());
   t.match(warnings.join('\n'), /device certificate lifetime \(7 d\) exceeds what the issuing CA has left \(2 d/);
   t.match(warnings.join('\n'), /server certificate lifetime \(90 d\) exceeds/);
   const { der } = makeCsr(dir, '/CN=late');
-  const { token } = ca.createToken('late');
-  t.throws(() => ca.enrollWithToken('late', token, der), /cannot issue a device certificate until .*: the issuing CA expires .*shorten the lifetime/);
-  t.equal(ca.inventory.certificates().length, 0, 'nothing recorded');
-  t.notOk(ca.inventory.token(hashToken(token))?.usedAt, 'the token is not used up');
+  const { token } = await ca.createToken('late');
+  await t.rejects(ca.enrollWithToken('late', token, der), /cannot issue a device certificate until .*: the issuing CA expires .*shorten the lifetime/);
+  t.equal((await ca.inventory.certificates()).length, 0, 'nothing recorded');
+  t.notOk((await ca.inventory.token(hashToken(token)))?.usedAt, 'the token is not used up');
   const short = await CertificateAuthority.open({ dataDir: dir, certLifetimeMs: DAY, onWarning: () => {} });
   t.teardown(() => short.close());
-  const issued = short.enrollWithToken('late', token, der);
+  const issued = await short.enrollWithToken('late', token, der);
   t.ok(issued.notAfter < new Date(short.material.intermediate.validTo), 'a lifetime that fits is issued');
 });
 

@@ -7,7 +7,7 @@ import { request } from 'node:https';
 import { X509Certificate, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqliteInventory } from '../store/index.js';
 import { CertificateAuthority } from '../ca/index.js';
 import { makeCsr, openssl, requireCommand, startGatewayProcess, tempDir } from './helpers.js';
 import { EST_PATHS } from '../protocol/index.js';
@@ -34,14 +34,16 @@ t.test('kill -9 during enrollment never loses or half-stores a certificate', asy
   const setup = await CertificateAuthority.open({ dataDir: data });
   const devices = Array.from({ length: 60 }, (_, i) => {
     const id = `crash-${i}`;
-    return { id, token: setup.createToken(id).token, csr: makeCsr(dir, `/CN=${id}`).der };
+    return { id, csr: makeCsr(dir, `/CN=${id}`).der };
   });
-  setup.close();
+  const withTokens: Array<{ id: string; token: string; csr: Buffer }> = [];
+  for (const d of devices) withTokens.push({ ...d, token: (await setup.createToken(d.id)).token });
+  await setup.close();
   const ca = readFileSync(join(data, 'ca', 'intermediate.crt'), 'utf8') + readFileSync(join(data, 'ca', 'root.crt'), 'utf8');
 
   const received: Buffer[] = [];
   const refused: string[] = [];
-  let pending = [...devices];
+  let pending = [...withTokens];
   for (let round = 0; round < 10 && pending.length; round++) {
     const { child, port } = await startGatewayProcess(data);
     const exited = new Promise((res) => child.once('exit', res));
@@ -67,10 +69,10 @@ t.test('kill -9 during enrollment never loses or half-stores a certificate', asy
   }
   t.ok(received.length > 0, `clients received ${received.length} certificates`);
 
-  const db = new Database(join(data, 'inventory.db'));
-  t.teardown(() => db.close());
-  t.equal(db.pragma('integrity_check', { simple: true }), 'ok', 'SQLite integrity check');
-  const certs = db.prepare('SELECT serial, device_id, status, fingerprint, der FROM certificates').all() as Array<{ serial: string; device_id: string; status: string; fingerprint: string; der: Buffer }>;
+  const store = openSqliteInventory(join(data, 'inventory.db'));
+  t.teardown(() => store.close());
+  t.same(await store.integrityCheck(), [], 'the store\'s integrity check finds nothing');
+  const certs = await store.certificates();
   t.equal(new Set(certs.map((c) => c.serial)).size, certs.length, 'serials unique');
   for (const c of certs) {
     const x = new X509Certificate(c.der);
@@ -81,13 +83,18 @@ t.test('kill -9 during enrollment never loses or half-stores a certificate', asy
   const missing = received.filter((der) => !fingerprints.has(createHash('sha256').update(der).digest('hex')));
   t.equal(missing.length, 0, 'every certificate a client received is in the inventory');
   // A consumed token always has its certificate; an unconsumed one has none.
-  const tokens = db.prepare('SELECT device_id, used_at FROM tokens').all() as Array<{ device_id: string; used_at: string | null }>;
-  for (const tok of tokens) {
-    const has = certs.some((c) => c.device_id === tok.device_id);
-    if (Boolean(tok.used_at) !== has) t.fail(`token/certificate disagree for ${tok.device_id}`);
+  for (const tok of await store.tokens()) {
+    const has = certs.some((c) => c.deviceId === tok.deviceId);
+    if (Boolean(tok.usedAt) !== has) t.fail(`token/certificate disagree for ${tok.deviceId}`);
   }
+  // The change feed lost nothing: gap-free from 1, and every certificate has its entry.
+  const feed = await store.feed.after(0, 1_000_000);
+  if (feed === 'reload') throw new Error('feed pruned');
+  t.ok(feed.every((c, i) => c.seq === i + 1), `the feed is gap-free (${feed.length} entries)`);
+  const fed = new Set(feed.filter((c) => c.kind === 'certificate').map((c) => c.key));
+  t.ok(certs.every((c) => fed.has(c.serial)), 'every stored certificate is in the feed');
   const perDevice = new Map<string, number>();
-  for (const c of certs) if (c.status === 'active') perDevice.set(c.device_id, (perDevice.get(c.device_id) ?? 0) + 1);
+  for (const c of certs) if (c.status === 'active' && c.deviceId) perDevice.set(c.deviceId, (perDevice.get(c.deviceId) ?? 0) + 1);
   t.ok([...perDevice.values()].every((n) => n === 1), 'at most one active certificate per device');
   t.comment(`inventory: ${certs.length} certificates; refused after a lost reply: ${refused.length}`);
 
@@ -95,8 +102,8 @@ t.test('kill -9 during enrollment never loses or half-stores a certificate', asy
   const { child, port } = await startGatewayProcess(data);
   t.teardown(() => void child.kill('SIGKILL'));
   const late = await CertificateAuthority.open({ dataDir: data });
-  const token = late.createToken('late-1').token;
-  late.close();
+  const token = (await late.createToken('late-1')).token;
+  await late.close();
   const reply = await enroll(port, 'late-1', token, makeCsr(dir, '/CN=late-1').der, ca);
   t.equal(reply?.status, 200);
 });

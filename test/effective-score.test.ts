@@ -37,7 +37,7 @@ t.test('score show, score history, policy explain and the broker agree for activ
   const gw = await testGateway(t, { claim: true, scoring: { model: loadModel(), republishMs: 60_000, historyRetentionMs: 86_400_000, tickMs: 200 } });
 
   const devices = { active: 'act-1', quarantined: 'quar-1', unclaimed: 'unc-1', revoked: 'rev-1' } as const;
-  const clients = [];
+  const clients: Array<Awaited<ReturnType<typeof connect>>> = [];
   for (const id of [devices.active, devices.quarantined, devices.revoked]) clients.push(await connect(gw, await enroll(gw, dir, id)));
   const unclaimed = await claimEnroll(gw, dir, devices.unclaimed);
   t.equal(unclaimed.reply.status, 200, 'claim mode: an unauthenticated enrollment');
@@ -64,7 +64,7 @@ t.test('score show, score history, policy explain and the broker agree for activ
   }
 
   // The state changes; scoring is not told (it learns when it next recomputes the device): the broker is at once.
-  gw.ca.setQuarantine(devices.quarantined, true);
+  await gw.fleet.quarantine(devices.quarantined);
   await gw.ca.revoke({ deviceId: devices.revoked });
   await waitFor(() => gw.plugin.deviceState(devices.quarantined) === 'quarantined' && gw.plugin.deviceState(devices.revoked) === 'revoked', 'the broker to see the states');
 

@@ -16,6 +16,15 @@ import { CRL_PATH, EST_PATHS } from '../protocol/index.js';
 
 const MINUTE = 60_000;
 
+/** Polls an asynchronous condition (an inventory read) until it holds. */
+async function eventually(cond: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 function clock() {
   const base = Date.now();
   let offset = 0;
@@ -61,7 +70,7 @@ t.test('claim flood: per-source rate limit (429 + Retry-After), cap on unclaimed
   }
   t.equal(refused, 35, 'all 35 attempts past the burst are refused with 429');
   t.equal(retryAfter, '10', 'Retry-After: one request per 10 s at 6 a minute');
-  t.equal(unclaimed(), 5, 'the flood created only the burst');
+  t.equal(await unclaimed(), 5, 'the flood created only the burst');
 
   // A device with a token, from the same address, is not limited, and works on MQTT.
   await legitimateRoundTrip(t, gw, work, 'legit-1');
@@ -74,7 +83,7 @@ t.test('claim flood: per-source rate limit (429 + Retry-After), cap on unclaimed
   // Other sources have their own budget ...
   t.equal((await claimEnroll(gw, work, 'other-1', '127.0.0.2')).reply.status, 200, 'another source is not affected');
   t.equal((await claimEnroll(gw, work, 'other-2', '127.0.0.2')).reply.status, 200);
-  t.equal(unclaimed(), 8, 'the cap is reached');
+  t.equal(await unclaimed(), 8, 'the cap is reached');
   // ... but all of them together stop at the cap on unclaimed devices: new and existing ids alike (no enumeration).
   const full = await claimEnroll(gw, work, 'other-3', '127.0.0.2');
   t.equal(full.reply.status, 503, 'cap reached: 503');
@@ -83,15 +92,15 @@ t.test('claim flood: per-source rate limit (429 + Retry-After), cap on unclaimed
   t.ok(retry > 3000 && retry <= 3600, `Retry-After is when the oldest unclaimed device expires (${retry} s)`);
   const existing = await claimEnroll(gw, work, 'flood-0', '127.0.0.3');
   t.same([existing.reply.status, existing.reply.body], [full.reply.status, full.reply.body], 'an existing id gets the same 503');
-  t.equal(unclaimed(), 8, 'nothing was created past the cap');
+  t.equal(await unclaimed(), 8, 'nothing was created past the cap');
   t.equal((await claimEnroll(gw, work, 'other-4', '127.0.0.4')).reply.status, 503, 'a fresh source is held by the cap too');
 
   // Token enrollment is not subject to the cap.
   await legitimateRoundTrip(t, gw, work, 'legit-2');
   // Claiming one frees a place.
-  gw.ca.claimDevice('flood-1');
+  await gw.fleet.claim('flood-1');
   t.equal((await claimEnroll(gw, work, 'other-5', '127.0.0.2')).reply.status, 200, 'a claim frees a place');
-  t.equal(unclaimed(), 8);
+  t.equal(await unclaimed(), 8);
 });
 
 t.test('the limiter keeps a bounded number of sources; past it new sources share one bucket', async (t) => {
@@ -107,7 +116,7 @@ t.test('the limiter keeps a bounded number of sources; past it new sources share
   for (let i = 1; i <= 6; i++) statuses.push((await claimEnroll(gw, work, `src-${i}`, `127.0.1.${i}`)).reply.status);
   // Sources 1-3 get their own bucket; 4, 5 and 6 share the overflow bucket: 4 spends it, 5 and 6 are refused.
   t.same(statuses, [200, 200, 200, 200, 429, 429]);
-  t.equal(gw.ca.inventory.countDevices('unclaimed'), 4, 'varying the source address does not multiply the budget');
+  t.equal(await gw.ca.inventory.countDevices('unclaimed'), 4, 'varying the source address does not multiply the budget');
   // When the tracked sources have refilled (idle), they are dropped and new sources get buckets again.
   time.advance(2 * MINUTE);
   t.equal((await claimEnroll(gw, work, 'src-7', '127.0.1.7')).reply.status, 200);
@@ -128,7 +137,7 @@ t.test('unclaimed devices nobody claims expire: revoked, on the CRL, kicked off 
 
   const squatter = (await claimEnroll(gw, work, 'squatter-1')).creds!;
   const claimed = (await claimEnroll(gw, work, 'claimed-1')).creds!;
-  gw.ca.claimDevice('claimed-1');
+  await gw.fleet.claim('claimed-1');
   const legit = await legitimateRoundTrip(t, gw, work, 'legit-1');
   const squatterClient = await connect(gw, squatter);
   t.teardown(() => squatterClient.endAsync(true));
@@ -139,11 +148,11 @@ t.test('unclaimed devices nobody claims expire: revoked, on the CRL, kicked off 
 
   // Five minutes later on the gateway's clock the squatter's ten minutes are up; late-1 has five to go.
   time.advance(5 * MINUTE + 1000);
-  await waitFor(() => gw.ca.inventory.device('squatter-1')?.state === 'revoked', 'the sweep');
+  await eventually(async () => (await gw.ca.inventory.device('squatter-1'))?.state === 'revoked', 'the sweep');
   await waitFor(() => squatterClosed, 'the squatter to be disconnected');
-  const rows = gw.ca.inventory.certificates({ deviceId: 'squatter-1' });
+  const rows = await gw.ca.inventory.certificates({ deviceId: 'squatter-1' });
   t.same(rows.map((r) => r.status), ['revoked'], 'its certificate is revoked');
-  t.same(gw.ca.inventory.revocations().filter((r) => r.serial === squatter.serial).map((r) => r.reason), ['privilegeWithdrawn']);
+  t.same((await gw.ca.inventory.revocations()).filter((r) => r.serial === squatter.serial).map((r) => r.reason), ['privilegeWithdrawn']);
   // The broker is woken by the revocation's commit; the new CRL follows a moment later (it is signed after it).
   let crl = await getBytes(gw, CRL_PATH);
   for (let i = 0; i < 100 && !crlSerials(crl.body).includes(squatter.serial); i++) {
@@ -166,8 +175,8 @@ t.test('unclaimed devices nobody claims expire: revoked, on the CRL, kicked off 
   t.equal((await claimEnroll(gw, work, 'squatter-1')).reply.status, 401, 'the id stays taken for unauthenticated callers');
 
   // Others are untouched: the claimed device, the younger unclaimed one, and the token device still delivering.
-  t.equal(gw.ca.inventory.device('claimed-1')?.state, 'active');
-  t.equal(gw.ca.inventory.device('late-1')?.state, 'unclaimed');
+  t.equal((await gw.ca.inventory.device('claimed-1'))?.state, 'active');
+  t.equal((await gw.ca.inventory.device('late-1'))?.state, 'unclaimed');
   t.notOk(crlSerials(crl.body).includes(claimed.serial));
   t.notOk(crlSerials(crl.body).includes(late.serial));
   const got = inbox(legit);
@@ -176,7 +185,7 @@ t.test('unclaimed devices nobody claims expire: revoked, on the CRL, kicked off 
 
   // The documented way back for the real device: an operator token (the id becomes active again).
   await enroll(gw, work, 'squatter-1');
-  t.equal(gw.ca.inventory.device('squatter-1')?.state, 'active');
+  t.equal((await gw.ca.inventory.device('squatter-1'))?.state, 'active');
 });
 
 t.test('wott.yaml enrollment limits reach a `wott gateway` process', async (t) => {

@@ -33,12 +33,12 @@ async function fleet(t: Tap.Test, claim: boolean) {
   const tpmKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const spki = tpmKey.publicKey.export({ format: 'der', type: 'spki' });
   const tpmSign = (csr: Buffer) => sign('sha256', csr, { key: tpmKey.privateKey, dsaEncoding: 'der' });
-  gw.ca.enrollWithToken('dev-active', gw.ca.createToken('dev-active').token, makeCsr(work, '/CN=dev-active').der);
+  await gw.ca.enrollWithToken('dev-active', (await gw.ca.createToken('dev-active')).token, makeCsr(work, '/CN=dev-active').der);
   const tpmCsr = makeCsr(work, '/CN=dev-tpm').der;
-  gw.ca.enrollWithToken('dev-tpm', gw.ca.createToken('dev-tpm').token, tpmCsr, { spki, signature: tpmSign(tpmCsr) });
-  gw.ca.enrollWithToken('dev-revoked', gw.ca.createToken('dev-revoked').token, makeCsr(work, '/CN=dev-revoked').der);
+  await gw.ca.enrollWithToken('dev-tpm', (await gw.ca.createToken('dev-tpm')).token, tpmCsr, { spki, signature: tpmSign(tpmCsr) });
+  await gw.ca.enrollWithToken('dev-revoked', (await gw.ca.createToken('dev-revoked')).token, makeCsr(work, '/CN=dev-revoked').der);
   await gw.ca.revoke({ deviceId: 'dev-revoked' });
-  gw.ca.enrollUnclaimed(makeCsr(work, '/CN=dev-unclaimed').der);
+  await gw.ca.enrollUnclaimed(makeCsr(work, '/CN=dev-unclaimed').der);
   return { gw, log, work, tpmSign };
 }
 
@@ -72,7 +72,7 @@ for (const claim of [true, false]) {
       t.ok(reasons.some((r) => why.test(r)), `logged: ${why}`);
     }
     if (claim) t.ok(reasons.some((r) => /"dev-unclaimed" is already enrolled/.test(r)), 'logged: already enrolled');
-    t.equal(gw.ca.inventory.certificates({ deviceId: 'nobody' }).length, 0, 'nothing was issued');
+    t.equal((await gw.ca.inventory.certificates({ deviceId: 'nobody' })).length, 0, 'nothing was issued');
 
     // Legitimate devices are unaffected: TPM recovery with the real TPM key, and a token enrollment on MQTT.
     const recovery = makeCsr(work, '/CN=dev-tpm').der;
@@ -100,7 +100,7 @@ t.test('a wrong token does not tell whether the id exists', async (t) => {
   t.equal(first.status, 401);
   for (const [id, reply] of answers) t.same(visible(reply), first, `${id}: the same answer`);
   // The right token still works.
-  const token = gw.ca.createToken('dev-active').token;
+  const token = (await gw.ca.createToken('dev-active')).token;
   const ok = await est(gw, ENROLL, { body: makeCsr(work, '/CN=dev-active').der.toString('base64'), auth: `dev-active:${token}` });
   t.equal(ok.status, 200);
 });

@@ -95,7 +95,7 @@ t.test('curl + openssl: cacerts -> simpleenroll with a token -> simplereenroll -
   t.equal(pem.match(/BEGIN CERTIFICATE/g)?.length, 2, 'intermediate and root');
   t.match(pem, gw.ca.material.root.toString().trim().split('\n')[1]!, 'contains our root');
 
-  const token = gw.ca.createToken('dev1').token;
+  const token = (await gw.ca.createToken('dev1')).token;
   openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p('dev.key')]);
   const csr = openssl(['req', '-new', '-key', p('dev.key'), '-subj', '/CN=dev1', '-outform', 'DER']);
   writeTemp(work, 'dev.csr.b64', csr.toString('base64').replace(/.{64}/g, '$&\n'));
@@ -141,36 +141,36 @@ t.test('hostile input: a clear 4xx and an unchanged inventory', async (t) => {
 
   // Set-up: devices with certificates in every state we need.
   const keyA = makeKey(work);
-  const a = gw.ca.enrollWithToken('dev-a', gw.ca.createToken('dev-a').token, csrWithKey(keyA, '/CN=dev-a'));
+  const a = await gw.ca.enrollWithToken('dev-a', (await gw.ca.createToken('dev-a')).token, csrWithKey(keyA, '/CN=dev-a'));
   const keyB = makeKey(work);
-  const b = gw.ca.enrollWithToken('dev-b', gw.ca.createToken('dev-b').token, csrWithKey(keyB, '/CN=dev-b'));
+  const b = await gw.ca.enrollWithToken('dev-b', (await gw.ca.createToken('dev-b')).token, csrWithKey(keyB, '/CN=dev-b'));
   const keyOld = makeKey(work);
-  const old = gw.ca.enrollWithToken('dev-c', gw.ca.createToken('dev-c').token, csrWithKey(keyOld, '/CN=dev-c'));
-  gw.ca.reenroll(old.der, makeCsr(work, '/CN=dev-c').der); // old is now superseded
+  const old = await gw.ca.enrollWithToken('dev-c', (await gw.ca.createToken('dev-c')).token, csrWithKey(keyOld, '/CN=dev-c'));
+  await gw.ca.reenroll(old.der, makeCsr(work, '/CN=dev-c').der); // old is now superseded
   const keyRevoked = makeKey(work);
-  const revoked = gw.ca.enrollWithToken('dev-d', gw.ca.createToken('dev-d').token, csrWithKey(keyRevoked, '/CN=dev-d'));
+  const revoked = await gw.ca.enrollWithToken('dev-d', (await gw.ca.createToken('dev-d')).token, csrWithKey(keyRevoked, '/CN=dev-d'));
   await gw.ca.revoke({ serial: revoked.serial });
   // An expired certificate and an expired token: made by the same CA with its clock set back.
   const past = await CertificateAuthority.open({ dataDir: dir, now: () => new Date(Date.now() - 3 * DAY), certLifetimeMs: DAY });
   const keyExpired = makeKey(work);
-  const expired = past.enrollWithToken('dev-e', past.createToken('dev-e').token, csrWithKey(keyExpired, '/CN=dev-e'));
-  const expiredToken = past.createToken('dev-f', 60_000).token;
-  past.close();
+  const expired = await past.enrollWithToken('dev-e', (await past.createToken('dev-e')).token, csrWithKey(keyExpired, '/CN=dev-e'));
+  const expiredToken = (await past.createToken('dev-f', 60_000)).token;
+  await past.close();
   // A certificate from another CA with a valid device's CN.
   const other = await CertificateAuthority.open({ dataDir: tempDir(t) });
   const keyForeign = makeKey(work);
-  const foreign = other.enrollWithToken('dev-a', other.createToken('dev-a').token, csrWithKey(keyForeign, '/CN=dev-a'));
-  other.close();
+  const foreign = await other.enrollWithToken('dev-a', (await other.createToken('dev-a')).token, csrWithKey(keyForeign, '/CN=dev-a'));
+  await other.close();
 
-  const tokenF = gw.ca.createToken('dev-f').token;
-  const usedToken = gw.ca.createToken('dev-g').token;
-  gw.ca.enrollWithToken('dev-g', usedToken, makeCsr(work, '/CN=dev-g').der);
+  const tokenF = (await gw.ca.createToken('dev-f')).token;
+  const usedToken = (await gw.ca.createToken('dev-g')).token;
+  await gw.ca.enrollWithToken('dev-g', usedToken, makeCsr(work, '/CN=dev-g').der);
   const goodCsrF = makeCsr(work, '/CN=dev-f').der;
   const broken = Buffer.from(goodCsrF);
-  broken[broken.length - 5] ^= 0xff; // inside the signature
+  broken.writeUInt8(broken.readUInt8(broken.length - 5) ^ 0xff, broken.length - 5); // inside the signature
   const pemOf = (path: string) => readFileSync(path, 'utf8');
 
-  const before = inventorySnapshot(dir);
+  const before = await inventorySnapshot(dir);
   const cases: Array<[string, () => Promise<Reply>, number, RegExp]> = [
     ['garbage base64', () => enroll('!!! not base64 ***', `dev-f:${tokenF}`), 400, /not valid base64/],
     ['base64 of non-DER', () => enroll(Buffer.from('hello, I am not a CSR').toString('base64'), `dev-f:${tokenF}`), 400, /not a DER-encoded PKCS#10/],
@@ -204,7 +204,7 @@ t.test('hostile input: a clear 4xx and an unchanged inventory', async (t) => {
     t.match(reply.body, reason, `${name}: reason`);
     t.match(String(reply.headers['content-type']), /^text\/plain/, `${name}: plain text`);
   }
-  t.same(inventorySnapshot(dir), before, 'inventory unchanged by every refused request');
+  t.same(await inventorySnapshot(dir), before, 'inventory unchanged by every refused request');
   // And the good request still works afterwards: the token was not consumed by the refusals.
   const ok = await enroll(b64(goodCsrF), `dev-f:${tokenF}`);
   t.equal(ok.status, 200);
@@ -219,9 +219,9 @@ t.test('claim mode: unauthenticated enrollment over EST, then wott device claim'
   const reply = await est(base, EST_PATHS.simpleenroll, { body: makeCsr(work, '/CN=sensor-1').der.toString('base64'), ca });
   t.equal(reply.status, 200);
   t.match(openssl(['x509', '-noout', '-subject'], certFromReply(reply.body)).toString(), /CN = sensor-1/);
-  t.equal(gw.ca.inventory.device('sensor-1')?.state, 'unclaimed');
+  t.equal((await gw.ca.inventory.device('sensor-1'))?.state, 'unclaimed');
   const again = await est(base, EST_PATHS.simpleenroll, { body: makeCsr(work, '/CN=sensor-1').der.toString('base64'), ca });
   t.equal(again.status, 401, 'a known device cannot re-enroll unauthenticated');
-  gw.ca.claimDevice('sensor-1');
-  t.equal(gw.ca.inventory.device('sensor-1')?.state, 'active');
+  await gw.fleet.claim('sensor-1');
+  t.equal((await gw.ca.inventory.device('sensor-1'))?.state, 'active');
 });

@@ -5,15 +5,18 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { CertificateAuthority, changesAfter, CHANGES_KEPT, feedHead } from '../ca/index.js';
-import { InventoryTrustSource } from '../broker/index.js';
+import { join } from 'node:path';
+import { openSqliteInventory } from '../store/index.js';
+import { CertificateAuthority } from '../ca/index.js';
+import { FleetService, FleetView } from '../fleet/index.js';
+import { CHANGES_KEPT } from '../store/index.js';
 import { CLI, makeCsr, requireCommand, tempDir } from './helpers.js';
 import { connect, enroll, testGateway, waitFor } from './mqtt-helpers.js';
 
 const DAY = 86_400_000;
 
-function feedOf(ca: CertificateAuthority) {
-  const rows = changesAfter(ca.inventory.db, 0, 1_000_000);
+async function feedOf(ca: CertificateAuthority) {
+  const rows = await ca.inventory.feed.after(0, 1_000_000);
   if (rows === 'reload') throw new Error('feed pruned');
   return rows;
 }
@@ -23,26 +26,26 @@ t.test('every write is in the feed, in order, without gaps, across a writer rest
   const dir = tempDir(t);
   let ca = await CertificateAuthority.open({ dataDir: dir });
   const { der } = makeCsr(dir, '/CN=feed-dev');
-  const issued = ca.enrollWithToken('feed-dev', ca.createToken('feed-dev').token, der);
-  ca.setQuarantine('feed-dev', true);
+  const issued = await ca.enrollWithToken('feed-dev', (await ca.createToken('feed-dev')).token, der);
+  await new FleetService(ca, 'test').quarantine('feed-dev');
   await ca.revoke({ serial: issued.serial }, 'keyCompromise');
-  const first = feedOf(ca);
+  const first = await feedOf(ca);
   t.same(first.map((c) => c.seq), first.map((_, i) => i + 1), 'seq 1..n, no gap');
   t.ok(first.some((c) => c.kind === 'device' && c.key === 'feed-dev'));
   t.ok(first.some((c) => c.kind === 'certificate' && c.key === issued.serial));
   t.ok(first.some((c) => c.kind === 'revocation' && c.key === issued.serial));
   t.ok(first.some((c) => c.kind === 'crl'));
   // A refused write (a used token) leaves nothing in the feed.
-  const head = feedHead(ca.inventory.db);
-  t.throws(() => ca.enrollWithToken('feed-dev', 'no-such-token', makeCsr(dir, '/CN=feed-dev').der));
-  t.equal(feedHead(ca.inventory.db), head, 'a refused enrollment writes no change');
-  ca.close();
+  const head = await ca.inventory.feed.head();
+  await t.rejects(ca.enrollWithToken('feed-dev', 'no-such-token', makeCsr(dir, '/CN=feed-dev').der));
+  t.equal(await ca.inventory.feed.head(), head, 'a refused enrollment writes no change');
+  await ca.close();
   ca = await CertificateAuthority.open({ dataDir: dir });
-  ca.setQuarantine('feed-dev', false);
-  const after = feedOf(ca);
+  await new FleetService(ca, 'test').release('feed-dev');
+  const after = await feedOf(ca);
   t.equal(after.length, first.length + 1, 'the writer restarted: the feed continues');
   t.equal(after[after.length - 1]!.seq, head + 1);
-  ca.close();
+  await ca.close();
 });
 
 t.test('two processes writing at once: one gap-free feed with every write', async (t) => {
@@ -50,7 +53,7 @@ t.test('two processes writing at once: one gap-free feed with every write', asyn
   const ca = await CertificateAuthority.open({ dataDir: dir });
   t.teardown(() => ca.close());
   const now = () => new Date().toISOString();
-  for (let k = 0; k < 4; k++) ca.inventory.transaction(() => ca.inventory.upsertDevice(`cli-${k}`, 'active', now()));
+  for (let k = 0; k < 4; k++) await ca.inventory.transaction((tx) => tx.upsertDevice(`cli-${k}`, 'active', now()));
   // Four CLI processes quarantine devices while this process adds 200 more, each in its own transaction.
   const others = Array.from({ length: 4 }, (_, k) =>
     new Promise<number | null>((resolve) => {
@@ -59,15 +62,15 @@ t.test('two processes writing at once: one gap-free feed with every write', asyn
     }),
   );
   for (let i = 0; i < 200; i++) {
-    ca.inventory.transaction(() => ca.inventory.upsertDevice(`dev-${i}`, 'unclaimed', now()));
+    await ca.inventory.transaction((tx) => tx.upsertDevice(`dev-${i}`, 'unclaimed', now()));
     if (i % 5 === 0) await new Promise((r) => setTimeout(r, 5));
   }
   t.same(await Promise.all(others), [0, 0, 0, 0], 'the other processes wrote');
-  const feed = feedOf(ca);
+  const feed = await feedOf(ca);
   t.same(feed.map((c) => c.seq), feed.map((_, i) => i + 1), 'no gap, no duplicate');
   t.equal(new Set(feed.filter((c) => c.kind === 'device').map((c) => c.key)).size, 204);
   t.equal(feed.filter((c) => c.kind === 'device').length, 208, 'every insert, and the 4 quarantines of the other processes');
-  for (let k = 0; k < 4; k++) t.equal(ca.inventory.device(`cli-${k}`)!.state, 'quarantined');
+  for (let k = 0; k < 4; k++) t.equal((await ca.inventory.device(`cli-${k}`))!.state, 'quarantined');
 });
 
 t.test('the broker follows the feed, not timestamps: a revocation stamped in the past still closes the session', async (t) => {
@@ -87,7 +90,7 @@ t.test('the broker follows the feed, not timestamps: a revocation stamped in the
   await behind.revoke({ deviceId: late.id });
   await closed;
   t.pass('the session of the certificate revoked with an old timestamp was closed');
-  behind.setQuarantine(quiet.id, true);
+  await new FleetService(behind, 'test').quarantine(quiet.id);
   await waitFor(() => gw.plugin.deviceState(quiet.id) === 'quarantined', 'a quarantine stamped in the past reaches the broker');
 });
 
@@ -95,20 +98,23 @@ t.test('a follower further behind than the kept feed reloads everything', async 
   const dir = tempDir(t);
   const ca = await CertificateAuthority.open({ dataDir: dir });
   t.teardown(() => ca.close());
-  ca.inventory.transaction(() => ca.inventory.upsertDevice('watched', 'active', new Date().toISOString()));
-  const trust = new InventoryTrustSource(dir, 60_000);
-  t.teardown(() => trust.close());
-  t.equal(trust.deviceState('watched'), 'active');
+  await ca.inventory.transaction((tx) => tx.upsertDevice('watched', 'active', new Date().toISOString()));
+  // A follower in another connection (another process's view), that is not woken meanwhile.
+  const other = openSqliteInventory(join(dir, 'inventory.db'), { pollMs: 3_600_000 });
+  t.teardown(() => other.close());
+  const view = await FleetView.open(other);
+  t.teardown(() => view.close());
+  t.equal(view.deviceState('watched'), 'active');
   // More than CHANGES_KEPT writes, then a CRL refresh, which prunes the feed.
-  ca.inventory.transaction(() => {
+  await ca.inventory.transaction(async (tx) => {
     const now = new Date().toISOString();
-    for (let i = 0; i <= CHANGES_KEPT; i++) ca.inventory.upsertDevice(`filler-${i % 1000}`, 'unclaimed', now);
-    ca.inventory.upsertDevice('watched', 'quarantined', now);
+    for (let i = 0; i <= CHANGES_KEPT; i++) await tx.upsertDevice(`filler-${i % 1000}`, 'unclaimed', now);
+    await tx.upsertDevice('watched', 'quarantined', now);
   });
   await ca.refreshCrl(true);
-  t.equal(changesAfter(ca.inventory.db, 1), 'reload', 'the start of the feed is gone');
-  t.ok(trust.refresh(), 'the follower notices');
-  t.equal(trust.deviceState('watched'), 'quarantined', 'and has the current state after its full reload');
+  t.equal(await ca.inventory.feed.after(1), 'reload', 'the start of the feed is gone');
+  t.ok(await view.refresh(), 'the follower notices');
+  t.equal(view.deviceState('watched'), 'quarantined', 'and has the current state after its full reload');
 });
 
 t.test("the gateway's own writes wake the broker at once (no poll needed)", async (t) => {
@@ -122,6 +128,6 @@ t.test("the gateway's own writes wake the broker at once (no poll needed)", asyn
   await closed;
   t.pass('closed without waiting for a poll');
   const other = await enroll(gw, dir, 'woken-2');
-  gw.ca.setQuarantine(other.id, true);
+  await gw.fleet.quarantine(other.id);
   await waitFor(() => gw.plugin.deviceState(other.id) === 'quarantined', 'quarantine applied without a poll');
 });

@@ -3,7 +3,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqliteInventory } from '../store/index.js';
 
 type T = {
   teardown(fn: () => unknown): void;
@@ -77,19 +77,19 @@ export function csrWithKey(keyPath: string, subject: string): Buffer {
   return openssl(['req', '-new', '-key', keyPath, '-subj', subject, '-outform', 'DER']);
 }
 
-/** Everything in the inventory, for "nothing changed" assertions. */
-export function inventorySnapshot(dataDir: string): unknown {
-  const db = new Database(join(dataDir, 'inventory.db'), { readonly: true, fileMustExist: true });
+/** Everything in the inventory, for "nothing changed" assertions (read through the store interface). */
+export async function inventorySnapshot(dataDir: string): Promise<unknown> {
+  const store = openSqliteInventory(join(dataDir, 'inventory.db'));
   try {
-    const dump = (sql: string) => db.prepare(sql).all();
     return {
-      devices: dump('SELECT id, state, tags FROM devices ORDER BY id'),
-      certificates: dump('SELECT serial, device_id, status, replaced_by, fingerprint FROM certificates ORDER BY serial'),
-      tokens: dump('SELECT hash, device_id, used_at FROM tokens ORDER BY hash'),
-      revocations: dump('SELECT * FROM revocations ORDER BY serial'),
+      feed: await store.feed.head(),
+      devices: (await store.devices()).map(({ id, state, tags }) => ({ id, state, tags })),
+      certificates: (await store.certificates()).map(({ serial, deviceId, status, replacedBy, fingerprint }) => ({ serial, deviceId, status, replacedBy, fingerprint })),
+      tokens: await store.tokens(),
+      revocations: await store.revocations(),
     };
   } finally {
-    db.close();
+    await store.close();
   }
 }
 

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type mqtt from 'mqtt';
 import { aclKey, aclScore, DeviceAclCompiler, deviceRoleName, serverCertificateDue, startMosquittoSync, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { parseTopic, topicFilters, topics, type DeviceState } from '../protocol/index.js';
+import { FleetView } from '../fleet/index.js';
 import { freePort } from '../bench/servers.js';
 import { CLI, makeKey, memoryLogger, openssl, requireCommand, startGatewayProcess, tempDir } from './helpers.js';
 import {
@@ -63,9 +64,11 @@ t.test('trust policies on a real Mosquitto 2.x with the Dynamic Security sync', 
   const closers: Array<() => unknown> = [];
   let mosq: Awaited<ReturnType<typeof startMosquitto>> | undefined;
   let sync: MosquittoSync | undefined;
+  let view: FleetView | undefined;
   t.teardown(async () => {
     for (const close of closers.reverse()) await close();
     await sync?.close();
+    await view?.close();
     await mosq?.stop();
   });
   const track = (client: mqtt.MqttClient) => (closers.push(() => client.end(true)), client);
@@ -87,18 +90,19 @@ t.test('trust policies on a real Mosquitto 2.x with the Dynamic Security sync', 
     t.same(dynsec.clients.map((c: { username: string }) => c.username), ['admin:sync']);
   });
 
-  const admin = serviceCredentials(gw, dir, 'admin', 'sync');
-  const scorerCreds = serviceCredentials(gw, dir, 'scoring', 'scorer'); // issued after config: the sync adds it
+  const admin = await serviceCredentials(gw, dir, 'admin', 'sync');
+  const scorerCreds = await serviceCredentials(gw, dir, 'scoring', 'scorer'); // issued after config: the sync adds it
   mosq = await startMosquitto(join(mqDir, 'mosquitto.conf'));
   const devices: Record<string, Credentials> = {};
   for (const id of ['alice', 'bob', 'carol', 'dave', 'erin', 'mallory']) devices[id] = await enroll(gw, dir, id);
 
+  view = await FleetView.open(gw.ca.inventory);
   const syncOptions = {
     url: `mqtts://localhost:${port}`,
     key: admin.key,
     cert: admin.cert,
     ca: admin.ca,
-    dataDir: gw.dir,
+    view,
     authority: gw.ca,
     policies: POLICIES,
     initialScore: 0.5,
@@ -270,7 +274,7 @@ t.test('trust policies on a real Mosquitto 2.x with the Dynamic Security sync', 
   });
 
   await t.test('quarantine isolates the device (own telemetry and own score only, whatever the rules); release restores it', async (t) => {
-    gw.ca.setQuarantine('dave', true);
+    await gw.fleet.quarantine('dave');
     await waitRole('dave', 0.95, 'quarantined');
     const acls = await roleOf('dave');
     t.notOk(acls.some((a) => a.topic === 'weather/#' && a.allow), 'no weather');
@@ -282,7 +286,7 @@ t.test('trust policies on a real Mosquitto 2.x with the Dynamic Security sync', 
     t.equal(await subscribeGrant(d, topics.events('dave')), 128, 'own events refused too');
     t.equal(await subscribeGrant(d, topics.scores('dave')), 1, 'own score granted');
     d.end(true);
-    gw.ca.setQuarantine('dave', false);
+    await gw.fleet.release('dave');
     await waitRole('dave', 0.95);
   });
 

@@ -63,7 +63,7 @@ function writeCreds(dir: string, id: string, key: string, cert: string, ca: stri
 
 /** Enrolls `id` through the gateway's real EST endpoint (HTTP Basic + one-time token). */
 export async function enroll(gw: Gateway & { dir: string; caPem: string }, dir: string, id: string): Promise<Credentials> {
-  const token = gw.ca.createToken(id).token;
+  const token = (await gw.ca.createToken(id)).token;
   const { der, keyPath } = makeCsr(dir, `/CN=${id}`);
   const body = await new Promise<string>((resolve, reject) => {
     const req = request(`https://localhost:${gw.httpsPort}${EST_PATHS.simpleenroll}`, { method: 'POST', ca: gw.caPem, auth: `${id}:${token}` }, (res) => {
@@ -81,8 +81,8 @@ export async function enroll(gw: Gateway & { dir: string; caPem: string }, dir: 
   return writeCreds(dir, id, readFileSync(keyPath, 'utf8'), cert, gw.caPem, serial);
 }
 
-export function serviceCredentials(gw: Gateway & { caPem: string }, dir: string, role: 'scoring' | 'admin', name: string): Credentials {
-  const issued = gw.ca.issueService(role, name);
+export async function serviceCredentials(gw: Gateway & { caPem: string }, dir: string, role: 'scoring' | 'admin', name: string): Promise<Credentials> {
+  const issued = await gw.ca.issueService(role, name);
   return writeCreds(dir, `${role}-${name}`, issued.keyPem, issued.pem, gw.caPem, issued.serial);
 }
 
@@ -204,7 +204,7 @@ export function forgedCredentials(dir: string, cn: string, ca: string): { key: s
 
 /** Connects a scoring-service client that collects every behaviour event the broker publishes. */
 export async function eventWatcher(t: T, gw: Gateway & { caPem: string }, dir: string): Promise<BehaviourEvent[]> {
-  const scorer = await connect(gw, { ...serviceCredentials(gw, dir, 'scoring', 'test'), id: 'scoring:test' });
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, dir, 'scoring', 'test')), id: 'scoring:test' });
   t.teardown(() => scorer.end(true));
   const events: BehaviourEvent[] = [];
   scorer.on('message', (_topic, payload) => events.push(behaviourEventSchema.parse(JSON.parse(payload.toString()))));

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { AgentStore, RenewalLoop, TpmKey, createCsr, simpleEnroll, simpleReenroll, tpmHeaders, tpmRefresh } from '../agent/index.js';
 import { telemetrySchema, topicFilters, TPM_KEY_HEADER, TPM_SIGNATURE_HEADER, type Telemetry } from '../protocol/index.js';
+import type { InventoryStore } from '../store/index.js';
 import { CLI, inventorySnapshot, requireCommand, tempDir } from './helpers.js';
 import { connect, run, serviceCredentials, testGateway, waitFor } from './mqtt-helpers.js';
 
@@ -79,9 +80,8 @@ function privateKeyFiles(dir: string): string[] {
   return found;
 }
 
-function deviceTpmKey(gw: { ca: { inventory: { db: { prepare(sql: string): { get(...a: unknown[]): unknown } } } } }, id: string): Buffer | null {
-  const row = gw.ca.inventory.db.prepare('SELECT tpm_key FROM devices WHERE id = ?').get(id) as { tpm_key: Buffer | null } | undefined;
-  return row?.tpm_key ?? null;
+async function deviceTpmKey(gw: { ca: { inventory: InventoryStore } }, id: string): Promise<Buffer | null> {
+  return (await gw.ca.inventory.device(id))?.tpmKey ?? null;
 }
 
 t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
@@ -95,7 +95,7 @@ t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
   const dir = join(tempDir(t), 'wott');
 
   // --- enrollment through the CLI
-  const token = gw.ca.createToken('tpm-1').token;
+  const token = (await gw.ca.createToken('tpm-1')).token;
   const enrolled = await run(
     process.execPath,
     [CLI, 'agent', 'enroll', '--server', server, '--device', 'tpm-1', '--token', token, '--dir', dir, '--ca-fingerprint', gw.ca.material.root.fingerprint256, '--key-store', 'tpm', '--tpm-tcti', tcti],
@@ -110,12 +110,12 @@ t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
   t.equal(state.tpmTcti, tcti);
   const tpm = new TpmKey({ tcti });
   const tpmSpki = await tpm.ensure();
-  t.ok(deviceTpmKey(gw, 'tpm-1')?.equals(tpmSpki), 'the inventory records the TPM public key');
+  t.ok((await deviceTpmKey(gw, 'tpm-1'))?.equals(tpmSpki), 'the inventory records the TPM public key');
   t.throws(() => new AgentStore(dir).identity(), { message: /no TLS key in memory/ }, 'a new process has no TLS key');
   const firstSerial = new X509Certificate(readFileSync(join(dir, `cert-${state.generation}.pem`))).serialNumber.toLowerCase();
 
   // --- a new process: `agent run --once` gets a fresh certificate through the TPM and publishes a report
-  const scorer = await connect(gw, { ...serviceCredentials(gw, tempDir(t), 'scoring', 'test'), id: 'scoring:test' });
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, tempDir(t), 'scoring', 'test')), id: 'scoring:test' });
   t.teardown(() => scorer.end(true));
   const got: Telemetry[] = [];
   scorer.on('message', (_topic, payload) => got.push(telemetrySchema.parse(JSON.parse(payload.toString()))));
@@ -126,7 +126,7 @@ t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
   t.equal(got[0]!.device, 'tpm-1');
   t.equal(got[0]!.keyStore, 'tpm');
   t.same(privateKeyFiles(dir), [], 'still no private key on disk after run');
-  const certs = gw.ca.inventory.certificates({ deviceId: 'tpm-1' });
+  const certs = await gw.ca.inventory.certificates({ deviceId: 'tpm-1' });
   t.equal(certs.length, 2, 'run obtained a second certificate');
   t.equal(certs.find((c) => c.serial === firstSerial)?.status, 'superseded', 'the enrollment certificate was superseded');
   const afterRun = new AgentStore(dir).state();
@@ -144,7 +144,7 @@ t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
   const current = store.identity();
   t.equal(
     new X509Certificate(current.certPem).serialNumber.toLowerCase(),
-    gw.ca.inventory.certificates({ deviceId: 'tpm-1', status: 'active' })[0]?.serial,
+    (await gw.ca.inventory.certificates({ deviceId: 'tpm-1', status: 'active' }))[0]?.serial,
     'renewed certificate is the active one',
   );
 
@@ -152,7 +152,7 @@ t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
   const caPem = store.caPem();
   const fresh = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const csr = await createCsr('tpm-1', fresh.privateKey, fresh.publicKey);
-  const before = inventorySnapshot(gw.dir);
+  const before = await inventorySnapshot(gw.dir);
   await t.rejects(simpleReenroll(server, caPem, current.keyPem, current.certPem, csr), { status: 403, message: /TPM/ }, 'unsigned renewal refused');
   const other = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const otherSig = sign('sha256', csr, { key: other.privateKey, dsaEncoding: 'der' });
@@ -166,29 +166,29 @@ t.test('key store tpm: enroll, restart, renew, and refusals', async (t) => {
     { status: 400, message: /base64/ },
     'bad base64 refused',
   );
-  t.same(inventorySnapshot(gw.dir), before, 'refused renewals changed nothing');
+  t.same(await inventorySnapshot(gw.dir), before, 'refused renewals changed nothing');
 
   // --- enrollment by TPM signature alone: wrong signatures are refused, nothing changes
-  t.throws(() => gw.ca.enrollWithTpm(csr, otherSig), { status: 403, message: /TPM/ });
-  t.throws(() => gw.ca.enrollWithTpm(csr, Buffer.from('3006020101020101', 'hex')), { status: 403 });
+  await t.rejects(gw.ca.enrollWithTpm(csr, otherSig), { status: 403, message: /TPM/ });
+  await t.rejects(gw.ca.enrollWithTpm(csr, Buffer.from('3006020101020101', 'hex')), { status: 403 });
   // Over EST the caller is unauthenticated: the same 401 as for an unknown or revoked id (no enumeration).
   await t.rejects(simpleEnroll(server, caPem, 'tpm-1', undefined, csr, tpmHeaders(otherSig)), { status: 401, message: /TPM key/ });
   const stranger = await createCsr('tpm-unknown', fresh.privateKey, fresh.publicKey);
   const strangerSig = await tpm.sign(stranger);
-  t.throws(() => gw.ca.enrollWithTpm(stranger, strangerSig), { status: 403, message: /not enrolled/ });
-  t.same(inventorySnapshot(gw.dir), before, 'refused TPM enrollments changed nothing');
-  t.ok(deviceTpmKey(gw, 'tpm-1')?.equals(tpmSpki), 'TPM key unchanged');
+  await t.rejects(gw.ca.enrollWithTpm(stranger, strangerSig), { status: 403, message: /not enrolled/ });
+  t.same(await inventorySnapshot(gw.dir), before, 'refused TPM enrollments changed nothing');
+  t.ok((await deviceTpmKey(gw, 'tpm-1'))?.equals(tpmSpki), 'TPM key unchanged');
 
   // --- the right signature works (what `agent run` did), superseding the previous certificate
-  const issued = gw.ca.enrollWithTpm(csr, await tpm.sign(csr));
+  const issued = await gw.ca.enrollWithTpm(csr, await tpm.sign(csr));
   t.equal(issued.deviceId, 'tpm-1');
-  t.equal(gw.ca.inventory.certificates({ deviceId: 'tpm-1', status: 'active' }).length, 1, 'one active certificate');
+  t.equal((await gw.ca.inventory.certificates({ deviceId: 'tpm-1', status: 'active' })).length, 1, 'one active certificate');
 
   // --- revoked devices cannot use the TPM path
   await gw.ca.revoke({ deviceId: 'tpm-1' });
   const csr2 = await createCsr('tpm-1', other.privateKey, other.publicKey);
-  t.throws(() => gw.ca.enrollWithTpm(csr2, sign('sha256', csr2, { key: fresh.privateKey, dsaEncoding: 'der' })), { status: 403 });
-  t.throws(() => gw.ca.enrollWithTpm(csr2, Buffer.alloc(0)), { status: 403, message: /revoked/ });
+  await t.rejects(gw.ca.enrollWithTpm(csr2, sign('sha256', csr2, { key: fresh.privateKey, dsaEncoding: 'der' })), { status: 403 });
+  await t.rejects(gw.ca.enrollWithTpm(csr2, Buffer.alloc(0)), { status: 403, message: /revoked/ });
 });
 
 t.test('token enrollment with a TPM key: checked before anything is recorded', async (t) => {
@@ -196,26 +196,25 @@ t.test('token enrollment with a TPM key: checked before anything is recorded', a
   const gw = await testGateway(t);
   const device = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const csr = await createCsr('tpm-2', device.privateKey, device.publicKey);
-  const token = gw.ca.createToken('tpm-2').token;
-  const before = inventorySnapshot(gw.dir);
+  const token = (await gw.ca.createToken('tpm-2')).token;
+  const before = await inventorySnapshot(gw.dir);
   const p384 = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
   const p384Spki = p384.publicKey.export({ format: 'der', type: 'spki' });
-  t.throws(() => gw.ca.enrollWithToken('tpm-2', token, csr, { spki: p384Spki, signature: sign('sha256', csr, { key: p384.privateKey, dsaEncoding: 'der' }) }), {
+  await t.rejects(gw.ca.enrollWithToken('tpm-2', token, csr, { spki: p384Spki, signature: sign('sha256', csr, { key: p384.privateKey, dsaEncoding: 'der' }) }), {
     status: 400,
     message: /P-256/,
   });
   const tpmish = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const spki = tpmish.publicKey.export({ format: 'der', type: 'spki' });
-  t.throws(() => gw.ca.enrollWithToken('tpm-2', token, csr, { spki, signature: sign('sha256', Buffer.from('other'), { key: tpmish.privateKey, dsaEncoding: 'der' }) }), {
+  await t.rejects(gw.ca.enrollWithToken('tpm-2', token, csr, { spki, signature: sign('sha256', Buffer.from('other'), { key: tpmish.privateKey, dsaEncoding: 'der' }) }), {
     status: 400,
     message: /does not verify/,
   });
   const caPem = gw.caPem;
   const server = `https://localhost:${gw.httpsPort}`;
   await t.rejects(simpleEnroll(server, caPem, 'tpm-2', token, csr, { [TPM_KEY_HEADER]: 'a', [TPM_SIGNATURE_HEADER]: 'b' }), { status: 400, message: /base64/ });
-  t.same(inventorySnapshot(gw.dir), before, 'refusals changed nothing (token still unused)');
+  t.same(await inventorySnapshot(gw.dir), before, 'refusals changed nothing (token still unused)');
   const cert = await simpleEnroll(server, caPem, 'tpm-2', token, csr, tpmHeaders(sign('sha256', csr, { key: tpmish.privateKey, dsaEncoding: 'der' }), spki));
   t.match(cert.subject, /CN=tpm-2/);
-  const row = gw.ca.inventory.db.prepare('SELECT tpm_key FROM devices WHERE id = ?').get('tpm-2') as { tpm_key: Buffer };
-  t.ok(row.tpm_key.equals(spki), 'TPM key recorded');
+  t.ok((await deviceTpmKey(gw, 'tpm-2'))?.equals(spki), 'TPM key recorded');
 });

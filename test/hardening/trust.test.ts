@@ -131,7 +131,7 @@ t.test('quarantined and unclaimed devices publish only their own telemetry and r
   const open: PolicyRule = { topic: 'open/#', publish: 0, subscribe: 0 }; // as wide open as a rule gets
   const gw = await testGateway(t, { policies: [...POLICIES, open], claim: true, limits: { restrictedTelemetry: { max: 3, windowMs: 60_000 } } });
   const dir = tempDir(t);
-  const scorer = await connect(gw, { ...serviceCredentials(gw, dir, 'scoring', 'test'), id: 'scoring:test' });
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, dir, 'scoring', 'test')), id: 'scoring:test' });
   t.teardown(() => scorer.end(true));
   const other = await connect(gw, await enroll(gw, dir, 'other'));
   t.teardown(() => other.end(true));
@@ -145,7 +145,7 @@ t.test('quarantined and unclaimed devices publish only their own telemetry and r
   await before.publishAsync('open/x', 'active', { qos: 1 });
   await waitFor(() => seen.some((m) => m.payload === 'active') && beforeGot.some((m) => m.payload === 'active'), 'control delivery');
 
-  gw.ca.setQuarantine('suspect', true);
+  await gw.fleet.quarantine('suspect');
   await waitFor(() => gw.plugin.deviceState('suspect') === 'quarantined', 'quarantine reaches the broker');
   // Its live subscription to open/# delivers nothing any more.
   await other.publishAsync('open/x', 'after quarantine', { qos: 1 });
@@ -189,7 +189,7 @@ t.test('quarantined and unclaimed devices publish only their own telemetry and r
   u.publish('open/x', 'unclaimed', { qos: 1 });
   await uClosed;
   u.end(true);
-  gw.ca.claimDevice('newcomer');
+  await gw.fleet.claim('newcomer');
   await waitFor(() => gw.plugin.deviceState('newcomer') === 'active', 'claim reaches the broker');
   const claimed = await connect(gw, newcomer);
   await claimed.publishAsync('open/x', 'claimed', { qos: 1 });
