@@ -7,7 +7,8 @@ import type { GatewayScoringOptions } from '../gateway/index.js';
 import { enforcedScoreMessage, policyThresholds, stateCeiling } from '../policy/index.js';
 import { readServiceCredentials } from '../ca/index.js';
 import { isDeviceId, type DeviceState } from '../protocol/index.js';
-import { InventoryFacts, mqttBus, scoringPaths, ScoringStore, startScoring, type HistoryRow, type StoredScore } from '../scoring/index.js';
+import { InventoryFacts, mqttBus, scoringPaths, startScoring } from '../scoring/index.js';
+import { openSqliteScoreStore, type HistoryRow, type ScoreStore, type StoredScore } from '../store/index.js';
 import { loadConfig, type WottConfig } from './config.js';
 import { durationArg, LOG_REDACT, withData, type DataOptions } from './options.js';
 
@@ -75,9 +76,10 @@ function deviceState(data: string, id: string): DeviceState | undefined {
   }
 }
 
-function openStore(data: string): ScoringStore | undefined {
+/** The gateway's score store, or undefined before scoring ever ran (the reading commands do not create it). */
+async function openStore(data: string): Promise<ScoreStore | undefined> {
   const path = scoringPaths(resolve(data)).store;
-  return existsSync(path) ? new ScoringStore(path) : undefined;
+  return existsSync(path) ? await openSqliteScoreStore(path) : undefined;
 }
 
 export function registerScoringCommands(program: Command): void {
@@ -123,11 +125,11 @@ export function registerScoringCommands(program: Command): void {
     .description("a device's latest score with every factor, its reason and fix, and its vulnerabilities")
     .argument('<id>', 'device id')
     .option('--json', 'print the stored score message (and findings) as JSON')
-    .action((id: string, opts: DataOptions & { json?: boolean }) => {
+    .action(async (id: string, opts: DataOptions & { json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
-      const store = openStore(opts.data);
+      const store = await openStore(opts.data);
       try {
-        const stored = store?.latest(id);
+        const stored = await store?.latest(id);
         const state = deviceState(opts.data, id);
         const cap = stateCeiling(state);
         if (!stored) {
@@ -139,7 +141,7 @@ export function registerScoringCommands(program: Command): void {
         const json = { ...stored, message: enforcedScoreMessage(stored.message, state), ...(state ? { state } : {}) };
         process.stdout.write(opts.json ? JSON.stringify(json, null, 2) + '\n' : formatScore(stored, state));
       } finally {
-        store?.close();
+        await store?.close();
       }
     });
 
@@ -148,11 +150,11 @@ export function registerScoringCommands(program: Command): void {
     .argument('<id>', 'device id')
     .addOption(new Option('--since <duration>', 'how far back, e.g. 1h, 7d').argParser(durationArg).default(86_400_000, '24h'))
     .option('--json', 'one JSON object per line')
-    .action((id: string, opts: DataOptions & { since: number; json?: boolean }) => {
+    .action(async (id: string, opts: DataOptions & { since: number; json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
-      const store = openStore(opts.data);
+      const store = await openStore(opts.data);
       try {
-        const rows: Array<HistoryRow & { state?: DeviceState }> = store?.history(id, Date.now() - opts.since, 10_000) ?? [];
+        const rows: Array<HistoryRow & { state?: DeviceState }> = (await store?.history(id, { since: Date.now() - opts.since, limit: 10_000 })) ?? [];
         if (rows.length === 0) {
           process.stderr.write(`no score history for ${id} in that period\n`);
           process.exitCode = 1;
@@ -175,7 +177,7 @@ export function registerScoringCommands(program: Command): void {
           );
         }
       } finally {
-        store?.close();
+        await store?.close();
       }
     });
 }
