@@ -34,6 +34,7 @@ export interface HistoryRow {
 /** A scoring record: the device and the engine's serialized state, opaque to the store. */
 export type ScoringRecord = readonly [device: string, data: string];
 
+/** Calls on one store object take effect one at a time, in the order they were made (the contract tests hold a backend to it). */
 export interface ScoreStore {
   /** Where the data lives, for messages (a file path, a server). */
   readonly location: string;

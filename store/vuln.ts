@@ -69,6 +69,7 @@ export class CveStoreError extends Error {
   override name = 'CveStoreError';
 }
 
+/** Calls on one store object take effect one at a time, in the order they were made (the contract tests hold a backend to it). */
 export interface VulnStore {
   /** Where the data lives, for messages (a file path, a server). */
   readonly location: string;

@@ -133,6 +133,22 @@ export function scoreStoreContract(t: Test, open: () => Promise<ScoreStore>): vo
     t.ok(await store.latest('prune-a'), 'the latest score is not history: kept');
   });
 
+  t.test('commits started together on one connection each land whole', async (t) => {
+    const store = await opened(t);
+    const batch = (i: number) =>
+      store.commit(
+        Array.from({ length: 20 }, (_, d) => [`conc-${d}`, `batch ${i}`] as const),
+        Array.from({ length: 20 }, (_, d) => ({ message: message(`conc-${d}`, T0 + i * 1000, i / 10) })),
+      );
+    const broken = store.commit([['conc-0', 'broken']], [{ message: { ...message('conc-0', T0 + 9000, 0), score: null as unknown as number } }]);
+    const results = await Promise.allSettled([batch(1), broken, batch(2), batch(3)]);
+    t.same(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    const records = (await store.records()).filter(([d]) => d.startsWith('conc-'));
+    t.equal(records.length, 20);
+    t.same(new Set(records.map(([, data]) => data)), new Set(['batch 3']), 'the last batch, whole, in every record');
+    t.same((await store.history('conc-7')).map((r) => r.score), [0.1, 0.2, 0.3], 'one row per batch, none from the failed one');
+  });
+
   t.test('a second connection sees what the first committed', async (t) => {
     const a = await opened(t);
     const b = await opened(t);

@@ -102,6 +102,14 @@ export function vulnStoreContract(t: Test, open: () => Promise<VulnStore>): void
     t.same(sorted(await store.entries()), sorted(ENTRIES), 'same entries');
   });
 
+  t.test('loads started together on one connection each land whole, in order', async (t) => {
+    const store = await opened(t);
+    const one = (id: string): VulnEntry[] => [{ id, source: 'pkg', release: 'bookworm', fixed: '1', severity: 'low', remote: null }];
+    const [a, b] = await Promise.all([store.replace(one('CVE-2099-0101'), []), store.replace(one('CVE-2099-0102'), [])]);
+    t.ok(b.generation > a.generation);
+    t.same(await store.entries(), one('CVE-2099-0102'), 'the second load, alone');
+  });
+
   t.test('a load through one connection is seen by another', async (t) => {
     const reader = await opened(t);
     const writer = await opened(t);
