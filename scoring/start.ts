@@ -43,9 +43,13 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
   const facts = InventoryFacts.openIfPresent(options.dataDir);
   // `wott cve update` loads the feed into data/cve/cve.db; scoring picks up each new generation.
   const cveStore = options.vulnerabilities ? undefined : await openSqliteVulnStore(options.dataDir);
-  const cves = cveStore
-    ? await CveDatabase.open(cveStore, { recheckMs: CVE_RECHECK_MS, onError: (err) => options.log?.warn({ err: err.message }, 'scoring: could not re-read the CVE data; matching with the previous data') })
-    : undefined;
+  let lastCveError = '';
+  const onCveError = (err: Error) => {
+    // Re-checked every second: say it once, not every second.
+    if (err.message !== lastCveError) options.log?.warn({ err: err.message }, 'scoring: could not re-read the CVE data; matching with the previous data');
+    lastCveError = err.message;
+  };
+  const cves = cveStore ? await CveDatabase.open(cveStore, { recheckMs: CVE_RECHECK_MS, onError: onCveError }) : undefined;
   const vulnerabilities = options.vulnerabilities ?? cves!;
   const engine = new ScoreEngine({
     model: options.model,
