@@ -8,7 +8,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compareDebianVersions, CveStore, matchPackages, mergeEntries, parseFeed, type CveEntry, type InventoryEntry } from '../vuln/index.js';
+import { openSqliteVulnStore } from '../store/index.js';
+import { compareDebianVersions, CveDatabase, matchPackages, mergeEntries, parseFeed, type CveEntry, type InventoryEntry } from '../vuln/index.js';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
 
 const FEED_ENTRIES = 50_000;
@@ -127,14 +128,14 @@ export const cveSuite: Suite = {
       const feed = parseFeed(text, 'synthetic-tracker.json');
       const entries = mergeEntries([feed.entries]);
       const parseMs = performance.now() - t0;
-      const store = CveStore.open(dir);
+      const store = await openSqliteVulnStore(dir);
       t0 = performance.now();
-      store.replace(entries, [{ from: 'synthetic', format: feed.format, bytes: text.length, sha256: '', stats: feed.stats }]);
+      await store.replace(entries, [{ from: 'synthetic', format: feed.format, bytes: text.length, sha256: '', stats: feed.stats }]);
       const writeMs = performance.now() - t0;
       t0 = performance.now();
-      const index = store.index();
+      const index = (await CveDatabase.open(store)).index();
       const indexMs = performance.now() - t0;
-      store.close();
+      await store.close();
       result.measurements.push(
         { name: `feed parse + validate (${feed.entries.length.toLocaleString('en-US')} entries, ${(text.length / 1e6).toFixed(1)} MB JSON)`, value: parseMs, unit: 'ms' },
         { name: 'feed store write (one transaction)', value: writeMs, unit: 'ms' },

@@ -9,16 +9,16 @@ import { resolve } from 'node:path';
 import { collectListening } from '../agent/collectors/net.js';
 import { collectOs } from '../agent/collectors/os.js';
 import { readBounded } from '../agent/collectors/fs.js';
+import { openSqliteVulnStore } from '../store/index.js';
 import {
+  CveDatabase,
   CveFeedError,
-  CveStore,
   CveStoreError,
   DEFAULT_MAX_BYTES,
   DEFAULT_TIMEOUT_MS,
   debianRelease,
   inventoryFromDpkgStatus,
   InvalidVersionError,
-  matchPackages,
   updateCveStore,
   type CveFinding,
   type LoadRecord,
@@ -122,14 +122,14 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
     .option('--data <dir>', 'data folder', defaults.dataDir)
     .option('--json', 'machine-readable output')
     .action((opts: { data: string; json?: boolean }) =>
-      run(() => {
-        const store = CveStore.open(resolve(opts.data));
+      run(async () => {
+        const store = await openSqliteVulnStore(resolve(opts.data));
         try {
-          const status = store.status();
+          const status = await store.status();
           if (opts.json) return void process.stdout.write(JSON.stringify(status, null, 2) + '\n');
           process.stdout.write(status ? describeLoad(status) : 'no CVE data loaded; run wott cve update --from FILE|URL\n');
         } finally {
-          store.close();
+          await store.close();
         }
       }),
     );
@@ -143,11 +143,11 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
     .option('--no-listening', "do not look at this host's listening sockets for exposure")
     .option('--json', 'machine-readable output')
     .action((opts: { data: string; dpkgStatus: string; release?: string; listening: boolean; json?: boolean }) =>
-      run(() => {
-        const store = CveStore.open(resolve(opts.data));
+      run(async () => {
+        const store = await openSqliteVulnStore(resolve(opts.data));
         try {
-          const status = store.status();
-          if (!status) throw new CveStoreError(`no CVE data in ${store.path}; run wott cve update --from FILE|URL first`);
+          const status = await store.status();
+          if (!status) throw new CveStoreError(`no CVE data in ${store.location}; run wott cve update --from FILE|URL first`);
           const os: OsRelease = opts.release ? { id: 'debian', versionCodename: opts.release } : collectOs('/');
           const release = debianRelease(os);
           if (release === null) throw new CveStoreError(`cannot tell the Debian release of this host (os-release ID=${os.id}); pass --release CODENAME`);
@@ -156,7 +156,7 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
           const packages = inventoryFromDpkgStatus(text.text, text.truncated);
           if (packages.length === 0) throw new CveStoreError(`${opts.dpkgStatus}: no installed packages found (not a dpkg status file?)`);
           const listening = opts.listening ? collectListening('/') : [];
-          const findings = matchPackages(store.index(), packages, os, listening);
+          const findings = (await CveDatabase.open(store)).match(packages, os, listening);
           if (opts.json) {
             const result = { release, packages: packages.length, data: { generation: status.generation, loadedAt: status.loadedAt }, findings };
             return void process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -173,7 +173,7 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
           if (!releaseKnown) process.stdout.write(`warning: the loaded data has no entries for ${release} (it covers ${status.releases.join(', ')})\n`);
           for (const f of findings) process.stdout.write(formatFinding(f));
         } finally {
-          store.close();
+          await store.close();
         }
       }),
     );

@@ -8,7 +8,8 @@ import { enforcedScoreMessage, policyThresholds, stateCeiling } from '../policy/
 import { readServiceCredentials } from '../ca/index.js';
 import { fleetCaFacts, openLocalInventory, openLocalView } from '../fleet/index.js';
 import { isDeviceId, type DeviceState } from '../protocol/index.js';
-import { mqttBus, scoringPaths, ScoringStore, startScoring, type HistoryRow, type StoredScore } from '../scoring/index.js';
+import { mqttBus, scoringPaths, startScoring } from '../scoring/index.js';
+import { openSqliteScoreStore, type HistoryRow, type ScoreStore, type StoredScore } from '../store/index.js';
 import { loadConfig, type WottConfig } from './config.js';
 import { durationArg, LOG_REDACT, withData, type DataOptions } from './options.js';
 
@@ -76,9 +77,10 @@ async function deviceState(data: string, id: string): Promise<DeviceState | unde
   }
 }
 
-function openStore(data: string): ScoringStore | undefined {
+/** The gateway's score store, or undefined before scoring ever ran (the reading commands do not create it). */
+async function openStore(data: string): Promise<ScoreStore | undefined> {
   const path = scoringPaths(resolve(data)).store;
-  return existsSync(path) ? new ScoringStore(path) : undefined;
+  return existsSync(path) ? await openSqliteScoreStore(path) : undefined;
 }
 
 export function registerScoringCommands(program: Command): void {
@@ -134,9 +136,9 @@ export function registerScoringCommands(program: Command): void {
     .option('--json', 'print the stored score message (and findings) as JSON')
     .action(async (id: string, opts: DataOptions & { json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
-      const store = openStore(opts.data);
+      const store = await openStore(opts.data);
       try {
-        const stored = store?.latest(id);
+        const stored = await store?.latest(id);
         const state = await deviceState(opts.data, id);
         const cap = stateCeiling(state);
         if (!stored) {
@@ -148,7 +150,7 @@ export function registerScoringCommands(program: Command): void {
         const json = { ...stored, message: enforcedScoreMessage(stored.message, state), ...(state ? { state } : {}) };
         process.stdout.write(opts.json ? JSON.stringify(json, null, 2) + '\n' : formatScore(stored, state));
       } finally {
-        store?.close();
+        await store?.close();
       }
     });
 
@@ -159,9 +161,9 @@ export function registerScoringCommands(program: Command): void {
     .option('--json', 'one JSON object per line')
     .action(async (id: string, opts: DataOptions & { since: number; json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
-      const store = openStore(opts.data);
+      const store = await openStore(opts.data);
       try {
-        const rows: Array<HistoryRow & { state?: DeviceState }> = store?.history(id, Date.now() - opts.since, 10_000) ?? [];
+        const rows: Array<HistoryRow & { state?: DeviceState }> = (await store?.history(id, { since: Date.now() - opts.since, limit: 10_000 })) ?? [];
         if (rows.length === 0) {
           process.stderr.write(`no score history for ${id} in that period\n`);
           process.exitCode = 1;
@@ -184,7 +186,7 @@ export function registerScoringCommands(program: Command): void {
           );
         }
       } finally {
-        store?.close();
+        await store?.close();
       }
     });
 }

@@ -4,7 +4,6 @@ export * from './factors.js';
 export * from './behaviour.js';
 export * from './peers.js';
 export * from './engine.js';
-export * from './store.js';
 export * from './ca-facts.js';
 export * from './influx.js';
 export * from './points.js';

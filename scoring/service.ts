@@ -9,12 +9,12 @@ import type { ScoringBus } from './bus.js';
 import type { ScoreEngine, ScoreResult } from './engine.js';
 import type { InfluxWriter } from './influx.js';
 import { behaviourPoint, findingPoints, scorePoint } from './points.js';
-import type { ScoringStore } from './store.js';
+import type { ScoreStore } from '../store/index.js';
 
 export interface ScoringServiceOptions {
   bus: ScoringBus;
   engine: ScoreEngine;
-  store?: ScoringStore;
+  store?: ScoreStore;
   influx?: InfluxWriter;
   log?: Logger;
   /** Recompute devices whose penalties decay or whose reports went stale. */
@@ -24,7 +24,7 @@ export interface ScoringServiceOptions {
   /** Write changed records and scores to the store this often (one transaction). */
   persistMs?: number;
   /** Runs after close (releases what the service was built on). */
-  onClose?: () => void;
+  onClose?: () => Promise<void> | void;
 }
 
 export interface ScoringCounters {
@@ -40,6 +40,8 @@ export class ScoringService {
   private scheduled = false;
   private timers: NodeJS.Timeout[] = [];
   private lastRepublish = Date.now();
+  /** The commit in flight: the next one waits for it, so batches reach the store in order and one at a time. */
+  private persisting: Promise<void> = Promise.resolve();
   private cveGeneration: number | undefined;
   private rematchQueue: string[] = [];
   /** Per device, the findings last written to InfluxDB (ids), so unchanged findings are not rewritten. */
@@ -52,7 +54,7 @@ export class ScoringService {
   async start(): Promise<void> {
     const { engine, store, bus } = this.options;
     if (store) {
-      for (const [device, data] of store.records()) {
+      for (const [device, data] of await store.records()) {
         try {
           engine.importRecord(device, data);
         } catch (err) {
@@ -65,12 +67,14 @@ export class ScoringService {
     this.cveGeneration = engine.vulnerabilityGeneration();
     for (const device of engine.devices()) this.recompute(device, true);
     const tick = setInterval(() => this.tick(), this.options.tickMs ?? 5000);
-    const persist = setInterval(() => this.persist(), this.options.persistMs ?? 1000);
+    const persist = setInterval(() => void this.persist(), this.options.persistMs ?? 1000);
     // History retention: prune at start and hourly.
-    store?.prune();
-    const prune = setInterval(() => store?.prune(), 3_600_000);
-    for (const t of [tick, persist, prune]) t.unref();
-    this.timers.push(tick, persist, prune);
+    const prune = () =>
+      void store?.prune().catch((err: Error) => this.options.log?.warn({ err: err.message }, 'scoring: could not prune the score history'));
+    prune();
+    const pruning = setInterval(prune, 3_600_000);
+    for (const t of [tick, persist, pruning]) t.unref();
+    this.timers.push(tick, persist, pruning);
   }
 
   /** The InfluxDB writer's counters, when there is one. */
@@ -177,9 +181,10 @@ export class ScoringService {
     if (this.rematchQueue.length > 0 && this.timers.length > 0) setImmediate(() => this.rematch());
   }
 
-  persist(): void {
+  /** Takes the changed records and new scores now and commits them after any commit still in flight. */
+  persist(): Promise<void> {
     const { store, engine } = this.options;
-    if (!store || (this.changedRecords.size === 0 && this.pendingScores.length === 0)) return;
+    if (!store || (this.changedRecords.size === 0 && this.pendingScores.length === 0)) return this.persisting;
     const records: Array<[string, string]> = [];
     for (const device of this.changedRecords) {
       const data = engine.exportRecord(device);
@@ -188,11 +193,12 @@ export class ScoringService {
     const scores = this.pendingScores;
     this.changedRecords.clear();
     this.pendingScores = [];
-    try {
-      store.commit(records, scores);
-    } catch (err) {
-      this.options.log?.error({ err: (err as Error).message }, 'scoring: could not persist state');
-    }
+    this.persisting = this.persisting.then(() =>
+      store.commit(records, scores).catch((err: Error) => {
+        this.options.log?.error({ err: err.message }, 'scoring: could not persist state');
+      }),
+    );
+    return this.persisting;
   }
 
   async close(): Promise<void> {
@@ -200,8 +206,8 @@ export class ScoringService {
     this.timers = [];
     await this.options.bus.close();
     this.processDirty();
-    this.persist();
+    await this.persist();
     await this.options.influx?.close();
-    this.options.onClose?.();
+    await this.options.onClose?.();
   }
 }

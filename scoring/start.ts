@@ -11,39 +11,14 @@ import { ScoreEngine, type VulnerabilityMatcher } from './engine.js';
 import { InfluxWriter, type InfluxOptions } from './influx.js';
 import type { ScoreModel } from './model.js';
 import { ScoringService } from './service.js';
-import { ScoringStore } from './store.js';
-import { CveStore, StoreMatcher } from '../vuln/index.js';
+import { openSqliteScoreStore, openSqliteVulnStore } from '../store/index.js';
+import { CveDatabase } from '../vuln/index.js';
 
 /**
- * The CVE store as the engine's matcher. Its generation (a query) is read at most once a second: the engine asks on
- * every score, and a feed update may take a second to be noticed.
+ * How often scoring re-checks the CVE store's generation: `wott cve update` (often another process) loads new data,
+ * and scoring's matcher is synchronous, so it holds the index in memory and rebuilds it when the generation moved.
  */
-export class CachedCveMatcher implements VulnerabilityMatcher {
-  private gen = 0;
-  private checkedAt = -Infinity;
-
-  constructor(
-    private readonly inner: StoreMatcher,
-    private readonly everyMs = 1000,
-  ) {}
-
-  get generation(): number {
-    const now = Date.now();
-    if (now - this.checkedAt >= this.everyMs) {
-      this.gen = this.inner.generation;
-      this.checkedAt = now;
-    }
-    return this.gen;
-  }
-
-  get loaded(): boolean {
-    return this.generation > 0;
-  }
-
-  match(...args: Parameters<VulnerabilityMatcher['match']>): ReturnType<VulnerabilityMatcher['match']> {
-    return this.inner.match(...args);
-  }
-}
+const CVE_RECHECK_MS = 1000;
 
 export interface StartScoringOptions {
   dataDir: string;
@@ -69,15 +44,22 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
   const paths = scoringPaths(options.dataDir);
   const facts = options.caFacts;
   // `wott cve update` loads the feed into data/cve/cve.db; scoring picks up each new generation.
-  const cveStore = options.vulnerabilities ? undefined : CveStore.open(options.dataDir);
-  const vulnerabilities = options.vulnerabilities ?? new CachedCveMatcher(new StoreMatcher(cveStore!));
+  const cveStore = options.vulnerabilities ? undefined : await openSqliteVulnStore(options.dataDir);
+  let lastCveError = '';
+  const onCveError = (err: Error) => {
+    // Re-checked every second: say it once, not every second.
+    if (err.message !== lastCveError) options.log?.warn({ err: err.message }, 'scoring: could not re-read the CVE data; matching with the previous data');
+    lastCveError = err.message;
+  };
+  const cves = cveStore ? await CveDatabase.open(cveStore, { recheckMs: CVE_RECHECK_MS, onError: onCveError }) : undefined;
+  const vulnerabilities = options.vulnerabilities ?? cves!;
   const engine = new ScoreEngine({
     model: options.model,
     ...(facts ? { caFacts: (device: string) => facts.facts(device) } : {}),
     vulnerabilities,
     ...(options.thresholds ? { thresholds: options.thresholds } : {}),
   });
-  const store = new ScoringStore(paths.store, options.historyRetentionMs);
+  const store = await openSqliteScoreStore(paths.store, { retentionMs: options.historyRetentionMs });
   const influx = options.influx ? new InfluxWriter({ ...options.influx, spoolDir: paths.spool, ...(options.log ? { log: options.log } : {}) }) : undefined;
   await influx?.start();
   const service = new ScoringService({
@@ -88,10 +70,10 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
     ...(options.log ? { log: options.log } : {}),
     republishMs: options.republishMs,
     ...(options.tickMs ? { tickMs: options.tickMs } : {}),
-    onClose: () => {
-      store.close();
+    onClose: async () => {
       stopFacts?.();
-      cveStore?.close();
+      cves?.close();
+      await Promise.all([store.close(), cveStore?.close()]);
     },
   });
   await service.start();

@@ -1,11 +1,11 @@
 /**
  * Offline CVE matching (issue 6): the dpkg version order against the real `dpkg --compare-versions`, both feed
- * formats on committed fixtures, hostile feeds (clear error, previous store still answers), the store's crash
- * safety, matching this machine's real dpkg status (checked against dpkg-query + dpkg as an oracle), and the CLI,
- * including `cve update` from a URL on a local HTTP server.
+ * formats on committed fixtures, hostile feeds (clear error, previous store still answers), matching this machine's
+ * real dpkg status (checked against dpkg-query + dpkg as an oracle), and the CLI, including `cve update` from a URL
+ * on a local HTTP server. The store's crash safety is SQLite's: test/store/sqlite-vuln.test.ts.
  */
 import t from 'tap';
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -13,12 +13,11 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import Database from 'better-sqlite3';
 import {
   buildIndex,
   compareDebianVersions,
+  CveDatabase,
   CveFeedError,
-  CveStore,
   cvss3BaseScore,
   debianRelease,
   DEFAULT_FEED_LIMITS,
@@ -28,13 +27,13 @@ import {
   mergeEntries,
   parseDebianVersion,
   parseFeed,
-  StoreMatcher,
   updateCveStore,
   type CveEntry,
   type CveFinding,
   type InventoryEntry,
 } from '../vuln/index.js';
 import { collectOs } from '../agent/collectors/os.js';
+import { openSqliteVulnStore } from '../store/index.js';
 import { CLI, requireCommand, tempDir, writeTemp } from './helpers.js';
 
 const execFileP = promisify(execFile);
@@ -410,20 +409,20 @@ t.test('malformed, truncated and hostile feeds: a clear error, never a partial r
 
 const GOOD_FEEDS = ['tracker.json', 'osv-dsa.json', 'osv-records.json', 'osv.jsonl'].map(fixture);
 
-function snapshot(dataDir: string): { status: unknown; entries: number; findings: Array<[string, string, string]> } {
-  const store = CveStore.open(dataDir);
+async function snapshot(dataDir: string): Promise<{ status: unknown; entries: number; findings: Array<[string, string, string]> }> {
+  const store = await openSqliteVulnStore(dataDir);
   try {
     const packages: InventoryEntry[] = [
       { name: 'libssl3', source: 'openssl', version: '3.0.19-1~deb12u2' },
       { name: 'bash', source: 'bash', version: '5.2.15-2+b8' },
     ];
     return {
-      status: store.status(),
-      entries: [...store.entries()].length,
-      findings: matchPackages(store.index(), packages, BOOKWORM).map((f) => [f.cve, f.source, f.fixed]),
+      status: await store.status(),
+      entries: (await store.entries()).length,
+      findings: (await CveDatabase.open(store)).match(packages, BOOKWORM).map((f) => [f.cve, f.source, f.fixed]),
     };
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -441,7 +440,7 @@ t.test('store: load, record, reload index on a new generation; a failed load kee
     ],
   );
   t.match(first.origins[0]!.sha256, /^[0-9a-f]{64}$/);
-  const before = snapshot(data);
+  const before = await snapshot(data);
   t.same(before.findings, [
     ['CVE-2099-1001', 'openssl', '3.0.99-1~deb12u2'],
     ['CVE-2099-1101', 'bash', '5.2.15-2+deb12u1'],
@@ -451,7 +450,7 @@ t.test('store: load, record, reload index on a new generation; a failed load kee
 
   for (const [name, message] of BAD) {
     await t.rejects(updateCveStore({ dataDir: data, from: [fixture('tracker.json'), fixture(`bad/${name}`)] }), { name: 'CveFeedError', message }, name);
-    t.same(snapshot(data), before, `after ${name}: previous data still answers`);
+    t.same(await snapshot(data), before, `after ${name}: previous data still answers`);
   }
   // Inputs that fail before parsing: missing file, a folder without feeds, size caps, gzip bombs, binary junk.
   const dir = tempDir(t);
@@ -467,13 +466,15 @@ t.test('store: load, record, reload index on a new generation; a failed load kee
   await t.rejects(updateCveStore({ dataDir: data, from: [binary] }), /bin\.json: not valid UTF-8 text/);
   const zip = writeTemp(dir, 'all.zip', Buffer.from('PK\u0003\u0004rest'));
   await t.rejects(updateCveStore({ dataDir: data, from: [zip] }), /a zip archive; unzip it/);
-  t.same(snapshot(data), before, 'still the first load');
+  t.same(await snapshot(data), before, 'still the first load');
 
   // gzip and folders of OSV files load; the other connection's index follows the new generation.
-  const reader = CveStore.open(data);
-  t.teardown(() => reader.close());
+  const readerStore = await openSqliteVulnStore(data);
+  t.teardown(() => readerStore.close());
+  const reader = await CveDatabase.open(readerStore);
   const index1 = reader.index();
-  t.equal(reader.index(), index1, 'index cached while the generation is unchanged');
+  await reader.refresh();
+  t.equal(reader.index(), index1, 'index kept while the generation is unchanged');
   const osvDir = join(dir, 'osv');
   mkdirSync(osvDir);
   writeFileSync(join(osvDir, 'DSA-9999-1.json'), read('osv-dsa.json'));
@@ -483,63 +484,35 @@ t.test('store: load, record, reload index on a new generation; a failed load kee
   const second = await updateCveStore({ dataDir: data, from: [gz, osvDir] });
   t.match(second, { generation: 2, entries: 20 + 4 - 2 + 2 });
   t.same(second.origins.map((o) => o.from), [gz, join(osvDir, 'DSA-9999-1.json'), join(osvDir, 'records.jsonl')]);
+  t.equal(reader.index(), index1, 'the held index answers until a refresh');
+  await reader.refresh();
   const index2 = reader.index();
   t.not(index2, index1);
   t.equal(index2.generation, 2);
-  t.equal(reader.status()!.generation, 2);
+  t.equal((await readerStore.status())!.generation, 2);
 
-  // The scoring engine's adapter follows the store.
-  const matcher = new StoreMatcher(reader);
-  t.equal(matcher.generation, 2);
-  t.ok(matcher.loaded);
-  t.same(matcher.match([{ name: 'libssl3', source: 'openssl', version: '3.0.19-1~deb12u2' }], BOOKWORM, []).map((f) => f.cve), ['CVE-2099-1001', 'CVE-2099-1004']);
-  const empty = CveStore.open(tempDir(t));
-  t.teardown(() => empty.close());
-  t.notOk(new StoreMatcher(empty).loaded, 'nothing loaded yet');
-  t.same(new StoreMatcher(empty).match([{ name: 'libssl3', source: 'openssl', version: '1.0' }], BOOKWORM), []);
+  // It is the scoring engine's (synchronous) matcher.
+  t.equal(reader.generation, 2);
+  t.ok(reader.loaded);
+  t.same(reader.match([{ name: 'libssl3', source: 'openssl', version: '3.0.19-1~deb12u2' }], BOOKWORM, []).map((f) => f.cve), ['CVE-2099-1001', 'CVE-2099-1004']);
+  const emptyStore = await openSqliteVulnStore(tempDir(t));
+  t.teardown(() => emptyStore.close());
+  const empty = await CveDatabase.open(emptyStore);
+  t.notOk(empty.loaded, 'nothing loaded yet');
+  t.same(empty.match([{ name: 'libssl3', source: 'openssl', version: '1.0' }], BOOKWORM), []);
 });
 
-t.test('store: a crash in the middle of writing leaves the previous data', async (t) => {
+t.test('CveDatabase: re-checks the store every recheckMs and follows a load from another connection', async (t) => {
   const data = tempDir(t);
+  const store = await openSqliteVulnStore(data);
+  t.teardown(() => store.close());
+  const db = await CveDatabase.open(store, { recheckMs: 20 });
+  t.teardown(() => db.close());
+  t.equal(db.generation, 0);
   await updateCveStore({ dataDir: data, from: [fixture('tracker.json')] });
-  const before = snapshot(data);
-  // A large feed so the write transaction takes a while; the writer is killed as soon as it starts writing.
-  const big: Record<string, Record<string, unknown>> = {};
-  for (let s = 0; s < 4000; s++) {
-    const pkg: Record<string, unknown> = {};
-    for (let c = 0; c < 50; c++) {
-      pkg[`CVE-2098-${String(s * 50 + c).padStart(6, '0')}`] = {
-        scope: 'remote',
-        releases: { bookworm: { status: 'resolved', fixed_version: `1.${c}-1`, urgency: 'medium' }, trixie: { status: 'open', urgency: 'low' } },
-      };
-    }
-    big[`pkg${s}`] = pkg;
-  }
-  const feed = writeTemp(tempDir(t), 'big.json', JSON.stringify(big));
-  const script = `import { updateCveStore } from ${JSON.stringify(resolve('dist/vuln/update.js'))};
-await updateCveStore({ dataDir: process.argv[2], from: [process.argv[3]], onParsed: () => process.stderr.write('writing\\n') });
-process.stderr.write('done\\n');`;
-  const scriptFile = writeTemp(tempDir(t), 'writer.mjs', script);
-  const child = spawn(process.execPath, [scriptFile, data, feed], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const killed = await new Promise<boolean>((res) => {
-    child.stderr.on('data', (c: Buffer) => {
-      err += c.toString();
-      if (err.includes('writing')) {
-        child.kill('SIGKILL');
-        res(true);
-      }
-    });
-    child.on('exit', () => res(false));
-  });
-  await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
-  t.ok(killed, `writer killed while writing (${err.trim()})`);
-  t.notMatch(err, /done/, 'the writer did not finish');
-  const after = snapshot(data);
-  t.same(after, before, 'previous data, complete and consistent');
-  const db = new Database(join(data, 'cve', 'cve.db'), { readonly: true });
-  t.equal(db.pragma('integrity_check', { simple: true }), 'ok');
-  db.close();
+  for (let i = 0; i < 100 && db.generation === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(db.generation, 1, 'the new generation, without a refresh() call');
+  t.ok(db.index().size > 0);
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -766,9 +739,9 @@ t.test('CLI: cve update, status, check on this host', async (t) => {
   t.match(result, { release: 'bookworm', data: { generation: 1 } });
   // The same as the module on the same inventory and data.
   const inventory = inventoryFromDpkgStatus(readFileSync('/var/lib/dpkg/status', 'utf8'));
-  const store = CveStore.open(data);
-  const direct = matchPackages(store.index(), inventory, BOOKWORM);
-  store.close();
+  const store = await openSqliteVulnStore(data);
+  const direct = (await CveDatabase.open(store)).match(inventory, BOOKWORM);
+  await store.close();
   t.same(result.findings, direct);
   t.equal(result.packages, inventory.length);
   if (haveDpkg) {

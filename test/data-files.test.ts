@@ -7,8 +7,7 @@ import t from 'tap';
 import { chmodSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
-import { ScoringStore } from '../scoring/store.js';
-import { CveStore } from '../vuln/index.js';
+import { openSqliteScoreStore, openSqliteVulnStore } from '../store/index.js';
 import { tempDir } from './helpers.js';
 import { enroll, testGateway } from './mqtt-helpers.js';
 
@@ -39,9 +38,8 @@ t.test('a data folder made beforehand (0755) ends up private, with everything th
   const gw = await testGateway(t, { dataDir: data });
   await enroll(gw, creds, 'alice');
   await gw.ca.revoke({ deviceId: 'alice' }); // crl.der, crl.pem
-  const store = new ScoringStore(join(data, 'scoring', 'scores.db'));
-  store.close();
-  CveStore.open(data).close();
+  await (await openSqliteScoreStore(join(data, 'scoring', 'scores.db'))).close();
+  await (await openSqliteVulnStore(data)).close();
   await gw.close();
   const names = modes(data).map(([p]) => p.slice(data.length + 1));
   for (const expected of ['ca/root.key', 'ca/intermediate.crt', 'inventory.db', 'crl.der', 'crl.pem', 'server/server.key', 'server/server.crt', 'scoring/scores.db', 'cve/cve.db']) {
@@ -54,8 +52,8 @@ t.test('files an older version left open (0644 / 0755) are made private when the
   const data = join(tempDir(t), 'data');
   const gw = await testGateway(t, { dataDir: data });
   await gw.ca.currentCrl();
-  new ScoringStore(join(data, 'scoring', 'scores.db')).close();
-  CveStore.open(data).close();
+  await (await openSqliteScoreStore(join(data, 'scoring', 'scores.db'))).close();
+  await (await openSqliteVulnStore(data)).close();
   await gw.close();
   for (const [path, , kind] of modes(data)) chmodSync(path, kind === 'dir' ? 0o755 : 0o644);
   writeFileSync(join(data, 'inventory.db-wal'), ''); // a -wal left behind, as open as the database was
@@ -69,8 +67,8 @@ t.test('files an older version left open (0644 / 0755) are made private when the
   chmodSync(join(data, 'scoring'), 0o755);
   chmodSync(join(data, 'scoring', 'scores.db'), 0o644);
   chmodSync(join(data, 'cve', 'cve.db'), 0o644);
-  new ScoringStore(join(data, 'scoring', 'scores.db')).close();
-  CveStore.open(data).close();
+  await (await openSqliteScoreStore(join(data, 'scoring', 'scores.db'))).close();
+  await (await openSqliteVulnStore(data)).close();
   t.equal(statSync(join(data, 'scoring')).mode & 0o777, 0o700);
   t.equal(statSync(join(data, 'scoring', 'scores.db')).mode & 0o777, 0o600);
   t.equal(statSync(join(data, 'cve', 'cve.db')).mode & 0o777, 0o600);
@@ -86,9 +84,9 @@ t.test('a damaged database: the error names the file', async (t) => {
   const scores = join(data, 'scoring', 'scores.db');
   mkdirSync(join(data, 'scoring'), { recursive: true });
   writeFileSync(scores, garbage);
-  t.throws(() => new ScoringStore(scores), { message: new RegExp(`^cannot open the scoring store ${scores}: file is not a database`) });
+  await t.rejects(openSqliteScoreStore(scores), { message: new RegExp(`^cannot open the scoring store ${scores}: file is not a database`) });
 
   mkdirSync(join(data, 'cve'), { recursive: true });
   writeFileSync(join(data, 'cve', 'cve.db'), garbage);
-  t.throws(() => CveStore.open(data), { message: new RegExp(`^cannot open the CVE store ${join(data, 'cve', 'cve.db')}: file is not a database`) });
+  await t.rejects(openSqliteVulnStore(data), { message: new RegExp(`^cannot open the CVE store ${join(data, 'cve', 'cve.db')}: file is not a database`) });
 });

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { collectOs, collectPackages } from '../agent/collectors/index.js';
 import { renderDashboards } from '../grafana/index.js';
-import { CveStore, StoreMatcher, updateCveStore } from '../vuln/index.js';
+import { openSqliteVulnStore } from '../store/index.js';
+import { CveDatabase, updateCveStore } from '../vuln/index.js';
 import { behaviourPoint, findingPoints, InfluxWriter, loadModel, ScoreEngine, scorePoint, type CaFacts } from '../scoring/index.js';
 import { tempDir } from './helpers.js';
 import { run } from './mqtt-helpers.js';
@@ -71,14 +72,15 @@ t.test('every panel query returns rows from a real influxd seeded by the writer'
   // The real engine, with CA facts and the real CVE store (the repo's tracker fixture against this machine's packages).
   const data = tempDir(t);
   await updateCveStore({ dataDir: data, from: ['test/fixtures/cve/tracker.json'] });
-  const cve = CveStore.open(data);
-  t.teardown(() => cve.close());
+  const cveStore = await openSqliteVulnStore(data);
+  t.teardown(() => cveStore.close());
+  const cve = await CveDatabase.open(cveStore);
   const facts = new Map<string, CaFacts>([
     ['gw-hardened', { state: 'active', tpm: true, certificate: { notBefore: now - 86_400_000, notAfter: now + 6 * 86_400_000 } }],
     ['pi-kitchen', { state: 'active', tpm: false, certificate: { notBefore: now - 6.5 * 86_400_000, notAfter: now + 12 * 3_600_000 } }],
     ['host-cve', { state: 'active', tpm: false, certificate: { notBefore: now - 86_400_000, notAfter: now + 6 * 86_400_000 } }],
   ]);
-  const engine = new ScoreEngine({ model: loadModel(), caFacts: (d) => facts.get(d), vulnerabilities: new StoreMatcher(cve) });
+  const engine = new ScoreEngine({ model: loadModel(), caFacts: (d) => facts.get(d), vulnerabilities: cve });
   engine.ingestTelemetry('gw-hardened', JSON.stringify(fixtureTelemetry('debian12-hardened', 'gw-hardened', 1, now)));
   engine.ingestTelemetry('pi-kitchen', JSON.stringify(fixtureTelemetry('rpi-factory', 'pi-kitchen', 1, now)));
   const host = fixtureTelemetry('debian12-hardened', 'host-cve', 1, now);

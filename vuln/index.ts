@@ -1,4 +1,4 @@
-/** vuln/: CVE matching of Debian packages (dpkg status and version order) against offline vulnerability data (Debian Security Tracker JSON, OSV), and its store. */
+/** vuln/: CVE matching of Debian packages (dpkg status and version order) against offline vulnerability data (Debian Security Tracker JSON, OSV), and the in-memory index of the stored data. */
 export { compareDebianVersions, compareParsedVersions, formatDebianVersion, InvalidVersionError, isValidDebianVersion, parseDebianVersion, verrevcmp, type DebianVersion } from './dpkg-version.js';
 export {
   codenameForVersion,
@@ -37,5 +37,6 @@ export {
   type OsRelease,
 } from './match.js';
 export { inventoryFromDpkgStatus, parseDpkgStatus } from './dpkg-status.js';
-export { CveStore, CveStoreError, StoreMatcher, type FeedOrigin, type LoadRecord } from './store.js';
+export { CveDatabase, type CveDatabaseOptions } from './database.js';
+export { CveStoreError, type FeedOrigin, type LoadRecord } from '../store/index.js';
 export { decodeFeed, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_MS, fetchBounded, parseInput, readFeedInputs, updateCveStore, type UpdateOptions } from './update.js';

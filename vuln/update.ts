@@ -7,7 +7,7 @@ import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statS
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { CveFeedError, DEFAULT_FEED_LIMITS, mergeEntries, parseFeed, type FeedLimits, type ParsedFeed } from './feed.js';
-import { CveStore, type FeedOrigin, type LoadRecord } from './store.js';
+import { openSqliteVulnStore, type FeedOrigin, type LoadRecord, type VulnStore } from '../store/index.js';
 
 export interface ReadOptions {
   /** Largest input accepted, in bytes (after decompression). */
@@ -166,6 +166,8 @@ export function parseInput(input: FeedInput, limits: FeedLimits = DEFAULT_FEED_L
 
 export interface UpdateOptions extends ReadOptions {
   dataDir: string;
+  /** The store to load into (left open); default: the SQLite store in dataDir, opened and closed here. */
+  store?: VulnStore;
   from: string[];
   limits?: FeedLimits;
   /** Keep only these release codenames (a gateway whose fleet runs bookworm need not store sid). */
@@ -190,10 +192,10 @@ export async function updateCveStore(opts: UpdateOptions): Promise<LoadRecord> {
     if (entries.length === 0) throw new CveFeedError(`no entries for ${[...keep].join(', ')} (the feeds cover ${all.join(', ')}); the store is unchanged`);
   }
   opts.onParsed?.(entries.length);
-  const store = CveStore.open(opts.dataDir);
+  const store = opts.store ?? (await openSqliteVulnStore(opts.dataDir));
   try {
-    return store.replace(entries, parsed.map((p) => p.origin), opts.now);
+    return await store.replace(entries, parsed.map((p) => p.origin), opts.now);
   } finally {
-    store.close();
+    if (!opts.store) await store.close();
   }
 }
