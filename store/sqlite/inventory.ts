@@ -9,7 +9,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { DeviceState } from '../../protocol/index.js';
-import { openPrivateDatabase } from '../../lib/sqlite.js';
+import { openPrivateDatabase } from './open.js';
 import { CHANGES_KEPT, type Change, type ChangeFeed } from '../feed.js';
 import type {
   AuditEntry,

@@ -4,7 +4,7 @@
  * even though the interface is asynchronous.
  */
 import type Database from 'better-sqlite3';
-import { openPrivateDatabase } from '../../lib/sqlite.js';
+import { openPrivateDatabase } from './open.js';
 import type { ScoreMessage } from '../../protocol/index.js';
 import { DEFAULT_HISTORY_RETENTION_MS, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from '../scores.js';
 import { migrate, type Migration } from './migrate.js';

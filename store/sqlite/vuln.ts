@@ -6,7 +6,7 @@
 import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { ensurePrivateDir } from '../../lib/private.js';
-import { openPrivateDatabase } from '../../lib/sqlite.js';
+import { openPrivateDatabase } from './open.js';
 import { CveStoreError, type FeedOrigin, type LoadRecord, type MatchingData, type VulnEntry, type VulnSeverity, type VulnStore } from '../vuln.js';
 import { migrate, SchemaError, type Migration } from './migrate.js';
 

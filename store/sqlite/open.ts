@@ -1,7 +1,7 @@
 /** Opening wott's SQLite files: private modes, and errors that say which file is damaged. */
 import Database from 'better-sqlite3';
 import { dirname } from 'node:path';
-import { preparePrivateDatabase } from './private.js';
+import { preparePrivateDatabase } from '../../lib/private.js';
 
 /**
  * Opens (or creates) the database at `path` with its folder 0700 and its files 0600, and runs `setup` (pragmas,
