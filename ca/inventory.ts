@@ -305,6 +305,11 @@ export class Inventory {
     );
   }
 
+  revocation(serial: string): RevocationRow | undefined {
+    const r = this.db.prepare('SELECT serial, revoked_at, reason FROM revocations WHERE serial = ?').get(serial) as Raw | undefined;
+    return r && { serial: r.serial as string, revokedAt: r.revoked_at as string, reason: r.reason as string };
+  }
+
   revocationCount(): number {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM revocations').get() as { n: number }).n;
   }
