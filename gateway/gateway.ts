@@ -26,10 +26,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
+import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { CRL_PATH } from '../protocol/index.js';
+import { CRL_PATH, OCSP_PATH } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 
@@ -223,6 +223,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     return undefined;
   };
   const est = createEstHandler(ca, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
+  const ocsp = createOcspHandler(ca, { log });
   const unclaimedSweeper = startUnclaimedSweeper(ca, options.enrollment, log);
   const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };
   const bind = { https: options.bind?.https ?? '0.0.0.0', mqtt: options.bind?.mqtt ?? '0.0.0.0', metrics: options.bind?.metrics ?? '127.0.0.1' };
@@ -251,6 +252,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         if (refusal) return void res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${refusal}\n`);
         return void serveMetrics(res);
       }
+      if (isOcspPath(req.url)) return ocsp(req, res);
       est(req, res);
     },
   );
@@ -335,7 +337,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     inventoryTrust.onChange((devices) => devices.forEach((device) => scoring.recompute(device, true)));
   }
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca) : undefined;
-  ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}${CRL_PATH}`);
+  const publicUrl = options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`;
+  ca.setCrlUrl(`${publicUrl}${CRL_PATH}`);
+  ca.setOcspUrl(`${publicUrl}${OCSP_PATH}`);
   await ca.refreshCrl();
 
   // Keep the CRL fresh before its nextUpdate even when nothing is revoked.
@@ -386,6 +390,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       });
     }
     est.close();
+    ocsp.close();
     ca.close();
     log.info('gateway stopped');
   }
