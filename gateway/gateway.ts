@@ -41,6 +41,8 @@ export interface GatewayOptions {
   publicUrl?: string;
   certLifetimeMs: number;
   crlValidityMs: number;
+  /** OCSP answers' nextUpdate - thisUpdate (default one hour, DEFAULT_OCSP_VALIDITY_MS). */
+  ocspValidityMs?: number;
   claim: boolean;
   /** Limits on enrollment without credentials and on unclaimed devices (defaults: DEFAULT_ENROLLMENT_LIMITS). */
   enrollment?: Partial<EnrollmentLimits>;
@@ -223,7 +225,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     return undefined;
   };
   const est = createEstHandler(ca, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
-  const ocsp = createOcspHandler(ca, { log });
+  const ocsp = createOcspHandler(ca, { log, ...(options.ocspValidityMs ? { validityMs: options.ocspValidityMs } : {}) });
   const unclaimedSweeper = startUnclaimedSweeper(ca, options.enrollment, log);
   const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };
   const bind = { https: options.bind?.https ?? '0.0.0.0', mqtt: options.bind?.mqtt ?? '0.0.0.0', metrics: options.bind?.metrics ?? '127.0.0.1' };

@@ -35,7 +35,9 @@ t.test('openssl ocsp against the gateway: good, revoked after `wott ca revoke`, 
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const dir = tempDir(t);
   const data = join(dir, 'data');
-  const { child, port, log } = await startGatewayProcess(data);
+  // ocspValidity from wott.yaml reaches the answers' nextUpdate.
+  const config = writeTemp(dir, 'wott.yaml', 'ca:\n  ocspValidity: 10m\n');
+  const { child, port, log } = await startGatewayProcess(data, ['--config', config]);
   t.teardown(() => void child.kill('SIGKILL'));
   const interPath = join(data, 'ca', 'intermediate.crt');
   const rootPath = join(data, 'ca', 'root.crt');
@@ -63,7 +65,8 @@ t.test('openssl ocsp against the gateway: good, revoked after `wott ca revoke`, 
   t.match(good.text, /Response verify OK/, 'signed by the issuing CA, verified up to the root');
   t.match(good.text, new RegExp(`${devPath}: good`));
   t.match(good.text, /OCSP Nonce:/, 'openssl sent a nonce and it came back (openssl checks that it matches)');
-  t.match(good.text, /This Update: .*\n\s+Next Update: /);
+  const [, thisUpdate, nextUpdate] = /This Update: (.*)\n\s+Next Update: (.*)\n/.exec(good.text) ?? [];
+  t.equal(Date.parse(nextUpdate!) - Date.parse(thisUpdate!), 600_000, 'nextUpdate = thisUpdate + ca.ocspValidity');
 
   // Revoked by another process (the CLI on the same inventory): the very next answer says so.
   const revoke = await run(process.execPath, [CLI, 'ca', 'revoke', '--serial', serial, '--reason', 'keyCompromise', '--data', data]);
