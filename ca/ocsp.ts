@@ -212,6 +212,9 @@ function parseRequest(bytes: Buffer): { request: OCSPRequest; nonce?: Extension 
   // Exactly one SEQUENCE, nothing after it: the generic parser would otherwise ignore trailing bytes.
   const outer = der.readTlv(bytes);
   if (outer.tag !== 0x30 || outer.end !== bytes.length) throw new Malformed('not a single DER SEQUENCE');
+  // Known gap: @peculiar/asn1-ocsp 2.6.1 declares Request.singleRequestExtensions without its [0] tag, so a request
+  // carrying per-certificate extensions (rare: openssl, browsers and nginx send none) is malformedRequest until the
+  // fix merged upstream (PeculiarVentures/asn1-schema#158) is released.
   const request = AsnConvert.parse(bytes, OCSPRequest);
   const tbs = request.tbsRequest;
   if (tbs.version !== 0) throw new Malformed(`unsupported request version ${tbs.version}`);
