@@ -28,7 +28,7 @@ export const caSuite: Suite = {
   async run({ quick }) {
     const ms = quick ? 500 : 3000;
     const dir = mkdtempSync(join(tmpdir(), 'wott-bench-ca-'));
-    const ca = await CertificateAuthority.open({ dataDir: dir, crlUrl: 'https://localhost:8443/crl' });
+    const ca = await CertificateAuthority.open({ dataDir: dir, crlUrl: 'https://localhost:8443/crl', ocspUrl: 'https://localhost:8443/ocsp' });
     const result: SuiteResult = { suite: 'ca', measurements: [], ratios: [], goals: [] };
     try {
       const tbsLike = randomBytes(420);
@@ -61,6 +61,7 @@ export const caSuite: Suite = {
               new x509.BasicConstraintsExtension(false, undefined, true),
               aki,
               new x509.CRLDistributionPointsExtension(['https://localhost:8443/crl']),
+              new x509.AuthorityInfoAccessExtension({ ocsp: [new x509.GeneralName('url', 'https://localhost:8443/ocsp')] }),
               new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
               new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
               ski,

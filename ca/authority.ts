@@ -28,6 +28,7 @@ import { writeFileAtomic } from '../lib/atomic-file.js';
 import { openSqliteInventory, type CertificateKind, type CertificateRow, type InventoryStore, type InventoryTransaction } from '../store/index.js';
 import { generateP256, privateKeyPem, spkiDer, toCryptoKey } from './keys.js';
 import { assembleCertificate, certificateParts, keyIdentifier, LeafProfile } from './profile.js';
+import type { OcspCertStatus } from './ocsp.js';
 import { caExists, createCaFiles, loadCaMaterial, SIGNING_ALGORITHM, type CaMaterial } from './setup.js';
 import { checkInventoryCurrent, checkInventoryPresent, inventoryPath } from './recovery.js';
 import { makeTreePrivate } from '../lib/private.js';
@@ -49,6 +50,8 @@ export interface AuthorityOptions {
   crlValidityMs?: number;
   /** URL written into every leaf's CRL distribution point. */
   crlUrl?: string;
+  /** OCSP responder URL written into every leaf's authorityInfoAccess. */
+  ocspUrl?: string;
   /** Clock, injectable so tests can make expired tokens and certificates without sleeping. */
   now?: () => Date;
   /** The inventory to use; default: SQLite in `dataDir/inventory.db`. */
@@ -132,6 +135,8 @@ export function toPem(der: Buffer, label = 'CERTIFICATE'): string {
 export class CertificateAuthority {
   readonly inventory: InventoryStore;
   private profile: LeafProfile;
+  /** Where leafs point relying parties for revocation (CRL distribution point, AIA OCSP). */
+  private readonly urls: { crl?: string; ocsp?: string };
   private readonly key: KeyObject;
   /** The CA's clock (injectable through AuthorityOptions.now); EST limits and the unclaimed sweep use it too. */
   readonly now: () => Date;
@@ -150,21 +155,30 @@ export class CertificateAuthority {
     this.key = material.intermediateKey;
     this.now = options.now ?? (() => new Date());
     this.certLifetimeMs = options.certLifetimeMs ?? DEFAULT_CERT_LIFETIME_MS;
-    this.profile = this.makeProfile(options.crlUrl);
+    this.urls = { crl: options.crlUrl, ocsp: options.ocspUrl };
+    this.profile = this.makeProfile();
   }
 
-  private makeProfile(crlUrl: string | undefined): LeafProfile {
+  private makeProfile(): LeafProfile {
     const inter = certificateParts(this.material.intermediate.raw);
     return new LeafProfile({
       issuerName: Buffer.from(inter.subjectName),
       issuerKeyId: keyIdentifier(Buffer.from(inter.spki)),
-      crlUrl,
+      crlUrl: this.urls.crl,
+      ocspUrl: this.urls.ocsp,
     });
   }
 
   /** Sets the CRL distribution point for certificates issued from now on (known once the HTTPS port is bound). */
   setCrlUrl(url: string): void {
-    this.profile = this.makeProfile(url);
+    this.urls.crl = url;
+    this.profile = this.makeProfile();
+  }
+
+  /** Sets the OCSP responder URL (authorityInfoAccess) for certificates issued from now on, like setCrlUrl. */
+  setOcspUrl(url: string): void {
+    this.urls.ocsp = url;
+    this.profile = this.makeProfile();
   }
 
   /**
@@ -501,6 +515,22 @@ export class CertificateAuthority {
     });
     if (!tx) await this.refreshCrl(true);
     return revoked;
+  }
+
+  /**
+   * What OCSP answers for `serial` (hex): revoked with time and reason, good for any other certificate we issued
+   * (a superseded one is still valid until it expires, as the CRL says too), unknown for a serial we never issued.
+   */
+  async certificateStatus(serial: string): Promise<OcspCertStatus> {
+    const key = normalizeSerial(serial);
+    const row = await this.inventory.certificate(key);
+    if (!row) return { status: 'unknown' };
+    if (row.status !== 'revoked') return { status: 'good' };
+    const revocation = await this.inventory.revocation(key);
+    // A revoked row always has its revocation (one transaction writes both); fall back to "now, no reason" anyway.
+    return revocation
+      ? { status: 'revoked', revokedAt: new Date(revocation.revokedAt), reason: revocation.reason }
+      : { status: 'revoked', revokedAt: this.now() };
   }
 
   private crlPaths() {

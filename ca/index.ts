@@ -6,3 +6,7 @@ export { createEstHandler, startUnclaimedSweeper, enrollmentLimits, DEFAULT_ENRO
 export type { EnrollmentLimits, EnrollmentService, EstHandler, EstOptions } from './est.js';
 export { generateP256, writePrivateKey, readPrivateKey } from './keys.js';
 export { certificateCommonName, readServiceCredentials } from './service-credentials.js';
+export { OcspResponder, ocspErrorResponse, crlReasonCode, MAX_OCSP_REQUEST_BYTES, MAX_OCSP_CERT_IDS, DEFAULT_OCSP_VALIDITY_MS } from './ocsp.js';
+export type { OcspAnswer, OcspCertStatus, OcspLookup, OcspResponderOptions } from './ocsp.js';
+export { createOcspHandler, isOcspPath, DEFAULT_OCSP_RATE_LIMIT } from './ocsp-http.js';
+export type { OcspHandler, OcspHandlerOptions } from './ocsp-http.js';

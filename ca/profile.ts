@@ -16,6 +16,8 @@ const OID = {
   subjectKeyIdentifier: '2.5.29.14',
   authorityKeyIdentifier: '2.5.29.35',
   crlDistributionPoints: '2.5.29.31',
+  authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
+  ocsp: '1.3.6.1.5.5.7.48.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
   serverAuth: '1.3.6.1.5.5.7.3.1',
 } as const;
@@ -30,6 +32,8 @@ export interface IssuerTemplate {
   issuerKeyId: Buffer;
   /** CRL distribution point URL written into every leaf (omitted when empty). */
   crlUrl?: string;
+  /** OCSP responder URL written into every leaf's authorityInfoAccess (omitted when empty). */
+  ocspUrl?: string;
 }
 
 export interface LeafRequest {
@@ -58,12 +62,17 @@ export function name(commonName: string): Buffer {
   return der.sequence(der.set(der.sequence(der.oid(OID.commonName), der.utf8String(commonName))));
 }
 
-/** RFC 5280 method 1: SHA-1 of the subjectPublicKey BIT STRING's value. */
-export function keyIdentifier(spki: Buffer): Buffer {
+/** The subjectPublicKey BIT STRING's value (without the unused-bits byte): what key identifiers and OCSP hash. */
+export function publicKeyBits(spki: Buffer): Buffer {
   const outer = der.readTlv(spki);
   const [, bits] = der.children(spki, outer);
   if (!bits || bits.tag !== 0x03) throw new Error('malformed SubjectPublicKeyInfo');
-  return createHash('sha1').update(spki.subarray(bits.contentStart + 1, bits.end)).digest();
+  return spki.subarray(bits.contentStart + 1, bits.end);
+}
+
+/** RFC 5280 method 1: SHA-1 of the subjectPublicKey BIT STRING's value. */
+export function keyIdentifier(spki: Buffer): Buffer {
+  return createHash('sha1').update(publicKeyBits(spki)).digest();
 }
 
 function ipBytes(ip: string): Buffer {
@@ -95,6 +104,16 @@ export class LeafProfile {
               OID.crlDistributionPoints,
               false,
               der.sequence(der.sequence(der.explicit(0, der.explicit(0, der.implicitPrimitive(6, Buffer.from(issuer.crlUrl)))))),
+            ),
+          ]
+        : []),
+      // AIA with one OCSP access description: lets any TLS stack find the responder from the certificate alone.
+      ...(issuer.ocspUrl
+        ? [
+            extension(
+              OID.authorityInfoAccess,
+              false,
+              der.sequence(der.sequence(der.oid(OID.ocsp), der.implicitPrimitive(6, Buffer.from(issuer.ocspUrl)))),
             ),
           ]
         : []),

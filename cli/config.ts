@@ -28,6 +28,8 @@ export const configSchema = z
       .object({
         certLifetime: duration.default(7 * 86_400_000),
         crlValidity: duration.default(86_400_000),
+        /** OCSP nextUpdate: how long a cached or stapled answer may outlive a revocation. */
+        ocspValidity: duration.default(3_600_000),
       })
       .strict()
       .prefault({}),

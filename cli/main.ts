@@ -70,6 +70,7 @@ export function buildProgram(): Command {
         publicUrl: config.gateway.publicUrl,
         certLifetimeMs: config.ca.certLifetime,
         crlValidityMs: config.ca.crlValidity,
+        ocspValidityMs: config.ca.ocspValidity,
         claim: config.enrollment.claim,
         enrollment: {
           rateLimit: config.enrollment.rateLimit,

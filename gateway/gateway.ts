@@ -25,11 +25,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { CertificateAuthority, createEstHandler, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
+import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
 import { fleetCaFacts, FleetService, fleetTrustSource, FleetView } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { CRL_PATH } from '../protocol/index.js';
+import { CRL_PATH, OCSP_PATH } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 
@@ -41,6 +41,8 @@ export interface GatewayOptions {
   publicUrl?: string;
   certLifetimeMs: number;
   crlValidityMs: number;
+  /** OCSP answers' nextUpdate - thisUpdate (default one hour, DEFAULT_OCSP_VALIDITY_MS). */
+  ocspValidityMs?: number;
   claim: boolean;
   /** Limits on enrollment without credentials and on unclaimed devices (defaults: DEFAULT_ENROLLMENT_LIMITS). */
   enrollment?: Partial<EnrollmentLimits>;
@@ -229,6 +231,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     return undefined;
   };
   const est = createEstHandler(fleet, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
+  const ocsp = createOcspHandler(ca, { log, ...(options.ocspValidityMs ? { validityMs: options.ocspValidityMs } : {}) });
   const unclaimedSweeper = startUnclaimedSweeper(ca, options.enrollment, log);
   const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };
   const bind = { https: options.bind?.https ?? '0.0.0.0', mqtt: options.bind?.mqtt ?? '0.0.0.0', metrics: options.bind?.metrics ?? '127.0.0.1' };
@@ -257,6 +260,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         if (refusal) return void res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${refusal}\n`);
         return void serveMetrics(res);
       }
+      if (isOcspPath(req.url)) return ocsp(req, res);
       est(req, res);
     },
   );
@@ -337,7 +341,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     : undefined;
   if (scoring) registerScoringMetrics(metrics, scoring);
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
-  ca.setCrlUrl(`${options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`}${CRL_PATH}`);
+  const publicUrl = options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`;
+  ca.setCrlUrl(`${publicUrl}${CRL_PATH}`);
+  ca.setOcspUrl(`${publicUrl}${OCSP_PATH}`);
   await ca.refreshCrl();
 
   // Keep the CRL fresh before its nextUpdate even when nothing is revoked.
@@ -390,6 +396,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       });
     }
     est.close();
+    ocsp.close();
     await view.close();
     await ca.close();
     log.info('gateway stopped');

@@ -1,5 +1,6 @@
 /**
- * The HTTPS contract between agents and the CA: EST (RFC 7030) paths, the CRL beside them, and wott's TPM headers.
+ * The HTTPS contract between agents and the CA: EST (RFC 7030) paths, the CRL and OCSP beside them, and wott's TPM
+ * headers.
  * The CA serves these paths (ca/est.ts); the agent calls them (agent/est-client.ts).
  */
 
@@ -18,6 +19,9 @@ export const EST_PATHS = {
 
 /** GET: the current CRL, DER. */
 export const CRL_PATH = '/crl';
+
+/** OCSP (RFC 6960): POST a DER OCSPRequest here, or GET `${OCSP_PATH}/{url-encoded base64 request}`. */
+export const OCSP_PATH = '/ocsp';
 
 /** Base64 DER SubjectPublicKeyInfo of the device's TPM key (sent at enrollment to register it). */
 export const TPM_KEY_HEADER = 'x-wott-tpm-key';

@@ -12,9 +12,11 @@ t.test('defaults with no file or an empty one', async (t) => {
 });
 
 t.test('durations and fields are parsed', async (t) => {
-  const config = parseConfig('ca:\n  certLifetime: 3d\n  crlValidity: 12h\nenrollment:\n  claim: true\n  tokenTtl: 90\ngateway:\n  hosts: [gw.example, 10.0.0.2]\n  publicUrl: https://gw.example:8443\n');
+  t.equal(parseConfig('').ca.ocspValidity, 3_600_000, 'OCSP answers are valid an hour by default');
+  const config = parseConfig('ca:\n  certLifetime: 3d\n  crlValidity: 12h\n  ocspValidity: 10m\nenrollment:\n  claim: true\n  tokenTtl: 90\ngateway:\n  hosts: [gw.example, 10.0.0.2]\n  publicUrl: https://gw.example:8443\n');
   t.equal(config.ca.certLifetime, 3 * 86_400_000);
   t.equal(config.ca.crlValidity, 12 * 3_600_000);
+  t.equal(config.ca.ocspValidity, 600_000);
   t.equal(config.enrollment.tokenTtl, 90_000, 'bare numbers are seconds');
   t.equal(config.enrollment.claim, true);
   t.same(config.gateway.hosts, ['gw.example', '10.0.0.2']);
