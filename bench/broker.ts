@@ -27,6 +27,7 @@ import { PolicyEngine, type PolicyRule } from '../policy/index.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import { CertificateAuthority } from '../ca/index.js';
 import { topics } from '../protocol/index.js';
+import { loadModel } from '../scoring/index.js';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
 import { freePort } from './servers.js';
 
@@ -446,6 +447,64 @@ async function revocationLatency(gw: Gateway, ca: string, trials: number, writer
   return samples.sort((a, b) => a - b);
 }
 
+/**
+ * Quarantine -> deliveries stop, release -> deliveries resume, end to end through scoring: a gateway of its own
+ * with scoring on (its usual 5 s tick), a subscriber on weather/# (threshold 0.4, the subscriber at the 0.5 prior)
+ * and a publisher every 2 ms. The release path is the slow one: scoring published 0 for the quarantined device, so
+ * deliveries resume only once scoring has scored it again (woken by the fleet's change, not its tick).
+ */
+async function quarantineRoundTrip(dir: string, trials: number): Promise<{ stop: number[]; resume: number[] }> {
+  const gw = await startGateway({
+    dataDir: join(dir, 'quarantine-gw'),
+    httpsPort: 0,
+    mqttPort: 0,
+    hosts: [],
+    certLifetimeMs: 7 * 86_400_000,
+    crlValidityMs: 86_400_000,
+    claim: false,
+    log: pino({ level: 'silent' }),
+    policies: [{ topic: 'weather/#', publish: 0.4, subscribe: 0.4 }],
+    initialScore: 0.5,
+    onDowngrade: 'filter',
+    eventIntervalMs: 10_000,
+    scoring: { model: loadModel(), republishMs: 300_000, historyRetentionMs: 86_400_000 },
+  });
+  const ca = gw.ca.caCertificates().map((c) => c.toString()).join('');
+  const sub = await connectTo(gw.mqttPort, ca, await enrollDevice(gw, 'q-sub'));
+  const pub = await connectTo(gw.mqttPort, ca, await enrollDevice(gw, 'q-pub'));
+  let last = 0;
+  sub.on('message', () => (last = performance.now()));
+  await sub.subscribeAsync('weather/#', { qos: 0 });
+  const ticker = setInterval(() => pub.publish('weather/q', 'x', { qos: 0 }), 2);
+  const until = async (cond: () => boolean, what: string) => {
+    const deadline = performance.now() + 10_000;
+    while (!cond()) {
+      if (performance.now() > deadline) throw new Error(`${what} within 10 s`);
+      await sleep(1);
+    }
+  };
+  const stop: number[] = [];
+  const resume: number[] = [];
+  try {
+    await until(() => last > 0, 'first delivery');
+    for (let k = 0; k < trials; k++) {
+      const t0 = performance.now();
+      await gw.fleet.quarantine('q-sub');
+      await sleep(400); // long enough to see that nothing more arrives
+      stop.push(Math.max(0, last - t0));
+      const t1 = performance.now();
+      await gw.fleet.release('q-sub');
+      await until(() => last > t1, 'deliveries resumed after the release');
+      resume.push(last - t1);
+    }
+  } finally {
+    clearInterval(ticker);
+    await Promise.all([sub, pub].map((c) => c.endAsync(true)));
+    await gw.close();
+  }
+  return { stop: stop.sort((a, b) => a - b), resume: resume.sort((a, b) => a - b) };
+}
+
 // ------------------------------------------------------------------ the suite
 
 export const brokerSuite: Suite = {
@@ -554,6 +613,11 @@ export const brokerSuite: Suite = {
       result.measurements.push({ name: 'revocation -> session closed, other process (p50)', value: percentile(revOther, 50), unit: 'ms' });
       result.measurements.push({ name: 'revocation -> session closed, other process (p99)', value: percentile(revOther, 99), unit: 'ms' });
 
+      // 5. Quarantine -> deliveries stop, release -> they resume, through scoring.
+      const q = await quarantineRoundTrip(dir, quick ? 3 : 10);
+      result.measurements.push({ name: 'quarantine -> deliveries stop (p99)', value: percentile(q.stop, 99), unit: 'ms' });
+      result.measurements.push({ name: 'release -> deliveries resume, through scoring (p99)', value: percentile(q.resume, 99), unit: 'ms' });
+
       for (const qos of [0, 1]) {
         const v = ratio(result, `wott vs plain Aedes (QoS ${qos})`, `QoS ${qos} wott gateway`, `QoS ${qos} plain Aedes + TLS`);
         ratio(result, `wott vs mosquitto (QoS ${qos})`, `QoS ${qos} wott gateway`, `QoS ${qos} mosquitto 2.0`);
@@ -575,6 +639,10 @@ export const brokerSuite: Suite = {
       result.goals.push({ name: 'revocation -> session closed, same process, p99 <= 20 ms', met: revP99 <= 20, detail: `p99 ${revP99.toFixed(1)} ms over ${rev.length} trials (the change feed wakes the broker)` });
       const otherP99 = percentile(revOther, 99);
       result.goals.push({ name: 'revocation -> session closed, other process, p99 <= 300 ms', met: otherP99 <= 300, detail: `p99 ${otherP99.toFixed(0)} ms over ${revOther.length} trials (trust poll 200 ms)` });
+      const qStop = percentile(q.stop, 99);
+      const qResume = percentile(q.resume, 99);
+      result.goals.push({ name: 'quarantine -> deliveries stop, p99 <= 1 s', met: qStop <= 1000, detail: `p99 ${qStop.toFixed(0)} ms over ${q.stop.length} trials` });
+      result.goals.push({ name: 'release -> deliveries resume through scoring, p99 <= 1 s', met: qResume <= 1000, detail: `p99 ${qResume.toFixed(0)} ms over ${q.resume.length} trials (scoring's tick is 5 s: the fleet change wakes it)` });
       return result;
     } finally {
       for (const step of cleanup) {

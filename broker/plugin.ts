@@ -77,7 +77,8 @@ function payloadBytes(packet: { payload?: Buffer | string }): number {
 }
 
 export class WottPlugin {
-  readonly policy: PolicyEngine;
+  /** Replaced whole by setPolicies (a reload); every decision reads the current one. */
+  policy: PolicyEngine;
   readonly trust: TrustSource;
   private readonly scores = new Map<string, number>();
   private readonly identities = new WeakMap<Client, Identity>();
@@ -535,6 +536,14 @@ export class WottPlugin {
         }
       }
     }
+  }
+
+  /**
+   * Replaces the topic policies (a reload). Throws, changing nothing, when a rule is invalid. Deliveries are checked
+   * per message (authorizeForward), so live subscriptions follow the new rules from the next message on.
+   */
+  setPolicies(rules: PolicyRule[]): void {
+    this.policy = new PolicyEngine(rules);
   }
 
   /** Connected client count for a device or service id. */

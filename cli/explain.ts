@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import type { CertificateAuthority } from '../ca/index.js';
+import type { FleetService } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { staticTrustSource, WottPlugin } from '../broker/index.js';
@@ -29,29 +29,29 @@ export interface Explanation {
 }
 
 /** An admin certificate for the CLI, kept in the data folder and reissued when near expiry. */
-async function adminCredentials(ca: CertificateAuthority): Promise<{ key: string; cert: string }> {
-  const dir = join(ca.dataDir, 'admin');
+async function adminCredentials(fleet: FleetService, dataDir: string): Promise<{ key: string; cert: string }> {
+  const dir = join(dataDir, 'admin');
   const keyPath = join(dir, 'admin.key');
   const certPath = join(dir, 'admin.crt');
   if (existsSync(keyPath) && existsSync(certPath)) {
     const cert = new X509Certificate(readFileSync(certPath));
     if (Date.parse(cert.validTo) - Date.now() > 86_400_000) return { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8') };
   }
-  const issued = await ca.issueService('admin', 'cli');
+  const issued = await fleet.issueService('admin', 'cli');
   writeFileAtomic(keyPath, issued.keyPem, PRIVATE_KEY_MODE);
   writeFileAtomic(certPath, issued.pem);
   return { key: issued.keyPem, cert: issued.pem };
 }
 
 /** The retained score of `device` from the gateway, or undefined when there is none (or no gateway). */
-async function liveScore(ca: CertificateAuthority, device: string, port: number): Promise<{ score?: number; source: string }> {
-  const { key, cert } = await adminCredentials(ca);
+async function liveScore(fleet: FleetService, dataDir: string, device: string, port: number): Promise<{ score?: number; source: string }> {
+  const { key, cert } = await adminCredentials(fleet, dataDir);
   let client: mqtt.MqttClient | undefined;
   try {
     client = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
       key,
       cert,
-      ca: ca.caCertificates().map((c) => c.toString()),
+      ca: fleet.caCertificates().map((c) => c.toString()),
       clientId: `admin:cli:${process.pid}`,
       reconnectPeriod: 0,
       connectTimeout: 3000,
@@ -78,10 +78,18 @@ async function liveScore(ca: CertificateAuthority, device: string, port: number)
   }
 }
 
-export async function explainDecision(ca: CertificateAuthority, config: WottConfig, device: string, topic: string, action: Action, mqttPort: number): Promise<Explanation> {
+export async function explainDecision(
+  fleet: FleetService,
+  dataDir: string,
+  config: WottConfig,
+  device: string,
+  topic: string,
+  action: Action,
+  mqttPort: number,
+): Promise<Explanation> {
   assertDeviceId(device);
-  const state = (await ca.inventory.device(device))?.state;
-  const live = await liveScore(ca, device, mqttPort);
+  const state = (await fleet.show(device))?.state;
+  const live = await liveScore(fleet, dataDir, device, mqttPort);
   const plugin = new WottPlugin({
     policies: config.policies,
     initialScore: config.scoring.initialScore,

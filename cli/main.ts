@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** The `wott` command line. Results go to stdout, diagnostics to stderr; logs (gateway) are JSON lines on stdout. */
 import { Command, Option, InvalidArgumentError } from 'commander';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { gatewayPidFile, readGatewayPid, reloadRequestFile, takeReloadRequest } from './gateway-control.js';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, type RevocationReason } from '../ca/index.js';
@@ -10,6 +11,7 @@ import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { encryptCaKeys } from '../ca/setup.js';
 import { InventoryStateError, recoverInventory } from '../ca/recovery.js';
 import { startGateway } from '../gateway/index.js';
+import type { PolicyRule } from '../policy/index.js';
 import { assertDeviceId, isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { FleetService, localActor } from '../fleet/index.js';
 import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, loadConfig } from './config.js';
@@ -97,11 +99,27 @@ export function buildProgram(): Command {
         ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
         ...(config.mosquitto ? { mosquitto: config.mosquitto } : {}),
       });
+      const dataDir = resolve(opts.data);
+      // `wott policy reload` finds the gateway through this file and signals it (as `kill -HUP` does).
+      writeFileAtomic(gatewayPidFile(dataDir), `${process.pid}\n`, 0o600);
+      process.on('SIGHUP', () => {
+        const actor = takeReloadRequest(dataDir) ?? 'signal:SIGHUP';
+        let rules: PolicyRule[];
+        try {
+          rules = loadConfig(opts.config).config.policies;
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'policy reload refused: the configuration is invalid; the running policies are kept');
+          void gateway.fleet.as(actor).recordPolicyReload('refused', (err as Error).message);
+          return;
+        }
+        gateway.reloadPolicies(rules, actor).catch((err: Error) => log.error({ err: err.message }, 'policy reload refused; the running policies are kept'));
+      });
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
+        rmSync(gatewayPidFile(dataDir), { force: true });
         gateway.close().then(
           () => process.exit(0),
           (err: Error) => {
@@ -282,6 +300,28 @@ export function buildProgram(): Command {
     });
 
   const policy = program.command('policy').description('Trust Score topic policies');
+  withData(policy.command('reload'))
+    .description('make the running gateway re-read the policies from its wott.yaml (checked here first); recorded in the audit log')
+    .action(async (opts: DataOptions) => {
+      const dataDir = resolve(opts.data);
+      const { config } = loadConfig(opts.config); // an invalid file is refused here, before the gateway sees it
+      const pid = readGatewayPid(dataDir);
+      await withFleet(opts, async (fleet) => {
+        const before = (await fleet.auditLog()).length;
+        writeFileAtomic(reloadRequestFile(dataDir), JSON.stringify({ actor: fleet.actor, at: Date.now() }), 0o600);
+        process.kill(pid, 'SIGHUP');
+        for (let waited = 0; waited < 10_000; waited += 100) {
+          const entry = (await fleet.auditLog()).slice(before).find((e) => e.action === 'policy.reload');
+          if (entry) {
+            if (entry.outcome === 'refused') throw new InvalidArgumentError(`the gateway refused the policies: ${entry.detail ?? ''}`);
+            process.stdout.write(`gateway (pid ${pid}) reloaded ${config.policies.length} rule(s)\n`);
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        throw new Error(`gateway (pid ${pid}) did not confirm the reload within 10 s: see its log`);
+      });
+    });
   withData(policy.command('explain'))
     .description('show the decision for a device, topic and action: score, rule matched, decision, why')
     .requiredOption('--device <id>', 'device id')
@@ -291,8 +331,8 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (opts: DataOptions & { device: string; topic: string; action: 'publish' | 'subscribe'; mqttPort?: number; json?: boolean }) => {
       const { config } = loadConfig(opts.config);
-      await withCa(opts, async (authority) => {
-        const result = await explainDecision(authority, config, opts.device, opts.topic, opts.action, opts.mqttPort ?? config.gateway.mqttPort);
+      await withFleet(opts, async (fleet) => {
+        const result = await explainDecision(fleet, resolve(opts.data), config, opts.device, opts.topic, opts.action, opts.mqttPort ?? config.gateway.mqttPort);
         if (opts.json) return void process.stdout.write(JSON.stringify(result, null, 2) + '\n');
         process.stdout.write(
           `device:   ${result.device} (${result.state ?? 'unknown to the CA'})\n` +
@@ -357,7 +397,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && err.name === 'InvalidDeviceIdError');
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && (err.name === 'InvalidDeviceIdError' || err.name === 'InvalidTagsError'));
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;

@@ -8,6 +8,7 @@
  * own, as refused, when it is refused. Secrets it produces are never recorded (a token is "token created for
  * dev-1", not its value).
  */
+import type { X509Certificate } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type {
   CertificateAuthority,
@@ -97,7 +98,8 @@ export class FleetService implements EnrollmentService {
     return this.ca.now();
   }
 
-  caCertificates(): Array<{ raw: Buffer }> {
+  /** [intermediate, root]. */
+  caCertificates(): X509Certificate[] {
     return this.ca.caCertificates();
   }
 

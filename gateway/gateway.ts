@@ -114,6 +114,11 @@ export interface Gateway {
   /** Bound port of the metrics listener, when there is one. */
   metricsPort?: number;
   scoring?: ScoringService;
+  /**
+   * Replaces the topic policies in the running gateway (broker, scoring thresholds, Mosquitto sync), recorded in the
+   * audit log as done by `actor`. Invalid rules are refused (and recorded as refused) with nothing changed.
+   */
+  reloadPolicies(rules: PolicyRule[], actor: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -366,6 +371,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     mqttPort,
     ...(metricsPort !== undefined ? { metricsPort } : {}),
     ...(scoring ? { scoring } : {}),
+    async reloadPolicies(rules: PolicyRule[], actor: string) {
+      const audit = fleet.as(actor);
+      try {
+        plugin.setPolicies(rules); // validates first: throws before anything changed
+      } catch (err) {
+        await audit.recordPolicyReload('refused', (err as Error).message);
+        throw err;
+      }
+      scoring?.setThresholds(policyThresholds(rules));
+      mosquittoSync?.setPolicies(rules);
+      await audit.recordPolicyReload('ok', `${rules.length} rule(s): ${rules.map((r) => r.topic).join(', ')}`);
+      log.info({ rules: rules.length, actor }, 'policies reloaded');
+    },
     close() {
       // Idempotent: a second call (a test's teardown after its own close) waits for the first.
       return (closing ??= shutdown());

@@ -111,6 +111,8 @@ export interface MosquittoSync {
   settled(): Promise<void>;
   /** Sends Dynamic Security commands over the sync's connection (diagnostics, tests). */
   command(commands: DynsecCommand[]): Promise<DynsecResponse[]>;
+  /** New topic policies (a reload): every device's ACLs are computed again and applied. */
+  setPolicies(rules: PolicyRule[]): void;
   close(): Promise<void>;
 }
 
@@ -154,7 +156,7 @@ class Sync implements MosquittoSync {
   readonly stats: SyncStats = { reconciles: 0, commands: 0, roleEdits: 0, kicks: 0, errors: 0, malformedScores: 0, crlWrites: 0, reloads: 0 };
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
-  private readonly compiler: DeviceAclCompiler;
+  private compiler: DeviceAclCompiler;
   private readonly inventory: FleetView;
   private stopFollowing?: () => void;
   private readonly client: MqttClient;
@@ -261,6 +263,12 @@ class Sync implements MosquittoSync {
     } catch (err) {
       this.o.log.error({ err: (err as Error).message }, 'CRL / server certificate maintenance failed');
     }
+  }
+
+  setPolicies(rules: PolicyRule[]): void {
+    this.compiler = new DeviceAclCompiler(rules);
+    this.computed.clear();
+    for (const d of this.inventory.allDevices()) this.markDirty(d.id);
   }
 
   private markDirty(username: string): void {

@@ -7,3 +7,4 @@ export * from './messages.js';
 export * from './serial.js';
 export * from './telemetry.js';
 export * from './tags.js';
+export * from './actor.js';

@@ -72,7 +72,7 @@ export class ScoreEngine {
   /** Per reporter, about anyone: the last reportId, so replays across subjects are caught too. */
   private readonly reporterIds = new Map<string, number>();
   private readonly now: () => number;
-  private readonly thresholds: number[];
+  private thresholds: number[];
   private readonly minChange: number;
 
   constructor(private readonly options: EngineOptions) {
@@ -80,6 +80,11 @@ export class ScoreEngine {
     this.now = options.now ?? Date.now;
     this.thresholds = [...(options.thresholds ?? [])].sort((a, b) => a - b);
     this.minChange = options.minChange ?? 0.01;
+  }
+
+  /** New policy thresholds (a policy reload): crossing one of them is a change worth publishing from now on. */
+  setThresholds(thresholds: readonly number[]): void {
+    this.thresholds = [...thresholds].sort((a, b) => a - b);
   }
 
   /**

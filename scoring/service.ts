@@ -51,6 +51,12 @@ export class ScoringService {
 
   constructor(private readonly options: ScoringServiceOptions) {}
 
+  /** Policy thresholds changed (a reload): every device is scored again, so scores that now cross one are published. */
+  setThresholds(thresholds: readonly number[]): void {
+    this.options.engine.setThresholds(thresholds);
+    for (const device of this.options.engine.devices()) this.recompute(device, false);
+  }
+
   async start(): Promise<void> {
     const { engine, store, bus } = this.options;
     if (store) {

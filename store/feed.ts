@@ -29,3 +29,67 @@ export interface ChangeFeed {
    */
   onWake(listener: () => void): () => void;
 }
+
+export interface FeedSubscription {
+  /** The last seq delivered. */
+  readonly position: number;
+  stop(): void;
+}
+
+/**
+ * Delivers every change after `fromSeq`, in order, none twice: each batch only after the previous `onChanges`
+ * settled, woken by the feed's signal. A follower that fell behind a pruned feed gets `onReload` (it must reload a
+ * snapshot) and continues from the head. Resume after a restart by passing the last position delivered.
+ */
+export function subscribe(
+  feed: ChangeFeed,
+  fromSeq: number,
+  onChanges: (changes: Change[]) => void | Promise<void>,
+  onReload: (head: number) => void | Promise<void> = () => undefined,
+  onError: (err: Error) => void = () => undefined,
+): FeedSubscription {
+  let position = fromSeq;
+  let stopped = false;
+  let running = false;
+  let again = false;
+  const pump = async (): Promise<void> => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        again = false;
+        for (;;) {
+          if (stopped) return;
+          const batch = await feed.after(position, 1000);
+          if (batch === 'reload') {
+            const head = await feed.head();
+            await onReload(head);
+            position = head;
+            continue;
+          }
+          if (batch.length === 0) break;
+          await onChanges(batch);
+          position = batch[batch.length - 1]!.seq;
+        }
+      } while (again && !stopped);
+    } catch (err) {
+      onError(err as Error);
+    } finally {
+      running = false;
+    }
+  };
+  const stopWake = feed.onWake(() => void pump());
+  void pump();
+  return {
+    get position() {
+      return position;
+    },
+    stop() {
+      stopped = true;
+      stopWake();
+    },
+  };
+}

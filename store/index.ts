@@ -3,8 +3,8 @@
  * the signatures are, whatever the backend). Only this folder holds SQL or a database handle.
  */
 export { migrate, SchemaError, type Migration } from './sqlite/migrate.js';
-export { CHANGES_KEPT } from './feed.js';
-export type { Change, ChangeFeed, ChangeKind } from './feed.js';
+export { CHANGES_KEPT, subscribe } from './feed.js';
+export type { Change, ChangeFeed, ChangeKind, FeedSubscription } from './feed.js';
 export type {
   AuditEntry,
   CertificateFilter,

@@ -3,7 +3,9 @@
  * outcome, refused ones as refused; tokens never appear in it; the log cannot be edited.
  */
 import t from 'tap';
+import { statSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
 import { CLI, makeCsr, requireCommand, tempDir } from './helpers.js';
 import { run } from './mqtt-helpers.js';
@@ -24,6 +26,14 @@ t.test('operator actions through the CLI are in the audit log, refused ones too'
   t.equal((await wott(dir, 'device', 'claim', 'boiler')).code, 2, 'claiming an active device is refused');
   t.equal((await wott(dir, 'device', 'quarantine', 'ghost')).code, 2, 'quarantining an unknown device is refused');
   t.equal((await wott(dir, 'ca', 'service', '--role', 'admin', '--name', 'ops', '--out', tempDir(t))).code, 0);
+  t.equal((await wott(dir, 'device', 'tag', 'boiler', '--set', 'site:berlin,heating')).code, 0);
+  const badTag = await wott(dir, 'device', 'tag', 'boiler', '--set', 'Bad Tag');
+  t.equal(badTag.code, 2, 'an invalid tag is refused');
+  t.match(badTag.stderr, /invalid tag "Bad Tag"/);
+  const copy = join(tempDir(t), 'inventory-copy.db');
+  t.equal((await wott(dir, 'ca', 'backup', '--out', copy)).code, 0);
+  t.equal(statSync(copy).mode & 0o777, 0o600, 'the copy is private');
+  t.equal((await wott(dir, 'ca', 'backup', '--out', copy)).code, 2, 'an existing file is never overwritten');
   t.equal((await wott(dir, 'ca', 'revoke', '--device', 'boiler', '--reason', 'keyCompromise')).code, 0);
 
   const lines = (await wott(dir, 'audit', 'log', '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -35,9 +45,12 @@ t.test('operator actions through the CLI are in the audit log, refused ones too'
     { action: 'device.claim', device: 'boiler', outcome: 'refused', detail: /is active, not unclaimed/ },
     { action: 'device.quarantine', device: 'ghost', outcome: 'refused', detail: /no device "ghost"/ },
     { action: 'service.issue', target: 'admin:ops', outcome: 'ok', detail: /^serial / },
+    { action: 'device.tag', device: 'boiler', outcome: 'ok', detail: 'tags heating, site:berlin' },
+    { action: 'device.tag', device: 'boiler', outcome: 'refused', detail: /invalid tag/ },
+    { action: 'inventory.backup', target: copy, outcome: 'ok' },
     { action: 'certificate.revoke', device: 'boiler', outcome: 'ok', detail: /reason keyCompromise; revoked [0-9a-f]+/ },
   ]);
-  t.equal(lines.length, 7);
+  t.equal(lines.length, 10);
   t.ok(lines.every((l) => typeof l.time === 'string' && !Number.isNaN(Date.parse(l.time as string))), 'each entry has its time');
   const all = (await wott(dir, 'audit', 'log')).stdout;
   t.notOk(all.includes(token), 'the token itself is never recorded');

@@ -45,7 +45,7 @@ t.test('the gateway starts with the compose wott.yaml', async (t) => {
   t.match(config.scoring.influx, { url: 'http://influxdb:8086', api: 'v1', database: 'wott' });
   t.equal(config.policies.length, 3);
   const { child, log } = await startGatewayProcess(tempDir(t), ['--config', 'docker/wott.yaml']);
-  t.teardown(() => child.kill('SIGTERM'));
+  t.teardown(() => new Promise((resolve) => (child.exitCode !== null ? resolve(undefined) : (child.once('exit', resolve), child.kill('SIGTERM')))));
   t.match(log.join(''), /scoring started/);
   t.match(log.join(''), /influxdb:8086 \(v1\)/);
 });

@@ -16,7 +16,8 @@ export const inCi = process.env.CI === 'true';
 
 export function tempDir(t: T, prefix = 'wott-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // Retried: a process the test just stopped may still be removing its own files (a pid file) in there.
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
   return dir;
 }
 

@@ -4,7 +4,7 @@
  * underlying data each time it is called (a second connection, as another process or node would have).
  */
 import type { Test } from 'tap';
-import type { InventoryStore, InventoryTransaction } from '../../store/index.js';
+import { subscribe, type InventoryStore, type InventoryTransaction } from '../../store/index.js';
 
 export type OpenInventory = () => Promise<InventoryStore>;
 
@@ -183,6 +183,31 @@ export function inventoryContract(t: { test(name: string, fn: (t: Test) => Promi
     const tail = await a.feed.after(feed.length - 3, 2);
     t.same(tail === 'reload' ? tail : tail.map((c) => c.seq), [feed.length - 2, feed.length - 1], 'after(seq, limit)');
     t.same(await a.feed.after(feed.length), []);
+  });
+
+  t.test('subscribe(fromSeq): in order, none twice, resumable from the last position, woken by other connections', async (t) => {
+    const open = newBackend();
+    const writer = await fresh(t, open);
+    const reader = await fresh(t, open);
+    for (let i = 0; i < 3; i++) await writer.transaction((tx) => tx.upsertDevice(`s${i}`, 'active', iso(T0)));
+    const seen: number[] = [];
+    let sub = subscribe(reader.feed, 0, (changes) => void seen.push(...changes.map((c) => c.seq)));
+    const keepAlive = setInterval(() => undefined, 50);
+    t.teardown(() => clearInterval(keepAlive));
+    const until = async (n: number) => {
+      for (let i = 0; i < 200 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    };
+    await until(3);
+    await writer.transaction((tx) => tx.upsertDevice('s3', 'active', iso(T0)));
+    await until(4);
+    t.same(seen, [1, 2, 3, 4], 'the backlog, then a write by another connection');
+    const resumeAt = sub.position;
+    sub.stop();
+    await writer.transaction((tx) => tx.upsertDevice('s4', 'active', iso(T0)));
+    sub = subscribe(reader.feed, resumeAt, (changes) => void seen.push(...changes.map((c) => c.seq)));
+    await until(5);
+    sub.stop();
+    t.same(seen, [1, 2, 3, 4, 5], 'a resumed subscription misses nothing and repeats nothing');
   });
 
   t.test('a snapshot is consistent with its feed position and leaves out expired certificates', async (t) => {

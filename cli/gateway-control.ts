@@ -1,0 +1,42 @@
+/**
+ * How local commands reach a running `wott gateway` on the same data folder: its pid file, and a reload request
+ * that says who asked (a signal carries no sender). Both live in the private data folder (0700).
+ */
+import { InvalidArgumentError } from 'commander';
+import { readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { isActorName } from '../protocol/index.js';
+
+export const gatewayPidFile = (dataDir: string) => join(dataDir, 'gateway.pid');
+export const reloadRequestFile = (dataDir: string) => join(dataDir, 'policy-reload.request');
+
+/** The running gateway's pid, or a clear error when none runs on this data folder. */
+export function readGatewayPid(dataDir: string): number {
+  let pid: number;
+  try {
+    pid = Number.parseInt(readFileSync(gatewayPidFile(dataDir), 'utf8'), 10);
+  } catch {
+    throw new InvalidArgumentError(`no gateway is running on ${dataDir} (no ${gatewayPidFile(dataDir)}); start it with wott gateway`);
+  }
+  try {
+    if (!(pid > 1)) throw new Error('bad pid');
+    process.kill(pid, 0);
+  } catch {
+    throw new InvalidArgumentError(`no gateway is running on ${dataDir} (${gatewayPidFile(dataDir)} names pid ${pid}, which is gone)`);
+  }
+  return pid;
+}
+
+/** Who asked for the reload being handled (a request younger than a minute), consumed; undefined when nobody said. */
+export function takeReloadRequest(dataDir: string): string | undefined {
+  const path = reloadRequestFile(dataDir);
+  try {
+    if (Date.now() - statSync(path).mtimeMs > 60_000) return undefined;
+    const { actor } = JSON.parse(readFileSync(path, 'utf8')) as { actor?: unknown };
+    return isActorName(actor) ? actor : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(path, { force: true });
+  }
+}
