@@ -19,6 +19,9 @@ import {
   normalizeSerial,
   serviceCommonName,
   serviceUri,
+  operatorCommonName,
+  operatorUri,
+  type OperatorRole,
   type DeviceState,
   type ServiceRole,
 } from '../protocol/index.js';
@@ -597,5 +600,19 @@ export class CertificateAuthority {
     if (cached && this.now().getTime() < cached.refreshAt && this.inventory.dataVersion() === cached.version) return cached.der;
     return this.refreshCrl(false);
   }
-}
 
+  /**
+   * An operator certificate for a person or tool using the HTTPS API: CN `operator:{role}:{name}`, SAN URI
+   * urn:wott:operator:{role}:{name}, clientAuth, the service lifetime. Recorded as kind `service` (the inventory's
+   * kinds are device, server, service); the CN and URI tell it apart. (Added for issue 13; ca/operator-credentials.ts
+   * writes the files.)
+   */
+  issueOperator(role: OperatorRole, name: string): KeyAndCertificate {
+    const keys = generateP256();
+    const cn = operatorCommonName(role, name);
+    const issued = this.inventory.transaction(() =>
+      this.issueLeaf('service', cn, spkiDer(keys.publicKey), { uris: [operatorUri(role, name)] }, null, this.options.serviceLifetimeMs ?? SERVICE_LIFETIME_MS),
+    );
+    return { ...issued, keyPem: privateKeyPem(keys.privateKey) };
+  }
+}

@@ -10,3 +10,4 @@ export { createEstHandler, startUnclaimedSweeper, enrollmentLimits, DEFAULT_ENRO
 export type { EnrollmentLimits, EstHandler, EstOptions } from './est.js';
 export { generateP256, writePrivateKey, readPrivateKey } from './keys.js';
 export { certificateCommonName, readServiceCredentials } from './service-credentials.js';
+export { createOperator, generateP12Password, writeOperatorFiles, type OperatorFiles } from './operator-credentials.js';

@@ -1,5 +1,6 @@
 export * from './device-id.js';
 export * from './service-id.js';
+export * from './operator-id.js';
 export * from './identity.js';
 export * from './est.js';
 export * from './topics.js';
