@@ -7,3 +7,4 @@ export * from './topics.js';
 export * from './messages.js';
 export * from './serial.js';
 export * from './telemetry.js';
+export * from './api.js';
