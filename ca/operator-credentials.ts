@@ -39,7 +39,7 @@ export function pkcs12(keyPath: string, certPath: string, caPath: string, passwo
 }
 
 /** Writes an issued operator certificate and its key, chain and PKCS#12 under `dir`; returns the paths. */
-export function writeOperatorFiles(ca: CertificateAuthority, issued: KeyAndCertificate, dir: string, name: string, password: string): OperatorFiles {
+export function writeOperatorFiles(ca: CertificateAuthority, issued: Pick<KeyAndCertificate, 'keyPem' | 'pem' | 'commonName'>, dir: string, name: string, password: string): OperatorFiles {
   mkdirSync(dir, { recursive: true });
   const files: OperatorFiles = { key: join(dir, `${name}.key`), cert: join(dir, `${name}.crt`), ca: join(dir, 'ca.crt'), p12: join(dir, `${name}.p12`) };
   writeFileAtomic(files.key, issued.keyPem, PRIVATE_KEY_MODE);

@@ -27,6 +27,7 @@ import { DEFAULT_DATA, durationArg, LOG_REDACT, openCa, passphrase, portArg, wit
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
 import { registerCveCommands } from './cve.js';
+import { registerOperatorCommands } from './operator.js';
 import { explainDecision } from './explain.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
 
@@ -95,6 +96,7 @@ export function buildProgram(): Command {
         eventIntervalMs: config.broker.eventInterval,
         ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
         ...(config.mosquitto ? { mosquitto: config.mosquitto } : {}),
+        api: { tokenTtlMs: config.enrollment.tokenTtl },
       });
       let stopping = false;
       const stop = (signal: string) => {
@@ -116,6 +118,7 @@ export function buildProgram(): Command {
   registerScoringCommands(program);
   registerMosquittoCommands(program);
   registerCveCommands(program, { dataDir: DEFAULT_DATA });
+  registerOperatorCommands(program);
 
   const ca = program.command('ca').description('certificate authority');
   withData(ca.command('init'))
