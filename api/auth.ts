@@ -104,8 +104,9 @@ export interface RefusalLimits {
 export const DEFAULT_REFUSAL_LIMITS: RefusalLimits = { burst: 20, perMinute: 10, maxSources: 10_000 };
 
 /**
- * Refused calls cost the source address and the identity a token each; with none left, every call from that source
- * or identity is a 429 until the bucket has refilled (guessing links, cookies or roles gets slow fast).
+ * Refused calls cost the source address and the identity a token each; the refusal that finds the bucket empty
+ * (after `burst`) starts a block: every call from that source or identity is then a 429 until a token is back
+ * (guessing links, cookies or roles gets slow fast).
  */
 export class RefusalLimiter {
   private readonly limiter: SourceRateLimiter;
