@@ -30,9 +30,10 @@ export interface ApiCall {
   localAddress?: string;
 }
 
-/** One request to the gateway's HTTPS port, verified against our CA; path is below /api/v1 unless it starts with /. */
+/** One request to the gateway's HTTPS port, verified against our CA; path is below /api/v1 unless it is /, EST, /crl or /metrics. */
 export function api(gw: { httpsPort: number; caPem: string }, method: string, path: string, call: ApiCall = {}): Promise<ApiReply> {
-  const url = `https://127.0.0.1:${gw.httpsPort}${path.startsWith('/api') || path.startsWith('/.well') || path === '/crl' ? path : API_PREFIX + path}`;
+  const absolute = path === '/' || ['/api', '/.well-known', '/crl', '/metrics'].some((p) => path.startsWith(p));
+  const url = `https://127.0.0.1:${gw.httpsPort}${absolute ? path : API_PREFIX + path}`;
   const body = call.body === undefined ? undefined : typeof call.body === 'string' || Buffer.isBuffer(call.body) ? call.body : JSON.stringify(call.body);
   return new Promise((resolve, reject) => {
     const req = request(
