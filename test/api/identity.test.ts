@@ -1,0 +1,62 @@
+/**
+ * Operator identities: built and parsed in protocol/, distinct from devices and services; the session store
+ * redeems a link once even when two stores race for it; the broker refuses an operator certificate on MQTT.
+ */
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import {
+  identityFromNames,
+  operatorCommonName,
+  operatorFromNames,
+  operatorUri,
+  parseOperatorCommonName,
+  parseServiceCommonName,
+  roleAtLeast,
+} from '../../protocol/index.js';
+import { SqliteSessionStore } from '../../store/index.js';
+import { requireCommand, tempDir } from '../helpers.js';
+import { connectError, testGateway } from '../mqtt-helpers.js';
+import { operatorCredentials } from './helpers.js';
+
+t.test('operator names: built, parsed, and never taken for a device or a service', async (t) => {
+  t.equal(operatorCommonName('admin', 'alice'), 'operator:admin:alice');
+  t.equal(operatorUri('viewer', 'bob'), 'urn:wott:operator:viewer:bob');
+  t.same(operatorFromNames('operator:admin:alice', ['urn:wott:operator:admin:alice']), { role: 'admin', name: 'alice', id: 'operator:admin:alice' });
+  t.equal(operatorFromNames('operator:admin:alice', ['urn:wott:operator:viewer:alice']), undefined, 'CN and URI must agree');
+  t.equal(operatorFromNames('operator:admin:alice', ['urn:wott:operator:admin:alice', 'urn:wott:device:alice']), undefined, 'one identity per certificate');
+  t.equal(operatorFromNames('operator:root:alice', ['urn:wott:operator:root:alice']), undefined, 'unknown role');
+  t.equal(operatorFromNames('admin:alice', ['urn:wott:service:admin:alice']), undefined, 'a service is not an operator');
+  t.equal(parseOperatorCommonName('operator:admin:Alice'), undefined, 'names follow the device id rules');
+  t.throws(() => operatorCommonName('admin', 'a:b'));
+  t.equal(parseServiceCommonName('operator:admin:alice'), undefined, 'an operator is not a service');
+  t.match(identityFromNames('operator:admin:alice', ['urn:wott:operator:admin:alice']), { error: /neither a device id nor a service identity/ }, 'the broker knows no operators');
+  t.ok(roleAtLeast('admin', 'operator') && roleAtLeast('operator', 'operator') && !roleAtLeast('viewer', 'operator'));
+});
+
+t.test('a login link is redeemed once, whichever store races for it', async (t) => {
+  const dir = tempDir(t);
+  const a = SqliteSessionStore.open(dir);
+  const b = SqliteSessionStore.open(dir);
+  t.teardown(async () => (await a.close(), await b.close()));
+  const hash = createHash('sha256').update('secret').digest('hex');
+  const now = new Date();
+  await a.createLoginLink({ hash, role: 'admin', name: 'race', createdBy: 'test', createdAt: now.toISOString(), expiresAt: new Date(now.getTime() + 60_000).toISOString() });
+  const session = (id: string) => ({ id, secretHash: id, expiresAt: new Date(now.getTime() + 60_000).toISOString(), source: null });
+  const results = await Promise.all([a.redeemLoginLink(hash, now.toISOString(), session('s1')), b.redeemLoginLink(hash, now.toISOString(), session('s2'))]);
+  t.same(results.map((r) => r.ok).sort(), [false, true], 'one wins, one is told the link was used');
+  t.match(results.find((r) => !r.ok), { reason: 'used' });
+  const late = await a.redeemLoginLink(hash, new Date(now.getTime() + 120_000).toISOString(), session('s3'));
+  t.match(late, { ok: false });
+  const expiredHash = createHash('sha256').update('old').digest('hex');
+  await a.createLoginLink({ hash: expiredHash, role: 'viewer', name: 'late', createdBy: 'test', createdAt: now.toISOString(), expiresAt: now.toISOString() });
+  t.same(await b.redeemLoginLink(expiredHash, new Date(now.getTime() + 1).toISOString(), session('s4')), { ok: false, reason: 'expired' });
+  t.equal((await a.activeSessions(now.toISOString())).length, 1, 'one session in all');
+});
+
+t.test('the broker refuses an operator certificate on MQTT', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t);
+  const op = operatorCredentials(gw, 'admin', 'mqtt-try');
+  const err = await connectError(gw, { ...op, ca: gw.caPem, id: 'operator:admin:mqtt-try' });
+  t.ok(err, `refused: ${err.message}`);
+});
