@@ -163,26 +163,51 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
     });
   }
 
-  // The login link: its one-time secret is the credential. Every failure looks the same (no oracle for links).
+  // The login link: its one-time secret is the credential. Opening it (GET) only shows a button; the POST that
+  // button makes redeems it. So link previews and mail scanners that fetch every link do not burn it, and the
+  // cookie is set on a same-site request (a SameSite=Strict cookie set during a cross-site redirect is not sent).
+  const LINK = /^[A-Za-z0-9_-]{20,100}$/;
   app.route({
     method: 'GET',
     url: `${API_PREFIX}/login/:secret`,
     config: { public: true },
     handler: async (request, reply) => {
       const { secret } = request.params as { secret: string };
-      const source = sourceKey(request.ip);
-      const result = /^[A-Za-z0-9_-]{20,100}$/.test(secret) ? await deps.sessions.redeem(secret, source) : ({ ok: false, reason: 'unknown' } as const);
-      if (!result.ok) {
-        await deps.fleet.record({ actor: `source:${source}`, action: 'session.login', outcome: 'refused', detail: `login link ${result.reason}` });
-        throw new Refusal(401, 'this login link is unknown, used or expired: ask for a new one (wott operator login)');
-      }
-      const { session } = result;
-      await deps.fleet.record({ actor: `session:${session.role}:${session.name}`, action: 'session.login', target: session.id, outcome: 'ok', detail: `from ${source}` });
-      const maxAge = Math.max(1, Math.floor((Date.parse(session.expiresAt) - Date.now()) / 1000));
-      void reply.setCookie(SESSION_COOKIE, result.cookie, { path: '/', httpOnly: true, secure: true, sameSite: 'strict', maxAge });
-      void reply.header('Referrer-Policy', 'no-referrer');
-      return reply.redirect(`${API_PREFIX}/whoami`, 303);
+      if (!LINK.test(secret)) throw new Refusal(401, 'this login link is unknown, used or expired: ask for a new one (wott operator login)');
+      void reply
+        .header('Content-Security-Policy', "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
+        .header('Referrer-Policy', 'no-referrer')
+        .header('X-Frame-Options', 'DENY')
+        .type('text/html; charset=utf-8');
+      return `<!doctype html><meta charset="utf-8"><title>wott sign-in</title><form method="post" action="${API_PREFIX}/login/${secret}"><p>This one-time link signs this browser in to wott.</p><button type="submit">Sign in</button></form>\n`;
     },
+  });
+  await app.register(async (login) => {
+    // The button's form posts an empty urlencoded body; nothing in it is read.
+    login.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 1024 }, (_req, _body, done) => done(null, undefined));
+    login.route({
+      method: 'POST',
+      url: `${API_PREFIX}/login/:secret`,
+      config: { public: true },
+      handler: async (request, reply) => {
+        const { secret } = request.params as { secret: string };
+        const source = sourceKey(request.ip);
+        // Login CSRF: another site must not sign this browser in to a session of its choosing.
+        const site = request.headers['sec-fetch-site'];
+        if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new Refusal(403, 'sign in from the link itself, not from another site');
+        const result = LINK.test(secret) ? await deps.sessions.redeem(secret, source) : ({ ok: false, reason: 'unknown' } as const);
+        if (!result.ok) {
+          await deps.fleet.record({ actor: `source:${source}`, action: 'session.login', outcome: 'refused', detail: `login link ${result.reason}` });
+          throw new Refusal(401, 'this login link is unknown, used or expired: ask for a new one (wott operator login)');
+        }
+        const { session } = result;
+        await deps.fleet.record({ actor: `session:${session.role}:${session.name}`, action: 'session.login', target: session.id, outcome: 'ok', detail: `from ${source}` });
+        const maxAge = Math.max(1, Math.floor((Date.parse(session.expiresAt) - Date.now()) / 1000));
+        void reply.setCookie(SESSION_COOKIE, result.cookie, { path: '/', httpOnly: true, secure: true, sameSite: 'strict', maxAge });
+        void reply.header('Referrer-Policy', 'no-referrer');
+        return reply.redirect(`${API_PREFIX}/whoami`, 303);
+      },
+    });
   });
 
   app.addHook('onClose', async () => refusals.close());

@@ -60,13 +60,21 @@ export function buildOpenApi(): Json {
   }
   paths[`${API_PREFIX}/login/{secret}`] = {
     get: {
-      summary: 'Redeem a one-time login link from `wott operator login`: sets the session cookie and redirects to whoami',
+      summary: 'The page a one-time login link (`wott operator login`) opens: a Sign in button; the link is not used yet',
       operationId: 'getLoginBySecret',
+      security: [],
+      parameters: [{ name: 'secret', in: 'path', required: true, schema: { type: 'string' } }],
+      responses: { '200': { description: 'an HTML page with a form that POSTs to the same URL' }, '401': errorResponse('not a login link') },
+    },
+    post: {
+      summary: 'Redeem the one-time login link: sets the session cookie and redirects to whoami',
+      operationId: 'postLoginBySecret',
       security: [],
       parameters: [{ name: 'secret', in: 'path', required: true, schema: { type: 'string' } }],
       responses: {
         '303': { description: `signed in: Set-Cookie ${SESSION_COOKIE} (HttpOnly, Secure, SameSite=Strict)` },
         '401': errorResponse('link unknown, used or expired'),
+        '403': errorResponse('posted from another site (Sec-Fetch-Site)'),
         '429': errorResponse('too many failed logins from this address'),
       },
     },

@@ -86,12 +86,15 @@ export function foreignOperator(dir: string, role: OperatorRole, name: string): 
   return { cert, key: openssl(['pkey', '-in', keyPath]).toString() };
 }
 
+/** What a browser's Sign in button sends: an empty form. */
+export const FORM_POST: ApiCall = { body: '', headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'Sec-Fetch-Site': 'same-origin' } };
+
 /** Signs a browser in: a login link made through the session store (as the CLI does), redeemed over HTTPS. */
 export async function sessionFor(gw: Gw, role: OperatorRole, name: string): Promise<{ cookie: string; csrf: string; id: string }> {
   const store = SqliteSessionStore.open(gw.dir);
   try {
     const link = await new Sessions(store).createLink(role, name, 'test');
-    const reply = await api(gw, 'GET', `/login/${link.secret}`);
+    const reply = await api(gw, 'POST', `/login/${link.secret}`, FORM_POST);
     if (reply.status !== 303) throw new Error(`login: ${reply.status} ${reply.body}`);
     const cookie = cookieFrom(reply);
     const who = await api(gw, 'GET', '/whoami', { cookie });

@@ -8,7 +8,7 @@ import t from 'tap';
 import { ROUTES, type RouteSpec } from '../../api/index.js';
 import { inventorySnapshot, requireCommand, tempDir } from '../helpers.js';
 import { enroll, testGateway } from '../mqtt-helpers.js';
-import { api, expiredSession, foreignOperator, operatorCredentials, sessionFor, type ApiCall } from './helpers.js';
+import { api, FORM_POST, expiredSession, foreignOperator, operatorCredentials, sessionFor, type ApiCall } from './helpers.js';
 import { OPERATOR_ROLES, roleAtLeast } from '../../protocol/index.js';
 
 const DEVICE = 'matrix-dev';
@@ -102,7 +102,7 @@ t.test('refused calls are rate-limited per source address and per identity', asy
   t.match(stillReads.headers['retry-after'], /^\d+$/, 'with Retry-After');
   // Per source: failed logins (guessed links) from one address.
   const guesses: number[] = [];
-  for (let i = 0; i < 7; i++) guesses.push((await api(gw, 'GET', `/login/${'x'.repeat(43)}`, { localAddress: '127.0.2.1' })).status);
+  for (let i = 0; i < 7; i++) guesses.push((await api(gw, 'POST', `/login/${'x'.repeat(43)}`, { ...FORM_POST, localAddress: '127.0.2.1' })).status);
   t.same(guesses, [401, 401, 401, 401, 401, 401, 429], 'failed logins from one address are limited');
   const other = await api(gw, 'GET', '/whoami', { ...operatorCredentials(gw, 'operator', 'calm'), localAddress: '127.0.2.2' });
   t.equal(other.status, 200, 'another address and identity is served meanwhile');

@@ -1,6 +1,6 @@
 /**
- * Browser sign-in end to end: `wott operator login` (another process) prints a link; opening it sets the session
- * cookie (HttpOnly, Secure, SameSite=Strict, expiring); reads work with the cookie alone, changes need the CSRF
+ * Browser sign-in end to end: `wott operator login` (another process) prints a link; opening it shows a button whose
+ * POST sets the session cookie (HttpOnly, Secure, SameSite=Strict, expiring); reads work with the cookie alone, changes need the CSRF
  * token; a reused link, an expired session and an ended session are refused; sessions are listed and ended by the
  * CLI and by admins over the API.
  */
@@ -9,7 +9,7 @@ import t from 'tap';
 import { API_PREFIX, SESSION_COOKIE } from '../../protocol/index.js';
 import { CLI, requireCommand, tempDir } from '../helpers.js';
 import { enroll, testGateway } from '../mqtt-helpers.js';
-import { api, cookieFrom, operatorCredentials } from './helpers.js';
+import { api, cookieFrom, FORM_POST, operatorCredentials } from './helpers.js';
 
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -32,8 +32,19 @@ t.test('login link from the CLI → cookie → CSRF; the link works once', async
   t.match(link, new RegExp(`^https://localhost:${gw.httpsPort}${API_PREFIX}/login/[A-Za-z0-9_-]{43}$`), 'one line: the link');
   const path = new URL(link).pathname;
 
-  const opened = await api(gw, 'GET', path);
-  t.equal(opened.status, 303, 'the link signs in and redirects');
+  // Opening the link shows a button and uses nothing: a link preview or mail scanner fetching it burns nothing.
+  for (let i = 0; i < 2; i++) {
+    const page = await api(gw, 'GET', path);
+    t.equal(page.status, 200, 'the link opens a page');
+    t.match(page.headers['content-type'], /^text\/html/);
+    t.match(page.headers['content-security-policy'], /default-src 'none'/);
+    t.match(page.body, new RegExp(`<form method="post" action="${path}">`), 'with a Sign in form');
+    t.notOk(page.headers['set-cookie'], 'and no cookie');
+  }
+  const crossSite = await api(gw, 'POST', path, { ...FORM_POST, headers: { ...FORM_POST.headers, 'Sec-Fetch-Site': 'cross-site' } });
+  t.equal(crossSite.status, 403, 'another site cannot post the sign-in (login CSRF)');
+  const opened = await api(gw, 'POST', path, FORM_POST);
+  t.equal(opened.status, 303, 'the button signs in and redirects');
   t.equal(opened.headers.location, `${API_PREFIX}/whoami`);
   t.equal(opened.headers['referrer-policy'], 'no-referrer', 'the link does not leak through Referer');
   const setCookie = ([] as string[]).concat(opened.headers['set-cookie'] ?? [])[0]!;
@@ -52,7 +63,7 @@ t.test('login link from the CLI → cookie → CSRF; the link works once', async
   t.equal(withCsrf.status, 200, 'with the token it goes through');
   t.match(gw.ca.inventory.auditEntries().at(-1), { actor: 'session:operator:carol', action: 'device.quarantine', outcome: 'ok' });
 
-  const reused = await api(gw, 'GET', path);
+  const reused = await api(gw, 'POST', path, FORM_POST);
   t.equal(reused.status, 401, 'the link does not work twice');
   t.notOk(reused.headers['set-cookie'], 'and sets no cookie');
   t.match(gw.ca.inventory.auditEntries().at(-1), { action: 'session.login', outcome: 'refused', detail: 'login link used' });
@@ -75,7 +86,7 @@ t.test('sessions expire; admins list and end them over the API', async (t) => {
   const admin = operatorCredentials(gw, 'admin', 'root-admin');
   const made = await cli(['operator', 'login', '--role', 'viewer', '--name', 'dave', '--data', gw.dir]);
   const path = new URL(made.stdout.trim()).pathname;
-  const cookie = cookieFrom(await api(gw, 'GET', path));
+  const cookie = cookieFrom(await api(gw, 'POST', path, FORM_POST));
   t.equal((await api(gw, 'GET', '/whoami', { cookie })).status, 200, 'fresh session works');
   const list = await api(gw, 'GET', '/sessions', admin);
   t.match(list.json.items, [{ role: 'viewer', name: 'dave', source: '127.0.0.1' }]);
@@ -88,7 +99,7 @@ t.test('sessions expire; admins list and end them over the API', async (t) => {
   const gone = await api(gw, 'DELETE', '/sessions/AAAAAAAAAAAAAAAAAAAAAA', admin);
   t.equal(gone.status, 404, 'ending an unknown session: 404');
   // An expired link: made with a 10-minute lifetime, so check the refusal through a garbage secret of the right shape.
-  const bogus = await api(gw, 'GET', `/login/${'A'.repeat(43)}`);
+  const bogus = await api(gw, 'POST', `/login/${'A'.repeat(43)}`, FORM_POST);
   t.equal(bogus.status, 401, 'an unknown link is refused like a used one');
 });
 
