@@ -107,3 +107,43 @@ t.test('refused calls are rate-limited per source address and per identity', asy
   const other = await api(gw, 'GET', '/whoami', { ...operatorCredentials(gw, 'operator', 'calm'), localAddress: '127.0.2.2' });
   t.equal(other.status, 200, 'another address and identity is served meanwhile');
 });
+
+t.test('every route: hostile input is a 4xx that changes nothing, and a good reply matches its documented schema', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { api: { refusalLimits: { burst: 1_000_000, perMinute: 1_000_000 } } });
+  const dir = tempDir(t);
+  await enroll(gw, dir, DEVICE);
+  const admin = operatorCredentials(gw, 'admin', 'hostile-matrix');
+  const victim = await sessionFor(gw, 'viewer', 'hostile-victim');
+  const before = inventorySnapshot(gw.dir);
+  const auditBefore = gw.ca.inventory.auditEntries().length;
+  for (const route of ROUTES) {
+    const id = route.path.startsWith('/sessions') ? victim.id : DEVICE;
+    const path = route.path.replace('{id}', id);
+    const body = SAMPLES[key(route)];
+    const expect = async (what: string, p: string, call: ApiCall, status: number) => {
+      const reply = await api(gw, route.method, p, { ...admin, ...call });
+      t.equal(reply.status, status, `${key(route)}: ${what} → ${status} (${reply.json?.message?.slice(0, 100) ?? reply.body.slice(0, 80)})`);
+    };
+    await expect('an unknown query parameter', `${path}?__proto__=1`, body !== undefined ? { body } : {}, 400);
+    if (route.path.includes('{id}')) {
+      for (const bad of ["x' OR '1'='1", '../../etc', '%00', 'A'.repeat(150), '<script>']) {
+        await expect(`a hostile id ${JSON.stringify(bad.slice(0, 20))}`, route.path.replace('{id}', encodeURIComponent(bad)), body !== undefined ? { body } : {}, 400);
+      }
+    }
+    if (route.body) {
+      await expect('malformed JSON', path, { body: '{"a":' }, 400);
+      await expect('an unknown field', path, { body: { ...(typeof body === 'object' ? body : {}), extra: 1 } }, 400);
+      await expect('a body over 64 KiB', path, { body: JSON.stringify({ pad: 'x'.repeat(70_000) }) }, 413);
+    }
+  }
+  t.same(inventorySnapshot(gw.dir), before, 'nothing changed in the inventory');
+  t.equal(gw.ca.inventory.auditEntries().length, auditBefore, 'nothing reached the fleet');
+  // Good calls (reads only, so the state above stays) answer what the document says.
+  for (const route of ROUTES.filter((r) => r.method === 'GET')) {
+    const reply = await api(gw, 'GET', route.path.replace('{id}', DEVICE), admin);
+    t.equal(reply.status, 200, `${key(route)}: 200`);
+    const parsed = route.response.safeParse(reply.json);
+    t.ok(parsed.success, `${key(route)}: the reply matches its schema${parsed.success ? '' : `: ${parsed.error.message.slice(0, 300)}`}`);
+  }
+});
