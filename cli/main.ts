@@ -96,7 +96,7 @@ export function buildProgram(): Command {
         eventIntervalMs: config.broker.eventInterval,
         ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
         ...(config.mosquitto ? { mosquitto: config.mosquitto } : {}),
-        api: { tokenTtlMs: config.enrollment.tokenTtl },
+        api: { tokenTtlMs: config.enrollment.tokenTtl, sessionTtlMs: config.api.sessionTtl, refusalLimits: config.api.refusals },
       });
       let stopping = false;
       const stop = (signal: string) => {

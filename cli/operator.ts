@@ -35,7 +35,7 @@ async function withAdapter<T>(opts: DataOptions, fn: (fleet: FleetAdapter, sessi
   const ca = await openCa(opts);
   const store = SqliteSessionStore.open(resolve(opts.data));
   try {
-    return await fn(new FleetAdapter(ca, { tokenTtlMs: config.enrollment.tokenTtl }), new Sessions(store), ca);
+    return await fn(new FleetAdapter(ca, { tokenTtlMs: config.enrollment.tokenTtl }), new Sessions(store, { sessionTtlMs: config.api.sessionTtl }), ca);
   } finally {
     await store.close();
     ca.close();
