@@ -60,3 +60,20 @@ t.test('the broker refuses an operator certificate on MQTT', async (t) => {
   const err = await connectError(gw, { ...op, ca: gw.caPem, id: 'operator:admin:mqtt-try' });
   t.ok(err, `refused: ${err.message}`);
 });
+
+t.test('service certificates: admin acts as admin, scoring reaches only routes open to services', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t);
+  const { api } = await import('./helpers.js');
+  const admin = gw.ca.issueService('admin', 'ops');
+  const scoring = gw.ca.issueService('scoring', 'svc');
+  const asAdmin = { cert: admin.pem, key: admin.keyPem };
+  const asScoring = { cert: scoring.pem, key: scoring.keyPem };
+  t.match((await api(gw, 'GET', '/whoami', asAdmin)).json, { identity: 'cert:service:admin:ops', role: 'admin', via: 'certificate' });
+  t.equal((await api(gw, 'GET', '/sessions', asAdmin)).status, 200, 'the admin service lists sessions');
+  const token = await api(gw, 'POST', '/tokens', { ...asAdmin, body: { device: 'svc-made' } });
+  t.equal(token.status, 200);
+  t.match(gw.ca.inventory.auditEntries().at(-1), { actor: 'cert:service:admin:ops', action: 'token.create' });
+  t.match((await api(gw, 'GET', '/whoami', asScoring)).json, { identity: 'cert:service:scoring:svc', role: 'service' });
+  t.equal((await api(gw, 'GET', '/devices', asScoring)).status, 403, 'scoring may not list devices');
+});
