@@ -77,3 +77,17 @@ t.test('service certificates: admin acts as admin, scoring reaches only routes o
   t.match((await api(gw, 'GET', '/whoami', asScoring)).json, { identity: 'cert:service:scoring:svc', role: 'service' });
   t.equal((await api(gw, 'GET', '/devices', asScoring)).status, 403, 'scoring may not list devices');
 });
+
+t.test('an expired operator certificate is no credential', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t);
+  const { api } = await import('./helpers.js');
+  const { CertificateAuthority } = await import('../../ca/index.js');
+  // The same CA with its clock 31 days back: the 30-day operator certificate expired yesterday.
+  const past = await CertificateAuthority.open({ dataDir: gw.dir, now: () => new Date(Date.now() - 31 * 86_400_000), onWarning: () => {} });
+  const old = past.issueOperator('admin', 'expired-cert');
+  past.close();
+  const reply = await api(gw, 'GET', '/whoami', { cert: old.pem, key: old.keyPem });
+  t.equal(reply.status, 401);
+  t.match(reply.json.message, /CERT_HAS_EXPIRED/);
+});
