@@ -19,6 +19,9 @@ import {
   normalizeSerial,
   serviceCommonName,
   serviceUri,
+  operatorCommonName,
+  operatorUri,
+  type OperatorRole,
   type DeviceState,
   type ServiceRole,
 } from '../protocol/index.js';
@@ -626,5 +629,20 @@ export class CertificateAuthority {
       }
     }
     return this.refreshCrl(false);
+  }
+
+  /**
+   * An operator certificate for a person or tool using the HTTPS API: CN `operator:{role}:{name}`, SAN URI
+   * urn:wott:operator:{role}:{name}, clientAuth, the service lifetime. Recorded as kind `service` (the inventory's
+   * kinds are device, server, service); the CN and URI tell it apart. (Added for issue 13; ca/operator-credentials.ts
+   * writes the files.)
+   */
+  async issueOperator(role: OperatorRole, name: string, tx?: InventoryTransaction): Promise<KeyAndCertificate> {
+    const keys = generateP256();
+    const cn = operatorCommonName(role, name);
+    const issued = await this.within(tx, (tx) =>
+      this.issueLeaf(tx, 'service', cn, spkiDer(keys.publicKey), { uris: [operatorUri(role, name)] }, null, this.options.serviceLifetimeMs ?? SERVICE_LIFETIME_MS),
+    );
+    return { ...issued, keyPem: privateKeyPem(keys.privateKey) };
   }
 }

@@ -10,3 +10,4 @@ export { OcspResponder, ocspErrorResponse, crlReasonCode, MAX_OCSP_REQUEST_BYTES
 export type { OcspAnswer, OcspCertStatus, OcspLookup, OcspResponderOptions } from './ocsp.js';
 export { createOcspHandler, isOcspPath, DEFAULT_OCSP_RATE_LIMIT } from './ocsp-http.js';
 export type { OcspHandler, OcspHandlerOptions } from './ocsp-http.js';
+export { createOperator, generateP12Password, writeOperatorFiles, type OperatorFiles } from './operator-credentials.js';

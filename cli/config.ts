@@ -82,6 +82,21 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** The HTTPS API (/api/v1): browser sessions and the limit on refused calls. */
+    api: z
+      .object({
+        sessionTtl: duration.default(12 * 3_600_000),
+        /** Refused calls (401, 403, failed logins) per source address and per identity; then 429 for a while. */
+        refusals: z
+          .object({
+            perMinute: z.number().positive().max(1e6).default(10),
+            burst: z.number().int().min(1).max(1e6).default(20),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     /** Per-topic minimum Trust Scores; unmatched topics are denied. */
     policies: z.array(policyRuleSchema).max(100_000).default([]),
     scoring: z

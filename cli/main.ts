@@ -29,6 +29,7 @@ import { DEFAULT_DATA, durationArg, LOG_REDACT, openCa, passphrase, portArg, wit
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
 import { registerCveCommands } from './cve.js';
+import { registerOperatorCommands } from './operator.js';
 import { explainDecision } from './explain.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
 
@@ -98,6 +99,7 @@ export function buildProgram(): Command {
         eventIntervalMs: config.broker.eventInterval,
         ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
         ...(config.mosquitto ? { mosquitto: config.mosquitto } : {}),
+        api: { tokenTtlMs: config.enrollment.tokenTtl, sessionTtlMs: config.api.sessionTtl, refusalLimits: config.api.refusals },
       });
       const dataDir = resolve(opts.data);
       // `wott policy reload` finds the gateway through this file and signals it (as `kill -HUP` does).
@@ -135,6 +137,7 @@ export function buildProgram(): Command {
   registerScoringCommands(program);
   registerMosquittoCommands(program);
   registerCveCommands(program, { dataDir: DEFAULT_DATA });
+  registerOperatorCommands(program);
 
   const ca = program.command('ca').description('certificate authority');
   withData(ca.command('init'))

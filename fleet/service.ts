@@ -19,7 +19,7 @@ import type {
   RevocationTarget,
 } from '../ca/index.js';
 import { CaError } from '../ca/index.js';
-import { assertDeviceId, assertTags, type ServiceRole } from '../protocol/index.js';
+import { assertDeviceId, assertTags, type OperatorRole, type ServiceRole } from '../protocol/index.js';
 import type { AuditEntry, CertificateRow, DeviceRow, InventoryStore, InventoryTransaction } from '../store/index.js';
 
 export type AuditAction =
@@ -31,7 +31,8 @@ export type AuditAction =
   | 'certificate.revoke'
   | 'service.issue'
   | 'policy.reload'
-  | 'inventory.backup';
+  | 'inventory.backup'
+  | 'operator.issue';
 
 /** Who acts through the local CLI: the OS user on the gateway's host. */
 export function localActor(): string {
@@ -184,6 +185,34 @@ export class FleetService implements EnrollmentService {
     // Recorded before the copy is made, so that the copy holds its own audit entry.
     await this.audited('inventory.backup', { target: destination }, async () => undefined);
     await copy(destination);
+  }
+
+  /** An operator certificate (viewer, operator, admin) for the HTTPS API; the key is returned once and not kept. */
+  issueOperator(role: OperatorRole, name: string): Promise<KeyAndCertificate> {
+    return this.audited('operator.issue', { target: `operator:${role}:${name}` }, (tx) => this.ca.issueOperator(role, name, tx), (c) => `serial ${c.serial}`);
+  }
+
+  /** SHA-256 fingerprint of the root CA certificate (AB:CD:…): what devices pin at enrollment. */
+  rootFingerprint(): string {
+    return this.ca.material.root.fingerprint256;
+  }
+
+  /**
+   * Records an action taken outside the inventory (a browser session started or ended) in the same audit log,
+   * as this actor. `action` is a dotted name such as `session.start`.
+   */
+  record(entry: { action: string; device?: string; target?: string; outcome: AuditEntry['outcome']; detail?: string }): Promise<void> {
+    return this.store.transaction((tx) =>
+      tx.appendAudit({
+        time: new Date().toISOString(),
+        actor: this.actor,
+        action: entry.action.slice(0, 64),
+        device: entry.device ?? null,
+        target: entry.target?.slice(0, 200) ?? null,
+        outcome: entry.outcome,
+        detail: entry.detail?.slice(0, 500) ?? null,
+      }),
+    );
   }
 
   /** Records a policy reload (the gateway re-read its policies) or its refusal. */

@@ -32,6 +32,8 @@ import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { CRL_PATH, OCSP_PATH } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
+import { createApi, FleetAdapter, isApiPath, Sessions, type RefusalLimits } from '../api/index.js';
+import { SqliteSessionStore } from '../store/index.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -69,6 +71,17 @@ export interface GatewayOptions {
   scoring?: GatewayScoringOptions;
   /** Keep a Mosquitto's Dynamic Security in line with the policies and scores (the `mosquitto:` config section). */
   mosquitto?: MosquittoSection;
+  /** The HTTPS API under /api/v1 (same listener). */
+  api?: GatewayApiOptions;
+}
+
+export interface GatewayApiOptions {
+  /** Default lifetime of tokens made through the API (enrollment.tokenTtl; default 24 h). */
+  tokenTtlMs?: number;
+  /** Lifetime of a browser session (default 12 h). */
+  sessionTtlMs?: number;
+  /** Refused calls per source and per identity before 429s (api/auth.ts DEFAULT_REFUSAL_LIMITS). */
+  refusalLimits?: Partial<RefusalLimits>;
 }
 
 export interface HttpsLimits {
@@ -245,37 +258,55 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       (body) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(body),
       () => res.writeHead(500).end(),
     );
-  const https = createServer(
-    {
-      ...tls,
-      ca: ca.caCertificates().map((c) => c.toString()),
-      // Renewal authenticates with the current certificate; other endpoints do not need one, and the EST handler
-      // decides per request (it reads socket.authorized), so the handshake itself must not insist.
-      requestCert: true,
-      rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
-      handshakeTimeout: httpsLimits.handshakeTimeoutMs,
-      headersTimeout: httpsLimits.headersTimeoutMs,
-      requestTimeout: httpsLimits.requestTimeoutMs,
-    },
-    (req, res) => {
-      if (req.url === '/metrics' && req.method === 'GET') {
-        // Devices use this port: metrics are for operators and services (their certificates), or the loopback listener.
-        const refusal = serviceCaller(req);
-        if (refusal) return void res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${refusal}\n`);
-        return void serveMetrics(res);
-      }
-      if (isOcspPath(req.url)) return ocsp(req, res);
-      est(req, res);
-    },
-  );
+  /** Routes that are not the API: metrics for service certificates, then EST and /crl (their own 404 for the rest). */
+  const deviceRoutes = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.url === '/metrics' && req.method === 'GET') {
+      // Devices use this port: metrics are for operators and services (their certificates), or the loopback listener.
+      const refusal = serviceCaller(req);
+      if (refusal) return void res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${refusal}\n`);
+      return void serveMetrics(res);
+    }
+    if (isOcspPath(req.url)) return ocsp(req, res);
+    est(req, res);
+  };
+  let httpsPort = 0;
+  const publicUrl = () => options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`;
+  const sessionStore = SqliteSessionStore.open(options.dataDir);
+  // Fastify owns the HTTPS listener; the server is ours (same TLS options and limits as before the API), and
+  // sends /api/ to Fastify and every other path to the device routes above, untouched by Fastify.
+  const api = await createApi({
+    fleet: new FleetAdapter(fleet, view, { tokenTtlMs: options.api?.tokenTtlMs ?? 86_400_000 }),
+    sessions: new Sessions(sessionStore, { ...(options.api?.sessionTtlMs ? { sessionTtlMs: options.api.sessionTtlMs } : {}) }),
+    publicUrl,
+    isRevoked: (serial) => view.isRevoked(serial),
+    log,
+    ...(options.api?.refusalLimits ? { refusalLimits: options.api.refusalLimits } : {}),
+    serverFactory: (apiHandler) =>
+      createServer(
+        {
+          ...tls,
+          ca: ca.caCertificates().map((c) => c.toString()),
+          // Renewal authenticates with the current certificate; other endpoints do not need one, and the EST handler
+          // and the API decide per request (they read socket.authorized), so the handshake itself must not insist.
+          requestCert: true,
+          rejectUnauthorized: false,
+          minVersion: 'TLSv1.2',
+          handshakeTimeout: httpsLimits.handshakeTimeoutMs,
+          headersTimeout: httpsLimits.headersTimeoutMs,
+          requestTimeout: httpsLimits.requestTimeoutMs,
+        },
+        (req, res) => (isApiPath(req.url) ? apiHandler(req, res) : deviceRoutes(req, res)),
+      ),
+  });
+  const https = api.server;
   https.maxConnections = httpsLimits.maxConnections;
   gateConnections(https, httpsLimits, log, 'HTTPS');
   https.on('tlsClientError', (err, socket) => {
     log.debug({ err: err.message }, 'TLS handshake failed');
     socket.destroy();
   });
-  const httpsPort = await listen(https, options.httpsPort, bind.https);
+  await api.listen({ port: options.httpsPort, host: bind.https });
+  httpsPort = (https.address() as AddressInfo).port;
 
   // MQTT over TLS. The handshake accepts any certificate so that the plugin can record who failed (by CN) before
   // refusing; nothing reaches MQTT unless acceptTls() has verified chain, identity and revocation.
@@ -346,9 +377,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     : undefined;
   if (scoring) registerScoringMetrics(metrics, scoring);
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
-  const publicUrl = options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`;
-  ca.setCrlUrl(`${publicUrl}${CRL_PATH}`);
-  ca.setOcspUrl(`${publicUrl}${OCSP_PATH}`);
+  ca.setCrlUrl(`${publicUrl()}${CRL_PATH}`);
+  ca.setOcspUrl(`${publicUrl()}${OCSP_PATH}`);
   await ca.refreshCrl();
 
   // Keep the CRL fresh before its nextUpdate even when nothing is revoked.
@@ -403,10 +433,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     plugin.close();
-    await new Promise<void>((resolve) => {
-      https.close(() => resolve());
-      https.closeAllConnections();
-    });
+    const apiClosed = api.close();
+    https.closeAllConnections();
+    await apiClosed;
+    await sessionStore.close();
     if (metricsServer) {
       await new Promise<void>((resolve) => {
         metricsServer!.close(() => resolve());

@@ -1,3 +1,3 @@
 export { startGateway } from './gateway.js';
 export { DEFAULT_HTTPS_LIMITS } from './gateway.js';
-export type { Gateway, GatewayOptions, GatewayScoringOptions, HttpsLimits } from './gateway.js';
+export type { Gateway, GatewayApiOptions, GatewayOptions, GatewayScoringOptions, HttpsLimits } from './gateway.js';

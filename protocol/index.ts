@@ -1,5 +1,6 @@
 export * from './device-id.js';
 export * from './service-id.js';
+export * from './operator-id.js';
 export * from './identity.js';
 export * from './est.js';
 export * from './topics.js';
@@ -8,3 +9,4 @@ export * from './serial.js';
 export * from './telemetry.js';
 export * from './tags.js';
 export * from './actor.js';
+export * from './api.js';

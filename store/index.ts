@@ -27,3 +27,5 @@ export { DEFAULT_HISTORY_RETENTION_MS, type HistoryRow, type ScoreStore, type Sc
 export { CveStoreError, type FeedOrigin, type FeedStats, type LoadRecord, type MatchingData, type VulnEntry, type VulnSeverity, type VulnStore } from './vuln.js';
 export { openSqliteScoreStore } from './sqlite/scores.js';
 export { openSqliteVulnStore, vulnStorePath } from './sqlite/vuln.js';
+export type { LoginLinkRecord, RedeemResult, SessionRecord, SessionStore } from './sessions.js';
+export { SqliteSessionStore } from './sqlite/sessions.js';

@@ -45,7 +45,7 @@ t.test('operator actions through the CLI are in the audit log, refused ones too'
     { action: 'device.claim', device: 'boiler', outcome: 'refused', detail: /is active, not unclaimed/ },
     { action: 'device.quarantine', device: 'ghost', outcome: 'refused', detail: /no device "ghost"/ },
     { action: 'service.issue', target: 'admin:ops', outcome: 'ok', detail: /^serial / },
-    { action: 'device.tag', device: 'boiler', outcome: 'ok', detail: 'tags heating, site:berlin' },
+    { action: 'device.tag', device: 'boiler', outcome: 'ok', detail: 'tags site:berlin, heating' },
     { action: 'device.tag', device: 'boiler', outcome: 'refused', detail: /invalid tag/ },
     { action: 'inventory.backup', target: copy, outcome: 'ok' },
     { action: 'certificate.revoke', device: 'boiler', outcome: 'ok', detail: /reason keyCompromise; revoked [0-9a-f]+/ },

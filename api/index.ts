@@ -1,0 +1,8 @@
+/** The HTTPS API (issue 13): Fastify under /api/v1 on the gateway's HTTPS listener; operators and their sessions. */
+export { createApi, isApiPath, type ApiOptions, type ApiLogger } from './app.js';
+export { ROUTES, enrollmentCommands, type RouteSpec, type ApiDeps } from './routes.js';
+export { buildOpenApi, openApiText } from './openapi.js';
+export { Sessions, csrfTokenFor, type SessionOptions } from './sessions.js';
+export { FleetAdapter, type FleetAdapterOptions } from './fleet-adapter.js';
+export { FleetRefusal, type FleetOperations, type DeviceFilter, type RevocationReasonName } from './fleet-port.js';
+export { DEFAULT_REFUSAL_LIMITS, type Caller, type RefusalLimits } from './auth.js';
