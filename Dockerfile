@@ -17,6 +17,7 @@ COPY vuln vuln
 COPY grafana grafana
 COPY mosquitto-compat mosquitto-compat
 COPY gateway gateway
+COPY api api
 COPY cli cli
 COPY bench bench
 RUN npm ci && npm prune --omit=dev
