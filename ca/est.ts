@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import { readLimitedBody } from '../lib/http-body.js';
 import { LogThrottle, type LogThrottleOptions } from '../lib/log-throttle.js';
 import { CRL_PATH, EST_PATHS, TPM_KEY_HEADER, TPM_SIGNATURE_HEADER } from '../protocol/index.js';
 import { SourceRateLimiter, sourceKey } from '../lib/rate-limit.js';
@@ -82,23 +83,12 @@ export type EstHandler = ((req: IncomingMessage, res: ServerResponse) => void) &
   close(): void;
 };
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limit) return reject(new CaError(413, `request body too large: ${declared} bytes (limit ${limit})`));
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new CaError(413, `request body too large: over ${limit} bytes`));
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const body = await readLimitedBody(req, limit);
+  if (body === 'too-large') throw new CaError(413, declared > limit ? `request body too large: ${declared} bytes (limit ${limit})` : `request body too large: over ${limit} bytes`);
+  if (body === 'aborted') throw new CaError(400, 'the request body was cut off');
+  return body;
 }
 
 function basicCredentials(req: IncomingMessage): { user: string; password: string } | undefined {

@@ -12,6 +12,7 @@
  * openssl's own responder does, so OCSP clients read the reason; only the rate limit (429, Retry-After, tryLater)
  * and a wrong method or path speak plain HTTP.
  */
+import { readLimitedBody } from '../lib/http-body.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LogThrottle, type LogThrottleOptions } from '../lib/log-throttle.js';
 import { SourceRateLimiter, sourceKey, type RateLimitOptions } from '../lib/rate-limit.js';
@@ -56,28 +57,10 @@ class Refused extends Error {
   }
 }
 
-/** The body, at most `limit` bytes; past that the rest is drained unread and `undefined` returned. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    if (Number(req.headers['content-length'] ?? 0) > limit) {
-      req.resume();
-      return resolve(undefined);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        resolve(undefined);
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    // An aborted upload ends here (a no-op after 'end'): nothing to answer, but the promise must not hang.
-    req.on('close', () => resolve(undefined));
-    req.on('error', reject);
-  });
+/** The body, at most `limit` bytes; undefined past that or when the upload was cut off. */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const body = await readLimitedBody(req, limit);
+  return typeof body === 'string' ? undefined : body;
 }
 
 /** The DER request inside a GET path; undefined when it is not url-encoded base64 of a bounded size. */
