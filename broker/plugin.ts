@@ -343,6 +343,11 @@ export class WottPlugin {
       if (id && id !== who.id && !id.startsWith(`${who.id}:`) && !this.generatedIds.has(client)) {
         this.metrics?.handshakeFailures.inc({ reason: 'client_id' });
         this.identities.delete(client);
+        this.refusals?.info(
+          `client-id:${who.id}`,
+          { id: who.id, clientId: id.slice(0, 64), remote: (client.conn as TLSSocket).remoteAddress },
+          `MQTT connection refused: the client id must be "${who.id}", start with "${who.id}:", or be empty (random ids such as mqttjs_… are refused so that nobody takes over another device's session)`,
+        );
         return done(Object.assign(new Error(`client id must be "${who.id}" or start with "${who.id}:"`), { returnCode: IDENTIFIER_REJECTED }), false);
       }
       done(null, true);
@@ -507,7 +512,7 @@ export class WottPlugin {
     return packet;
   }
 
-  /** Metrics, per-device counters, a behaviour event and a debug line for one denied operation. */
+  /** Metrics, per-device counters, a behaviour event and a log line (throttled per device) for one denied operation. */
   private recordDenial(who: Identity, action: Action, topic: string, reason: string, byNamespace: boolean): void {
     this.metrics?.denials.inc({ action, reason: byNamespace ? 'namespace' : 'policy' });
     if (who.kind === 'device') {
@@ -516,7 +521,9 @@ export class WottPlugin {
       else a.subscribeDenied++;
       this.denialEvent(who.id, action === 'publish' ? 'publish_denied' : 'subscribe_denied', topic, reason);
     }
-    this.options.log?.debug({ id: who.id, topic, reason }, `${action} denied`);
+    // So that an operator sees why in the gateway's output, not only in metrics; a flood becomes a summary line.
+    const score = who.kind === 'device' ? this.effectiveScore(who.id) : undefined;
+    this.refusals?.info(`denied:${action}:${who.id}`, { id: who.id, topic: topic.slice(0, 200), reason, ...(score !== undefined ? { score } : {}) }, `${action} denied`);
   }
 
   // ------------------------------------------------------------------ live enforcement

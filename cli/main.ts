@@ -397,6 +397,13 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
+  // `wott … | head`: the reader went away; stop quietly as other Unix tools do, without a stack trace.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      throw err;
+    });
+  }
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
