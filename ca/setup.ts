@@ -157,3 +157,11 @@ export function encryptCaKeys(dataDir: string, passphrase: string): string[] {
   }
   return done;
 }
+
+/**
+ * The root certificate's SHA-256 fingerprint (AB:CD:… as openssl prints it): what a device pins at enrollment.
+ * Read from the certificate alone, so neither the keys nor their passphrase are needed.
+ */
+export function rootFingerprint(dataDir: string): string {
+  return new X509Certificate(readFileSync(caPaths(dataDir).rootCert)).fingerprint256;
+}

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, type RevocationReason } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { encryptCaKeys } from '../ca/setup.js';
+import { caExists, encryptCaKeys, rootFingerprint } from '../ca/setup.js';
 import { InventoryStateError, recoverInventory } from '../ca/recovery.js';
 import { startGateway } from '../gateway/index.js';
 import type { PolicyRule } from '../policy/index.js';
@@ -147,6 +147,13 @@ export function buildProgram(): Command {
         process.stdout.write(`CA ready in ${authority.dataDir}\nroot: ${authority.material.root.subject.replace(/\n/g, ', ')}\n` +
           `root SHA-256 fingerprint: ${authority.material.root.fingerprint256}\n`);
       });
+    });
+  withData(ca.command('fingerprint'))
+    .description("print the root CA's SHA-256 fingerprint: what devices pin at enrollment (the agent takes it with or without colons)")
+    .action((opts: DataOptions) => {
+      const dataDir = resolve(opts.data);
+      if (!caExists(dataDir)) throw new InvalidArgumentError(`no CA in ${dataDir}: give --data (or start the gateway there first)`);
+      process.stdout.write(rootFingerprint(dataDir) + '\n');
     });
   withData(ca.command('encrypt'))
     .description('encrypt the CA keys with the passphrase in WOTT_CA_PASSPHRASE (scrypt); run with the gateway stopped')

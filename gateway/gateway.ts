@@ -388,6 +388,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   );
   crlTimer.unref();
   log.info({ https: httpsPort, mqtt: mqttPort, metrics: metricsPort, bind, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length }, 'gateway listening');
+  // What devices pin (`wott agent enroll --ca-fingerprint`, curl's walk-through): printed at every start.
+  log.info({ rootFingerprint: ca.material.root.fingerprint256 }, `CA root SHA-256 fingerprint ${ca.material.root.fingerprint256}`);
 
   let closing: Promise<void> | undefined;
   return {

@@ -6,8 +6,8 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { CertificateAuthority } from '../ca/index.js';
 import { FleetService } from '../fleet/index.js';
-import { CLI, memoryLogger, requireCommand, tempDir } from './helpers.js';
-import { connect, connectError, enroll, setScore, serviceCredentials, subscribeGrant, testGateway, waitFor } from './mqtt-helpers.js';
+import { CLI, memoryLogger, requireCommand, startGatewayProcess, tempDir } from './helpers.js';
+import { connect, connectError, enroll, run, setScore, serviceCredentials, subscribeGrant, testGateway, waitFor } from './mqtt-helpers.js';
 
 t.test('denials and refused client ids are logged with their reason', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
@@ -52,4 +52,21 @@ t.test('a command piped into head stops quietly', async (t) => {
   });
   t.match(result.stdout, /token\.create pipe-0/, 'head got its line');
   t.equal(result.stderr, '', 'and wott stopped without a word (no EPIPE stack trace)');
+});
+
+t.test('the root fingerprint devices pin: wott ca fingerprint, and the gateway at every start', async (t) => {
+  const dir = tempDir(t);
+  const none = await run(process.execPath, [CLI, 'ca', 'fingerprint', '--data', dir]);
+  t.equal(none.code, 2, 'no CA here: refused, and no CA is made');
+  t.match(none.stderr, /no CA in/);
+  const ca = await CertificateAuthority.open({ dataDir: dir });
+  const expected = ca.material.root.fingerprint256;
+  await ca.close();
+  const printed = await run(process.execPath, [CLI, 'ca', 'fingerprint', '--data', dir]);
+  t.equal(printed.stdout.trim(), expected);
+  t.match(expected, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/, 'in the one format openssl prints');
+  const { child, log } = await startGatewayProcess(dir);
+  t.teardown(() => new Promise((resolve) => (child.exitCode !== null ? resolve(undefined) : (child.once('exit', resolve), child.kill('SIGTERM')))));
+  await waitFor(() => log.join('\n').includes('CA root SHA-256 fingerprint'), 'the start line');
+  t.match(log.join('\n'), `CA root SHA-256 fingerprint ${expected}`);
 });
