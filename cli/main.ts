@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /** The `wott` command line. Results go to stdout, diagnostics to stderr; logs (gateway) are JSON lines on stdout. */
 import { Command, Option, InvalidArgumentError } from 'commander';
-import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, watch } from 'node:fs';
 import { gatewayPidFile, readGatewayPid, reloadRequestFile, takeReloadRequest } from './gateway-control.js';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, type RevocationReason } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
@@ -45,6 +45,28 @@ async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Pr
 /** Operator actions go through the fleet service, which records them in the audit log as the local OS user. */
 async function withFleet<T>(opts: DataOptions, fn: (fleet: FleetService) => Promise<T> | T): Promise<T> {
   return withCa(opts, (ca) => fn(new FleetService(ca, localActor())));
+}
+
+/** `wott policy reload` / `wott gateway reload`: check the file, signal the gateway, report its audit entry. */
+async function policyReload(opts: DataOptions): Promise<void> {
+  const dataDir = resolve(opts.data);
+  const { config } = loadConfig(opts.config); // an invalid file is refused here, before the gateway sees it
+  const pid = readGatewayPid(dataDir);
+  await withFleet(opts, async (fleet) => {
+    const before = (await fleet.auditLog()).length;
+    writeFileAtomic(reloadRequestFile(dataDir), JSON.stringify({ actor: fleet.actor, at: Date.now() }), 0o600);
+    process.kill(pid, 'SIGHUP');
+    for (let waited = 0; waited < 10_000; waited += 100) {
+      const entry = (await fleet.auditLog()).slice(before).find((e) => e.action === 'policy.reload');
+      if (entry) {
+        if (entry.outcome === 'refused') throw new InvalidArgumentError(`the gateway refused the policies: ${entry.detail ?? ''}`);
+        process.stdout.write(`gateway (pid ${pid}) reloaded ${config.policies.length} rule(s)\n`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`gateway (pid ${pid}) did not confirm the reload within 10 s: see its log`);
+  });
 }
 
 export function buildProgram(): Command {
@@ -104,8 +126,7 @@ export function buildProgram(): Command {
       const dataDir = resolve(opts.data);
       // `wott policy reload` finds the gateway through this file and signals it (as `kill -HUP` does).
       writeFileAtomic(gatewayPidFile(dataDir), `${process.pid}\n`, 0o600);
-      process.on('SIGHUP', () => {
-        const actor = takeReloadRequest(dataDir) ?? 'signal:SIGHUP';
+      const reload = (actor: string) => {
         let rules: PolicyRule[];
         try {
           rules = loadConfig(opts.config).config.policies;
@@ -114,8 +135,26 @@ export function buildProgram(): Command {
           void gateway.fleet.as(actor).recordPolicyReload('refused', (err as Error).message);
           return;
         }
+        if (JSON.stringify(rules) === JSON.stringify(current)) return; // a save that changed nothing the gateway uses
+        current = rules;
         gateway.reloadPolicies(rules, actor).catch((err: Error) => log.error({ err: err.message }, 'policy reload refused; the running policies are kept'));
+      };
+      let current: PolicyRule[] | undefined = config.policies;
+      process.on('SIGHUP', () => {
+        current = undefined; // asked for explicitly: reload (and record it) even when nothing changed
+        reload(takeReloadRequest(dataDir) ?? 'signal:SIGHUP');
       });
+      // The configuration file is watched too: saving it reloads the policies (editors write in bursts: debounced).
+      const configFile = source;
+      let debounce: NodeJS.Timeout | undefined;
+      const watcher = configFile
+        ? watch(dirname(resolve(configFile)), (_event, name) => {
+            if (name !== basename(configFile)) return;
+            clearTimeout(debounce);
+            debounce = setTimeout(() => reload('file:wott.yaml'), 300);
+          })
+        : undefined;
+      watcher?.unref();
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
@@ -310,27 +349,16 @@ export function buildProgram(): Command {
     });
 
   const policy = program.command('policy').description('Trust Score topic policies');
+  withData(program.commands.find((c) => c.name() === 'gateway')!.command('reload'))
+    .description('make the running gateway take the policies from its wott.yaml (same as wott policy reload)')
+    .action(async (opts: DataOptions, cmd: Command) => {
+      // `wott gateway reload --data D`: the gateway command owns --data and --config, so they arrive there.
+      await policyReload({ ...opts, ...(cmd.parent!.opts() as DataOptions) });
+    });
   withData(policy.command('reload'))
     .description('make the running gateway re-read the policies from its wott.yaml (checked here first); recorded in the audit log')
     .action(async (opts: DataOptions) => {
-      const dataDir = resolve(opts.data);
-      const { config } = loadConfig(opts.config); // an invalid file is refused here, before the gateway sees it
-      const pid = readGatewayPid(dataDir);
-      await withFleet(opts, async (fleet) => {
-        const before = (await fleet.auditLog()).length;
-        writeFileAtomic(reloadRequestFile(dataDir), JSON.stringify({ actor: fleet.actor, at: Date.now() }), 0o600);
-        process.kill(pid, 'SIGHUP');
-        for (let waited = 0; waited < 10_000; waited += 100) {
-          const entry = (await fleet.auditLog()).slice(before).find((e) => e.action === 'policy.reload');
-          if (entry) {
-            if (entry.outcome === 'refused') throw new InvalidArgumentError(`the gateway refused the policies: ${entry.detail ?? ''}`);
-            process.stdout.write(`gateway (pid ${pid}) reloaded ${config.policies.length} rule(s)\n`);
-            return;
-          }
-          await new Promise((r) => setTimeout(r, 100));
-        }
-        throw new Error(`gateway (pid ${pid}) did not confirm the reload within 10 s: see its log`);
-      });
+      await policyReload(opts);
     });
   withData(policy.command('explain'))
     .description('show the decision for a device, topic and action: score, rule matched, decision, why')
