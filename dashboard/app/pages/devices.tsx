@@ -8,7 +8,7 @@ import { useLocation } from 'preact-iso';
 import type { DevicePage } from '../../../protocol/api.js';
 import { call, qs } from '../api.js';
 import { SORT_KEYS, STATES, type SortKey } from '../contract.js';
-import { Expiry, Failure, StateBadge, Time, useLoad, useTitle } from '../ui.js';
+import { Expiry, Failure, relative, StateBadge, useLoad, useTitle } from '../ui.js';
 
 const PAGE_SIZES = [50, 100, 250, 500];
 const COLUMNS: Array<{ key: SortKey | 'tags'; label: string }> = [
@@ -109,7 +109,7 @@ export function DevicesPage() {
                     {c.label}
                   </th>
                 ) : (
-                  <th key={c.key} scope="col" aria-sort={sort === c.key ? (order === 'asc' ? 'ascending' : 'descending') : 'none'}>
+                  <th key={c.key} scope="col" class={`col-${c.key}`} aria-sort={sort === c.key ? (order === 'asc' ? 'ascending' : 'descending') : 'none'}>
                     <button type="button" class="sort" onClick={() => sortBy(c.key as SortKey)}>
                       {c.label}
                       <span aria-hidden="true">{sort === c.key ? (order === 'asc' ? ' ▲' : ' ▼') : ''}</span>
@@ -138,8 +138,10 @@ export function DevicesPage() {
                 <td>
                   <Expiry iso={d.certificateExpiry} />
                 </td>
-                <td>
-                  <Time iso={d.updatedAt} />
+                <td class="col-updatedAt">
+                  <time dateTime={d.updatedAt} title={d.updatedAt}>
+                    {relative(d.updatedAt)}
+                  </time>
                 </td>
               </tr>
             ))}
