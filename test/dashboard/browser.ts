@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type BrowserContext, type Page } from 'puppeteer-core';
 import { CLI, requireCommand } from '../helpers.js';
@@ -81,4 +82,24 @@ export async function screenshots(page: Page, dir: string, name: string, ready: 
   }
   await page.setViewport(VIEWPORTS.laptop);
   return written;
+}
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/**
+ * axe-core in the page: the serious and critical accessibility violations (WCAG 2.x A and AA rules). The page's CSP
+ * admits no injected script, so CSP is bypassed for this page only while axe runs.
+ */
+export async function axeViolations(page: Page): Promise<Array<{ id: string; impact: string; help: string; nodes: string[] }>> {
+  await page.setBypassCSP(true);
+  await page.reload();
+  await page.waitForSelector('main');
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: Array<{ id: string; impact: string; help: string; nodes: Array<{ target: string[] }> }> }> } }).axe;
+    const r = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')) }));
+  });
+  await page.setBypassCSP(false);
+  return result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
 }

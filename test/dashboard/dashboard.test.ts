@@ -12,7 +12,7 @@ import type { Page } from 'puppeteer-core';
 import { requireCommand, tempDir } from '../helpers.js';
 import { barrier, connect, enroll, inbox, testGateway, waitFor } from '../mqtt-helpers.js';
 import { api, sessionFor } from '../api/helpers.js';
-import { columnText, launch, loginLink, recordRequests, requireChromium, screenshots, signIn, textOf } from './browser.js';
+import { axeViolations, columnText, launch, loginLink, recordRequests, requireChromium, screenshots, signIn, textOf } from './browser.js';
 
 const DEVICES = ['dev-alpha', 'dev-beta', 'kitchen-1', 'kitchen-2', 'lab-7', 'old-1'];
 
@@ -202,6 +202,7 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
 
   await t.test('enroll: a token and the copy-ready commands from the API', async (t) => {
     await page.goto(`${base}/enroll`);
+    await page.waitForSelector('input[name=device]');
     await page.type('input[name=device]', 'hall-sensor');
     await page.click('form.enroll button[type=submit]');
     await page.waitForSelector('.copy pre');
@@ -220,6 +221,7 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
     await screenshots(page, shots, 'audit', () => page.waitForSelector('table.audit'));
     await page.goto(`${base}/audit?device=dev-alpha`);
     await page.waitForFunction(() => document.querySelector('h1')?.textContent?.includes('dev-alpha'));
+    await page.waitForSelector('table.audit');
     t.notMatch(await textOf(page, 'table.audit'), /kitchen-1/, 'one device');
   });
 
@@ -251,6 +253,47 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
     t.match(forged.body.message, /role viewer/);
     t.equal(gw.plugin.deviceState('kitchen-1'), 'active');
     await context.close();
+  });
+
+  await t.test('text from devices and operators renders as text, never as markup', async (t) => {
+    const hostile = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+    await gw.fleet.as('cert:operator:mallory').record({ action: 'device.note', device: 'lab-7', outcome: 'refused', detail: hostile });
+    await page.goto(`${base}/audit`);
+    await page.waitForSelector('table.audit tbody tr');
+    t.match(await textOf(page, 'table.audit'), hostile, 'shown as the characters it is');
+    t.equal(await page.$('table.audit img, table.audit script'), null, 'no element made from it');
+    t.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'no script ran');
+  });
+
+  await t.test('every action is reachable by keyboard', async (t) => {
+    await page.goto(`${base}/devices/lab-7`);
+    await page.waitForSelector('section.actions');
+    let found = false;
+    for (let i = 0; i < 40 && !found; i++) {
+      await page.keyboard.press('Tab');
+      found = await page.evaluate(() => document.activeElement?.textContent === 'Quarantine…');
+    }
+    t.ok(found, 'Tab reaches Quarantine…');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('dialog[open]');
+    t.ok(await page.evaluate(() => !!document.activeElement?.closest('dialog[open]')), 'focus moves into the confirmation');
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.querySelector('dialog[open]'));
+    t.equal(gw.plugin.deviceState('lab-7'), 'active', 'Escape cancels');
+    await page.goto(`${base}/devices`);
+    await rows(DEVICES.length);
+    await page.focus('input[type=search]');
+    await page.keyboard.type('lab');
+    t.same(await rows(1), ['lab-7'], 'search from the keyboard');
+  });
+
+  await t.test('axe-core: no serious or critical accessibility violation on any page', async (t) => {
+    for (const path of ['/', '/devices', '/devices/kitchen-2', '/enroll', '/audit']) {
+      await page.goto(`${base}${path}`);
+      await page.waitForSelector('main .card, main table');
+      const violations = await axeViolations(page);
+      t.same(violations, [], `${path}: ${violations.map((v) => `${v.id} (${v.help}): ${v.nodes.slice(0, 3).join(', ')}`).join('; ') || 'none'}`);
+    }
   });
 
   await t.test('sessions: an admin lists and ends them', async (t) => {
