@@ -9,7 +9,7 @@
 import { request } from 'node:https';
 import t from 'tap';
 import type { Page } from 'puppeteer-core';
-import { requireCommand, tempDir } from '../helpers.js';
+import { makeCsr, requireCommand, tempDir } from '../helpers.js';
 import { barrier, connect, enroll, inbox, testGateway, waitFor } from '../mqtt-helpers.js';
 import { api, sessionFor } from '../api/helpers.js';
 import { axeViolations, columnText, launch, loginLink, recordRequests, requireChromium, screenshots, signIn, textOf } from './browser.js';
@@ -42,6 +42,9 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
     t.equal((await api(gw, 'PUT', `/devices/${id}/tags`, { cookie: setup.cookie, csrf: setup.csrf, body: { tags } })).status, 200);
   }
   t.equal((await api(gw, 'POST', '/devices/old-1/quarantine', { cookie: setup.cookie, csrf: setup.csrf })).status, 200);
+  // kitchen-2 renews once (what its agent does over EST): the device page shows the chain.
+  const firstCert = Buffer.from(creds.get('kitchen-2')!.cert.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
+  const renewed = await gw.fleet.renew(firstCert, makeCsr(dir, '/CN=kitchen-2').der);
 
   // The shell and its assets go to the dashboard; other paths still reach EST's own 404, the API its own.
   const shell = await get(gw.httpsPort, gw.caPem, '/devices/dev-alpha');
@@ -144,6 +147,10 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
     await fresh.waitForSelector('.facts');
     t.match(await textOf(fresh, 'h1'), /kitchen-2/, 'a deep link loaded from nothing');
     t.match(await textOf(fresh, 'main'), /floor-2/);
+    const chain = await fresh.$$eval('#s-certificates-and-renewals + .table-wrap tbody tr', (r) => r.map((e) => (e as HTMLElement).innerText.replace(/\s+/g, ' ')));
+    t.equal(chain.length, 2, 'both certificates');
+    t.match(chain[0], new RegExp(`^${renewed.serial} active`), 'the renewed one first');
+    t.match(chain[1], new RegExp(`superseded .* ${renewed.serial}`), 'the first one names its successor');
     await fresh.close();
   });
 
