@@ -7,6 +7,7 @@
  * 127.0.0.1; screenshots of each page at laptop and phone widths.
  */
 import { request } from 'node:https';
+import { EST_PATHS } from '../../protocol/index.js';
 import t from 'tap';
 import type { Page } from 'puppeteer-core';
 import { makeCsr, requireCommand, tempDir } from '../helpers.js';
@@ -29,9 +30,21 @@ function get(port: number, ca: string, path: string): Promise<{ status: number; 
   });
 }
 
+/** Enrollment without credentials (claim mode): the device waits, unclaimed. */
+function enrollUnclaimed(port: number, ca: string, csr: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`https://127.0.0.1:${port}${EST_PATHS.simpleenroll}`, { method: 'POST', ca, servername: 'localhost', agent: false, headers: { 'Content-Type': 'application/pkcs10' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end(csr.toString('base64'));
+  });
+}
+
 t.test('the dashboard in a real browser on a real gateway', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl') || !requireChromium(t)) return;
-  const gw = await testGateway(t);
+  const gw = await testGateway(t, { claim: true });
   const dir = tempDir(t);
   const creds = new Map<string, Awaited<ReturnType<typeof enroll>>>();
   for (const id of DEVICES) creds.set(id, await enroll(gw, dir, id));
@@ -301,6 +314,23 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
       const violations = await axeViolations(page);
       t.same(violations, [], `${path}: ${violations.map((v) => `${v.id} (${v.help}): ${v.nodes.slice(0, 3).join(', ')}`).join('; ') || 'none'}`);
     }
+  });
+
+  await t.test('the claim queue on the Enroll page: an unclaimed device is claimed by name', async (t) => {
+    t.equal(await enrollUnclaimed(gw.httpsPort, gw.caPem, makeCsr(dir, '/CN=door-9').der), 200, 'door-9 enrolls without a token');
+    t.equal(gw.plugin.deviceState('door-9'), 'unclaimed');
+    await page.goto(`${base}/enroll`);
+    await page.waitForSelector('table.claims tbody tr');
+    t.same(await columnText(page, 'table.claims tbody th'), ['door-9'], 'waiting to be claimed');
+    await page.click('table.claims tbody button');
+    await page.waitForSelector('dialog[open]');
+    t.match(await textOf(page, 'dialog[open]'), /Claim door-9\?/);
+    await page.click('dialog[open] button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('main [role=status]')?.textContent?.startsWith('Claimed door-9'));
+    await waitFor(() => gw.plugin.deviceState('door-9') === 'active', 'door-9 active in the broker');
+    t.match((await gw.ca.inventory.auditEntries({ device: 'door-9' })).at(-1), { actor: 'session:operator:olga', action: 'device.claim', outcome: 'ok' });
+    await page.waitForFunction(() => !document.querySelector('table.claims'));
+    t.pass('and the queue is empty');
   });
 
   await t.test('sessions: an admin lists and ends them', async (t) => {

@@ -3,9 +3,86 @@
  * returns: the agent command, or curl + openssl with the root fingerprint pinned. The token is shown once.
  */
 import { useState } from 'preact/hooks';
-import type { TokenResult, Whoami } from '../../../protocol/api.js';
+import type { DevicePage, DeviceSummary, TokenResult, Whoami } from '../../../protocol/api.js';
 import { call } from '../api.js';
-import { can, CopyBlock, Failure, Section, Time, useTitle } from '../ui.js';
+import { can, Confirm, CopyBlock, Failure, Section, Time, useLoad, useTitle } from '../ui.js';
+
+/**
+ * Devices that enrolled without a token (claim mode) wait here, unclaimed (score ceiling 0), until an operator
+ * claims them (POST /devices/{id}/claim). The list is the device list filtered by state.
+ */
+function ClaimQueue() {
+  const queue = useLoad(() => call<DevicePage>('GET', '/devices?state=unclaimed&sort=createdAt&limit=100'), 'queue');
+  const [claiming, setClaiming] = useState<DeviceSummary>();
+  const [result, setResult] = useState<{ ok: boolean; text: string }>();
+  const claim = (d: DeviceSummary) => {
+    setClaiming(undefined);
+    call('POST', `/devices/${encodeURIComponent(d.id)}/claim`).then(
+      () => {
+        setResult({ ok: true, text: `Claimed ${d.id}: it is active now.` });
+        queue.reload();
+      },
+      (error: Error) => setResult({ ok: false, text: `Claim of ${d.id} refused: ${error.message}` }),
+    );
+  };
+  const items = queue.data?.items ?? [];
+  return (
+    <Section title="Claim queue" source="GET /api/v1/devices?state=unclaimed">
+      {queue.error ? <Failure error={queue.error} /> : null}
+      {result ? (
+        <p role="status" class={result.ok ? 'ok' : 'error'}>
+          {result.text}
+        </p>
+      ) : null}
+      {queue.data && items.length === 0 ? <p>No device is waiting to be claimed.</p> : null}
+      {items.length ? (
+        <div class="table-wrap">
+          <table class="claims">
+            <thead>
+              <tr>
+                <th scope="col">Device</th>
+                <th scope="col">Enrolled</th>
+                <th scope="col">
+                  <span class="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((d) => (
+                <tr key={d.id}>
+                  <th scope="row">
+                    <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a>
+                  </th>
+                  <td>
+                    <Time iso={d.createdAt} />
+                  </td>
+                  <td>
+                    <button type="button" class="primary" onClick={() => setClaiming(d)}>
+                      Claim<span class="visually-hidden"> {d.id}</span>
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+      {queue.data?.nextCursor ? (
+        <p>
+          <a href="/devices?state=unclaimed&sort=createdAt">All unclaimed devices</a>
+        </p>
+      ) : null}
+      <Confirm
+        open={claiming !== undefined}
+        title={claiming ? `Claim ${claiming.id}?` : ''}
+        message={claiming ? `Claim device ${claiming.id}: it becomes active and its score is no longer capped at 0. Claim only a device you recognise; quarantine or revoke it from its page otherwise.` : ''}
+        confirmLabel={claiming ? `Claim ${claiming.id}` : ''}
+        onConfirm={() => claiming && claim(claiming)}
+        onCancel={() => setClaiming(undefined)}
+      />
+    </Section>
+  );
+}
 
 const TTLS = [
   { seconds: 3600, label: '1 hour' },
@@ -86,6 +163,7 @@ export function EnrollPage({ who }: { who: Whoami }) {
           <CopyBlock label="With curl and openssl" text={token.curlCommands} />
         </Section>
       ) : null}
+      <ClaimQueue />
     </main>
   );
 }
