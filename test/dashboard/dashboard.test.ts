@@ -272,6 +272,9 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
     t.equal(forged.status, 403, 'even with its own CSRF token the viewer is refused');
     t.match(forged.body.message, /role viewer/);
     t.equal(gw.plugin.deviceState('kitchen-1'), 'active');
+    await viewer.click('header .who button');
+    await viewer.waitForSelector('main.signin');
+    t.equal(await viewer.evaluate(async () => (await fetch('/api/v1/whoami')).status), 401, 'Sign out ends the session');
     await context.close();
   });
 
