@@ -35,6 +35,8 @@ export interface ApiOptions extends ApiDeps {
    * and /ocsp beside it, so those keep their own exact behaviour for devices.
    */
   serverFactory(apiHandler: (req: IncomingMessage, res: ServerResponse) => void): Server;
+  /** Where a browser goes once a login link signed it in (default: /api/v1/whoami; the gateway: its dashboard). */
+  afterSignIn?: string;
 }
 
 declare module 'fastify' {
@@ -205,7 +207,7 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
         const maxAge = Math.max(1, Math.floor((Date.parse(session.expiresAt) - Date.now()) / 1000));
         void reply.setCookie(SESSION_COOKIE, result.cookie, { path: '/', httpOnly: true, secure: true, sameSite: 'strict', maxAge });
         void reply.header('Referrer-Policy', 'no-referrer');
-        return reply.redirect(`${API_PREFIX}/whoami`, 303);
+        return reply.redirect(options.afterSignIn ?? `${API_PREFIX}/whoami`, 303);
       },
     });
   });

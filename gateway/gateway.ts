@@ -33,6 +33,7 @@ import { CRL_PATH, OCSP_PATH } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 import { createApi, FleetAdapter, isApiPath, Sessions, type RefusalLimits } from '../api/index.js';
+import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
 import { SqliteSessionStore } from '../store/index.js';
 
 export interface GatewayOptions {
@@ -281,6 +282,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     isRevoked: (serial) => view.isRevoked(serial),
     log,
     ...(options.api?.refusalLimits ? { refusalLimits: options.api.refusalLimits } : {}),
+    afterSignIn: '/',
     serverFactory: (apiHandler) =>
       createServer(
         {
@@ -295,9 +297,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           headersTimeout: httpsLimits.headersTimeoutMs,
           requestTimeout: httpsLimits.requestTimeoutMs,
         },
-        (req, res) => (isApiPath(req.url) ? apiHandler(req, res) : deviceRoutes(req, res)),
+        (req, res) => (isApiPath(req.url) || isDashboardPath(req.url) ? apiHandler(req, res) : deviceRoutes(req, res)),
       ),
   });
+  // The fleet dashboard (dashboard/): its pages and assets on the same listener, its data from /api/v1 only.
+  await api.register(serveDashboard, {});
   const https = api.server;
   https.maxConnections = httpsLimits.maxConnections;
   gateConnections(https, httpsLimits, log, 'HTTPS');

@@ -211,8 +211,8 @@ t.test('EST, the CRL and metrics are untouched by the API on the same port', asy
   const unknown = await api(gw, 'GET', '/.well-known/est/nope');
   t.same([unknown.status, unknown.headers['content-type'], unknown.body], [404, 'text/plain; charset=utf-8', 'no such endpoint: /.well-known/est/nope\n'], 'EST keeps its own plain-text 404');
   const root = await api(gw, 'GET', '/');
-  t.equal(root.status, 404, '/ is not the API');
-  t.equal(root.headers['content-type'], 'text/plain; charset=utf-8');
+  t.equal(root.status, 200, '/ is the dashboard (dashboard/), not the API');
+  t.match(root.headers['content-type'], /^text\/html/);
   const crl = await getBytes(gw, '/crl');
   t.equal(crl.status, 200, 'the CRL is served');
   const metrics = await api(gw, 'GET', '/metrics', op);

@@ -45,7 +45,7 @@ t.test('login link from the CLI → cookie → CSRF; the link works once', async
   t.equal(crossSite.status, 403, 'another site cannot post the sign-in (login CSRF)');
   const opened = await api(gw, 'POST', path, FORM_POST);
   t.equal(opened.status, 303, 'the button signs in and redirects');
-  t.equal(opened.headers.location, `${API_PREFIX}/whoami`);
+  t.equal(opened.headers.location, '/', 'to the dashboard');
   t.equal(opened.headers['referrer-policy'], 'no-referrer', 'the link does not leak through Referer');
   const setCookie = ([] as string[]).concat(opened.headers['set-cookie'] ?? [])[0]!;
   t.match(setCookie, new RegExp(`^${SESSION_COOKIE}=`));
