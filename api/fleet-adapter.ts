@@ -42,20 +42,22 @@ function summaryOf(device: DeviceFacts): DeviceSummary {
   };
 }
 
-type SortValue = string;
+/** A sort key: text (ids, states, ISO times) or a number (scores, report times); one kind per sort key. */
+type SortValue = string | number;
 /** A keyset cursor: the sort value and id of the last item of a page, base64url JSON (opaque to clients). */
 function encodeCursor(value: SortValue, id: string): string {
   return Buffer.from(JSON.stringify([value, id])).toString('base64url');
 }
 
 function decodeCursor(cursor: string): [SortValue, string] {
+  // A cursor of one sort key used with another merely starts the page at a different place: values are only compared.
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
     throw new FleetRefusal(400, 'cursor is not one this API returned (use nextCursor as it is)');
   }
-  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string') {
+  if (!Array.isArray(parsed) || parsed.length !== 2 || !(typeof parsed[0] === 'string' || Number.isFinite(parsed[0])) || typeof parsed[1] !== 'string') {
     throw new FleetRefusal(400, 'cursor is not one this API returned (use nextCursor as it is)');
   }
   return [parsed[0], parsed[1]];
@@ -130,8 +132,12 @@ export class FleetAdapter implements FleetOperations {
     const q = filter.q?.toLowerCase();
     const below = filter.below === undefined ? undefined : this.ruleRef(filter.below);
     const needScore = filter.minScore !== undefined || filter.maxScore !== undefined || below !== undefined || filter.sort === 'score';
-    // Keys only, for every device; whole items only for the page (a 100,000-device fleet is walked on each call).
-    const keyed: Array<{ d: DeviceFacts; key: [SortValue, string] }> = [];
+    const sign = filter.order === 'desc' ? -1 : 1;
+    const compare = (av: SortValue, aid: string, bv: SortValue, bid: string) => sign * (av < bv ? -1 : av > bv ? 1 : aid < bid ? -1 : aid > bid ? 1 : 0);
+    // One page out of a fleet of 100,000 on every call: keep only the best limit + 1 (the extra one says whether a
+    // next page exists) in a small sorted buffer instead of sorting the whole fleet; whole items for the page only.
+    const keep = filter.limit + 1;
+    const top: Array<{ d: DeviceFacts; v: SortValue }> = [];
     for (const d of this.view.allDevices()) {
       if (filter.state !== undefined && d.state !== filter.state) continue;
       if (filter.tag !== undefined && !d.tags.includes(filter.tag)) continue;
@@ -143,17 +149,28 @@ export class FleetAdapter implements FleetOperations {
         if (filter.maxScore !== undefined && score > filter.maxScore) continue;
         if (below && below.threshold !== undefined && score >= below.threshold) continue;
       }
-      keyed.push({ d, key: [this.sortValue(d, filter.sort, score), d.id] });
+      const v = this.sortValue(d, filter.sort, score);
+      if (after && compare(v, d.id, after[0], after[1]) <= 0) continue;
+      if (top.length === keep) {
+        const worst = top[keep - 1]!;
+        if (compare(v, d.id, worst.v, worst.d.id) >= 0) continue;
+      }
+      let lo = 0;
+      let hi = top.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        const m = top[mid]!;
+        if (compare(m.v, m.d.id, v, d.id) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      top.splice(lo, 0, { d, v });
+      if (top.length > keep) top.pop();
     }
-    const sign = filter.order === 'desc' ? -1 : 1;
-    const compare = (a: [SortValue, string], b: [SortValue, string]) => sign * (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
-    let items = after ? keyed.filter((k) => compare(k.key, after) > 0) : keyed;
-    items.sort((a, b) => compare(a.key, b.key));
-    const page = items.slice(0, filter.limit);
+    const page = top.slice(0, filter.limit);
     const last = page.at(-1);
     return {
       items: page.map(({ d }) => ({ ...summaryOf(d), ...this.live(d) })),
-      nextCursor: items.length > filter.limit && last ? encodeCursor(...last.key) : null,
+      nextCursor: top.length > filter.limit && last ? encodeCursor(last.v, last.d.id) : null,
     };
   }
 
@@ -162,9 +179,9 @@ export class FleetAdapter implements FleetOperations {
       case 'certificateExpiry':
         return d.certificate ? new Date(d.certificate.notAfter).toISOString() : '';
       case 'score':
-        return score.toFixed(4); // 0.0000 … 1.0000: text order is number order
+        return score;
       case 'lastReport':
-        return iso(this.insights.lastReport(d.id)) ?? '';
+        return this.insights.lastReport(d.id) ?? -1; // never reported: before every report
       default:
         return d[key];
     }

@@ -67,6 +67,16 @@ t.test('fleet routes: list, detail, summary, actions, vulnerabilities, policies,
   const h = list.items.find((d: any) => d.id === 'fr-hard');
   t.equal(Object.values(h.vulnerabilities as Record<string, number>).reduce((a, b) => a + b, 0), hardDetail.findings.length, 'vulnerability counts by severity add up to the findings');
 
+  // Cursor pages by score (a numeric key) cover the list once, in order.
+  const paged: string[] = [];
+  for (let cursor = '', i = 0; i < 5; i++) {
+    const page = (await get(`/devices?sort=score&order=asc&limit=1${cursor}`)).json;
+    paged.push(...page.items.map((x: any) => x.id));
+    if (!page.nextCursor) break;
+    cursor = `&cursor=${page.nextCursor}`;
+  }
+  t.same(paged, list.items.map((x: any) => x.id), 'score-sorted cursor pages');
+
   // Filters: score range, below a rule's threshold, free text; CSV carries the new columns.
   t.same((await get('/devices?maxScore=0.3')).json.items.map((d: any) => d.id), ['fr-weak'], 'maxScore');
   t.notOk((await get('/devices?minScore=0.45')).json.items.some((d: any) => d.id === 'fr-weak'), 'minScore');
