@@ -225,7 +225,7 @@ function gateConnections(server: Server, limits: HttpsLimits, log: Logger, name:
  * score messages (factors), the arrival of state reports (only the device may publish its telemetry topic, so the
  * time is the device's), and behaviour events. Parsing is cheap and bounded; telemetry payloads are not parsed.
  */
-async function followForInsights(broker: Aedes, insights: FleetInsights, log: Logger): Promise<void> {
+async function followForInsights(broker: Aedes, insights: FleetInsights, known: (device: string) => boolean, log: Logger): Promise<void> {
   const follow = (filter: string, handle: (topic: string, payload: Buffer) => void) =>
     new Promise<void>((resolve) =>
       broker.subscribe(
@@ -244,7 +244,7 @@ async function followForInsights(broker: Aedes, insights: FleetInsights, log: Lo
   await follow(topicFilters.scores, (topic, payload) => {
     const parsed = parseTopic(topic);
     const message = parseMessage(scoreMessageSchema, payload);
-    if (parsed?.kind === 'scores' && message.device === parsed.device) insights.onScore(message);
+    if (parsed?.kind === 'scores' && message.device === parsed.device && known(message.device)) insights.onScore(message);
   });
   await follow(topicFilters.telemetry, (topic) => {
     const parsed = parseTopic(topic);
@@ -253,7 +253,9 @@ async function followForInsights(broker: Aedes, insights: FleetInsights, log: Lo
   await follow(topicFilters.events, (topic, payload) => {
     const parsed = parseTopic(topic);
     const event = parseMessage(behaviourEventSchema, payload);
-    if (parsed?.kind === 'events' && event.device === parsed.device) insights.onEvent(event);
+    // Auth failures name whatever CN a forged certificate carried: only devices of ours get a ring, or anyone could
+    // grow this map with made-up names.
+    if (parsed?.kind === 'events' && event.device === parsed.device && known(event.device)) insights.onEvent(event);
   });
 }
 
@@ -371,7 +373,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     explain: (device, topic, action) => plugin.explain(device, topic, action),
     rules: () => plugin.policy.rules,
   });
-  await followForInsights(broker, insights, log);
+  await followForInsights(broker, insights, (device) => view.device(device) !== undefined, log);
   const mqtt = createTlsServer(
     {
       ...tls,

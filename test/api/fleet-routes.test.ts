@@ -10,7 +10,7 @@ import { collectOs, collectPackages } from '../../agent/collectors/index.js';
 import { topics } from '../../protocol/index.js';
 import { loadModel } from '../../scoring/index.js';
 import { CLI, requireCommand, tempDir } from '../helpers.js';
-import { connect, enroll, run, testGateway, waitFor } from '../mqtt-helpers.js';
+import { connect, connectError, enroll, run, testGateway, waitFor } from '../mqtt-helpers.js';
 import { fixtureTelemetry } from '../scoring-fixtures.js';
 import { api, operatorCredentials, sessionFor } from './helpers.js';
 
@@ -165,7 +165,7 @@ t.test('fleet routes: hostile filters and bodies are a 400 that changes nothing'
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const gw = await testGateway(t);
   const dir = tempDir(t);
-  await enroll(gw, dir, 'h-dev');
+  const hDev = await enroll(gw, dir, 'h-dev');
   const operator = await operatorCredentials(gw, 'operator', 'olga');
   const auditBefore = (await gw.ca.inventory.auditEntries()).length;
   const bad: Array<[string, string, unknown?]> = [
@@ -198,4 +198,12 @@ t.test('fleet routes: hostile filters and bodies are a 400 that changes nothing'
   }
   t.equal((await gw.ca.inventory.auditEntries()).length, auditBefore, 'nothing reached the fleet');
   t.same((await gw.fleet.actionDecisions()), [], 'no decision stored');
+
+  // A refused connection of a device of ours (its certificate revoked) is among its recent events, with the reason.
+  await gw.fleet.revoke({ deviceId: 'h-dev' }, 'keyCompromise');
+  await waitFor(() => gw.plugin.deviceState('h-dev') === 'revoked', 'the broker to see the revocation');
+  await connectError(gw, hDev);
+  const events = async () => (await api(gw, 'GET', '/devices/h-dev', operator)).json.events as Array<{ type: string; reason: string | null }>;
+  for (let i = 0; i < 100 && !(await events()).some((e) => e.type === 'auth_failure'); i++) await new Promise((r) => setTimeout(r, 50));
+  t.match((await events()).find((e) => e.type === 'auth_failure'), { reason: /revoked/ }, 'the refused connection, with its reason');
 });
