@@ -272,12 +272,11 @@ export class FleetAdapter implements FleetOperations {
       });
       const counts = this.insights.vulnCounts(d.id);
       for (const s of VULN_SEVERITIES) vulnerabilities[s] += counts[s];
-      for (const a of this.insights.actions(d.id)) {
-        if (a.status !== 'open') continue;
-        const entry = actions.get(a.id) ?? { title: a.title, devices: 0 };
-        entry.devices++;
-        actions.set(a.id, entry);
-      }
+      this.insights.eachOpenAction(d.id, (id, title) => {
+        const entry = actions.get(id);
+        if (entry) entry.devices++;
+        else actions.set(id, { title, devices: 1 });
+      });
     }
     return {
       devices: { total, byState },
@@ -296,21 +295,21 @@ export class FleetAdapter implements FleetOperations {
     return out;
   }
 
-  async actions(query: { status: 'open' | 'snoozed' | 'ignored' | 'all'; limit: number }): Promise<ActionList> {
+  async actions(query: { status: 'open' | 'snoozed' | 'ignored' | 'all'; limit: number; devices: number }): Promise<ActionList> {
     const groups = new Map<string, ActionList['items'][number]>();
     for (const d of this.view.allDevices()) {
       for (const a of this.insights.actions(d.id)) {
         if (query.status !== 'all' && a.status !== query.status) continue;
         let g = groups.get(a.id);
-        if (!g) groups.set(a.id, (g = { id: a.id, title: a.title, fix: a.fix, devices: [], open: 0 }));
+        if (!g) groups.set(a.id, (g = { id: a.id, title: a.title, fix: a.fix, devices: [], affected: 0, open: 0 }));
         g.devices.push({ id: d.id, cost: a.cost, status: a.status, snoozedUntil: a.snoozedUntil });
+        g.affected++;
         if (a.status === 'open') g.open++;
       }
     }
-    const items = [...groups.values()];
-    for (const g of items) g.devices.sort((a, b) => b.cost - a.cost || a.id.localeCompare(b.id));
-    items.sort((a, b) => b.devices.length - a.devices.length || a.id.localeCompare(b.id));
-    return { items: items.slice(0, query.limit) };
+    const items = [...groups.values()].sort((a, b) => b.affected - a.affected || (a.id < b.id ? -1 : 1)).slice(0, query.limit);
+    for (const g of items) g.devices = g.devices.sort((a, b) => b.cost - a.cost || (a.id < b.id ? -1 : 1)).slice(0, query.devices);
+    return { items };
   }
 
   decideAction(device: string, action: string, decision: { kind: 'snooze'; forMs: number } | { kind: 'ignore' } | { kind: 'clear' }, actor: string): Promise<ActionDecision> {

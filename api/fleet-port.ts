@@ -48,7 +48,7 @@ export interface FleetOperations {
   /** Records an action taken outside the fleet (sessions started and ended) in the same audit log. */
   record(entry: { actor: string; action: string; device?: string; target?: string; outcome: 'ok' | 'refused'; detail?: string }): Promise<void>;
   /** Recommended actions across the fleet, grouped by action, each with its devices (those with this status). */
-  actions(query: { status: 'open' | 'snoozed' | 'ignored' | 'all'; limit: number }): Promise<ActionList>;
+  actions(query: { status: 'open' | 'snoozed' | 'ignored' | 'all'; limit: number; devices: number }): Promise<ActionList>;
   /** Snoozes (ms from now) or ignores an action on a device, or lifts either ('clear'); audited. */
   decideAction(device: string, action: string, decision: { kind: 'snooze'; forMs: number } | { kind: 'ignore' } | { kind: 'clear' }, actor: string): Promise<ActionDecision>;
   /** CVEs across the fleet, worst first, each with its affected devices. */

@@ -48,7 +48,7 @@ export const FLEET_ROUTES: RouteSpec[] = [
     response: actionListSchema,
     csv: true,
     async handler({ query, reply, deps }) {
-      const list = await deps.fleet.actions({ status: query.status, limit: query.limit });
+      const list = await deps.fleet.actions({ status: query.status, limit: query.limit, devices: query.devices });
       if (query.format === 'csv') {
         const rows = list.items.flatMap((g) => g.devices.map((d) => [g.id, g.title, g.fix, d.id, d.cost, d.status, d.snoozedUntil]));
         return csvReply(reply, 'actions', toCsv(['action', 'title', 'fix', 'device', 'cost', 'status', 'snoozedUntil'], rows));

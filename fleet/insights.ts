@@ -39,6 +39,7 @@ export const EVENT_RING = 20;
 /** Ceilings that follow from the device's state, which operators change with their own commands, not an action. */
 const STATE_CEILING_FACTORS = new Set(['ceiling:quarantined', 'ceiling:unclaimed', 'ceiling:revoked']);
 const SEVERITY_RANK: Record<VulnSeverityName, number> = { critical: 0, high: 1, medium: 2, low: 3, unknown: 4 };
+const SEVERITY_WEIGHT: Record<VulnSeverityName, number> = { critical: 4, high: 3, medium: 2, low: 1, unknown: 1 };
 const emptyCounts = (): VulnCounts => ({ critical: 0, high: 0, medium: 0, low: 0, unknown: 0 });
 
 export class FleetInsights {
@@ -171,31 +172,50 @@ export class FleetInsights {
    */
   actions(device: string): RecommendedAction[] {
     const out: RecommendedAction[] = [];
-    const findings = this.findingsOf.get(device)?.findings ?? [];
-    const cveFactor = this.scores.get(device)?.factors.find((f) => f.id === 'cves');
-    for (const f of this.scores.get(device)?.factors ?? []) {
-      if (f.contribution >= 0 || !f.fix || STATE_CEILING_FACTORS.has(f.id)) continue;
-      if (f.id === 'cves' && findings.length > 0) continue;
-      out.push(this.withStatus(device, { id: f.id, title: f.reason, fix: f.fix, cost: -f.contribution }));
-    }
-    // The CVE factor's cost shared by its findings by severity weight, so they sort among the other actions.
-    const weight = (s: VulnSeverityName) => ({ critical: 4, high: 3, medium: 2, low: 1, unknown: 1 })[s];
-    const total = findings.reduce((n, f) => n + weight(f.severity), 0);
-    const seen = new Set<string>();
-    for (const f of findings) {
-      const id = `cve:${f.cve}`;
-      if (seen.has(id)) continue;
-      seen.add(id);
-      const cost = cveFactor && cveFactor.contribution < 0 && total > 0 ? Math.round((-cveFactor.contribution * weight(f.severity) * 1000) / total) / 1000 : 0;
-      out.push(this.withStatus(device, { id, title: `${f.cve} (${f.severity}) in ${f.source} ${f.installed}, fixed in ${f.fixed}`, fix: f.action, cost }));
-    }
-    return out.sort((a, b) => b.cost - a.cost || a.id.localeCompare(b.id));
+    const decided = this.decisions.get(device);
+    const now = decided ? this.now() : 0;
+    this.eachAction(device, (id, title, fix, cost) => {
+      const d = decided?.get(id);
+      if (d?.kind === 'ignore') out.push({ id, title, fix, cost, status: 'ignored', snoozedUntil: null });
+      else if (d?.kind === 'snooze' && d.until && Date.parse(d.until) > now) out.push({ id, title, fix, cost, status: 'snoozed', snoozedUntil: d.until });
+      else out.push({ id, title, fix, cost, status: 'open', snoozedUntil: null });
+    });
+    return out.length > 1 ? out.sort((a, b) => b.cost - a.cost || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)) : out;
   }
 
-  private withStatus(device: string, a: Omit<RecommendedAction, 'status' | 'snoozedUntil'>): RecommendedAction {
-    const d = this.decisions.get(device)?.get(a.id);
-    if (d?.kind === 'ignore') return { ...a, status: 'ignored', snoozedUntil: null };
-    if (d?.kind === 'snooze' && d.until && Date.parse(d.until) > this.now()) return { ...a, status: 'snoozed', snoozedUntil: d.until };
-    return { ...a, status: 'open', snoozedUntil: null };
+  /** Calls `visit` with each open action's id and title (the summary counts them for 100,000 devices: no objects). */
+  eachOpenAction(device: string, visit: (id: string, title: string) => void): void {
+    const decided = this.decisions.get(device);
+    const now = decided ? this.now() : 0;
+    this.eachAction(device, (id, title) => {
+      const d = decided?.get(id);
+      if (d && (d.kind === 'ignore' || (d.until !== null && Date.parse(d.until) > now))) return;
+      visit(id, title);
+    });
+  }
+
+  private eachAction(device: string, visit: (id: string, title: string, fix: string, cost: number) => void): void {
+    const factors = this.scores.get(device)?.factors;
+    const findings = this.findingsOf.get(device)?.findings;
+    let cveCost = 0;
+    if (factors) {
+      for (const f of factors) {
+        if (f.id === 'cves') cveCost = Math.max(0, -f.contribution);
+        if (f.contribution >= 0 || !f.fix || STATE_CEILING_FACTORS.has(f.id)) continue;
+        if (f.id === 'cves' && findings && findings.length > 0) continue;
+        visit(f.id, f.reason, f.fix, -f.contribution);
+      }
+    }
+    if (!findings || findings.length === 0) return;
+    // The CVE factor's cost shared by its findings by severity weight, so they sort among the other actions.
+    let total = 0;
+    for (const f of findings) total += SEVERITY_WEIGHT[f.severity];
+    const seen = new Set<string>();
+    for (const f of findings) {
+      if (seen.has(f.cve)) continue;
+      seen.add(f.cve);
+      const cost = cveCost > 0 && total > 0 ? Math.round((cveCost * SEVERITY_WEIGHT[f.severity] * 1000) / total) / 1000 : 0;
+      visit(`cve:${f.cve}`, `${f.cve} (${f.severity}) in ${f.source} ${f.installed}, fixed in ${f.fixed}`, f.action, cost);
+    }
   }
 }

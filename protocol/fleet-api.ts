@@ -89,13 +89,15 @@ export const actionGroupSchema = z.strictObject({
   id: z.string(),
   title: z.string(),
   fix: z.string(),
-  devices: z.array(z.strictObject({ id: z.string(), cost: z.number(), status: z.enum(ACTION_STATUSES), snoozedUntil: isoTime.nullable() })),
+  devices: z.array(z.strictObject({ id: z.string(), cost: z.number(), status: z.enum(ACTION_STATUSES), snoozedUntil: isoTime.nullable() })).describe('costliest first, at most ?devices= of them'),
+  affected: z.number().int().describe('devices listed for this action in all (devices may hold fewer)'),
   open: z.number().int().describe('devices where it is neither snoozed nor ignored'),
 });
 export type ActionGroup = z.infer<typeof actionGroupSchema>;
 export const actionListQuerySchema = z.strictObject({
   status: z.enum(['open', 'snoozed', 'ignored', 'all']).default('open').describe('which decisions to list (groups keep only those devices)'),
-  limit: z.coerce.number().int().min(1).max(500).default(100),
+  limit: z.coerce.number().int().min(1).max(500).default(100).describe('actions'),
+  devices: z.coerce.number().int().min(1).max(10_000).default(100).describe('devices listed per action'),
   format: z.enum(['json', 'csv']).default('json'),
 });
 export const actionListSchema = z.strictObject({ items: z.array(actionGroupSchema) });

@@ -138,6 +138,9 @@ t.test('fleet routes: list, detail, summary, actions, vulnerabilities, policies,
   t.equal(again.status, 404, 'un-ignoring what is not ignored: 404');
   t.match(await audit(), { action: 'action.unignore', outcome: 'refused' }, 'the refusal is audited');
   t.equal((await api(gw, 'POST', `/devices/nobody/actions/firewall/ignore`, { ...operator, body: {} })).status, 404, 'an unknown device: 404');
+  const capped = (await get('/actions?devices=1&status=all')).json.items;
+  t.ok(capped.length > 0 && capped.every((g: any) => g.devices.length === 1 && g.affected >= 1), 'devices per action capped; affected counts them all');
+  t.ok(capped.some((g: any) => g.affected === 2), 'an action two devices need says so');
   const csvActions = await get('/actions?format=csv');
   t.match(csvActions.body.split('\r\n')[0], /^"action","title","fix","device","cost","status","snoozedUntil"$/);
 
@@ -182,6 +185,7 @@ t.test('fleet routes: hostile filters and bodies are a 400 that changes nothing'
     ['GET', `/devices?q=${encodeURIComponent('\u0000x')}`],
     ['GET', '/actions?status=everything'],
     ['GET', '/actions?limit=100000'],
+    ['GET', '/actions?devices=0'],
     ['GET', `/vulnerabilities?q=${encodeURIComponent("CVE' OR 1=1")}`],
     ['GET', '/vulnerabilities?severity=apocalyptic'],
     ['POST', '/devices/h-dev/actions/firewall/snooze', { duration: '1y' }],
