@@ -105,6 +105,19 @@ export class FleetInsights {
     this.decisions.get(device)?.delete(action);
   }
 
+  /** Forgets devices that left the fleet (the unclaimed sweeper deletes devices); returns how many. */
+  prune(known: (device: string) => boolean): number {
+    let dropped = 0;
+    for (const map of [this.scores, this.findingsOf, this.reports, this.events] as Array<Map<string, unknown>>) {
+      for (const device of map.keys()) {
+        if (known(device)) continue;
+        map.delete(device);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
   // ------------------------------------------------------------------ reading
 
   private now(): number {
@@ -209,7 +222,8 @@ export class FleetInsights {
     if (!findings || findings.length === 0) return;
     // The CVE factor's cost shared by its findings by severity weight, so they sort among the other actions.
     let total = 0;
-    for (const f of findings) total += SEVERITY_WEIGHT[f.severity];
+    const counted = new Set<string>();
+    for (const f of findings) if (!counted.has(f.cve) && counted.add(f.cve)) total += SEVERITY_WEIGHT[f.severity];
     const seen = new Set<string>();
     for (const f of findings) {
       if (seen.has(f.cve)) continue;

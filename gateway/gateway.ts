@@ -374,6 +374,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     rules: () => plugin.policy.rules,
   });
   await followForInsights(broker, insights, (device) => view.device(device) !== undefined, log);
+  // Devices leave the fleet (unclaimed ones are swept): what the API held about them goes too.
+  const insightsPrune = setInterval(() => insights.prune((device) => view.device(device) !== undefined), 3_600_000);
+  insightsPrune.unref();
   const mqtt = createTlsServer(
     {
       ...tls,
@@ -477,6 +480,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   async function shutdown(): Promise<void> {
     clearInterval(crlTimer);
+    clearInterval(insightsPrune);
     unclaimedSweeper.close();
     await mosquittoSync?.close();
     await scoring?.close();
