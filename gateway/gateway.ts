@@ -433,7 +433,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       })
     : undefined;
   if (scoring) registerScoringMetrics(metrics, scoring);
-  if (scoring) insights.setHistory((device, o) => scoring.history(device, o));
+  if (scoring) {
+    insights.setHistory((device, o) => scoring.history(device, o));
+    // Last reports from before a restart (the broker only sees new ones); newer ones replace them as they come.
+    for (const [device, at] of scoring.lastReports()) if (insights.lastReport(device) === undefined && view.device(device)) insights.onReport(device, at);
+  }
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
   ca.setCrlUrl(`${publicUrl()}${CRL_PATH}`);
   ca.setOcspUrl(`${publicUrl()}${OCSP_PATH}`);

@@ -93,6 +93,16 @@ export class ScoringService {
     this.listeners.push(listener);
   }
 
+  /** Every device's last accepted state report (ms), from the engine's records (which survive a restart). */
+  lastReports(): Array<[string, number]> {
+    const out: Array<[string, number]> = [];
+    for (const device of this.options.engine.devices()) {
+      const at = this.options.engine.lastReportAt(device);
+      if (at !== undefined) out.push([device, at]);
+    }
+    return out;
+  }
+
   /** A device's stored score history (empty without a store), oldest first. */
   history(device: string, options?: { since?: number; limit?: number }): Promise<HistoryRow[]> {
     return this.options.store ? this.options.store.history(device, options) : Promise.resolve([]);

@@ -211,3 +211,25 @@ t.test('fleet routes: hostile filters and bodies are a 400 that changes nothing'
   for (let i = 0; i < 100 && !(await events()).some((e) => e.type === 'auth_failure'); i++) await new Promise((r) => setTimeout(r, 50));
   t.match((await events()).find((e) => e.type === 'auth_failure'), { reason: /revoked/ }, 'the refused connection, with its reason');
 });
+
+t.test('last report survives a gateway restart (from scoring\'s stored records)', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const scoring = { model: loadModel(), republishMs: 60_000, historyRetentionMs: 86_400_000, tickMs: 200 };
+  const dataDir = tempDir(t);
+  const first = await testGateway(t, { dataDir, scoring });
+  const dir = tempDir(t);
+  const dev = await enroll(first, dir, 'lr-dev');
+  const c = await connect(first, dev);
+  await c.publishAsync(topics.telemetry('lr-dev'), JSON.stringify(fixtureTelemetry('debian12-hardened', 'lr-dev', 1, Date.now())), { qos: 1 });
+  const viewer = await operatorCredentials(first, 'viewer', 'vera');
+  const lastReport = async (gw: typeof first) => (await api(gw, 'GET', '/devices/lr-dev', viewer)).json.lastReport as string | null;
+  for (let i = 0; i < 100 && !(await lastReport(first)); i++) await new Promise((r) => setTimeout(r, 50));
+  const before = await lastReport(first);
+  t.ok(before, 'a last report');
+  await waitFor(() => first.plugin.effectiveScore('lr-dev') > 0.5, 'scored from the report');
+  c.end(true);
+  await first.close();
+  const second = await testGateway(t, { dataDir, scoring });
+  t.ok(await lastReport(second), 'shown after the restart');
+  t.ok(Math.abs(Date.parse((await lastReport(second))!) - Date.parse(before!)) < 1000, 'the same time (within the second the broker and scoring saw it)');
+});
