@@ -6,7 +6,22 @@
  * log with it, refused or not. A refusal is thrown as an error with a numeric `status` (400, 404, 409: the client's
  * fault, its message shown to the client); anything else is a 500 with the message kept out of the reply.
  */
-import type { API_REVOCATION_REASONS, AuditPage, DeviceDetail, DeviceListQuery, DevicePage, DeviceSummary, FleetSummary, OperatorRole } from '../protocol/index.js';
+import type {
+  ActionDecision,
+  ActionList,
+  API_REVOCATION_REASONS,
+  AuditPage,
+  DeviceDetail,
+  DeviceListQuery,
+  DevicePage,
+  DeviceSummary,
+  ExplainResult,
+  FleetSummary,
+  OperatorRole,
+  PolicyList,
+  VulnList,
+  VulnSeverityName,
+} from '../protocol/index.js';
 
 export type DeviceFilter = Omit<DeviceListQuery, 'format'>;
 export type RevocationReasonName = (typeof API_REVOCATION_REASONS)[number];
@@ -32,6 +47,16 @@ export interface FleetOperations {
   rootFingerprint(): string;
   /** Records an action taken outside the fleet (sessions started and ended) in the same audit log. */
   record(entry: { actor: string; action: string; device?: string; target?: string; outcome: 'ok' | 'refused'; detail?: string }): Promise<void>;
+  /** Recommended actions across the fleet, grouped by action, each with its devices (those with this status). */
+  actions(query: { status: 'open' | 'snoozed' | 'ignored' | 'all'; limit: number; devices: number }): Promise<ActionList>;
+  /** Snoozes (ms from now) or ignores an action on a device, or lifts either ('clear'); audited. */
+  decideAction(device: string, action: string, decision: { kind: 'snooze'; forMs: number } | { kind: 'ignore' } | { kind: 'clear' }, actor: string): Promise<ActionDecision>;
+  /** CVEs across the fleet, worst first, each with its affected devices. */
+  vulnerabilities(query: { severity?: VulnSeverityName; q?: string; limit: number }): Promise<VulnList>;
+  /** The policy rules with how many devices pass each now. */
+  policies(): Promise<PolicyList>;
+  /** The decision the broker would make now. */
+  explain(device: string, topic: string, action: 'publish' | 'subscribe'): Promise<ExplainResult>;
   /** Issues an operator certificate (audited); the key is returned once and not kept. */
   issueOperator(role: OperatorRole, name: string, actor: string): Promise<{ serial: string; commonName: string; notAfter: Date; pem: string; keyPem: string }>;
 }

@@ -31,6 +31,7 @@ import {
 import type { Access, Caller } from './auth.js';
 import { toCsv } from './csv.js';
 import { FleetRefusal, type FleetOperations } from './fleet-port.js';
+import { FLEET_ROUTES } from './routes-fleet.js';
 import type { Sessions } from './sessions.js';
 
 export interface ApiDeps {
@@ -137,7 +138,7 @@ export const ROUTES: RouteSpec[] = [
   route({
     method: 'GET',
     path: '/devices',
-    summary: 'Devices: filter by state, tag or free text, sort, page by cursor; ?format=csv for a spreadsheet',
+    summary: 'Devices with their effective score, costliest factor, last report, connection and vulnerability counts: filter by state, tag, score range, rule threshold or free text, sort, page by cursor; ?format=csv for a spreadsheet',
     access: { role: 'viewer' },
     query: deviceListQuerySchema,
     response: devicePageSchema,
@@ -147,7 +148,14 @@ export const ROUTES: RouteSpec[] = [
       const page = await deps.fleet.listDevices(filter);
       if (format === 'csv') {
         if (page.nextCursor) reply.header('X-Next-Cursor', page.nextCursor);
-        return csvReply(reply, 'devices', toCsv(['id', 'state', 'tags', 'createdAt', 'updatedAt', 'certificateExpiry'], page.items.map((d) => [d.id, d.state, d.tags.join(' '), d.createdAt, d.updatedAt, d.certificateExpiry])));
+        return csvReply(
+          reply,
+          'devices',
+          toCsv(
+            ['id', 'state', 'tags', 'createdAt', 'updatedAt', 'certificateExpiry', 'score', 'worstFactor', 'lastReport', 'connectedSince', 'remoteAddress', 'critical', 'high', 'medium', 'low'],
+            page.items.map((d) => [d.id, d.state, d.tags.join(' '), d.createdAt, d.updatedAt, d.certificateExpiry, d.score, d.worstFactor?.id ?? null, d.lastReport, d.connected?.since ?? null, d.connected?.remoteAddress ?? null, d.vulnerabilities.critical, d.vulnerabilities.high, d.vulnerabilities.medium, d.vulnerabilities.low]),
+          ),
+        );
       }
       return page;
     },
@@ -155,7 +163,7 @@ export const ROUTES: RouteSpec[] = [
   route({
     method: 'GET',
     path: '/devices/{id}',
-    summary: 'One device: state, tags, certificates with their chain of renewals, its audit trail',
+    summary: 'One device: score with every factor, score history, certificates with their chain of renewals, sessions, recent behaviour events, vulnerability findings, recommended actions, tags, its audit trail',
     access: { role: 'viewer' },
     params: deviceParamsSchema,
     response: deviceDetailSchema,
@@ -242,7 +250,7 @@ export const ROUTES: RouteSpec[] = [
   route({
     method: 'GET',
     path: '/fleet/summary',
-    summary: 'Devices by state, certificates expiring within 48 h',
+    summary: 'Devices by state, score histogram, devices below each policy threshold, certificates expiring within 48 h, vulnerabilities by severity, top recommended actions',
     access: { role: 'viewer' },
     response: fleetSummarySchema,
     async handler({ deps }) {
@@ -291,4 +299,5 @@ export const ROUTES: RouteSpec[] = [
       return { ended };
     },
   }),
+  ...FLEET_ROUTES,
 ];

@@ -90,6 +90,8 @@ export class WottPlugin {
   /** Clients that sent an empty client id with CleanSession = 0 (MQTT 3.1.1 §3.1.3-8: CONNACK 0x02). */
   private readonly persistentWithoutId = new WeakSet<Client>();
   private readonly expiryTimers = new WeakMap<Client, NodeJS.Timeout>();
+  /** When each live session became ready and from where (the API shows "connected since, from"). */
+  private readonly sessionFacts = new WeakMap<Client, { since: number; remoteAddress: string | null }>();
   readonly limits: BrokerLimits;
   private readonly openPerSource = new OpenCounter();
   private readonly openPerIdentity = new OpenCounter();
@@ -394,6 +396,7 @@ export class WottPlugin {
     let set = this.sessions.get(who.id);
     if (!set) this.sessions.set(who.id, (set = new Set()));
     set.add(client);
+    this.sessionFacts.set(client, { since: Date.now(), remoteAddress: conn.remoteAddress ?? null });
     conn.once('close', () => this.onGone(client));
     this.metrics?.connections.inc();
     this.armExpiry(client, who.notAfter);
@@ -551,6 +554,16 @@ export class WottPlugin {
    */
   setPolicies(rules: PolicyRule[]): void {
     this.policy = new PolicyEngine(rules);
+  }
+
+  /** The live sessions of a device or service id: client id, connected since (ms), remote address. */
+  sessionsOf(id: string): Array<{ clientId: string; since: number; remoteAddress: string | null }> {
+    const out: Array<{ clientId: string; since: number; remoteAddress: string | null }> = [];
+    for (const client of this.sessions.get(id) ?? []) {
+      const facts = this.sessionFacts.get(client);
+      if (facts) out.push({ clientId: client.id, ...facts });
+    }
+    return out;
   }
 
   /** Connected client count for a device or service id. */

@@ -31,6 +31,7 @@ import { registerMosquittoCommands } from './mosquitto.js';
 import { registerCveCommands } from './cve.js';
 import { registerOperatorCommands } from './operator.js';
 import { explainDecision } from './explain.js';
+import { registerDeviceCommands } from './devices.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
 
 async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
@@ -73,6 +74,10 @@ export function buildProgram(): Command {
   const program = new Command('wott')
     .description("Let's Encrypt for IoT, enforced at the MQTT broker")
     .version('0.1.0')
+    .option('--server <url>', 'work on a remote gateway through its HTTPS API (device commands), e.g. https://gw:8443')
+    .option('--credentials <dir>', 'with --server: folder with NAME.key, NAME.crt and ca.crt (wott operator create)')
+    // Before the command only: `wott scoring` and `wott mosquitto sync` have a --credentials of their own.
+    .enablePositionalOptions()
     .showHelpAfterError();
 
   withData(program.command('gateway'))
@@ -296,40 +301,7 @@ export function buildProgram(): Command {
       });
     });
 
-  const device = program.command('device').description('device lifecycle');
-  withData(device.command('claim'))
-    .description('activate a device that enrolled unclaimed (claim mode)')
-    .argument('<id>', 'device id')
-    .action(async (id: string, opts: DataOptions) => {
-      await withFleet(opts, async (fleet) => {
-        const row = await fleet.claim(id);
-        process.stdout.write(`${row.id} is now ${row.state}\n`);
-      });
-    });
-
-  for (const [name, quarantined] of [['quarantine', true], ['release', false]] as const) {
-    withData(device.command(name))
-      .description(quarantined ? 'quarantine a device: its score ceiling becomes 0 in the running broker' : 'lift a quarantine')
-      .argument('<id>', 'device id')
-      .action(async (id: string, opts: DataOptions) => {
-        await withFleet(opts, async (fleet) => {
-          const row = await (quarantined ? fleet.quarantine(id) : fleet.release(id));
-          process.stdout.write(`${row.id} is now ${row.state}\n`);
-        });
-      });
-  }
-
-  withData(device.command('tag'))
-    .description("set a device's tags (replacing the ones it has); --set '' removes them all")
-    .argument('<id>', 'device id')
-    .requiredOption('--set <tags>', 'comma-separated tags, e.g. site:berlin,camera')
-    .action(async (id: string, opts: DataOptions & { set: string }) => {
-      const tags = opts.set.split(',').map((t) => t.trim()).filter(Boolean);
-      await withFleet(opts, async (fleet) => {
-        const row = await fleet.setTags(id, tags);
-        process.stdout.write(`${row.id} tags: ${row.tags.join(', ') || '(none)'}\n`);
-      });
-    });
+  registerDeviceCommands(program);
 
   const audit = program.command('audit').description('who did what to the fleet, and when');
   withData(audit.command('log'))
@@ -442,7 +414,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && (err.name === 'InvalidDeviceIdError' || err.name === 'InvalidTagsError'));
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError'].includes(err.name));
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;

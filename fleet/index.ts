@@ -4,3 +4,5 @@ export { FleetView } from './view.js';
 export type { DeviceFacts, FleetChange, FleetViewOptions, RevokedCertificate, ServiceIdentity } from './view.js';
 export { fleetTrustSource, fleetCaFacts } from './trust-source.js';
 export { openLocalInventory, openLocalView } from './local.js';
+export { FleetInsights, EVENT_RING } from './insights.js';
+export type { BrokerFacts, LatestScore, RecommendedAction } from './insights.js';

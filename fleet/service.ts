@@ -20,7 +20,7 @@ import type {
 } from '../ca/index.js';
 import { CaError } from '../ca/index.js';
 import { assertDeviceId, assertTags, type OperatorRole, type ServiceRole } from '../protocol/index.js';
-import type { AuditEntry, CertificateRow, DeviceRow, InventoryStore, InventoryTransaction } from '../store/index.js';
+import type { ActionDecisionRow, ActionDecisionStore, AuditEntry, CertificateRow, DeviceRow, InventoryStore, InventoryTransaction } from '../store/index.js';
 
 export type AuditAction =
   | 'token.create'
@@ -32,7 +32,10 @@ export type AuditAction =
   | 'service.issue'
   | 'policy.reload'
   | 'inventory.backup'
-  | 'operator.issue';
+  | 'operator.issue'
+  | 'action.snooze'
+  | 'action.ignore'
+  | 'action.unignore';
 
 /** Who acts through the local CLI: the OS user on the gateway's host. */
 export function localActor(): string {
@@ -53,13 +56,15 @@ export class FleetService implements EnrollmentService {
   constructor(
     private readonly ca: CertificateAuthority,
     readonly actor: string,
+    /** Operators' snooze and ignore decisions on recommended actions (the gateway's actions.db). */
+    private readonly actions?: ActionDecisionStore,
   ) {
     this.store = ca.inventory;
   }
 
   /** The same service acting for someone else (an API caller). */
   as(actor: string): FleetService {
-    return new FleetService(this.ca, actor);
+    return new FleetService(this.ca, actor, this.actions);
   }
 
   /**
@@ -190,6 +195,36 @@ export class FleetService implements EnrollmentService {
   /** An operator certificate (viewer, operator, admin) for the HTTPS API; the key is returned once and not kept. */
   issueOperator(role: OperatorRole, name: string): Promise<KeyAndCertificate> {
     return this.audited('operator.issue', { target: `operator:${role}:${name}` }, (tx) => this.ca.issueOperator(role, name, tx), (c) => `serial ${c.serial}`);
+  }
+
+  /**
+   * Snoozes (until `until`) or ignores a recommended action on one device, or lifts either ('clear'). Only the
+   * action lists change: the score still counts the action. Returns the decision stored (undefined when cleared).
+   */
+  decideAction(device: string, action: string, decision: { kind: 'snooze'; until: Date } | { kind: 'ignore' } | { kind: 'clear' }): Promise<ActionDecisionRow | undefined> {
+    const store = this.actions;
+    const name = decision.kind === 'snooze' ? 'action.snooze' : decision.kind === 'ignore' ? 'action.ignore' : 'action.unignore';
+    return this.audited(
+      name,
+      { device, target: action },
+      async (tx) => {
+        if (!store) throw new CaError(409, 'action decisions are kept by the gateway (no action store here)');
+        await this.requireDevice(tx, device);
+        if (decision.kind === 'clear') {
+          if (!(await store.remove(device, action))) throw new CaError(404, `action "${action}" on "${device}" is neither snoozed nor ignored`);
+          return undefined;
+        }
+        const row: ActionDecisionRow = { device, action, kind: decision.kind, until: decision.kind === 'snooze' ? decision.until.toISOString() : null, actor: this.actor, time: this.ca.now().toISOString() };
+        await store.put(row);
+        return row;
+      },
+      (row) => (row?.until ? `until ${row.until}` : row ? 'ignored' : 'cleared'),
+    );
+  }
+
+  /** Every snooze and ignore decision held. */
+  actionDecisions(): Promise<ActionDecisionRow[]> {
+    return this.actions ? this.actions.all() : Promise.resolve([]);
   }
 
   /** SHA-256 fingerprint of the root CA certificate (AB:CD:…): what devices pin at enrollment. */

@@ -26,15 +26,15 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
-import { fleetCaFacts, FleetService, fleetTrustSource, FleetView } from '../fleet/index.js';
+import { fleetCaFacts, FleetInsights, FleetService, fleetTrustSource, FleetView } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { CRL_PATH, OCSP_PATH } from '../protocol/index.js';
+import { behaviourEventSchema, CRL_PATH, OCSP_PATH, parseMessage, parseTopic, scoreMessageSchema, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 import { createApi, FleetAdapter, isApiPath, Sessions, type RefusalLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
-import { SqliteSessionStore } from '../store/index.js';
+import { SqliteActionDecisionStore, SqliteSessionStore } from '../store/index.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -221,6 +221,45 @@ function gateConnections(server: Server, limits: HttpsLimits, log: Logger, name:
   });
 }
 
+/**
+ * Feeds the API's in-memory insights from the broker itself (so scores from a scoring service elsewhere count too):
+ * score messages (factors), the arrival of state reports (only the device may publish its telemetry topic, so the
+ * time is the device's), and behaviour events. Parsing is cheap and bounded; telemetry payloads are not parsed.
+ */
+async function followForInsights(broker: Aedes, insights: FleetInsights, known: (device: string) => boolean, log: Logger): Promise<void> {
+  const follow = (filter: string, handle: (topic: string, payload: Buffer) => void) =>
+    new Promise<void>((resolve) =>
+      broker.subscribe(
+        filter,
+        (packet, cb) => {
+          try {
+            handle(packet.topic, packet.payload as Buffer);
+          } catch (err) {
+            log.debug({ topic: packet.topic, err: (err as Error).message }, 'insights: ignored a message');
+          }
+          cb();
+        },
+        resolve,
+      ),
+    );
+  await follow(topicFilters.scores, (topic, payload) => {
+    const parsed = parseTopic(topic);
+    const message = parseMessage(scoreMessageSchema, payload);
+    if (parsed?.kind === 'scores' && message.device === parsed.device && known(message.device)) insights.onScore(message);
+  });
+  await follow(topicFilters.telemetry, (topic) => {
+    const parsed = parseTopic(topic);
+    if (parsed?.kind === 'telemetry') insights.onReport(parsed.device, Date.now());
+  });
+  await follow(topicFilters.events, (topic, payload) => {
+    const parsed = parseTopic(topic);
+    const event = parseMessage(behaviourEventSchema, payload);
+    // Auth failures name whatever CN a forged certificate carried: only devices of ours get a ring, or anyone could
+    // grow this map with made-up names.
+    if (parsed?.kind === 'events' && event.device === parsed.device && known(event.device)) insights.onEvent(event);
+  });
+}
+
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { log } = options;
   const ca = await CertificateAuthority.open({
@@ -238,7 +277,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // states. Changes made by other processes (the CLI) wake it through the store's signal; this process's own writes
   // wake it at once.
   const view = await FleetView.open(ca.inventory);
-  const fleet = new FleetService(ca, 'gateway');
+  // Operators' snooze/ignore decisions on recommended actions (its own small database beside the inventory).
+  const actionStore = SqliteActionDecisionStore.open(options.dataDir);
+  const fleet = new FleetService(ca, 'gateway', actionStore);
+  // What the API shows of each device beyond the inventory, in memory: fed below by the broker and scoring.
+  const insights = new FleetInsights({ initialScore: options.initialScore });
+  insights.loadDecisions(await fleet.actionDecisions());
   /** Why the caller of an HTTPS request is not a service (an operator or service certificate of ours), if it is not. */
   const serviceCaller = (req: IncomingMessage): string | undefined => {
     const socket = req.socket as TLSSocket;
@@ -276,7 +320,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Fastify owns the HTTPS listener; the server is ours (same TLS options and limits as before the API), and
   // sends /api/ to Fastify and every other path to the device routes above, untouched by Fastify.
   const api = await createApi({
-    fleet: new FleetAdapter(fleet, view, { tokenTtlMs: options.api?.tokenTtlMs ?? 86_400_000 }),
+    fleet: new FleetAdapter(fleet, view, { tokenTtlMs: options.api?.tokenTtlMs ?? 86_400_000 }, insights),
     sessions: new Sessions(sessionStore, { ...(options.api?.sessionTtlMs ? { sessionTtlMs: options.api.sessionTtlMs } : {}) }),
     publicUrl,
     isRevoked: (serial) => view.isRevoked(serial),
@@ -327,6 +371,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const limits = plugin.limits;
   const broker = await Aedes.createBroker({ connectTimeout: limits.connectTimeoutMs });
   await plugin.attach(broker);
+  insights.setBroker({
+    effectiveScore: (device) => plugin.effectiveScore(device),
+    sessionsOf: (device) => plugin.sessionsOf(device),
+    explain: (device, topic, action) => plugin.explain(device, topic, action),
+    rules: () => plugin.policy.rules,
+  });
+  await followForInsights(broker, insights, (device) => view.device(device) !== undefined, log);
+  // Devices leave the fleet (unclaimed ones are swept): what the API held about them goes too.
+  const insightsPrune = setInterval(() => insights.prune((device) => view.device(device) !== undefined), 3_600_000);
+  insightsPrune.unref();
   const mqtt = createTlsServer(
     {
       ...tls,
@@ -377,9 +431,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         thresholds: policyThresholds(options.policies),
         caFacts: fleetCaFacts(view),
         log,
+        onScore: (message, findings) => {
+          if (findings) insights.onFindings(message.device, findings);
+        },
       })
     : undefined;
   if (scoring) registerScoringMetrics(metrics, scoring);
+  if (scoring) {
+    insights.setHistory((device, o) => scoring.history(device, o));
+    // Last reports from before a restart (the broker only sees new ones); newer ones replace them as they come.
+    for (const [device, at] of scoring.lastReports()) if (insights.lastReport(device) === undefined && view.device(device)) insights.onReport(device, at);
+  }
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
   ca.setCrlUrl(`${publicUrl()}${CRL_PATH}`);
   ca.setOcspUrl(`${publicUrl()}${OCSP_PATH}`);
@@ -428,6 +490,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   async function shutdown(): Promise<void> {
     clearInterval(crlTimer);
+    clearInterval(insightsPrune);
     unclaimedSweeper.close();
     await mosquittoSync?.close();
     await scoring?.close();
@@ -452,6 +515,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     est.close();
     ocsp.close();
     await view.close();
+    await actionStore.close();
     await ca.close();
     log.info('gateway stopped');
   }

@@ -8,6 +8,7 @@ import { DEVICE_ID_PATTERN } from './device-id.js';
 import { DEVICE_STATES } from './messages.js';
 import { OPERATOR_ROLES } from './operator-id.js';
 import { TAG_PATTERN, TAG_RULE } from './tags.js';
+import { behaviourEventInfoSchema, deviceActionSchema, deviceLiveSchema, factorInfoSchema, findingInfoSchema, fleetInsightSummarySchema, historyPointSchema, ruleRefSchema, sessionFactSchema } from './fleet-api.js';
 
 export const API_PREFIX = '/api/v1';
 /** Largest request body the API reads; more is a 413 before any parsing. */
@@ -30,11 +31,15 @@ const isoTime = z.string().describe('ISO 8601 time');
 export const deviceParamsSchema = z.strictObject({ id: deviceIdSchema });
 export const sessionParamsSchema = z.strictObject({ id: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'a session id') });
 
-export const DEVICE_SORT_KEYS = ['id', 'state', 'createdAt', 'updatedAt', 'certificateExpiry'] as const;
+export const DEVICE_SORT_KEYS = ['id', 'state', 'createdAt', 'updatedAt', 'certificateExpiry', 'score', 'lastReport'] as const;
+const scoreBound = z.coerce.number().min(0).max(1);
 export const deviceListQuerySchema = z.strictObject({
   state: z.enum(DEVICE_STATES).optional(),
   tag: tagSchema.optional(),
   q: z.string().max(100).regex(/^[\x20-\x7e]*$/, 'printable ASCII').optional().describe('free text: part of the device id or of a tag'),
+  minScore: scoreBound.optional().describe('effective score at least this'),
+  maxScore: scoreBound.optional().describe('effective score at most this'),
+  below: ruleRefSchema.optional(),
   sort: z.enum(DEVICE_SORT_KEYS).default('id'),
   order: z.enum(['asc', 'desc']).default('asc'),
   limit: z.coerce.number().int().min(1).max(500).default(100),
@@ -64,8 +69,12 @@ export const deviceSummarySchema = z.strictObject({
 });
 export type DeviceSummary = z.infer<typeof deviceSummarySchema>;
 
+/** A device in the list: its inventory facts and what the broker and scoring know of it now. */
+export const deviceListItemSchema = deviceSummarySchema.extend(deviceLiveSchema.shape);
+export type DeviceListItem = z.infer<typeof deviceListItemSchema>;
+
 export const devicePageSchema = z.strictObject({
-  items: z.array(deviceSummarySchema),
+  items: z.array(deviceListItemSchema),
   nextCursor: z.string().nullable().describe('pass as ?cursor= for the next page; null on the last page'),
 });
 export type DevicePage = z.infer<typeof devicePageSchema>;
@@ -82,9 +91,17 @@ export const auditEntrySchema = z.strictObject({
 });
 export type AuditEntryInfo = z.infer<typeof auditEntrySchema>;
 
-export const deviceDetailSchema = deviceSummarySchema.extend({
+export const deviceDetailSchema = deviceListItemSchema.extend({
   certificates: z.array(certificateInfoSchema),
   audit: z.array(auditEntrySchema).describe('the newest 50 audit entries about this device'),
+  scoredAt: isoTime.nullable().describe('time of the latest score message (null: none seen yet)'),
+  modelVersion: z.string().nullable(),
+  factors: z.array(factorInfoSchema).describe('every factor of the latest score, costliest first'),
+  history: z.array(historyPointSchema).describe('stored score history, oldest first (at most 500 points)'),
+  sessions: z.array(sessionFactSchema),
+  events: z.array(behaviourEventInfoSchema).describe('recent behaviour events the broker observed, newest first'),
+  findings: z.array(findingInfoSchema),
+  actions: z.array(deviceActionSchema).describe('recommended actions, costliest first'),
 });
 export type DeviceDetail = z.infer<typeof deviceDetailSchema>;
 
@@ -121,6 +138,7 @@ export type AuditPage = z.infer<typeof auditPageSchema>;
 export const fleetSummarySchema = z.strictObject({
   devices: z.strictObject({ total: z.number().int(), byState: z.record(z.enum(DEVICE_STATES), z.number().int()) }),
   certificatesExpiringWithin48h: z.number().int(),
+  ...fleetInsightSummarySchema.shape,
 });
 export type FleetSummary = z.infer<typeof fleetSummarySchema>;
 

@@ -113,6 +113,11 @@ export class ScoreEngine {
     return [...this.records.keys()];
   }
 
+  /** When the last state report of `device` was accepted (ms), if ever: it is kept in the stored record. */
+  lastReportAt(device: string): number | undefined {
+    return this.records.get(device)?.telemetryAt;
+  }
+
   /** wott/v1/telemetry/{device}. Replayed, out-of-order and future-dated reports are ignored. */
   ingestTelemetry(topicDevice: string, payload: Buffer | string): IngestResult {
     let t: Telemetry;

@@ -9,7 +9,7 @@ import type { ScoringBus } from './bus.js';
 import type { ScoreEngine, ScoreResult } from './engine.js';
 import type { InfluxWriter } from './influx.js';
 import { behaviourPoint, findingPoints, scorePoint } from './points.js';
-import type { ScoreStore } from '../store/index.js';
+import type { HistoryRow, ScoreStore } from '../store/index.js';
 
 export interface ScoringServiceOptions {
   bus: ScoringBus;
@@ -46,7 +46,7 @@ export class ScoringService {
   private rematchQueue: string[] = [];
   /** Per device, the findings last written to InfluxDB (ids), so unchanged findings are not rewritten. */
   private readonly writtenFindings = new Map<string, string>();
-  private readonly listeners: Array<(message: ScoreMessage) => void> = [];
+  private readonly listeners: Array<(message: ScoreMessage, findings?: ScoreResult['findings']) => void> = [];
   readonly counters: ScoringCounters = { accepted: 0, rejected: 0, published: 0 };
 
   constructor(private readonly options: ScoringServiceOptions) {}
@@ -88,9 +88,24 @@ export class ScoringService {
     return this.options.influx?.stats;
   }
 
-  /** Called with every published score (the gateway uses it for metrics; tests to wait). */
-  onScore(listener: (message: ScoreMessage) => void): void {
+  /** Called with every published score and its CVE findings (the gateway uses it for metrics and the API's fleet view; tests to wait). */
+  onScore(listener: (message: ScoreMessage, findings?: ScoreResult['findings']) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Every device's last accepted state report (ms), from the engine's records (which survive a restart). */
+  lastReports(): Array<[string, number]> {
+    const out: Array<[string, number]> = [];
+    for (const device of this.options.engine.devices()) {
+      const at = this.options.engine.lastReportAt(device);
+      if (at !== undefined) out.push([device, at]);
+    }
+    return out;
+  }
+
+  /** A device's stored score history (empty without a store), oldest first. */
+  history(device: string, options?: { since?: number; limit?: number }): Promise<HistoryRow[]> {
+    return this.options.store ? this.options.store.history(device, options) : Promise.resolve([]);
   }
 
   onMessage(topic: string, payload: Buffer): void {
@@ -156,7 +171,7 @@ export class ScoringService {
         influx.add(findingPoints(device, findings, message.time));
       }
     }
-    for (const l of this.listeners) l(message);
+    for (const l of this.listeners) l(message, findings);
     return message;
   }
 

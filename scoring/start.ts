@@ -33,6 +33,8 @@ export interface StartScoringOptions {
   log?: Logger;
   /** What the CA knows about devices (the FleetView, where the CA inventory is at hand). */
   caFacts?: CaFactsSource;
+  /** Called with every published score and its findings, from the first (start republishes every known score). */
+  onScore?: Parameters<ScoringService['onScore']>[0];
 }
 
 export const scoringPaths = (dataDir: string) => ({
@@ -76,6 +78,7 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
       await Promise.all([store.close(), cveStore?.close()]);
     },
   });
+  if (options.onScore) service.onScore(options.onScore);
   await service.start();
   // A quarantine, release, claim or revocation changes what scoring publishes (its state ceilings): score those
   // devices again now rather than at the next tick, so a release restores deliveries at once.

@@ -29,3 +29,5 @@ export { openSqliteScoreStore } from './sqlite/scores.js';
 export { openSqliteVulnStore, vulnStorePath } from './sqlite/vuln.js';
 export type { LoginLinkRecord, RedeemResult, SessionRecord, SessionStore } from './sessions.js';
 export { SqliteSessionStore } from './sqlite/sessions.js';
+export type { ActionDecisionRow, ActionDecisionStore } from './actions.js';
+export { SqliteActionDecisionStore } from './sqlite/actions.js';

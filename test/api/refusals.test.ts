@@ -29,6 +29,13 @@ const SAMPLES: Record<string, unknown> = {
   'GET /sessions': undefined,
   'DELETE /sessions/{id}': undefined,
   'POST /logout': {},
+  'GET /actions': undefined,
+  'POST /devices/{id}/actions/{action}/snooze': { duration: '24h' },
+  'POST /devices/{id}/actions/{action}/ignore': {},
+  'DELETE /devices/{id}/actions/{action}': undefined,
+  'GET /vulnerabilities': undefined,
+  'GET /policies': undefined,
+  'POST /policies/explain': { device: DEVICE, topic: 'weather/x', action: 'publish' },
 };
 
 const key = (r: RouteSpec) => `${r.method} ${r.path}`;
@@ -53,7 +60,7 @@ t.test('every route refuses every caller it must', async (t) => {
 
   for (const route of ROUTES) {
     t.ok(key(route) in SAMPLES, `${key(route)} has a sample request in this test`);
-    const path = route.path.replace('{id}', route.path.startsWith('/sessions') ? victim.id : DEVICE);
+    const path = route.path.replace('{id}', route.path.startsWith('/sessions') ? victim.id : DEVICE).replace('{action}', 'firewall');
     const body = SAMPLES[key(route)];
     const call = (extra: ApiCall) => api(gw, route.method, path, { ...(body !== undefined ? { body } : {}), ...extra });
     const expect = async (what: string, extra: ApiCall, status: number) => {
@@ -119,7 +126,7 @@ t.test('every route: hostile input is a 4xx that changes nothing, and a good rep
   const auditBefore = (await gw.ca.inventory.auditEntries()).length;
   for (const route of ROUTES) {
     const id = route.path.startsWith('/sessions') ? victim.id : DEVICE;
-    const path = route.path.replace('{id}', id);
+    const path = route.path.replace('{id}', id).replace('{action}', 'firewall');
     const body = SAMPLES[key(route)];
     const expect = async (what: string, p: string, call: ApiCall, status: number) => {
       const reply = await api(gw, route.method, p, { ...admin, ...call });
@@ -128,7 +135,12 @@ t.test('every route: hostile input is a 4xx that changes nothing, and a good rep
     await expect('an unknown query parameter', `${path}?__proto__=1`, body !== undefined ? { body } : {}, 400);
     if (route.path.includes('{id}')) {
       for (const bad of ["x' OR '1'='1", '../../etc', '%00', 'A'.repeat(150), '<script>']) {
-        await expect(`a hostile id ${JSON.stringify(bad.slice(0, 20))}`, route.path.replace('{id}', encodeURIComponent(bad)), body !== undefined ? { body } : {}, 400);
+        await expect(`a hostile id ${JSON.stringify(bad.slice(0, 20))}`, route.path.replace('{id}', encodeURIComponent(bad)).replace('{action}', 'firewall'), body !== undefined ? { body } : {}, 400);
+      }
+    }
+    if (route.path.includes('{action}')) {
+      for (const bad of ["firewall' OR '1'='1", '.hidden', '%00', 'A'.repeat(150), '<script>', 'cve:x;rm -rf']) {
+        await expect(`a hostile action ${JSON.stringify(bad.slice(0, 20))}`, path.replace('/firewall', '/' + encodeURIComponent(bad)), body !== undefined ? { body } : {}, 400);
       }
     }
     if (route.body) {

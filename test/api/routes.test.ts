@@ -57,6 +57,9 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   await check('POST /devices/{id}/claim', 'POST', '/devices/audit-unclaimed/claim', { ...operator, body: {} }, 'cert:operator:olga', 'device.claim', 'active');
   const tagged = await check('PUT /devices/{id}/tags', 'PUT', '/devices/audit-a/tags', { ...operator, body: { tags: ['kitchen', 'floor=2'] } }, 'cert:operator:olga', 'device.tag');
   t.same(tagged.json.tags, ['kitchen', 'floor=2'], 'tags set');
+  await check('POST /devices/{id}/actions/{action}/snooze', 'POST', '/devices/audit-a/actions/firewall/snooze', { ...operator, body: { duration: '24h' } }, 'cert:operator:olga', 'action.snooze');
+  await check('POST /devices/{id}/actions/{action}/ignore', 'POST', '/devices/audit-a/actions/firewall/ignore', { cookie: session.cookie, csrf: session.csrf, body: {} }, 'session:operator:sam', 'action.ignore');
+  await check('DELETE /devices/{id}/actions/{action}', 'DELETE', '/devices/audit-a/actions/firewall', operator, 'cert:operator:olga', 'action.unignore');
   const token = await check('POST /tokens', 'POST', '/tokens', { ...operator, body: { device: 'audit-new', ttlSeconds: 600 } }, 'cert:operator:olga', 'token.create');
   t.match(token.json, { device: 'audit-new', token: /^[A-Za-z0-9_-]{20,}$/, rootFingerprint: gw.ca.material.root.fingerprint256 });
   t.notOk(JSON.stringify(gw.ca.inventory.auditEntries()).includes(token.json.token), 'the token is not in the audit log');
@@ -120,7 +123,7 @@ t.test('device lists: filter, free text, sort, cursor pages, CSV', async (t) => 
   t.match(csv.headers['content-type'], /^text\/csv/);
   t.match(csv.headers['content-disposition'], /attachment; filename="devices.csv"/);
   const lines = csv.body.trim().split('\r\n');
-  t.equal(lines[0], '"id","state","tags","createdAt","updatedAt","certificateExpiry"');
+  t.equal(lines[0], '"id","state","tags","createdAt","updatedAt","certificateExpiry","score","worstFactor","lastReport","connectedSince","remoteAddress","critical","high","medium","low"');
   t.equal(lines.length, 5, 'header and four active devices');
   t.match(lines[2], /^"list-c","active","lab",/);
 });
