@@ -4,3 +4,4 @@ export { FleetView } from './view.js';
 export type { DeviceFacts, FleetChange, FleetViewOptions, RevokedCertificate, ServiceIdentity } from './view.js';
 export { fleetTrustSource, fleetCaFacts } from './trust-source.js';
 export { openLocalInventory, openLocalView } from './local.js';
+export { TrustCache, DEFAULT_SCORE_RING, type ScoreSource, type TrustEvent, type FeedEvent, type TrustCacheOptions } from './trust.js';

@@ -10,3 +10,4 @@ export * from './telemetry.js';
 export * from './tags.js';
 export * from './actor.js';
 export * from './api.js';
+export * from './trust-api.js';
