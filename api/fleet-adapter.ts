@@ -22,7 +22,6 @@ function summaryOf(device: DeviceFacts): DeviceSummary {
 }
 
 type SortValue = string;
-const sortValue = (d: DeviceSummary, key: DeviceFilter['sort']): SortValue => (key === 'certificateExpiry' ? (d.certificateExpiry ?? '') : d[key]);
 
 /** A keyset cursor: the sort value and id of the last item of a page, base64url JSON (opaque to clients). */
 function encodeCursor(value: SortValue, id: string): string {
@@ -80,21 +79,36 @@ export class FleetAdapter implements FleetOperations {
   async listDevices(filter: DeviceFilter): Promise<DevicePage> {
     const after = filter.cursor === undefined ? undefined : decodeCursor(filter.cursor);
     const q = filter.q?.toLowerCase();
-    let items: DeviceSummary[] = [];
+    const sign = filter.order === 'desc' ? -1 : 1;
+    const compare = (a: [SortValue, string], b: [SortValue, string]) => sign * (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
+    const keyOf = (d: DeviceFacts): [SortValue, string] => [
+      filter.sort === 'certificateExpiry' ? (d.certificate ? new Date(d.certificate.notAfter).toISOString() : '') : d[filter.sort],
+      d.id,
+    ];
+    // One page of a large fleet: keep only the first limit + 1 in order (a bounded insertion), not a sort of every
+    // match; summaries are made for the page only. O(matches) for the usual case where few candidates displace the tail.
+    const k = filter.limit + 1;
+    const top: Array<{ key: [SortValue, string]; d: DeviceFacts }> = [];
     for (const d of this.view.allDevices()) {
       if (filter.state !== undefined && d.state !== filter.state) continue;
       if (filter.tag !== undefined && !d.tags.includes(filter.tag)) continue;
       if (q !== undefined && !d.id.includes(q) && !d.tags.some((t) => t.includes(q))) continue;
-      items.push(summaryOf(d));
+      const key = keyOf(d);
+      if (after && compare(key, after) <= 0) continue;
+      if (top.length === k && compare(key, top[k - 1]!.key) >= 0) continue;
+      let lo = 0;
+      let hi = top.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (compare(top[mid]!.key, key) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      top.splice(lo, 0, { key, d });
+      if (top.length > k) top.pop();
     }
-    const sign = filter.order === 'desc' ? -1 : 1;
-    const compare = (a: [SortValue, string], b: [SortValue, string]) => sign * (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
-    const keyOf = (d: DeviceSummary): [SortValue, string] => [sortValue(d, filter.sort), d.id];
-    items.sort((a, b) => compare(keyOf(a), keyOf(b)));
-    if (after) items = items.filter((d) => compare(keyOf(d), after) > 0);
-    const page = items.slice(0, filter.limit);
+    const page = top.slice(0, filter.limit);
     const last = page.at(-1);
-    return { items: page, nextCursor: items.length > filter.limit && last ? encodeCursor(...keyOf(last)) : null };
+    return { items: page.map((e) => summaryOf(e.d)), nextCursor: top.length > filter.limit && last ? encodeCursor(...last.key) : null };
   }
 
   async device(id: string): Promise<DeviceDetail | undefined> {
