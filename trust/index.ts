@@ -317,7 +317,7 @@ export class TrustClient {
    * `(request, reply, done)`. Refuses with 403 and `{ error, reason, device, score }` as JSON; on success the
    * verdict is on `req.trust`.
    */
-  requireTrust(requirement: Requirement): (req: any, res: any, next: (err?: unknown) => void) => void {
+  requireTrust(requirement: Requirement): (req: any, res: any, next: (err?: Error) => void) => void {
     return (req, res, next) => {
       // Fastify passes its own request and reply, with the Node ones as .raw.
       const rawReq: IncomingMessage = req.raw ?? req;
@@ -328,7 +328,7 @@ export class TrustClient {
         const body = JSON.stringify({ error: 'Forbidden', reason: verdict.reason, device: verdict.device, score: verdict.score });
         if (res.raw) return void res.code(403).type('application/json').send(body);
         rawRes.writeHead(403, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }).end(body);
-      }, next);
+      }, (err: unknown) => next(err instanceof Error ? err : new Error(String(err))));
     };
   }
 

@@ -106,3 +106,49 @@ t.test('the library resumes its stream after a dropped connection without missin
   t.equal(r.status, 403, 'the score change made while the stream was down was not missed');
   t.match(JSON.parse(r.body).reason, /0\.20/);
 });
+
+t.test('requireTrust as a Fastify onRequest hook and checkPeer on a bare TLS socket', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const { default: Fastify } = await import('fastify');
+  const { createServer: createTlsServer, connect: tlsConnect } = await import('node:tls');
+  const gw = await testGateway(t);
+  const dir = tempDir(t);
+  const dev = await enroll(gw, dir, 'fy-dev');
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, dir, 'scoring', 'fy')), id: 'scoring:fy' });
+  t.teardown(() => scorer.end(true));
+  await setScore(gw, scorer, 'fy-dev', 0.95);
+  const viewer = await operatorCredentials(gw, 'viewer', 'fy-service');
+  const trust = await TrustClient.connect({ server: `https://127.0.0.1:${gw.httpsPort}`, servername: 'localhost', cert: viewer.cert, key: viewer.key, ca: gw.caPem });
+  t.teardown(() => trust.close());
+  const issued = await gw.ca.issueServer(['localhost']);
+  const tls = { key: issued.keyPem, cert: issued.pem + gw.ca.material.intermediate.toString(), ca: gw.caPem, requestCert: true, rejectUnauthorized: false };
+
+  const app = Fastify({ https: tls });
+  app.addHook('onRequest', trust.requireTrust({ minScore: 0.9 }));
+  app.get('/', async () => 'fastify served');
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => app.close());
+  const port = (app.server.address() as { port: number }).port;
+  t.same(await callService(port, gw.caPem, dev), { status: 200, body: 'fastify served' }, 'Fastify: served at 0.95');
+  await setScore(gw, scorer, 'fy-dev', 0.4);
+  const start = Date.now();
+  let r = await callService(port, gw.caPem, dev);
+  while (r.status === 200 && Date.now() - start < 1000) r = await callService(port, gw.caPem, dev);
+  t.equal(r.status, 403, 'Fastify: refused after the drop');
+  t.match(JSON.parse(r.body).reason, /0\.40 is below 0\.9/);
+
+  // Any TLS socket: a device-to-device link that is not HTTP.
+  const verdicts: Array<Awaited<ReturnType<TrustClient['checkPeer']>>> = [];
+  const raw = createTlsServer(tls, (socket) => void trust.checkPeer(socket, { minScore: 0.3 }).then((v) => (verdicts.push(v), socket.end(v.trusted ? 'ok' : 'no'))));
+  await new Promise<void>((res) => raw.listen(0, '127.0.0.1', res));
+  t.teardown(() => new Promise<void>((res) => raw.close(() => res())));
+  const reply = await new Promise<string>((res, rej) => {
+    const s = tlsConnect({ host: '127.0.0.1', port: (raw.address() as { port: number }).port, servername: 'localhost', ca: gw.caPem, cert: dev.cert, key: dev.key }, () => undefined);
+    let got = '';
+    s.on('data', (d) => (got += d));
+    s.on('end', () => res(got));
+    s.on('error', rej);
+  });
+  t.equal(reply, 'ok', 'checkPeer on a raw TLS socket: 0.4 meets 0.3');
+  t.match(verdicts[0], { trusted: true, device: 'fy-dev', score: 0.4, state: 'active' });
+});
