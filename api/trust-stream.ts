@@ -15,8 +15,9 @@
  * and clients can tell a quiet stream from a dead one.
  */
 import type { ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { FeedEvent, TrustEvent } from '../fleet/index.js';
-import type { DeviceTrust, TrustCheckResult, TrustScoreEvent } from '../protocol/index.js';
+import { normalizeSerial, type DeviceTrust, type TrustCheckResult, type TrustScoreEvent } from '../protocol/index.js';
 
 /** What the trust routes need from the fleet core (fleet/trust.ts TrustCache answers it). */
 export interface TrustOperations {
@@ -51,6 +52,8 @@ export function parseEventId(id: string): { feed: number; boot: string; scores: 
 
 interface Subscriber {
   res: ServerResponse;
+  /** Serial of the caller's client certificate, if it used one: its revocation ends the stream. */
+  serial: string | undefined;
   /** Live events that came while the subscriber was catching up (null: live). */
   queue: Array<{ event: TrustEvent; id: string }> | null;
 }
@@ -97,6 +100,11 @@ export class TrustStreams {
   }
 
   private onEvent(event: TrustEvent): void {
+    if (event.kind === 'feed') {
+      // A caller whose certificate was just revoked reads no further.
+      const revoked = new Set(event.events.flatMap((e) => (e.name === 'revoked' ? [e.data.serial] : [])));
+      if (revoked.size) for (const sub of this.subscribers) if (sub.serial && revoked.has(sub.serial)) sub.res.destroy();
+    }
     // The id is taken now: it says what this event brings a reader up to.
     const id = this.id();
     let text: string | undefined;
@@ -115,7 +123,8 @@ export class TrustStreams {
       }, this.limits.heartbeatMs);
       this.heartbeat.unref();
     }
-    const sub: Subscriber = { res, queue: lastEventId ? [] : null };
+    const peer = (res.socket as TLSSocket | null)?.getPeerCertificate?.();
+    const sub: Subscriber = { res, serial: peer?.serialNumber ? normalizeSerial(peer.serialNumber) : undefined, queue: lastEventId ? [] : null };
     this.subscribers.add(sub);
     res.once('close', () => this.remove(sub));
     res.writeHead(200, {

@@ -58,6 +58,16 @@ t.test('live events, then resume after a killed socket without missing a change'
   t.match(second.events.at(-1), { event: 'ready', data: { resumed: true } }, 'then ready, live from here');
   second.kill();
 
+  // A caller whose certificate is revoked reads no further.
+  const doomed = await operatorCredentials(gw, 'viewer', 'doomed');
+  const third = openStream(gw, doomed);
+  await waitFor(() => third.events.some((e) => e.event === 'ready'), 'ready');
+  await gw.ca.revoke({ serial: doomed.serial }, 'keyCompromise');
+  let ended = false;
+  void third.closed.then(() => (ended = true));
+  await Promise.race([third.closed, new Promise((r) => setTimeout(r, 3000))]);
+  t.ok(ended, "the revoked caller's stream is closed");
+
   // A Last-Event-ID we never sent is a 400, not a stream.
   const bad = await api(gw, 'GET', '/trust/stream', { cert: service.cert, key: service.key, headers: { 'Last-Event-ID': 'x; DROP TABLE' } });
   t.equal(bad.status, 400);
