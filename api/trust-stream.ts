@@ -141,7 +141,8 @@ export class TrustStreams {
     let text = 'retry: 1000\n\n';
     if (lastEventId) {
       const parts: string[] = [];
-      const feed = lastEventId.feed > position ? 'reset' : await this.trust.replay(lastEventId.feed, position);
+      // A store that fails to answer is a reset for the client (load again), not a broken stream.
+      const feed = lastEventId.feed > position ? 'reset' : await this.trust.replay(lastEventId.feed, position).catch(() => 'reset' as const);
       if (feed === 'reset') parts.push(frame('reset', { reason: 'the change feed no longer holds every change since this event id: load the devices again' }));
       else if (feed.length) parts.push(feedFrames(feed));
       for (const s of this.trust.scoresSince(lastEventId.boot, lastEventId.scores)) parts.push(frame('score', s));
