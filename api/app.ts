@@ -16,6 +16,7 @@ import { API_MAX_BODY_BYTES, API_PREFIX, SESSION_COOKIE } from '../protocol/inde
 import { authorize, DEFAULT_REFUSAL_LIMITS, Refusal, RefusalLimiter, resolveCaller, type Caller, type RefusalLimits } from './auth.js';
 import { FleetRefusal } from './fleet-port.js';
 import { ROUTES, type ApiDeps, type RouteSpec } from './routes.js';
+import { trustStreams } from './routes-trust.js';
 
 export interface ApiLogger {
   info(obj: object, msg: string): void;
@@ -70,7 +71,7 @@ const CLIENT_ERRORS: Record<string, [number, (e: Error) => string]> = {
 };
 
 export async function createApi(options: ApiOptions): Promise<FastifyInstance<Server>> {
-  const deps: ApiDeps = { fleet: options.fleet, sessions: options.sessions, publicUrl: options.publicUrl };
+  const deps: ApiDeps = { fleet: options.fleet, sessions: options.sessions, publicUrl: options.publicUrl, trust: options.trust, ...(options.trustStream ? { trustStream: options.trustStream } : {}) };
   const limiter = new RefusalLimiter({ ...DEFAULT_REFUSAL_LIMITS, ...options.refusalLimits }, options.now);
   const refusals = new LogThrottle(options.log);
   const app = Fastify({
@@ -213,5 +214,6 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
   });
 
   app.addHook('onClose', async () => refusals.close());
+  app.addHook('preClose', async () => trustStreams(deps).close()); // open streams would hold the close forever
   return app;
 }

@@ -5,7 +5,7 @@
  * certificates the handshake did not verify against our CA (another CA, expired) are not credentials (401).
  */
 import type { IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { identityFromCertificate } from '../broker/index.js';
 import { normalizeSerial, operatorFromNames, roleAtLeast, type OperatorRole } from '../protocol/index.js';
 import { SourceRateLimiter, sourceKey } from '../lib/rate-limit.js';
@@ -39,10 +39,21 @@ function sanUris(altNames: string | undefined): string[] {
   return (altNames ?? '').split(/,\s*/).filter((e) => e.startsWith('URI:')).map((e) => e.slice(4));
 }
 
+/**
+ * The peer certificate, read once per connection: getPeerCertificate() builds a new object on every call, which
+ * was the largest cost of a keep-alive API request. Revocation is still checked on every request below.
+ */
+const peers = new WeakMap<TLSSocket, PeerCertificate | undefined>();
+function peerCertificate(socket: TLSSocket): PeerCertificate | undefined {
+  if (typeof socket.getPeerCertificate !== 'function') return undefined;
+  if (!peers.has(socket)) peers.set(socket, socket.getPeerCertificate());
+  return peers.get(socket);
+}
+
 /** The caller of `req`; throws a Refusal saying why there is none. */
 export async function resolveCaller(req: IncomingMessage, cookie: string | undefined, sessions: Sessions, isRevoked: (serial: string) => boolean): Promise<Caller> {
   const socket = req.socket as TLSSocket;
-  const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+  const peer = peerCertificate(socket);
   if (peer?.raw) {
     // rejectUnauthorized is off on this listener (devices renew here with expiring certificates), so the chain
     // check's verdict is read here: anything it did not accept is no credential at all.

@@ -6,3 +6,4 @@ export { Sessions, csrfTokenFor, type SessionOptions } from './sessions.js';
 export { FleetAdapter, type FleetAdapterOptions } from './fleet-adapter.js';
 export { FleetRefusal, type FleetOperations, type DeviceFilter, type RevocationReasonName } from './fleet-port.js';
 export { DEFAULT_REFUSAL_LIMITS, type Caller, type RefusalLimits } from './auth.js';
+export { TRUST_ROUTES, TrustStreams, DEFAULT_TRUST_STREAM_LIMITS, trustStreams, type TrustOperations, type TrustStreamLimits } from './routes-trust.js';

@@ -33,12 +33,16 @@ import { toCsv } from './csv.js';
 import { FleetRefusal, type FleetOperations } from './fleet-port.js';
 import { FLEET_ROUTES } from './routes-fleet.js';
 import type { Sessions } from './sessions.js';
+import { TRUST_ROUTES, type TrustOperations, type TrustStreamLimits } from './routes-trust.js';
 
 export interface ApiDeps {
   fleet: FleetOperations;
   sessions: Sessions;
   /** The gateway's public HTTPS base URL (EST and the API), e.g. https://gw.example:8443. */
   publicUrl: () => string;
+  /** Trust for services (api/routes-trust.ts) and the limits of its event stream. */
+  trust: TrustOperations;
+  trustStream?: Partial<TrustStreamLimits>;
 }
 
 export interface RouteContext<P, Q, B> {
@@ -300,4 +304,5 @@ export const ROUTES: RouteSpec[] = [
     },
   }),
   ...FLEET_ROUTES,
+  ...TRUST_ROUTES,
 ];

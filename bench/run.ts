@@ -4,8 +4,9 @@ import { caSuite } from './ca.js';
 import { print, type Suite } from './harness.js';
 import { scoringSuite } from './scoring.js';
 import { cveSuite } from './cve.js';
+import { apiSuite } from './api.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite];
+const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -21,6 +21,7 @@ import {
   type BehaviourEvent,
   type BehaviourEventType,
   type DeviceState,
+  type ScoreMessage,
 } from '../protocol/index.js';
 import { identityFromCertificate, type Identity } from './identity.js';
 import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial } from './limits.js';
@@ -81,6 +82,8 @@ export class WottPlugin {
   policy: PolicyEngine;
   readonly trust: TrustSource;
   private readonly scores = new Map<string, number>();
+  /** Told of every score message the cache took (parsed once here, reused by the gateway's trust cache). */
+  private readonly scoreListeners = new Set<(message: ScoreMessage) => void>();
   private readonly identities = new WeakMap<Client, Identity>();
   /** Clients that sent an empty client id: Aedes generates a random one, which cannot collide with anyone's. */
   private readonly generatedIds = new WeakSet<Client>();
@@ -196,6 +199,12 @@ export class WottPlugin {
         client.close();
       }
     }
+  }
+
+  /** Calls `listener` with each valid score message after the cache took it; returns the function that stops it. */
+  onScore(listener: (message: ScoreMessage) => void): () => void {
+    this.scoreListeners.add(listener);
+    return () => this.scoreListeners.delete(listener);
   }
 
   identityOf(client: Client): Identity | undefined {
@@ -378,6 +387,7 @@ export class WottPlugin {
       const message = parseMessage(scoreMessageSchema, packet.payload as Buffer);
       if (message.device !== parsed.device) throw new Error(`message is about "${message.device}", topic about "${parsed.device}"`);
       this.setScore(parsed.device, message.score);
+      for (const listener of this.scoreListeners) listener(message);
     } catch (err) {
       this.options.log?.warn({ topic: packet.topic, err: (err as Error).message }, 'ignored malformed score message');
     }

@@ -94,6 +94,15 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        /** GET /api/v1/trust/stream: open streams at most, heartbeat interval, unread bytes before a slow reader is dropped. */
+        trustStream: z
+          .object({
+            maxSubscribers: z.number().int().min(1).max(100_000).default(2_000),
+            heartbeat: duration.default(15_000),
+            maxBufferedBytes: z.number().int().min(4096).max(64 * 1024 * 1024).default(1024 * 1024),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

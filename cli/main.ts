@@ -126,7 +126,12 @@ export function buildProgram(): Command {
         eventIntervalMs: config.broker.eventInterval,
         ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
         ...(config.mosquitto ? { mosquitto: config.mosquitto } : {}),
-        api: { tokenTtlMs: config.enrollment.tokenTtl, sessionTtlMs: config.api.sessionTtl, refusalLimits: config.api.refusals },
+        api: {
+          tokenTtlMs: config.enrollment.tokenTtl,
+          sessionTtlMs: config.api.sessionTtl,
+          refusalLimits: config.api.refusals,
+          trustStream: { maxSubscribers: config.api.trustStream.maxSubscribers, heartbeatMs: config.api.trustStream.heartbeat, maxBufferedBytes: config.api.trustStream.maxBufferedBytes },
+        },
       });
       const dataDir = resolve(opts.data);
       // `wott policy reload` finds the gateway through this file and signals it (as `kill -HUP` does).

@@ -6,3 +6,4 @@ export { fleetTrustSource, fleetCaFacts } from './trust-source.js';
 export { openLocalInventory, openLocalView } from './local.js';
 export { FleetInsights, EVENT_RING } from './insights.js';
 export type { BrokerFacts, LatestScore, RecommendedAction } from './insights.js';
+export { TrustCache, DEFAULT_SCORE_RING, type ScoreSource, type TrustEvent, type FeedEvent, type TrustCacheOptions } from './trust.js';

@@ -26,13 +26,13 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
-import { fleetCaFacts, FleetInsights, FleetService, fleetTrustSource, FleetView } from '../fleet/index.js';
+import { fleetCaFacts, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { behaviourEventSchema, CRL_PATH, OCSP_PATH, parseMessage, parseTopic, scoreMessageSchema, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
-import { createApi, FleetAdapter, isApiPath, Sessions, type RefusalLimits } from '../api/index.js';
+import { createApi, FleetAdapter, isApiPath, Sessions, type RefusalLimits, type TrustStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
 import { SqliteActionDecisionStore, SqliteSessionStore } from '../store/index.js';
 
@@ -83,6 +83,8 @@ export interface GatewayApiOptions {
   sessionTtlMs?: number;
   /** Refused calls per source and per identity before 429s (api/auth.ts DEFAULT_REFUSAL_LIMITS). */
   refusalLimits?: Partial<RefusalLimits>;
+  /** Limits of GET /api/v1/trust/stream (api/trust-stream.ts DEFAULT_TRUST_STREAM_LIMITS). */
+  trustStream?: Partial<TrustStreamLimits>;
 }
 
 export interface HttpsLimits {
@@ -120,6 +122,8 @@ export interface Gateway {
   fleet: FleetService;
   /** The in-memory read model of the fleet the broker and scoring use. */
   view: FleetView;
+  /** Trust for services: the latest score message per device and the trust events of the API's stream. */
+  trust: TrustCache;
   broker: Aedes;
   plugin: WottPlugin;
   metrics: Registry;
@@ -317,12 +321,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let httpsPort = 0;
   const publicUrl = () => options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`;
   const sessionStore = SqliteSessionStore.open(options.dataDir);
+  // Trust for services: scores from the broker plugin (attached below, once it exists), facts from the view.
+  const trust = new TrustCache(view, ca.inventory, ca.caCertificates());
   // Fastify owns the HTTPS listener; the server is ours (same TLS options and limits as before the API), and
   // sends /api/ to Fastify and every other path to the device routes above, untouched by Fastify.
   const api = await createApi({
     fleet: new FleetAdapter(fleet, view, { tokenTtlMs: options.api?.tokenTtlMs ?? 86_400_000 }, insights),
     sessions: new Sessions(sessionStore, { ...(options.api?.sessionTtlMs ? { sessionTtlMs: options.api.sessionTtlMs } : {}) }),
     publicUrl,
+    trust,
+    ...(options.api?.trustStream ? { trustStream: options.api.trustStream } : {}),
     isRevoked: (serial) => view.isRevoked(serial),
     log,
     ...(options.api?.refusalLimits ? { refusalLimits: options.api.refusalLimits } : {}),
@@ -381,6 +389,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Devices leave the fleet (unclaimed ones are swept): what the API held about them goes too.
   const insightsPrune = setInterval(() => insights.prune((device) => view.device(device) !== undefined), 3_600_000);
   insightsPrune.unref();
+  trust.attach(plugin);
   const mqtt = createTlsServer(
     {
       ...tls,
@@ -462,6 +471,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ca,
     fleet,
     view,
+    trust,
     broker,
     plugin,
     metrics,
@@ -502,6 +512,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     plugin.close();
+    trust.close();
     const apiClosed = api.close();
     https.closeAllConnections();
     await apiClosed;

@@ -11,3 +11,4 @@ export * from './tags.js';
 export * from './actor.js';
 export * from './api.js';
 export * from './fleet-api.js';
+export * from './trust-api.js';

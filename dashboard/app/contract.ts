@@ -13,7 +13,7 @@ const same = <T extends true>(_: T) => undefined;
 export const STATES = ['unclaimed', 'active', 'quarantined', 'revoked'] as const;
 same<Same<(typeof STATES)[number], DeviceState>>(true);
 
-export const SORT_KEYS = ['id', 'state', 'createdAt', 'updatedAt', 'certificateExpiry'] as const;
+export const SORT_KEYS = ['id', 'state', 'createdAt', 'updatedAt', 'certificateExpiry', 'score', 'lastReport'] as const;
 same<Same<(typeof SORT_KEYS)[number], (typeof DEVICE_SORT_KEYS)[number]>>(true);
 export type SortKey = (typeof SORT_KEYS)[number];
 
