@@ -18,6 +18,7 @@ COPY grafana grafana
 COPY mosquitto-compat mosquitto-compat
 COPY gateway gateway
 COPY api api
+COPY trust trust
 COPY dashboard dashboard
 COPY cli cli
 COPY bench bench
