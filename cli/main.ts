@@ -329,8 +329,12 @@ export function buildProgram(): Command {
   withData(program.commands.find((c) => c.name() === 'gateway')!.command('reload'))
     .description('make the running gateway take the policies from its wott.yaml (same as wott policy reload)')
     .action(async (opts: DataOptions, cmd: Command) => {
-      // `wott gateway reload --data D`: the gateway command owns --data and --config, so they arrive there.
-      await policyReload({ ...opts, ...(cmd.parent!.opts() as DataOptions) });
+      // --data and --config may land on `gateway` or on `reload` (depending on where commander parses them): take
+      // each from whichever got it on the command line.
+      const parent = cmd.parent!;
+      const given = (key: 'data' | 'config') =>
+        cmd.getOptionValueSource(key) === 'cli' ? opts[key] : parent.getOptionValueSource(key) === 'cli' ? (parent.opts() as DataOptions)[key] : opts[key];
+      await policyReload({ ...opts, data: given('data')!, config: given('config') });
     });
   withData(policy.command('reload'))
     .description('make the running gateway re-read the policies from its wott.yaml (checked here first); recorded in the audit log')
