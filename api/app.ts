@@ -1,14 +1,15 @@
 /**
- * The HTTPS API as a Fastify 5 app under /api/v1, on the gateway's HTTPS listener. Every route comes from the route
- * table (api/routes.ts) and authenticates first (api/auth.ts); the only exception is the login link, whose secret is
- * the credential. Refusals (401, 403, failed logins) are rate-limited per source and per identity and logged in
+ * The HTTPS API as a Fastify 5 app under /api/v1, on the gateway's HTTPS listener; its router also takes that
+ * listener's other endpoints (EST, /crl, /ocsp, /metrics: `devices`), which answer for themselves. Every API route
+ * comes from the route table (api/routes.ts) and authenticates first (api/auth.ts); the only exception is the login
+ * link, whose secret is the credential. Refusals (401, 403, failed logins) are rate-limited per source and per identity and logged in
  * summary; cookies, links and tokens are never logged (Fastify's own request logging is off).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Server } from 'node:https';
 import fastifyCookie from '@fastify/cookie';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type HTTPMethods } from 'fastify';
 import { z } from 'zod';
 import { LogThrottle } from '../lib/log-throttle.js';
 import { sourceKey } from '../lib/rate-limit.js';
@@ -31,27 +32,50 @@ export interface ApiOptions extends ApiDeps {
   refusalLimits?: Partial<RefusalLimits>;
   /** Clock in ms for the refusal limiter (tests). */
   now?: () => number;
-  /**
-   * Makes the HTTPS server from Fastify's request handler: the gateway routes /api/ to it and EST, /crl, /metrics
-   * and /ocsp beside it, so those keep their own exact behaviour for devices.
-   */
-  serverFactory(apiHandler: (req: IncomingMessage, res: ServerResponse) => void): Server;
+  /** Makes the HTTPS server (TLS options, limits) around Fastify's request handler, which answers every request. */
+  serverFactory(handler: NodeHandler): Server;
+  /** The listener's endpoints that are not the API (EST, /crl, /ocsp, /metrics), routed here but answered by their own handlers. */
+  devices?: DeviceEndpoints;
   /** Where a browser goes once a login link signed it in (default: /api/v1/whoami; the gateway: its dashboard). */
   afterSignIn?: string;
+}
+
+/** A plain node handler that reads the request (body included) and writes the whole answer itself. */
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * Endpoints for devices and relying parties on the API's listener. Fastify routes them, and then hands the raw
+ * request over before anything of the API runs (authentication, refusal limits, cookie and body parsing, its
+ * headers and its JSON errors), so they answer exactly as their handlers always have.
+ */
+export interface DeviceEndpoints {
+  /** Exact paths, for all methods unless `methods` says which; the handler answers any other method itself. */
+  routes: { url: string; methods?: HTTPMethods[]; handler: NodeHandler }[];
+  /**
+   * Requests outside the API that no route matches (other paths and methods, URLs the router cannot decode): the
+   * handler that always answered them (EST's plain-text 404, OCSP's malformedRequest).
+   */
+  fallback: NodeHandler;
+  /** Paths outside /api/ that belong to the app all the same (the dashboard's): unmatched, they get the API's JSON 404. */
+  ownPath?(url: string | undefined): boolean;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
     caller: Caller | null;
     refusedAs: string | undefined;
+    /** Answered by a device endpoint (DeviceEndpoints), not by the API. */
+    forDevice: boolean;
   }
   interface FastifyContextConfig {
     spec?: RouteSpec;
     public?: boolean;
+    /** A device endpoint's own handler (DeviceEndpoints.routes). */
+    device?: NodeHandler;
   }
 }
 
-/** Paths the API answers (all others are EST, CRL, metrics, OCSP). */
+/** Paths the API answers (all others are EST, CRL, metrics, OCSP, or the dashboard's). */
 export function isApiPath(url: string | undefined): boolean {
   const path = (url ?? '/').split('?')[0]!;
   return path === '/api' || path.startsWith('/api/');
@@ -74,8 +98,29 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
   const deps: ApiDeps = { fleet: options.fleet, sessions: options.sessions, publicUrl: options.publicUrl, trust: options.trust, ...(options.trustStream ? { trustStream: options.trustStream } : {}) };
   const limiter = new RefusalLimiter({ ...DEFAULT_REFUSAL_LIMITS, ...options.refusalLimits }, options.now);
   const refusals = new LogThrottle(options.log);
+  const devices = options.devices;
+  /** The handler of an unmatched (or undecodable) URL when the device endpoints answer it rather than the API. */
+  const deviceFallback = (url: string | undefined): NodeHandler | undefined =>
+    devices && !isApiPath(url) && !devices.ownPath?.(url) ? devices.fallback : undefined;
   const app = Fastify({
-    serverFactory: (handler) => options.serverFactory(handler as (req: IncomingMessage, res: ServerResponse) => void),
+    serverFactory: (handler) => options.serverFactory(handler as NodeHandler),
+    // A URL the router cannot decode (bad percent-encoding): outside the API its handler decides (OCSP answers a
+    // malformedRequest in the body); in the API, the API's 400.
+    frameworkErrors: (err, request, frameworkReply) => {
+      const reply = frameworkReply as FastifyReply;
+      const fallback = err.code === 'FST_ERR_BAD_URL' ? deviceFallback(request.raw.url) : undefined;
+      if (fallback) {
+        reply.hijack();
+        return fallback(request.raw, reply.raw);
+      }
+      const message = err.code === 'FST_ERR_BAD_URL' ? 'malformed URL' : err.message;
+      void reply
+        .code(400)
+        .header('Cache-Control', 'no-store')
+        .header('X-Content-Type-Options', 'nosniff')
+        .type('application/json; charset=utf-8')
+        .send({ statusCode: 400, error: 'Bad Request', message });
+    },
     logger: false,
     bodyLimit: API_MAX_BODY_BYTES,
     routerOptions: { maxParamLength: 200 },
@@ -86,7 +131,20 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
   }) as unknown as FastifyInstance<Server>;
   app.decorateRequest('caller', null);
   app.decorateRequest('refusedAs', undefined);
+  app.decorateRequest('forDevice', false);
   app.removeContentTypeParser('text/plain');
+
+  // First of all hooks: a device endpoint's request (or an unmatched one outside the API) goes, unread, to its own
+  // handler; Fastify runs nothing more for it (no other onRequest hook, no body parsing, no onSend).
+  app.addHook('onRequest', (request, reply, done) => {
+    const handler = request.routeOptions.config.device ?? (request.is404 ? deviceFallback(request.raw.url) : undefined);
+    if (handler) {
+      request.forDevice = true;
+      reply.hijack();
+      handler(request.raw, reply.raw);
+    }
+    done();
+  });
   await app.register(fastifyCookie);
 
   // zod validates (and documents: api/openapi.ts); a failure is a 400 naming each bad field.
@@ -97,7 +155,7 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const config = request.routeOptions.config;
-    if (request.is404) return; // unmatched paths: 404 for everyone, whoever asks
+    if (request.is404 || request.forDevice) return; // unmatched paths: 404 for everyone, whoever asks
     const wait = limiter.blocked(request.ip);
     if (wait !== undefined) throw new Refusal(429, `too many refused requests from this address; retry in ${wait} s`, undefined, wait);
     if (config.public) return;
@@ -119,7 +177,8 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    if (reply.statusCode === 401 || reply.statusCode === 403) limiter.record(request.ip, request.refusedAs);
+    // Device endpoints' refusals (EST's 401s) are theirs: they have their own limits.
+    if (!request.forDevice && (reply.statusCode === 401 || reply.statusCode === 403)) limiter.record(request.ip, request.refusedAs);
   });
 
   app.setNotFoundHandler((request, reply) => {
@@ -163,6 +222,18 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
       config: { spec },
       handler: (request, reply) =>
         spec.handler({ caller: request.caller!, params: request.params, query: request.query, body: request.body, reply, deps }),
+    });
+  }
+
+  for (const route of devices?.routes ?? []) {
+    app.route({
+      method: route.methods ?? (app.supportedMethods as HTTPMethods[]),
+      url: route.url,
+      exposeHeadRoute: false,
+      config: { public: true, device: route.handler },
+      handler: () => {
+        throw new Error('device endpoints are answered in onRequest');
+      },
     });
   }
 

@@ -1,5 +1,5 @@
 /** The HTTPS API (issue 13): Fastify under /api/v1 on the gateway's HTTPS listener; operators and their sessions. */
-export { createApi, isApiPath, type ApiOptions, type ApiLogger } from './app.js';
+export { createApi, isApiPath, type ApiOptions, type ApiLogger, type DeviceEndpoints, type NodeHandler } from './app.js';
 export { ROUTES, enrollmentCommands, type RouteSpec, type ApiDeps } from './routes.js';
 export { buildOpenApi, openApiText } from './openapi.js';
 export { Sessions, csrfTokenFor, type SessionOptions } from './sessions.js';

@@ -29,10 +29,10 @@ import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, 
 import { fleetCaFacts, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { behaviourEventSchema, CRL_PATH, OCSP_PATH, parseMessage, parseTopic, scoreMessageSchema, topicFilters } from '../protocol/index.js';
+import { behaviourEventSchema, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, scoreMessageSchema, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
-import { createApi, FleetAdapter, isApiPath, Sessions, type RefusalLimits, type TrustStreamLimits } from '../api/index.js';
+import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
 import { SqliteActionDecisionStore, SqliteSessionStore } from '../store/index.js';
 
@@ -307,24 +307,41 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       (body) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(body),
       () => res.writeHead(500).end(),
     );
-  /** Routes that are not the API: metrics for service certificates, then EST and /crl (their own 404 for the rest). */
-  const deviceRoutes = (req: IncomingMessage, res: ServerResponse): void => {
-    if (req.url === '/metrics' && req.method === 'GET') {
-      // Devices use this port: metrics are for operators and services (their certificates), or the loopback listener.
-      const refusal = serviceCaller(req);
-      if (refusal) return void res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${refusal}\n`);
-      return void serveMetrics(res);
-    }
-    if (isOcspPath(req.url)) return ocsp(req, res);
-    est(req, res);
+  /**
+   * Everything on the HTTPS listener that is not the API or the dashboard, and the handler of each: routed by
+   * Fastify, answered by these handlers exactly as before the API (see DeviceEndpoints in api/app.ts). The router
+   * matches decoded paths; each handler still goes by the raw URL, so a path the router decodes into one of these
+   * (/%63rl) is answered as it always was (EST's 404).
+   */
+  const otherwise = (req: IncomingMessage, res: ServerResponse): void => (isOcspPath(req.url) ? ocsp(req, res) : est(req, res));
+  const devices: DeviceEndpoints = {
+    routes: [
+      ...[...Object.values(EST_PATHS), CRL_PATH].map((url) => ({ url, handler: est })),
+      { url: OCSP_PATH, handler: otherwise },
+      { url: `${OCSP_PATH}/*`, handler: otherwise },
+      {
+        url: '/metrics',
+        methods: ['GET'],
+        handler: (req, res) => {
+          if (req.url !== '/metrics') return est(req, res);
+          // Devices use this port: metrics are for operators and services (their certificates), or the loopback listener.
+          const refusal = serviceCaller(req);
+          if (refusal) return void res.writeHead(401, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${refusal}\n`);
+          return void serveMetrics(res);
+        },
+      },
+    ],
+    // Other paths and methods, and URLs the router cannot decode: EST's plain-text 404 (or OCSP's own answer).
+    fallback: otherwise,
+    ownPath: isDashboardPath,
   };
   let httpsPort = 0;
   const publicUrl = () => options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`;
   const sessionStore = SqliteSessionStore.open(options.dataDir);
   // Trust for services: scores from the broker plugin (attached below, once it exists), facts from the view.
   const trust = new TrustCache(view, ca.inventory, ca.caCertificates());
-  // Fastify owns the HTTPS listener; the server is ours (same TLS options and limits as before the API), and
-  // sends /api/ to Fastify and every other path to the device routes above, untouched by Fastify.
+  // Fastify owns the HTTPS listener and routes every request on it: the API, the dashboard, and the device
+  // endpoints above. The server is ours (same TLS options and limits as before the API).
   const api = await createApi({
     fleet: new FleetAdapter(fleet, view, { tokenTtlMs: options.api?.tokenTtlMs ?? 86_400_000 }, insights),
     sessions: new Sessions(sessionStore, { ...(options.api?.sessionTtlMs ? { sessionTtlMs: options.api.sessionTtlMs } : {}) }),
@@ -335,7 +352,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     log,
     ...(options.api?.refusalLimits ? { refusalLimits: options.api.refusalLimits } : {}),
     afterSignIn: '/',
-    serverFactory: (apiHandler) =>
+    devices,
+    serverFactory: (handler) =>
       createServer(
         {
           ...tls,
@@ -349,7 +367,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           headersTimeout: httpsLimits.headersTimeoutMs,
           requestTimeout: httpsLimits.requestTimeoutMs,
         },
-        (req, res) => (isApiPath(req.url) || isDashboardPath(req.url) ? apiHandler(req, res) : deviceRoutes(req, res)),
+        handler,
       ),
   });
   // The fleet dashboard (dashboard/): its pages and assets on the same listener, its data from /api/v1 only.
