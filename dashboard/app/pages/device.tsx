@@ -236,16 +236,16 @@ export function ActionButtons({ device, action, status, onDone }: { device: stri
       {status === 'open' ? (
         <>
           {SNOOZES.map((d) => (
-            <button key={d} type="button" onClick={() => run('POST', '/snooze', { duration: d }, `Snoozed for ${d}`)} aria-label={`Snooze ${action} on ${device} for ${d}`}>
+            <button key={d} type="button" onClick={() => run('POST', '/snooze', { duration: d }, `Snoozed for ${d}`)} aria-label={`Snooze ${d}: ${action} on ${device}`}>
               Snooze {d}
             </button>
           ))}
-          <button type="button" onClick={() => run('POST', '/ignore', undefined, 'Ignored')} aria-label={`Ignore ${action} on ${device}`}>
+          <button type="button" onClick={() => run('POST', '/ignore', undefined, 'Ignored')} aria-label={`Ignore: ${action} on ${device}`}>
             Ignore
           </button>
         </>
       ) : (
-        <button type="button" onClick={() => run('DELETE', '', undefined, status === 'ignored' ? 'Un-ignored' : 'Un-snoozed')} aria-label={`${status === 'ignored' ? 'Un-ignore' : 'Un-snooze'} ${action} on ${device}`}>
+        <button type="button" onClick={() => run('DELETE', '', undefined, status === 'ignored' ? 'Un-ignored' : 'Un-snoozed')} aria-label={`${status === 'ignored' ? 'Un-ignore' : 'Un-snooze'}: ${action} on ${device}`}>
           {status === 'ignored' ? 'Un-ignore' : 'Un-snooze'}
         </button>
       )}
