@@ -154,7 +154,7 @@ function Factors({ device }: { device: DeviceDetail }) {
   if (device.factors.length === 0) return <p class="muted">No factors: no score message seen yet (the initial score applies).</p>;
   return (
     <div class="table-wrap">
-      <table class="factors">
+      <table class="factors stack">
         <thead>
           <tr>
             <th scope="col">Factor</th>
@@ -169,12 +169,12 @@ function Factors({ device }: { device: DeviceDetail }) {
               <th scope="row">
                 <code>{f.id}</code>
               </th>
-              <td class={f.contribution < 0 ? 'factor-neg' : f.contribution > 0 ? 'factor-pos' : ''}>
+              <td data-label="Contribution" class={f.contribution < 0 ? 'factor-neg' : f.contribution > 0 ? 'factor-pos' : ''}>
                 {f.contribution > 0 ? '+' : ''}
                 {f.contribution.toFixed(2)}
               </td>
-              <td>{f.reason}</td>
-              <td>{f.fix ? <code>{f.fix}</code> : <span class="muted">—</span>}</td>
+              <td data-label="Reason">{f.reason}</td>
+              <td data-label="Fix">{f.fix ? <code>{f.fix}</code> : <span class="muted">—</span>}</td>
             </tr>
           ))}
         </tbody>
@@ -187,7 +187,7 @@ function Findings({ device }: { device: DeviceDetail }) {
   if (device.findings.length === 0) return <p>No known vulnerabilities in its reported packages.</p>;
   return (
     <div class="table-wrap">
-      <table class="findings">
+      <table class="findings stack">
         <thead>
           <tr>
             <th scope="col">CVE</th>
@@ -203,16 +203,16 @@ function Findings({ device }: { device: DeviceDetail }) {
               <th scope="row">
                 <a href={`/vulnerabilities?q=${encodeURIComponent(f.cve)}`}>{f.cve}</a>
               </th>
-              <td>
+              <td data-label="Severity">
                 <span class={`badge sev-${f.severity}`}>{f.severity}</span>
                 {f.remote ? <span class="muted"> remote</span> : null}
                 {f.exposed ? <span class="muted"> exposed</span> : null}
               </td>
-              <td>{f.package}</td>
-              <td>
+              <td data-label="Package">{f.package}</td>
+              <td data-label="Installed → fixed">
                 <code>{f.installed}</code> → <code>{f.fixed}</code>
               </td>
-              <td>
+              <td data-label="Fix command">
                 <code class="fix-cmd">{f.fixCommand}</code>
               </td>
             </tr>
@@ -260,7 +260,7 @@ function Recommended({ device, who, onChanged }: { device: DeviceDetail; who: Wh
   return (
     <>
       <div class="table-wrap">
-        <table class="device-actions">
+        <table class="device-actions stack">
           <thead>
             <tr>
               <th scope="col">Action</th>
@@ -274,16 +274,16 @@ function Recommended({ device, who, onChanged }: { device: DeviceDetail; who: Wh
             {device.actions.map((a) => (
               <tr key={a.id} data-action={a.id}>
                 <th scope="row">{a.title}</th>
-                <td class="factor-neg">{a.cost.toFixed(2)}</td>
-                <td>
+                <td data-label="Costs" class="factor-neg">{a.cost.toFixed(2)}</td>
+                <td data-label="Status">
                   <span class={`badge status-${a.status}`}>{a.status}</span>
                   {a.snoozedUntil ? <span class="muted"> until {new Date(a.snoozedUntil).toLocaleString()}</span> : null}
                 </td>
-                <td>
+                <td data-label="Fix">
                   <code>{a.fix}</code>
                 </td>
                 {operator ? (
-                  <td>
+                  <td data-label="Decide">
                     <ActionButtons
                       device={device.id}
                       action={a.id}

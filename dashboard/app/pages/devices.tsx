@@ -111,7 +111,6 @@ export function DevicesPage() {
             ))}
           </select>
         </label>
-        <button type="submit">Apply</button>
         <label>
           Score from
           <input type="number" name="minScore" min="0" max="1" step="0.05" value={query.minScore ?? ''} onChange={(e) => go({ minScore: e.currentTarget.value || undefined })} />
@@ -131,6 +130,7 @@ export function DevicesPage() {
             ))}
           </select>
         </label>
+        <button type="submit">Apply</button>
         {filter.state || filter.tag || filter.q || filter.minScore || filter.maxScore || filter.below ? (
           <a href="/devices" class="clear">
             Clear filters

@@ -138,11 +138,11 @@ export function OverviewPage() {
         </Section>
         <Section title="Devices below each threshold" source="GET /api/v1/fleet/summary">
           {body((d) =>
-            d.belowThreshold.length === 0 ? (
+            d.belowThreshold.filter((b) => b.threshold > 0).length === 0 ? (
               <p>No policy rule needs a score.</p>
             ) : (
               <ul class="plain below">
-                {d.belowThreshold.map((b) => (
+                {d.belowThreshold.filter((b) => b.threshold > 0).map((b) => (
                   <li key={`${b.action}:${b.topic}`}>
                     <a href={`/devices${qs({ below: `${b.action}:${b.topic}`, sort: 'score' })}`}>
                       <strong>{b.devices}</strong> device{b.devices === 1 ? '' : 's'}
