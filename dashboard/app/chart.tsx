@@ -5,8 +5,8 @@
  */
 import type { HistoryPoint } from '../../protocol/fleet-api.js';
 
-const W = 640;
-const H = 200;
+const W = 440;
+const H = 190;
 const PAD = { l: 34, r: 10, t: 10, b: 24 };
 
 export function ScoreChart({ points, thresholds, label }: { points: HistoryPoint[]; thresholds: number[]; label: string }) {
