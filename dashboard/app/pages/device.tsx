@@ -1,8 +1,10 @@
 /**
  * One device (GET /devices/{id}): state, tags, certificates with their chain of renewals, the audit trail, and the
  * actions the caller's role allows (quarantine, release, claim, tags for operators; revoke for admins), each behind a
- * confirmation that names the device. Score, factors, history, sessions, events, vulnerabilities and recommended
- * actions come with their routes, as sections of their own.
+ * confirmation that names the device; its score (coloured by the policy thresholds of GET /policies), every factor
+ * with reason and fix, the score history (an inline SVG chart), sessions, behaviour events, vulnerability findings
+ * with the fix command, and recommended actions with snooze / ignore for operators. The trust stream reloads the
+ * page's data when this device's score, state or certificates change.
  */
 import { useState } from 'preact/hooks';
 import type { AuditEntryInfo, CertificateInfo, DeviceDetail, Whoami } from '../../../protocol/api.js';
