@@ -10,6 +10,9 @@ export const DASHBOARD_PAGES = {
   enroll: '/enroll',
   audit: '/audit',
   sessions: '/sessions',
+  actions: '/actions',
+  vulnerabilities: '/vulnerabilities',
+  policies: '/policies',
 } as const;
 
 /** Where the built assets (scripts, styles) are served. */

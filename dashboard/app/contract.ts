@@ -19,3 +19,20 @@ export type SortKey = (typeof SORT_KEYS)[number];
 
 export const REVOCATION_REASONS = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'certificateHold', 'privilegeWithdrawn'] as const;
 same<Same<(typeof REVOCATION_REASONS)[number], (typeof API_REVOCATION_REASONS)[number]>>(true);
+
+import type { SNOOZE_DURATIONS as P_SNOOZE, VULN_SEVERITIES as P_SEVERITIES } from '../../protocol/fleet-api.js';
+import type { TRUST_EVENTS as P_TRUST_EVENTS, TRUST_PATHS as P_TRUST_PATHS } from '../../protocol/trust-api.js';
+
+export const SEVERITIES = ['critical', 'high', 'medium', 'low', 'unknown'] as const;
+same<Same<(typeof SEVERITIES)[number], (typeof P_SEVERITIES)[number]>>(true);
+export type Severity = (typeof SEVERITIES)[number];
+
+export const SNOOZES = ['24h', '7d'] as const;
+same<Same<(typeof SNOOZES)[number], (typeof P_SNOOZE)[number]>>(true);
+
+export const TRUST_EVENT_NAMES = ['ready', 'score', 'device', 'revoked', 'reset'] as const;
+same<Same<(typeof TRUST_EVENT_NAMES)[number], (typeof P_TRUST_EVENTS)[number]>>(true);
+
+/** The trust stream (Server-Sent Events), under /api/v1. */
+export const TRUST_STREAM = '/trust/stream' as const;
+same<Same<typeof TRUST_STREAM, (typeof P_TRUST_PATHS)['stream']>>(true);

@@ -9,11 +9,14 @@ import { LocationProvider, Route, Router, useLocation } from 'preact-iso';
 import type { Whoami } from '../../protocol/api.js';
 import { DASHBOARD_PAGES } from '../pages.js';
 import { ApiError, call, setSession } from './api.js';
+import { ActionsPage } from './pages/actions.js';
 import { AuditPage } from './pages/audit.js';
 import { DevicePage } from './pages/device.js';
 import { DevicesPage } from './pages/devices.js';
 import { EnrollPage } from './pages/enroll.js';
 import { OverviewPage } from './pages/overview.js';
+import { PoliciesPage } from './pages/policies.js';
+import { VulnerabilitiesPage } from './pages/vulnerabilities.js';
 import { SessionsPage } from './pages/sessions.js';
 import { can, Failure } from './ui.js';
 import './style.css';
@@ -38,6 +41,9 @@ export function SignIn({ reason }: { reason?: string | undefined }) {
 const NAV: Array<{ href: string; label: string; least: 'viewer' | 'operator' | 'admin' }> = [
   { href: DASHBOARD_PAGES.overview, label: 'Overview', least: 'viewer' },
   { href: DASHBOARD_PAGES.devices, label: 'Devices', least: 'viewer' },
+  { href: DASHBOARD_PAGES.actions, label: 'Actions', least: 'viewer' },
+  { href: DASHBOARD_PAGES.vulnerabilities, label: 'Vulnerabilities', least: 'viewer' },
+  { href: DASHBOARD_PAGES.policies, label: 'Policies', least: 'viewer' },
   { href: DASHBOARD_PAGES.enroll, label: 'Enroll', least: 'operator' },
   { href: DASHBOARD_PAGES.audit, label: 'Audit log', least: 'viewer' },
   { href: DASHBOARD_PAGES.sessions, label: 'Sessions', least: 'admin' },
@@ -132,6 +138,9 @@ function App() {
         <Route path={DASHBOARD_PAGES.devices} component={DevicesPage} />
         <Route path={DASHBOARD_PAGES.device} component={(p: { id: string }) => <DevicePage id={p.id} who={who} />} />
         <Route path={DASHBOARD_PAGES.enroll} component={() => <EnrollPage who={who} />} />
+        <Route path={DASHBOARD_PAGES.actions} component={() => <ActionsPage who={who} />} />
+        <Route path={DASHBOARD_PAGES.vulnerabilities} component={VulnerabilitiesPage} />
+        <Route path={DASHBOARD_PAGES.policies} component={PoliciesPage} />
         <Route path={DASHBOARD_PAGES.audit} component={AuditPage} />
         <Route path={DASHBOARD_PAGES.sessions} component={() => <SessionsPage who={who} />} />
         <Route default component={NotFound} />

@@ -158,3 +158,38 @@ export function useTitle(title: string): void {
     document.title = `${title} · wott`;
   }, [title]);
 }
+
+/** The distinct score thresholds of the policy rules in use (GET /policies), lowest first. */
+export function thresholdsOf(policies: { items: Array<{ publish: number | null; subscribe: number | null }> } | undefined): number[] {
+  if (!policies) return [];
+  const all = policies.items.flatMap((p) => [p.publish, p.subscribe]).filter((n): n is number => n !== null && n > 0);
+  return [...new Set(all)].sort((a, b) => a - b);
+}
+
+/** A score, coloured by the thresholds in use: below the lowest (bad), below some (warn), meets every one (ok). The colour always comes with words for screen readers and a title. */
+export function Score({ score, thresholds }: { score: number; thresholds: number[] }) {
+  const below = thresholds.filter((t) => score < t).length;
+  const cls = thresholds.length === 0 ? 'ok' : below === thresholds.length ? 'bad' : below > 0 ? 'warn' : 'ok';
+  const words = thresholds.length === 0 ? '' : below === 0 ? 'meets every threshold' : `below ${below} of ${thresholds.length} thresholds`;
+  return (
+    <span class={`score score-${cls}`} title={words || undefined}>
+      {score.toFixed(2)}
+      {words ? <span class="visually-hidden"> ({words})</span> : null}
+    </span>
+  );
+}
+
+/** Vulnerability counts by severity as small badges (only the non-zero ones). */
+export function VulnCounts({ counts }: { counts: Record<string, number> }) {
+  const parts = Object.entries(counts).filter(([, n]) => n > 0);
+  if (parts.length === 0) return <span class="muted">none</span>;
+  return (
+    <span class="vulns">
+      {parts.map(([sev, n]) => (
+        <span key={sev} class={`badge sev-${sev}`}>
+          {n} {sev}
+        </span>
+      ))}
+    </span>
+  );
+}

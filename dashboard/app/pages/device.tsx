@@ -1,14 +1,19 @@
 /**
  * One device (GET /devices/{id}): state, tags, certificates with their chain of renewals, the audit trail, and the
  * actions the caller's role allows (quarantine, release, claim, tags for operators; revoke for admins), each behind a
- * confirmation that names the device. Score, factors, history, sessions, events, vulnerabilities and recommended
- * actions come with their routes, as sections of their own.
+ * confirmation that names the device; its score (coloured by the policy thresholds of GET /policies), every factor
+ * with reason and fix, the score history (an inline SVG chart), sessions, behaviour events, vulnerability findings
+ * with the fix command, and recommended actions with snooze / ignore for operators. The trust stream reloads the
+ * page's data when this device's score, state or certificates change.
  */
 import { useState } from 'preact/hooks';
 import type { AuditEntryInfo, CertificateInfo, DeviceDetail, Whoami } from '../../../protocol/api.js';
+import type { DeviceAction, PolicyList } from '../../../protocol/fleet-api.js';
 import { call } from '../api.js';
-import { REVOCATION_REASONS } from '../contract.js';
-import { can, Confirm, Failure, Section, StateBadge, Time, useLoad, useTitle } from '../ui.js';
+import { ScoreChart } from '../chart.js';
+import { REVOCATION_REASONS, SNOOZES } from '../contract.js';
+import { useDebounced, useLive } from '../live.js';
+import { can, Confirm, Failure, relative, Score, Section, StateBadge, thresholdsOf, Time, useLoad, useTitle } from '../ui.js';
 
 type Action = 'quarantine' | 'release' | 'claim' | 'revoke';
 const ACTIONS: Record<Action, { label: string; least: 'operator' | 'admin'; when: (state: string) => boolean; explain: string; danger?: boolean }> = {
@@ -147,6 +152,165 @@ function Tags({ device, editable, onSaved }: { device: DeviceDetail; editable: b
   );
 }
 
+function Factors({ device }: { device: DeviceDetail }) {
+  if (device.factors.length === 0) return <p class="muted">No factors: no score message seen yet (the initial score applies).</p>;
+  return (
+    <div class="table-wrap">
+      <table class="factors stack">
+        <thead>
+          <tr>
+            <th scope="col">Factor</th>
+            <th scope="col">Contribution</th>
+            <th scope="col">Reason</th>
+            <th scope="col">Fix</th>
+          </tr>
+        </thead>
+        <tbody>
+          {device.factors.map((f) => (
+            <tr key={f.id}>
+              <th scope="row">
+                <code>{f.id}</code>
+              </th>
+              <td data-label="Contribution" class={f.contribution < 0 ? 'factor-neg' : f.contribution > 0 ? 'factor-pos' : ''}>
+                {f.contribution > 0 ? '+' : ''}
+                {f.contribution.toFixed(2)}
+              </td>
+              <td data-label="Reason">{f.reason}</td>
+              <td data-label="Fix">{f.fix ? <code>{f.fix}</code> : <span class="muted">—</span>}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function Findings({ device }: { device: DeviceDetail }) {
+  if (device.findings.length === 0) return <p>No known vulnerabilities in its reported packages.</p>;
+  return (
+    <div class="table-wrap">
+      <table class="findings stack">
+        <thead>
+          <tr>
+            <th scope="col">CVE</th>
+            <th scope="col">Severity</th>
+            <th scope="col">Package</th>
+            <th scope="col">Installed → fixed</th>
+            <th scope="col">Fix command</th>
+          </tr>
+        </thead>
+        <tbody>
+          {device.findings.map((f) => (
+            <tr key={`${f.cve}-${f.package}`}>
+              <th scope="row">
+                <a href={`/vulnerabilities?q=${encodeURIComponent(f.cve)}`}>{f.cve}</a>
+              </th>
+              <td data-label="Severity">
+                <span class={`badge sev-${f.severity}`}>{f.severity}</span>
+                {f.remote ? <span class="muted"> remote</span> : null}
+                {f.exposed ? <span class="muted"> exposed</span> : null}
+              </td>
+              <td data-label="Package">{f.package}</td>
+              <td data-label="Installed → fixed">
+                <code>{f.installed}</code> → <code>{f.fixed}</code>
+              </td>
+              <td data-label="Fix command">
+                <code class="fix-cmd">{f.fixCommand}</code>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** Snooze / ignore / un-ignore one recommended action on one device (operators; the API audits each). */
+export function ActionButtons({ device, action, status, onDone }: { device: string; action: string; status: DeviceAction['status']; onDone: (text: string, ok: boolean) => void }) {
+  const path = `/devices/${encodeURIComponent(device)}/actions/${encodeURIComponent(action)}`;
+  const run = (method: 'POST' | 'DELETE', suffix: string, body: unknown, what: string) =>
+    call(method, `${path}${suffix}`, body).then(
+      () => onDone(`${what}: ${action} on ${device}.`, true),
+      (error: Error) => onDone(`${what} refused: ${error.message}`, false),
+    );
+  return (
+    <span class="row-buttons">
+      {status === 'open' ? (
+        <>
+          {SNOOZES.map((d) => (
+            <button key={d} type="button" onClick={() => run('POST', '/snooze', { duration: d }, `Snoozed for ${d}`)} aria-label={`Snooze ${d}: ${action} on ${device}`}>
+              Snooze {d}
+            </button>
+          ))}
+          <button type="button" onClick={() => run('POST', '/ignore', undefined, 'Ignored')} aria-label={`Ignore: ${action} on ${device}`}>
+            Ignore
+          </button>
+        </>
+      ) : (
+        <button type="button" onClick={() => run('DELETE', '', undefined, status === 'ignored' ? 'Un-ignored' : 'Un-snoozed')} aria-label={`${status === 'ignored' ? 'Un-ignore' : 'Un-snooze'}: ${action} on ${device}`}>
+          {status === 'ignored' ? 'Un-ignore' : 'Un-snooze'}
+        </button>
+      )}
+    </span>
+  );
+}
+
+function Recommended({ device, who, onChanged }: { device: DeviceDetail; who: Whoami; onChanged: () => void }) {
+  const [result, setResult] = useState<{ ok: boolean; text: string }>();
+  if (device.actions.length === 0) return <p>Nothing to do: no recommended actions.</p>;
+  const operator = can(who.role, 'operator');
+  return (
+    <>
+      <div class="table-wrap">
+        <table class="device-actions stack">
+          <thead>
+            <tr>
+              <th scope="col">Action</th>
+              <th scope="col">Costs</th>
+              <th scope="col">Status</th>
+              <th scope="col">Fix</th>
+              {operator ? <th scope="col">Decide</th> : null}
+            </tr>
+          </thead>
+          <tbody>
+            {device.actions.map((a) => (
+              <tr key={a.id} data-action={a.id}>
+                <th scope="row">{a.title}</th>
+                <td data-label="Costs" class="factor-neg">{a.cost.toFixed(2)}</td>
+                <td data-label="Status">
+                  <span class={`badge status-${a.status}`}>{a.status}</span>
+                  {a.snoozedUntil ? <span class="muted"> until {new Date(a.snoozedUntil).toLocaleString()}</span> : null}
+                </td>
+                <td data-label="Fix">
+                  <code>{a.fix}</code>
+                </td>
+                {operator ? (
+                  <td data-label="Decide">
+                    <ActionButtons
+                      device={device.id}
+                      action={a.id}
+                      status={a.status}
+                      onDone={(text, ok) => {
+                        setResult({ text, ok });
+                        if (ok) onChanged();
+                      }}
+                    />
+                  </td>
+                ) : null}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {result ? (
+        <p role="status" class={result.ok ? 'ok' : 'error'}>
+          {result.text}
+        </p>
+      ) : null}
+    </>
+  );
+}
+
 export function DevicePage({ id, who }: { id: string; who: Whoami }) {
   useTitle(`Device ${id}`);
   const detail = useLoad(() => call<DeviceDetail>('GET', `/devices/${encodeURIComponent(id)}`), id);
@@ -154,6 +318,13 @@ export function DevicePage({ id, who }: { id: string; who: Whoami }) {
   const [reason, setReason] = useState<(typeof REVOCATION_REASONS)[number]>('unspecified');
   const [result, setResult] = useState<{ ok: boolean; text: string }>();
   const device = detail.data;
+  const policies = useLoad(() => call<PolicyList>('GET', '/policies'), 'policies');
+  const thresholds = thresholdsOf(policies.data);
+  const reload = useDebounced(detail.reload, 300);
+  useLive((e) => {
+    if ((e.type === 'score' || e.type === 'device' || e.type === 'revoked') && e.data.device === id) reload();
+    else if (e.type === 'reset') reload();
+  });
 
   const act = (action: Action) => {
     setPending(undefined);
@@ -181,6 +352,13 @@ export function DevicePage({ id, who }: { id: string; who: Whoami }) {
       {device ? (
         <>
           <dl class="facts">
+            <dt>Score</dt>
+            <dd class="device-score">
+              <Score score={device.score} thresholds={thresholds} />{' '}
+              {device.scoredAt ? <span class="muted">scored {relative(device.scoredAt)}{device.modelVersion ? ` by model ${device.modelVersion}` : ''}</span> : <span class="muted">not scored yet</span>}
+            </dd>
+            <dt>Connected</dt>
+            <dd>{device.sessions.length ? `yes, ${device.sessions.length} session${device.sessions.length === 1 ? '' : 's'}` : 'no'}</dd>
             <dt>State</dt>
             <dd>
               <StateBadge state={device.state} />
@@ -239,6 +417,48 @@ export function DevicePage({ id, who }: { id: string; who: Whoami }) {
             ) : null}
           </Confirm>
           ) : null}
+          <Section title="Score factors" source={`GET /api/v1/devices/${id}`}>
+            <Factors device={device} />
+          </Section>
+          <Section title="Score history" source={`GET /api/v1/devices/${id}`}>
+            <ScoreChart points={device.history} thresholds={thresholds} label={`Score history of ${id}`} />
+          </Section>
+          <Section title="Recommended actions" source={`GET /api/v1/devices/${id}`}>
+            <Recommended device={device} who={who} onChanged={detail.reload} />
+          </Section>
+          <Section title="Vulnerabilities" source={`GET /api/v1/devices/${id}`}>
+            <Findings device={device} />
+          </Section>
+          <Section title="Sessions" source={`GET /api/v1/devices/${id}`}>
+            {device.sessions.length ? (
+              <ul class="plain sessions">
+                {device.sessions.map((s) => (
+                  <li key={s.clientId}>
+                    <code>{s.clientId}</code> since <Time iso={s.since} />
+                    {s.remoteAddress ? <> from <code>{s.remoteAddress}</code></> : null}
+                  </li>
+                ))}
+              </ul>
+            ) : (
+              <p>Not connected.</p>
+            )}
+          </Section>
+          <Section title="Behaviour events" source={`GET /api/v1/devices/${id}`}>
+            {device.events.length ? (
+              <ul class="plain events">
+                {device.events.map((e, i) => (
+                  <li key={i}>
+                    <strong>{e.type}</strong> <Time iso={e.time} />
+                    {e.topic ? <> on <code>{e.topic}</code></> : null}
+                    {e.reason ? <> — {e.reason}</> : null}
+                    {e.remoteAddress ? <span class="muted"> from {e.remoteAddress}</span> : null}
+                  </li>
+                ))}
+              </ul>
+            ) : (
+              <p>No recent behaviour events.</p>
+            )}
+          </Section>
           <Section title="Tags" source={`GET /api/v1/devices/${id}`}>
             <Tags key={device.id} device={device} editable={can(who.role, 'operator')} onSaved={detail.reload} />
           </Section>

@@ -6,18 +6,26 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import type { DevicePage } from '../../../protocol/api.js';
+import type { PolicyList } from '../../../protocol/fleet-api.js';
 import { call, qs } from '../api.js';
 import { SORT_KEYS, STATES, type SortKey } from '../contract.js';
-import { Expiry, Failure, relative, StateBadge, useLoad, useTitle } from '../ui.js';
+import { useLive } from '../live.js';
+import { Expiry, Failure, relative, Score, StateBadge, thresholdsOf, useLoad, useTitle, VulnCounts } from '../ui.js';
 
 const PAGE_SIZES = [50, 100, 250, 500];
-const COLUMNS: Array<{ key: SortKey | 'tags'; label: string }> = [
+const COLUMNS: Array<{ key: SortKey | 'tags' | 'connected' | 'vulnerabilities'; label: string }> = [
   { key: 'id', label: 'Device' },
+  { key: 'score', label: 'Score' },
   { key: 'state', label: 'State' },
   { key: 'tags', label: 'Tags' },
+  { key: 'connected', label: 'Connected' },
+  { key: 'lastReport', label: 'Last report' },
   { key: 'certificateExpiry', label: 'Certificate expires' },
+  { key: 'vulnerabilities', label: 'Vulnerabilities' },
   { key: 'updatedAt', label: 'Updated' },
 ];
+const UNSORTABLE = new Set(['tags', 'connected', 'vulnerabilities']);
+const bound = (v: string | undefined) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) && Number(v) >= 0 && Number(v) <= 1 ? v : undefined);
 
 export function DevicesPage() {
   useTitle('Devices');
@@ -25,10 +33,23 @@ export function DevicesPage() {
   const sort = (SORT_KEYS as readonly string[]).includes(query.sort ?? '') ? (query.sort as SortKey) : 'id';
   const order = query.order === 'desc' ? 'desc' : 'asc';
   const limit = PAGE_SIZES.includes(Number(query.limit)) ? Number(query.limit) : 100;
-  const filter = { state: query.state, tag: query.tag, q: query.q };
+  const filter = { state: query.state, tag: query.tag, q: query.q, minScore: bound(query.minScore), maxScore: bound(query.maxScore), below: query.below || undefined };
   const params = { ...filter, sort, order, limit, cursor: query.cursor };
   const key = qs(params);
   const page = useLoad(() => call<DevicePage>('GET', `/devices${key}`), key);
+  const policies = useLoad(() => call<PolicyList>('GET', '/policies'), 'policies');
+  const thresholds = thresholdsOf(policies.data);
+  const rules = (policies.data?.items ?? []).flatMap((p) =>
+    (['publish', 'subscribe'] as const).filter((a) => p[a] !== null && p[a]! > 0).map((a) => ({ value: `${a}:${p.topic}`, label: `${a} ${p.topic} (≥ ${p[a]})` })),
+  );
+
+  // Live: scores and states from the trust stream replace what the page loaded, without a reload.
+  const [live, setLive] = useState<Record<string, { score?: number; state?: string }>>({});
+  useEffect(() => setLive({}), [page.data]);
+  const streaming = useLive((e) => {
+    if (e.type === 'score') setLive((m) => ({ ...m, [e.data.device]: { ...m[e.data.device], score: e.data.score, ...(e.data.state ? { state: e.data.state } : {}) } }));
+    else if (e.type === 'device' && e.data.state) setLive((m) => ({ ...m, [e.data.device]: { ...m[e.data.device], score: e.data.score, state: e.data.state! } }));
+  });
 
   /** A new URL for this page: `push` adds a history entry (sort, paging), otherwise it replaces (typing). */
   const go = (change: Record<string, string | number | undefined>, push = true) => {
@@ -90,8 +111,27 @@ export function DevicesPage() {
             ))}
           </select>
         </label>
+        <label>
+          Score from
+          <input type="number" name="minScore" min="0" max="1" step="0.05" value={query.minScore ?? ''} onChange={(e) => go({ minScore: e.currentTarget.value || undefined })} />
+        </label>
+        <label>
+          Score to
+          <input type="number" name="maxScore" min="0" max="1" step="0.05" value={query.maxScore ?? ''} onChange={(e) => go({ maxScore: e.currentTarget.value || undefined })} />
+        </label>
+        <label>
+          Below the threshold of
+          <select name="below" value={query.below ?? ''} onChange={(e) => go({ below: e.currentTarget.value || undefined })}>
+            <option value="">any rule</option>
+            {rules.map((r) => (
+              <option key={r.value} value={r.value}>
+                {r.label}
+              </option>
+            ))}
+          </select>
+        </label>
         <button type="submit">Apply</button>
-        {filter.state || filter.tag || filter.q ? (
+        {filter.state || filter.tag || filter.q || filter.minScore || filter.maxScore || filter.below ? (
           <a href="/devices" class="clear">
             Clear filters
           </a>
@@ -104,7 +144,7 @@ export function DevicesPage() {
           <thead>
             <tr>
               {COLUMNS.map((c) =>
-                c.key === 'tags' ? (
+                UNSORTABLE.has(c.key) ? (
                   <th key={c.key} scope="col">
                     {c.label}
                   </th>
@@ -121,12 +161,15 @@ export function DevicesPage() {
           </thead>
           <tbody>
             {items.map((d) => (
-              <tr key={d.id}>
+              <tr key={d.id} data-device={d.id}>
                 <th scope="row">
                   <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a>
                 </th>
-                <td>
-                  <StateBadge state={d.state} />
+                <td class="col-score" title={d.worstFactor ? `costs most: ${d.worstFactor.reason}` : undefined}>
+                  <Score score={live[d.id]?.score ?? d.score} thresholds={thresholds} />
+                </td>
+                <td class="col-state">
+                  <StateBadge state={live[d.id]?.state ?? d.state} />
                 </td>
                 <td>
                   {d.tags.map((t) => (
@@ -135,8 +178,29 @@ export function DevicesPage() {
                     </a>
                   ))}
                 </td>
+                <td class="col-connected">
+                  {d.connected ? (
+                    <span title={`since ${d.connected.since}${d.connected.remoteAddress ? ` from ${d.connected.remoteAddress}` : ''}`}>
+                      yes{d.connected.sessions > 1 ? ` (${d.connected.sessions})` : ''}
+                    </span>
+                  ) : (
+                    <span class="muted">no</span>
+                  )}
+                </td>
+                <td class="col-lastReport">
+                  {d.lastReport ? (
+                    <time dateTime={d.lastReport} title={d.lastReport}>
+                      {relative(d.lastReport)}
+                    </time>
+                  ) : (
+                    <span class="muted">never</span>
+                  )}
+                </td>
                 <td>
                   <Expiry iso={d.certificateExpiry} />
+                </td>
+                <td class="col-vulnerabilities">
+                  <VulnCounts counts={d.vulnerabilities} />
                 </td>
                 <td class="col-updatedAt">
                   <time dateTime={d.updatedAt} title={d.updatedAt}>
@@ -149,7 +213,8 @@ export function DevicesPage() {
         </table>
       </div>
       <p id="devices-status" class="status" role="status">
-        {page.loading ? 'Loading…' : `${items.length} device${items.length === 1 ? '' : 's'} on this page${query.cursor ? ' (not the first page)' : ''}.`}
+        {page.loading ? 'Loading…' : `${items.length} device${items.length === 1 ? '' : 's'} on this page${query.cursor ? ' (not the first page)' : ''}.`}{' '}
+        <span class={`live ${streaming ? 'on' : ''}`}>{streaming ? 'Scores and states update live.' : 'Live updates are not connected.'}</span>
       </p>
       <nav class="pager" aria-label="Device pages">
         {query.cursor ? <a href={`${path}${qs({ ...filter, sort: query.sort, order: query.order, limit: query.limit })}`}>First page</a> : null}
