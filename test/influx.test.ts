@@ -46,6 +46,8 @@ t.test('writes batches to the v1 /write API of a real influxd', async (t) => {
     writer.add([new Point('trust_score').tag('device', `d${i % 50}`).tag('model', 'm').floatField('score', (i % 100) / 100).timestamp(new Date(base + i))]);
   }
   await until('5000 points', async () => (await countOf(influx, 'trust_score')) === 5000);
+  // influxd may show the last batch before the writer has read influxd's reply to it: wait for the writer too.
+  await until('the writer to count them', async () => writer.stats.written === 5000);
   t.equal(writer.stats.written, 5000);
   t.equal(writer.stats.dropped, 0);
   const series = await influx.query('SHOW SERIES FROM trust_score', 'wott');
