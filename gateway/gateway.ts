@@ -29,7 +29,7 @@ import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, 
 import { fleetCaFacts, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { behaviourEventSchema, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, scoreMessageSchema, topicFilters } from '../protocol/index.js';
+import { behaviourEventSchema, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits } from '../api/index.js';
@@ -230,7 +230,13 @@ function gateConnections(server: Server, limits: HttpsLimits, log: Logger, name:
  * score messages (factors), the arrival of state reports (only the device may publish its telemetry topic, so the
  * time is the device's), and behaviour events. Parsing is cheap and bounded; telemetry payloads are not parsed.
  */
-async function followForInsights(broker: Aedes, insights: FleetInsights, known: (device: string) => boolean, log: Logger): Promise<void> {
+async function followForInsights(
+  broker: Aedes,
+  plugin: WottPlugin,
+  insights: FleetInsights,
+  known: (device: string) => boolean,
+  log: Logger,
+): Promise<void> {
   const follow = (filter: string, handle: (topic: string, payload: Buffer) => void) =>
     new Promise<void>((resolve) =>
       broker.subscribe(
@@ -246,10 +252,9 @@ async function followForInsights(broker: Aedes, insights: FleetInsights, known: 
         resolve,
       ),
     );
-  await follow(topicFilters.scores, (topic, payload) => {
-    const parsed = parseTopic(topic);
-    const message = parseMessage(scoreMessageSchema, payload);
-    if (parsed?.kind === 'scores' && message.device === parsed.device && known(message.device)) insights.onScore(message);
+  // Score messages are parsed and checked once, by the plugin; insights take what it accepted.
+  plugin.onScore((message) => {
+    if (known(message.device)) insights.onScore(message);
   });
   await follow(topicFilters.telemetry, (topic) => {
     const parsed = parseTopic(topic);
@@ -403,7 +408,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     explain: (device, topic, action) => plugin.explain(device, topic, action),
     rules: () => plugin.policy.rules,
   });
-  await followForInsights(broker, insights, (device) => view.device(device) !== undefined, log);
+  await followForInsights(broker, plugin, insights, (device) => view.device(device) !== undefined, log);
   // Devices leave the fleet (unclaimed ones are swept): what the API held about them goes too.
   const insightsPrune = setInterval(() => insights.prune((device) => view.device(device) !== undefined), 3_600_000);
   insightsPrune.unref();
