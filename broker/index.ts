@@ -10,3 +10,5 @@ export type { Identity } from './identity.js';
 export { DEFAULT_LIMITS, resolveLimits, RateLimiter, OpenCounter, RetainedLedger } from './limits.js';
 export type { BrokerLimits, RateRule, RetainedLimits, DeepPartial } from './limits.js';
 export { PacketGuard, isMqttString } from './packet-guard.js';
+export { clusterBrokerParts, redisConnectionOptions } from './cluster.js';
+export type { RedisClusterOptions, ClusterBrokerParts } from './cluster.js';

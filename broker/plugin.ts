@@ -378,6 +378,30 @@ export class WottPlugin {
         resolve,
       ),
     );
+    await this.loadRetainedScores(broker);
+  }
+
+  /**
+   * Scores already retained in the broker's persistence (another node's scorer, or this node before a restart with
+   * a persistent store): the subscription above sees only new publishes. Read before the gateway accepts devices,
+   * so no device is judged by the initial score while its real one sits in Redis. A score published meanwhile is
+   * newer than the retained copy, which then must not overwrite it.
+   */
+  private async loadRetainedScores(broker: Aedes): Promise<void> {
+    const seenLive = new Set<string>();
+    const stopWatch = this.onScore((message) => seenLive.add(message.device));
+    try {
+      // Aedes' typings leave out its persistence; createRetainedStream is part of every aedes-persistence.
+      const { persistence } = broker as unknown as { persistence: { createRetainedStream(pattern: string): AsyncIterable<AedesPublishPacket> } };
+      const stream = persistence.createRetainedStream(topicFilters.scores);
+      for await (const packet of stream) {
+        const parsed = parseTopic(packet.topic);
+        if (parsed?.kind === 'scores' && seenLive.has(parsed.device)) continue;
+        this.onScoreMessage(packet);
+      }
+    } finally {
+      stopWatch();
+    }
   }
 
   private onScoreMessage(packet: AedesPublishPacket): void {

@@ -152,6 +152,17 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Several gateways acting as one (docs/cluster.md): Aedes on Redis, scoring on one node at a time. */
+    cluster: z
+      .object({
+        redis: z.url({ protocol: /^rediss?$/ }),
+        /** This node's name (default: host name and process id). */
+        node: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
+        /** Scoring leadership lease: a dead leader is replaced within about this long. */
+        lease: duration.default(3_000),
+      })
+      .strict()
+      .optional(),
     /** Run the Mosquitto Dynamic Security sync inside `wott gateway` (see mosquitto-compat/README.md). */
     mosquitto: mosquittoSectionSchema.optional(),
     broker: z

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `wott` command line. Results go to stdout, diagnostics to stderr; logs (gateway) are JSON lines on stdout. */
+import { hostname } from 'node:os';
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { chmodSync, existsSync, mkdirSync, rmSync, watch } from 'node:fs';
 import { gatewayPidFile, readGatewayPid, reloadRequestFile, takeReloadRequest } from './gateway-control.js';
@@ -126,6 +127,9 @@ export function buildProgram(): Command {
         eventIntervalMs: config.broker.eventInterval,
         ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
         ...(config.mosquitto ? { mosquitto: config.mosquitto } : {}),
+        ...(config.cluster
+          ? { cluster: { redis: config.cluster.redis, nodeId: config.cluster.node ?? `${hostname()}-${process.pid}`, leaseMs: config.cluster.lease } }
+          : {}),
         api: {
           tokenTtlMs: config.enrollment.tokenTtl,
           sessionTtlMs: config.api.sessionTtl,

@@ -13,6 +13,8 @@ import {
   policyThresholds,
   RateLimiter,
   WottPlugin,
+  clusterBrokerParts,
+  redisConnectionOptions,
   type BrokerLimits,
   type DeepPartial,
   type PolicyRule,
@@ -20,6 +22,7 @@ import {
 import { LogThrottle } from '../lib/log-throttle.js';
 import { sourceKey } from '../lib/rate-limit.js';
 import { createMetrics, registerScoringMetrics } from './metrics.js';
+import { Lease } from './leader.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
@@ -74,6 +77,17 @@ export interface GatewayOptions {
   mosquitto?: MosquittoSection;
   /** The HTTPS API under /api/v1 (same listener). */
   api?: GatewayApiOptions;
+  /** One node of a cluster: Aedes on Redis, scoring on the lease holder only (the `cluster:` config section). */
+  cluster?: GatewayClusterOptions;
+}
+
+export interface GatewayClusterOptions {
+  /** redis://host:port[/db] shared by every node. */
+  redis: string;
+  /** This node's name in leases, events and logs (default: host name and process id). */
+  nodeId: string;
+  /** Scoring leadership lease (default 3 s): a dead leader is replaced within about this long. */
+  leaseMs: number;
 }
 
 export interface GatewayApiOptions {
@@ -131,7 +145,10 @@ export interface Gateway {
   mqttPort: number;
   /** Bound port of the metrics listener, when there is one. */
   metricsPort?: number;
-  scoring?: ScoringService;
+  /** The scoring service running in this process now (in a cluster: only while this node holds the lease). */
+  readonly scoring?: ScoringService;
+  /** In a cluster: this node's hold on the scoring lease. */
+  lease?: Lease;
   /**
    * Replaces the topic policies in the running gateway (broker, scoring thresholds, Mosquitto sync), recorded in the
    * audit log as done by `actor`. Invalid rules are refused (and recorded as refused) with nothing changed.
@@ -400,7 +417,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
   });
   const limits = plugin.limits;
-  const broker = await Aedes.createBroker({ connectTimeout: limits.connectTimeoutMs });
+  const clusterParts = options.cluster ? clusterBrokerParts({ url: options.cluster.redis }) : undefined;
+  const broker = await Aedes.createBroker({
+    connectTimeout: limits.connectTimeoutMs,
+    ...(clusterParts && options.cluster ? { mq: clusterParts.mq, persistence: clusterParts.persistence, id: options.cluster.nodeId } : {}),
+  });
   await plugin.attach(broker);
   insights.setBroker({
     effectiveScore: (device) => plugin.effectiveScore(device),
@@ -455,24 +476,53 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.policies.length === 0) {
     log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
   }
-  const scoring = options.scoring
-    ? await startScoring({
-        ...options.scoring,
-        dataDir: options.dataDir,
-        bus: aedesBus(broker),
-        thresholds: policyThresholds(options.policies),
-        caFacts: fleetCaFacts(view),
-        log,
-        onScore: (message, findings) => {
-          if (findings) insights.onFindings(message.device, findings);
-        },
-      })
-    : undefined;
-  if (scoring) registerScoringMetrics(metrics, scoring);
-  if (scoring) {
-    insights.setHistory((device, o) => scoring.history(device, o));
+  const startScoringHere = (scoringOptions: GatewayScoringOptions) =>
+    startScoring({
+      ...scoringOptions,
+      dataDir: options.dataDir,
+      bus: aedesBus(broker),
+      thresholds: policyThresholds(currentPolicies),
+      caFacts: fleetCaFacts(view),
+      log,
+      onScore: (message, findings) => {
+        if (findings) insights.onFindings(message.device, findings);
+      },
+    });
+  let currentPolicies = options.policies;
+  // Scoring runs once per fleet: here when alone, on the lease holder in a cluster (scores reach every node through
+  // the shared bus, retained in Redis).
+  let scoring: ScoringService | undefined;
+  const followScoring = (service: ScoringService) => {
+    insights.setHistory((device, o) => service.history(device, o));
     // Last reports from before a restart (the broker only sees new ones); newer ones replace them as they come.
-    for (const [device, at] of scoring.lastReports()) if (insights.lastReport(device) === undefined && view.device(device)) insights.onReport(device, at);
+    for (const [device, at] of service.lastReports()) if (insights.lastReport(device) === undefined && view.device(device)) insights.onReport(device, at);
+  };
+  let lease: Lease | undefined;
+  if (options.scoring) {
+    registerScoringMetrics(metrics, () => scoring, options.scoring.influx !== undefined);
+    const scoringOptions = options.scoring;
+    if (options.cluster) {
+      lease = new Lease({
+        redis: redisConnectionOptions(options.cluster.redis),
+        name: 'scoring',
+        nodeId: options.cluster.nodeId,
+        ttlMs: options.cluster.leaseMs,
+        log,
+        onAcquire: async () => {
+          scoring = await startScoringHere(scoringOptions);
+          followScoring(scoring);
+        },
+        onLose: async () => {
+          const stopping = scoring;
+          scoring = undefined;
+          await stopping?.close();
+        },
+      });
+      lease.start();
+    } else {
+      scoring = await startScoringHere(scoringOptions);
+      followScoring(scoring);
+    }
   }
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
   ca.setCrlUrl(`${publicUrl()}${CRL_PATH}`);
@@ -501,7 +551,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     httpsPort,
     mqttPort,
     ...(metricsPort !== undefined ? { metricsPort } : {}),
-    ...(scoring ? { scoring } : {}),
+    get scoring() {
+      return scoring;
+    },
+    ...(lease ? { lease } : {}),
     async reloadPolicies(rules: PolicyRule[], actor: string) {
       const audit = fleet.as(actor);
       try {
@@ -510,6 +563,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         await audit.recordPolicyReload('refused', (err as Error).message);
         throw err;
       }
+      currentPolicies = rules;
       scoring?.setThresholds(policyThresholds(rules));
       mosquittoSync?.setPolicies(rules);
       await audit.recordPolicyReload('ok', `${rules.length} rule(s): ${rules.map((r) => r.topic).join(', ')}`);
@@ -526,13 +580,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     clearInterval(insightsPrune);
     unclaimedSweeper.close();
     await mosquittoSync?.close();
-    await scoring?.close();
+    if (lease) await lease.close();
+    else await scoring?.close();
     await new Promise<void>((resolve) => {
       mqtt.close(() => resolve());
       // Ending a connection ends its Aedes client (Aedes closes a client when its stream finishes); broker.close()
       // below closes any client still registered. Aedes 1.2 has no public list of its clients to walk here.
       for (const socket of sockets) socket.destroy();
     });
+    // The persistence goes first: its close unsubscribes through the bus, which broker.close() ends.
+    await clusterParts?.close();
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     plugin.close();
     trust.close();

@@ -8,9 +8,13 @@ export function createMetrics(): Registry {
   return registry;
 }
 
-/** Scoring's counters, read at scrape time (no per-message cost). */
-export function registerScoringMetrics(registry: Registry, scoring: ScoringService): void {
-  const c = scoring.counters;
+/**
+ * Scoring's counters, read at scrape time (no per-message cost). `current` is the running scoring service, if any:
+ * in a cluster only the leader scores, and the service is replaced when leadership comes back.
+ */
+export function registerScoringMetrics(registry: Registry, current: () => ScoringService | undefined, withInflux: boolean): void {
+  const none = { accepted: 0, rejected: 0, published: 0 };
+  const counters = () => current()?.counters ?? none;
   new Counter({
     name: 'wott_scoring_messages_total',
     help: 'Telemetry, behaviour events and peer reports scoring accepted or ignored (malformed, replayed, out of order)',
@@ -18,6 +22,7 @@ export function registerScoringMetrics(registry: Registry, scoring: ScoringServi
     registers: [registry],
     collect() {
       this.reset();
+      const c = counters();
       this.labels('accepted').inc(c.accepted);
       this.labels('ignored').inc(c.rejected);
     },
@@ -28,17 +33,18 @@ export function registerScoringMetrics(registry: Registry, scoring: ScoringServi
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(c.published);
+      this.inc(counters().published);
     },
   });
-  const influx = scoring.influxStats;
-  if (influx) {
+  const noInflux = { spooledBatches: 0, written: 0, dropped: 0 };
+  const stats = () => current()?.influxStats ?? noInflux;
+  if (withInflux) {
     new Gauge({
       name: 'wott_influx_spooled_batches',
       help: 'Batches waiting on disk for InfluxDB',
       registers: [registry],
       collect() {
-        this.set(influx.spooledBatches);
+        this.set(stats().spooledBatches);
       },
     });
     new Counter({
@@ -48,6 +54,7 @@ export function registerScoringMetrics(registry: Registry, scoring: ScoringServi
       registers: [registry],
       collect() {
         this.reset();
+        const influx = stats();
         this.labels('written').inc(influx.written);
         this.labels('dropped').inc(influx.dropped);
       },

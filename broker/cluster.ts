@@ -1,0 +1,68 @@
+/**
+ * Aedes on Redis: the message bus (mqemitter-redis) and the persistence (aedes-persistence-redis) that let several
+ * brokers act as one. A device connects to any node; publishes, retained messages, persistent sessions, offline
+ * QoS 1 queues and client-id takeover (Aedes' `$SYS/+/new/clients`) travel through Redis.
+ *
+ * Both libraries are the maintainers' own (moscajs); wott adds nothing to their protocol. What their trackers say
+ * matters here: wills of a dead node are published by the survivors after 3 missed heartbeats (Aedes'
+ * heartbeatInterval), and QoS 2 is not offered by wott's devices (QoS 2 leftovers are a known weak spot).
+ */
+import type { AedesOptions } from 'aedes';
+import { createRequire } from 'node:module';
+
+// Both packages are CommonJS with `module.exports = fn`: loaded through require to keep their own typing loose.
+const require = createRequire(import.meta.url);
+
+export interface RedisClusterOptions {
+  /** redis://[:password@]host:port[/db] or rediss:// for TLS. */
+  url: string;
+  /** Offline QoS 1 messages delivered to one client on connect (aedes-persistence-redis' maxSessionDelivery). */
+  maxSessionDelivery?: number;
+}
+
+export interface ClusterBrokerParts {
+  mq: NonNullable<AedesOptions['mq']>;
+  persistence: NonNullable<AedesOptions['persistence']>;
+  /** Closes the persistence's Redis connections: Aedes' close() ends the bus but leaves the persistence open. */
+  close(): Promise<void>;
+}
+
+/** Connection options ioredis takes, from a redis:// URL (ioredis' own URL parsing is only in its constructor). */
+export function redisConnectionOptions(url: string): Record<string, unknown> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error(`cluster.redis: not a URL: ${JSON.stringify(url)}`);
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new Error('cluster.redis: expected redis:// or rediss://');
+  const db = parsed.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d{1,2}$/.test(db)) throw new Error('cluster.redis: the path must be a database number (redis://host:6379/0)');
+  return {
+    host: parsed.hostname.replace(/^\[|\]$/g, ''),
+    port: parsed.port ? Number(parsed.port) : 6379,
+    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(db ? { db: Number(db) } : {}),
+    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+    // Keep retrying through a Redis restart (ioredis' default); commands queue meanwhile.
+    maxRetriesPerRequest: null,
+  };
+}
+
+/** The bus and persistence for `Aedes.createBroker({ mq, persistence })` on one Redis. */
+export function clusterBrokerParts(options: RedisClusterOptions): ClusterBrokerParts {
+  const connection = redisConnectionOptions(options.url);
+  const mqemitterRedis = require('mqemitter-redis') as (opts: Record<string, unknown>) => ClusterBrokerParts['mq'];
+  const persistenceRedis = require('aedes-persistence-redis') as (opts: Record<string, unknown>) => ClusterBrokerParts['persistence'];
+  const persistence = persistenceRedis({ ...connection, maxSessionDelivery: options.maxSessionDelivery ?? 1000 }) as ClusterBrokerParts['persistence'] & {
+    destroy(): Promise<void>;
+  };
+  let closed: Promise<void> | undefined;
+  return {
+    mq: mqemitterRedis({ ...connection }),
+    persistence,
+    // Without a callback: the callback form waits for a 'ready' event that Aedes 1.2's async setup never emits.
+    close: () => (closed ??= persistence.destroy().catch(() => undefined)),
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * One node of a cluster does the work that must happen once (scoring): it holds a lease in Redis, renewed at a
+ * third of its life. A node that stops renewing (killed, cut off from Redis) loses it when the lease expires, and
+ * another node takes it over within one lease time plus one poll.
+ *
+ * Each acquisition takes a fencing token (a counter that only grows, INCR): a leader steps down as soon as it cannot
+ * prove the lease is still its own, and it steps down on its own clock before the lease can have expired in Redis,
+ * so two nodes never believe they lead at once for longer than clock drift.
+ */
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+
+export interface LeaseOptions {
+  /** Redis connection options (see broker/cluster.ts redisConnectionOptions). */
+  redis: Record<string, unknown>;
+  /** What is led: the key is `wott:lease:NAME`. */
+  name: string;
+  /** This node's id, stored as the lease's value. */
+  nodeId: string;
+  /** Lease lifetime; renewed every third of it. */
+  ttlMs: number;
+  log?: Logger;
+  /** Called when this node becomes leader, with its fencing token. */
+  onAcquire: (token: number) => Promise<void> | void;
+  /** Called when this node stops leading (lost, or released at close). */
+  onLose: () => Promise<void> | void;
+}
+
+// Compare-and-renew and compare-and-delete: only the holder named in the value may extend or release the lease.
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+export class Lease {
+  private readonly redis: Redis;
+  private readonly key: string;
+  private timer: NodeJS.Timeout | undefined;
+  private value: string | undefined;
+  private renewedAt = 0;
+  private closed = false;
+  /** Serialises acquire/lose callbacks so a quick lose-then-win never overlaps two services. */
+  private transitions: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: LeaseOptions) {
+    // A command that hangs (Redis stalled) counts as a failed renewal: bounded by commandTimeout.
+    this.redis = new Redis({ ...options.redis, maxRetriesPerRequest: 1, commandTimeout: Math.max(100, Math.floor(options.ttlMs / 3)) });
+    // Connection errors are retried by ioredis; the lease logic sees them as failed renewals.
+    this.redis.on('error', () => undefined);
+    this.key = `wott:lease:${options.name}`;
+  }
+
+  /** Whether this node leads now (by its own clock; see the module comment). */
+  get leading(): boolean {
+    return this.value !== undefined && Date.now() - this.renewedAt < this.options.ttlMs * (2 / 3);
+  }
+
+  /** Who holds the lease now, as Redis says (for `wott cluster status`-like reports). */
+  async holder(): Promise<string | null> {
+    return this.redis.get(this.key);
+  }
+
+  start(): void {
+    const tick = () => {
+      void this.poll().finally(() => {
+        if (!this.closed) this.timer = setTimeout(tick, Math.max(50, Math.floor(this.options.ttlMs / 3)));
+      });
+    };
+    tick();
+  }
+
+  private async poll(): Promise<void> {
+    try {
+      if (this.value !== undefined) {
+        const renewed = await this.redis.eval(RENEW, 1, this.key, this.value, String(this.options.ttlMs));
+        if (renewed === 1) {
+          this.renewedAt = Date.now();
+          return;
+        }
+        this.lose('the lease was taken over or expired');
+        return;
+      }
+      const token = await this.redis.incr(`${this.key}:token`);
+      const value = `${this.options.nodeId}#${token}`;
+      const at = Date.now();
+      const ok = await this.redis.set(this.key, value, 'PX', this.options.ttlMs, 'NX');
+      if (ok === 'OK' && !this.closed) {
+        this.value = value;
+        this.renewedAt = at;
+        this.options.log?.info({ lease: this.options.name, node: this.options.nodeId, token }, 'this node now leads');
+        this.transition(() => this.options.onAcquire(token));
+      }
+    } catch (err) {
+      // Redis unreachable: a leader that cannot renew steps down before the lease can expire elsewhere.
+      if (this.value !== undefined && !this.leading) this.lose(`cannot renew: ${(err as Error).message}`);
+    }
+  }
+
+  private lose(reason: string): void {
+    if (this.value === undefined) return;
+    this.value = undefined;
+    this.options.log?.warn({ lease: this.options.name, node: this.options.nodeId, reason }, 'this node no longer leads');
+    this.transition(() => this.options.onLose());
+  }
+
+  private transition(step: () => Promise<void> | void): void {
+    this.transitions = this.transitions.then(step).catch((err: Error) => {
+      this.options.log?.error({ lease: this.options.name, err: err.message }, 'leadership change failed');
+    });
+  }
+
+  /** Stops polling, releases the lease if held (so another node takes over at once) and waits for onLose. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    const value = this.value;
+    if (value !== undefined) {
+      this.value = undefined;
+      await this.redis.eval(RELEASE, 1, this.key, value).catch(() => undefined);
+      this.transition(() => this.options.onLose());
+    }
+    await this.transitions;
+    this.redis.disconnect();
+  }
+}
