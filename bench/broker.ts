@@ -40,7 +40,7 @@ const PAYLOAD_BYTES = 64;
 /** Messages in flight end to end (published, not yet delivered to every subscriber), across all publishers. */
 const WINDOW = 200;
 
-interface Creds {
+export interface Creds {
   id: string;
   key: string;
   cert: string;
@@ -287,7 +287,7 @@ async function startMosquitto(dir: string, files: { ca: string; cert: string; ke
 // ------------------------------------------------------------------ identities
 
 /** A device key and certificate from the CA, without EST or openssl (CSR built in-process). */
-async function enrollDevice(gw: Gateway, id: string): Promise<Creds> {
+export async function enrollDevice(gw: Gateway, id: string): Promise<Creds> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${id}`, keys, signingAlgorithm: alg });
@@ -297,7 +297,7 @@ async function enrollDevice(gw: Gateway, id: string): Promise<Creds> {
   return { id, key, cert: pem };
 }
 
-function connectTo(port: number, ca: string, c: Creds): Promise<mqtt.MqttClient> {
+export function connectTo(port: number, ca: string, c: Creds): Promise<mqtt.MqttClient> {
   return mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { key: c.key, cert: c.cert, ca, clientId: c.id, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000 });
 }
 

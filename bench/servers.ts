@@ -83,3 +83,58 @@ bind-address = "127.0.0.1:${rpc}"
     },
   };
 }
+
+export interface RedisProcess {
+  url: string;
+  port: number;
+  /** Stops the server (SIGTERM: it writes its append-only file first). */
+  stop(): Promise<void>;
+  /** Kills it (SIGKILL) and starts it again on the same port and folder. */
+  restart(): Promise<void>;
+}
+
+function spawnRedis(port: number, dir: string): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    // Append-only with fsync on every write: what an acknowledged QoS 1 message in a cluster relies on.
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--protected-mode', 'yes'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('Ready to accept connections')) {
+        child.stdout!.off('data', onData);
+        child.off('exit', onExit);
+        child.stdout!.resume();
+        resolve(child);
+      }
+    };
+    const onExit = (code: number | null) => reject(new Error(`redis-server exited (${code}) before it was ready: ${out}`));
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    child.once('exit', onExit);
+  });
+}
+
+/** A redis-server (Debian `redis-server`) on a free loopback port with its files in `dir`, started. */
+export async function redisServer(dir: string): Promise<RedisProcess> {
+  const port = await freePort();
+  let child = await spawnRedis(port, dir);
+  const stopChild = (c: ChildProcess, signal: NodeJS.Signals) =>
+    new Promise<void>((resolve) => {
+      if (c.exitCode !== null || c.signalCode !== null) return resolve();
+      c.once('exit', () => resolve());
+      c.kill(signal);
+    });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: () => stopChild(child, 'SIGTERM'),
+    async restart() {
+      await stopChild(child, 'SIGKILL');
+      child = await spawnRedis(port, dir);
+    },
+  };
+}

@@ -1,0 +1,176 @@
+/**
+ * `npm run bench -- cluster`: two gateway nodes on one Redis (in this process, sharing one data folder) against a
+ * single node without Redis, in the same run.
+ *
+ *  1. Single-node delivery rate: one publisher floods QoS 0 to one subscriber on the same node (messages/s).
+ *  2. End-to-end latency at half that rate, publisher and subscriber on the same node, then on different nodes
+ *     (the message crosses Redis): p50 / p99. Goal: cross-node p99 <= 10 ms.
+ *  3. Revocation through node A -> the session held by node B is closed: p99. Goal: <= 1 s.
+ *
+ * Not measured here (yet): enrollments on PostgreSQL, `--workers`.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type mqtt from 'mqtt';
+import { pino } from 'pino';
+import { startGateway, type Gateway, type GatewayOptions } from '../gateway/index.js';
+import { connectTo, enrollDevice } from './broker.js';
+import { ratio, type Suite, type SuiteResult } from './harness.js';
+import { redisServer } from './servers.js';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
+
+function nodeOptions(dataDir: string, redis?: string, nodeId = 'single'): GatewayOptions {
+  return {
+    dataDir,
+    httpsPort: 0,
+    mqttPort: 0,
+    hosts: [],
+    certLifetimeMs: 7 * 86_400_000,
+    crlValidityMs: 86_400_000,
+    claim: false,
+    log: pino({ level: 'silent' }),
+    policies: [{ topic: 'bench/#', publish: 0.4, subscribe: 0.4 }],
+    initialScore: 0.5,
+    onDowngrade: 'filter',
+    eventIntervalMs: 10_000,
+    ...(redis ? { cluster: { redis, nodeId, leaseMs: 3000 } } : {}),
+  };
+}
+
+const caOf = (gw: Gateway) => gw.ca.caCertificates().map((c) => c.toString()).join('');
+
+/** Messages/s one subscriber receives while one publisher floods QoS 0 for `ms`. */
+async function floodRate(pub: mqtt.MqttClient, sub: mqtt.MqttClient, ms: number): Promise<number> {
+  let received = 0;
+  const onMessage = () => received++;
+  sub.on('message', onMessage);
+  const payload = Buffer.alloc(64, 'x');
+  const start = performance.now();
+  let sent = 0;
+  while (performance.now() - start < ms) {
+    // Keep the socket's buffer from growing without bound: publish in slices, then let I/O run.
+    for (let i = 0; i < 200; i++) pub.publish('bench/flood', payload, { qos: 0 });
+    sent += 200;
+    await new Promise<void>((r) => setImmediate(r));
+    while (sent - received > 5_000 && performance.now() - start < ms) await sleep(1);
+  }
+  const rate = (received * 1000) / (performance.now() - start);
+  sub.off('message', onMessage);
+  await sleep(200);
+  return rate;
+}
+
+/** Publishes `rate`/s for `ms`, each message carrying its send time; returns sorted end-to-end latencies (ms). */
+async function pacedLatency(pub: mqtt.MqttClient, sub: mqtt.MqttClient, rate: number, ms: number): Promise<number[]> {
+  const samples: number[] = [];
+  const onMessage = (_topic: string, payload: Buffer) => samples.push(performance.now() - payload.readDoubleLE(0));
+  sub.on('message', onMessage);
+  const start = performance.now();
+  let sent = 0;
+  while (performance.now() - start < ms) {
+    const due = Math.floor(((performance.now() - start) * rate) / 1000);
+    for (; sent < due; sent++) {
+      const payload = Buffer.alloc(64);
+      payload.writeDoubleLE(performance.now(), 0);
+      pub.publish('bench/paced', payload, { qos: 0 });
+    }
+    await sleep(1);
+  }
+  await sleep(300);
+  sub.off('message', onMessage);
+  return samples.sort((a, b) => a - b);
+}
+
+async function pair(pubNode: Gateway, subNode: Gateway, tag: string): Promise<{ pub: mqtt.MqttClient; sub: mqtt.MqttClient }> {
+  const pub = await connectTo(pubNode.mqttPort, caOf(pubNode), await enrollDevice(pubNode, `${tag}-pub`));
+  const sub = await connectTo(subNode.mqttPort, caOf(subNode), await enrollDevice(subNode, `${tag}-sub`));
+  await sub.subscribeAsync('bench/#', { qos: 0 });
+  return { pub, sub };
+}
+
+export const clusterSuite: Suite = {
+  name: 'cluster',
+  description: 'two nodes on Redis vs one node: delivery rate, same-node and cross-node latency, cross-node revocation',
+  async run({ quick }) {
+    const result: SuiteResult = { suite: 'cluster', measurements: [], ratios: [], goals: [] };
+    const dir = mkdtempSync(join(tmpdir(), 'wott-bench-cluster-'));
+    const redis = await redisServer(mkdtempSync(join(dir, 'redis-')));
+    const cleanup: Array<() => Promise<void> | void> = [() => rmSync(dir, { recursive: true, force: true }), () => redis.stop()];
+    const rounds = quick ? 1 : 3;
+    const seconds = quick ? 1500 : 3000;
+    try {
+      const single = await startGateway(nodeOptions(join(dir, 'single')));
+      cleanup.unshift(() => single.close());
+      const shared = join(dir, 'shared');
+      const a = await startGateway(nodeOptions(shared, redis.url, 'node-a'));
+      cleanup.unshift(() => a.close());
+      const b = await startGateway(nodeOptions(shared, redis.url, 'node-b'));
+      cleanup.unshift(() => b.close());
+
+      const local = await pair(single, single, 'single');
+      const cross = await pair(a, b, 'cross');
+      cleanup.unshift(() => Promise.all([local, cross].flatMap((p) => [p.pub.endAsync(true), p.sub.endAsync(true)])).then(() => undefined));
+
+      const singleRates: number[] = [];
+      const crossRates: number[] = [];
+      const localP50: number[] = [];
+      const localP99: number[] = [];
+      const crossP50: number[] = [];
+      const crossP99: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        singleRates.push(await floodRate(local.pub, local.sub, seconds));
+        crossRates.push(await floodRate(cross.pub, cross.sub, seconds));
+        const half = Math.max(100, Math.floor(singleRates[r]! / 2));
+        const l = await pacedLatency(local.pub, local.sub, half, seconds);
+        const c = await pacedLatency(cross.pub, cross.sub, half, seconds);
+        localP50.push(percentile(l, 50));
+        localP99.push(percentile(l, 99));
+        crossP50.push(percentile(c, 50));
+        crossP99.push(percentile(c, 99));
+      }
+      result.measurements.push(
+        { name: 'single node, delivered QoS 0 (median of rounds)', value: median(singleRates), unit: 'msg/s', baseline: true },
+        { name: 'cross node via Redis, delivered QoS 0', value: median(crossRates), unit: 'msg/s' },
+        { name: 'same node latency at half the single rate, p50', value: median(localP50), unit: 'ms' },
+        { name: 'same node latency at half the single rate, p99', value: median(localP99), unit: 'ms' },
+        { name: 'cross node latency at half the single rate, p50', value: median(crossP50), unit: 'ms' },
+        { name: 'cross node latency at half the single rate, p99', value: median(crossP99), unit: 'ms' },
+      );
+      ratio(result, 'cross-node vs single-node delivery rate', 'cross node via Redis, delivered QoS 0', 'single node, delivered QoS 0 (median of rounds)');
+      const crossP99Median = median(crossP99);
+      result.goals.push({ name: 'cross-node p99 <= 10 ms at half the single-node rate', met: crossP99Median <= 10, detail: `${crossP99Median.toFixed(2)} ms (rounds: ${crossP99.map((v) => v.toFixed(1)).join(', ')})` });
+
+      // Revocation through A, session on B: B follows the shared store's change feed.
+      const trials = quick ? 10 : 30;
+      const revocations: number[] = [];
+      const caB = caOf(b);
+      for (let k = 0; k < trials; k++) {
+        const creds = await enrollDevice(a, `rev-${k}`);
+        const client = await connectTo(b.mqttPort, caB, creds);
+        const closed = new Promise<number>((resolve, reject) => {
+          client.once('close', () => resolve(performance.now()));
+          setTimeout(() => reject(new Error(`session of ${creds.id} on node B still open 10 s after the revocation on node A`)), 10_000).unref();
+        });
+        const t = performance.now();
+        await a.fleet.revoke({ deviceId: creds.id }, 'unspecified');
+        revocations.push((await closed) - t);
+        client.end(true);
+      }
+      revocations.sort((x, y) => x - y);
+      result.measurements.push(
+        { name: 'revocation on node A -> session on node B closed, p50', value: percentile(revocations, 50), unit: 'ms' },
+        { name: 'revocation on node A -> session on node B closed, p99', value: percentile(revocations, 99), unit: 'ms' },
+      );
+      const revP99 = percentile(revocations, 99);
+      result.goals.push({ name: 'cross-node revocation p99 <= 1 s', met: revP99 <= 1000, detail: `${revP99.toFixed(0)} ms over ${trials} trials` });
+    } finally {
+      for (const step of cleanup) await step();
+    }
+    return result;
+  },
+};
