@@ -29,6 +29,7 @@ interface GatewayListenOptions {
 import { DEFAULT_DATA, durationArg, LOG_REDACT, openCa, passphrase, portArg, withData, type DataOptions } from './options.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
+import { registerClusterCommands } from './cluster.js';
 import { registerCveCommands } from './cve.js';
 import { registerOperatorCommands } from './operator.js';
 import { explainDecision } from './explain.js';
@@ -189,6 +190,7 @@ export function buildProgram(): Command {
 
   registerScoringCommands(program);
   registerMosquittoCommands(program);
+  registerClusterCommands(program);
   registerCveCommands(program, { dataDir: DEFAULT_DATA });
   registerOperatorCommands(program);
 

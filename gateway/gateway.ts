@@ -23,6 +23,8 @@ import { LogThrottle } from '../lib/log-throttle.js';
 import { sourceKey } from '../lib/rate-limit.js';
 import { createMetrics, registerScoringMetrics } from './metrics.js';
 import { Lease } from './leader.js';
+import { NodeRecord } from './cluster-status.js';
+import { hostname } from 'node:os';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
@@ -535,6 +537,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     Math.min(options.crlValidityMs / 4, 3_600_000),
   );
   crlTimer.unref();
+  const startedAt = new Date().toISOString();
+  const nodeRecord = options.cluster
+    ? new NodeRecord(redisConnectionOptions(options.cluster.redis), () => ({
+        node: options.cluster!.nodeId,
+        host: hostname(),
+        pid: process.pid,
+        startedAt,
+        mqttPort,
+        httpsPort,
+        connections: broker.connectedClients,
+        feedPosition: view.position,
+        scoring: scoring !== undefined,
+      }))
+    : undefined;
   log.info({ https: httpsPort, mqtt: mqttPort, metrics: metricsPort, bind, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length }, 'gateway listening');
   // What devices pin (`wott agent enroll --ca-fingerprint`, curl's walk-through): printed at every start.
   log.info({ rootFingerprint: ca.material.root.fingerprint256 }, `CA root SHA-256 fingerprint ${ca.material.root.fingerprint256}`);
@@ -580,6 +596,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     clearInterval(insightsPrune);
     unclaimedSweeper.close();
     await mosquittoSync?.close();
+    await nodeRecord?.close();
     if (lease) await lease.close();
     else await scoring?.close();
     await new Promise<void>((resolve) => {

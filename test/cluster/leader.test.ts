@@ -56,6 +56,16 @@ t.test('one scorer for the cluster, replaced within seconds when it dies', async
   const leader = nodes.find((n) => n.child.pid === leaderPid);
   t.ok(leader, 'the lease is held by one of the three nodes');
   const others = nodes.filter((n) => n !== leader);
+  type Status = { nodes: Array<{ pid: number; scoring: boolean; connections: number; feedLag: number }>; scoringLeader: string | null };
+  const status = async (): Promise<Status> => {
+    const r = await run('node', [CLI, 'cluster', 'status', '--config', config, '--json'], 30_000);
+    if (r.code !== 0) throw new Error(`cluster status: ${r.stderr}`);
+    return JSON.parse(r.stdout) as Status;
+  };
+  let seen: Status | undefined;
+  for (let i = 0; i < 50 && !(seen && seen.nodes.length === 3 && seen.nodes.some((n) => n.scoring)); i++) seen = await status();
+  t.same(seen!.nodes.map((n) => n.pid).sort(), nodes.map((n) => n.child.pid).sort(), '`wott cluster status` lists the three nodes');
+  t.same(seen!.nodes.filter((n) => n.scoring).map((n) => n.pid), [leaderPid], 'exactly one node scores: the lease holder');
 
   // Enroll through one follower and connect to the other: the score must come from the leader over Redis.
   const ca = await CertificateAuthority.open({ dataDir: data });
@@ -76,6 +86,8 @@ t.test('one scorer for the cluster, replaced within seconds when it dies', async
   leader!.child.kill('SIGKILL');
   await waitFor(() => (void holderPid().then((p) => (leaderPid = p)), leaderPid !== undefined && leaderPid !== leader!.child.pid), 'a new leader', 10_000);
   t.ok(others.some((n) => n.child.pid === leaderPid), 'a surviving node leads');
+  for (let i = 0; i < 50 && (seen = await status()).nodes.length !== 2; i++);
+  t.same(seen!.nodes.map((n) => n.pid).sort(), others.map((n) => n.child.pid).sort(), 'the killed node leaves the status within seconds');
   const before = scores().length;
   await client.publishAsync(topics.telemetry('sensor-1'), JSON.stringify(fixtureTelemetry('rpi-factory', 'sensor-1', 2, Date.now())), { qos: 1 });
   await waitFor(() => scores().slice(before).some((s) => s.score < 0.9), 'the new leader scored the factory report', 10_000);
