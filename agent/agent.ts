@@ -7,10 +7,12 @@ import { createCsr, fetchCaCertificates, sha256Fingerprint, simpleEnroll, tpmHea
 import { TelemetryPublisher } from './publisher.js';
 import { RenewalLoop, splitPem, type Logger } from './renewal.js';
 import { TpmKey } from './tpm.js';
-import { AgentStore, type AgentState } from './store.js';
+import { AgentStore, estServers, type AgentState } from './store.js';
+import { ServerList, splitUrls } from './failover.js';
 import { collectState, readCommandOutputs, realCrypt } from './collectors/index.js';
 
 export interface EnrollOptions {
+  /** The gateway's EST base URL, or several separated by commas (tried in turn when one is unreachable). */
   server: string;
   device: string;
   token: string;
@@ -32,7 +34,8 @@ export function tpmKeyFor(state: AgentState): TpmKey {
 /** Bootstrap trust, make a key on the device, enroll, verify, store. */
 export async function enrollAgent(options: EnrollOptions): Promise<AgentState> {
   assertDeviceId(options.device);
-  const caCerts = await fetchCaCertificates(options.server, options.caFingerprint);
+  const servers = new ServerList(splitUrls(options.server));
+  const caCerts = await servers.call((server) => fetchCaCertificates(server, options.caFingerprint));
   const root = caCerts.find((c) => c.checkIssued(c))!;
   if (!options.caFingerprint) {
     options.log.warn({ fingerprint: sha256Fingerprint(root) }, 'no --ca-fingerprint given: trusting the CA on first use; compare this fingerprint with `wott ca init` on the gateway');
@@ -47,7 +50,7 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentState> {
     const spki = await tpm.ensure();
     headers = tpmHeaders(await tpm.sign(csr), spki);
   }
-  const cert = await simpleEnroll(options.server, caPem, options.device, options.token, csr, headers);
+  const cert = await servers.call((server) => simpleEnroll(server, caPem, options.device, options.token, csr, headers));
   verifyIssued(cert, options.device, privateKey, caCerts);
   const store = new AgentStore(options.dir);
   store.saveCa(caPem);
@@ -56,7 +59,8 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentState> {
     { keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), certPem: cert.toString() },
     {
       device: options.device,
-      server: options.server,
+      server: servers.servers[0]!,
+      ...(servers.servers.length > 1 ? { servers: servers.servers } : {}),
       keyStore: options.keyStore,
       reportId: previous?.reportId ?? 0,
       ...(tpm ? { tpmHandle: tpm.handle, tpmTcti: tpm.tcti } : {}),
@@ -76,7 +80,8 @@ export async function tpmRefresh(store: AgentStore): Promise<AgentState> {
   const tpm = tpmKeyFor(state);
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const csr = await createCsr(state.device, privateKey, publicKey);
-  const cert = await simpleEnroll(state.server, caPem, state.device, undefined, csr, tpmHeaders(await tpm.sign(csr)));
+  const headers = tpmHeaders(await tpm.sign(csr));
+  const cert = await new ServerList(estServers(state)).call((server) => simpleEnroll(server, caPem, state.device, undefined, csr, headers));
   verifyIssued(cert, state.device, privateKey, caCerts);
   return store.commitIdentity({ keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), certPem: cert.toString() }, { ...store.state() });
 }
@@ -115,6 +120,11 @@ export function defaultMqttUrl(server: string): string {
   return `mqtts://${new URL(server).hostname}:8883`;
 }
 
+/** The brokers to use: --mqtt (one URL or several, comma-separated), else port 8883 on each EST gateway's host. */
+export function mqttUrls(state: AgentState, mqtt?: string): string[] {
+  return mqtt ? splitUrls(mqtt) : [...new Set(estServers(state).map(defaultMqttUrl))];
+}
+
 export interface RunningAgent {
   renewal: RenewalLoop;
   publisher: TelemetryPublisher;
@@ -131,7 +141,7 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
   let state = store.state();
   if (state.keyStore === 'tpm') state = await tpmRefresh(store);
   const publisher = new TelemetryPublisher({
-    url: options.mqtt ?? defaultMqttUrl(state.server),
+    urls: mqttUrls(state, options.mqtt),
     caPem: store.caPem(),
     device: state.device,
     identity: store.identity(state),

@@ -8,7 +8,8 @@ import type { Identity } from './store.js';
 import type { Logger } from './renewal.js';
 
 export interface PublisherOptions {
-  url: string;
+  /** One broker, or several tried in turn on each reconnect (a cluster's nodes). */
+  urls: string[];
   caPem: string;
   device: string;
   identity: Identity;
@@ -30,7 +31,12 @@ export class TelemetryPublisher {
   }
 
   private connect(identity: Identity): mqtt.MqttClient {
-    const client = mqtt.connect(this.options.url, {
+    const [first, ...more] = this.options.urls.map((u) => new URL(u));
+    const client = mqtt.connect(first!.href, {
+      // MQTT.js moves to the next of `servers` on every reconnect.
+      ...(more.length
+        ? { servers: [first!, ...more].map((u) => ({ host: u.hostname, port: Number(u.port || 8883), protocol: u.protocol.replace(':', '') as 'mqtts' })) }
+        : {}),
       key: identity.keyPem,
       cert: identity.certPem,
       ca: this.options.caPem,
@@ -40,7 +46,7 @@ export class TelemetryPublisher {
       connectTimeout: 15_000,
     });
     client.on('connect', () => {
-      this.options.log.info({ url: this.options.url }, 'MQTT connected');
+      this.options.log.info({ broker: `${client.options.hostname}:${client.options.port}` }, 'MQTT connected');
       void this.pump();
     });
     client.on('error', (err) => this.options.log.warn({ err: err.message }, 'MQTT error'));

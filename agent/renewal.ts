@@ -5,7 +5,8 @@
  */
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { createCsr, simpleReenroll, tpmHeaders, verifyIssued } from './est-client.js';
-import type { AgentStore, Identity } from './store.js';
+import { estServers, type AgentState, type AgentStore, type Identity } from './store.js';
+import { ServerList } from './failover.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -47,6 +48,15 @@ export class RenewalLoop {
     private readonly signCsr?: (csr: Buffer) => Promise<Buffer>,
   ) {}
 
+  private serverList?: ServerList;
+
+  /** The gateways to renew with; the one that answered last is tried first next time. */
+  private servers(state: AgentState): ServerList {
+    const urls = estServers(state);
+    if (!this.serverList || this.serverList.servers.join() !== urls.join()) this.serverList = new ServerList(urls);
+    return this.serverList;
+  }
+
   start(): void {
     this.schedule();
   }
@@ -79,7 +89,7 @@ export class RenewalLoop {
       const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
       const csr = await createCsr(state.device, privateKey, publicKey);
       const headers = this.signCsr ? tpmHeaders(await this.signCsr(csr)) : {};
-      const cert = await simpleReenroll(state.server, ca, current.keyPem, current.certPem, csr, headers);
+      const cert = await this.servers(state).call((server) => simpleReenroll(server, ca, current.keyPem, current.certPem, csr, headers));
       verifyIssued(cert, state.device, privateKey, caCerts);
       const identity = { keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), certPem: cert.toString() };
       this.store.commitIdentity(identity, { ...this.store.state() });

@@ -12,6 +12,8 @@ import { deviceIdSchema } from '../protocol/index.js';
 const stateSchema = z.object({
   device: deviceIdSchema,
   server: z.string().url(),
+  /** Every gateway the agent may use, in order (several nodes of a cluster); `server` is the first. */
+  servers: z.array(z.string().url()).min(1).max(16).optional(),
   generation: z.number().int().nonnegative(),
   keyStore: z.enum(['file', 'tpm']),
   /** Last report id used; the next report takes reportId + 1 (persisted before publishing, so never reused). */
@@ -23,6 +25,11 @@ const stateSchema = z.object({
   tpmTcti: z.string().optional(),
 });
 export type AgentState = z.infer<typeof stateSchema>;
+
+/** The gateways an enrolled agent talks to, in order. */
+export function estServers(state: AgentState): string[] {
+  return state.servers ?? [state.server];
+}
 
 export interface Identity {
   keyPem: string;

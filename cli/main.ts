@@ -374,7 +374,7 @@ export function buildProgram(): Command {
   agent
     .command('enroll')
     .description('fetch the CA (checked against --ca-fingerprint), make a P-256 key on this device, enroll over EST')
-    .requiredOption('--server <url>', 'gateway EST base URL, e.g. https://gw.example:8443')
+    .requiredOption('--server <url>', 'gateway EST base URL, e.g. https://gw.example:8443 (several, comma-separated: tried in turn when one is down)')
     .requiredOption('--device <id>', 'this device id')
     .option('--token <token>', 'one-time enrollment token (or WOTT_ENROLL_TOKEN)')
     .option('--dir <dir>', 'where key, certificate and CA chain live', '/var/lib/wott')
@@ -401,7 +401,7 @@ export function buildProgram(): Command {
     .command('run')
     .description('renew the certificate automatically and publish telemetry every --interval')
     .option('--dir <dir>', 'agent directory', '/var/lib/wott')
-    .option('--mqtt <url>', 'broker URL (default: mqtts://<EST host>:8883)')
+    .option('--mqtt <url>', 'broker URL, or several comma-separated (default: mqtts://<each EST host>:8883)')
     .addOption(new Option('--interval <duration>', 'time between reports').argParser(durationArg).default(15 * 60_000, '15m'))
     .option('--root <dir>', 'filesystem root to collect from (containers, tests)', '/')
     .option('--once', 'collect and publish one report, then exit')

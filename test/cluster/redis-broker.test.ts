@@ -4,36 +4,11 @@
  * over on another node closes the old session.
  */
 import t from 'tap';
-import { pino } from 'pino';
-import { startGateway, type Gateway } from '../../gateway/index.js';
-import { connect, connectError, enroll, inbox, POLICIES, serviceCredentials, setScore, subscribeGrant, waitFor } from '../mqtt-helpers.js';
+import { connect, connectError, enroll, inbox, serviceCredentials, setScore, subscribeGrant, waitFor } from '../mqtt-helpers.js';
 import { tempDir } from '../helpers.js';
 import { startRedis } from '../redis-helpers.js';
+import { node } from './helpers.js';
 import { redisConnectionOptions } from '../../broker/index.js';
-
-type Node = Gateway & { dir: string; caPem: string };
-
-/** A gateway node on `redis` over the shared data folder `dir` (scoring off: these tests set scores themselves). */
-async function node(t: Parameters<typeof tempDir>[0], dir: string, redis: string, nodeId: string): Promise<Node> {
-  const gw = await startGateway({
-    dataDir: dir,
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: pino({ level: process.env.TEST_LOG ?? 'silent' }),
-    policies: POLICIES,
-    initialScore: 0.5,
-    onDowngrade: 'filter',
-    eventIntervalMs: 500,
-    trustPollMs: 100,
-    cluster: { redis, nodeId, leaseMs: 3000 },
-  });
-  t.teardown(() => gw.close());
-  return Object.assign(gw, { dir, caPem: gw.ca.caCertificates().map((c) => c.toString()).join('') });
-}
 
 t.test('redis:// URLs become ioredis options; anything else is refused', async (t) => {
   t.same(redisConnectionOptions('redis://127.0.0.1:6390/2'), { host: '127.0.0.1', port: 6390, db: 2, maxRetriesPerRequest: null });
