@@ -18,9 +18,8 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { FeedEvent, TrustEvent } from '../fleet/index.js';
-import { normalizeSerial, type DeviceTrust, type TrustCheckResult, type TrustScoreEvent } from '../protocol/index.js';
+import { type DeviceTrust, type TrustCheckResult, type TrustScoreEvent } from '../protocol/index.js';
 
 /** What the trust routes need from the fleet core (fleet/trust.ts TrustCache answers it). */
 export interface TrustOperations {
@@ -63,8 +62,6 @@ interface Subscriber {
   socket: Socket | null;
   /** HTTP/1.1 (chunked body) or HTTP/1.0 (the body runs until the connection closes). */
   chunked: boolean;
-  /** Serial of the caller's client certificate, if it used one: its revocation ends the stream. */
-  serial: string | undefined;
   /** Live events that came while the subscriber was catching up (null: live). */
   queue: Array<{ event: TrustEvent; frame: Frame }> | null;
 }
@@ -130,14 +127,10 @@ export class TrustStreams {
   }
 
   private onEvent(event: TrustEvent): void {
-    if (event.kind === 'feed') {
-      // A caller whose certificate was just revoked reads no further.
-      const revoked = new Set(event.events.flatMap((e) => (e.name === 'revoked' ? [e.data.serial] : [])));
-      if (revoked.size) for (const sub of this.subscribers) if (sub.serial && revoked.has(sub.serial)) sub.res.destroy();
-    }
     if (!this.subscribers.size) return;
     // Formatted once, with the id taken now (it says what this event brings a reader up to); every subscriber gets
-    // the same bytes. No per-subscriber serialising, authorisation or copying.
+    // the same bytes. No per-subscriber serialising, authorisation or copying: each stream's caller was
+    // authorised when it opened, and its credential is watched apart from the events (api/credential-watch.ts).
     const shared = this.format(event, this.id());
     for (const sub of this.subscribers) {
       if (sub.queue) sub.queue.push({ event, frame: shared });
@@ -154,8 +147,7 @@ export class TrustStreams {
       }, this.limits.heartbeatMs);
       this.heartbeat.unref();
     }
-    const peer = (res.socket as TLSSocket | null)?.getPeerCertificate?.();
-    const sub: Subscriber = { res, socket: null, chunked: true, serial: peer?.serialNumber ? normalizeSerial(peer.serialNumber) : undefined, queue: lastEventId ? [] : null };
+    const sub: Subscriber = { res, socket: null, chunked: true, queue: lastEventId ? [] : null };
     this.subscribers.add(sub);
     res.once('close', () => this.remove(sub));
     res.writeHead(200, {
