@@ -141,8 +141,13 @@ export interface FanoutResult {
   rounds: number[];
   /** p99 over every change of publish → the gateway's write to the last subscriber returned. */
   gatewayP99: number;
-  /** CPU time per change (ms, user + system, all rounds): the gateway process, and all readers together. */
+  /**
+   * CPU time per change (ms, user + system, all rounds): the gateway process (less what it spends with the streams
+   * open and nothing changing), and all readers together.
+   */
   gatewayCpuMs: number;
+  /** Of gatewayCpuMs, the kernel's part (system time: TCP sends to the subscribers' sockets). */
+  gatewaySystemMs: number;
   readersCpuMs: number;
   /** The machine's 1-minute load average at the end (other work on the same cores stretches every figure above). */
   load: number;
@@ -200,6 +205,12 @@ export async function streamFanout(
     const p50s: number[] = [];
     const p99s: number[] = [];
     let received = 0;
+    // The gateway's CPU with the streams open and no change (timers, polls), over as long as a round: subtracted
+    // below, so the per-change figure is the fan-out's own.
+    const idleFrom = process.cpuUsage();
+    await new Promise((resolve) => setTimeout(resolve, opts.changes * opts.gapMs));
+    const idle = process.cpuUsage(idleFrom);
+    await collect();
     let readersCpu = 0;
     const cpu = process.cpuUsage();
     for (let r = 0; r < opts.rounds; r++) {
@@ -220,7 +231,8 @@ export async function streamFanout(
     const median = (v: number[]) => percentile([...v].sort((a, b) => a - b), 50);
     const changes = opts.rounds * opts.changes;
     return {
-      gatewayCpuMs: (used.user + used.system) / 1000 / changes,
+      gatewayCpuMs: (used.user + used.system - opts.rounds * (idle.user + idle.system)) / 1000 / changes,
+      gatewaySystemMs: (used.system - opts.rounds * idle.system) / 1000 / changes,
       readersCpuMs: readersCpu / changes,
       load: loadavg()[0]!,
       cpuPressure: cpuPressure(),
@@ -313,6 +325,7 @@ export const apiSuite: Suite = {
       result.measurements.push({ name: 'score events received', value: fan.received, unit: `of ${fan.expected}` });
       result.measurements.push({ name: `gateway side: publish → ${subscribers} writes done, p99`, value: fan.gatewayP99, unit: 'ms' });
       result.measurements.push({ name: `gateway CPU per change (${subscribers} subscribers)`, value: fan.gatewayCpuMs, unit: 'ms' });
+      result.measurements.push({ name: `  of which kernel (TCP sends)`, value: fan.gatewaySystemMs, unit: 'ms' });
       result.measurements.push({ name: `readers' CPU per change (${subscribers} subscribers)`, value: fan.readersCpuMs, unit: 'ms' });
       result.measurements.push({ name: 'load average (1 min) on this machine', value: fan.load, unit: `on ${availableParallelism()} cores` });
       if (fan.cpuPressure !== null) result.measurements.push({ name: 'CPU pressure (PSI some, 10 s)', value: fan.cpuPressure, unit: '% of time a task waited for a core' });
