@@ -9,15 +9,17 @@
  *     that no single event loop decrypts 1,000 sockets in turn. Both sides stamp CLOCK_MONOTONIC
  *     (process.hrtime.bigint, one clock for every process on the machine): the gateway's stamp, taken just before
  *     the score is published, travels in the event. p99 over every subscriber × change of a round; the goal takes
- *     the median of the rounds' p99s. Goal: ≤ 50 ms. The gateway's own part (publish → the last subscriber's
- *     write returned) is reported beside it.
+ *     the median of the rounds' p99s. Goal: ≤ 50 ms. Baseline in the same run, rounds alternating: a bare
+ *     node:https SSE server writing one event of the same size to 1,000 sockets of its own. Reported beside: the
+ *     server's own part (publish → the last subscriber's write returned), CPU per change of server and readers,
+ *     the load average and CPU pressure (on a shared machine, waiting for a core is most of every figure).
  *  3. `GET /api/v1/devices` with 100,000 devices in the inventory, filtered, sorted, one page, sequential requests
  *     over keep-alive HTTPS, p99. Goal: ≤ 50 ms.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, request, Agent, type Server } from 'node:https';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -133,121 +135,194 @@ async function bareServer(gw: Gateway & { caPem: string }): Promise<Server> {
   return server;
 }
 
+/** Where stream subscribers connect, and how a change is made there. */
+export interface FanoutTarget {
+  name: string;
+  port: number;
+  path: string;
+  /** Makes the i-th change, whose `score` event carries `modelVersion`. */
+  publish(modelVersion: string, i: number): void;
+  /** Calls back once the server has written the event of `modelVersion` to every subscriber. */
+  onWritten(listener: (modelVersion: string) => void): () => void;
+}
+
 export interface FanoutResult {
+  name: string;
   /** Median over rounds of each round's p50 / p99 (ms, every subscriber × change of the round). */
   p50: number;
   p99: number;
   /** Each round's p99. */
   rounds: number[];
-  /** p99 over every change of publish → the gateway's write to the last subscriber returned. */
-  gatewayP99: number;
+  /** p99 over every change of publish → the server's write to the last subscriber returned. */
+  serverP99: number;
   /**
-   * CPU time per change (ms, user + system, all rounds): the gateway process (less what it spends with the streams
-   * open and nothing changing), and all readers together.
+   * CPU time per change (ms, user + system): this process during the target's rounds less what it spends with the
+   * streams open and nothing changing (the server's fan-out; the gateway and the bare server both run here), and
+   * all of the target's readers together.
    */
-  gatewayCpuMs: number;
-  /** Of gatewayCpuMs, the kernel's part (system time: TCP sends to the subscribers' sockets). */
-  gatewaySystemMs: number;
+  serverCpuMs: number;
+  /** Of serverCpuMs, the kernel's part (system time: mostly the TCP sends to the subscribers' sockets). */
+  serverSystemMs: number;
   readersCpuMs: number;
-  /** The machine's 1-minute load average at the end (other work on the same cores stretches every figure above). */
-  load: number;
-  /** Linux CPU pressure (PSI "some", % of the last 10 s some task waited for a core), at the end; null where absent. */
-  cpuPressure: number | null;
   received: number;
   expected: number;
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /**
- * Opens `subscribers` streams from `readers` child processes (bench/stream-reader.ts), then publishes `changes`
- * score changes `gapMs` apart per round, each stamped with CLOCK_MONOTONIC (ns) in its modelVersion.
+ * Opens `subscribers` streams to each target from `readers` child processes each (bench/stream-reader.ts), then
+ * runs `rounds` rounds per target, alternating between targets (so load that comes and goes on the machine weighs
+ * on each alike): `changes` changes `gapMs` apart, each stamped with CLOCK_MONOTONIC (ns) in its modelVersion.
  */
 export async function streamFanout(
-  gw: Gateway,
+  targets: FanoutTarget[],
   creds: Creds & { ca: string },
   opts: { subscribers: number; readers: number; rounds: number; changes: number; gapMs: number },
-): Promise<FanoutResult> {
-  const children = Array.from({ length: opts.readers }, () => fork(fileURLToPath(new URL('./stream-reader.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+): Promise<FanoutResult[]> {
+  const readerPath = fileURLToPath(new URL('./stream-reader.js', import.meta.url));
+  const all: ChildProcess[] = [];
   const failed = new Promise<never>((_, reject) => {
-    for (const child of children) {
+    for (let i = 0; i < targets.length * opts.readers; i++) {
+      const child = fork(readerPath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       child.on('message', (m: ReaderReply) => m.type === 'error' && reject(new Error(`stream reader: ${m.message}`)));
       child.on('exit', (code) => code && reject(new Error(`stream reader exited with ${code}`)));
+      all.push(child);
     }
   });
   failed.catch(() => {});
   const next = <T extends ReaderReply['type']>(child: ChildProcess, type: T) =>
-    Promise.race([failed, new Promise<Extract<ReaderReply, { type: T }>>((resolve) => {
-      const on = (m: ReaderReply) => m.type === type && (child.off('message', on), resolve(m as Extract<ReaderReply, { type: T }>));
-      child.on('message', on);
-    })]);
-  const gatewayTimes: number[] = [];
-  let stop: (() => void) | undefined;
+    Promise.race([
+      failed,
+      new Promise<Extract<ReaderReply, { type: T }>>((resolve) => {
+        const on = (m: ReaderReply) => m.type === type && (child.off('message', on), resolve(m as Extract<ReaderReply, { type: T }>));
+        child.on('message', on);
+      }),
+    ]);
+  const state = targets.map((target, t) => ({
+    target,
+    children: all.slice(t * opts.readers, (t + 1) * opts.readers),
+    written: [] as number[],
+    p50s: [] as number[],
+    p99s: [] as number[],
+    received: 0,
+    readersCpu: 0,
+    cpu: { user: 0, system: 0 },
+    stop: undefined as (() => void) | undefined,
+  }));
+  const collect = (children: ChildProcess[]) => Promise.all(children.map((c) => (c.send({ type: 'round' } satisfies ReaderRequest), next(c, 'round'))));
+  const changes = async (s: (typeof state)[number], n: number) => {
+    for (let i = 0; i < n; i++) {
+      s.target.publish(`bench-${process.hrtime.bigint()}`, i);
+      await sleep(opts.gapMs);
+    }
+  };
   try {
     const per = Math.ceil(opts.subscribers / opts.readers);
-    const counts = children.map((_, i) => Math.max(0, Math.min(per, opts.subscribers - i * per)));
-    for (const [i, child] of children.entries()) {
-      child.send({ type: 'open', port: gw.httpsPort, path: `${API_PREFIX}/trust/stream`, ca: creds.ca, cert: creds.cert, key: creds.key, count: counts[i]! } satisfies ReaderRequest);
-      // One reader at a time: stay under the gateway's connect rate per source.
-      await next(child, 'ready');
-    }
-    // Registered after the streams' own listener: it runs once every subscriber's write has returned.
-    stop = gw.trust.onEvent((e) => {
-      const stamp = e.kind === 'score' ? /^bench-(\d+)$/.exec(e.data.modelVersion) : null;
-      if (stamp) gatewayTimes.push(Number(process.hrtime.bigint() - BigInt(stamp[1]!)) / 1e6);
-    });
-    const collect = () => Promise.all(children.map((c) => (c.send({ type: 'round' } satisfies ReaderRequest), next(c, 'round'))));
-    // A warm-up round, not counted (the first events run the write path cold), then measuring starts.
-    for (let i = 0; i < Math.min(5, opts.changes); i++) {
-      publishScore(gw, 'bench-0', i % 2 ? 0.9 : 0.3, `bench-${process.hrtime.bigint()}`);
-      await new Promise((resolve) => setTimeout(resolve, opts.gapMs));
-    }
-    await collect();
-    gatewayTimes.length = 0;
-    const p50s: number[] = [];
-    const p99s: number[] = [];
-    let received = 0;
-    // The gateway's CPU with the streams open and no change (timers, polls), over as long as a round: subtracted
-    // below, so the per-change figure is the fan-out's own.
-    const idleFrom = process.cpuUsage();
-    await new Promise((resolve) => setTimeout(resolve, opts.changes * opts.gapMs));
-    const idle = process.cpuUsage(idleFrom);
-    await collect();
-    let readersCpu = 0;
-    const cpu = process.cpuUsage();
-    for (let r = 0; r < opts.rounds; r++) {
-      for (let i = 0; i < opts.changes; i++) {
-        publishScore(gw, 'bench-0', i % 2 ? 0.9 : 0.3, `bench-${process.hrtime.bigint()}`);
-        await new Promise((resolve) => setTimeout(resolve, opts.gapMs));
+    for (const s of state) {
+      for (const [i, child] of s.children.entries()) {
+        const count = Math.max(0, Math.min(per, opts.subscribers - i * per));
+        child.send({ type: 'open', port: s.target.port, path: s.target.path, ca: creds.ca, cert: creds.cert, key: creds.key, count } satisfies ReaderRequest);
+        // One reader at a time: stay under the gateway's connect rate per source.
+        await next(child, 'ready');
       }
-      const replies = await collect();
-      const bad = replies.reduce((n, m) => n + m.malformed, 0);
-      if (bad) throw new Error(`${bad} malformed score events`);
-      const latencies = replies.flatMap((m) => m.latencies).sort((a, b) => a - b);
-      received += latencies.length;
-      readersCpu += replies.reduce((n, m) => n + m.cpuMs, 0);
-      p50s.push(percentile(latencies, 50));
-      p99s.push(percentile(latencies, 99));
+      // Registered after the server's own listener: it runs once every subscriber's write has returned.
+      s.stop = s.target.onWritten((modelVersion) => {
+        const stamp = /^bench-(\d+)$/.exec(modelVersion);
+        if (stamp) s.written.push(Number(process.hrtime.bigint() - BigInt(stamp[1]!)) / 1e6);
+      });
+      // A warm-up round, not counted (the first events run the write path cold); measuring starts with its collect.
+      await changes(s, Math.min(5, opts.changes));
+      await collect(s.children);
+      s.written.length = 0;
     }
-    const used = process.cpuUsage(cpu);
+    // This process's CPU with every stream open and no change (timers, polls), over as long as a round.
+    const idleFrom = process.cpuUsage();
+    await sleep(opts.changes * opts.gapMs);
+    const idle = process.cpuUsage(idleFrom);
+    for (const s of state) await collect(s.children);
+    for (let r = 0; r < opts.rounds; r++) {
+      for (const s of state) {
+        const from = process.cpuUsage();
+        await changes(s, opts.changes);
+        const used = process.cpuUsage(from);
+        s.cpu.user += used.user - idle.user;
+        s.cpu.system += used.system - idle.system;
+        const replies = await collect(s.children);
+        const bad = replies.reduce((n, m) => n + m.malformed, 0);
+        if (bad) throw new Error(`${s.target.name}: ${bad} malformed score events`);
+        const latencies = replies.flatMap((m) => m.latencies).sort((a, b) => a - b);
+        s.received += latencies.length;
+        s.readersCpu += replies.reduce((n, m) => n + m.cpuMs, 0);
+        s.p50s.push(percentile(latencies, 50));
+        s.p99s.push(percentile(latencies, 99));
+      }
+    }
     const median = (v: number[]) => percentile([...v].sort((a, b) => a - b), 50);
-    const changes = opts.rounds * opts.changes;
-    return {
-      gatewayCpuMs: (used.user + used.system - opts.rounds * (idle.user + idle.system)) / 1000 / changes,
-      gatewaySystemMs: (used.system - opts.rounds * idle.system) / 1000 / changes,
-      readersCpuMs: readersCpu / changes,
-      load: loadavg()[0]!,
-      cpuPressure: cpuPressure(),
-      p50: median(p50s),
-      p99: median(p99s),
-      rounds: p99s,
-      gatewayP99: percentile(gatewayTimes.sort((a, b) => a - b), 99),
-      received,
-      expected: opts.subscribers * opts.changes * opts.rounds,
-    };
+    const count = opts.rounds * opts.changes;
+    return state.map((s) => ({
+      name: s.target.name,
+      p50: median(s.p50s),
+      p99: median(s.p99s),
+      rounds: s.p99s,
+      serverP99: percentile(s.written.sort((a, b) => a - b), 99),
+      serverCpuMs: (s.cpu.user + s.cpu.system) / 1000 / count,
+      serverSystemMs: s.cpu.system / 1000 / count,
+      readersCpuMs: s.readersCpu / count,
+      received: s.received,
+      expected: opts.subscribers * count,
+    }));
   } finally {
-    stop?.();
-    for (const child of children) if (child.connected) child.send({ type: 'exit' } satisfies ReaderRequest);
-    await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+    for (const s of state) s.stop?.();
+    for (const child of all) if (child.connected) child.send({ type: 'exit' } satisfies ReaderRequest);
+    await Promise.all(all.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
   }
+}
+
+/** The gateway as a fan-out target: score changes published into its broker, events on /trust/stream. */
+export function gatewayTarget(gw: Gateway): FanoutTarget {
+  return {
+    name: 'gateway /trust/stream',
+    port: gw.httpsPort,
+    path: `${API_PREFIX}/trust/stream`,
+    publish: (modelVersion, i) => publishScore(gw, 'bench-0', i % 2 ? 0.9 : 0.3, modelVersion),
+    onWritten: (listener) => gw.trust.onEvent((e) => e.kind === 'score' && listener(e.data.modelVersion)),
+  };
+}
+
+/**
+ * The baseline: a bare node:https server on the gateway's TLS settings that holds SSE responses and, for each
+ * change, writes one event of the same shape and size to every socket, formatted once (the least any node:https
+ * event stream can do per subscriber: one TLS write).
+ */
+async function bareStreamServer(gw: Gateway & { caPem: string }): Promise<{ server: Server; target: FanoutTarget }> {
+  const issued = await gw.ca.issueServer(['localhost']);
+  const sockets = new Set<Socket>();
+  const listeners = new Set<(modelVersion: string) => void>();
+  const server = createServer({ key: issued.keyPem, cert: issued.pem + gw.ca.material.intermediate.toString(), ca: gw.caPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store' });
+    res.write('retry: 1000\n\nid: 0\nevent: ready\ndata: {"position":0,"resumed":false}\n\n');
+    const socket = res.socket!;
+    socket.setNoDelay(true);
+    sockets.add(socket);
+    res.once('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  let seq = 0;
+  const target: FanoutTarget = {
+    name: 'bare node:https SSE',
+    port: (server.address() as AddressInfo).port,
+    path: '/',
+    publish: (modelVersion, i) => {
+      const data = { device: 'bench-0', score: i % 2 ? 0.9 : 0.3, rawScore: i % 2 ? 0.9 : 0.3, state: 'active', modelVersion, scoredAt: new Date().toISOString() };
+      const body = Buffer.from(`id: ${++seq}-bare-${seq}\nevent: score\ndata: ${JSON.stringify(data)}\n\n`);
+      const chunk = Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n')]);
+      for (const socket of sockets) socket.write(chunk);
+      for (const listener of listeners) listener(modelVersion);
+    },
+    onWritten: (listener) => (listeners.add(listener), () => listeners.delete(listener)),
+  };
+  return { server, target };
 }
 
 function cpuPressure(): number | null {
@@ -319,23 +394,32 @@ export const apiSuite: Suite = {
 
       // 2. Score change → 1,000 subscribers.
       const subscribers = quick ? 200 : 1_000;
-      const fan = await streamFanout(gw, { ...creds, ca: gw.caPem }, { subscribers, readers: 4, rounds: quick ? 3 : 7, changes: quick ? 10 : 20, gapMs: 100 });
-      result.measurements.push({ name: `score → ${subscribers} stream subscribers p50 (median of rounds)`, value: fan.p50, unit: 'ms' });
-      result.measurements.push({ name: `score → ${subscribers} stream subscribers p99 (median of rounds)`, value: fan.p99, unit: 'ms' });
-      result.measurements.push({ name: 'score events received', value: fan.received, unit: `of ${fan.expected}` });
-      result.measurements.push({ name: `gateway side: publish → ${subscribers} writes done, p99`, value: fan.gatewayP99, unit: 'ms' });
-      result.measurements.push({ name: `gateway CPU per change (${subscribers} subscribers)`, value: fan.gatewayCpuMs, unit: 'ms' });
-      result.measurements.push({ name: `  of which kernel (TCP sends)`, value: fan.gatewaySystemMs, unit: 'ms' });
-      result.measurements.push({ name: `readers' CPU per change (${subscribers} subscribers)`, value: fan.readersCpuMs, unit: 'ms' });
-      result.measurements.push({ name: 'load average (1 min) on this machine', value: fan.load, unit: `on ${availableParallelism()} cores` });
-      if (fan.cpuPressure !== null) result.measurements.push({ name: 'CPU pressure (PSI some, 10 s)', value: fan.cpuPressure, unit: '% of time a task waited for a core' });
+      const bareStream = await bareStreamServer(gw);
+      const [bareFan, fan] = await streamFanout([bareStream.target, gatewayTarget(gw)], { ...creds, ca: gw.caPem }, { subscribers, readers: 4, rounds: quick ? 3 : 7, changes: quick ? 10 : 20, gapMs: 100 });
+      bareStream.server.close();
+      bareStream.server.closeAllConnections();
+      const load = loadavg()[0]!;
+      const pressure = cpuPressure();
+      for (const f of [bareFan!, fan!]) {
+        const baseline = f === bareFan;
+        const who = baseline ? 'bare node:https SSE' : 'gateway';
+        result.measurements.push({ name: `${who}: change → ${subscribers} subscribers p50 (median of rounds)`, value: f.p50, unit: 'ms' });
+        result.measurements.push({ name: `${who}: change → ${subscribers} subscribers p99 (median of rounds)`, value: f.p99, unit: 'ms', ...(baseline ? { baseline: true } : {}) });
+        result.measurements.push({ name: `${who}: events received`, value: f.received, unit: `of ${f.expected}` });
+        result.measurements.push({ name: `${who}: publish → ${subscribers} writes done, p99`, value: f.serverP99, unit: 'ms' });
+        result.measurements.push({ name: `${who}: server CPU per change`, value: f.serverCpuMs, unit: `ms (kernel ${f.serverSystemMs.toFixed(1)} ms)` });
+        result.measurements.push({ name: `${who}: readers' CPU per change`, value: f.readersCpuMs, unit: 'ms' });
+      }
+      result.measurements.push({ name: 'load average (1 min) on this machine', value: load, unit: `on ${availableParallelism()} cores` });
+      if (pressure !== null) result.measurements.push({ name: 'CPU pressure (PSI some, 10 s)', value: pressure, unit: '% of time a task waited for a core' });
+      ratio(result, 'stream fan-out p99 vs bare node:https SSE', `gateway: change → ${subscribers} subscribers p99 (median of rounds)`, `bare node:https SSE: change → ${subscribers} subscribers p99 (median of rounds)`);
       result.goals.push({
         name: `score change → ${subscribers} subscribers p99 ≤ 50 ms`,
-        met: fan.p99 <= 50 && fan.received === fan.expected,
+        met: fan!.p99 <= 50 && fan!.received === fan!.expected,
         detail:
-          `median p99 ${fan.p99.toFixed(1)} ms; rounds' p99 ${fan.rounds.map((r) => r.toFixed(1)).join(', ')} ms; gateway side p99 ${fan.gatewayP99.toFixed(1)} ms; ` +
-          `CPU per change: gateway ${fan.gatewayCpuMs.toFixed(1)} ms, readers ${fan.readersCpuMs.toFixed(1)} ms; load ${fan.load.toFixed(1)} on ${availableParallelism()} cores` +
-          `${fan.cpuPressure !== null ? `, CPU pressure ${fan.cpuPressure.toFixed(0)} %` : ''}; ${fan.received}/${fan.expected} events`,
+          `median p99 ${fan!.p99.toFixed(1)} ms (bare node:https SSE in the same run: ${bareFan!.p99.toFixed(1)} ms); rounds' p99 ${fan!.rounds.map((r) => r.toFixed(1)).join(', ')} ms; ` +
+          `gateway side p99 ${fan!.serverP99.toFixed(1)} ms; CPU per change: gateway ${fan!.serverCpuMs.toFixed(1)} ms (bare ${bareFan!.serverCpuMs.toFixed(1)} ms), readers ${fan!.readersCpuMs.toFixed(1)} ms; ` +
+          `load ${load.toFixed(1)} on ${availableParallelism()} cores${pressure !== null ? `, CPU pressure ${pressure.toFixed(0)} %` : ''}; ${fan!.received}/${fan!.expected} events`,
       });
 
       // 3. The device list over 100,000 devices.
