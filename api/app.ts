@@ -15,6 +15,7 @@ import { LogThrottle } from '../lib/log-throttle.js';
 import { sourceKey } from '../lib/rate-limit.js';
 import { API_MAX_BODY_BYTES, API_PREFIX, SESSION_COOKIE } from '../protocol/index.js';
 import { authorize, DEFAULT_REFUSAL_LIMITS, Refusal, RefusalLimiter, resolveCaller, type Caller, type RefusalLimits } from './auth.js';
+import { CredentialWatch, DEFAULT_RECHECK_MS } from './credential-watch.js';
 import { FleetRefusal } from './fleet-port.js';
 import { ROUTES, type ApiDeps, type RouteSpec } from './routes.js';
 import { trustStreams } from './routes-trust.js';
@@ -38,6 +39,8 @@ export interface ApiOptions extends ApiDeps {
   devices?: DeviceEndpoints;
   /** Where a browser goes once a login link signed it in (default: /api/v1/whoami; the gateway: its dashboard). */
   afterSignIn?: string;
+  /** How often open event streams have their credential rechecked (ms; api/credential-watch.ts). */
+  credentialRecheckMs?: number;
 }
 
 /** A plain node handler that reads the request (body included) and writes the whole answer itself. */
@@ -97,6 +100,16 @@ const CLIENT_ERRORS: Record<string, [number, (e: Error) => string]> = {
 export async function createApi(options: ApiOptions): Promise<FastifyInstance<Server>> {
   const deps: ApiDeps = { fleet: options.fleet, sessions: options.sessions, publicUrl: options.publicUrl, trust: options.trust, ...(options.trustStream ? { trustStream: options.trustStream } : {}) };
   const limiter = new RefusalLimiter({ ...DEFAULT_REFUSAL_LIMITS, ...options.refusalLimits }, options.now);
+  // Event streams end with the credential that opened them; revocations the trust feed reports end them at once.
+  const watch = new CredentialWatch({
+    sessions: deps.sessions,
+    isRevoked: options.isRevoked,
+    recheckMs: options.credentialRecheckMs ?? DEFAULT_RECHECK_MS,
+    onRevocations: (listener) =>
+      deps.trust.onEvent((e) => {
+        if (e.kind === 'feed') listener(new Set(e.events.flatMap((f) => (f.name === 'revoked' ? [f.data.serial] : []))));
+      }),
+  });
   const refusals = new LogThrottle(options.log);
   const devices = options.devices;
   /** The handler of an unmatched (or undecodable) URL when the device endpoints answer it rather than the API. */
@@ -210,7 +223,7 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
     } else {
       options.log.error({ err: err.message, path: request.routeOptions.url }, 'API request failed');
     }
-    if (status === 413) void reply.header('Connection', 'close');
+    if (status === 413 || (err instanceof Refusal && err.closeConnection)) void reply.header('Connection', 'close');
     void reply.code(status).type('application/json; charset=utf-8').send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
   });
 
@@ -220,8 +233,11 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
       url: toFastifyPath(spec.path),
       schema: { params: spec.params ?? EMPTY, querystring: spec.query ?? EMPTY, ...(spec.body ? { body: spec.body } : {}) },
       config: { spec },
-      handler: (request, reply) =>
-        spec.handler({ caller: request.caller!, params: request.params, query: request.query, body: request.body, reply, deps }),
+      handler: (request, reply) => {
+        // Held from before it opens, so a credential that ends while the stream is being set up ends it too.
+        if (spec.events) watch.hold(request.caller!, reply.raw);
+        return spec.handler({ caller: request.caller!, params: request.params, query: request.query, body: request.body, reply, deps });
+      },
     });
   }
 
@@ -285,6 +301,10 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
   });
 
   app.addHook('onClose', async () => refusals.close());
-  app.addHook('preClose', async () => trustStreams(deps).close()); // open streams would hold the close forever
+  app.addHook('preClose', async () => {
+    // Open streams would hold the close forever.
+    watch.close();
+    trustStreams(deps).close();
+  });
   return app;
 }

@@ -20,6 +20,8 @@ export interface Caller {
   /** The actor recorded in the audit log: cert:{role}:{name}, cert:service:{role}:{name}, session:{role}:{name}. */
   identity: string;
   session?: SessionCaller;
+  /** The client certificate's serial (normalised) and notAfter (ms), when the caller used one. */
+  certificate?: { serial: string; notAfter: number };
 }
 
 export class Refusal extends Error {
@@ -29,6 +31,8 @@ export class Refusal extends Error {
     /** Who was refused, when known: refusals are also limited per identity. */
     readonly identity?: string,
     readonly retryAfterSeconds?: number,
+    /** The credential of the connection itself is gone (certificate revoked or expired): answer, then close it. */
+    readonly closeConnection = false,
   ) {
     super(message);
     this.name = 'Refusal';
@@ -41,37 +45,54 @@ function sanUris(altNames: string | undefined): string[] {
 
 /**
  * The peer certificate, read once per connection: getPeerCertificate() builds a new object on every call, which
- * was the largest cost of a keep-alive API request. Revocation is still checked on every request below.
+ * was the largest cost of a keep-alive API request. Revocation and expiry are still checked on every request below
+ * (a keep-alive connection outlives its handshake): a Set lookup and a number comparison.
  */
-const peers = new WeakMap<TLSSocket, PeerCertificate | undefined>();
-function peerCertificate(socket: TLSSocket): PeerCertificate | undefined {
+const peers = new WeakMap<TLSSocket, { peer: PeerCertificate; serial: string; notAfter: number } | undefined>();
+function peerCertificate(socket: TLSSocket): { peer: PeerCertificate; serial: string; notAfter: number } | undefined {
   if (typeof socket.getPeerCertificate !== 'function') return undefined;
-  if (!peers.has(socket)) peers.set(socket, socket.getPeerCertificate());
+  if (!peers.has(socket)) {
+    const peer = socket.getPeerCertificate();
+    // No valid_to (none read): expired from the start, so never a credential.
+    peers.set(socket, peer?.raw ? { peer, serial: normalizeSerial(peer.serialNumber ?? ''), notAfter: Date.parse(peer.valid_to) || 0 } : undefined);
+  }
   return peers.get(socket);
 }
 
 /** The caller of `req`; throws a Refusal saying why there is none. */
-export async function resolveCaller(req: IncomingMessage, cookie: string | undefined, sessions: Sessions, isRevoked: (serial: string) => boolean): Promise<Caller> {
+export async function resolveCaller(
+  req: IncomingMessage,
+  cookie: string | undefined,
+  sessions: Sessions,
+  isRevoked: (serial: string) => boolean,
+  now: () => number = Date.now,
+): Promise<Caller> {
   const socket = req.socket as TLSSocket;
-  const peer = peerCertificate(socket);
-  if (peer?.raw) {
+  const cert = peerCertificate(socket);
+  if (cert) {
+    const { peer, serial, notAfter } = cert;
     // rejectUnauthorized is off on this listener (devices renew here with expiring certificates), so the chain
     // check's verdict is read here: anything it did not accept is no credential at all.
     if (!socket.authorized) throw new Refusal(401, `client certificate not accepted: ${String(socket.authorizationError ?? 'not issued by this CA')}`);
     const cn = typeof peer.subject?.CN === 'string' ? peer.subject.CN : '';
     const operator = operatorFromNames(cn, sanUris(peer.subjectaltname));
-    const serial = normalizeSerial(peer.serialNumber ?? '');
+    // Checked on every request, not only at the handshake: a keep-alive connection is refused, then closed, the
+    // moment its certificate is revoked (the gateway's in-memory revocation view) or expires.
+    const stillGood = (identity: string) => {
+      if (isRevoked(serial)) throw new Refusal(401, 'client certificate revoked', identity, undefined, true);
+      if (now() >= notAfter) throw new Refusal(401, 'client certificate expired', identity, undefined, true);
+    };
     if (operator) {
       const identity = `cert:${operator.role}:${operator.name}`;
-      if (isRevoked(serial)) throw new Refusal(401, 'client certificate revoked', identity);
-      return { via: 'certificate', role: operator.role, name: operator.name, identity };
+      stillGood(identity);
+      return { via: 'certificate', role: operator.role, name: operator.name, identity, certificate: { serial, notAfter } };
     }
     const who = identityFromCertificate(peer);
     if ('error' in who) throw new Refusal(403, `client certificate names no operator: ${who.error}`);
     if (who.kind === 'device') throw new Refusal(403, 'device certificates cannot use the API: use an operator certificate (wott operator create)', `device:${who.id}`);
     const identity = `cert:service:${who.role}:${who.name}`;
-    if (isRevoked(who.serial)) throw new Refusal(401, 'client certificate revoked', identity);
-    return { via: 'certificate', role: who.role === 'admin' ? 'admin' : 'service', name: who.name, identity };
+    stillGood(identity);
+    return { via: 'certificate', role: who.role === 'admin' ? 'admin' : 'service', name: who.name, identity, certificate: { serial, notAfter } };
   }
   if (cookie !== undefined) {
     const found = await sessions.authenticate(cookie);

@@ -191,18 +191,24 @@ export class FleetAdapter implements FleetOperations {
     const device = await this.fleet.show(id);
     if (!device) return undefined;
     const audit = (await this.fleet.auditLog({ device: id })).slice(-50).reverse() as AuditEntryInfo[];
-    const active = device.certificates.filter((c) => c.kind === 'device' && c.status === 'active').map((c) => c.notAfter).sort();
-    const facts: DeviceFacts = this.view.device(id) ?? { id: device.id, state: device.state, tags: device.tags, tpm: device.tpmKey !== null, createdAt: device.createdAt, updatedAt: device.updatedAt };
-    const latest = this.insights.latest(id);
-    const history = await this.insights.history(id, 500);
-    return {
+    // The facts as the store has them now (the view may lag a change just made), the newest active certificate included.
+    const newest = device.certificates
+      .filter((c) => c.kind === 'device' && c.status === 'active')
+      .reduce<(typeof device.certificates)[number] | undefined>((a, c) => (a && a.notAfter >= c.notAfter ? a : c), undefined);
+    const facts: DeviceFacts = {
       id: device.id,
       state: device.state,
       tags: device.tags,
+      tpm: device.tpmKey !== null,
       createdAt: device.createdAt,
       updatedAt: device.updatedAt,
-      certificateExpiry: active.at(-1) ?? null,
-      ...this.live({ ...facts, state: device.state }),
+      ...(newest ? { certificate: { serial: newest.serial, fingerprint: newest.fingerprint, notBefore: Date.parse(newest.notBefore), notAfter: Date.parse(newest.notAfter) } } : {}),
+    };
+    const latest = this.insights.latest(id);
+    const history = await this.insights.history(id, 500);
+    return {
+      ...summaryOf(facts),
+      ...this.live(facts),
       certificates: device.certificates.map((c) => ({ serial: c.serial, status: c.status, notBefore: c.notBefore, notAfter: c.notAfter, issuedAt: c.issuedAt, fingerprint: c.fingerprint, replacedBy: c.replacedBy })),
       audit,
       scoredAt: latest?.time ?? null,

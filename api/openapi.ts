@@ -4,7 +4,7 @@
  * (`npm run openapi` rewrites it; test/api/openapi.test.ts fails when it drifts).
  */
 import { z } from 'zod';
-import { API_MAX_BODY_BYTES, API_PREFIX, apiErrorSchema, CSRF_HEADER, SESSION_COOKIE } from '../protocol/index.js';
+import { API_MAX_BODY_BYTES, API_PREFIX, apiErrorSchema, CSRF_HEADER, SESSION_COOKIE, type SseEventSpec } from '../protocol/index.js';
 import { ROUTES } from './routes.js';
 
 type Json = Record<string, unknown>;
@@ -29,11 +29,28 @@ function parameters(schema: z.ZodType | undefined, where: 'path' | 'query'): Jso
 const ERROR = { $ref: '#/components/schemas/ApiError' };
 const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ERROR } } });
 
+/**
+ * A Server-Sent Events body. OpenAPI 3.1 can only call it a string (3.2's itemSchema is not 3.1), so each event
+ * (its meaning, whether it carries an id, the JSON schema of its data line) is listed under `x-wott-events`.
+ */
+function eventStream(events: Record<string, SseEventSpec>): Json {
+  const entries = Object.entries(events);
+  return {
+    schema: {
+      type: 'string',
+      description:
+        'text/event-stream (https://html.spec.whatwg.org/multipage/server-sent-events.html): `event:` is one of ' +
+        `${entries.map(([name]) => name).join(', ')}; \`data:\` is one line of JSON; lines starting with \`:\` are heartbeats.`,
+    },
+    'x-wott-events': Object.fromEntries(entries.map(([name, e]) => [name, { description: e.description, id: e.id, data: jsonSchema(e.data, 'output') }])),
+  };
+}
+
 export function buildOpenApi(): Json {
   const paths: Record<string, Record<string, Json>> = {};
   for (const route of ROUTES) {
     const mutating = route.method !== 'GET';
-    const ok: Json = { 'application/json': { schema: jsonSchema(route.response, 'output') } };
+    const ok: Json = route.events ? { 'text/event-stream': eventStream(route.events) } : { 'application/json': { schema: jsonSchema(route.response, 'output') } };
     if (route.csv) ok['text/csv'] = { schema: { type: 'string' } };
     const roleText = `Role: ${route.access.role} or above${route.access.services ? ', or a service certificate' : ''}.`;
     (paths[API_PREFIX + route.path] ??= {})[route.method.toLowerCase()] = {
@@ -42,18 +59,27 @@ export function buildOpenApi(): Json {
       operationId: `${route.method.toLowerCase()}${route.path.replace(/\{(\w+)\}/g, 'By_$1').replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase())}`,
       'x-wott-role': route.access.role,
       ...(route.access.services ? { 'x-wott-services': true } : {}),
-      parameters: [...parameters(route.params, 'path'), ...parameters(route.query, 'query')],
+      parameters: [
+        ...parameters(route.params, 'path'),
+        ...parameters(route.query, 'query'),
+        ...(route.events
+          ? [{ name: 'Last-Event-ID', in: 'header', required: false, description: 'resume after this event id ({feed}-{boot}-{scores}): what was missed is sent first', schema: { type: 'string' } }]
+          : []),
+      ],
       ...(route.body
         ? { requestBody: { required: !route.body.safeParse(undefined).success, content: { 'application/json': { schema: jsonSchema(route.body, 'input') } } } }
         : {}),
       responses: {
-        '200': { description: 'OK', content: ok },
+        '200': route.events
+          ? { description: 'an event stream, open until the client leaves, falls too far behind, or its credential ends (session ended or expired, certificate revoked or expired)', content: ok }
+          : { description: 'OK', content: ok },
         '400': errorResponse('invalid request (malformed JSON, unknown field, bad value or cursor)'),
         '401': errorResponse('no usable credentials'),
         '403': errorResponse('credentials of the wrong kind or role, or a missing CSRF token'),
         ...(route.params ? { '404': errorResponse('no such device or session') } : {}),
         ...(mutating ? { '409': errorResponse('the device is in a state this action does not apply to'), '413': errorResponse(`body over ${API_MAX_BODY_BYTES} bytes`) } : {}),
         '429': errorResponse('too many refused requests from this address or identity'),
+        ...(route.events ? { '503': errorResponse('too many streams open: retry after Retry-After seconds') } : {}),
       },
       security: [{ mutualTLS: [] }, { session: [] }],
     };

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import {
   deviceTrustSchema,
   TRUST_PATHS,
+  TRUST_STREAM_EVENTS,
   trustCheckBodySchema,
   trustCheckResultSchema,
   trustParamsSchema,
@@ -39,7 +40,8 @@ export const TRUST_ROUTES: RouteSpec[] = [
       'Server-Sent Events (text/event-stream) of score, device and revocation changes; resume with Last-Event-ID (see README: ids, replay, heartbeats, limits)',
     access,
     query: trustStreamQuerySchema,
-    response: z.string().describe('text/event-stream: events ready, score, device, revoked, reset'),
+    response: z.string(),
+    events: TRUST_STREAM_EVENTS,
     handler: (async ({ reply, deps }: RouteContext<unknown, unknown, unknown>) => {
       const header = reply.request.headers['last-event-id'];
       const lastEventId = typeof header === 'string' && header !== '' ? parseEventId(header) : undefined;

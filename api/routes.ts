@@ -25,6 +25,7 @@ import {
   tokenBodySchema,
   tokenResultSchema,
   whoamiSchema,
+  type SseEventSpec,
   type TokenResult,
   type Whoami,
 } from '../protocol/index.js';
@@ -68,6 +69,12 @@ export interface RouteSpec {
   csv?: boolean;
   /** Changes something: recorded in the audit log with the caller. */
   audited?: boolean;
+  /**
+   * A Server-Sent Events route: it takes over its response (reply.hijack) and keeps it open. Documented as
+   * text/event-stream with these events (api/openapi.ts), and held only while the caller's credential stays good:
+   * it ends when the session ends or the certificate is revoked or expires (api/credential-watch.ts).
+   */
+  events?: Record<string, SseEventSpec>;
   handler(ctx: RouteContext<any, any, any>): Promise<unknown>;
 }
 

@@ -83,7 +83,18 @@ export class Sessions {
     return this.store.activeSessions(this.now().toISOString());
   }
 
-  end(id: string): Promise<boolean> {
-    return this.store.endSession(id, this.now().toISOString());
+  /** Ends a session; what it left open in this process (event streams) ends with it (onEnded). */
+  async end(id: string): Promise<boolean> {
+    const ended = await this.store.endSession(id, this.now().toISOString());
+    if (ended) for (const listener of this.endedListeners) listener(id);
+    return ended;
+  }
+
+  private readonly endedListeners = new Set<(id: string) => void>();
+
+  /** Called with the id of each session this process ends. */
+  onEnded(listener: (id: string) => void): () => void {
+    this.endedListeners.add(listener);
+    return () => this.endedListeners.delete(listener);
   }
 }

@@ -1,7 +1,9 @@
 /**
  * `GET /api/v1/trust/stream`: Server-Sent Events of score, device (state, current certificate) and revocation
- * changes, written straight to the socket (reply.hijack): each event is formatted once and written to every
- * subscriber, and a subscriber that cannot keep up is dropped rather than buffered without bound.
+ * changes, written straight to the socket (reply.hijack): each event is formatted and encoded once (one Buffer,
+ * framed as an HTTP/1.1 chunk) and that same Buffer is written to every subscriber's socket, and a subscriber that
+ * cannot keep up is dropped rather than buffered without bound. Not corked: each subscriber gets one write per
+ * event, so there is nothing to coalesce (a feed event's several frames are one Buffer already).
  *
  * Event ids are `{feed}-{boot}-{scores}`: the inventory change-feed position the stream has delivered, this
  * gateway process's boot id, and its count of score changes. Resuming with `Last-Event-ID`:
@@ -15,9 +17,9 @@
  * and clients can tell a quiet stream from a dead one.
  */
 import type { ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import type { FeedEvent, TrustEvent } from '../fleet/index.js';
-import { normalizeSerial, type DeviceTrust, type TrustCheckResult, type TrustScoreEvent } from '../protocol/index.js';
+import { type DeviceTrust, type TrustCheckResult, type TrustScoreEvent } from '../protocol/index.js';
 
 /** What the trust routes need from the fleet core (fleet/trust.ts TrustCache answers it). */
 export interface TrustOperations {
@@ -52,13 +54,37 @@ export function parseEventId(id: string): { feed: number; boot: string; scores: 
 
 interface Subscriber {
   res: ServerResponse;
-  /** Serial of the caller's client certificate, if it used one: its revocation ends the stream. */
-  serial: string | undefined;
+  /**
+   * The connection, written directly once the response head is out (null until then, or when the response is not
+   * the connection's current one): one write of one shared buffer per event, without ServerResponse's per-write
+   * chunk framing, string encoding and cork-until-next-tick for each of a thousand subscribers.
+   */
+  socket: Socket | null;
+  /** HTTP/1.1 (chunked body) or HTTP/1.0 (the body runs until the connection closes). */
+  chunked: boolean;
   /** Live events that came while the subscriber was catching up (null: live). */
-  queue: Array<{ event: TrustEvent; id: string }> | null;
+  queue: Array<{ event: TrustEvent; frame: Frame }> | null;
 }
 
 const frame = (name: string, data: unknown, id?: string) => `${id !== undefined ? `id: ${id}\n` : ''}event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+
+/** An event's bytes, serialised and encoded once for every subscriber: as an HTTP/1.1 chunk, or bare. */
+class Frame {
+  private chunk?: Buffer;
+  private bare?: Buffer;
+  constructor(readonly text: string) {}
+
+  bytes(chunked: boolean): Buffer {
+    if (!chunked) return (this.bare ??= Buffer.from(this.text, 'utf8'));
+    if (!this.chunk) {
+      const body = this.bare ?? Buffer.from(this.text, 'utf8');
+      this.chunk = Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`, 'latin1'), body, CRLF]);
+    }
+    return this.chunk;
+  }
+}
+const CRLF = Buffer.from('\r\n', 'latin1');
+const HEARTBEAT = new Frame(': heartbeat\n\n');
 
 export class TrustStreams {
   private readonly subscribers = new Set<Subscriber>();
@@ -84,11 +110,11 @@ export class TrustStreams {
     return `${this.trust.position}-${this.trust.boot}-${this.trust.scoreSeq}`;
   }
 
-  private format(event: TrustEvent, id: string): string {
-    return event.kind === 'score' ? frame('score', event.data, id) : feedFrames(event.events, id);
+  private format(event: TrustEvent, id: string): Frame {
+    return new Frame(event.kind === 'score' ? frame('score', event.data, id) : feedFrames(event.events, id));
   }
 
-  private write(sub: Subscriber, text: string): void {
+  private write(sub: Subscriber, frame: Frame): void {
     if (sub.res.destroyed) return;
     // Back-pressure: a client that leaves this much unread is gone or too slow; it reconnects with Last-Event-ID.
     if (sub.res.writableLength > this.limits.maxBufferedBytes) {
@@ -96,21 +122,19 @@ export class TrustStreams {
       sub.res.destroy();
       return;
     }
-    sub.res.write(text);
+    if (sub.socket) sub.socket.write(frame.bytes(sub.chunked));
+    else sub.res.write(frame.text);
   }
 
   private onEvent(event: TrustEvent): void {
-    if (event.kind === 'feed') {
-      // A caller whose certificate was just revoked reads no further.
-      const revoked = new Set(event.events.flatMap((e) => (e.name === 'revoked' ? [e.data.serial] : [])));
-      if (revoked.size) for (const sub of this.subscribers) if (sub.serial && revoked.has(sub.serial)) sub.res.destroy();
-    }
-    // The id is taken now: it says what this event brings a reader up to.
-    const id = this.id();
-    let text: string | undefined;
+    if (!this.subscribers.size) return;
+    // Formatted once, with the id taken now (it says what this event brings a reader up to); every subscriber gets
+    // the same bytes. No per-subscriber serialising, authorisation or copying: each stream's caller was
+    // authorised when it opened, and its credential is watched apart from the events (api/credential-watch.ts).
+    const shared = this.format(event, this.id());
     for (const sub of this.subscribers) {
-      if (sub.queue) sub.queue.push({ event, id });
-      else this.write(sub, (text ??= this.format(event, id)));
+      if (sub.queue) sub.queue.push({ event, frame: shared });
+      else this.write(sub, shared);
     }
   }
 
@@ -119,12 +143,11 @@ export class TrustStreams {
     if (this.subscribers.size === 0) {
       this.stopEvents = this.trust.onEvent((e) => this.onEvent(e));
       this.heartbeat = setInterval(() => {
-        for (const sub of this.subscribers) if (!sub.queue) this.write(sub, ': heartbeat\n\n');
+        for (const sub of this.subscribers) if (!sub.queue) this.write(sub, HEARTBEAT);
       }, this.limits.heartbeatMs);
       this.heartbeat.unref();
     }
-    const peer = (res.socket as TLSSocket | null)?.getPeerCertificate?.();
-    const sub: Subscriber = { res, serial: peer?.serialNumber ? normalizeSerial(peer.serialNumber) : undefined, queue: lastEventId ? [] : null };
+    const sub: Subscriber = { res, socket: null, chunked: true, queue: lastEventId ? [] : null };
     this.subscribers.add(sub);
     res.once('close', () => this.remove(sub));
     res.writeHead(200, {
@@ -149,13 +172,18 @@ export class TrustStreams {
       text += parts.join('');
     }
     text += frame('ready', { position, resumed: lastEventId !== undefined }, id);
-    this.write(sub, text);
+    // Through the response: this write sends the head and decides the framing; later ones go to the socket.
+    this.write(sub, new Frame(text));
+    if (res.socket && !res.destroyed) {
+      sub.socket = res.socket;
+      sub.chunked = res.chunkedEncoding;
+    }
     // Live events that came meanwhile, minus what the replay already covered.
     const queued = sub.queue ?? [];
     sub.queue = null;
-    for (const { event, id: eventId } of queued) {
+    for (const { event, frame: queuedFrame } of queued) {
       if (event.kind === 'score' ? event.seq <= scoreSeq : event.position <= position) continue;
-      this.write(sub, this.format(event, eventId));
+      this.write(sub, queuedFrame);
     }
   }
 

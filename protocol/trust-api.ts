@@ -100,6 +100,23 @@ export const trustRevokedEventSchema = z.object({ serial: z.string(), device: z.
 export const trustReadyEventSchema = z.object({ position: z.number().int(), resumed: z.boolean() });
 export const trustResetEventSchema = z.object({ reason: z.string() });
 
+/** One event type of a Server-Sent Events route: what it means and the JSON in its `data:` line. */
+export interface SseEventSpec {
+  description: string;
+  data: z.ZodType;
+  /** Whether it carries an `id:` (a position to resume from with Last-Event-ID). */
+  id: 'always' | 'never' | 'last of a group';
+}
+
+/** The events of /trust/stream, in the order a stream can first meet them (the OpenAPI document lists them). */
+export const TRUST_STREAM_EVENTS = {
+  score: { description: 'a new score message for a device, with the effective score it gives now (the one the broker enforces)', data: trustScoreEventSchema, id: 'always' },
+  device: { description: "a device's state or current certificate changed (inventory change feed); state null: the device is gone", data: trustDeviceEventSchema, id: 'last of a group' },
+  revoked: { description: 'a certificate was revoked (device null: not a device certificate)', data: trustRevokedEventSchema, id: 'last of a group' },
+  reset: { description: 'on resume: the change feed no longer holds every change since Last-Event-ID: load the devices again', data: trustResetEventSchema, id: 'never' },
+  ready: { description: 'after the replay of a resumed stream (or at once): live from here', data: trustReadyEventSchema, id: 'always' },
+} as const satisfies Record<TrustEventName, SseEventSpec>;
+
 export type TrustScoreEvent = z.infer<typeof trustScoreEventSchema>;
 export type TrustDeviceEvent = z.infer<typeof trustDeviceEventSchema>;
 export type TrustRevokedEvent = z.infer<typeof trustRevokedEventSchema>;

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { ClientRequest } from 'node:http';
 import { createParser } from 'eventsource-parser';
 import type { Gateway } from '../../gateway/index.js';
-import { API_PREFIX } from '../../protocol/index.js';
+import { API_PREFIX, SESSION_COOKIE } from '../../protocol/index.js';
 
 type T = { teardown(fn: () => unknown): void };
 
@@ -28,8 +28,13 @@ export interface SseReader {
   res?: IncomingMessage;
 }
 
-/** Opens GET /api/v1/trust/stream with a client certificate; events are parsed by eventsource-parser. */
-export function openStream(gw: { httpsPort: number; caPem: string }, creds: { cert: string; key: string }, lastEventId?: string, options: { paused?: boolean } = {}): SseReader {
+/** Opens GET /api/v1/trust/stream with a client certificate (or a session cookie); events are parsed by eventsource-parser. */
+export function openStream(
+  gw: { httpsPort: number; caPem: string },
+  creds: { cert: string; key: string } | { cookie: string },
+  lastEventId?: string,
+  options: { paused?: boolean } = {},
+): SseReader {
   const events: SseEvent[] = [];
   const comments: string[] = [];
   let last: string | undefined = lastEventId;
@@ -40,7 +45,17 @@ export function openStream(gw: { httpsPort: number; caPem: string }, creds: { ce
   const reader: SseReader = { events, comments, status, closed, lastId: () => last, kill: () => req.destroy(), req: undefined as unknown as ClientRequest };
   const req = request(
     `https://127.0.0.1:${gw.httpsPort}${API_PREFIX}/trust/stream`,
-    { ca: gw.caPem, servername: 'localhost', cert: creds.cert, key: creds.key, agent: false, headers: { Accept: 'text/event-stream', ...(lastEventId ? { 'Last-Event-ID': lastEventId } : {}) } },
+    {
+      ca: gw.caPem,
+      servername: 'localhost',
+      ...('cookie' in creds ? {} : { cert: creds.cert, key: creds.key }),
+      agent: false,
+      headers: {
+        Accept: 'text/event-stream',
+        ...('cookie' in creds ? { Cookie: `${SESSION_COOKIE}=${creds.cookie}` } : {}),
+        ...(lastEventId ? { 'Last-Event-ID': lastEventId } : {}),
+      },
+    },
     (res) => {
       reader.res = res;
       resolveStatus(res.statusCode!);
