@@ -37,7 +37,7 @@ export const TRUST_ROUTES: RouteSpec[] = [
     method: 'GET',
     path: TRUST_PATHS.stream,
     summary:
-      'Server-Sent Events (text/event-stream) of score, device and revocation changes; resume with Last-Event-ID (see README: ids, replay, heartbeats, limits)',
+      'Server-Sent Events (text/event-stream) of score, device and revocation changes; resume with Last-Event-ID (see docs/api.md: ids, replay, heartbeats, limits)',
     access,
     query: trustStreamQuerySchema,
     response: z.string(),

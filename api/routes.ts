@@ -112,8 +112,9 @@ export function enrollmentCommands(server: string, device: string, token: string
       '# a P-256 key that never leaves the device, and its CSR (CN = device id)',
       `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ${device}.key`,
       `openssl req -new -key ${device}.key -subj /CN=${device} -outform DER | base64 > ${device}.csr.b64`,
-      '# enroll with the one-time token',
-      `curl -sSf --cacert cacerts.pem -u ${device}:${token} -H 'Content-Type: application/pkcs10' --data-binary @${device}.csr.b64 ${s}/.well-known/est/simpleenroll | base64 -d | openssl pkcs7 -inform DER -print_certs -out ${device}.crt`,
+      '# enroll with the one-time token (on an error, the server says why)',
+      `curl -sS --fail-with-body --cacert cacerts.pem -u ${device}:${token} -H 'Content-Type: application/pkcs10' --data-binary @${device}.csr.b64 ${s}/.well-known/est/simpleenroll -o ${device}.p7 || { cat ${device}.p7 >&2; exit 1; }`,
+      `openssl base64 -d -in ${device}.p7 | openssl pkcs7 -inform DER -print_certs -out ${device}.crt`,
     ].join('\n'),
   };
 }

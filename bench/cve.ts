@@ -130,7 +130,7 @@ export const cveSuite: Suite = {
       const parseMs = performance.now() - t0;
       const store = await openSqliteVulnStore(dir);
       t0 = performance.now();
-      await store.replace(entries, [{ from: 'synthetic', format: feed.format, bytes: text.length, sha256: '', stats: feed.stats }]);
+      await store.replace([{ feed: feed.format, entries, origins: [{ from: 'synthetic', format: feed.format, bytes: text.length, sha256: '', stats: feed.stats }] }]);
       const writeMs = performance.now() - t0;
       t0 = performance.now();
       const index = (await CveDatabase.open(store)).index();

@@ -21,7 +21,7 @@ export class InventoryStateError extends Error {
 
 export const inventoryPath = (dataDir: string) => join(dataDir, 'inventory.db');
 const crlDerPath = (dataDir: string) => join(dataDir, 'crl.der');
-const HELP = 'see "Lost or restored inventory" in the README';
+const HELP = 'see "Lost or restored inventory" in docs/operations.md';
 
 const REASON_NAMES: Record<number, string> = {
   [x509.X509CrlReason.unspecified]: 'unspecified',

@@ -169,7 +169,7 @@ export const configSchema = z
       .object({
         onDowngrade: z.enum(['filter', 'disconnect']).default('filter'),
         eventInterval: duration.default(10_000),
-        /** What one MQTT client may consume; README "Limits" lists the defaults (broker/limits.ts). */
+        /** What one MQTT client may consume; docs/broker.md "Limits" lists the defaults (broker/limits.ts). */
         limits: z
           .object({
             maxPacketSize: z.number().int().min(1024).max(268_435_455).optional(),

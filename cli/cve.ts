@@ -69,14 +69,17 @@ const n = (x: number) => x.toLocaleString('en-US');
 
 function describeLoad(r: LoadRecord): string {
   const lines = [
-    `loaded ${n(r.entries)} entries (${n(r.fixed)} with a fix, ${n(r.open)} open) for ${n(r.sources)} source packages in ${r.releases.length} releases (${r.releases.join(', ')})`,
+    `CVE data: ${n(r.entries)} entries (${n(r.fixed)} with a fix, ${n(r.open)} open) for ${n(r.sources)} source packages in ${r.releases.length} releases (${r.releases.join(', ')}), from ${r.feeds.length} feed(s):`,
   ];
-  for (const o of r.origins) {
-    const s = o.stats.skipped;
-    lines.push(
-      `  ${o.from}: ${o.format}, ${n(o.bytes)} bytes, ${n(o.stats.records)} records → ${n(o.stats.entries)} entries; skipped ${n(s.notAffected)} not affected, ` +
-        `${n(s.unimportant)} unimportant${s.withdrawn ? `, ${n(s.withdrawn)} withdrawn` : ''}${s.otherEcosystem ? `, ${n(s.otherEcosystem)} other ecosystems` : ''}`,
-    );
+  for (const f of r.feeds) {
+    lines.push(`  feed ${f.name}: ${n(f.entries)} entries, loaded ${f.loadedAt} (generation ${f.generation})`);
+    for (const o of f.origins) {
+      const s = o.stats.skipped;
+      lines.push(
+        `    ${o.from}: ${o.format}, ${n(o.bytes)} bytes, ${n(o.stats.records)} records → ${n(o.stats.entries)} entries; skipped ${n(s.notAffected)} not affected, ` +
+          `${n(s.unimportant)} unimportant${s.withdrawn ? `, ${n(s.withdrawn)} withdrawn` : ''}${s.otherEcosystem ? `, ${n(s.otherEcosystem)} other ecosystems` : ''}`,
+      );
+    }
   }
   lines.push(`generation ${r.generation}, ${r.loadedAt}`);
   return lines.join('\n') + '\n';
@@ -101,7 +104,8 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
     .addOption(new Option('--timeout <duration>', 'URL download timeout').argParser(durationArg).default(DEFAULT_TIMEOUT_MS, '60s'))
     .addOption(new Option('--max-size <size>', 'largest feed accepted').argParser(sizeArg).default(DEFAULT_MAX_BYTES, '256M'))
     .option('--release <codename>', 'keep only this release (repeatable; default: all)', (v: string, prev: string[]) => [...prev, releaseArg(v)], [])
-    .action((opts: { from: string[]; data: string; timeout: number; maxSize: number; release: string[] }) =>
+    .option('--feed <name>', 'the stored feed these inputs replace (default: their format, debian-tracker or osv); other feeds are kept')
+    .action((opts: { from: string[]; data: string; timeout: number; maxSize: number; release: string[]; feed?: string }) =>
       run(async () => {
         if (opts.from.length === 0) throw new InvalidArgumentError('give --from FILE|URL (repeat it to load several feeds together)');
         const record = await updateCveStore({
@@ -110,9 +114,28 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
           timeoutMs: opts.timeout,
           maxBytes: opts.maxSize,
           releases: opts.release,
+          ...(opts.feed === undefined ? {} : { feed: opts.feed }),
           onParsed: (entries) => process.stderr.write(`parsed ${n(entries)} entries; writing the store\n`),
         });
-        process.stdout.write(describeLoad(record));
+        const loaded = record.feeds.filter((f) => f.generation === record.generation);
+        process.stdout.write(`loaded feed ${loaded.map((f) => `${f.name} (${n(f.entries)} entries)`).join(', ')}; the other feeds are kept\n` + describeLoad(record));
+      }),
+    );
+
+  cve
+    .command('remove')
+    .description('drop one stored feed (see wott cve status); the other feeds stay')
+    .requiredOption('--feed <name>', 'the feed to drop')
+    .option('--data <dir>', 'data folder', defaults.dataDir)
+    .action((opts: { feed: string; data: string }) =>
+      run(async () => {
+        const store = await openSqliteVulnStore(resolve(opts.data));
+        try {
+          const record = await store.remove(opts.feed);
+          process.stdout.write(`removed feed ${opts.feed}\n` + (record ? describeLoad(record) : 'no CVE data is left\n'));
+        } finally {
+          await store.close();
+        }
       }),
     );
 

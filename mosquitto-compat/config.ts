@@ -18,7 +18,7 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { toPem, type CertificateAuthority } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
@@ -245,14 +245,40 @@ export interface WrittenMosquittoConfig {
   ownership?: string;
 }
 
-function userIds(user: string): { uid: number; gid: number } | undefined {
+function userIds(user: string): { uid: number; gid: number; gids: number[] } | undefined {
   try {
-    const uid = Number(execFileSync('id', ['-u', user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
-    const gid = Number(execFileSync('id', ['-g', user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
-    return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined;
+    const id = (flag: string) => execFileSync('id', [flag, user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const uid = Number(id('-u'));
+    const gid = Number(id('-g'));
+    const gids = id('-G').split(/\s+/).map(Number);
+    return Number.isInteger(uid) && Number.isInteger(gid) && gids.every(Number.isInteger) ? { uid, gid, gids } : undefined;
   } catch {
     return undefined;
   }
+}
+
+export interface FolderFacts {
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * The first folder above `dir` (from `/` down) that a user can not enter (no search permission), or undefined.
+ * Mosquitto started as root drops to its user before it opens any file, so a folder it cannot pass (a home folder
+ * or a temporary folder, 0700) would surface only as Mosquitto's "Unable to write pid file". Owner, group and
+ * other bits as the kernel applies them (POSIX ACLs are not looked at). Pure: `stat` is given.
+ */
+export function unreachableAncestor(dir: string, who: { uid: number; gids: readonly number[] }, stat: (path: string) => FolderFacts): { path: string; facts: FolderFacts } | undefined {
+  if (who.uid === 0) return undefined;
+  const parts = resolve(dir).split('/').filter(Boolean);
+  for (let i = 0; i < parts.length; i++) {
+    const path = '/' + parts.slice(0, i).join('/');
+    const facts = stat(path);
+    const bit = facts.uid === who.uid ? 0o100 : who.gids.includes(facts.gid) ? 0o010 : 0o001;
+    if ((facts.mode & bit) === 0) return { path, facts };
+  }
+  return undefined;
 }
 
 /** Writes mosquitto.conf, server certificate and key, CA chain, CRL and (unless one exists) dynamic-security.json. */
@@ -264,6 +290,19 @@ export async function writeMosquittoConfig(o: WriteMosquittoConfigOptions): Prom
     throw new Error(`mosquitto_dynamic_security.so not found (looked in ${DYNSEC_PLUGIN_CANDIDATES.join(', ')}): install Mosquitto 2.x or pass --plugin PATH`);
   }
   const user = o.user ?? 'mosquitto';
+  const ids = process.getuid?.() === 0 && user !== 'root' ? userIds(user) : undefined;
+  // Folders above `dir` that we create are Mosquitto's way in: searchable by all, as /etc is.
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
+  if (ids) {
+    const blocked = unreachableAncestor(dir, ids, (p) => statSync(p));
+    if (blocked) {
+      const mode = (blocked.facts.mode & 0o777).toString(8).padStart(4, '0');
+      throw new Error(
+        `Mosquitto drops to user ${user} before it reads its files, and ${user} cannot enter ${blocked.path} (mode ${mode}, owner uid ${blocked.facts.uid}): ` +
+          `choose an --out folder it can reach, such as /etc/wott-mosquitto, or let it through (chmod o+x ${blocked.path})`,
+      );
+    }
+  }
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   mkdirSync(paths.persistence, { recursive: true, mode: 0o750 });
   const server = await writeServerFiles(o.authority, dir, o.hosts);
@@ -276,7 +315,6 @@ export async function writeMosquittoConfig(o: WriteMosquittoConfigOptions): Prom
 
   let ownership: string | undefined;
   if (process.getuid?.() === 0 && user !== 'root') {
-    const ids = userIds(user);
     if (ids) {
       for (const f of [dir, paths.persistence, paths.conf, paths.dynsec, paths.caFile, paths.certFile, paths.keyFile, paths.crlFile]) chownSync(f, ids.uid, ids.gid);
       ownership = `files handed to ${user} (Mosquitto drops to it before reading them)`;

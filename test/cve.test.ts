@@ -446,7 +446,8 @@ t.test('store: load, record, reload index on a new generation; a failed load kee
     ['CVE-2099-1101', 'bash', '5.2.15-2+deb12u1'],
     ['CVE-2099-1004', 'openssl', '3.0.99-1~deb12u2'],
   ]);
-  t.equal(before.entries, 27, 'tracker 20 + DSA 4 + records 3 + JSON Lines 2, less 2 duplicates');
+  t.match(before.status, { entries: 27, feeds: [{ name: 'debian-tracker', entries: 20 }, { name: 'osv', entries: 9 }] }, 'tracker 20 + DSA 4 + records 3 + JSON Lines 2, less 2 duplicates');
+  t.equal(before.entries, 29, 'stored per feed: the 2 entries the tracker and OSV both have are merged when read');
 
   for (const [name, message] of BAD) {
     await t.rejects(updateCveStore({ dataDir: data, from: [fixture('tracker.json'), fixture(`bad/${name}`)] }), { name: 'CveFeedError', message }, name);
@@ -709,9 +710,10 @@ t.test('CLI: cve update, status, check on this host', async (t) => {
 
   const up = await wott(entry, ['cve', 'update', '--data', data, ...GOOD_FEEDS.flatMap((f) => ['--from', f])]);
   t.equal(up.code, 0, up.stderr);
-  t.match(up.stdout, /^loaded 27 entries \(23 with a fix, 4 open\) for \d+ source packages in 4 releases \(bookworm, bullseye, sid, trixie\)/);
+  t.match(up.stdout, /^loaded feed debian-tracker \(20 entries\), osv \(9 entries\); the other feeds are kept\n/);
+  t.match(up.stdout, /CVE data: 27 entries \(23 with a fix, 4 open\) for \d+ source packages in 4 releases \(bookworm, bullseye, sid, trixie\), from 2 feed\(s\)/);
   t.match(up.stdout, /tracker\.json: debian-tracker, [\d,]+ bytes, 17 records → 20 entries; skipped 3 not affected, 1 unimportant/);
-  t.match(up.stderr, /parsed 27 entries; writing the store/);
+  t.match(up.stderr, /parsed 29 entries; writing the store/, 'per feed: 20 + 9');
 
   const other = join(tempDir(t), 'data');
   const only = await wott(entry, ['cve', 'update', '--data', other, '--from', fixture('tracker.json'), '--release', 'bookworm', '--release', 'trixie']);
@@ -719,7 +721,7 @@ t.test('CLI: cve update, status, check on this host', async (t) => {
   t.match(only.stdout, /in 2 releases \(bookworm, trixie\)/, '--release keeps only those releases');
   const nothing = await wott(entry, ['cve', 'update', '--data', other, '--from', fixture('tracker.json'), '--release', 'jessie']);
   t.equal(nothing.code, 2);
-  t.match(nothing.stderr, /no entries for jessie \(the feeds cover bookworm, bullseye, sid, trixie\); the store is unchanged/);
+  t.match(nothing.stderr, /feed debian-tracker: no entries for jessie \(it covers bookworm, bullseye, sid, trixie\); the store is unchanged/);
 
   const noFrom = await wott(entry, ['cve', 'update', '--data', data]);
   t.equal(noFrom.code, 2);
@@ -810,7 +812,7 @@ t.test('CLI: cve update from a URL; unreachable, slow, failing and oversized URL
 
   const ok = await wott(entry, ['cve', 'update', '--data', data, '--from', `${url}/tracker/data/json`, '--from', `${url}/osv.jsonl.gz`]);
   t.equal(ok.code, 0, ok.stderr);
-  t.match(ok.stdout, /^loaded 22 entries/);
+  t.match(ok.stdout, /CVE data: 22 entries/);
   t.match(ok.stdout, new RegExp(`${url}/tracker/data/json: debian-tracker, ${tracker.length.toLocaleString('en-US')} bytes`));
   const status = () => JSON.parse(spawnSync(process.execPath, [entry, 'cve', 'status', '--data', data, '--json'], { encoding: 'utf8' }).stdout) as { generation: number; entries: number };
   t.match(status(), { generation: 1, entries: 22 });

@@ -6,6 +6,7 @@
  */
 import type { ListeningSocket } from '../protocol/index.js';
 import type { VulnStore } from '../store/index.js';
+import { mergeEntries } from './feed.js';
 import { buildIndex, matchPackages, type CveFinding, type CveIndex, type InventoryEntry, type OsRelease } from './match.js';
 
 export interface CveDatabaseOptions {
@@ -64,7 +65,8 @@ export class CveDatabase {
   private async rebuildIfChanged(): Promise<void> {
     if ((await this.store.generation()) === this.current.generation) return;
     const data = await this.store.matchingData();
-    const index = buildIndex(data.fixed, data.generation);
+    // Feeds are stored apart (each replaced on its own); the same entry from two feeds is merged here.
+    const index = buildIndex(mergeEntries([data.fixed]), data.generation);
     for (const [id, text] of data.descriptions) index.descriptions.set(id, text);
     this.current = index;
   }

@@ -38,5 +38,5 @@ export {
 } from './match.js';
 export { inventoryFromDpkgStatus, parseDpkgStatus } from './dpkg-status.js';
 export { CveDatabase, type CveDatabaseOptions } from './database.js';
-export { CveStoreError, type FeedOrigin, type LoadRecord } from '../store/index.js';
+export { CveStoreError, FEED_NAME, type FeedOrigin, type FeedRecord, type LoadRecord } from '../store/index.js';
 export { decodeFeed, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_MS, fetchBounded, parseInput, readFeedInputs, updateCveStore, type UpdateOptions } from './update.js';

@@ -1,13 +1,14 @@
 /**
  * `wott cve update`: reads feeds from files, folders of OSV records or http(s) URLs, parses and validates all of
- * them, merges them, and only then replaces the store in one transaction. Any failure leaves the store as it was.
+ * them, merges them per named feed (by default the format: `debian-tracker`, `osv`), and only then replaces those
+ * feeds in the store, in one transaction; other feeds stay. Any failure leaves the store as it was.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { CveFeedError, DEFAULT_FEED_LIMITS, mergeEntries, parseFeed, type FeedLimits, type ParsedFeed } from './feed.js';
-import { openSqliteVulnStore, type FeedOrigin, type LoadRecord, type VulnStore } from '../store/index.js';
+import { FEED_NAME, openSqliteVulnStore, type FeedLoad, type FeedOrigin, type LoadRecord, type VulnStore } from '../store/index.js';
 
 export interface ReadOptions {
   /** Largest input accepted, in bytes (after decompression). */
@@ -172,29 +173,45 @@ export interface UpdateOptions extends ReadOptions {
   limits?: FeedLimits;
   /** Keep only these release codenames (a gateway whose fleet runs bookworm need not store sid). */
   releases?: string[];
+  /**
+   * The feed these inputs replace in the store. Default: the format of each input (`debian-tracker`, `osv`), so a
+   * tracker update replaces the previous tracker data and leaves OSV data alone, and vice versa.
+   */
+  feed?: string;
   /** Called after parsing, before the store is written (progress output; tests use it to crash mid-write). */
   onParsed?: (entries: number) => void;
   now?: Date;
 }
 
-/** Loads every source, then replaces the store. Throws CveFeedError / CveStoreError; the store is unchanged then. */
+/** Loads every source, then replaces the feeds they make up. Throws CveFeedError / CveStoreError; the store is unchanged then. */
 export async function updateCveStore(opts: UpdateOptions): Promise<LoadRecord> {
   if (opts.from.length === 0) throw new CveFeedError('no feed given: pass --from FILE|URL');
+  if (opts.feed !== undefined && !FEED_NAME.test(opts.feed)) throw new CveFeedError(`invalid feed name ${JSON.stringify(opts.feed.slice(0, 80))}: lowercase letters, digits, . _ - (at most 64)`);
   const parsed: ParsedInput[] = [];
   for (const from of opts.from) {
     for (const input of await readFeedInputs(from, opts)) parsed.push(parseInput(input, opts.limits, opts.maxBytes));
   }
-  let entries = mergeEntries(parsed.map((p) => p.feed.entries));
-  if (opts.releases?.length) {
-    const keep = new Set(opts.releases);
-    const all = [...new Set(entries.map((e) => e.release))].sort();
-    entries = entries.filter((e) => keep.has(e.release));
-    if (entries.length === 0) throw new CveFeedError(`no entries for ${[...keep].join(', ')} (the feeds cover ${all.join(', ')}); the store is unchanged`);
+  const groups = new Map<string, ParsedInput[]>();
+  for (const p of parsed) {
+    const name = opts.feed ?? p.feed.format;
+    groups.set(name, [...(groups.get(name) ?? []), p]);
   }
-  opts.onParsed?.(entries.length);
+  const loads: FeedLoad[] = [];
+  for (const [feed, inputs] of groups) {
+    let entries = mergeEntries(inputs.map((p) => p.feed.entries));
+    if (opts.releases?.length) {
+      const keep = new Set(opts.releases);
+      const all = [...new Set(entries.map((e) => e.release))].sort();
+      entries = entries.filter((e) => keep.has(e.release));
+      // Refused rather than stored: an empty load would wipe the feed's previous data.
+      if (entries.length === 0) throw new CveFeedError(`feed ${feed}: no entries for ${[...keep].join(', ')} (it covers ${all.join(', ')}); the store is unchanged`);
+    }
+    loads.push({ feed, entries, origins: inputs.map((p) => p.origin) });
+  }
+  opts.onParsed?.(loads.reduce((n, l) => n + l.entries.length, 0));
   const store = opts.store ?? (await openSqliteVulnStore(opts.dataDir));
   try {
-    return await store.replace(entries, parsed.map((p) => p.origin), opts.now);
+    return await store.replace(loads, opts.now);
   } finally {
     if (!opts.store) await store.close();
   }

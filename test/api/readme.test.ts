@@ -1,5 +1,5 @@
 /**
- * The README's curl example for the API, run as written: the block after the marker comment, with only the
+ * The curl example for the API (docs/api.md, moved there from the README), run as written: the block after the marker comment, with only the
  * gateway's port (8443 → the test's) and `npx wott` (→ this build's CLI) put in.
  */
 import { spawn } from 'node:child_process';
@@ -10,17 +10,17 @@ import { CLI, requireCommand, tempDir } from '../helpers.js';
 import { enroll, testGateway } from '../mqtt-helpers.js';
 
 function readmeBlock(): string {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const readme = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8');
   const at = readme.indexOf('<!-- test/api/readme.test.ts runs this block -->');
   const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(at));
-  if (at < 0 || !block) throw new Error('README: the API curl block is missing');
+  if (at < 0 || !block) throw new Error('docs/api.md: the API curl block is missing');
   return block[1]!;
 }
 
-t.test('the README curl example works with an operator certificate', async (t) => {
+t.test('the docs/api.md curl example works with an operator certificate', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl') || !requireCommand(t, 'curl', 'curl')) return;
   const cwd = tempDir(t);
-  // The README's commands use the default data folder, ./wott-data.
+  // The commands use the default data folder, ./wott-data.
   const gw = await testGateway(t, { dataDir: join(cwd, 'wott-data'), hosts: ['localhost'] });
   await enroll(gw, tempDir(t), 'kitchen-sensor');
   const script = readmeBlock().replaceAll('npx wott ', `${process.execPath} ${CLI} `).replaceAll('localhost:8443', `localhost:${gw.httpsPort}`);

@@ -202,6 +202,13 @@ t.test('a token comes with curl + openssl commands that enroll, pinning the root
   const stopped = await run('sh', [join(other, 'enroll.sh')], 30_000, other);
   t.not(stopped.code, 0, 'a fingerprint mismatch stops the script');
   t.match(stopped.stderr, /root fingerprint mismatch/);
+  // A refused enrollment shows the server's reason, not a base64 or ASN.1 error.
+  const spent = tempDir(t);
+  writeFileSync(join(spent, 'enroll.sh'), reply.json.curlCommands + '\n');
+  const refused = await run('sh', [join(spent, 'enroll.sh')], 30_000, spent);
+  t.not(refused.code, 0, 'the used token is refused');
+  t.match(refused.stderr, /enrollment token has already been used/, "the server's reason is shown");
+  t.notMatch(refused.stderr, /base64|asn1|ASN1/i);
 });
 
 t.test('EST, the CRL and metrics are untouched by the API on the same port', async (t) => {

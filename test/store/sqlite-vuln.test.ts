@@ -45,10 +45,30 @@ t.test('a file the CVE store wrote before store/ opens with its data', async (t)
 
   const store = await openSqliteVulnStore(dataDir);
   t.teardown(() => store.close());
-  t.same(await store.status(), { ...record, generation: 1 });
+  // No origins recorded, so no format to name the feed after: "legacy".
+  t.same(await store.status(), { ...record, generation: 1, feeds: [{ name: 'legacy', generation: 1, loadedAt: record.loadedAt, origins: [], entries: 1, fixed: 1, open: 0 }] });
   t.same(await store.entries(), [{ id: 'CVE-2099-1', source: 'openssl', release: 'bookworm', fixed: '3.0.2-1', severity: 'high', remote: true, advisory: 'DSA-1-1', description: 'old text' }]);
-  const next = await store.replace([], []);
+  const next = await store.replace([{ feed: 'osv', entries: [], origins: [] }]);
   t.equal(next.generation, 2, 'generations go on from the old loads');
+  t.same(next.feeds.map((f) => f.name), ['legacy', 'osv'], 'the old data stays until its feed is loaded again or removed');
+});
+
+t.test('data a one-format load stored before feeds had names becomes that feed: its next load replaces it', async (t) => {
+  const dataDir = tempDir(t);
+  mkdirSync(join(dataDir, 'cve'), { mode: 0o700 });
+  const old = new Database(vulnStorePath(dataDir));
+  old.exec(SCHEMA_BEFORE_STORE);
+  old.pragma('user_version = 1');
+  old.prepare('INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run('bookworm', 'openssl', 'CVE-2099-1', '', '3.0.2-1', 'high', 1, null);
+  const origin = { from: 'tracker.json', format: 'debian-tracker', bytes: 10, sha256: 'b'.repeat(64), stats: { records: 1, entries: 1, fixed: 1, open: 0, skipped: {} } };
+  old.prepare('INSERT INTO loads (loaded_at, record) VALUES (?, ?)').run('2099-01-01T00:00:00.000Z', JSON.stringify({ loadedAt: '2099-01-01T00:00:00.000Z', origins: [origin, origin] }));
+  old.close();
+  const store = await openSqliteVulnStore(dataDir);
+  t.teardown(() => store.close());
+  t.match(await store.status(), { generation: 1, feeds: [{ name: 'debian-tracker', entries: 1, origins: [origin, origin] }] });
+  const loaded = await updateCveStore({ dataDir, store, from: [fixture('tracker.json')] });
+  t.same(loaded.feeds.map((f) => f.name), ['debian-tracker'], 'replaced, not added');
+  t.notOk((await store.entries()).some((e) => e.id === 'CVE-2099-1'), 'the old entry is gone');
 });
 
 t.test('a file with tables but no version (user_version 0) is adopted too', async (t) => {
@@ -59,7 +79,7 @@ t.test('a file with tables but no version (user_version 0) is adopted too', asyn
   old.close();
   await (await openSqliteVulnStore(dataDir)).close();
   const db = new Database(vulnStorePath(dataDir), { readonly: true });
-  t.equal(db.pragma('user_version', { simple: true }), 1);
+  t.equal(db.pragma('user_version', { simple: true }), 2);
   db.close();
 });
 
@@ -68,15 +88,15 @@ t.test('a file from a newer wott is refused with a CveStoreError (wott cve print
   await (await openSqliteVulnStore(dataDir)).close();
   const path = vulnStorePath(dataDir);
   const db = new Database(path);
-  db.pragma('user_version = 2');
+  db.pragma('user_version = 3');
   db.close();
-  await t.rejects(openSqliteVulnStore(dataDir), { name: 'CveStoreError', message: `the CVE store ${path} was written by a newer wott (schema 2, this wott knows 1); upgrade wott` });
+  await t.rejects(openSqliteVulnStore(dataDir), { name: 'CveStoreError', message: `the CVE store ${path} was written by a newer wott (schema 3, this wott knows 2); upgrade wott` });
 });
 
 t.test('folders 0700, files 0600, also when an older version left them open', async (t) => {
   const dataDir = join(tempDir(t), 'data');
   const store = await openSqliteVulnStore(dataDir);
-  await store.replace([], []);
+  await store.replace([{ feed: 'osv', entries: [], origins: [] }]);
   const path = vulnStorePath(dataDir);
   t.equal(statSync(dataDir).mode & 0o777, 0o700);
   t.equal(statSync(join(dataDir, 'cve')).mode & 0o777, 0o700);
