@@ -3,9 +3,10 @@
  * the wott-agent package), so imports stay on the device side: no CA, store or gateway.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
-import { enrollAgent, runAgent } from '../agent/index.js';
+import { agentUnit, enrollAgent, runAgent } from '../agent/index.js';
 import { durationArg } from './args.js';
 
 export function registerAgentCommands(program: Command): Command {
@@ -55,5 +56,12 @@ export function registerAgentCommands(program: Command): Command {
       process.on('SIGINT', stop);
     });
 
+  agent
+    .command('service')
+    .description('print the systemd unit that runs this wott agent (save it as /etc/systemd/system/wott-agent.service)')
+    .action(() => {
+      // The Node.js and the script running now, by absolute path: right for any npm prefix, and no PATH lookup.
+      process.stdout.write(agentUnit([process.execPath, realpathSync(process.argv[1]!)]));
+    });
   return agent;
 }

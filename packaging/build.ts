@@ -26,13 +26,14 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
+import { AGENT_UNIT_DIR, agentUnit } from '../agent/systemd.js';
 
 /** The repository root: this file runs as dist/packaging/build.js. */
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const TEMPLATES = join(ROOT, 'packaging', 'debian');
 
 /** Where the agent keeps its key, certificates and state: private to root. */
-export const AGENT_DIR = '/var/lib/wott';
+export const AGENT_DIR = AGENT_UNIT_DIR;
 /** Bookworm's place for packaged units (/usr/lib/systemd/system only from trixie on). */
 export const UNIT_PATH = '/lib/systemd/system/wott-agent.service';
 
@@ -183,12 +184,7 @@ function docs(stage: string, pkg: string, version: string): void {
 
 /** What both packages carry for the agent: the unit (ExecStart on the packaged binary) and its private folder. */
 function agentFiles(stage: string, pkg: string): void {
-  const unit = readFileSync(join(ROOT, 'agent/systemd/wott-agent.service'), 'utf8');
-  const packaged = unit
-    .replace(/^ExecStart=\/usr\/bin\/env wott /m, 'ExecStart=/usr/bin/wott ')
-    .replace(/^(Description=.*)$/m, '$1\nDocumentation=man:wott(1)');
-  if (packaged === unit) throw new Error('agent/systemd/wott-agent.service: expected "ExecStart=/usr/bin/env wott …" to rewrite');
-  writeFile(join(stage, UNIT_PATH), packaged);
+  writeFile(join(stage, UNIT_PATH), agentUnit(['/usr/bin/wott'], { documentation: 'man:wott(1)' }));
   mkdirSync(join(stage, AGENT_DIR), { recursive: true });
   writeFile(join(stage, 'DEBIAN/postrm'), template('postrm', { AGENT_DIR }), 0o755);
   writeFile(join(stage, 'usr/share/lintian/overrides', pkg), template('lintian-overrides', { PACKAGE: pkg }));
