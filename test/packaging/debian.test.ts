@@ -5,8 +5,8 @@
  * fingerprint and prints a report of a fixture root; the modes, the unit and its ExecStart are checked on disk.
  */
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, readFileSync, realpathSync, statSync, accessSync, constants } from 'node:fs';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync, accessSync, constants } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { telemetrySchema } from '../../protocol/index.js';
 import { requireCommand, startGatewayProcess, tempDir } from '../helpers.js';
@@ -50,6 +50,47 @@ function checkAgentFiles(t: Tap.Test, root: string): void {
   t.ok(target.startsWith(realpathSync(root)), `the link stays inside the root (${target})`);
   t.doesNotThrow(() => accessSync(target, constants.X_OK), 'ExecStart program is executable');
   t.match(readFileSync(target, 'utf8').slice(0, 30), /^#!\/usr\/bin\/env node\n/);
+}
+
+/**
+ * Debian's own nodejs of this release (18 on bookworm: the oldest the agent package accepts), unpacked with its
+ * libnode and the libraries and node-* modules it needs that this machine lacks. It runs in a private mount
+ * namespace where /usr/share also shows its /usr/share/nodejs (Debian's node loads built-in parts from there).
+ */
+function debianNode(dir: string): (args: string[]) => Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const codename = /^VERSION_CODENAME=(\S+)$/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1];
+  const download = (spec: string) => {
+    let r = spawnSync('apt-get', ['download', '-q', spec], { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update', '-q'], { stdio: 'ignore' });
+      r = spawnSync('apt-get', ['download', '-q', spec], { cwd: dir, encoding: 'utf8' });
+    }
+    if (r.status !== 0) throw new Error(`apt-get download ${spec}: ${r.stderr}`);
+  };
+  const installed = (name: string) => spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' }).stdout.includes('ok installed');
+  const unpack = () => {
+    for (const deb of readdirSync(dir).filter((f) => f.endsWith('.deb'))) execFileSync('dpkg-deb', ['-x', join(dir, deb), join(dir, 'root')]);
+  };
+  download(`nodejs/${codename}`);
+  const nodeDeb = readdirSync(dir).find((f) => f.startsWith('nodejs_'))!;
+  const deps = (deb: string) => sh('dpkg-deb', ['-f', join(dir, deb), 'Depends']).stdout.split(',').map((d) => d.trim().split(' ')[0]!);
+  const libnode = deps(nodeDeb).find((d) => d.startsWith('libnode'));
+  if (libnode) {
+    download(`${libnode}/${codename}`);
+    const libDeb = readdirSync(dir).find((f) => f.startsWith(`${libnode}_`))!;
+    for (const dep of deps(libDeb)) if (!installed(dep)) download(dep);
+  }
+  unpack();
+  const root = join(dir, 'root');
+  // NODE_OPTIONS unset in the shell: the test runner puts its --import hooks into every child's environment, and
+  // they are for its own Node.js, not Debian's.
+  const script = 'mount -t overlay overlay -o "lowerdir=$1:/usr/share" /usr/share && shift && LD_LIBRARY_PATH="$1" && export LD_LIBRARY_PATH && shift && unset NODE_OPTIONS && exec "$@"';
+  const libs = join(root, `usr/lib/${sh('dpkg-architecture', ['-qDEB_HOST_MULTIARCH']).stdout.trim()}`);
+  return (args) => new Promise((done) => {
+    execFile('unshare', ['-m', 'sh', '-c', script, 'sh', join(root, 'usr/share'), libs, join(root, 'usr/bin/node'), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      done({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
 }
 
 t.test('the Debian packages', async (t) => {
@@ -136,6 +177,23 @@ t.test('the Debian packages', async (t) => {
       t.match(report.os, { id: 'debian', versionId: '12' });
       t.equal(report.packages.list?.length, FIXTURE_PACKAGES, `${name}: the fixture's packages, not this machine's`);
     }
+
+    const root = process.getuid?.() === 0;
+    const skip = root ? false : "needs root: apt-get download, and a mount namespace to show Debian's /usr/share/nodejs";
+    t.test("wott-agent on Debian's own Node.js (Depends: nodejs (>= 18))", { skip }, async (t) => {
+      const node = debianNode(tempDir(t, 'wott-debian-node-'));
+      const nodeVersion = await node(['--version']);
+      t.equal(nodeVersion.code, 0, nodeVersion.stderr);
+      t.comment(`Debian's nodejs ${nodeVersion.stdout.trim()}`);
+      const script = realpathSync(agent);
+      const token18 = await run(wott, ['token', 'create', '--device', 'pkg-pi-debian-node', '--data', data]);
+      const dir18 = join(tempDir(t, 'wott-pkg-agent-'), 'state');
+      const enrolled18 = await node([script, 'agent', 'enroll', '--server', `https://localhost:${gw.port}`, '--device', 'pkg-pi-debian-node', '--token', token18.stdout.trim(), '--ca-fingerprint', fingerprint.stdout.trim(), '--dir', dir18]);
+      t.equal(enrolled18.code, 0, enrolled18.stderr);
+      const printed = await node([script, 'agent', 'run', '--print', '--root', FIXTURE, '--dir', dir18]);
+      t.equal(printed.code, 0, printed.stderr);
+      t.equal(telemetrySchema.parse(JSON.parse(printed.stdout)).device, 'pkg-pi-debian-node');
+    });
   });
 
   t.test('lintian reports no error', async (t) => {
