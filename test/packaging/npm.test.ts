@@ -7,6 +7,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { agentUnit } from '../../agent/index.js';
 import { tempDir } from '../helpers.js';
 import { run } from '../mqtt-helpers.js';
 
@@ -69,4 +70,10 @@ t.test('npm install -g ./wott-<version>.tgz into a scratch prefix', async (t) =>
   t.equal(execStart?.[1], process.execPath, 'the Node.js that ran the command');
   t.equal(execStart?.[2], realpathSync(join(prefix, 'lib/node_modules/wott/dist/cli/main.js')), 'the installed script');
   t.ok(existsSync(execStart?.[2] ?? ''), 'which exists');
+});
+
+t.test('the unit quotes a path with spaces the way systemd splits ExecStart', async (t) => {
+  const unit = agentUnit(['/opt/my node/bin/node', '/srv/wott "x"/dist/cli/main.js']);
+  t.match(unit, /^ExecStart="\/opt\/my node\/bin\/node" "\/srv\/wott \\"x\\"\/dist\/cli\/main\.js" agent run --dir \/var\/lib\/wott$/m);
+  t.match(agentUnit(['/usr/bin/wott']), /^ExecStart=\/usr\/bin\/wott agent run --dir \/var\/lib\/wott$/m);
 });
