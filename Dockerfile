@@ -22,6 +22,7 @@ COPY trust trust
 COPY dashboard dashboard
 COPY cli cli
 COPY bench bench
+COPY packaging packaging
 RUN npm ci && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

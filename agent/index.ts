@@ -8,3 +8,4 @@ export { EstError, fetchCaCertificates, verifyIssued, parseCertsOnly } from './e
 export { tpmRefresh, tpmKeyFor } from './agent.js';
 export { TpmKey, TpmError, DEFAULT_TPM_HANDLE } from './tpm.js';
 export { simpleEnroll, simpleReenroll, createCsr, tpmHeaders } from './est-client.js';
+export { agentUnit, AGENT_UNIT_DIR } from './systemd.js';

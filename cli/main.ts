@@ -34,7 +34,8 @@ import { registerCveCommands } from './cve.js';
 import { registerOperatorCommands } from './operator.js';
 import { explainDecision } from './explain.js';
 import { registerDeviceCommands } from './devices.js';
-import { enrollAgent, runAgent } from '../agent/index.js';
+import { registerAgentCommands } from './agent-commands.js';
+import { VERSION } from './version.js';
 
 async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
   const ca = await openCa(opts);
@@ -75,7 +76,7 @@ async function policyReload(opts: DataOptions): Promise<void> {
 export function buildProgram(): Command {
   const program = new Command('wott')
     .description("Let's Encrypt for IoT, enforced at the MQTT broker")
-    .version('0.1.0')
+    .version(VERSION)
     .option('--server <url>', 'work on a remote gateway through its HTTPS API (device commands), e.g. https://gw:8443')
     .option('--credentials <dir>', 'with --server: folder with NAME.key, NAME.crt and ca.crt (wott operator create)')
     // Before the command only: `wott scoring` and `wott mosquitto sync` have a --credentials of their own.
@@ -369,51 +370,7 @@ export function buildProgram(): Command {
       });
     });
 
-  const agent = program.command('agent').description('the device agent: enrollment, renewal, telemetry');
-  const agentLog = () => pino({ name: 'wott-agent', redact: ['token'] }, pino.destination(2));
-  agent
-    .command('enroll')
-    .description('fetch the CA (checked against --ca-fingerprint), make a P-256 key on this device, enroll over EST')
-    .requiredOption('--server <url>', 'gateway EST base URL, e.g. https://gw.example:8443 (several, comma-separated: tried in turn when one is down)')
-    .requiredOption('--device <id>', 'this device id')
-    .option('--token <token>', 'one-time enrollment token (or WOTT_ENROLL_TOKEN)')
-    .option('--dir <dir>', 'where key, certificate and CA chain live', '/var/lib/wott')
-    .option('--ca-fingerprint <sha256>', 'SHA-256 fingerprint of the CA root (printed by `wott ca init`)')
-    .addOption(new Option('--key-store <store>', 'where the device key lives').choices(['file', 'tpm']).default('file'))
-    .option('--tpm-handle <handle>', 'key store tpm: persistent handle of the TPM signing key', '0x81010001')
-    .option('--tpm-tcti <tcti>', 'key store tpm: TCTI of the TPM (default: $TPM2TOOLS_TCTI)')
-    .action(async (opts: {
-      server: string;
-      device: string;
-      token?: string;
-      dir: string;
-      caFingerprint?: string;
-      keyStore: 'file' | 'tpm';
-      tpmHandle: string;
-      tpmTcti?: string;
-    }) => {
-      const token = opts.token ?? process.env.WOTT_ENROLL_TOKEN;
-      if (!token) throw new InvalidArgumentError('give --token or set WOTT_ENROLL_TOKEN');
-      const state = await enrollAgent({ ...opts, token, log: agentLog() });
-      process.stdout.write(`enrolled ${state.device}; credentials in ${resolve(opts.dir)}\n`);
-    });
-  agent
-    .command('run')
-    .description('renew the certificate automatically and publish telemetry every --interval')
-    .option('--dir <dir>', 'agent directory', '/var/lib/wott')
-    .option('--mqtt <url>', 'broker URL, or several comma-separated (default: mqtts://<each EST host>:8883)')
-    .addOption(new Option('--interval <duration>', 'time between reports').argParser(durationArg).default(15 * 60_000, '15m'))
-    .option('--root <dir>', 'filesystem root to collect from (containers, tests)', '/')
-    .option('--once', 'collect and publish one report, then exit')
-    .option('--print', 'print one report (with the full package list) without publishing')
-    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean }) => {
-      const log = agentLog();
-      const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, log });
-      if (!running) return;
-      const stop = () => void running.stop().then(() => process.exit(0));
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
-    });
+  registerAgentCommands(program);
 
   return program;
 }

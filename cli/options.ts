@@ -3,7 +3,6 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
 import { loadConfig } from './config.js';
-import ms from 'ms';
 
 export const DEFAULT_DATA = './wott-data';
 
@@ -25,11 +24,7 @@ export function withData(cmd: Command): Command {
 /** Never logged, whatever a log line carries. */
 export const LOG_REDACT = ['req.headers.authorization', 'token', 'passphrase', 'password', '*.token', '*.password'];
 
-export function durationArg(value: string): number {
-  const parsed = ms(value as ms.StringValue);
-  if (typeof parsed !== 'number' || !(parsed > 0)) throw new InvalidArgumentError('expected a duration such as 30m, 24h or 7d');
-  return parsed;
-}
+export { durationArg } from './args.js';
 
 /** A port to bind, where 0 picks a free one. */
 export function portArg(value: string): number {

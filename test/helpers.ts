@@ -113,10 +113,13 @@ export function memoryLogger() {
 /** The built CLI (npm test builds first). */
 export const CLI = resolve('dist/cli/main.js');
 
-/** Starts `wott gateway` as a child process on a free port and resolves once it logs its bound port. */
-export function startGatewayProcess(dataDir: string, extra: string[] = []): Promise<{ child: ChildProcess; port: number; log: string[] }> {
+/**
+ * Starts `wott gateway` as a child process on a free port and resolves once it logs its bound port. `command` is
+ * the wott to run: the build's by default (the packaging tests run an installed one).
+ */
+export function startGatewayProcess(dataDir: string, extra: string[] = [], command: string[] = [process.execPath, CLI]): Promise<{ child: ChildProcess; port: number; log: string[] }> {
   return new Promise((resolvePort, reject) => {
-    const child = spawn(process.execPath, [CLI, 'gateway', '--data', dataDir, '--https-port', '0', '--mqtt-port', '0', '--metrics-port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command[0]!, [...command.slice(1), 'gateway', '--data', dataDir, '--https-port', '0', '--mqtt-port', '0', '--metrics-port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     const log: string[] = [];
     let buffer = '';
     child.stdout!.on('data', (chunk: Buffer) => {

@@ -1,0 +1,9 @@
+/** Argument parsers with no dependency on the CA or the store, so the agent-only build can use them too. */
+import { InvalidArgumentError } from 'commander';
+import ms from 'ms';
+
+export function durationArg(value: string): number {
+  const parsed = ms(value as ms.StringValue);
+  if (typeof parsed !== 'number' || !(parsed > 0)) throw new InvalidArgumentError('expected a duration such as 30m, 24h or 7d');
+  return parsed;
+}
