@@ -7,3 +7,10 @@ export function durationArg(value: string): number {
   if (typeof parsed !== 'number' || !(parsed > 0)) throw new InvalidArgumentError('expected a duration such as 30m, 24h or 7d');
   return parsed;
 }
+
+/** --workers: how many gateway processes (1 to 64). */
+export function workersArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected a number of workers, 1-64');
+  return n;
+}

@@ -27,9 +27,11 @@ interface GatewayListenOptions {
   metricsBind?: string;
 }
 import { DEFAULT_DATA, durationArg, LOG_REDACT, openCa, passphrase, portArg, withData, type DataOptions } from './options.js';
+import { workersArg } from './args.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
 import { registerClusterCommands } from './cluster.js';
+import { isGatewayWorker, isWorkerMessage, superviseWorkers, workerId } from './workers.js';
 import { registerCveCommands } from './cve.js';
 import { registerOperatorCommands } from './operator.js';
 import { explainDecision } from './explain.js';
@@ -92,10 +94,18 @@ export function buildProgram(): Command {
     .option('--https-bind <address>', 'address of the HTTPS (EST, CRL) listener')
     .option('--mqtt-bind <address>', 'address of the MQTT listener')
     .option('--metrics-bind <address>', 'address of the metrics listener (default 127.0.0.1)')
-    .action(async (opts: DataOptions & GatewayListenOptions) => {
+    .addOption(new Option('--workers <n>', 'run N gateway processes sharing the ports (needs a cluster: section; docs/cluster.md)').argParser(workersArg))
+    .action(async (opts: DataOptions & GatewayListenOptions & { workers?: number }) => {
       const { config, source } = loadConfig(opts.config);
       const log = pino({ name: 'wott', redact: LOG_REDACT });
-      if (source) log.info({ config: source }, 'configuration loaded');
+      if (source && !isGatewayWorker()) log.info({ config: source }, 'configuration loaded');
+      if (opts.workers !== undefined && opts.workers > 1 && !isGatewayWorker()) {
+        if (!config.cluster) throw new InvalidArgumentError('--workers needs a cluster: section with redis: in wott.yaml (the workers share Redis; docs/cluster.md)');
+        // The CA exists before the workers start, so that N of them never race to create it.
+        await (await openCa(opts)).close();
+        superviseWorkers(opts.workers, { dataDir: resolve(opts.data), ...(source ? { configFile: source } : {}), log });
+        return;
+      }
       const gateway = await startGateway({
         dataDir: resolve(opts.data),
         httpsPort: opts.httpsPort ?? config.gateway.httpsPort,
@@ -130,7 +140,13 @@ export function buildProgram(): Command {
         ...(config.scoring.enabled ? { scoring: scoringFromConfig(config) } : {}),
         ...(config.mosquitto ? { mosquitto: config.mosquitto } : {}),
         ...(config.cluster
-          ? { cluster: { redis: config.cluster.redis, nodeId: config.cluster.node ?? `${hostname()}-${process.pid}`, leaseMs: config.cluster.lease } }
+          ? {
+              cluster: {
+                redis: config.cluster.redis,
+                nodeId: config.cluster.node ? `${config.cluster.node}${isGatewayWorker() ? `-w${workerId()}` : ''}` : `${hostname()}-${process.pid}`,
+                leaseMs: config.cluster.lease,
+              },
+            }
           : {}),
         api: {
           tokenTtlMs: config.enrollment.tokenTtl,
@@ -140,8 +156,9 @@ export function buildProgram(): Command {
         },
       });
       const dataDir = resolve(opts.data);
-      // `wott policy reload` finds the gateway through this file and signals it (as `kill -HUP` does).
-      writeFileAtomic(gatewayPidFile(dataDir), `${process.pid}\n`, 0o600);
+      // `wott policy reload` finds the gateway through this file and signals it (as `kill -HUP` does); with
+      // --workers the file names the primary, which passes reloads on.
+      if (!isGatewayWorker()) writeFileAtomic(gatewayPidFile(dataDir), `${process.pid}\n`, 0o600);
       const reload = (actor: string) => {
         let rules: PolicyRule[];
         try {
@@ -156,6 +173,11 @@ export function buildProgram(): Command {
         gateway.reloadPolicies(rules, actor).catch((err: Error) => log.error({ err: err.message }, 'policy reload refused; the running policies are kept'));
       };
       let current: PolicyRule[] | undefined = config.policies;
+      process.on('message', (message: unknown) => {
+        if (!isWorkerMessage(message)) return;
+        if (message.reload !== 'file:wott.yaml') current = undefined; // asked for explicitly, as SIGHUP
+        reload(message.reload);
+      });
       process.on('SIGHUP', () => {
         current = undefined; // asked for explicitly: reload (and record it) even when nothing changed
         reload(takeReloadRequest(dataDir) ?? 'signal:SIGHUP');
@@ -163,7 +185,7 @@ export function buildProgram(): Command {
       // The configuration file is watched too: saving it reloads the policies (editors write in bursts: debounced).
       const configFile = source;
       let debounce: NodeJS.Timeout | undefined;
-      const watcher = configFile
+      const watcher = configFile && !isGatewayWorker()
         ? watch(dirname(resolve(configFile)), (_event, name) => {
             if (name !== basename(configFile)) return;
             clearTimeout(debounce);
@@ -176,7 +198,7 @@ export function buildProgram(): Command {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        rmSync(gatewayPidFile(dataDir), { force: true });
+        if (!isGatewayWorker()) rmSync(gatewayPidFile(dataDir), { force: true });
         gateway.close().then(
           () => process.exit(0),
           (err: Error) => {
