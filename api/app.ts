@@ -18,6 +18,7 @@ import { authorize, DEFAULT_REFUSAL_LIMITS, Refusal, RefusalLimiter, resolveCall
 import { FleetRefusal } from './fleet-port.js';
 import { ROUTES, type ApiDeps, type RouteSpec } from './routes.js';
 import { trustStreams } from './routes-trust.js';
+import { fleetEventStreams } from './routes-events.js';
 
 export interface ApiLogger {
   info(obj: object, msg: string): void;
@@ -96,6 +97,8 @@ const CLIENT_ERRORS: Record<string, [number, (e: Error) => string]> = {
 
 export async function createApi(options: ApiOptions): Promise<FastifyInstance<Server>> {
   const deps: ApiDeps = { fleet: options.fleet, sessions: options.sessions, publicUrl: options.publicUrl, trust: options.trust, ...(options.trustStream ? { trustStream: options.trustStream } : {}) };
+  if (options.events) deps.events = options.events;
+  if (options.eventStream) deps.eventStream = options.eventStream;
   const limiter = new RefusalLimiter({ ...DEFAULT_REFUSAL_LIMITS, ...options.refusalLimits }, options.now);
   const refusals = new LogThrottle(options.log);
   const devices = options.devices;
@@ -286,5 +289,6 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
 
   app.addHook('onClose', async () => refusals.close());
   app.addHook('preClose', async () => trustStreams(deps).close()); // open streams would hold the close forever
+  app.addHook('preClose', async () => fleetEventStreams(deps)?.close());
   return app;
 }
