@@ -6,7 +6,8 @@
  *  - effective scores (the trust cache's score events): a drop below a policy threshold in use, or by `dropDelta`
  *    or more, of a device that is active (a quarantine's ceiling is its own event);
  *  - the broker's behaviour events: authentication failures of certificates we issued (a certificate we did not
- *    issue names no device of ours: anyone can put a CN in one).
+ *    issue names no device of ours: anyone can put a CN in one); EST's refused token enrollments naming a device
+ *    of ours; at most one per device per `authFailureQuietMs`, the others counted into the next.
  * The newest `ring` events are kept in memory for streams that resume or ask for a backlog; memory per device is
  * its state, current serial and last score.
  */
@@ -21,6 +22,8 @@ export interface FleetEventsOptions {
   dropDelta?: number;
   /** The score thresholds of the policy rules in use (a drop below one is an event). */
   thresholds?: () => readonly number[];
+  /** Authentication failures of one device closer together than this are counted into the next event (default 10 s). */
+  authFailureQuietMs?: number;
   now?: () => number;
 }
 
@@ -31,6 +34,7 @@ const score2 = (n: number) => n.toFixed(2);
 export class FleetEvents {
   private readonly known = new Map<string, { state: DeviceState; serial: string | undefined }>();
   private readonly scores = new Map<string, number>();
+  private readonly lastAuthFailure = new Map<string, { at: number; suppressed: number }>();
   private readonly ringSize: number;
   private readonly ring: FleetEvent[] = [];
   private seqValue = 0;
@@ -99,6 +103,7 @@ export class FleetEvents {
         if (before) this.emit('removed', id, 'left the fleet (an unclaimed device that was never claimed, or removed)');
         this.known.delete(id);
         this.scores.delete(id);
+        this.lastAuthFailure.delete(id);
         continue;
       }
       const serial = d.certificate?.serial;
@@ -141,8 +146,30 @@ export class FleetEvents {
 
   /** A behaviour event the broker published (only authentication failures of our devices are fleet events). */
   onBehaviour(event: BehaviourEvent): void {
-    if (event.type !== 'auth_failure' || !event.verified || !this.known.has(event.device)) return;
-    this.emit('auth_failure', event.device, `connection refused: ${event.reason ?? 'authentication failed'}`, event.remoteAddress ? { remoteAddress: event.remoteAddress } : {});
+    if (event.type !== 'auth_failure' || !event.verified) return;
+    this.authFailure(event.device, `connection refused: ${event.reason ?? 'authentication failed'}`, event.remoteAddress);
+  }
+
+  /** An enrollment refused at EST (a wrong, used or expired token) naming a device of ours. */
+  onEnrollmentRefused(device: string, reason: string, remoteAddress: string | undefined): void {
+    this.authFailure(device, `enrollment refused: ${reason}`, remoteAddress);
+  }
+
+  /**
+   * At most one authentication failure event per device per `authFailureQuietMs`; the ones in between are counted
+   * into the next, so a storm of attempts is a line every few seconds, not a feed that hides everything else.
+   */
+  private authFailure(device: string, text: string, remoteAddress: string | undefined): void {
+    if (!this.known.has(device)) return; // any name can be claimed; only our devices' failures are news
+    const now = this.now();
+    const last = this.lastAuthFailure.get(device);
+    if (last && now - last.at < (this.options.authFailureQuietMs ?? 10_000)) {
+      last.suppressed++;
+      return;
+    }
+    const more = last?.suppressed ? ` (and ${last.suppressed} more since the last one shown)` : '';
+    this.lastAuthFailure.set(device, { at: now, suppressed: 0 });
+    this.emit('auth_failure', device, `${text}${more}`, remoteAddress ? { remoteAddress } : {});
   }
 
   close(): void {

@@ -302,7 +302,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (view.isRevoked(who.serial)) return 'certificate revoked';
     return undefined;
   };
-  const est = createEstHandler(fleet, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
+  // Refused token enrollments go to the fleet event feed (created below, once the view exists).
+  let onEnrollmentRefused: (device: string, reason: string, remote: string | undefined) => void = () => undefined;
+  const est = createEstHandler(fleet, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}), onRefused: (r) => onEnrollmentRefused(r.device, r.reason, r.remoteAddress) });
   const ocsp = createOcspHandler(ca, { log, ...(options.ocspValidityMs ? { validityMs: options.ocspValidityMs } : {}) });
   const unclaimedSweeper = startUnclaimedSweeper(ca, options.enrollment, log);
   const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };
@@ -349,6 +351,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // trust cache's scores (drops) and the broker's behaviour events (auth failures), below once the broker exists.
   let rulesInUse: () => readonly number[] = () => policyThresholds(options.policies);
   const fleetEvents = new FleetEvents(view, { thresholds: () => rulesInUse() });
+  onEnrollmentRefused = (device, reason, remote) => fleetEvents.onEnrollmentRefused(device, reason, remote);
   trust.onEvent((e) => {
     if (e.kind === 'score') fleetEvents.onScore(e.data.device, e.data.score, e.data.state);
   });

@@ -1,7 +1,7 @@
 /**
  * FleetEvents (fleet/events.ts) on a real inventory and FleetView: which changes are fleet events and which are
  * not (score drops only of active devices, below a threshold or by the configured delta; auth failures only of our
- * devices and only verified), the ring for resuming (since/recent) and its bound.
+ * devices and only verified, at most one per device per quiet period with the rest counted), the ring for resuming (since/recent) and its bound.
  */
 import t from 'tap';
 import { CertificateAuthority } from '../ca/index.js';
@@ -17,7 +17,8 @@ t.test('fleet events from the view, scores and behaviour', async (t) => {
   await ca.enrollWithToken('fe-1', (await ca.createToken('fe-1')).token, makeCsr(dir, '/CN=fe-1').der);
   const view = await FleetView.open(ca.inventory);
   t.teardown(() => view.close());
-  const events = new FleetEvents(view, { ring: 5, dropDelta: 0.2, thresholds: () => [0, 0.4, 0.9] });
+  let clock = Date.now();
+  const events = new FleetEvents(view, { ring: 5, dropDelta: 0.2, thresholds: () => [0, 0.4, 0.9], now: () => clock });
   t.teardown(() => events.close());
   const seen: FleetEvent[] = [];
   events.onEvent((e) => seen.push(e));
@@ -55,16 +56,23 @@ t.test('fleet events from the view, scores and behaviour', async (t) => {
   t.equal(seen.length, 5, 'unverified, unknown devices and other behaviour: no event');
   events.onBehaviour({ device: 'fe-2', type: 'auth_failure', time: new Date().toISOString(), verified: true, reason: 'certificate revoked', remoteAddress: '10.0.0.9' });
   t.match(seen.at(-1), { type: 'auth_failure', device: 'fe-2', text: 'connection refused: certificate revoked', remoteAddress: '10.0.0.9' });
+  for (let i = 0; i < 3; i++) events.onEnrollmentRefused('fe-2', 'unknown enrollment token', '10.0.0.9');
+  t.equal(seen.length, 6, 'more failures of the same device within 10 s are counted, not shown');
+  clock += 10_000;
+  events.onEnrollmentRefused('fe-2', 'unknown enrollment token', '10.0.0.9');
+  events.onEnrollmentRefused('nobody', 'unknown enrollment token', '10.0.0.9');
+  t.match(seen.at(-1), { type: 'auth_failure', text: 'enrollment refused: unknown enrollment token (and 3 more since the last one shown)' }, 'then one event, with the count');
+  t.equal(seen.length, 7, 'a refused enrollment naming no device of ours is no event');
 
   await fleet.revoke({ deviceId: 'fe-2' }, 'keyCompromise');
   await view.refresh();
   const revoked = seen.filter((e) => e.type === 'revoked');
   t.equal(revoked.length, 1, 'a device revocation is one event, not one per certificate too');
 
-  t.equal(events.seq, 7);
-  t.same(events.recent(2).map((e) => e.seq), [6, 7], 'the newest, oldest first');
-  t.same(events.since(5)!.map((e) => e.seq), [6, 7]);
-  t.same(events.since(7), [], 'nothing after the newest');
-  t.equal(events.since(1), undefined, 'the ring (5) no longer holds event 2');
-  t.same(events.since(2)!.map((e) => e.seq), [3, 4, 5, 6, 7], 'but holds 3..7');
+  t.equal(events.seq, 8);
+  t.same(events.recent(2).map((e) => e.seq), [7, 8], 'the newest, oldest first');
+  t.same(events.since(6)!.map((e) => e.seq), [7, 8]);
+  t.same(events.since(8), [], 'nothing after the newest');
+  t.equal(events.since(2), undefined, 'the ring (5) no longer holds event 3');
+  t.same(events.since(3)!.map((e) => e.seq), [4, 5, 6, 7, 8], 'but holds 4..8');
 });

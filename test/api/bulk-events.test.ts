@@ -1,13 +1,13 @@
 /**
  * POST /api/v1/devices/actions (one action on many devices: per-device results, each audited, refusals reported
  * per device, the id limit, roles and CSRF) and GET /api/v1/events/stream (fleet events for operators: enrollment,
- * renewal, quarantine and release, revocation, a score drop, an authentication failure at the broker; backlog,
+ * renewal, quarantine and release, revocation, a score drop, authentication failures at the broker and at EST; backlog,
  * resume with Last-Event-ID, a session's stream ending with the session), on a real gateway over real TLS.
  */
 import { request, type RequestOptions } from 'node:https';
 import { createParser } from 'eventsource-parser';
 import t from 'tap';
-import { API_PREFIX, BULK_MAX_DEVICES, SESSION_COOKIE } from '../../protocol/index.js';
+import { API_PREFIX, BULK_MAX_DEVICES, EST_PATHS, SESSION_COOKIE } from '../../protocol/index.js';
 import { makeCsr, requireCommand, tempDir } from '../helpers.js';
 import { connect, connectError, enroll, serviceCredentials, setScore, testGateway, waitFor } from '../mqtt-helpers.js';
 import { api, operatorCredentials, sessionFor } from './helpers.js';
@@ -134,6 +134,13 @@ t.test('the fleet event stream: enrollment, renewal, quarantine, release, revoca
   t.match(await waitSeen('renewed', 'ev-1'), { text: /new certificate/ }, 'a renewal');
   await connectError(gw, first);
   t.match(await waitSeen('auth_failure', 'ev-1'), { text: /connection refused: .*superseded/i, remoteAddress: /127\.0\.0\.1/ }, 'the broker refusing the superseded certificate');
+  // An enrollment with a wrong token naming ev-2 (EST, as an attacker or a misconfigured agent would).
+  const refusedEnroll = await api(gw, 'POST', EST_PATHS.simpleenroll, {
+    body: makeCsr(dir, '/CN=ev-2').der.toString('base64'),
+    headers: { 'Content-Type': 'application/pkcs10', Authorization: `Basic ${Buffer.from('ev-2:not-the-token').toString('base64')}` },
+  });
+  t.equal(refusedEnroll.status, 401, 'EST refuses the wrong token');
+  t.match(await waitSeen('auth_failure', 'ev-2'), { text: 'enrollment refused: unknown enrollment token', remoteAddress: /127\.0\.0\.1/ }, 'a refused enrollment for a device of ours');
   await setScore(gw, scorer, 'ev-2', 0.8);
   await setScore(gw, scorer, 'ev-2', 0.3);
   t.match(await waitSeen('score_drop', 'ev-2'), { score: 0.3, previousScore: 0.8, text: 'score 0.80 → 0.30, below 0.4' }, 'a score drop below a threshold in use');
