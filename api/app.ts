@@ -99,6 +99,7 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
   const deps: ApiDeps = { fleet: options.fleet, sessions: options.sessions, publicUrl: options.publicUrl, trust: options.trust, ...(options.trustStream ? { trustStream: options.trustStream } : {}) };
   if (options.events) deps.events = options.events;
   if (options.eventStream) deps.eventStream = options.eventStream;
+  deps.isRevoked = options.isRevoked;
   const limiter = new RefusalLimiter({ ...DEFAULT_REFUSAL_LIMITS, ...options.refusalLimits }, options.now);
   const refusals = new LogThrottle(options.log);
   const devices = options.devices;

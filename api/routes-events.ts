@@ -3,7 +3,8 @@
  * role may read it; services may not (they have the trust stream).
  */
 import { z } from 'zod';
-import { eventsStreamQuerySchema, FLEET_EVENTS_PATHS } from '../protocol/index.js';
+import type { TLSSocket } from 'node:tls';
+import { eventsStreamQuerySchema, FLEET_EVENTS_PATHS, normalizeSerial } from '../protocol/index.js';
 import { DEFAULT_EVENT_STREAM_LIMITS, FleetEventStreams, parseFleetEventId } from './events-stream.js';
 import { FleetRefusal } from './fleet-port.js';
 import type { ApiDeps, RouteContext, RouteSpec } from './routes.js';
@@ -39,13 +40,17 @@ export const EVENT_ROUTES: RouteSpec[] = [
         return { statusCode: 503, error: 'Service Unavailable', message: `too many event streams open (limit ${streams.limits.maxSubscribers}): retry later` };
       }
       const session = caller.session?.session;
-      // A browser session that ends (sign-out, an admin ending it, expiry) ends its stream at the next heartbeat.
+      // A browser session that ends (sign-out, an admin ending it, expiry), or a certificate that is revoked or
+      // expires, ends its stream at the next heartbeat: the caller would be refused a new request by then.
+      const peer = session ? undefined : (reply.raw.socket as TLSSocket | null)?.getPeerCertificate?.();
+      const serial = peer?.serialNumber ? normalizeSerial(peer.serialNumber) : undefined;
+      const notAfter = peer?.valid_to ? Date.parse(peer.valid_to) : undefined;
       const alive = session
         ? async () => {
             const now = await deps.sessions.store.session(session.id);
             return !!now && !now.endedAt && Date.parse(now.expiresAt) > Date.now();
           }
-        : async () => true;
+        : async () => !(serial && deps.isRevoked?.(serial)) && !(notAfter !== undefined && notAfter <= Date.now());
       reply.hijack();
       streams.open(reply.raw, resume, query.backlog, alive);
       return reply;

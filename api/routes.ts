@@ -48,6 +48,8 @@ export interface ApiDeps {
   /** The fleet event feed for operators (api/routes-events.ts) and the limits of its stream. */
   events?: FleetEventSource;
   eventStream?: Partial<EventStreamLimits>;
+  /** Whether a certificate serial is revoked (the app's own check): long-lived streams re-ask it. */
+  isRevoked?: (serial: string) => boolean;
 }
 
 export interface RouteContext<P, Q, B> {

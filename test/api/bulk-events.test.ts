@@ -182,4 +182,12 @@ t.test('the fleet event stream: enrollment, renewal, quarantine, release, revoca
   t.equal((await api(gw, 'POST', '/logout', { cookie: session.cookie, csrf: session.csrf, body: {} })).status, 200);
   await bySession.closed;
   t.pass('signing out ends the session’s stream');
+
+  const doomed = await operatorCredentials(gw, 'viewer', 'ev-doomed');
+  const byCert = openEvents(gw, doomed);
+  await waitFor(() => byCert.events.some((e) => e.event === 'ready'), 'ready');
+  await gw.ca.revoke({ serial: doomed.serial }, 'keyCompromise');
+  await gw.view.refresh();
+  await byCert.closed;
+  t.pass('revoking the operator certificate ends its stream');
 });
