@@ -19,6 +19,7 @@ import { CredentialWatch, DEFAULT_RECHECK_MS } from './credential-watch.js';
 import { FleetRefusal } from './fleet-port.js';
 import { ROUTES, type ApiDeps, type RouteSpec } from './routes.js';
 import { trustStreams } from './routes-trust.js';
+import { fleetEventStreams } from './routes-events.js';
 
 export interface ApiLogger {
   info(obj: object, msg: string): void;
@@ -99,6 +100,9 @@ const CLIENT_ERRORS: Record<string, [number, (e: Error) => string]> = {
 
 export async function createApi(options: ApiOptions): Promise<FastifyInstance<Server>> {
   const deps: ApiDeps = { fleet: options.fleet, sessions: options.sessions, publicUrl: options.publicUrl, trust: options.trust, ...(options.trustStream ? { trustStream: options.trustStream } : {}) };
+  if (options.events) deps.events = options.events;
+  if (options.eventStream) deps.eventStream = options.eventStream;
+  deps.isRevoked = options.isRevoked;
   const limiter = new RefusalLimiter({ ...DEFAULT_REFUSAL_LIMITS, ...options.refusalLimits }, options.now);
   // Event streams end with the credential that opened them; revocations the trust feed reports end them at once.
   const watch = new CredentialWatch({
@@ -306,5 +310,6 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
     watch.close();
     trustStreams(deps).close();
   });
+  app.addHook('preClose', async () => fleetEventStreams(deps)?.close());
   return app;
 }

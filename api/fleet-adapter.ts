@@ -245,6 +245,10 @@ export class FleetAdapter implements FleetOperations {
     return this.run(async () => (await this.fleet.as(actor).setTags(id, tags), this.summaryById(id)));
   }
 
+  changeTags(id: string, change: { add?: string[]; remove?: string[] }, actor: string): Promise<DeviceSummary> {
+    return this.run(async () => (await this.fleet.as(actor).changeTags(id, change), this.summaryById(id)));
+  }
+
   createToken(device: string, ttlMs: number | undefined, actor: string): Promise<{ token: string; expiresAt: Date }> {
     return this.run(() => this.fleet.as(actor).createToken(device, ttlMs ?? this.options.tokenTtlMs));
   }

@@ -38,6 +38,8 @@ export interface FleetOperations {
   revoke(id: string, reason: RevocationReasonName, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }>;
   /** Replaces the device's tags. */
   setTags(id: string, tags: string[], actor: string): Promise<DeviceSummary>;
+  /** Adds and removes tags, keeping the device's other tags (one transaction). */
+  changeTags(id: string, change: { add?: string[]; remove?: string[] }, actor: string): Promise<DeviceSummary>;
   /** A one-time enrollment token (ttlMs undefined: the configured default). */
   createToken(device: string, ttlMs: number | undefined, actor: string): Promise<{ token: string; expiresAt: Date }>;
   /** Audit entries, newest first; `before` is the seq to continue below. */

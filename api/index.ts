@@ -7,3 +7,5 @@ export { FleetAdapter, type FleetAdapterOptions } from './fleet-adapter.js';
 export { FleetRefusal, type FleetOperations, type DeviceFilter, type RevocationReasonName } from './fleet-port.js';
 export { DEFAULT_REFUSAL_LIMITS, type Caller, type RefusalLimits } from './auth.js';
 export { TRUST_ROUTES, TrustStreams, DEFAULT_TRUST_STREAM_LIMITS, trustStreams, type TrustOperations, type TrustStreamLimits } from './routes-trust.js';
+export { EVENT_ROUTES, FleetEventStreams, DEFAULT_EVENT_STREAM_LIMITS, fleetEventStreams, type FleetEventSource, type EventStreamLimits } from './routes-events.js';
+export { BULK_ROUTES } from './routes-bulk.js';

@@ -35,6 +35,8 @@ import { FleetRefusal, type FleetOperations } from './fleet-port.js';
 import { FLEET_ROUTES } from './routes-fleet.js';
 import type { Sessions } from './sessions.js';
 import { TRUST_ROUTES, type TrustOperations, type TrustStreamLimits } from './routes-trust.js';
+import { BULK_ROUTES } from './routes-bulk.js';
+import { EVENT_ROUTES, type EventStreamLimits, type FleetEventSource } from './routes-events.js';
 
 export interface ApiDeps {
   fleet: FleetOperations;
@@ -44,6 +46,11 @@ export interface ApiDeps {
   /** Trust for services (api/routes-trust.ts) and the limits of its event stream. */
   trust: TrustOperations;
   trustStream?: Partial<TrustStreamLimits>;
+  /** The fleet event feed for operators (api/routes-events.ts) and the limits of its stream. */
+  events?: FleetEventSource;
+  eventStream?: Partial<EventStreamLimits>;
+  /** Whether a certificate serial is revoked (the app's own check): long-lived streams re-ask it. */
+  isRevoked?: (serial: string) => boolean;
 }
 
 export interface RouteContext<P, Q, B> {
@@ -313,4 +320,6 @@ export const ROUTES: RouteSpec[] = [
   }),
   ...FLEET_ROUTES,
   ...TRUST_ROUTES,
+  ...BULK_ROUTES,
+  ...EVENT_ROUTES,
 ];

@@ -62,6 +62,8 @@ export interface EstOptions {
   limits?: Partial<EnrollmentLimits>;
   /** How refusals are summarised in the log (default: 5 lines per status, path and source a minute). */
   logThrottle?: LogThrottleOptions;
+  /** Told of every refused enrollment with a token (the device id it named, unverified: anyone can name any id). */
+  onRefused?: (refusal: { device: string; reason: string; remoteAddress: string | undefined }) => void;
 }
 
 /**
@@ -202,7 +204,12 @@ export function createEstHandler(ca: EnrollmentService, options: EstOptions = {}
         let issued: IssuedCertificate;
         if (credentials) {
           const tpm = tpmKey && tpmSignature ? { spki: tpmKey, signature: tpmSignature } : undefined;
-          issued = await ca.enrollWithToken(credentials.user, credentials.password, csr, tpm);
+          try {
+            issued = await ca.enrollWithToken(credentials.user, credentials.password, csr, tpm);
+          } catch (err) {
+            if (err instanceof CaError && (err.status === 401 || err.status === 403)) options.onRefused?.({ device: credentials.user, reason: err.message, remoteAddress: req.socket.remoteAddress });
+            throw err;
+          }
         } else issued = await enrollUnauthenticated(csr, tpmSignature);
         log?.info({ device: issued.deviceId, serial: issued.serial, claim: !credentials && !tpmSignature, tpm: Boolean(tpmSignature) }, 'enrolled');
         return sendPkcs7(res, [issued.der]);

@@ -7,3 +7,4 @@ export { openLocalInventory, openLocalView } from './local.js';
 export { FleetInsights, EVENT_RING } from './insights.js';
 export type { BrokerFacts, LatestScore, RecommendedAction } from './insights.js';
 export { TrustCache, DEFAULT_SCORE_RING, type ScoreSource, type TrustEvent, type FeedEvent, type TrustCacheOptions } from './trust.js';
+export { FleetEvents, DEFAULT_EVENT_RING, type FleetEventsOptions } from './events.js';

@@ -166,6 +166,26 @@ export class FleetService implements EnrollmentService {
     );
   }
 
+  /**
+   * Adds and removes tags, keeping the others: one transaction, so two operators tagging the same device at once
+   * cannot lose each other's change (a read in the page and a PUT of the whole list could).
+   */
+  changeTags(device: string, change: { add?: readonly string[]; remove?: readonly string[] }): Promise<DeviceRow> {
+    return this.audited(
+      'device.tag',
+      { device },
+      async (tx) => {
+        const add = assertTags(change.add ?? []);
+        const remove = new Set(assertTags(change.remove ?? []));
+        const row = await this.requireDevice(tx, device);
+        const next = assertTags([...row.tags.filter((t) => !remove.has(t)), ...add.filter((t) => !remove.has(t))]);
+        await tx.setDeviceTags(device, next, this.ca.now().toISOString());
+        return (await tx.device(device))!;
+      },
+      (row) => `tags ${row.tags.join(', ') || '(none)'}`,
+    );
+  }
+
   async revoke(target: RevocationTarget, reason: RevocationReason): Promise<string[]> {
     const about = 'deviceId' in target ? { device: target.deviceId } : { target: target.serial };
     const serials = await this.audited(

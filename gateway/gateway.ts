@@ -31,13 +31,13 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, startUnclaimedSweeper, type EnrollmentLimits } from '../ca/index.js';
-import { fleetCaFacts, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
+import { fleetCaFacts, FleetEvents, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { behaviourEventSchema, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
+import { behaviourEventSchema, type BehaviourEvent, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
-import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits } from '../api/index.js';
+import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
 import { SqliteActionDecisionStore, SqliteSessionStore } from '../store/index.js';
 
@@ -101,6 +101,8 @@ export interface GatewayApiOptions {
   refusalLimits?: Partial<RefusalLimits>;
   /** Limits of GET /api/v1/trust/stream (api/trust-stream.ts DEFAULT_TRUST_STREAM_LIMITS). */
   trustStream?: Partial<TrustStreamLimits>;
+  /** Limits of GET /api/v1/events/stream (api/events-stream.ts DEFAULT_EVENT_STREAM_LIMITS). */
+  eventStream?: Partial<EventStreamLimits>;
 }
 
 export interface HttpsLimits {
@@ -255,6 +257,7 @@ async function followForInsights(
   insights: FleetInsights,
   known: (device: string) => boolean,
   log: Logger,
+  onBehaviour: (event: BehaviourEvent) => void,
 ): Promise<void> {
   const follow = (filter: string, handle: (topic: string, payload: Buffer) => void) =>
     new Promise<void>((resolve) =>
@@ -284,7 +287,10 @@ async function followForInsights(
     const event = parseMessage(behaviourEventSchema, payload);
     // Auth failures name whatever CN a forged certificate carried: only devices of ours get a ring, or anyone could
     // grow this map with made-up names.
-    if (parsed?.kind === 'events' && event.device === parsed.device && known(event.device)) insights.onEvent(event);
+    if (parsed?.kind === 'events' && event.device === parsed.device && known(event.device)) {
+      insights.onEvent(event);
+      onBehaviour(event);
+    }
   });
 }
 
@@ -321,7 +327,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (view.isRevoked(who.serial)) return 'certificate revoked';
     return undefined;
   };
-  const est = createEstHandler(fleet, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}) });
+  // Refused token enrollments go to the fleet event feed (created below, once the view exists).
+  let onEnrollmentRefused: (device: string, reason: string, remote: string | undefined) => void = () => undefined;
+  const est = createEstHandler(fleet, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}), onRefused: (r) => onEnrollmentRefused(r.device, r.reason, r.remoteAddress) });
   const ocsp = createOcspHandler(ca, { log, ...(options.ocspValidityMs ? { validityMs: options.ocspValidityMs } : {}) });
   const unclaimedSweeper = startUnclaimedSweeper(ca, options.enrollment, log);
   const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };
@@ -364,6 +372,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sessionStore = SqliteSessionStore.open(options.dataDir);
   // Trust for services: scores from the broker plugin (attached below, once it exists), facts from the view.
   const trust = new TrustCache(view, ca.inventory, ca.caCertificates());
+  // What happened to the fleet, for operators watching (the API's /events/stream): from the view's changes, the
+  // trust cache's scores (drops) and the broker's behaviour events (auth failures), below once the broker exists.
+  let rulesInUse: () => readonly number[] = () => policyThresholds(options.policies);
+  const fleetEvents = new FleetEvents(view, { thresholds: () => rulesInUse() });
+  onEnrollmentRefused = (device, reason, remote) => fleetEvents.onEnrollmentRefused(device, reason, remote);
+  trust.onEvent((e) => {
+    if (e.kind === 'score') fleetEvents.onScore(e.data.device, e.data.score, e.data.state);
+  });
   // Fastify owns the HTTPS listener and routes every request on it: the API, the dashboard, and the device
   // endpoints above. The server is ours (same TLS options and limits as before the API).
   const api = await createApi({
@@ -372,6 +388,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     publicUrl,
     trust,
     ...(options.api?.trustStream ? { trustStream: options.api.trustStream } : {}),
+    events: fleetEvents,
+    ...(options.api?.eventStream ? { eventStream: options.api.eventStream } : {}),
     isRevoked: (serial) => view.isRevoked(serial),
     log,
     ...(options.api?.refusalLimits ? { refusalLimits: options.api.refusalLimits } : {}),
@@ -431,7 +449,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     explain: (device, topic, action) => plugin.explain(device, topic, action),
     rules: () => plugin.policy.rules,
   });
-  await followForInsights(broker, plugin, insights, (device) => view.device(device) !== undefined, log);
+  rulesInUse = () => policyThresholds(plugin.policy.rules);
+  await followForInsights(broker, plugin, insights, (device) => view.device(device) !== undefined, log, (event) => fleetEvents.onBehaviour(event));
   // Devices leave the fleet (unclaimed ones are swept): what the API held about them goes too.
   const insightsPrune = setInterval(() => insights.prune((device) => view.device(device) !== undefined), 3_600_000);
   insightsPrune.unref();
@@ -610,6 +629,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     plugin.close();
     trust.close();
+    fleetEvents.close();
     const apiClosed = api.close();
     https.closeAllConnections();
     await apiClosed;

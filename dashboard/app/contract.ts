@@ -36,3 +36,19 @@ same<Same<(typeof TRUST_EVENT_NAMES)[number], (typeof P_TRUST_EVENTS)[number]>>(
 /** The trust stream (Server-Sent Events), under /api/v1. */
 export const TRUST_STREAM = '/trust/stream' as const;
 same<Same<typeof TRUST_STREAM, (typeof P_TRUST_PATHS)['stream']>>(true);
+
+import type { BULK_ACTIONS as P_BULK_ACTIONS, BULK_MAX_DEVICES as P_BULK_MAX, FLEET_EVENTS_PATHS as P_EVENTS_PATHS, FLEET_EVENT_TYPES as P_EVENT_TYPES, FLEET_STREAM_EVENTS as P_STREAM_EVENTS } from '../../protocol/fleet-events.js';
+
+export const BULK_ACTIONS = ['quarantine', 'release', 'tag', 'untag'] as const;
+same<Same<(typeof BULK_ACTIONS)[number], (typeof P_BULK_ACTIONS)[number]>>(true);
+export type BulkAction = (typeof BULK_ACTIONS)[number];
+/** Ids per bulk request: a larger selection goes in several requests. */
+export const BULK_MAX = 500 as const;
+same<Same<typeof BULK_MAX, typeof P_BULK_MAX>>(true);
+
+export const FLEET_EVENT_TYPES = ['enrolled', 'renewed', 'claimed', 'quarantined', 'released', 'revoked', 'removed', 'score_drop', 'auth_failure'] as const;
+same<Same<(typeof FLEET_EVENT_TYPES)[number], (typeof P_EVENT_TYPES)[number]>>(true);
+export const FLEET_STREAM_EVENTS = ['ready', 'fleet', 'reset'] as const;
+same<Same<(typeof FLEET_STREAM_EVENTS)[number], (typeof P_STREAM_EVENTS)[number]>>(true);
+export const EVENTS_STREAM = '/events/stream' as const;
+same<Same<typeof EVENTS_STREAM, (typeof P_EVENTS_PATHS)['stream']>>(true);

@@ -135,7 +135,7 @@ function App() {
       <Nav who={who} onSignOut={signOut} />
       <Router>
         <Route path={DASHBOARD_PAGES.overview} component={OverviewPage} />
-        <Route path={DASHBOARD_PAGES.devices} component={DevicesPage} />
+        <Route path={DASHBOARD_PAGES.devices} component={() => <DevicesPage who={who} />} />
         <Route path={DASHBOARD_PAGES.device} component={(p: { id: string }) => <DevicePage id={p.id} who={who} />} />
         <Route path={DASHBOARD_PAGES.enroll} component={() => <EnrollPage who={who} />} />
         <Route path={DASHBOARD_PAGES.actions} component={() => <ActionsPage who={who} />} />

@@ -39,6 +39,8 @@ const SAMPLES: Record<string, unknown> = {
   'GET /trust/stream': undefined,
   'GET /trust/{id}': undefined,
   'POST /trust/check': { certificate: 'not a certificate', minScore: 0.5 },
+  'POST /devices/actions': { ids: [DEVICE], action: 'quarantine' },
+  'GET /events/stream': undefined,
 };
 
 const key = (r: RouteSpec) => `${r.method} ${r.path}`;
@@ -155,8 +157,8 @@ t.test('every route: hostile input is a 4xx that changes nothing, and a good rep
   t.same((await inventorySnapshot(gw.dir)), before, 'nothing changed in the inventory');
   t.equal((await gw.ca.inventory.auditEntries()).length, auditBefore, 'nothing reached the fleet');
   // Good calls (reads only, so the state above stays) answer what the document says.
-  // The event stream never ends: test/trust/stream.test.ts reads it.
-  for (const route of ROUTES.filter((r) => r.method === 'GET' && r.path !== '/trust/stream')) {
+  // The event streams never end: test/trust/stream.test.ts and test/api/bulk-events.test.ts read them.
+  for (const route of ROUTES.filter((r) => r.method === 'GET' && !r.path.endsWith('/stream'))) {
     const reply = await api(gw, 'GET', route.path.replace('{id}', DEVICE), admin);
     t.equal(reply.status, 200, `${key(route)}: 200`);
     const parsed = route.response.safeParse(reply.json);

@@ -161,9 +161,16 @@ t.test('fleet views of the dashboard on a real gateway with real scoring', async
     t.match(await textOf(page, '.vuln-summary'), /critical\s+\d+/);
     t.match(await textOf(page, '.top-actions'), /\d+ devices?/);
     await page.waitForSelector('.live.on');
-    await setScore(gw, scorer, 'fd-idle', 0.61);
-    await page.waitForFunction(() => /fd-idle\s+score 0\.61/.test(document.querySelector('.feed')?.textContent ?? ''), { timeout: 2000 });
-    t.pass('the score change shows in the live feed');
+    await setScore(gw, scorer, 'fd-idle', 0.95);
+    await setScore(gw, scorer, 'fd-idle', 0.35);
+    // A drop below both thresholds in use: a fleet event on the Overview's feed.
+    await page
+      .waitForFunction(() => /score drop\s+fd-idle\s+score 0\.95 → 0\.35, below 0\.4 and 0\.9/.test(document.querySelector('.feed')?.textContent ?? ''), { timeout: 2000 })
+      .catch(async (err: Error) => {
+        t.comment(`feed: ${await page.$eval('main', (e) => (e as HTMLElement).innerText).catch(() => '?')}`);
+        throw err;
+      });
+    t.pass('the score drop shows in the live feed');
     await screenshots(page, shots, 'overview-fleet', () => page.waitForSelector('.histogram'));
   });
 

@@ -4,6 +4,7 @@ import { useLocation } from 'preact-iso';
 import type { Whoami } from '../../../protocol/api.js';
 import type { ActionList } from '../../../protocol/fleet-api.js';
 import { call, qs } from '../api.js';
+import { Table } from '../table.js';
 import { can, Failure, useLoad, useTitle } from '../ui.js';
 import { ActionButtons } from './device.js';
 
@@ -48,29 +49,28 @@ export function ActionsPage({ who }: { who: Whoami }) {
           <p>
             <strong>{g.affected}</strong> device{g.affected === 1 ? '' : 's'} affected, <strong>{g.open}</strong> open. Fix: <code>{g.fix}</code>
           </p>
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Device</th>
-                  <th scope="col">Costs</th>
-                  <th scope="col">Status</th>
-                  {operator ? <th scope="col">Decide</th> : null}
-                </tr>
-              </thead>
-              <tbody>
-                {g.devices.map((d) => (
-                  <tr key={d.id}>
-                    <th scope="row">
-                      <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a>
-                    </th>
-                    <td class="factor-neg">{d.cost.toFixed(2)}</td>
-                    <td>
-                      <span class={`badge status-${d.status}`}>{d.status}</span>
-                      {d.snoozedUntil ? <span class="muted"> until {new Date(d.snoozedUntil).toLocaleString()}</span> : null}
-                    </td>
-                    {operator ? (
-                      <td>
+          <Table
+            rows={g.devices}
+            rowKey={(d) => d.id}
+            columns={[
+              { key: 'device', label: 'Device', rowHeader: true, cell: (d) => <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a> },
+              { key: 'cost', label: 'Costs', cellClass: () => 'factor-neg', cell: (d) => d.cost.toFixed(2) },
+              {
+                key: 'status',
+                label: 'Status',
+                cell: (d) => (
+                  <>
+                    <span class={`badge status-${d.status}`}>{d.status}</span>
+                    {d.snoozedUntil ? <span class="muted"> until {new Date(d.snoozedUntil).toLocaleString()}</span> : null}
+                  </>
+                ),
+              },
+              ...(operator
+                ? [
+                    {
+                      key: 'decide',
+                      label: 'Decide',
+                      cell: (d: (typeof g.devices)[number]) => (
                         <ActionButtons
                           device={d.id}
                           action={g.id}
@@ -80,13 +80,12 @@ export function ActionsPage({ who }: { who: Whoami }) {
                             if (ok) list.reload();
                           }}
                         />
-                      </td>
-                    ) : null}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+                      ),
+                    },
+                  ]
+                : []),
+            ]}
+          />
           {g.devices.length < g.affected ? <p class="muted">The {g.devices.length} costliest shown; the CSV lists them all.</p> : null}
         </section>
       ))}

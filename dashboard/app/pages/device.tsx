@@ -13,6 +13,7 @@ import { call } from '../api.js';
 import { ScoreChart } from '../chart.js';
 import { REVOCATION_REASONS, SNOOZES } from '../contract.js';
 import { useDebounced, useLive } from '../live.js';
+import { Table, type Column } from '../table.js';
 import { can, Confirm, Failure, relative, Score, Section, StateBadge, thresholdsOf, Time, useLoad, useTitle } from '../ui.js';
 
 type Action = 'quarantine' | 'release' | 'claim' | 'revoke';
@@ -28,83 +29,43 @@ function Certificates({ certs }: { certs: CertificateInfo[] }) {
   if (certs.length === 0) return <p>No certificates.</p>;
   const sorted = [...certs].sort((a, b) => b.issuedAt.localeCompare(a.issuedAt));
   return (
-    <div class="table-wrap">
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Serial</th>
-            <th scope="col">Status</th>
-            <th scope="col">Valid from</th>
-            <th scope="col">Valid until</th>
-            <th scope="col">Renewed by</th>
-            <th scope="col">SHA-256</th>
-          </tr>
-        </thead>
-        <tbody>
-          {sorted.map((c) => (
-            <tr key={c.serial} id={`cert-${c.serial}`}>
-              <th scope="row">
-                <code>{c.serial}</code>
-              </th>
-              <td>
-                <span class={`badge cert-${c.status}`}>{c.status}</span>
-              </td>
-              <td>
-                <Time iso={c.notBefore} />
-              </td>
-              <td>
-                <Time iso={c.notAfter} />
-              </td>
-              <td>{c.replacedBy ? <a href={`#cert-${c.replacedBy}`}><code>{c.replacedBy}</code></a> : <span class="muted">—</span>}</td>
-              <td>
-                <code class="fingerprint" title={c.fingerprint}>
-                  {c.fingerprint.slice(0, 16)}…
-                </code>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table
+      rows={sorted}
+      rowKey={(c) => c.serial}
+      rowAttrs={(c) => ({ id: `cert-${c.serial}` })}
+      columns={[
+        { key: 'serial', label: 'Serial', rowHeader: true, cell: (c) => <code>{c.serial}</code> },
+        { key: 'status', label: 'Status', cell: (c) => <span class={`badge cert-${c.status}`}>{c.status}</span> },
+        { key: 'from', label: 'Valid from', cell: (c) => <Time iso={c.notBefore} /> },
+        { key: 'until', label: 'Valid until', cell: (c) => <Time iso={c.notAfter} /> },
+        { key: 'renewed', label: 'Renewed by', cell: (c) => (c.replacedBy ? <a href={`#cert-${c.replacedBy}`}><code>{c.replacedBy}</code></a> : <span class="muted">—</span>) },
+        {
+          key: 'fp',
+          label: 'SHA-256',
+          cell: (c) => (
+            <code class="fingerprint" title={c.fingerprint}>
+              {c.fingerprint.slice(0, 16)}…
+            </code>
+          ),
+        },
+      ]}
+    />
   );
 }
 
 export function AuditTable({ items, showDevice = true }: { items: AuditEntryInfo[]; showDevice?: boolean }) {
   if (items.length === 0) return <p>No entries.</p>;
-  return (
-    <div class="table-wrap">
-      <table class="audit">
-        <thead>
-          <tr>
-            <th scope="col">Time</th>
-            <th scope="col">Who</th>
-            <th scope="col">Action</th>
-            {showDevice ? <th scope="col">Device</th> : null}
-            <th scope="col">Outcome</th>
-            <th scope="col">Detail</th>
-          </tr>
-        </thead>
-        <tbody>
-          {items.map((e) => (
-            <tr key={e.seq}>
-              <td>
-                <Time iso={e.time} />
-              </td>
-              <td>
-                <code>{e.actor}</code>
-              </td>
-              <td>{e.action}</td>
-              {showDevice ? <td>{e.device ? <a href={`/devices/${encodeURIComponent(e.device)}`}>{e.device}</a> : <span class="muted">{e.target ?? '—'}</span>}</td> : null}
-              <td>
-                <span class={`badge outcome-${e.outcome}`}>{e.outcome}</span>
-              </td>
-              <td>{e.detail ?? ''}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
-  );
+  const columns: Array<Column<AuditEntryInfo>> = [
+    { key: 'time', label: 'Time', cell: (e) => <Time iso={e.time} /> },
+    { key: 'actor', label: 'Who', cell: (e) => <code>{e.actor}</code> },
+    { key: 'action', label: 'Action', cell: (e) => e.action },
+    ...(showDevice
+      ? [{ key: 'device', label: 'Device', cell: (e: AuditEntryInfo) => (e.device ? <a href={`/devices/${encodeURIComponent(e.device)}`}>{e.device}</a> : <span class="muted">{e.target ?? '—'}</span>) }]
+      : []),
+    { key: 'outcome', label: 'Outcome', cell: (e) => <span class={`badge outcome-${e.outcome}`}>{e.outcome}</span> },
+    { key: 'detail', label: 'Detail', cell: (e) => e.detail ?? '' },
+  ];
+  return <Table class="audit" rows={items} rowKey={(e) => String(e.seq)} columns={columns} />;
 }
 
 function Tags({ device, editable, onSaved }: { device: DeviceDetail; editable: boolean; onSaved: () => void }) {
@@ -155,73 +116,58 @@ function Tags({ device, editable, onSaved }: { device: DeviceDetail; editable: b
 function Factors({ device }: { device: DeviceDetail }) {
   if (device.factors.length === 0) return <p class="muted">No factors: no score message seen yet (the initial score applies).</p>;
   return (
-    <div class="table-wrap">
-      <table class="factors stack">
-        <thead>
-          <tr>
-            <th scope="col">Factor</th>
-            <th scope="col">Contribution</th>
-            <th scope="col">Reason</th>
-            <th scope="col">Fix</th>
-          </tr>
-        </thead>
-        <tbody>
-          {device.factors.map((f) => (
-            <tr key={f.id}>
-              <th scope="row">
-                <code>{f.id}</code>
-              </th>
-              <td data-label="Contribution" class={f.contribution < 0 ? 'factor-neg' : f.contribution > 0 ? 'factor-pos' : ''}>
-                {f.contribution > 0 ? '+' : ''}
-                {f.contribution.toFixed(2)}
-              </td>
-              <td data-label="Reason">{f.reason}</td>
-              <td data-label="Fix">{f.fix ? <code>{f.fix}</code> : <span class="muted">—</span>}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table
+      class="factors stack"
+      rows={device.factors}
+      rowKey={(f) => f.id}
+      columns={[
+        { key: 'factor', label: 'Factor', rowHeader: true, cell: (f) => <code>{f.id}</code> },
+        {
+          key: 'contribution',
+          label: 'Contribution',
+          cellClass: (f) => (f.contribution < 0 ? 'factor-neg' : f.contribution > 0 ? 'factor-pos' : undefined),
+          cell: (f) => `${f.contribution > 0 ? '+' : ''}${f.contribution.toFixed(2)}`,
+        },
+        { key: 'reason', label: 'Reason', cell: (f) => f.reason },
+        { key: 'fix', label: 'Fix', cell: (f) => (f.fix ? <code>{f.fix}</code> : <span class="muted">—</span>) },
+      ]}
+    />
   );
 }
 
 function Findings({ device }: { device: DeviceDetail }) {
   if (device.findings.length === 0) return <p>No known vulnerabilities in its reported packages.</p>;
   return (
-    <div class="table-wrap">
-      <table class="findings stack">
-        <thead>
-          <tr>
-            <th scope="col">CVE</th>
-            <th scope="col">Severity</th>
-            <th scope="col">Package</th>
-            <th scope="col">Installed → fixed</th>
-            <th scope="col">Fix command</th>
-          </tr>
-        </thead>
-        <tbody>
-          {device.findings.map((f) => (
-            <tr key={`${f.cve}-${f.package}`}>
-              <th scope="row">
-                <a href={`/vulnerabilities?q=${encodeURIComponent(f.cve)}`}>{f.cve}</a>
-              </th>
-              <td data-label="Severity">
-                <span class={`badge sev-${f.severity}`}>{f.severity}</span>
-                {f.remote ? <span class="muted"> remote</span> : null}
-                {f.exposed ? <span class="muted"> exposed</span> : null}
-              </td>
-              <td data-label="Package">{f.package}</td>
-              <td data-label="Installed → fixed">
-                <code>{f.installed}</code> → <code>{f.fixed}</code>
-              </td>
-              <td data-label="Fix command">
-                <code class="fix-cmd">{f.fixCommand}</code>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table
+      class="findings stack"
+      rows={device.findings}
+      rowKey={(f) => `${f.cve}-${f.package}`}
+      columns={[
+        { key: 'cve', label: 'CVE', rowHeader: true, cell: (f) => <a href={`/vulnerabilities?q=${encodeURIComponent(f.cve)}`}>{f.cve}</a> },
+        {
+          key: 'severity',
+          label: 'Severity',
+          cell: (f) => (
+            <>
+              <span class={`badge sev-${f.severity}`}>{f.severity}</span>
+              {f.remote ? <span class="muted"> remote</span> : null}
+              {f.exposed ? <span class="muted"> exposed</span> : null}
+            </>
+          ),
+        },
+        { key: 'package', label: 'Package', cell: (f) => f.package },
+        {
+          key: 'versions',
+          label: 'Installed → fixed',
+          cell: (f) => (
+            <>
+              <code>{f.installed}</code> → <code>{f.fixed}</code>
+            </>
+          ),
+        },
+        { key: 'fix', label: 'Fix command', cell: (f) => <code class="fix-cmd">{f.fixCommand}</code> },
+      ]}
+    />
   );
 }
 
@@ -261,31 +207,31 @@ function Recommended({ device, who, onChanged }: { device: DeviceDetail; who: Wh
   const operator = can(who.role, 'operator');
   return (
     <>
-      <div class="table-wrap">
-        <table class="device-actions stack">
-          <thead>
-            <tr>
-              <th scope="col">Action</th>
-              <th scope="col">Costs</th>
-              <th scope="col">Status</th>
-              <th scope="col">Fix</th>
-              {operator ? <th scope="col">Decide</th> : null}
-            </tr>
-          </thead>
-          <tbody>
-            {device.actions.map((a) => (
-              <tr key={a.id} data-action={a.id}>
-                <th scope="row">{a.title}</th>
-                <td data-label="Costs" class="factor-neg">{a.cost.toFixed(2)}</td>
-                <td data-label="Status">
-                  <span class={`badge status-${a.status}`}>{a.status}</span>
-                  {a.snoozedUntil ? <span class="muted"> until {new Date(a.snoozedUntil).toLocaleString()}</span> : null}
-                </td>
-                <td data-label="Fix">
-                  <code>{a.fix}</code>
-                </td>
-                {operator ? (
-                  <td data-label="Decide">
+      <Table
+        class="device-actions stack"
+        rows={device.actions}
+        rowKey={(a) => a.id}
+        rowAttrs={(a) => ({ 'data-action': a.id })}
+        columns={[
+          { key: 'action', label: 'Action', rowHeader: true, cell: (a) => a.title },
+          { key: 'cost', label: 'Costs', cellClass: () => 'factor-neg', cell: (a) => a.cost.toFixed(2) },
+          {
+            key: 'status',
+            label: 'Status',
+            cell: (a) => (
+              <>
+                <span class={`badge status-${a.status}`}>{a.status}</span>
+                {a.snoozedUntil ? <span class="muted"> until {new Date(a.snoozedUntil).toLocaleString()}</span> : null}
+              </>
+            ),
+          },
+          { key: 'fix', label: 'Fix', cell: (a) => <code>{a.fix}</code> },
+          ...(operator
+            ? [
+                {
+                  key: 'decide',
+                  label: 'Decide',
+                  cell: (a: DeviceAction) => (
                     <ActionButtons
                       device={device.id}
                       action={a.id}
@@ -295,13 +241,12 @@ function Recommended({ device, who, onChanged }: { device: DeviceDetail; who: Wh
                         if (ok) onChanged();
                       }}
                     />
-                  </td>
-                ) : null}
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+                  ),
+                },
+              ]
+            : []),
+        ]}
+      />
       {result ? (
         <p role="status" class={result.ok ? 'ok' : 'error'}>
           {result.text}

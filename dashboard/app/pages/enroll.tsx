@@ -5,6 +5,7 @@
 import { useState } from 'preact/hooks';
 import type { DevicePage, DeviceSummary, TokenResult, Whoami } from '../../../protocol/api.js';
 import { call } from '../api.js';
+import { Table } from '../table.js';
 import { can, Confirm, CopyBlock, Failure, Section, Time, useLoad, useTitle } from '../ui.js';
 
 /**
@@ -36,36 +37,25 @@ function ClaimQueue() {
       ) : null}
       {queue.data && items.length === 0 ? <p>No device is waiting to be claimed.</p> : null}
       {items.length ? (
-        <div class="table-wrap">
-          <table class="claims">
-            <thead>
-              <tr>
-                <th scope="col">Device</th>
-                <th scope="col">Enrolled</th>
-                <th scope="col">
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((d) => (
-                <tr key={d.id}>
-                  <th scope="row">
-                    <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a>
-                  </th>
-                  <td>
-                    <Time iso={d.createdAt} />
-                  </td>
-                  <td>
-                    <button type="button" class="primary" onClick={() => setClaiming(d)}>
-                      Claim<span class="visually-hidden"> {d.id}</span>
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table
+          class="claims"
+          rows={items}
+          rowKey={(d) => d.id}
+          columns={[
+            { key: 'device', label: 'Device', rowHeader: true, cell: (d) => <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a> },
+            { key: 'enrolled', label: 'Enrolled', cell: (d) => <Time iso={d.createdAt} /> },
+            {
+              key: 'actions',
+              label: 'Actions',
+              hiddenLabel: true,
+              cell: (d) => (
+                <button type="button" class="primary" onClick={() => setClaiming(d)}>
+                  Claim<span class="visually-hidden"> {d.id}</span>
+                </button>
+              ),
+            },
+          ]}
+        />
       ) : null}
       {queue.data?.nextCursor ? (
         <p>

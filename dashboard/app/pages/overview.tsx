@@ -1,14 +1,15 @@
 /**
  * Overview: one section per data source. Devices by state, certificates expiring within 48 h, the score
  * distribution, devices below each policy threshold, vulnerabilities by severity and the top recommended actions
- * (GET /fleet/summary, reloaded after live changes), and a live feed of the trust stream (GET /trust/stream).
+ * (GET /fleet/summary, reloaded after live changes), and a live feed of fleet events (GET /events/stream).
  */
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import type { FleetSummary } from '../../../protocol/api.js';
 import { SEVERITIES, STATES } from '../contract.js';
 import { call, qs } from '../api.js';
-import { type LiveEvent, useDebounced, useLive } from '../live.js';
+import type { FleetEvent } from '../../../protocol/fleet-events.js';
+import { useDebounced, useFleetEvents, useLive } from '../live.js';
 import { Failure, Section, StateBadge, useLoad, useTitle } from '../ui.js';
 
 function Histogram({ summary }: { summary: FleetSummary }) {
@@ -30,38 +31,36 @@ function Histogram({ summary }: { summary: FleetSummary }) {
   );
 }
 
-function feedText(e: LiveEvent): { device?: string | null; text: string } | undefined {
-  switch (e.type) {
-    case 'score':
-      return { device: e.data.device, text: `score ${e.data.score.toFixed(2)}${e.data.rawScore !== e.data.score ? ` (scored ${e.data.rawScore.toFixed(2)}, capped by its state)` : ''}` };
-    case 'device':
-      return { device: e.data.device, text: e.data.state ? `state ${e.data.state}, score ${e.data.score.toFixed(2)}` : 'left the fleet' };
-    case 'revoked':
-      return { device: e.data.device, text: `certificate ${e.data.serial} revoked` };
-    case 'reset':
-      return { text: `stream reset: ${e.data.reason}` };
-    default:
-      return undefined;
-  }
-}
+const FEED_LABEL: Record<FleetEvent['type'], string> = {
+  enrolled: 'enrolled',
+  renewed: 'renewed',
+  claimed: 'claimed',
+  quarantined: 'quarantined',
+  released: 'released',
+  revoked: 'revoked',
+  removed: 'removed',
+  score_drop: 'score drop',
+  auth_failure: 'auth failure',
+};
 
-function LiveFeed({ events, open }: { events: LiveEvent[]; open: boolean }) {
+/** The fleet events (GET /events/stream), newest first; every text in it came from the API and is shown as text. */
+function LiveFeed({ events, open }: { events: FleetEvent[]; open: boolean }) {
   return (
     <>
       <p class={`live ${open ? 'on' : ''}`}>{open ? 'Connected: new events appear at the top.' : 'Not connected to the event stream (reconnecting).'}</p>
       {events.length === 0 ? (
-        <p class="muted">No events since this page opened.</p>
+        <p class="muted">No fleet events yet: enrollments, renewals, quarantines, revocations, score drops and authentication failures show here as they happen.</p>
       ) : (
-        <ol class="feed" aria-label="Live events, newest first" aria-live="polite">
-          {events.map((e, i) => {
-            const f = feedText(e)!;
-            return (
-              <li key={`${e.at}-${i}`}>
-                <time dateTime={new Date(e.at).toISOString()}>{new Date(e.at).toLocaleTimeString()}</time> <span class="badge">{e.type}</span>{' '}
-                {f.device ? <a href={`/devices/${encodeURIComponent(f.device)}`}>{f.device}</a> : null} {f.text}
-              </li>
-            );
-          })}
+        <ol class="feed" aria-label="Fleet events, newest first" aria-live="polite">
+          {events.map((e) => (
+            <li key={e.seq} data-type={e.type}>
+              <time dateTime={e.time} title={e.time}>
+                {new Date(e.time).toLocaleTimeString()}
+              </time>{' '}
+              <span class={`badge ev-${e.type}`}>{FEED_LABEL[e.type] ?? e.type}</span> {e.device ? <a href={`/devices/${encodeURIComponent(e.device)}`}>{e.device}</a> : null} {e.text}
+              {e.remoteAddress ? <span class="muted"> from {e.remoteAddress}</span> : null}
+            </li>
+          ))}
         </ol>
       )}
     </>
@@ -99,11 +98,19 @@ function ByState({ summary }: { summary: FleetSummary }) {
 export function OverviewPage() {
   useTitle('Overview');
   const summary = useLoad(() => call<FleetSummary>('GET', '/fleet/summary'), 'summary');
-  const [events, setEvents] = useState<LiveEvent[]>([]);
+  const [events, setEvents] = useState<FleetEvent[]>([]);
   const reload = useDebounced(summary.reload, 1000);
-  const open = useLive((e) => {
-    if (!feedText(e)) return;
-    setEvents((list) => [e, ...list].slice(0, 50));
+  // Scores move all the time in a large fleet: they refresh the summary less often than state changes do.
+  const reloadForScores = useDebounced(summary.reload, 5000);
+  useLive((e) => {
+    if (e.type === 'score') reloadForScores();
+    else if (e.type !== 'ready') reload();
+  });
+  const open = useFleetEvents((e) => {
+    // After a reset (another gateway process) the seqs start again: the old lines would hide new ones.
+    if (e.type === 'reset') return (setEvents([]), reload());
+    if (e.type !== 'fleet') return;
+    setEvents((list) => (list.some((x) => x.seq === e.data.seq) ? list : [e.data, ...list].slice(0, 100)));
     reload();
   });
   const data = summary.data;
@@ -183,7 +190,7 @@ export function OverviewPage() {
           )}
         </Section>
       </div>
-      <Section title="Live events" source="GET /api/v1/trust/stream">
+      <Section title="Live events" source="GET /api/v1/events/stream">
         <LiveFeed events={events} open={open} />
       </Section>
     </main>

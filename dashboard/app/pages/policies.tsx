@@ -2,6 +2,7 @@
 import { useState } from 'preact/hooks';
 import type { ExplainResult, PolicyList } from '../../../protocol/fleet-api.js';
 import { call, qs } from '../api.js';
+import { Table } from '../table.js';
 import { Failure, Section, useLoad, useTitle } from '../ui.js';
 
 function Threshold({ value, passing, total, rule }: { value: number | null; passing: number; total: number; rule: string }) {
@@ -85,33 +86,17 @@ export function PoliciesPage() {
       <Section title="Topic rules" source="GET /api/v1/policies">
         {list.error ? <Failure error={list.error} /> : null}
         {list.data ? (
-          <div class="table-wrap">
-            <table class="policies">
-              <caption class="visually-hidden">Policy rules, first match wins</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Topic</th>
-                  <th scope="col">Publish</th>
-                  <th scope="col">Subscribe</th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.data.items.map((p) => (
-                  <tr key={p.topic}>
-                    <th scope="row">
-                      <code>{p.topic}</code>
-                    </th>
-                    <td>
-                      <Threshold value={p.publish} passing={p.passing.publish} total={total} rule={`publish:${p.topic}`} />
-                    </td>
-                    <td>
-                      <Threshold value={p.subscribe} passing={p.passing.subscribe} total={total} rule={`subscribe:${p.topic}`} />
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table
+            class="policies"
+            caption="Policy rules, first match wins"
+            rows={list.data.items}
+            rowKey={(p) => p.topic}
+            columns={[
+              { key: 'topic', label: 'Topic', rowHeader: true, cell: (p) => <code>{p.topic}</code> },
+              { key: 'publish', label: 'Publish', cell: (p) => <Threshold value={p.publish} passing={p.passing.publish} total={total} rule={`publish:${p.topic}`} /> },
+              { key: 'subscribe', label: 'Subscribe', cell: (p) => <Threshold value={p.subscribe} passing={p.passing.subscribe} total={total} rule={`subscribe:${p.topic}`} /> },
+            ]}
+          />
         ) : list.loading ? (
           <p aria-busy="true">Loading…</p>
         ) : null}

@@ -2,6 +2,7 @@
 import { useState } from 'preact/hooks';
 import type { Whoami } from '../../../protocol/api.js';
 import { call } from '../api.js';
+import { Table } from '../table.js';
 import { can, Confirm, Failure, Section, Time, useLoad, useTitle } from '../ui.js';
 
 type SessionInfo = { id: string; role: string; name: string; createdAt: string; expiresAt: string; source: string | null };
@@ -42,44 +43,27 @@ export function SessionsPage({ who }: { who: Whoami }) {
         ) : null}
         {list.data ? (
           list.data.items.length ? (
-            <div class="table-wrap">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Role</th>
-                    <th scope="col">From</th>
-                    <th scope="col">Signed in</th>
-                    <th scope="col">Expires</th>
-                    <th scope="col">
-                      <span class="visually-hidden">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.data.items.map((s) => (
-                    <tr key={s.id}>
-                      <th scope="row">{s.name}</th>
-                      <td>
-                        <span class={`badge role-${s.role}`}>{s.role}</span>
-                      </td>
-                      <td>{s.source ?? '—'}</td>
-                      <td>
-                        <Time iso={s.createdAt} />
-                      </td>
-                      <td>
-                        <Time iso={s.expiresAt} />
-                      </td>
-                      <td>
-                        <button type="button" class="danger" onClick={() => setEnding(s)}>
-                          End<span class="visually-hidden"> the session of {s.name}</span>
-                        </button>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <Table
+              rows={list.data.items}
+              rowKey={(s) => s.id}
+              columns={[
+                { key: 'name', label: 'Name', rowHeader: true, cell: (s) => s.name },
+                { key: 'role', label: 'Role', cell: (s) => <span class={`badge role-${s.role}`}>{s.role}</span> },
+                { key: 'from', label: 'From', cell: (s) => s.source ?? '—' },
+                { key: 'created', label: 'Signed in', cell: (s) => <Time iso={s.createdAt} /> },
+                { key: 'expires', label: 'Expires', cell: (s) => <Time iso={s.expiresAt} /> },
+                {
+                  key: 'actions',
+                  label: 'Actions',
+                  hiddenLabel: true,
+                  cell: (s) => (
+                    <button type="button" class="danger" onClick={() => setEnding(s)}>
+                      End<span class="visually-hidden"> the session of {s.name}</span>
+                    </button>
+                  ),
+                },
+              ]}
+            />
           ) : (
             <p>No live sessions.</p>
           )

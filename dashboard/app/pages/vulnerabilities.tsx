@@ -3,6 +3,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import type { VulnList } from '../../../protocol/fleet-api.js';
 import { call, qs } from '../api.js';
+import { Table } from '../table.js';
 import { SEVERITIES } from '../contract.js';
 import { Failure, useLoad, useTitle } from '../ui.js';
 
@@ -57,34 +58,25 @@ export function VulnerabilitiesPage() {
           <h2 id={`h-${v.cve}`}>
             {v.cve} <span class={`badge sev-${v.severity}`}>{v.severity}</span>
           </h2>
-          <div class="table-wrap">
-            <table class="vulns-table">
-              <thead>
-                <tr>
-                  <th scope="col">Device</th>
-                  <th scope="col">Package</th>
-                  <th scope="col">Installed → fixed</th>
-                  <th scope="col">Fix command</th>
-                </tr>
-              </thead>
-              <tbody>
-                {v.devices.map((d) => (
-                  <tr key={`${d.id}-${d.package}`}>
-                    <th scope="row">
-                      <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a>
-                    </th>
-                    <td>{d.package}</td>
-                    <td>
-                      <code>{d.installed}</code> → <code>{d.fixed}</code>
-                    </td>
-                    <td>
-                      <code>{d.fixCommand}</code>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table
+            class="vulns-table"
+            rows={v.devices}
+            rowKey={(d) => `${d.id}-${d.package}`}
+            columns={[
+              { key: 'device', label: 'Device', rowHeader: true, cell: (d) => <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a> },
+              { key: 'package', label: 'Package', cell: (d) => d.package },
+              {
+                key: 'versions',
+                label: 'Installed → fixed',
+                cell: (d) => (
+                  <>
+                    <code>{d.installed}</code> → <code>{d.fixed}</code>
+                  </>
+                ),
+              },
+              { key: 'fix', label: 'Fix command', cell: (d) => <code>{d.fixCommand}</code> },
+            ]}
+          />
         </section>
       ))}
       <p class="source">
