@@ -45,6 +45,8 @@ export interface WottPluginOptions {
   trust?: TrustSource;
   /** Interval of the per-device counters event. */
   eventIntervalMs?: number;
+  /** This broker's node id in a cluster; carried by its behaviour events. */
+  nodeId?: string;
   /** Individual denial events per device per interval before they are only counted. */
   maxDenialEventsPerInterval?: number;
   /** What one client may consume; defaults in DEFAULT_LIMITS (broker/limits.ts). */
@@ -625,7 +627,7 @@ export class WottPlugin {
 
   private emitEvent(device: string, type: BehaviourEventType, extra: Partial<BehaviourEvent> & { verified: boolean }): void {
     if (!this.broker || this.broker.closed) return;
-    const event: BehaviourEvent = { device, type, time: new Date().toISOString(), ...extra };
+    const event: BehaviourEvent = { device, type, time: new Date().toISOString(), ...extra, ...(this.options.nodeId ? { node: this.options.nodeId } : {}) };
     this.broker.publish({ cmd: 'publish', topic: topics.events(device), payload: Buffer.from(JSON.stringify(event)), qos: 0, retain: false, dup: false }, () => {});
   }
 

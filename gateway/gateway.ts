@@ -431,6 +431,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     initialScore: options.initialScore,
     onDowngrade: options.onDowngrade,
     eventIntervalMs: options.eventIntervalMs,
+    ...(options.cluster ? { nodeId: options.cluster.nodeId } : {}),
     trust: fleetTrustSource(view),
     ...(options.limits ? { limits: options.limits } : {}),
     log,

@@ -78,6 +78,8 @@ export const behaviourEventSchema = z.object({
       suppressedEvents: z.number().int().nonnegative(),
     })
     .optional(),
+  /** The broker node that observed it, in a cluster (scoring sums counters from every node). */
+  node: z.string().regex(/^[A-Za-z0-9._-]{1,80}$/).optional(),
 });
 export type BehaviourEvent = z.infer<typeof behaviourEventSchema>;
 

@@ -4,7 +4,7 @@
  * over on another node closes the old session.
  */
 import t from 'tap';
-import { connect, connectError, enroll, inbox, serviceCredentials, setScore, subscribeGrant, waitFor } from '../mqtt-helpers.js';
+import { connect, connectError, enroll, eventWatcher, inbox, serviceCredentials, setScore, subscribeGrant, waitFor } from '../mqtt-helpers.js';
 import { tempDir } from '../helpers.js';
 import { startRedis } from '../redis-helpers.js';
 import { node } from './helpers.js';
@@ -36,8 +36,11 @@ t.test('two nodes on one Redis: messages, retained scores and takeovers cross no
   await setScore(a, scorer, 'sensor-1', 0.95);
   await waitFor(() => b.plugin.effectiveScore('sensor-1') === 0.95, 'node B knows sensor-1 score');
 
+  const events = await eventWatcher(t, a, tempDir(t)); // watching on node A
   const sub = await connect(b, display);
   t.teardown(() => sub.end(true));
+  await waitFor(() => events.some((e) => e.device === 'display-1' && e.type === 'connect'), 'the connect event seen on node A');
+  t.equal(events.find((e) => e.device === 'display-1' && e.type === 'connect')!.node, 'node-b', 'events carry the node that observed them');
   t.equal(await subscribeGrant(sub, 'payments/#'), 1, 'node B grants payments/# at 0.95');
   const got = inbox(sub);
   const pub = await connect(a, sensor);
