@@ -31,3 +31,4 @@ export type { LoginLinkRecord, RedeemResult, SessionRecord, SessionStore } from 
 export { SqliteSessionStore } from './sqlite/sessions.js';
 export type { ActionDecisionRow, ActionDecisionStore } from './actions.js';
 export { SqliteActionDecisionStore } from './sqlite/actions.js';
+export { openPostgresInventory, PostgresInventoryStore, FEED_CHANNEL, type PostgresInventoryOptions } from './postgres/inventory.js';
