@@ -27,7 +27,12 @@ export async function migratePostgres(pool: pg.Pool, component: string, migratio
   });
   const newest = migrations.length;
   const applied: number[] = [];
-  const client = await pool.connect();
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw new Error(`cannot open the ${what}: ${(err as Error).message}`);
+  }
   let broken: Error | undefined;
   try {
     await client.query('SELECT pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCK_MIGRATE]);
