@@ -95,6 +95,7 @@ export function buildProgram(): Command {
       if (source) log.info({ config: source }, 'configuration loaded');
       const gateway = await startGateway({
         dataDir: resolve(opts.data),
+        ...(config.store.postgres ? { store: config.store } : {}),
         httpsPort: opts.httpsPort ?? config.gateway.httpsPort,
         hosts: config.gateway.hosts,
         publicUrl: config.gateway.publicUrl,

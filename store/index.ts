@@ -36,3 +36,11 @@ export { openPostgresScoreStore } from './postgres/scores.js';
 export { openPostgresVulnStore } from './postgres/vuln.js';
 export { PostgresSessionStore } from './postgres/sessions.js';
 export { PostgresActionDecisionStore } from './postgres/actions.js';
+export {
+  openSelectedActionStore,
+  openSelectedInventory,
+  openSelectedScoreStore,
+  openSelectedSessionStore,
+  openSelectedVulnStore,
+  type StoreSelection,
+} from './select.js';
