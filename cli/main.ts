@@ -30,6 +30,7 @@ import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
 import { registerCveCommands } from './cve.js';
 import { registerOperatorCommands } from './operator.js';
+import { registerStoreCommands } from './store.js';
 import { explainDecision } from './explain.js';
 import { registerDeviceCommands } from './devices.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
@@ -188,6 +189,7 @@ export function buildProgram(): Command {
   registerMosquittoCommands(program);
   registerCveCommands(program, { dataDir: DEFAULT_DATA });
   registerOperatorCommands(program);
+  registerStoreCommands(program);
 
   const ca = program.command('ca').description('certificate authority');
   withData(ca.command('init'))

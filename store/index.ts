@@ -44,3 +44,4 @@ export {
   openSelectedVulnStore,
   type StoreSelection,
 } from './select.js';
+export { importSqliteData, type ImportCounts } from './postgres/import.js';

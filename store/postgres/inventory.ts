@@ -39,7 +39,8 @@ import type {
 import { LOCK_CLASS, migratePostgres, type PgMigration } from './migrate.js';
 import { inTransaction, openPool, safeLocation, type PostgresOptions } from './pool.js';
 
-const LOCK_INVENTORY_WRITE = 2;
+/** The inventory's write lock: (LOCK_CLASS, 2). */
+export const LOCK_INVENTORY_WRITE = 2;
 /** The NOTIFY channel (per database, as PostgreSQL scopes them). */
 export const FEED_CHANNEL = 'wott_inventory_feed';
 
