@@ -5,8 +5,9 @@ import { print, type Suite } from './harness.js';
 import { scoringSuite } from './scoring.js';
 import { cveSuite } from './cve.js';
 import { apiSuite } from './api.js';
+import { storeSuite } from './store.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite];
+const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, storeSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
