@@ -45,3 +45,4 @@ export {
   type StoreSelection,
 } from './select.js';
 export { importSqliteData, type ImportCounts } from './postgres/import.js';
+export { StoreUnavailableError } from './errors.js';

@@ -7,14 +7,28 @@
 import t from 'tap';
 import { cpSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { topics } from '../protocol/index.js';
 import { loadModel } from '../scoring/index.js';
-import { tempDir } from './helpers.js';
+import { request } from 'node:https';
+import { makeCsr, tempDir } from './helpers.js';
+import { EST_PATHS, topics } from '../protocol/index.js';
 import { connect, connectError, enroll, testGateway, waitFor } from './mqtt-helpers.js';
 import { startPostgres } from './postgres-helpers.js';
 import { fixtureTelemetry } from './scoring-fixtures.js';
 
 const server = await startPostgres(t);
+
+/** One simpleenroll over HTTPS: status, body and Retry-After, whatever the status. */
+function estEnroll(gw: { httpsPort: number; caPem: string }, id: string, token: string, csr: Buffer): Promise<{ status: number; body: string; retryAfter?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`https://localhost:${gw.httpsPort}${EST_PATHS.simpleenroll}`, { method: 'POST', ca: gw.caPem, auth: `${id}:${token}` }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers['retry-after'] ? { retryAfter: String(res.headers['retry-after']) } : {}) }));
+    });
+    req.on('error', reject);
+    req.end(csr.toString('base64'));
+  });
+}
 
 if (server) {
   t.test('two gateway nodes on one PostgreSQL database', async (t) => {
@@ -61,5 +75,37 @@ if (server) {
     await closed;
     t.pass('the revocation through node B closed the session on node A');
     t.ok(await connectError(a, { ...one, id: 'pg-one:again' }), 'and node A refuses the revoked certificate');
+  });
+
+  t.test('PostgreSQL stops: enrollments get a clear 503 and nothing is issued; it comes back: the nodes carry on by themselves', async (t) => {
+    const url = await server.newDatabase();
+    const db = new URL(url).pathname.slice(1);
+    const a = await testGateway(t, { store: { postgres: url } });
+    const bDir = tempDir(t);
+    cpSync(join(a.dir, 'ca'), join(bDir, 'ca'), { recursive: true });
+    const b = await testGateway(t, { store: { postgres: url }, dataDir: bDir });
+    const dir = tempDir(t);
+    const dev = await enroll(a, dir, 'steady');
+    const client = await connect(a, { ...dev, id: 'steady:main' });
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const token = (await a.ca.createToken('during')).token;
+
+    await server.stop();
+    t.teardown(() => server.start()); // for the other tests, should an assertion below throw
+    const { der } = makeCsr(dir, '/CN=during');
+    const refused = await estEnroll(a, 'during', token, der);
+    t.equal(refused.status, 503, 'Service Unavailable');
+    t.match(refused.body, /certificate store is unavailable; retry later/);
+    t.equal(refused.retryAfter, '5');
+    t.equal(client.connected, true, 'live sessions carry on while the store is away');
+
+    await server.start();
+    const again = await estEnroll(a, 'during', token, der);
+    t.equal(again.status, 200, 'the same token works once the store is back: nothing was used or issued meanwhile');
+    t.same((await server.sql(db, "SELECT count(*)::int AS n FROM certificates WHERE device_id = 'during'"))[0], { n: 1 });
+    // Node A's feed listener connected again by itself: a revocation through node B closes the session on A.
+    await b.ca.revoke({ serial: dev.serial }, 'keyCompromise');
+    await closed;
+    t.pass('the revocation made after the outage closed the session on the other node');
   });
 }

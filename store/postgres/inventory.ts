@@ -37,7 +37,7 @@ import type {
   TokenRow,
 } from '../inventory.js';
 import { LOCK_CLASS, migratePostgres, type PgMigration } from './migrate.js';
-import { inTransaction, openPool, safeLocation, type PostgresOptions } from './pool.js';
+import { inTransaction, openPool, safeLocation, unavailable, type PostgresOptions } from './pool.js';
 
 /** The inventory's write lock: (LOCK_CLASS, 2). */
 export const LOCK_INVENTORY_WRITE = 2;
@@ -420,7 +420,11 @@ export class PostgresInventoryStore implements InventoryStore {
   private async read<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new Error(`the CA inventory ${this.location} is closed`);
     if (this.running.size > 0) await Promise.allSettled([...this.running]);
-    return fn();
+    try {
+      return await fn();
+    } catch (err) {
+      throw unavailable(err, `CA inventory ${this.location}`);
+    }
   }
 
   transaction<T>(fn: (tx: InventoryTransaction) => Promise<T>): Promise<T> {
@@ -444,10 +448,15 @@ export class PostgresInventoryStore implements InventoryStore {
     this.running.add(run);
     const done = () => this.running.delete(run);
     run.then(done, done);
-    return run.then((result) => {
-      this.wake();
-      return result;
-    });
+    return run.then(
+      (result) => {
+        this.wake();
+        return result;
+      },
+      (err: unknown) => {
+        throw unavailable(err, `CA inventory ${this.location}`);
+      },
+    );
   }
 
   snapshot(now: Date): Promise<InventorySnapshot> {

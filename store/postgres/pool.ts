@@ -5,6 +5,7 @@
  * 40001 / 40P01: the transaction was rolled back as a whole and is safe to repeat).
  */
 import pg from 'pg';
+import { StoreUnavailableError } from '../errors.js';
 
 export type Client = pg.PoolClient;
 
@@ -73,4 +74,17 @@ export class Serial {
     this.tail = result.catch(() => undefined);
     return result;
   }
+}
+
+/** Socket errors, and SQLSTATE class 08 (connection exception) and 57P01-57P03 (shutdown, crash, starting up). */
+function isUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (/^08/.test(code) || /^57P0[1-3]$/.test(code) || /^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN)$/.test(code) || code === 'ENOTFOUND')) return true;
+  return err instanceof Error && /Connection terminated|connection timeout|Client has encountered a connection error/i.test(err.message);
+}
+
+/** `err` as a StoreUnavailableError naming `what` when it says the server cannot be reached; otherwise unchanged. */
+export function unavailable(err: unknown, what: string): unknown {
+  if (err instanceof StoreUnavailableError || !isUnavailable(err)) return err;
+  return new StoreUnavailableError(`the ${what} is unavailable: ${(err as Error).message}`);
 }
