@@ -430,7 +430,6 @@ export class PostgresInventoryStore implements InventoryStore {
   transaction<T>(fn: (tx: InventoryTransaction) => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error(`the CA inventory ${this.location} is closed`));
     const run = inTransaction(this.pool, async (client) => {
-      await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_INVENTORY_WRITE]);
       let live = true;
       const q = new Queries(async (text, values) => (await client.query(text, values)).rows as Raw[]);
       const tx: Record<string, unknown> = {};
@@ -444,7 +443,7 @@ export class PostgresInventoryStore implements InventoryStore {
       } finally {
         live = false;
       }
-    });
+    }, { lock: [LOCK_CLASS, LOCK_INVENTORY_WRITE] });
     this.running.add(run);
     const done = () => this.running.delete(run);
     run.then(done, done);

@@ -42,12 +42,17 @@ export type Isolation = 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
  * Runs `fn` in one transaction on one connection of `pool`; COMMIT returns only once the commit is durable
  * (synchronous_commit, PostgreSQL's default). Retried on 40001/40P01 with a short random backoff.
  */
-export async function inTransaction<T>(pool: pg.Pool, fn: (client: Client) => Promise<T>, options: { isolation?: Isolation; readOnly?: boolean } = {}): Promise<T> {
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  fn: (client: Client) => Promise<T>,
+  options: { isolation?: Isolation; readOnly?: boolean; /** A transaction advisory lock taken with BEGIN, in the same round trip. */ lock?: readonly [number, number] } = {},
+): Promise<T> {
+  const lock = options.lock ? `; SELECT pg_advisory_xact_lock(${Math.trunc(options.lock[0])}, ${Math.trunc(options.lock[1])})` : '';
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query(`BEGIN ISOLATION LEVEL ${options.isolation ?? 'READ COMMITTED'}${options.readOnly ? ' READ ONLY' : ''}`);
+      await client.query(`BEGIN ISOLATION LEVEL ${options.isolation ?? 'READ COMMITTED'}${options.readOnly ? ' READ ONLY' : ''}${lock}`);
       try {
         const result = await fn(client);
         await client.query('COMMIT');
