@@ -39,7 +39,7 @@ export interface PostgresProcess {
 let databases = 0;
 
 /** Makes a cluster in `dir` (an empty folder this call may chown) and starts it. */
-export async function startPostgresServer(dir: string, bin: string): Promise<PostgresProcess> {
+export async function startPostgresServer(dir: string, bin: string, settings: { fsync?: boolean } = {}): Promise<PostgresProcess> {
   const root = process.getuid?.() === 0;
   const data = join(dir, 'data');
   const password = randomBytes(18).toString('base64url');
@@ -56,10 +56,12 @@ export async function startPostgresServer(dir: string, bin: string): Promise<Pos
   };
   const init = run('initdb', ['-D', data, '-U', 'wott', '--pwfile', join(dir, 'pw'), '--auth-local=scram-sha-256', '--auth-host=scram-sha-256', '-E', 'UTF8']);
   if (!init.ok) throw new Error(`initdb failed: ${init.output}`);
-  // fsync off: tests and benchmarks here are about wott's transactions, not the disk; with it on, the shutdown
-  // checkpoint of a cluster that made a few dozen databases takes half a minute on a busy disk. Commits still wait
-  // for the WAL write (synchronous_commit stays on), so the server's semantics are unchanged.
-  const options = (p: number) => `-c listen_addresses=127.0.0.1 -p ${p} -k ${dir} -c max_connections=300 -c fsync=off -c full_page_writes=off -c shared_buffers=32MB`;
+  // fsync off by default: the tests are about wott's transactions, not the disk; with it on, the shutdown checkpoint
+  // of a cluster that made a few dozen databases takes half a minute on a busy disk. Commits still wait for the WAL
+  // write (synchronous_commit stays on), so the server's semantics are unchanged. Benchmarks keep fsync on, as
+  // SQLite's synchronous=FULL does, so that the comparison is fair.
+  const durability = settings.fsync ? '' : ' -c fsync=off -c full_page_writes=off';
+  const options = (p: number) => `-c listen_addresses=127.0.0.1 -p ${p} -k ${dir} -c max_connections=300 -c shared_buffers=32MB${durability}`;
   const pgCtlStart = (p: number) => run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', '-o', options(p), 'start']);
   let port = 0;
   // The port is free when chosen but another process may take it before the server binds it: try again then.

@@ -53,7 +53,7 @@ export const storeSuite: Suite = {
     const result: SuiteResult = { suite: 'store', measurements: [], ratios: [], goals: [] };
     const dir = mkdtempSync(join(tmpdir(), 'wott-bench-store-'));
     const pgDir = mkdtempSync(join(tmpdir(), 'wott-bench-pg-'));
-    const server = await startPostgresServer(pgDir, bin);
+    const server = await startPostgresServer(pgDir, bin, { fsync: true }); // durable commits, as SQLite's synchronous=FULL
     const opened: CertificateAuthority[] = [];
     try {
       const sqlite = await CertificateAuthority.open({ dataDir: join(dir, 'sqlite'), onWarning: () => undefined });
