@@ -7,8 +7,9 @@ import { cveSuite } from './cve.js';
 import { apiSuite } from './api.js';
 import { clusterSuite } from './cluster.js';
 import { dashboardSuite } from './dashboard.js';
+import { storeSuite } from './store.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite];
+const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

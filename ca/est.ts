@@ -15,6 +15,7 @@ import { CRL_PATH, EST_PATHS, TPM_KEY_HEADER, TPM_SIGNATURE_HEADER } from '../pr
 import { SourceRateLimiter, sourceKey } from '../lib/rate-limit.js';
 import { CertificateAuthority, type IssuedCertificate } from './authority.js';
 import { decodeBase64Body } from './csr.js';
+import { StoreUnavailableError } from '../store/index.js';
 import { CaError } from './errors.js';
 
 /** Larger than any P-256 CSR in base64 with line breaks, small enough that a flood costs nothing. */
@@ -241,6 +242,11 @@ export function createEstHandler(ca: EnrollmentService, options: EstOptions = {}
         const key = `${status} ${KNOWN_PATHS.has(path) ? path : '(other)'} ${source}`;
         refusals?.warn(key, { path, status, reason: err.extra.detail ?? err.message, remote: source }, 'EST request refused');
         return sendError(res, status, err.message, extra);
+      }
+      if (err instanceof StoreUnavailableError) {
+        // Nothing is handed out that could not be recorded: the client retries later.
+        log?.warn({ err: err.message, path }, 'EST request refused: the store is unavailable');
+        return sendError(res, 503, 'the certificate store is unavailable; retry later', { 'Retry-After': '5' });
       }
       log?.error({ err: err instanceof Error ? err.message : String(err), path }, 'EST request failed');
       sendError(res, 500, 'internal error');

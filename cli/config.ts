@@ -33,6 +33,16 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Where the fleet's state lives: absent, the embedded SQLite files in the data folder; `postgres: URL`, one
+     * PostgreSQL database shared by every gateway of a cluster (its password may come from PGPASSWORD instead).
+     */
+    store: z
+      .object({
+        postgres: z.url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// URL' }).optional(),
+      })
+      .strict()
+      .prefault({}),
     enrollment: z
       .object({
         claim: z.boolean().default(false),

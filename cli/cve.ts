@@ -9,7 +9,8 @@ import { resolve } from 'node:path';
 import { collectListening } from '../agent/collectors/net.js';
 import { collectOs } from '../agent/collectors/os.js';
 import { readBounded } from '../agent/collectors/fs.js';
-import { openSqliteVulnStore } from '../store/index.js';
+import { openSelectedVulnStore } from '../store/index.js';
+import { loadConfig } from './config.js';
 import {
   CveDatabase,
   CveFeedError,
@@ -101,24 +102,32 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
     .description('load vulnerability data into the store; a bad or truncated feed fails and keeps the previous data')
     .option('--from <file|url>', 'tracker JSON, OSV record(s) / JSON Lines, a folder of OSV files, or an http(s) URL (repeatable)', collect, [])
     .option('--data <dir>', 'data folder', defaults.dataDir)
+    .option('--config <file>', 'configuration file, for its store: section (default: ./wott.yaml when present)')
     .addOption(new Option('--timeout <duration>', 'URL download timeout').argParser(durationArg).default(DEFAULT_TIMEOUT_MS, '60s'))
     .addOption(new Option('--max-size <size>', 'largest feed accepted').argParser(sizeArg).default(DEFAULT_MAX_BYTES, '256M'))
     .option('--release <codename>', 'keep only this release (repeatable; default: all)', (v: string, prev: string[]) => [...prev, releaseArg(v)], [])
     .option('--feed <name>', 'the stored feed these inputs replace (default: their format, debian-tracker or osv); other feeds are kept')
-    .action((opts: { from: string[]; data: string; timeout: number; maxSize: number; release: string[]; feed?: string }) =>
+    .action((opts: { from: string[]; data: string; config?: string; timeout: number; maxSize: number; release: string[]; feed?: string }) =>
       run(async () => {
         if (opts.from.length === 0) throw new InvalidArgumentError('give --from FILE|URL (repeat it to load several feeds together)');
-        const record = await updateCveStore({
-          dataDir: resolve(opts.data),
-          from: opts.from,
-          timeoutMs: opts.timeout,
-          maxBytes: opts.maxSize,
-          releases: opts.release,
-          ...(opts.feed === undefined ? {} : { feed: opts.feed }),
-          onParsed: (entries) => process.stderr.write(`parsed ${n(entries)} entries; writing the store\n`),
-        });
-        const loaded = record.feeds.filter((f) => f.generation === record.generation);
-        process.stdout.write(`loaded feed ${loaded.map((f) => `${f.name} (${n(f.entries)} entries)`).join(', ')}; the other feeds are kept\n` + describeLoad(record));
+        const { store: selection } = loadConfig(opts.config).config;
+        const store = selection.postgres ? await openSelectedVulnStore(selection, resolve(opts.data)) : undefined;
+        try {
+          const record = await updateCveStore({
+            dataDir: resolve(opts.data),
+            ...(store ? { store } : {}),
+            from: opts.from,
+            timeoutMs: opts.timeout,
+            maxBytes: opts.maxSize,
+            releases: opts.release,
+            ...(opts.feed === undefined ? {} : { feed: opts.feed }),
+            onParsed: (entries) => process.stderr.write(`parsed ${n(entries)} entries; writing the store\n`),
+          });
+          const loaded = record.feeds.filter((f) => f.generation === record.generation);
+          process.stdout.write(`loaded feed ${loaded.map((f) => `${f.name} (${n(f.entries)} entries)`).join(', ')}; the other feeds are kept\n` + describeLoad(record));
+        } finally {
+          await store?.close();
+        }
       }),
     );
 
@@ -127,9 +136,10 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
     .description('drop one stored feed (see wott cve status); the other feeds stay')
     .requiredOption('--feed <name>', 'the feed to drop')
     .option('--data <dir>', 'data folder', defaults.dataDir)
-    .action((opts: { feed: string; data: string }) =>
+    .option('--config <file>', 'configuration file (its store: section picks the CVE store)')
+    .action((opts: { feed: string; data: string; config?: string }) =>
       run(async () => {
-        const store = await openSqliteVulnStore(resolve(opts.data));
+        const store = await openSelectedVulnStore(loadConfig(opts.config).config.store, resolve(opts.data));
         try {
           const record = await store.remove(opts.feed);
           process.stdout.write(`removed feed ${opts.feed}\n` + (record ? describeLoad(record) : 'no CVE data is left\n'));
@@ -143,10 +153,11 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
     .command('status')
     .description('show what vulnerability data is loaded')
     .option('--data <dir>', 'data folder', defaults.dataDir)
+    .option('--config <file>', 'configuration file, for its store: section (default: ./wott.yaml when present)')
     .option('--json', 'machine-readable output')
-    .action((opts: { data: string; json?: boolean }) =>
+    .action((opts: { data: string; config?: string; json?: boolean }) =>
       run(async () => {
-        const store = await openSqliteVulnStore(resolve(opts.data));
+        const store = await openSelectedVulnStore(loadConfig(opts.config).config.store, resolve(opts.data));
         try {
           const status = await store.status();
           if (opts.json) return void process.stdout.write(JSON.stringify(status, null, 2) + '\n');
@@ -161,13 +172,14 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
     .command('check')
     .description("list this host's packages with a known, fixed vulnerability (most severe first)")
     .option('--data <dir>', 'data folder', defaults.dataDir)
+    .option('--config <file>', 'configuration file, for its store: section (default: ./wott.yaml when present)')
     .option('--dpkg-status <file>', 'dpkg status file to read the inventory from', '/var/lib/dpkg/status')
     .addOption(new Option('--release <codename>', 'Debian release (default: from /etc/os-release)').argParser(releaseArg))
     .option('--no-listening', "do not look at this host's listening sockets for exposure")
     .option('--json', 'machine-readable output')
-    .action((opts: { data: string; dpkgStatus: string; release?: string; listening: boolean; json?: boolean }) =>
+    .action((opts: { data: string; config?: string; dpkgStatus: string; release?: string; listening: boolean; json?: boolean }) =>
       run(async () => {
-        const store = await openSqliteVulnStore(resolve(opts.data));
+        const store = await openSelectedVulnStore(loadConfig(opts.config).config.store, resolve(opts.data));
         try {
           const status = await store.status();
           if (!status) throw new CveStoreError(`no CVE data in ${store.location}; run wott cve update --from FILE|URL first`);

@@ -12,7 +12,7 @@ import { FleetRefusal, type FleetOperations } from '../api/fleet-port.js';
 import { FleetInsights, FleetService, FleetView, localActor } from '../fleet/index.js';
 import { API_PREFIX, API_REVOCATION_REASONS, DEVICE_SORT_KEYS, DEVICE_STATES, type DeviceDetail, type DeviceListItem, type DevicePage } from '../protocol/index.js';
 import { scoringPaths } from '../scoring/index.js';
-import { openSqliteScoreStore } from '../store/index.js';
+import { openSelectedScoreStore, openSqliteScoreStore } from '../store/index.js';
 import { loadConfig } from './config.js';
 import { openCa, withData, type DataOptions } from './options.js';
 
@@ -110,7 +110,7 @@ export async function localDevices(opts: DataOptions): Promise<{ ops: DeviceOper
   const view = await FleetView.open(ca.inventory);
   const insights = new FleetInsights({ initialScore: config.scoring.initialScore });
   const path = scoringPaths(resolve(opts.data)).store;
-  const scores = existsSync(path) ? await openSqliteScoreStore(path) : undefined;
+  const scores = config.store.postgres ? await openSelectedScoreStore(config.store, path) : existsSync(path) ? await openSqliteScoreStore(path) : undefined;
   if (scores) insights.setHistory((device, o) => scores.history(device, o));
   const adapter = new FleetAdapter(new FleetService(ca, localActor()), view, { tokenTtlMs: config.enrollment.tokenTtl }, insights);
   /** The stored latest scores and findings, read once, only by the commands that show them. */

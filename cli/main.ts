@@ -34,6 +34,7 @@ import { registerClusterCommands } from './cluster.js';
 import { isGatewayWorker, isWorkerMessage, superviseWorkers, workerId } from './workers.js';
 import { registerCveCommands } from './cve.js';
 import { registerOperatorCommands } from './operator.js';
+import { registerStoreCommands } from './store.js';
 import { explainDecision } from './explain.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerAgentCommands } from './agent-commands.js';
@@ -108,6 +109,7 @@ export function buildProgram(): Command {
       }
       const gateway = await startGateway({
         dataDir: resolve(opts.data),
+        ...(config.store.postgres ? { store: config.store } : {}),
         httpsPort: opts.httpsPort ?? config.gateway.httpsPort,
         hosts: config.gateway.hosts,
         publicUrl: config.gateway.publicUrl,
@@ -216,6 +218,7 @@ export function buildProgram(): Command {
   registerClusterCommands(program);
   registerCveCommands(program, { dataDir: DEFAULT_DATA });
   registerOperatorCommands(program);
+  registerStoreCommands(program);
 
   const ca = program.command('ca').description('certificate authority');
   withData(ca.command('init'))

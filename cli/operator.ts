@@ -9,7 +9,7 @@ import { FleetAdapter, Sessions } from '../api/index.js';
 import { generateP12Password, writeOperatorFiles, type CertificateAuthority } from '../ca/index.js';
 import { FleetService, FleetView, localActor } from '../fleet/index.js';
 import { API_PREFIX, isDeviceId, isOperatorRole, OPERATOR_ROLES, type OperatorRole } from '../protocol/index.js';
-import { SqliteSessionStore } from '../store/index.js';
+import { openSelectedSessionStore } from '../store/index.js';
 import { loadConfig } from './config.js';
 import { openCa, withData, type DataOptions } from './options.js';
 
@@ -34,7 +34,7 @@ async function withAdapter<T>(opts: DataOptions, fn: (fleet: FleetAdapter, sessi
   const { config } = loadConfig(opts.config);
   const ca = await openCa(opts);
   const view = await FleetView.open(ca.inventory);
-  const store = SqliteSessionStore.open(resolve(opts.data));
+  const store = await openSelectedSessionStore(config.store, resolve(opts.data));
   try {
     const adapter = new FleetAdapter(new FleetService(ca, localActor()), view, { tokenTtlMs: config.enrollment.tokenTtl });
     return await fn(adapter, new Sessions(store, { sessionTtlMs: config.api.sessionTtl }), ca);
@@ -93,7 +93,7 @@ export function registerOperatorCommands(program: Command): void {
     .description('list live browser sessions')
     .option('--json', 'machine-readable output')
     .action(async (opts: DataOptions & { json?: boolean }) => {
-      const store = SqliteSessionStore.open(resolve(opts.data));
+      const store = await openSelectedSessionStore(loadConfig(opts.config).config.store, resolve(opts.data));
       try {
         const items = (await new Sessions(store).list()).map(({ secretHash: _secret, endedAt: _ended, ...rest }) => rest);
         if (opts.json) return void process.stdout.write(JSON.stringify(items, null, 2) + '\n');

@@ -3,6 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
 import { loadConfig } from './config.js';
+import { openSelectedInventory } from '../store/index.js';
 
 export const DEFAULT_DATA = './wott-data';
 
@@ -43,10 +44,17 @@ export function listenPortArg(value: string): number {
 /** The CA in --data, with the lifetimes from the config. */
 export async function openCa(opts: DataOptions): Promise<CertificateAuthority> {
   const { config } = loadConfig(opts.config);
-  return CertificateAuthority.open({
-    dataDir: resolve(opts.data),
-    passphrase: passphrase(),
-    certLifetimeMs: config.ca.certLifetime,
-    crlValidityMs: config.ca.crlValidity,
-  });
+  const inventory = await openSelectedInventory(config.store);
+  try {
+    return await CertificateAuthority.open({
+      dataDir: resolve(opts.data),
+      ...(inventory ? { inventory } : {}),
+      passphrase: passphrase(),
+      certLifetimeMs: config.ca.certLifetime,
+      crlValidityMs: config.ca.crlValidity,
+    });
+  } catch (err) {
+    await inventory?.close(); // its connections would keep the command from exiting
+    throw err;
+  }
 }

@@ -6,10 +6,10 @@ import { pino } from 'pino';
 import type { GatewayScoringOptions } from '../gateway/index.js';
 import { enforcedScoreMessage, policyThresholds, stateCeiling } from '../policy/index.js';
 import { readServiceCredentials } from '../ca/index.js';
-import { fleetCaFacts, openLocalInventory, openLocalView } from '../fleet/index.js';
+import { fleetCaFacts, openFleetInventory, openLocalView } from '../fleet/index.js';
 import { isDeviceId, type DeviceState } from '../protocol/index.js';
 import { mqttBus, scoringPaths, startScoring } from '../scoring/index.js';
-import { openSqliteScoreStore, type HistoryRow, type ScoreStore, type StoredScore } from '../store/index.js';
+import { openSelectedScoreStore, openSqliteScoreStore, type HistoryRow, type ScoreStore, type StoredScore } from '../store/index.js';
 import { loadConfig, type WottConfig } from './config.js';
 import { durationArg, LOG_REDACT, withData, type DataOptions } from './options.js';
 
@@ -68,8 +68,8 @@ export function formatScore(stored: StoredScore, state?: DeviceState): string {
  * The device's CA state, read from the inventory beside the data, so that what we print is what the broker
  * enforces: scoring learns of a quarantine only when it next recomputes the device.
  */
-async function deviceState(data: string, id: string): Promise<DeviceState | undefined> {
-  const inventory = openLocalInventory(resolve(data));
+async function deviceState(opts: DataOptions, id: string): Promise<DeviceState | undefined> {
+  const inventory = await openFleetInventory(resolve(opts.data), loadConfig(opts.config).config.store);
   try {
     return (await inventory?.device(id))?.state;
   } finally {
@@ -78,8 +78,10 @@ async function deviceState(data: string, id: string): Promise<DeviceState | unde
 }
 
 /** The gateway's score store, or undefined before scoring ever ran (the reading commands do not create it). */
-async function openStore(data: string): Promise<ScoreStore | undefined> {
-  const path = scoringPaths(resolve(data)).store;
+async function openStore(opts: DataOptions): Promise<ScoreStore | undefined> {
+  const { store: selection } = loadConfig(opts.config).config;
+  if (selection.postgres) return openSelectedScoreStore(selection, '');
+  const path = scoringPaths(resolve(opts.data)).store;
   return existsSync(path) ? await openSqliteScoreStore(path) : undefined;
 }
 
@@ -110,10 +112,11 @@ export function registerScoringCommands(program: Command): void {
       const settings = scoringFromConfig(config);
       // With the CA inventory in the data folder (scoring beside the gateway), follow it: state changes are scored
       // again at once, as in the gateway.
-      const fleet = await openLocalView(resolve(opts.data));
+      const fleet = await openLocalView(resolve(opts.data), { store: config.store });
       const service = await startScoring({
         ...settings,
         dataDir: resolve(opts.data),
+        ...(config.store.postgres ? { store: config.store } : {}),
         bus,
         thresholds: policyThresholds(config.policies),
         ...(fleet ? { caFacts: fleetCaFacts(fleet.view) } : {}),
@@ -136,10 +139,10 @@ export function registerScoringCommands(program: Command): void {
     .option('--json', 'print the stored score message (and findings) as JSON')
     .action(async (id: string, opts: DataOptions & { json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
-      const store = await openStore(opts.data);
+      const store = await openStore(opts);
       try {
         const stored = await store?.latest(id);
-        const state = await deviceState(opts.data, id);
+        const state = await deviceState(opts, id);
         const cap = stateCeiling(state);
         if (!stored) {
           const enforced = cap ? `; the broker enforces ${cap.ceiling}: the device is ${cap.state}` : '';
@@ -161,7 +164,7 @@ export function registerScoringCommands(program: Command): void {
     .option('--json', 'one JSON object per line')
     .action(async (id: string, opts: DataOptions & { since: number; json?: boolean }) => {
       if (!isDeviceId(id)) throw new InvalidArgumentError(`"${id}" is not a device id`);
-      const store = await openStore(opts.data);
+      const store = await openStore(opts);
       try {
         const rows: Array<HistoryRow & { state?: DeviceState }> = (await store?.history(id, { since: Date.now() - opts.since, limit: 10_000 })) ?? [];
         if (rows.length === 0) {
@@ -171,7 +174,7 @@ export function registerScoringCommands(program: Command): void {
         }
         // Each row is what scoring published then. When the device's state now caps it lower (scoring has not
         // recomputed since the quarantine, say), a last row says what the broker enforces now.
-        const cap = stateCeiling(await deviceState(opts.data, id));
+        const cap = stateCeiling(await deviceState(opts, id));
         const last = rows[rows.length - 1]!;
         if (cap && last.score > cap.ceiling) {
           const contribution = Math.round((cap.ceiling - last.score) * 1000) / 1000;

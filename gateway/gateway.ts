@@ -39,10 +39,12 @@ import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type Mo
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
-import { SqliteActionDecisionStore, SqliteSessionStore } from '../store/index.js';
+import { openSelectedActionStore, openSelectedInventory, openSelectedSessionStore, type StoreSelection } from '../store/index.js';
 
 export interface GatewayOptions {
   dataDir: string;
+  /** Where the fleet's state lives (wott.yaml `store:`); default: the SQLite files in dataDir. */
+  store?: StoreSelection;
   httpsPort: number;
   /** Host names / addresses for the server certificate besides localhost, 127.0.0.1 and ::1. */
   hosts: string[];
@@ -296,14 +298,20 @@ async function followForInsights(
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { log } = options;
+  // A shared PostgreSQL inventory when configured (a cluster node); otherwise the CA opens its own SQLite file.
+  const inventory = await openSelectedInventory(options.store);
   const ca = await CertificateAuthority.open({
     dataDir: options.dataDir,
+    ...(inventory ? { inventory } : {}),
     passphrase: options.passphrase,
     certLifetimeMs: options.certLifetimeMs,
     crlValidityMs: options.crlValidityMs,
     ...(options.now ? { now: options.now } : {}),
     ...(options.trustPollMs !== undefined ? { inventoryPollMs: options.trustPollMs } : {}),
     onWarning: (message) => log.warn(message),
+  }).catch(async (err: unknown) => {
+    await inventory?.close(); // its connections would keep the process from exiting
+    throw err;
   });
   const tls = await serverCredentials(ca, options.dataDir, options.hosts, log);
   const metrics = createMetrics();
@@ -312,7 +320,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // wake it at once.
   const view = await FleetView.open(ca.inventory);
   // Operators' snooze/ignore decisions on recommended actions (its own small database beside the inventory).
-  const actionStore = SqliteActionDecisionStore.open(options.dataDir);
+  const actionStore = await openSelectedActionStore(options.store, options.dataDir);
   const fleet = new FleetService(ca, 'gateway', actionStore);
   // What the API shows of each device beyond the inventory, in memory: fed below by the broker and scoring.
   const insights = new FleetInsights({ initialScore: options.initialScore });
@@ -369,7 +377,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
   let httpsPort = 0;
   const publicUrl = () => options.publicUrl ?? `https://${options.hosts[0] ?? 'localhost'}:${httpsPort}`;
-  const sessionStore = SqliteSessionStore.open(options.dataDir);
+  const sessionStore = await openSelectedSessionStore(options.store, options.dataDir);
   // Trust for services: scores from the broker plugin (attached below, once it exists), facts from the view.
   const trust = new TrustCache(view, ca.inventory, ca.caCertificates());
   // What happened to the fleet, for operators watching (the API's /events/stream): from the view's changes, the
@@ -502,6 +510,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     startScoring({
       ...scoringOptions,
       dataDir: options.dataDir,
+      ...(options.store ? { store: options.store } : {}),
       bus: aedesBus(broker),
       thresholds: policyThresholds(currentPolicies),
       caFacts: fleetCaFacts(view),

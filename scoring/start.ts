@@ -11,7 +11,7 @@ import { ScoreEngine, type VulnerabilityMatcher } from './engine.js';
 import { InfluxWriter, type InfluxOptions } from './influx.js';
 import type { ScoreModel } from './model.js';
 import { ScoringService } from './service.js';
-import { openSqliteScoreStore, openSqliteVulnStore } from '../store/index.js';
+import { openSelectedScoreStore, openSelectedVulnStore, type StoreSelection } from '../store/index.js';
 import { CveDatabase } from '../vuln/index.js';
 
 /**
@@ -31,6 +31,8 @@ export interface StartScoringOptions {
   vulnerabilities?: VulnerabilityMatcher;
   tickMs?: number;
   log?: Logger;
+  /** Where scores and CVE data live (wott.yaml `store:`); default: the SQLite files in dataDir. */
+  store?: StoreSelection;
   /** What the CA knows about devices (the FleetView, where the CA inventory is at hand). */
   caFacts?: CaFactsSource;
   /** Called with every published score and its findings, from the first (start republishes every known score). */
@@ -46,7 +48,7 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
   const paths = scoringPaths(options.dataDir);
   const facts = options.caFacts;
   // `wott cve update` loads the feed into data/cve/cve.db; scoring picks up each new generation.
-  const cveStore = options.vulnerabilities ? undefined : await openSqliteVulnStore(options.dataDir);
+  const cveStore = options.vulnerabilities ? undefined : await openSelectedVulnStore(options.store, options.dataDir);
   let lastCveError = '';
   const onCveError = (err: Error) => {
     // Re-checked every second: say it once, not every second.
@@ -61,7 +63,7 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
     vulnerabilities,
     ...(options.thresholds ? { thresholds: options.thresholds } : {}),
   });
-  const store = await openSqliteScoreStore(paths.store, { retentionMs: options.historyRetentionMs });
+  const store = await openSelectedScoreStore(options.store, paths.store, { retentionMs: options.historyRetentionMs });
   const influx = options.influx ? new InfluxWriter({ ...options.influx, spoolDir: paths.spool, ...(options.log ? { log: options.log } : {}) }) : undefined;
   await influx?.start();
   const service = new ScoringService({

@@ -24,7 +24,8 @@ export interface ChangeFeed {
   after(seq: number, limit?: number): Promise<Change[] | 'reload'>;
   /**
    * Calls `listener` whenever new changes may be there: at once after a commit through this store, and on the
-   * backend's own signal for commits by other processes (SQLite: `PRAGMA data_version`, polled every `pollMs`).
+   * backend's own signal for commits by other processes (SQLite: `PRAGMA data_version`, polled every `pollMs`;
+   * PostgreSQL: LISTEN/NOTIFY, sent by the writing transaction at its commit).
    * Returns the function that stops it.
    */
   onWake(listener: () => void): () => void;

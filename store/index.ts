@@ -31,3 +31,18 @@ export type { LoginLinkRecord, RedeemResult, SessionRecord, SessionStore } from 
 export { SqliteSessionStore } from './sqlite/sessions.js';
 export type { ActionDecisionRow, ActionDecisionStore } from './actions.js';
 export { SqliteActionDecisionStore } from './sqlite/actions.js';
+export { openPostgresInventory, PostgresInventoryStore, FEED_CHANNEL, type PostgresInventoryOptions } from './postgres/inventory.js';
+export { openPostgresScoreStore } from './postgres/scores.js';
+export { openPostgresVulnStore } from './postgres/vuln.js';
+export { PostgresSessionStore } from './postgres/sessions.js';
+export { PostgresActionDecisionStore } from './postgres/actions.js';
+export {
+  openSelectedActionStore,
+  openSelectedInventory,
+  openSelectedScoreStore,
+  openSelectedSessionStore,
+  openSelectedVulnStore,
+  type StoreSelection,
+} from './select.js';
+export { importSqliteData, type ImportCounts } from './postgres/import.js';
+export { StoreUnavailableError } from './errors.js';

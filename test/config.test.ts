@@ -41,6 +41,14 @@ t.test('enrollment limits: documented defaults, parsed values, strict fields', a
   for (const [text, message] of cases) t.throws(() => parseConfig(text), { name: 'ConfigError', message }, JSON.stringify(text));
 });
 
+t.test('store: SQLite in the data folder unless a postgres URL is given', async (t) => {
+  t.same(parseConfig('').store, {}, 'default: the embedded SQLite files');
+  t.equal(parseConfig('store:\n  postgres: postgres://wott@db.example:5432/wott\n').store.postgres, 'postgres://wott@db.example:5432/wott');
+  t.equal(parseConfig('store:\n  postgres: postgresql://db/wott\n').store.postgres, 'postgresql://db/wott');
+  t.throws(() => parseConfig('store:\n  postgres: https://db.example/wott\n'), { name: 'ConfigError', message: 'wott.yaml:2: store.postgres: expected a postgres:// URL' });
+  t.throws(() => parseConfig('store:\n  redis: redis://x\n'), { name: 'ConfigError', message: 'wott.yaml:2: store.redis: unknown field' });
+});
+
 t.test('errors name the field and the line', async (t) => {
   const cases: Array<[string, RegExp]> = [
     ['ca:\n  certLifetime: soon\n', /^wott\.yaml:2: ca\.certLifetime: not a positive duration: "soon"/],

@@ -7,7 +7,7 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import type { PolicyRule } from '../policy/index.js';
-import { behaviourEventSchema, EST_PATHS, topicFilters, topics, type BehaviourEvent } from '../protocol/index.js';
+import { behaviourEventSchema, EST_PATHS, topicFilters, topics, type BehaviourEvent, type ServiceRole } from '../protocol/index.js';
 import { makeCsr, openssl, tempDir } from './helpers.js';
 
 type T = Parameters<typeof tempDir>[0];
@@ -81,7 +81,7 @@ export async function enroll(gw: Gateway & { dir: string; caPem: string }, dir: 
   return writeCreds(dir, id, readFileSync(keyPath, 'utf8'), cert, gw.caPem, serial);
 }
 
-export async function serviceCredentials(gw: Gateway & { caPem: string }, dir: string, role: 'scoring' | 'admin', name: string): Promise<Credentials> {
+export async function serviceCredentials(gw: Gateway & { caPem: string }, dir: string, role: ServiceRole, name: string): Promise<Credentials> {
   const issued = await gw.ca.issueService(role, name);
   return writeCreds(dir, `${role}-${name}`, issued.keyPem, issued.pem, gw.caPem, issued.serial);
 }

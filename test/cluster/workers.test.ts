@@ -38,7 +38,7 @@ t.test('two workers on one machine act as one gateway', async (t) => {
   const caPem = readFileSync(join(data, 'ca', 'intermediate.crt'), 'utf8') + readFileSync(join(data, 'ca', 'root.crt'), 'utf8');
   const gw = { ca, httpsPort: port, mqttPort, dir: data, caPem } as unknown as Gateway & { dir: string; caPem: string };
   const creds = tempDir(t);
-  const clients = [];
+  const clients: Awaited<ReturnType<typeof connect>>[] = [];
   for (let i = 0; i < 6; i++) clients.push(await connect(gw, await enroll(gw, creds, `dev-${i}`)));
   t.teardown(() => clients.forEach((c) => c.end(true)));
   await waitFor(() => true, 'noop');
