@@ -10,6 +10,7 @@ import { collectListening } from '../agent/collectors/net.js';
 import { collectOs } from '../agent/collectors/os.js';
 import { readBounded } from '../agent/collectors/fs.js';
 import { openSqliteVulnStore } from '../store/index.js';
+import { withData } from './options.js';
 import {
   CveDatabase,
   CveFeedError,
@@ -90,14 +91,13 @@ function formatFinding(f: CveFinding): string {
   );
 }
 
-export function registerCveCommands(program: Command, defaults: { dataDir: string }): void {
+/** `_defaults` is ignored: the data folder is found as for every command (cli/options.ts). */
+export function registerCveCommands(program: Command, _defaults?: { dataDir: string }): void {
   const cve = program.command('cve').description('offline CVE matching of Debian packages (Debian Security Tracker JSON, OSV)');
 
-  cve
-    .command('update')
+  withData(cve.command('update'))
     .description('load vulnerability data into the store; a bad or truncated feed fails and keeps the previous data')
     .option('--from <file|url>', 'tracker JSON, OSV record(s) / JSON Lines, a folder of OSV files, or an http(s) URL (repeatable)', collect, [])
-    .option('--data <dir>', 'data folder', defaults.dataDir)
     .addOption(new Option('--timeout <duration>', 'URL download timeout').argParser(durationArg).default(DEFAULT_TIMEOUT_MS, '60s'))
     .addOption(new Option('--max-size <size>', 'largest feed accepted').argParser(sizeArg).default(DEFAULT_MAX_BYTES, '256M'))
     .option('--release <codename>', 'keep only this release (repeatable; default: all)', (v: string, prev: string[]) => [...prev, releaseArg(v)], [])
@@ -116,10 +116,8 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
       }),
     );
 
-  cve
-    .command('status')
+  withData(cve.command('status'))
     .description('show what vulnerability data is loaded')
-    .option('--data <dir>', 'data folder', defaults.dataDir)
     .option('--json', 'machine-readable output')
     .action((opts: { data: string; json?: boolean }) =>
       run(async () => {
@@ -134,10 +132,8 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
       }),
     );
 
-  cve
-    .command('check')
+  withData(cve.command('check'))
     .description("list this host's packages with a known, fixed vulnerability (most severe first)")
-    .option('--data <dir>', 'data folder', defaults.dataDir)
     .option('--dpkg-status <file>', 'dpkg status file to read the inventory from', '/var/lib/dpkg/status')
     .addOption(new Option('--release <codename>', 'Debian release (default: from /etc/os-release)').argParser(releaseArg))
     .option('--no-listening', "do not look at this host's listening sockets for exposure")

@@ -25,7 +25,7 @@ interface GatewayListenOptions {
   mqttBind?: string;
   metricsBind?: string;
 }
-import { DEFAULT_DATA, durationArg, LOG_REDACT, openCa, passphrase, portArg, withData, type DataOptions } from './options.js';
+import { durationArg, LOG_REDACT, openCa, passphrase, portArg, prepareDataFolder, withData, type DataOptions } from './options.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
 import { registerCveCommands } from './cve.js';
@@ -34,8 +34,8 @@ import { explainDecision } from './explain.js';
 import { registerDeviceCommands } from './devices.js';
 import { enrollAgent, runAgent } from '../agent/index.js';
 
-async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
-  const ca = await openCa(opts);
+async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T, create = false): Promise<T> {
+  const ca = await openCa(opts, { create });
   try {
     return await fn(ca);
   } finally {
@@ -78,9 +78,11 @@ export function buildProgram(): Command {
     .option('--credentials <dir>', 'with --server: folder with NAME.key, NAME.crt and ca.crt (wott operator create)')
     // Before the command only: `wott scoring` and `wott mosquitto sync` have a --credentials of their own.
     .enablePositionalOptions()
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Every command finds its data folder the same way, and only `ca init` and `gateway` may create a CA there.
+    .hook('preAction', (_program, action) => prepareDataFolder(action));
 
-  withData(program.command('gateway'))
+  withData(program.command('gateway'), { needs: 'create-ca' })
     .description('run the CA + EST on HTTPS (and, as they land, the broker and scoring) in one process')
     .addOption(new Option('--https-port <port>', 'HTTPS port for EST and the CRL (0 = pick a free one)').argParser(portArg))
     .addOption(new Option('--mqtt-port <port>', 'MQTT over TLS port (0 = pick a free one)').argParser(portArg))
@@ -185,17 +187,21 @@ export function buildProgram(): Command {
 
   registerScoringCommands(program);
   registerMosquittoCommands(program);
-  registerCveCommands(program, { dataDir: DEFAULT_DATA });
+  registerCveCommands(program);
   registerOperatorCommands(program);
 
   const ca = program.command('ca').description('certificate authority');
-  withData(ca.command('init'))
+  withData(ca.command('init'), { needs: 'create-ca' })
     .description('create the root and issuing CA and the inventory (done automatically on first start)')
     .action(async (opts: DataOptions) => {
-      await withCa(opts, (authority) => {
-        process.stdout.write(`CA ready in ${authority.dataDir}\nroot: ${authority.material.root.subject.replace(/\n/g, ', ')}\n` +
-          `root SHA-256 fingerprint: ${authority.material.root.fingerprint256}\n`);
-      });
+      await withCa(
+        opts,
+        (authority) => {
+          process.stdout.write(`CA ready in ${authority.dataDir}\nroot: ${authority.material.root.subject.replace(/\n/g, ', ')}\n` +
+            `root SHA-256 fingerprint: ${authority.material.root.fingerprint256}\n`);
+        },
+        true,
+      );
     });
   withData(ca.command('fingerprint'))
     .description("print the root CA's SHA-256 fingerprint: what devices pin at enrollment (the agent takes it with or without colons)")
@@ -328,13 +334,9 @@ export function buildProgram(): Command {
   const policy = program.command('policy').description('Trust Score topic policies');
   withData(program.commands.find((c) => c.name() === 'gateway')!.command('reload'))
     .description('make the running gateway take the policies from its wott.yaml (same as wott policy reload)')
-    .action(async (opts: DataOptions, cmd: Command) => {
-      // --data and --config may land on `gateway` or on `reload` (depending on where commander parses them): take
-      // each from whichever got it on the command line.
-      const parent = cmd.parent!;
-      const given = (key: 'data' | 'config') =>
-        cmd.getOptionValueSource(key) === 'cli' ? opts[key] : parent.getOptionValueSource(key) === 'cli' ? (parent.opts() as DataOptions)[key] : opts[key];
-      await policyReload({ ...opts, data: given('data')!, config: given('config') });
+    .action(async (opts: DataOptions) => {
+      // --data and --config may land on `gateway` or on `reload`: prepareDataFolder takes them from either.
+      await policyReload(opts);
     });
   withData(policy.command('reload'))
     .description('make the running gateway re-read the policies from its wott.yaml (checked here first); recorded in the audit log')
@@ -372,7 +374,7 @@ export function buildProgram(): Command {
     .requiredOption('--device <id>', 'this device id')
     .option('--token <token>', 'one-time enrollment token (or WOTT_ENROLL_TOKEN)')
     .option('--dir <dir>', 'where key, certificate and CA chain live', '/var/lib/wott')
-    .option('--ca-fingerprint <sha256>', 'SHA-256 fingerprint of the CA root (printed by `wott ca init`)')
+    .option('--ca-fingerprint <sha256>', 'SHA-256 fingerprint of the CA root, as `wott ca fingerprint` and the gateway print it (colons and case optional)')
     .addOption(new Option('--key-store <store>', 'where the device key lives').choices(['file', 'tpm']).default('file'))
     .option('--tpm-handle <handle>', 'key store tpm: persistent handle of the TPM signing key', '0x81010001')
     .option('--tpm-tcti <tcti>', 'key store tpm: TCTI of the TPM (default: $TPM2TOOLS_TCTI)')
@@ -423,7 +425,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError'].includes(err.name));
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'DataFolderError', 'NoCaError'].includes(err.name));
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;

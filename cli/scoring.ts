@@ -84,7 +84,8 @@ async function openStore(data: string): Promise<ScoreStore | undefined> {
 }
 
 export function registerScoringCommands(program: Command): void {
-  withData(program.command('scoring'))
+  // On its own host scoring keeps only its score store in the data folder; a CA there is followed when present.
+  withData(program.command('scoring'), { needs: 'folder' })
     .description('run scoring on its own, as an MQTT client with a scoring service certificate (wott ca service --role scoring)')
     .requiredOption('--mqtt <url>', 'broker URL, e.g. mqtts://gateway.example:8883')
     .option('--credentials <dir>', 'folder with scoring.key, scoring.crt and ca.crt (as written by wott ca service)', './scoring-credentials')
