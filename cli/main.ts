@@ -4,7 +4,7 @@ import { Command, Option, InvalidArgumentError } from 'commander';
 import { chmodSync, existsSync, mkdirSync, rmSync, watch } from 'node:fs';
 import { gatewayPidFile, readGatewayPid, reloadRequestFile, takeReloadRequest } from './gateway-control.js';
 import { basename, dirname, join, resolve } from 'node:path';
-import { pino } from 'pino';
+import { cliLogger, withLogFormat, type LogFormat } from './log.js';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, type RevocationReason } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
@@ -82,7 +82,7 @@ export function buildProgram(): Command {
     // Every command finds its data folder the same way, and only `ca init` and `gateway` may create a CA there.
     .hook('preAction', (_program, action) => prepareDataFolder(action));
 
-  withData(program.command('gateway'), { needs: 'create-ca' })
+  withLogFormat(withData(program.command('gateway'), { needs: 'create-ca' }))
     .description('run the CA + EST on HTTPS (and, as they land, the broker and scoring) in one process')
     .addOption(new Option('--https-port <port>', 'HTTPS port for EST and the CRL (0 = pick a free one)').argParser(portArg))
     .addOption(new Option('--mqtt-port <port>', 'MQTT over TLS port (0 = pick a free one)').argParser(portArg))
@@ -91,9 +91,9 @@ export function buildProgram(): Command {
     .option('--https-bind <address>', 'address of the HTTPS (EST, CRL) listener')
     .option('--mqtt-bind <address>', 'address of the MQTT listener')
     .option('--metrics-bind <address>', 'address of the metrics listener (default 127.0.0.1)')
-    .action(async (opts: DataOptions & GatewayListenOptions) => {
+    .action(async (opts: DataOptions & GatewayListenOptions & { logFormat?: LogFormat }) => {
       const { config, source } = loadConfig(opts.config);
-      const log = pino({ name: 'wott', redact: LOG_REDACT });
+      const log = cliLogger('wott', { format: opts.logFormat, redact: LOG_REDACT });
       if (source) log.info({ config: source }, 'configuration loaded');
       const gateway = await startGateway({
         dataDir: resolve(opts.data),
@@ -366,9 +366,8 @@ export function buildProgram(): Command {
     });
 
   const agent = program.command('agent').description('the device agent: enrollment, renewal, telemetry');
-  const agentLog = () => pino({ name: 'wott-agent', redact: ['token'] }, pino.destination(2));
-  agent
-    .command('enroll')
+  const agentLog = (format?: LogFormat) => cliLogger('wott-agent', { format, fd: 2, redact: ['token'] });
+  withLogFormat(agent.command('enroll'))
     .description('fetch the CA (checked against --ca-fingerprint), make a P-256 key on this device, enroll over EST')
     .requiredOption('--server <url>', 'gateway EST base URL, e.g. https://gw.example:8443')
     .requiredOption('--device <id>', 'this device id')
@@ -387,14 +386,14 @@ export function buildProgram(): Command {
       keyStore: 'file' | 'tpm';
       tpmHandle: string;
       tpmTcti?: string;
+      logFormat?: LogFormat;
     }) => {
       const token = opts.token ?? process.env.WOTT_ENROLL_TOKEN;
       if (!token) throw new InvalidArgumentError('give --token or set WOTT_ENROLL_TOKEN');
-      const state = await enrollAgent({ ...opts, token, log: agentLog() });
+      const state = await enrollAgent({ ...opts, token, log: agentLog(opts.logFormat) });
       process.stdout.write(`enrolled ${state.device}; credentials in ${resolve(opts.dir)}\n`);
     });
-  agent
-    .command('run')
+  withLogFormat(agent.command('run'))
     .description('renew the certificate automatically and publish telemetry every --interval')
     .option('--dir <dir>', 'agent directory', '/var/lib/wott')
     .option('--mqtt <url>', 'broker URL (default: mqtts://<EST host>:8883)')
@@ -402,8 +401,8 @@ export function buildProgram(): Command {
     .option('--root <dir>', 'filesystem root to collect from (containers, tests)', '/')
     .option('--once', 'collect and publish one report, then exit')
     .option('--print', 'print one report (with the full package list) without publishing')
-    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean }) => {
-      const log = agentLog();
+    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean; logFormat?: LogFormat }) => {
+      const log = agentLog(opts.logFormat);
       const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, log });
       if (!running) return;
       const stop = () => void running.stop().then(() => process.exit(0));
@@ -425,7 +424,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'DataFolderError', 'NoCaError'].includes(err.name));
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'DataFolderError', 'NoCaError', 'MosquittoFolderError'].includes(err.name));
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;

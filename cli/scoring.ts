@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pino } from 'pino';
+import { cliLogger, withLogFormat, type LogFormat } from './log.js';
 import type { GatewayScoringOptions } from '../gateway/index.js';
 import { enforcedScoreMessage, policyThresholds, stateCeiling } from '../policy/index.js';
 import { readServiceCredentials } from '../ca/index.js';
@@ -85,14 +85,14 @@ async function openStore(data: string): Promise<ScoreStore | undefined> {
 
 export function registerScoringCommands(program: Command): void {
   // On its own host scoring keeps only its score store in the data folder; a CA there is followed when present.
-  withData(program.command('scoring'), { needs: 'folder' })
+  withLogFormat(withData(program.command('scoring'), { needs: 'folder' }))
     .description('run scoring on its own, as an MQTT client with a scoring service certificate (wott ca service --role scoring)')
     .requiredOption('--mqtt <url>', 'broker URL, e.g. mqtts://gateway.example:8883')
     .option('--credentials <dir>', 'folder with scoring.key, scoring.crt and ca.crt (as written by wott ca service)', './scoring-credentials')
     .option('--insecure-hostname', 'do not check the broker certificate names the host (still checks it is from our CA)')
-    .action(async (opts: DataOptions & { mqtt: string; credentials: string; insecureHostname?: boolean }) => {
+    .action(async (opts: DataOptions & { mqtt: string; credentials: string; insecureHostname?: boolean; logFormat?: LogFormat }) => {
       const { config } = loadConfig(opts.config);
-      const log = pino({ name: 'wott-scoring', redact: LOG_REDACT });
+      const log = cliLogger('wott-scoring', { format: opts.logFormat, redact: LOG_REDACT });
       let credentials: ReturnType<typeof readServiceCredentials>;
       try {
         credentials = readServiceCredentials(resolve(opts.credentials), 'scoring');

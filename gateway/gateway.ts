@@ -35,6 +35,7 @@ import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type Scori
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
 import { SqliteActionDecisionStore, SqliteSessionStore } from '../store/index.js';
+import ms from 'ms';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -480,7 +481,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     Math.min(options.crlValidityMs / 4, 3_600_000),
   );
   crlTimer.unref();
-  log.info({ https: httpsPort, mqtt: mqttPort, metrics: metricsPort, bind, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length }, 'gateway listening');
+  log.info({ https: httpsPort, mqtt: mqttPort, metrics: metricsPort, bind, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length, certLifetime: ms(ca.certLifetimeMs) }, 'gateway listening');
   // What devices pin (`wott agent enroll --ca-fingerprint`, curl's walk-through): printed at every start.
   log.info({ rootFingerprint: ca.material.root.fingerprint256 }, `CA root SHA-256 fingerprint ${ca.material.root.fingerprint256}`);
 
