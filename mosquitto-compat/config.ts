@@ -15,15 +15,20 @@
  * - The CRL is read at start and again on SIGHUP (which also re-reads certfile/keyfile); the sync sends SIGHUP.
  * - `tls_version tlsv1.2` is a minimum (TLS 1.3 stays available).
  */
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { toPem, type CertificateAuthority } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { parseServiceCommonName, type ServiceRole } from '../protocol/index.js';
 import { serviceRoleAcls, serviceRoleName, type DynsecAcl } from './acl.js';
+import { brokerFolderProblem, userIds } from './access.js';
+
+/** The output folder is one Mosquitto's user could not use; the message names the folder and the fix. */
+export class MosquittoFolderError extends Error {
+  override name = 'MosquittoFolderError';
+}
 
 /** Where distributions put the plugin (Debian multiarch first). */
 export const DYNSEC_PLUGIN_CANDIDATES = [
@@ -245,16 +250,6 @@ export interface WrittenMosquittoConfig {
   ownership?: string;
 }
 
-function userIds(user: string): { uid: number; gid: number } | undefined {
-  try {
-    const uid = Number(execFileSync('id', ['-u', user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
-    const gid = Number(execFileSync('id', ['-g', user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
-    return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Writes mosquitto.conf, server certificate and key, CA chain, CRL and (unless one exists) dynamic-security.json. */
 export async function writeMosquittoConfig(o: WriteMosquittoConfigOptions): Promise<WrittenMosquittoConfig> {
   const dir = resolve(o.out);
@@ -264,6 +259,11 @@ export async function writeMosquittoConfig(o: WriteMosquittoConfigOptions): Prom
     throw new Error(`mosquitto_dynamic_security.so not found (looked in ${DYNSEC_PLUGIN_CANDIDATES.join(', ')}): install Mosquitto 2.x or pass --plugin PATH`);
   }
   const user = o.user ?? 'mosquitto';
+  // Before anything is written: a folder Mosquitto's user cannot reach would only show as "Unable to write pid file".
+  const problem = brokerFolderProblem(dir, user);
+  if (problem) throw new MosquittoFolderError(problem);
+  // Folders made on the way carry nothing secret: 0755, so that Mosquitto's user can pass through them.
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   mkdirSync(paths.persistence, { recursive: true, mode: 0o750 });
   const server = await writeServerFiles(o.authority, dir, o.hosts);

@@ -23,7 +23,9 @@ export {
   findDynsecPlugin,
   serverCertificateDue,
   DYNSEC_PLUGIN_CANDIDATES,
+  MosquittoFolderError,
 } from './config.js';
+export { brokerFolderProblem, modeAllows, userIds, type UserIds } from './access.js';
 export type { MosquittoConfOptions, WriteMosquittoConfigOptions, WrittenMosquittoConfig, DynsecConfig } from './config.js';
 export { DynsecControl, DynsecError, DYNSEC_COMMAND_TOPIC, DYNSEC_RESPONSE_TOPIC } from './control.js';
 export type { DynsecCommand, DynsecResponse } from './control.js';
