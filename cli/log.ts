@@ -4,7 +4,6 @@
  */
 import { Option, type Command } from 'commander';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 
 export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
@@ -32,11 +31,13 @@ export interface CliLoggerOptions {
   redact?: string[];
 }
 
-export function cliLogger(name: string, o: CliLoggerOptions = {}): Logger {
+/** The logger; pino-pretty is loaded only when used (every CLI start would pay for it otherwise). */
+export async function cliLogger(name: string, o: CliLoggerOptions = {}): Promise<Logger> {
   const fd = o.fd ?? 1;
   const stream = fd === 1 ? process.stdout : process.stderr;
   const options = { name, ...(o.redact ? { redact: o.redact } : {}) };
   if (!prettyLogs(o.format, stream)) return fd === 1 ? pino(options) : pino(options, pino.destination(2));
+  const { default: pretty } = await import('pino-pretty');
   return pino(
     options,
     pretty({

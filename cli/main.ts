@@ -93,7 +93,7 @@ export function buildProgram(): Command {
     .option('--metrics-bind <address>', 'address of the metrics listener (default 127.0.0.1)')
     .action(async (opts: DataOptions & GatewayListenOptions & { logFormat?: LogFormat }) => {
       const { config, source } = loadConfig(opts.config);
-      const log = cliLogger('wott', { format: opts.logFormat, redact: LOG_REDACT });
+      const log = await cliLogger('wott', { format: opts.logFormat, redact: LOG_REDACT });
       if (source) log.info({ config: source }, 'configuration loaded');
       const gateway = await startGateway({
         dataDir: resolve(opts.data),
@@ -390,7 +390,7 @@ export function buildProgram(): Command {
     }) => {
       const token = opts.token ?? process.env.WOTT_ENROLL_TOKEN;
       if (!token) throw new InvalidArgumentError('give --token or set WOTT_ENROLL_TOKEN');
-      const state = await enrollAgent({ ...opts, token, log: agentLog(opts.logFormat) });
+      const state = await enrollAgent({ ...opts, token, log: await agentLog(opts.logFormat) });
       process.stdout.write(`enrolled ${state.device}; credentials in ${resolve(opts.dir)}\n`);
     });
   withLogFormat(agent.command('run'))
@@ -402,7 +402,7 @@ export function buildProgram(): Command {
     .option('--once', 'collect and publish one report, then exit')
     .option('--print', 'print one report (with the full package list) without publishing')
     .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean; logFormat?: LogFormat }) => {
-      const log = agentLog(opts.logFormat);
+      const log = await agentLog(opts.logFormat);
       const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, log });
       if (!running) return;
       const stop = () => void running.stop().then(() => process.exit(0));

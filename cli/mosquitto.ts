@@ -67,7 +67,7 @@ export function registerMosquittoCommands(program: Command): void {
     .action(async (opts: DataOptions & { mqtt: string; credentials: string; dir?: string; reloadCommand?: string[]; insecureHostname?: boolean; logFormat?: LogFormat }) => {
       if (!/^mqtts:\/\/[^/]+$/.test(opts.mqtt)) throw new InvalidArgumentError('--mqtt must be mqtts://HOST:PORT (Mosquitto with the generated TLS listener)');
       const { config } = loadConfig(opts.config);
-      const log = cliLogger('wott-mosquitto', { format: opts.logFormat, redact: LOG_REDACT });
+      const log = await cliLogger('wott-mosquitto', { format: opts.logFormat, redact: LOG_REDACT });
       let creds: ReturnType<typeof readSyncCredentials>;
       try {
         creds = readSyncCredentials(resolve(opts.credentials));

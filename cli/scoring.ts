@@ -92,7 +92,7 @@ export function registerScoringCommands(program: Command): void {
     .option('--insecure-hostname', 'do not check the broker certificate names the host (still checks it is from our CA)')
     .action(async (opts: DataOptions & { mqtt: string; credentials: string; insecureHostname?: boolean; logFormat?: LogFormat }) => {
       const { config } = loadConfig(opts.config);
-      const log = cliLogger('wott-scoring', { format: opts.logFormat, redact: LOG_REDACT });
+      const log = await cliLogger('wott-scoring', { format: opts.logFormat, redact: LOG_REDACT });
       let credentials: ReturnType<typeof readServiceCredentials>;
       try {
         credentials = readServiceCredentials(resolve(opts.credentials), 'scoring');
@@ -131,7 +131,7 @@ export function registerScoringCommands(program: Command): void {
     });
 
   const score = program.command('score').description('Trust Scores');
-  withData(score.command('show'))
+  withData(score.command('show'), { needs: 'scores' })
     .description("a device's latest score with every factor, its reason and fix, and its vulnerabilities")
     .argument('<id>', 'device id')
     .option('--json', 'print the stored score message (and findings) as JSON')
@@ -155,7 +155,7 @@ export function registerScoringCommands(program: Command): void {
       }
     });
 
-  withData(score.command('history'))
+  withData(score.command('history'), { needs: 'scores' })
     .description("a device's score history from the gateway's embedded store (kept for scoring.historyRetention)")
     .argument('<id>', 'device id')
     .addOption(new Option('--since <duration>', 'how far back, e.g. 1h, 7d').argParser(durationArg).default(86_400_000, '24h'))

@@ -34,8 +34,9 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  */
 async function gatewayOutput(t: Parameters<typeof tempDir>[0], data: string, o: { tty: boolean; args?: string[]; env?: Record<string, string> }, until: (out: string) => boolean): Promise<string> {
   const argv = [process.execPath, CLI, 'gateway', '--data', data, '--https-port', '0', '--mqtt-port', '0', '--metrics-port', '0', ...(o.args ?? [])];
-  const env = { ...process.env, ...o.env };
-  delete env.WOTT_LOG_FORMAT;
+  // tap sets NO_COLOR when its own output is not coloured; the gateway honours it, so it goes here.
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of ['WOTT_LOG_FORMAT', 'NO_COLOR', 'FORCE_COLOR']) delete env[name];
   Object.assign(env, o.env);
   const child = o.tty
     ? spawn('script', ['-qfec', argv.map(shellQuote).join(' '), '/dev/null'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
