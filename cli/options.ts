@@ -2,7 +2,9 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { dirname, resolve } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
+import { existsSync } from 'node:fs';
 import { caExists } from '../ca/setup.js';
+import { scoringPaths } from '../scoring/index.js';
 import { loadConfig } from './config.js';
 import ms from 'ms';
 
@@ -22,11 +24,12 @@ export interface DataOptions {
  * What a command does with the data folder:
  * - `ca`: needs the CA there and refuses without it (every command but the two below);
  * - `create-ca`: may create it (`wott ca init`, `wott gateway`);
- * - `folder`: keeps its own files there and never touches a CA it does not find (`wott scoring` on its own host).
+ * - `folder`: keeps its own files there and never touches a CA it does not find (`wott scoring` on its own host);
+ * - `scores`: reads the CA's folder or the score store of `wott scoring` on its own host (`wott score show`).
  * `remote`: with --server the command works on a remote gateway and needs no data folder.
  */
 export interface DataUse {
-  needs?: 'ca' | 'create-ca' | 'folder';
+  needs?: 'ca' | 'create-ca' | 'folder' | 'scores';
   remote?: boolean;
 }
 
@@ -91,9 +94,10 @@ export function prepareDataFolder(action: Command): void {
   const found = locateDataFolder(given);
   action.setOptionValueWithSource('data', found.dir, given.data ? 'cli' : 'default');
   if (given.config) action.setOptionValueWithSource('config', given.config, 'cli');
-  if (use.needs === 'ca' && !caExists(found.dir)) {
+  const scores = use.needs === 'scores' && existsSync(scoringPaths(found.dir).store);
+  if ((use.needs === 'ca' || use.needs === 'scores') && !caExists(found.dir) && !scores) {
     throw new DataFolderError(
-      `no wott CA in ${found.dir} (${found.from}).\n` +
+      `no CA in ${found.dir} (${found.from})${use.needs === 'scores' ? ', nor the score store of a `wott scoring` host' : ''}.\n` +
         `  The data folder is --data, else $${DATA_ENV}, else data: in the config file (--config or ./wott.yaml), else ${DEFAULT_DATA}.\n` +
         `  Point at your CA's folder with --data DIR, ${DATA_ENV}=DIR or data: DIR in wott.yaml` +
         (use.remote ? ', or work on a remote gateway with --server URL --credentials DIR' : '') +

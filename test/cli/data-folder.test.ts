@@ -12,6 +12,8 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { Command, type Option } from 'commander';
 import { CertificateAuthority, NoCaError } from '../../ca/index.js';
+import { scoringPaths } from '../../scoring/index.js';
+import { openSqliteScoreStore } from '../../store/index.js';
 import { CLI, tempDir } from '../helpers.js';
 
 const execFileP = promisify(execFile);
@@ -50,6 +52,7 @@ function commands(root: Command): Array<{ words: string[]; cmd: Command }> {
 const CREATE_CA = ['ca init', 'gateway'];
 const OWN_FOLDER = ['scoring']; // on its own host: its score store only; it follows a CA's inventory when one is there
 const NO_DATA = ['agent enroll', 'agent run']; // the agent's own --dir
+const CA_OR_SCORES = ['score show', 'score history']; // they read a scoring host's folder too (and create nothing)
 
 /** Values for mandatory options and arguments, so that each command gets past commander to the data-folder check. */
 function sampleArgs(words: string[], cmd: Command, scratch: string): string[] {
@@ -104,11 +107,12 @@ t.test('every command refuses a folder without a CA and creates nothing, but ca 
     if (!use) t.ok(NO_DATA.includes(n), `${n} takes no data folder: only the agent may (give it withData)`);
     else if (use.needs === 'create-ca') t.ok(CREATE_CA.includes(n), `${n} may create a CA`);
     else if (use.needs === 'folder') t.ok(OWN_FOLDER.includes(n), `${n} keeps its own folder`);
+    else if (use.needs === 'scores') t.ok(CA_OR_SCORES.includes(n), `${n} reads a CA's or a scoring host's folder`);
     else t.equal(use.needs, 'ca', `${n} needs the CA`);
   }
-  for (const n of [...CREATE_CA, ...OWN_FOLDER, ...NO_DATA]) t.ok(all.some((c) => name(c.words) === n), `${n} is still a command`);
+  for (const n of [...CREATE_CA, ...OWN_FOLDER, ...NO_DATA, ...CA_OR_SCORES]) t.ok(all.some((c) => name(c.words) === n), `${n} is still a command`);
 
-  const needsCa = all.filter(({ cmd }) => dataUseOf(cmd)?.needs === 'ca');
+  const needsCa = all.filter(({ cmd }) => ['ca', 'scores'].includes(dataUseOf(cmd)?.needs ?? ''));
   t.ok(needsCa.length >= 25, `${needsCa.length} commands need the CA`);
   // (A missing --data is tried on the first command of each group: each run is a process start, on a shared machine.)
   const firstOfGroup = new Set(needsCa.filter((c, i) => needsCa.findIndex((d) => d.words[0] === c.words[0]) === i));
@@ -120,7 +124,7 @@ t.test('every command refuses a folder without a CA and creates nothing, but ca 
     const args = sampleArgs(words, cmd, cwd);
     const here = await wott(args, cwd, NO_WOTT_DATA);
     t.equal(here.code, 2, `${n}: refused with exit code 2 (${here.stderr.trim().split('\n')[0]})`);
-    t.match(here.stderr, `no wott CA in ${join(cwd, 'wott-data')} (the default ./wott-data`, `${n}: names the folder and why`);
+    t.match(here.stderr, `no CA in ${join(cwd, 'wott-data')} (the default ./wott-data`, `${n}: names the folder and why`);
     t.match(here.stderr, /--data DIR, WOTT_DATA=DIR or data: DIR in wott\.yaml/, `${n}: says how to point at the CA`);
     t.match(here.stderr, /wott ca init --data /, `${n}: says how to create one`);
     t.equal(here.stdout, '', `${n}: prints no result`);
@@ -130,7 +134,7 @@ t.test('every command refuses a folder without a CA and creates nothing, but ca 
     const missing = join(cwd, 'nowhere', 'data');
     const given = await wott([...args, '--data', missing], cwd, NO_WOTT_DATA);
     t.equal(given.code, 2, `${n} --data MISSING: refused`);
-    t.match(given.stderr, `no wott CA in ${missing} (given with --data)`);
+    t.match(given.stderr, `no CA in ${missing} (given with --data)`);
     t.same(readdirSync(cwd), [], `${n} --data MISSING: nothing created`);
   });
 
@@ -141,10 +145,19 @@ t.test('every command refuses a folder without a CA and creates nothing, but ca 
       const cwd = tempDir(t);
       const r = await wott(['--server', 'https://127.0.0.1:1', '--credentials', join(cwd, 'creds'), ...sampleArgs(words, cmd, cwd)], cwd, NO_WOTT_DATA);
       t.equal(r.code, 2);
-      t.notMatch(r.stderr, /no wott CA/, `${name(words)} --server: no data folder looked for`);
+      t.notMatch(r.stderr, /no CA/, `${name(words)} --server: no data folder looked for`);
       t.match(r.stderr, /--credentials .*creds: no such folder/, `${name(words)} --server: went on to the remote gateway's credentials`);
       t.same(readdirSync(cwd), []);
     });
+  });
+
+  await t.test("score show reads a scoring host's folder, which has a score store and no CA", async (t) => {
+    const data = join(tempDir(t), 'scoring-data');
+    await (await openSqliteScoreStore(scoringPaths(data).store)).close();
+    const r = await wott(['score', 'show', 'dev1', '--data', data], data, NO_WOTT_DATA);
+    t.equal(r.code, 1);
+    t.match(r.stderr, /^no score for dev1 yet/, 'not refused: it looked in the store');
+    t.notOk(existsSync(join(data, 'ca')), 'and made no CA');
   });
 
   await t.test('ca init creates the CA in the folder it finds', async (t) => {
@@ -223,7 +236,7 @@ t.test('the data folder: --data, then $WOTT_DATA, then data: in the config file,
   writeFileSync(join(empty, 'wott.yaml'), 'data: ./nope\n');
   const refused = await wott(['ca', 'list'], empty, NO_WOTT_DATA);
   t.equal(refused.code, 2);
-  t.match(refused.stderr, `no wott CA in ${join(empty, 'nope')} (from data: in ${join(empty, 'wott.yaml')})`);
+  t.match(refused.stderr, `no CA in ${join(empty, 'nope')} (from data: in ${join(empty, 'wott.yaml')})`);
   t.same(readdirSync(empty), ['wott.yaml'], 'nothing created');
 
   // `gateway reload` takes --data on either word.
