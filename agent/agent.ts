@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, type Telemetry } from '../protocol/index.js';
 import { assertDeviceId } from '../protocol/index.js';
 import { X509Certificate } from 'node:crypto';
-import { createCsr, fetchCaCertificates, sha256Fingerprint, simpleEnroll, tpmHeaders, verifyIssued } from './est-client.js';
+import { createCsr, fetchCaCertificates, simpleEnroll, tpmHeaders, verifyIssued } from './est-client.js';
 import { TelemetryPublisher } from './publisher.js';
 import { RenewalLoop, splitPem, type Logger } from './renewal.js';
 import { TpmKey } from './tpm.js';
@@ -38,7 +38,7 @@ export async function enrollAgent(options: EnrollOptions): Promise<AgentState> {
   const caCerts = await servers.call((server) => fetchCaCertificates(server, options.caFingerprint));
   const root = caCerts.find((c) => c.checkIssued(c))!;
   if (!options.caFingerprint) {
-    options.log.warn({ fingerprint: sha256Fingerprint(root) }, 'no --ca-fingerprint given: trusting the CA on first use; compare this fingerprint with `wott ca init` on the gateway');
+    options.log.warn({ fingerprint: root.fingerprint256 }, `no --ca-fingerprint given: trusting the CA on first use; compare its root fingerprint ${root.fingerprint256} with what \`wott ca fingerprint\` prints on the gateway`);
   }
   const caPem = caCerts.map((c) => c.toString()).join('');
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });

@@ -81,7 +81,16 @@ export function parseCertsOnly(body: string): X509Certificate[] {
 
 export const sha256Fingerprint = (cert: X509Certificate) => createHash('sha256').update(cert.raw).digest('hex');
 
-/** Accepts "AB:CD:..." or "abcd..." forms. */
+/** A pin as the user gave it, in the one format wott prints (AB:CD:…), or as given when it is not a fingerprint. */
+function formatFingerprint(value: string): string {
+  try {
+    return normalizeFingerprint(value).toUpperCase().match(/../g)!.join(':');
+  } catch {
+    return value;
+  }
+}
+
+/** Accepts "AB:CD:..." or "abcd..." forms, any case, with an optional "sha256:" prefix. */
 export function normalizeFingerprint(value: string): string {
   const hex = value.replace(/^sha256[:=]/i, '').replace(/:/g, '').toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new EstError('a CA fingerprint is 64 hex digits (SHA-256), with or without colons');
@@ -99,7 +108,8 @@ export async function fetchCaCertificates(server: string, fingerprint?: string, 
   const root = certs.find((c) => c.ca && c.checkIssued(c) && c.verify(c.publicKey));
   if (!root) throw new EstError('cacerts reply holds no self-signed root');
   if (fingerprint && sha256Fingerprint(root) !== normalizeFingerprint(fingerprint)) {
-    throw new EstError(`CA root fingerprint ${sha256Fingerprint(root)} does not match the pinned one`);
+    // Printed as `wott ca fingerprint` and the gateway's start log print it (AB:CD:…), so the two compare at a glance.
+    throw new EstError(`CA root fingerprint ${root.fingerprint256} does not match the pinned one ${formatFingerprint(fingerprint)} (wott ca fingerprint on the gateway prints the right one)`);
   }
   for (const cert of certs) {
     if (cert !== root && !chainsTo(cert, certs, root)) throw new EstError('cacerts reply holds a certificate that does not chain to the root');

@@ -7,6 +7,7 @@ import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:cryp
 import { createCsr, simpleReenroll, tpmHeaders, verifyIssued } from './est-client.js';
 import { estServers, type AgentState, type AgentStore, type Identity } from './store.js';
 import { ServerList } from './failover.js';
+import ms from 'ms';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -75,7 +76,7 @@ export class RenewalLoop {
     // at issuance; never renew a fresh certificate before half of its remaining time is gone.
     if (this.justRenewed) delay = Math.max(delay, (notAfter - now) / 2);
     this.justRenewed = false;
-    this.log.info({ inMs: Math.round(delay), failures: this.failures, notAfter: new Date(notAfter).toISOString() }, 'next renewal scheduled');
+    this.log.info({ renewIn: ms(Math.round(delay)), failures: this.failures, notAfter: new Date(notAfter).toISOString() }, `next renewal in ${ms(Math.round(delay), { long: true })}`);
     this.timer = setTimeout(() => void this.renewNow().finally(() => this.schedule()), Math.min(delay, 2_147_483_647));
   }
 

@@ -26,7 +26,7 @@ import {
   type ServiceRole,
 } from '../protocol/index.js';
 import { parseCsr, type CheckedCsr } from './csr.js';
-import { CaError } from './errors.js';
+import { CaError, NoCaError } from './errors.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { openSqliteInventory, type CertificateKind, type CertificateRow, type InventoryStore, type InventoryTransaction } from '../store/index.js';
 import { generateP256, privateKeyPem, spkiDer, toCryptoKey } from './keys.js';
@@ -63,6 +63,11 @@ export interface AuthorityOptions {
   inventoryPollMs?: number;
   /** Warnings at open (passphrase ignored, file modes, lifetimes beyond the issuing CA); default: a line on stderr. */
   onWarning?: (message: string) => void;
+  /**
+   * Create root, intermediate and inventory when `dataDir` has no CA (default true). False: throw NoCaError and
+   * touch nothing, so a command run from the wrong folder cannot start a second CA.
+   */
+  create?: boolean;
 }
 
 export interface IssuedCertificate {
@@ -191,6 +196,8 @@ export class CertificateAuthority {
    */
   static async open(options: AuthorityOptions): Promise<CertificateAuthority> {
     const warn = options.onWarning ?? ((message: string) => void process.stderr.write(`wott: warning: ${message}\n`));
+    // Before anything else: even making the folder private would create it.
+    if (options.create === false && !caExists(options.dataDir)) throw new NoCaError(options.dataDir);
     for (const problem of makeTreePrivate(options.dataDir)) warn(problem);
     // The file checks are about the embedded SQLite inventory; another backend answers for itself.
     if (!options.inventory) await checkInventoryPresent(options.dataDir);

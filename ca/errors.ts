@@ -14,3 +14,11 @@ export class CaError extends Error {
     this.name = 'CaError';
   }
 }
+
+/** The data folder holds no CA, and the caller asked not to create one (every CLI command but `ca init` and `gateway`). */
+export class NoCaError extends Error {
+  override name = 'NoCaError';
+  constructor(readonly dataDir: string) {
+    super(`no CA in ${dataDir}`);
+  }
+}

@@ -17,6 +17,7 @@ import { CertificateAuthority, type IssuedCertificate } from './authority.js';
 import { decodeBase64Body } from './csr.js';
 import { StoreUnavailableError } from '../store/index.js';
 import { CaError } from './errors.js';
+import ms from 'ms';
 
 /** Larger than any P-256 CSR in base64 with line breaks, small enough that a flood costs nothing. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -270,7 +271,7 @@ export function startUnclaimedSweeper(ca: CertificateAuthority, partial: Partial
     try {
       const expired = await ca.expireUnclaimed(limits.unclaimedTtlMs);
       if (expired.length) {
-        log?.warn({ count: expired.length, devices: expired.slice(0, 20), ttlMs: limits.unclaimedTtlMs }, 'unclaimed devices expired: certificates revoked');
+        log?.warn({ count: expired.length, devices: expired.slice(0, 20), ttl: ms(limits.unclaimedTtlMs) }, 'unclaimed devices expired: certificates revoked');
       }
     } catch (err) {
       log?.error({ err: err instanceof Error ? err.message : String(err) }, 'unclaimed device sweep failed');

@@ -5,21 +5,20 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pino } from 'pino';
 import { agentUnit, enrollAgent, runAgent } from '../agent/index.js';
 import { durationArg } from './args.js';
+import { cliLogger, withLogFormat, type LogFormat } from './log.js';
 
 export function registerAgentCommands(program: Command): Command {
   const agent = program.command('agent').description('the device agent: enrollment, renewal, telemetry');
-  const agentLog = () => pino({ name: 'wott-agent', redact: ['token'] }, pino.destination(2));
-  agent
-    .command('enroll')
+  const agentLog = (format?: LogFormat) => cliLogger('wott-agent', { format, fd: 2, redact: ['token'] });
+  withLogFormat(agent.command('enroll'))
     .description('fetch the CA (checked against --ca-fingerprint), make a P-256 key on this device, enroll over EST')
     .requiredOption('--server <url>', 'gateway EST base URL, e.g. https://gw.example:8443 (several, comma-separated: tried in turn when one is down)')
     .requiredOption('--device <id>', 'this device id')
     .option('--token <token>', 'one-time enrollment token (or WOTT_ENROLL_TOKEN)')
     .option('--dir <dir>', 'where key, certificate and CA chain live', '/var/lib/wott')
-    .option('--ca-fingerprint <sha256>', 'SHA-256 fingerprint of the CA root (printed by `wott ca init`)')
+    .option('--ca-fingerprint <sha256>', 'SHA-256 fingerprint of the CA root, as `wott ca fingerprint` and the gateway print it (colons and case optional)')
     .addOption(new Option('--key-store <store>', 'where the device key lives').choices(['file', 'tpm']).default('file'))
     .option('--tpm-handle <handle>', 'key store tpm: persistent handle of the TPM signing key', '0x81010001')
     .option('--tpm-tcti <tcti>', 'key store tpm: TCTI of the TPM (default: $TPM2TOOLS_TCTI)')
@@ -32,14 +31,14 @@ export function registerAgentCommands(program: Command): Command {
       keyStore: 'file' | 'tpm';
       tpmHandle: string;
       tpmTcti?: string;
+      logFormat?: LogFormat;
     }) => {
       const token = opts.token ?? process.env.WOTT_ENROLL_TOKEN;
       if (!token) throw new InvalidArgumentError('give --token or set WOTT_ENROLL_TOKEN');
-      const state = await enrollAgent({ ...opts, token, log: agentLog() });
+      const state = await enrollAgent({ ...opts, token, log: await agentLog(opts.logFormat) });
       process.stdout.write(`enrolled ${state.device}; credentials in ${resolve(opts.dir)}\n`);
     });
-  agent
-    .command('run')
+  withLogFormat(agent.command('run'))
     .description('renew the certificate automatically and publish telemetry every --interval')
     .option('--dir <dir>', 'agent directory', '/var/lib/wott')
     .option('--mqtt <url>', 'broker URL, or several comma-separated (default: mqtts://<each EST host>:8883)')
@@ -47,8 +46,8 @@ export function registerAgentCommands(program: Command): Command {
     .option('--root <dir>', 'filesystem root to collect from (containers, tests)', '/')
     .option('--once', 'collect and publish one report, then exit')
     .option('--print', 'print one report (with the full package list) without publishing')
-    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean }) => {
-      const log = agentLog();
+    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean; logFormat?: LogFormat }) => {
+      const log = await agentLog(opts.logFormat);
       const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, log });
       if (!running) return;
       const stop = () => void running.stop().then(() => process.exit(0));

@@ -24,6 +24,8 @@ const rateRule = z.object({ max: count, window: duration, ban: duration }).parti
 
 export const configSchema = z
   .object({
+    /** The data folder (CA, inventory, scores); relative to the config file's folder. --data and WOTT_DATA win. */
+    data: z.string().min(1).max(4096).optional(),
     ca: z
       .object({
         certLifetime: duration.default(7 * 86_400_000),

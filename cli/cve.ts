@@ -11,6 +11,7 @@ import { collectOs } from '../agent/collectors/os.js';
 import { readBounded } from '../agent/collectors/fs.js';
 import { openSelectedVulnStore } from '../store/index.js';
 import { loadConfig } from './config.js';
+import { withData } from './options.js';
 import {
   CveDatabase,
   CveFeedError,
@@ -94,15 +95,13 @@ function formatFinding(f: CveFinding): string {
   );
 }
 
-export function registerCveCommands(program: Command, defaults: { dataDir: string }): void {
+/** `_defaults` is ignored: the data folder is found as for every command (cli/options.ts). */
+export function registerCveCommands(program: Command, _defaults?: { dataDir: string }): void {
   const cve = program.command('cve').description('offline CVE matching of Debian packages (Debian Security Tracker JSON, OSV)');
 
-  cve
-    .command('update')
+  withData(cve.command('update'))
     .description('load vulnerability data into the store; a bad or truncated feed fails and keeps the previous data')
     .option('--from <file|url>', 'tracker JSON, OSV record(s) / JSON Lines, a folder of OSV files, or an http(s) URL (repeatable)', collect, [])
-    .option('--data <dir>', 'data folder', defaults.dataDir)
-    .option('--config <file>', 'configuration file, for its store: section (default: ./wott.yaml when present)')
     .addOption(new Option('--timeout <duration>', 'URL download timeout').argParser(durationArg).default(DEFAULT_TIMEOUT_MS, '60s'))
     .addOption(new Option('--max-size <size>', 'largest feed accepted').argParser(sizeArg).default(DEFAULT_MAX_BYTES, '256M'))
     .option('--release <codename>', 'keep only this release (repeatable; default: all)', (v: string, prev: string[]) => [...prev, releaseArg(v)], [])
@@ -131,12 +130,9 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
       }),
     );
 
-  cve
-    .command('remove')
+  withData(cve.command('remove'))
     .description('drop one stored feed (see wott cve status); the other feeds stay')
     .requiredOption('--feed <name>', 'the feed to drop')
-    .option('--data <dir>', 'data folder', defaults.dataDir)
-    .option('--config <file>', 'configuration file (its store: section picks the CVE store)')
     .action((opts: { feed: string; data: string; config?: string }) =>
       run(async () => {
         const store = await openSelectedVulnStore(loadConfig(opts.config).config.store, resolve(opts.data));
@@ -149,11 +145,8 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
       }),
     );
 
-  cve
-    .command('status')
+  withData(cve.command('status'))
     .description('show what vulnerability data is loaded')
-    .option('--data <dir>', 'data folder', defaults.dataDir)
-    .option('--config <file>', 'configuration file, for its store: section (default: ./wott.yaml when present)')
     .option('--json', 'machine-readable output')
     .action((opts: { data: string; config?: string; json?: boolean }) =>
       run(async () => {
@@ -168,11 +161,8 @@ export function registerCveCommands(program: Command, defaults: { dataDir: strin
       }),
     );
 
-  cve
-    .command('check')
+  withData(cve.command('check'))
     .description("list this host's packages with a known, fixed vulnerability (most severe first)")
-    .option('--data <dir>', 'data folder', defaults.dataDir)
-    .option('--config <file>', 'configuration file, for its store: section (default: ./wott.yaml when present)')
     .option('--dpkg-status <file>', 'dpkg status file to read the inventory from', '/var/lib/dpkg/status')
     .addOption(new Option('--release <codename>', 'Debian release (default: from /etc/os-release)').argParser(releaseArg))
     .option('--no-listening', "do not look at this host's listening sockets for exposure")

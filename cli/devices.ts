@@ -192,7 +192,7 @@ const scoreArg = (v: string) => {
 
 export function registerDeviceCommands(program: Command): void {
   const device = program.command('device').description('device lifecycle and state (local data folder, or a gateway with --server)');
-  withData(device.command('list'))
+  withData(device.command('list'), { remote: true })
     .description('devices with their effective score, costliest factor, connection and vulnerabilities (critical/high/medium/low)')
     .addOption(new Option('--state <state>', 'only devices in this state').choices([...DEVICE_STATES]))
     .option('--tag <tag>', 'only devices with this tag')
@@ -229,7 +229,7 @@ export function registerDeviceCommands(program: Command): void {
         } while (cursor);
       });
     });
-  withData(device.command('show'))
+  withData(device.command('show'), { remote: true })
     .description('one device: score with every factor, actions, vulnerabilities, certificates, sessions, events, audit')
     .argument('<id>', 'device id')
     .option('--json', 'machine-readable output')
@@ -241,7 +241,7 @@ export function registerDeviceCommands(program: Command): void {
         else printDetail(d);
       });
     });
-  withData(device.command('claim'))
+  withData(device.command('claim'), { remote: true })
     .description('activate a device that enrolled unclaimed (claim mode)')
     .argument('<id>', 'device id')
     .action(async (id: string, opts: DataOptions) => {
@@ -251,7 +251,7 @@ export function registerDeviceCommands(program: Command): void {
       });
     });
   for (const [name, quarantined] of [['quarantine', true], ['release', false]] as const) {
-    withData(device.command(name))
+    withData(device.command(name), { remote: true })
       .description(quarantined ? 'quarantine a device: its score ceiling becomes 0 in the running broker' : 'lift a quarantine')
       .argument('<id>', 'device id')
       .action(async (id: string, opts: DataOptions) => {
@@ -261,7 +261,7 @@ export function registerDeviceCommands(program: Command): void {
         });
       });
   }
-  withData(device.command('tag'))
+  withData(device.command('tag'), { remote: true })
     .description("set a device's tags (replacing the ones it has); --set '' removes them all")
     .argument('<id>', 'device id')
     .requiredOption('--set <tags>', 'comma-separated tags, e.g. site:berlin,camera')
@@ -272,7 +272,7 @@ export function registerDeviceCommands(program: Command): void {
         process.stdout.write(`${row.id} tags: ${row.tags.join(', ') || '(none)'}\n`);
       });
     });
-  withData(device.command('revoke'))
+  withData(device.command('revoke'), { remote: true })
     .description('revoke every certificate of a device and mark it revoked (same as wott ca revoke --device)')
     .argument('<id>', 'device id')
     .addOption(new Option('--reason <reason>', 'CRL reason').choices([...API_REVOCATION_REASONS]).default('unspecified'))

@@ -5,7 +5,7 @@ import { Command, Option, InvalidArgumentError } from 'commander';
 import { chmodSync, existsSync, mkdirSync, rmSync, watch } from 'node:fs';
 import { gatewayPidFile, readGatewayPid, reloadRequestFile, takeReloadRequest } from './gateway-control.js';
 import { basename, dirname, join, resolve } from 'node:path';
-import { pino } from 'pino';
+import { cliLogger, withLogFormat, type LogFormat } from './log.js';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, type RevocationReason } from '../ca/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
@@ -26,7 +26,7 @@ interface GatewayListenOptions {
   mqttBind?: string;
   metricsBind?: string;
 }
-import { DEFAULT_DATA, durationArg, LOG_REDACT, openCa, passphrase, portArg, withData, type DataOptions } from './options.js';
+import { durationArg, LOG_REDACT, openCa, passphrase, portArg, prepareDataFolder, withData, type DataOptions } from './options.js';
 import { workersArg } from './args.js';
 import { registerScoringCommands, scoringFromConfig } from './scoring.js';
 import { registerMosquittoCommands } from './mosquitto.js';
@@ -40,8 +40,8 @@ import { registerDeviceCommands } from './devices.js';
 import { registerAgentCommands } from './agent-commands.js';
 import { VERSION } from './version.js';
 
-async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
-  const ca = await openCa(opts);
+async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T, create = false): Promise<T> {
+  const ca = await openCa(opts, { create });
   try {
     return await fn(ca);
   } finally {
@@ -84,9 +84,11 @@ export function buildProgram(): Command {
     .option('--credentials <dir>', 'with --server: folder with NAME.key, NAME.crt and ca.crt (wott operator create)')
     // Before the command only: `wott scoring` and `wott mosquitto sync` have a --credentials of their own.
     .enablePositionalOptions()
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Every command finds its data folder the same way, and only `ca init` and `gateway` may create a CA there.
+    .hook('preAction', (_program, action) => prepareDataFolder(action));
 
-  withData(program.command('gateway'))
+  withLogFormat(withData(program.command('gateway'), { needs: 'create-ca' }))
     .description('run the CA + EST on HTTPS (and, as they land, the broker and scoring) in one process')
     .addOption(new Option('--https-port <port>', 'HTTPS port for EST and the CRL (0 = pick a free one)').argParser(portArg))
     .addOption(new Option('--mqtt-port <port>', 'MQTT over TLS port (0 = pick a free one)').argParser(portArg))
@@ -96,14 +98,14 @@ export function buildProgram(): Command {
     .option('--mqtt-bind <address>', 'address of the MQTT listener')
     .option('--metrics-bind <address>', 'address of the metrics listener (default 127.0.0.1)')
     .addOption(new Option('--workers <n>', 'run N gateway processes sharing the ports (needs a cluster: section; docs/cluster.md)').argParser(workersArg))
-    .action(async (opts: DataOptions & GatewayListenOptions & { workers?: number }) => {
+    .action(async (opts: DataOptions & GatewayListenOptions & { logFormat?: LogFormat; workers?: number }) => {
       const { config, source } = loadConfig(opts.config);
-      const log = pino({ name: 'wott', redact: LOG_REDACT });
+      const log = await cliLogger('wott', { format: opts.logFormat, redact: LOG_REDACT });
       if (source && !isGatewayWorker()) log.info({ config: source }, 'configuration loaded');
       if (opts.workers !== undefined && opts.workers > 1 && !isGatewayWorker()) {
         if (!config.cluster) throw new InvalidArgumentError('--workers needs a cluster: section with redis: in wott.yaml (the workers share Redis; docs/cluster.md)');
         // The CA exists before the workers start, so that N of them never race to create it.
-        await (await openCa(opts)).close();
+        await (await openCa(opts, { create: true })).close();
         superviseWorkers(opts.workers, { dataDir: resolve(opts.data), ...(source ? { configFile: source } : {}), log });
         return;
       }
@@ -216,18 +218,22 @@ export function buildProgram(): Command {
   registerScoringCommands(program);
   registerMosquittoCommands(program);
   registerClusterCommands(program);
-  registerCveCommands(program, { dataDir: DEFAULT_DATA });
+  registerCveCommands(program);
   registerOperatorCommands(program);
   registerStoreCommands(program);
 
   const ca = program.command('ca').description('certificate authority');
-  withData(ca.command('init'))
+  withData(ca.command('init'), { needs: 'create-ca' })
     .description('create the root and issuing CA and the inventory (done automatically on first start)')
     .action(async (opts: DataOptions) => {
-      await withCa(opts, (authority) => {
-        process.stdout.write(`CA ready in ${authority.dataDir}\nroot: ${authority.material.root.subject.replace(/\n/g, ', ')}\n` +
-          `root SHA-256 fingerprint: ${authority.material.root.fingerprint256}\n`);
-      });
+      await withCa(
+        opts,
+        (authority) => {
+          process.stdout.write(`CA ready in ${authority.dataDir}\nroot: ${authority.material.root.subject.replace(/\n/g, ', ')}\n` +
+            `root SHA-256 fingerprint: ${authority.material.root.fingerprint256}\n`);
+        },
+        true,
+      );
     });
   withData(ca.command('fingerprint'))
     .description("print the root CA's SHA-256 fingerprint: what devices pin at enrollment (the agent takes it with or without colons)")
@@ -360,13 +366,9 @@ export function buildProgram(): Command {
   const policy = program.command('policy').description('Trust Score topic policies');
   withData(program.commands.find((c) => c.name() === 'gateway')!.command('reload'))
     .description('make the running gateway take the policies from its wott.yaml (same as wott policy reload)')
-    .action(async (opts: DataOptions, cmd: Command) => {
-      // --data and --config may land on `gateway` or on `reload` (depending on where commander parses them): take
-      // each from whichever got it on the command line.
-      const parent = cmd.parent!;
-      const given = (key: 'data' | 'config') =>
-        cmd.getOptionValueSource(key) === 'cli' ? opts[key] : parent.getOptionValueSource(key) === 'cli' ? (parent.opts() as DataOptions)[key] : opts[key];
-      await policyReload({ ...opts, data: given('data')!, config: given('config') });
+    .action(async (opts: DataOptions) => {
+      // --data and --config may land on `gateway` or on `reload`: prepareDataFolder takes them from either.
+      await policyReload(opts);
     });
   withData(policy.command('reload'))
     .description('make the running gateway re-read the policies from its wott.yaml (checked here first); recorded in the audit log')
@@ -411,7 +413,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError'].includes(err.name));
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'DataFolderError', 'NoCaError', 'MosquittoFolderError'].includes(err.name));
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { FleetView } from '../fleet/index.js';
-import { pino } from 'pino';
+import { cliLogger, withLogFormat, type LogFormat } from './log.js';
 import { isDeviceId } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, writeMosquittoConfig } from '../mosquitto-compat/index.js';
 import { loadConfig } from './config.js';
@@ -57,17 +57,17 @@ export function registerMosquittoCommands(program: Command): void {
       },
     );
 
-  withData(mosquitto.command('sync'))
+  withLogFormat(withData(mosquitto.command('sync')))
     .description("keep Mosquitto's Dynamic Security in line with the policies, live scores, revocations and the CRL")
     .requiredOption('--mqtt <url>', "Mosquitto's TLS listener, e.g. mqtts://localhost:8883")
     .option('--credentials <dir>', 'folder with admin.key, admin.crt and ca.crt (wott ca service --role admin)', './mosquitto-admin')
     .option('--dir <dir>', 'the folder `wott mosquitto config --out` wrote: its crl.pem is kept current and Mosquitto (mosquitto.pid) gets SIGHUP')
     .option('--reload-command <command...>', 'run this instead of SIGHUP to make Mosquitto re-read the CRL, e.g. systemctl reload mosquitto')
     .option('--insecure-hostname', "do not check that Mosquitto's certificate names the host (it is still checked against our CA)")
-    .action(async (opts: DataOptions & { mqtt: string; credentials: string; dir?: string; reloadCommand?: string[]; insecureHostname?: boolean }) => {
+    .action(async (opts: DataOptions & { mqtt: string; credentials: string; dir?: string; reloadCommand?: string[]; insecureHostname?: boolean; logFormat?: LogFormat }) => {
       if (!/^mqtts:\/\/[^/]+$/.test(opts.mqtt)) throw new InvalidArgumentError('--mqtt must be mqtts://HOST:PORT (Mosquitto with the generated TLS listener)');
       const { config } = loadConfig(opts.config);
-      const log = pino({ name: 'wott-mosquitto', redact: LOG_REDACT });
+      const log = await cliLogger('wott-mosquitto', { format: opts.logFormat, redact: LOG_REDACT });
       let creds: ReturnType<typeof readSyncCredentials>;
       try {
         creds = readSyncCredentials(resolve(opts.credentials));

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pino } from 'pino';
+import { cliLogger, withLogFormat, type LogFormat } from './log.js';
 import type { GatewayScoringOptions } from '../gateway/index.js';
 import { enforcedScoreMessage, policyThresholds, stateCeiling } from '../policy/index.js';
 import { readServiceCredentials } from '../ca/index.js';
@@ -86,14 +86,15 @@ async function openStore(opts: DataOptions): Promise<ScoreStore | undefined> {
 }
 
 export function registerScoringCommands(program: Command): void {
-  withData(program.command('scoring'))
+  // On its own host scoring keeps only its score store in the data folder; a CA there is followed when present.
+  withLogFormat(withData(program.command('scoring'), { needs: 'folder' }))
     .description('run scoring on its own, as an MQTT client with a scoring service certificate (wott ca service --role scoring)')
     .requiredOption('--mqtt <url>', 'broker URL, e.g. mqtts://gateway.example:8883')
     .option('--credentials <dir>', 'folder with scoring.key, scoring.crt and ca.crt (as written by wott ca service)', './scoring-credentials')
     .option('--insecure-hostname', 'do not check the broker certificate names the host (still checks it is from our CA)')
-    .action(async (opts: DataOptions & { mqtt: string; credentials: string; insecureHostname?: boolean }) => {
+    .action(async (opts: DataOptions & { mqtt: string; credentials: string; insecureHostname?: boolean; logFormat?: LogFormat }) => {
       const { config } = loadConfig(opts.config);
-      const log = pino({ name: 'wott-scoring', redact: LOG_REDACT });
+      const log = await cliLogger('wott-scoring', { format: opts.logFormat, redact: LOG_REDACT });
       let credentials: ReturnType<typeof readServiceCredentials>;
       try {
         credentials = readServiceCredentials(resolve(opts.credentials), 'scoring');
@@ -133,7 +134,7 @@ export function registerScoringCommands(program: Command): void {
     });
 
   const score = program.command('score').description('Trust Scores');
-  withData(score.command('show'))
+  withData(score.command('show'), { needs: 'scores' })
     .description("a device's latest score with every factor, its reason and fix, and its vulnerabilities")
     .argument('<id>', 'device id')
     .option('--json', 'print the stored score message (and findings) as JSON')
@@ -157,7 +158,7 @@ export function registerScoringCommands(program: Command): void {
       }
     });
 
-  withData(score.command('history'))
+  withData(score.command('history'), { needs: 'scores' })
     .description("a device's score history from the gateway's embedded store (kept for scoring.historyRetention)")
     .argument('<id>', 'device id')
     .addOption(new Option('--since <duration>', 'how far back, e.g. 1h, 7d').argParser(durationArg).default(86_400_000, '24h'))

@@ -40,6 +40,7 @@ import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type Scori
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
 import { openSelectedActionStore, openSelectedInventory, openSelectedSessionStore, type StoreSelection } from '../store/index.js';
+import ms from 'ms';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -580,7 +581,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         scoring: scoring !== undefined,
       }))
     : undefined;
-  log.info({ https: httpsPort, mqtt: mqttPort, metrics: metricsPort, bind, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length }, 'gateway listening');
+  log.info({ https: httpsPort, mqtt: mqttPort, metrics: metricsPort, bind, dataDir: options.dataDir, claim: options.claim, policies: options.policies.length, certLifetime: ms(ca.certLifetimeMs) }, 'gateway listening');
   // What devices pin (`wott agent enroll --ca-fingerprint`, curl's walk-through): printed at every start.
   log.info({ rootFingerprint: ca.material.root.fingerprint256 }, `CA root SHA-256 fingerprint ${ca.material.root.fingerprint256}`);
 

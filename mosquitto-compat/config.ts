@@ -15,7 +15,6 @@
  * - The CRL is read at start and again on SIGHUP (which also re-reads certfile/keyfile); the sync sends SIGHUP.
  * - `tls_version tlsv1.2` is a minimum (TLS 1.3 stays available).
  */
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -24,6 +23,12 @@ import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { parseServiceCommonName, type ServiceRole } from '../protocol/index.js';
 import { serviceRoleAcls, serviceRoleName, type DynsecAcl } from './acl.js';
+import { brokerFolderProblem, userIds } from './access.js';
+
+/** The output folder is one Mosquitto's user could not use; the message names the folder and the fix. */
+export class MosquittoFolderError extends Error {
+  override name = 'MosquittoFolderError';
+}
 
 /** Where distributions put the plugin (Debian multiarch first). */
 export const DYNSEC_PLUGIN_CANDIDATES = [
@@ -245,42 +250,6 @@ export interface WrittenMosquittoConfig {
   ownership?: string;
 }
 
-function userIds(user: string): { uid: number; gid: number; gids: number[] } | undefined {
-  try {
-    const id = (flag: string) => execFileSync('id', [flag, user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    const uid = Number(id('-u'));
-    const gid = Number(id('-g'));
-    const gids = id('-G').split(/\s+/).map(Number);
-    return Number.isInteger(uid) && Number.isInteger(gid) && gids.every(Number.isInteger) ? { uid, gid, gids } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export interface FolderFacts {
-  mode: number;
-  uid: number;
-  gid: number;
-}
-
-/**
- * The first folder above `dir` (from `/` down) that a user can not enter (no search permission), or undefined.
- * Mosquitto started as root drops to its user before it opens any file, so a folder it cannot pass (a home folder
- * or a temporary folder, 0700) would surface only as Mosquitto's "Unable to write pid file". Owner, group and
- * other bits as the kernel applies them (POSIX ACLs are not looked at). Pure: `stat` is given.
- */
-export function unreachableAncestor(dir: string, who: { uid: number; gids: readonly number[] }, stat: (path: string) => FolderFacts): { path: string; facts: FolderFacts } | undefined {
-  if (who.uid === 0) return undefined;
-  const parts = resolve(dir).split('/').filter(Boolean);
-  for (let i = 0; i < parts.length; i++) {
-    const path = '/' + parts.slice(0, i).join('/');
-    const facts = stat(path);
-    const bit = facts.uid === who.uid ? 0o100 : who.gids.includes(facts.gid) ? 0o010 : 0o001;
-    if ((facts.mode & bit) === 0) return { path, facts };
-  }
-  return undefined;
-}
-
 /** Writes mosquitto.conf, server certificate and key, CA chain, CRL and (unless one exists) dynamic-security.json. */
 export async function writeMosquittoConfig(o: WriteMosquittoConfigOptions): Promise<WrittenMosquittoConfig> {
   const dir = resolve(o.out);
@@ -290,19 +259,11 @@ export async function writeMosquittoConfig(o: WriteMosquittoConfigOptions): Prom
     throw new Error(`mosquitto_dynamic_security.so not found (looked in ${DYNSEC_PLUGIN_CANDIDATES.join(', ')}): install Mosquitto 2.x or pass --plugin PATH`);
   }
   const user = o.user ?? 'mosquitto';
-  const ids = process.getuid?.() === 0 && user !== 'root' ? userIds(user) : undefined;
-  // Folders above `dir` that we create are Mosquitto's way in: searchable by all, as /etc is.
+  // Before anything is written: a folder Mosquitto's user cannot reach would only show as "Unable to write pid file".
+  const problem = brokerFolderProblem(dir, user);
+  if (problem) throw new MosquittoFolderError(problem);
+  // Folders made on the way carry nothing secret: 0755, so that Mosquitto's user can pass through them.
   mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
-  if (ids) {
-    const blocked = unreachableAncestor(dir, ids, (p) => statSync(p));
-    if (blocked) {
-      const mode = (blocked.facts.mode & 0o777).toString(8).padStart(4, '0');
-      throw new Error(
-        `Mosquitto drops to user ${user} before it reads its files, and ${user} cannot enter ${blocked.path} (mode ${mode}, owner uid ${blocked.facts.uid}): ` +
-          `choose an --out folder it can reach, such as /etc/wott-mosquitto, or let it through (chmod o+x ${blocked.path})`,
-      );
-    }
-  }
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   mkdirSync(paths.persistence, { recursive: true, mode: 0o750 });
   const server = await writeServerFiles(o.authority, dir, o.hosts);
@@ -315,6 +276,7 @@ export async function writeMosquittoConfig(o: WriteMosquittoConfigOptions): Prom
 
   let ownership: string | undefined;
   if (process.getuid?.() === 0 && user !== 'root') {
+    const ids = userIds(user);
     if (ids) {
       for (const f of [dir, paths.persistence, paths.conf, paths.dynsec, paths.caFile, paths.certFile, paths.keyFile, paths.crlFile]) chownSync(f, ids.uid, ids.gid);
       ownership = `files handed to ${user} (Mosquitto drops to it before reading them)`;

@@ -23,9 +23,10 @@ export {
   findDynsecPlugin,
   serverCertificateDue,
   DYNSEC_PLUGIN_CANDIDATES,
-  unreachableAncestor,
+  MosquittoFolderError,
 } from './config.js';
-export type { FolderFacts, MosquittoConfOptions, WriteMosquittoConfigOptions, WrittenMosquittoConfig, DynsecConfig } from './config.js';
+export { brokerFolderProblem, modeAllows, userIds, type UserIds } from './access.js';
+export type { MosquittoConfOptions, WriteMosquittoConfigOptions, WrittenMosquittoConfig, DynsecConfig } from './config.js';
 export { DynsecControl, DynsecError, DYNSEC_COMMAND_TOPIC, DYNSEC_RESPONSE_TOPIC } from './control.js';
 export type { DynsecCommand, DynsecResponse } from './control.js';
 export { startMosquittoSync, readSyncCredentials, mosquittoSectionSchema } from './sync.js';

@@ -14,6 +14,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../lib/atomic-file.js';
+import ms from 'ms';
 
 export { Point };
 
@@ -178,7 +179,7 @@ export class InfluxWriter {
       onRetriable?.();
       this.retryDelay = Math.min(this.options.maxRetryDelayMs ?? 30_000, Math.max(500, this.retryDelay * 2));
       this.retryAt = Date.now() + this.retryDelay;
-      this.options.log?.warn({ err: (err as Error).message, retryInMs: this.retryDelay, spooledBatches: this.stats.spooledBatches }, 'InfluxDB write failed; spooling');
+      this.options.log?.warn({ err: (err as Error).message, retryIn: ms(this.retryDelay), spooledBatches: this.stats.spooledBatches }, 'InfluxDB write failed; spooling');
       return false;
     }
   }

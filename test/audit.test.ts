@@ -15,6 +15,7 @@ const wott = (dir: string, ...args: string[]) => run(process.execPath, [CLI, ...
 t.test('operator actions through the CLI are in the audit log, refused ones too', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const dir = tempDir(t);
+  t.equal((await wott(dir, 'ca', 'init')).code, 0, 'a CA first: the other commands do not make one');
   const token = (await wott(dir, 'token', 'create', '--device', 'boiler')).stdout.trim();
   t.match(token, /^\S{20,}$/, 'a token');
   // The device enrolls with it (not an operator action: not in the audit log).

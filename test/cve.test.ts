@@ -691,6 +691,13 @@ try { await program.parseAsync(process.argv); } catch (err) {
   return writeTemp(tempDir(t), 'wott-cve-shim.mjs', shim);
 }
 
+/** A CA in `data`: the cve commands, like every command but `ca init` and `gateway`, refuse a folder without one. */
+async function caIn(t: { equal(a: unknown, b: unknown, m?: string): unknown }, data: string): Promise<string> {
+  const init = await wott(CLI, ['ca', 'init', '--data', data]);
+  t.equal(init.code, 0, init.stderr);
+  return data;
+}
+
 async function wott(entry: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await execFileP(process.execPath, [entry, ...args], { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
@@ -703,7 +710,7 @@ async function wott(entry: string, args: string[]): Promise<{ code: number; stdo
 
 t.test('CLI: cve update, status, check on this host', async (t) => {
   const entry = await cliEntry(t);
-  const data = join(tempDir(t), 'data');
+  const data = await caIn(t, join(tempDir(t), 'data'));
   const none = await wott(entry, ['cve', 'check', '--data', data]);
   t.equal(none.code, 2);
   t.match(none.stderr, /no CVE data in .*cve\.db; run wott cve update --from FILE\|URL first/);
@@ -715,7 +722,7 @@ t.test('CLI: cve update, status, check on this host', async (t) => {
   t.match(up.stdout, /tracker\.json: debian-tracker, [\d,]+ bytes, 17 records → 20 entries; skipped 3 not affected, 1 unimportant/);
   t.match(up.stderr, /parsed 29 entries; writing the store/, 'per feed: 20 + 9');
 
-  const other = join(tempDir(t), 'data');
+  const other = await caIn(t, join(tempDir(t), 'data'));
   const only = await wott(entry, ['cve', 'update', '--data', other, '--from', fixture('tracker.json'), '--release', 'bookworm', '--release', 'trixie']);
   t.equal(only.code, 0, only.stderr);
   t.match(only.stdout, /in 2 releases \(bookworm, trixie\)/, '--release keeps only those releases');
@@ -781,7 +788,7 @@ function serve(handler: Parameters<typeof createServer>[1]): Promise<{ server: S
 
 t.test('CLI: cve update from a URL; unreachable, slow, failing and oversized URLs leave the store alone', async (t) => {
   const entry = await cliEntry(t);
-  const data = join(tempDir(t), 'data');
+  const data = await caIn(t, join(tempDir(t), 'data'));
   const tracker = readFileSync(fixture('tracker.json'));
   const { server, url } = await serve((req, res) => {
     if (req.url === '/tracker/data/json') {

@@ -106,6 +106,7 @@ t.test('sessions expire; admins list and end them over the API', async (t) => {
 t.test('wott operator create: key 0600, certificate, chain, PKCS#12 that opens with the printed password', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const dir = tempDir(t);
+  t.equal((await cli(['ca', 'init', '--data', `${dir}/data`])).code, 0, 'a CA first: operator create does not make one');
   const made = await cli(['operator', 'create', 'erin', '--role', 'viewer', '--out', `${dir}/ops`, '--data', `${dir}/data`]);
   t.equal(made.code, 0, made.stderr);
   const password = /PKCS#12 password \(shown once, not stored\): (\S+)/.exec(made.stdout)?.[1];
