@@ -40,6 +40,8 @@ import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type Scori
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
 import { SqliteActionDecisionStore, SqliteSessionStore } from '../store/index.js';
+import { openGatewayCredentials, type GatewayCredentials, type GatewayCredentialsOptions } from './credentials.js';
+import type { CredentialService } from '../credentials/index.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -81,6 +83,8 @@ export interface GatewayOptions {
   api?: GatewayApiOptions;
   /** One node of a cluster: Aedes on Redis, scoring on the lease holder only (the `cluster:` config section). */
   cluster?: GatewayClusterOptions;
+  /** Credential delivery (issue 17): value bound, polling. */
+  credentials?: GatewayCredentialsOptions;
 }
 
 export interface GatewayClusterOptions {
@@ -138,6 +142,10 @@ export interface Gateway {
   fleet: FleetService;
   /** The in-memory read model of the fleet the broker and scoring use. */
   view: FleetView;
+  /** Operators' credential use cases (`credentials.as(actor)` for someone else); values are write-only. */
+  credentials: CredentialService;
+  /** Credential delivery internals (tests, diagnostics). */
+  credentialDelivery: GatewayCredentials;
   /** Trust for services: the latest score message per device and the trust events of the API's stream. */
   trust: TrustCache;
   broker: Aedes;
@@ -308,6 +316,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Operators' snooze/ignore decisions on recommended actions (its own small database beside the inventory).
   const actionStore = SqliteActionDecisionStore.open(options.dataDir);
   const fleet = new FleetService(ca, 'gateway', actionStore);
+  const credentials = openGatewayCredentials(options.dataDir, options.passphrase, ca, view, fleet, log, options.credentials);
   // What the API shows of each device beyond the inventory, in memory: fed below by the broker and scoring.
   const insights = new FleetInsights({ initialScore: options.initialScore });
   insights.loadDecisions(await fleet.actionDecisions());
@@ -413,7 +422,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     initialScore: options.initialScore,
     onDowngrade: options.onDowngrade,
     eventIntervalMs: options.eventIntervalMs,
-    trust: fleetTrustSource(view),
+    trust: credentials.guard(fleetTrustSource(view)),
     ...(options.limits ? { limits: options.limits } : {}),
     log,
     metrics,
@@ -425,6 +434,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(clusterParts && options.cluster ? { mq: clusterParts.mq, persistence: clusterParts.persistence, id: options.cluster.nodeId } : {}),
   });
   await plugin.attach(broker);
+  credentials.attach(broker, plugin);
   insights.setBroker({
     effectiveScore: (device) => plugin.effectiveScore(device),
     sessionsOf: (device) => plugin.sessionsOf(device),
@@ -560,6 +570,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ca,
     fleet,
     view,
+    credentials: credentials.service,
+    credentialDelivery: credentials,
     trust,
     broker,
     plugin,
@@ -592,6 +604,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   async function shutdown(): Promise<void> {
+    await credentials.close(); // first: no delivery runs into a closing broker
     clearInterval(crlTimer);
     clearInterval(insightsPrune);
     unclaimedSweeper.close();

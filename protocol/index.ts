@@ -12,3 +12,4 @@ export * from './actor.js';
 export * from './api.js';
 export * from './fleet-api.js';
 export * from './trust-api.js';
+export * from './credentials.js';

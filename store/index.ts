@@ -31,3 +31,5 @@ export type { LoginLinkRecord, RedeemResult, SessionRecord, SessionStore } from 
 export { SqliteSessionStore } from './sqlite/sessions.js';
 export type { ActionDecisionRow, ActionDecisionStore } from './actions.js';
 export { SqliteActionDecisionStore } from './sqlite/actions.js';
+export type { CredentialRow, CredentialStore, DeliveryRow, ExposureRow } from './credentials.js';
+export { SqliteCredentialStore } from './sqlite/credentials.js';
