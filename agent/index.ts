@@ -8,3 +8,4 @@ export { EstError, fetchCaCertificates, verifyIssued, parseCertsOnly } from './e
 export { tpmRefresh, tpmKeyFor } from './agent.js';
 export { TpmKey, TpmError, DEFAULT_TPM_HANDLE } from './tpm.js';
 export { simpleEnroll, simpleReenroll, createCsr, tpmHeaders } from './est-client.js';
+export { CredentialFiles, CredentialReceiver, DEFAULT_CREDENTIALS_DIR, lookupLinuxUser, type HeldCredential } from './credentials.js';

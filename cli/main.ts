@@ -34,7 +34,8 @@ import { registerCveCommands } from './cve.js';
 import { registerOperatorCommands } from './operator.js';
 import { explainDecision } from './explain.js';
 import { registerDeviceCommands } from './devices.js';
-import { enrollAgent, runAgent } from '../agent/index.js';
+import { registerCredentialCommands } from './credentials.js';
+import { CredentialFiles, DEFAULT_CREDENTIALS_DIR, enrollAgent, runAgent } from '../agent/index.js';
 
 async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
   const ca = await openCa(opts);
@@ -313,6 +314,7 @@ export function buildProgram(): Command {
     });
 
   registerDeviceCommands(program);
+  registerCredentialCommands(program);
 
   const audit = program.command('audit').description('who did what to the fleet, and when');
   withData(audit.command('log'))
@@ -406,13 +408,25 @@ export function buildProgram(): Command {
     .option('--root <dir>', 'filesystem root to collect from (containers, tests)', '/')
     .option('--once', 'collect and publish one report, then exit')
     .option('--print', 'print one report (with the full package list) without publishing')
-    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean }) => {
+    .option('--credentials-dir <dir>', 'where credentials delivered to this device are written (tmpfs)', DEFAULT_CREDENTIALS_DIR)
+    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean; credentialsDir: string }) => {
       const log = agentLog();
-      const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, log });
+      const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, credentialsDir: opts.credentialsDir, log });
       if (!running) return;
       const stop = () => void running.stop().then(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
+    });
+
+  agent
+    .command('credentials')
+    .description('the credentials this device holds: names and versions (never values)')
+    .option('--credentials-dir <dir>', 'credentials folder', DEFAULT_CREDENTIALS_DIR)
+    .option('--json', 'JSON lines')
+    .action((opts: { credentialsDir: string; json?: boolean }) => {
+      const held = new CredentialFiles(resolve(opts.credentialsDir)).list();
+      if (!opts.json) process.stdout.write('NAME\tVERSION\tUSER\n');
+      for (const c of held) process.stdout.write(opts.json ? JSON.stringify(c) + '\n' : `${c.name}\t${c.version}\t${c.linuxUser ?? '-'}\n`);
     });
 
   return program;
@@ -429,7 +443,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError'].includes(err.name));
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'CredentialError'].includes(err.name));
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;
