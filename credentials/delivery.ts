@@ -8,7 +8,7 @@
  */
 import type { Logger } from 'pino';
 import type { CredentialMessage } from '../protocol/index.js';
-import type { CredentialRow, CredentialStore } from '../store/index.js';
+import type { CredentialRow, CredentialStore, ExposureRow } from '../store/index.js';
 import { whyNotEntitled, type DeviceStanding } from './entitlement.js';
 import { encryptForCertificate } from './jwe.js';
 import type { CredentialVault } from './vault.js';
@@ -40,6 +40,8 @@ export class CredentialDelivery {
     private readonly port: DeliveryPort,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** Told the exposures after each piece of work that may have changed them (recommended actions). */
+    private readonly onExposures?: (rows: ExposureRow[]) => void,
   ) {}
 
   /**
@@ -94,7 +96,11 @@ export class CredentialDelivery {
   }
 
   private enqueue(work: () => Promise<void>): Promise<void> {
-    const next = this.queue.then(() => (this.closed ? undefined : work()));
+    const next = this.queue.then(async () => {
+      if (this.closed) return;
+      await work();
+      if (this.onExposures) this.onExposures(await this.store.exposures());
+    });
     this.queue = next.catch((err: Error) => this.log.error({ err: err.message }, 'credentials: delivery failed'));
     return next;
   }

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { TrustSource, WottPlugin } from '../broker/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import { CredentialDelivery, CredentialService, CredentialVault, type DeliveryPort } from '../credentials/index.js';
-import type { FleetService, FleetView } from '../fleet/index.js';
+import type { FleetInsights, FleetService, FleetView } from '../fleet/index.js';
 import { topics, type CredentialMessage } from '../protocol/index.js';
 import { SqliteCredentialStore } from '../store/index.js';
 
@@ -32,7 +32,16 @@ export interface GatewayCredentials {
   close(): Promise<void>;
 }
 
-export function openGatewayCredentials(dataDir: string, passphrase: string | undefined, ca: CertificateAuthority, view: FleetView, fleet: FleetService, log: Logger, options: GatewayCredentialsOptions = {}): GatewayCredentials {
+export function openGatewayCredentials(
+  dataDir: string,
+  passphrase: string | undefined,
+  ca: CertificateAuthority,
+  view: FleetView,
+  fleet: FleetService,
+  insights: FleetInsights,
+  log: Logger,
+  options: GatewayCredentialsOptions = {},
+): GatewayCredentials {
   const store = SqliteCredentialStore.open(dataDir);
   const vault = CredentialVault.open(dataDir, passphrase);
   let broker: Aedes | undefined;
@@ -55,7 +64,7 @@ export function openGatewayCredentials(dataDir: string, passphrase: string | und
     listening: (device) => (listeners.get(device)?.size ?? 0) > 0,
     audit: (entry) => fleet.record(entry),
   };
-  const delivery = new CredentialDelivery(store, vault, port, log);
+  const delivery = new CredentialDelivery(store, vault, port, log, Date.now, (rows) => insights.setCredentialExposures(rows));
   const service = new CredentialService(store, vault, fleet, { ...(options.maxValueBytes ? { maxValueBytes: options.maxValueBytes } : {}), onChange: () => void delivery.reconcile() });
   const stopView = view.onChange((change) => {
     const devices = new Set([...change.devices, ...change.updated, ...change.revoked.map((r) => r.deviceId).filter((d): d is string => d !== null)]);

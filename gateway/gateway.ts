@@ -316,10 +316,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Operators' snooze/ignore decisions on recommended actions (its own small database beside the inventory).
   const actionStore = SqliteActionDecisionStore.open(options.dataDir);
   const fleet = new FleetService(ca, 'gateway', actionStore);
-  const credentials = openGatewayCredentials(options.dataDir, options.passphrase, ca, view, fleet, log, options.credentials);
   // What the API shows of each device beyond the inventory, in memory: fed below by the broker and scoring.
   const insights = new FleetInsights({ initialScore: options.initialScore });
   insights.loadDecisions(await fleet.actionDecisions());
+  const credentials = openGatewayCredentials(options.dataDir, options.passphrase, ca, view, fleet, insights, log, options.credentials);
   /** Why the caller of an HTTPS request is not a service (an operator or service certificate of ours), if it is not. */
   const serviceCaller = (req: IncomingMessage): string | undefined => {
     const socket = req.socket as TLSSocket;

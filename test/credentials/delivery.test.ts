@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { CredentialFiles, CredentialReceiver } from '../../agent/credentials.js';
 import { topics } from '../../protocol/index.js';
 import { tempDir } from '../helpers.js';
+import { api, operatorCredentials } from '../api/helpers.js';
 import { connect, enroll, inbox, serviceCredentials, setScore, subscribeGrant, testGateway, waitFor, type Credentials } from '../mqtt-helpers.js';
 
 const quiet = pino({ level: 'silent' });
@@ -73,6 +74,11 @@ t.test('entitled devices hold the credential; others never see it; trust loss ta
   const shown = await ops.show('db-password');
   t.same(shown?.exposedTo.map((e) => e.device), ['dev-a'], 'flagged as exposed to dev-a');
   t.match(shown?.exposedTo[0]?.reason, /score 0.5 below 0.8/);
+  // …and a recommended action on the device, naming the credential (through the API, as operators see it).
+  const viewer = await operatorCredentials(gw, 'viewer', 'alice');
+  const detail = await api(gw, 'GET', '/devices/dev-a', viewer);
+  t.equal(detail.status, 200, detail.body);
+  t.match(detail.json.actions, [{ id: 'credential:db-password', title: /exposed to this device/, fix: /wott credential rotate db-password/ }]);
 
   // Trusted again: delivered again; rotation: the new version, flag cleared.
   await setScore(gw, scorer, 'dev-a', 0.9);
@@ -82,6 +88,8 @@ t.test('entitled devices hold the credential; others never see it; trust loss ta
   await waitFor(() => ra.files.list()[0]?.version === 2, 'version 2 delivered');
   t.equal(readFileSync(ra.path('db-password'), 'utf8'), secret2);
   t.same((await ops.show('db-password'))?.exposedTo, [], 'rotation clears the flag');
+  await gw.credentialDelivery.delivery.idle();
+  t.notOk((await api(gw, 'GET', '/devices/dev-a', viewer)).json.actions.some((a: { id: string }) => a.id.startsWith('credential:')), 'and the action');
 
   // Tag loss.
   await gw.fleet.setTags('dev-a', ['other']);
