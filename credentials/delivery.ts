@@ -50,14 +50,21 @@ export class CredentialDelivery {
    */
   start(pollMs = 1000, sweepMs = 60_000): void {
     let sinceSweep = 0;
+    let expired = '';
     this.timer = setInterval(() => {
       sinceSweep += pollMs;
-      void this.store.generation().then((g) => {
-        if (g !== this.lastGeneration || sinceSweep >= sweepMs) {
-          sinceSweep = 0;
+      void (async () => {
+        if ((await this.store.generation()) !== this.lastGeneration) return this.reconcile();
+        if (sinceSweep < sweepMs) return;
+        sinceSweep = 0;
+        // A full pass only when the set of expired credentials changed (a pass touches every device).
+        const now = this.now();
+        const names = (await this.store.all()).filter((c) => c.expiresAt !== null && Date.parse(c.expiresAt) <= now).map((c) => c.name).join(',');
+        if (names !== expired) {
+          expired = names;
           return this.reconcile();
         }
-      }).catch((err: Error) => this.log.error({ err: err.message }, 'credentials: poll failed'));
+      })().catch((err: Error) => this.log.error({ err: err.message }, 'credentials: poll failed'));
     }, pollMs);
     this.timer.unref();
   }

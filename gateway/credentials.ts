@@ -17,6 +17,8 @@ export interface GatewayCredentialsOptions {
   maxValueBytes?: number;
   /** How often changes made by other processes (the CLI) are looked for (default 1 s). */
   pollMs?: number;
+  /** How often expired versions are looked for (default 60 s). */
+  sweepMs?: number;
   /** At revocation: how long the session is kept for the agent to acknowledge its withdrawals (default 2 s). */
   withdrawWaitMs?: number;
 }
@@ -96,7 +98,7 @@ export function openGatewayCredentials(
         if (who?.kind === 'device' && unsubs.includes(topics.credentials(who.id))) listeners.get(who.id)?.delete(client);
       });
       b.on('clientDisconnect', forget);
-      delivery.start(options.pollMs ?? 1000);
+      delivery.start(options.pollMs ?? 1000, options.sweepMs ?? 60_000);
       void delivery.reconcile();
     },
     guard(trust) {
