@@ -6,8 +6,9 @@ import { scoringSuite } from './scoring.js';
 import { cveSuite } from './cve.js';
 import { apiSuite } from './api.js';
 import { clusterSuite } from './cluster.js';
+import { credentialsSuite } from './credentials.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite];
+const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, credentialsSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
