@@ -109,7 +109,7 @@ t.test('entitled devices hold the credential; others never see it; trust loss ta
   // The others never received anything on a credentials topic, nor a file.
   t.notOk(existsSync(rb.path('db-password')), 'dev-b (no tag) holds nothing');
   t.notOk(existsSync(rc.path('db-password')), 'dev-c (0.7) holds nothing');
-  for (const got of spies) t.same(got.filter((m) => m.topic.startsWith('wott/v1/credentials/') && m.payload.includes('deliver')), [], 'spies saw no delivery');
+  for (const got of spies) t.same(got.filter((m) => m.topic.startsWith('wott/v1/credentials/')), [], 'spies saw nothing on any credentials topic');
 
   // The audit log records who did what, and never the value.
   const audit = await gw.fleet.auditLog();
