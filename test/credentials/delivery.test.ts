@@ -109,7 +109,12 @@ t.test('entitled devices hold the credential; others never see it; trust loss ta
   // The others never received anything on a credentials topic, nor a file.
   t.notOk(existsSync(rb.path('db-password')), 'dev-b (no tag) holds nothing');
   t.notOk(existsSync(rc.path('db-password')), 'dev-c (0.7) holds nothing');
-  for (const got of spies) t.same(got.filter((m) => m.topic.startsWith('wott/v1/credentials/')), [], 'spies saw nothing on any credentials topic');
+  // (Their own topic carries only their manifests: nothing for them, nothing encrypted.)
+  for (const [i, got] of spies.entries()) {
+    const own = topics.credentials(i === 0 ? 'dev-b' : 'dev-c');
+    t.same(got.filter((m) => m.topic.startsWith('wott/v1/credentials/') && m.topic !== own), [], "spies saw nothing on another device's credentials topic");
+    t.same(got.filter((m) => m.topic === own && !m.payload.includes('"type":"manifest","held":[]')), [], 'and only empty manifests on their own');
+  }
 
   // The audit log records who did what, and never the value.
   const audit = await gw.fleet.auditLog();
