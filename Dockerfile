@@ -19,6 +19,7 @@ COPY mosquitto-compat mosquitto-compat
 COPY gateway gateway
 COPY api api
 COPY trust trust
+COPY credentials credentials
 COPY dashboard dashboard
 COPY cli cli
 COPY bench bench

@@ -10,6 +10,7 @@ import { TpmKey } from './tpm.js';
 import { AgentStore, estServers, type AgentState } from './store.js';
 import { ServerList, splitUrls } from './failover.js';
 import { collectState, readCommandOutputs, realCrypt } from './collectors/index.js';
+import { CredentialFiles, CredentialReceiver, DEFAULT_CREDENTIALS_DIR } from './credentials.js';
 
 export interface EnrollOptions {
   /** The gateway's EST base URL, or several separated by commas (tried in turn when one is unreachable). */
@@ -113,6 +114,8 @@ export interface RunOptions {
   root: string;
   once?: boolean;
   print?: boolean;
+  /** Where delivered credentials are written (default /run/wott/credentials); none received with once/print. */
+  credentialsDir?: string;
   log: Logger;
 }
 
@@ -128,6 +131,7 @@ export function mqttUrls(state: AgentState, mqtt?: string): string[] {
 export interface RunningAgent {
   renewal: RenewalLoop;
   publisher: TelemetryPublisher;
+  credentials: CredentialReceiver;
   stop(): Promise<void>;
 }
 
@@ -160,7 +164,23 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
     return undefined;
   }
   const tpm = state.keyStore === 'tpm' ? tpmKeyFor(state) : undefined;
-  const renewal = new RenewalLoop(store, (identity) => publisher.setIdentity(identity), options.log, tpm && ((csr) => tpm.sign(csr)));
+  const credentials = new CredentialReceiver({
+    urls: mqttUrls(state, options.mqtt),
+    caPem: store.caPem(),
+    device: state.device,
+    identity: store.identity(state),
+    files: new CredentialFiles(options.credentialsDir ?? DEFAULT_CREDENTIALS_DIR),
+    log: options.log,
+  });
+  const renewal = new RenewalLoop(
+    store,
+    (identity) => {
+      publisher.setIdentity(identity);
+      credentials.setIdentity(identity); // the gateway re-encrypts to the new key when the new session subscribes
+    },
+    options.log,
+    tpm && ((csr) => tpm.sign(csr)),
+  );
   renewal.start();
   const tick = () => {
     try {
@@ -174,9 +194,11 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
   return {
     renewal,
     publisher,
+    credentials,
     async stop() {
       clearInterval(timer);
       renewal.stop();
+      await credentials.close();
       await publisher.close();
     },
   };

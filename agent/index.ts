@@ -9,3 +9,4 @@ export { tpmRefresh, tpmKeyFor } from './agent.js';
 export { TpmKey, TpmError, DEFAULT_TPM_HANDLE } from './tpm.js';
 export { simpleEnroll, simpleReenroll, createCsr, tpmHeaders } from './est-client.js';
 export { agentUnit, AGENT_UNIT_DIR } from './systemd.js';
+export { CredentialFiles, CredentialReceiver, DEFAULT_CREDENTIALS_DIR, lookupLinuxUser, type HeldCredential } from './credentials.js';

@@ -9,7 +9,9 @@ import { clusterSuite } from './cluster.js';
 import { dashboardSuite } from './dashboard.js';
 import { storeSuite } from './store.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite];
+import { credentialsSuite } from './credentials.js';
+
+const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -33,6 +33,8 @@ export function namespacePublish(who: Identity, topic: string): NamespaceVerdict
       return deny('only the scoring identity may publish scores');
     case 'events':
       return deny('only the broker publishes behaviour events');
+    case 'credentials':
+      return deny('only the gateway itself publishes credentials');
   }
 }
 
@@ -40,12 +42,15 @@ export function namespacePublish(who: Identity, topic: string): NamespaceVerdict
 export function namespaceSubscribe(who: Identity, filter: string): NamespaceVerdict {
   const touches = isProtocolTopic(filter) || filter === '#' || filter.startsWith('+') || filter === topicFilters.protectedNamespace;
   if (!touches) return NOT_PROTOCOL;
+  if (who.kind === 'service' && parseTopic(filter)?.kind === 'credentials') {
+    return { applies: true, allowed: false, reason: 'credentials are for their device only' };
+  }
   if (who.kind === 'service' && (who.role === 'scoring' || who.role === 'admin' || who.role === 'broker')) {
     return isProtocolTopic(filter) ? { applies: true, allowed: true, reason: `role ${who.role} reads the wott/ namespace` } : NOT_PROTOCOL;
   }
   if (!isProtocolTopic(filter)) return NOT_PROTOCOL; // '#', '+/...': policies decide; deliveries from wott/ are filtered in forward
   const parsed = parseTopic(filter);
-  if (parsed && (parsed.kind === 'scores' || parsed.kind === 'events') && parsed.device === who.id) {
+  if (parsed && (parsed.kind === 'scores' || parsed.kind === 'events' || parsed.kind === 'credentials') && parsed.device === who.id) {
     return { applies: true, allowed: true, reason: `device "${who.id}" reads its own ${parsed.kind}` };
   }
   return { applies: true, allowed: false, reason: `device "${who.id}" may not subscribe to "${filter}" in the wott/ namespace` };
@@ -54,8 +59,10 @@ export function namespaceSubscribe(who: Identity, filter: string): NamespaceVerd
 /** Per-delivery check of wott/ messages (e.g. to a '#' subscriber): a device only ever receives its own score/events. */
 export function namespaceForward(who: Identity, topic: string): NamespaceVerdict {
   if (!isProtocolTopic(topic)) return NOT_PROTOCOL;
-  if (who.kind === 'service') return { applies: true, allowed: true, reason: 'service' };
   const parsed = parseTopic(topic);
+  // Credentials (JWEs to one device) reach that device only: not even a service's wott/# sees them.
+  if (parsed?.kind === 'credentials') return who.kind === 'device' && parsed.device === who.id ? { applies: true, allowed: true, reason: 'own' } : { applies: true, allowed: false, reason: 'private to another party' };
+  if (who.kind === 'service') return { applies: true, allowed: true, reason: 'service' };
   const own = parsed && (parsed.kind === 'scores' || parsed.kind === 'events') && parsed.device === who.id;
   return { applies: true, allowed: Boolean(own), reason: own ? 'own' : 'private to another party' };
 }

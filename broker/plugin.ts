@@ -516,7 +516,7 @@ export class WottPlugin {
     let reason: string;
     let byNamespace = ns.applies;
     if (who.kind === 'device' && isRestricted(this.trust.deviceState(who.id))) {
-      allowed = sub.topic === restrictedTopic(who.id, 'subscribe');
+      allowed = sub.topic === restrictedTopic(who.id, 'subscribe') || sub.topic === topics.credentials(who.id);
       reason = allowed ? '' : `device "${who.id}" is ${this.trust.deviceState(who.id)}: it may only read its own score`;
       byNamespace = true;
     } else if (ns.applies) ({ allowed, reason } = ns);
@@ -534,7 +534,8 @@ export class WottPlugin {
     let allowed: boolean;
     // One state lookup per delivery: it decides both the restriction and the score ceiling.
     const state = who.kind === 'device' ? this.trust.deviceState(who.id) : undefined;
-    if (who.kind === 'device' && isRestricted(state)) allowed = packet.topic === restrictedTopic(who.id, 'subscribe');
+    // A restricted device still hears its own credentials topic: withdrawals must reach it.
+    if (who.kind === 'device' && isRestricted(state)) allowed = packet.topic === restrictedTopic(who.id, 'subscribe') || packet.topic === topics.credentials(who.id);
     else {
       const ns = namespaceForward(who, packet.topic);
       if (ns.applies) allowed = ns.allowed;

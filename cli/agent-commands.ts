@@ -5,7 +5,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { agentUnit, enrollAgent, runAgent } from '../agent/index.js';
+import { agentUnit, CredentialFiles, DEFAULT_CREDENTIALS_DIR, enrollAgent, runAgent } from '../agent/index.js';
 import { durationArg } from './args.js';
 import { cliLogger, withLogFormat, type LogFormat } from './log.js';
 
@@ -46,13 +46,25 @@ export function registerAgentCommands(program: Command): Command {
     .option('--root <dir>', 'filesystem root to collect from (containers, tests)', '/')
     .option('--once', 'collect and publish one report, then exit')
     .option('--print', 'print one report (with the full package list) without publishing')
-    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean; logFormat?: LogFormat }) => {
+    .option('--credentials-dir <dir>', 'where credentials delivered to this device are written (tmpfs)', DEFAULT_CREDENTIALS_DIR)
+    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean; credentialsDir: string; logFormat?: LogFormat }) => {
       const log = await agentLog(opts.logFormat);
-      const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, log });
+      const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, credentialsDir: opts.credentialsDir, log });
       if (!running) return;
       const stop = () => void running.stop().then(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
+    });
+
+  agent
+    .command('credentials')
+    .description('the credentials this device holds: names and versions (never values)')
+    .option('--credentials-dir <dir>', 'credentials folder', DEFAULT_CREDENTIALS_DIR)
+    .option('--json', 'JSON lines')
+    .action((opts: { credentialsDir: string; json?: boolean }) => {
+      const held = new CredentialFiles(resolve(opts.credentialsDir)).list();
+      if (!opts.json) process.stdout.write('NAME\tVERSION\tUSER\n');
+      for (const c of held) process.stdout.write(opts.json ? JSON.stringify(c) + '\n' : `${c.name}\t${c.version}\t${c.linuxUser ?? '-'}\n`);
     });
 
   agent

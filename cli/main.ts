@@ -39,6 +39,7 @@ import { explainDecision } from './explain.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerAgentCommands } from './agent-commands.js';
 import { VERSION } from './version.js';
+import { registerCredentialCommands } from './credentials.js';
 
 async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T, create = false): Promise<T> {
   const ca = await openCa(opts, { create });
@@ -345,6 +346,7 @@ export function buildProgram(): Command {
     });
 
   registerDeviceCommands(program);
+  registerCredentialCommands(program);
 
   const audit = program.command('audit').description('who did what to the fleet, and when');
   withData(audit.command('log'))
@@ -413,7 +415,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'DataFolderError', 'NoCaError', 'MosquittoFolderError'].includes(err.name));
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'DataFolderError', 'NoCaError', 'MosquittoFolderError', 'CredentialError'].includes(err.name));
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;

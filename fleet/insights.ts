@@ -48,6 +48,8 @@ export class FleetInsights {
   private readonly reports = new Map<string, number>();
   private readonly events = new Map<string, BehaviourEvent[]>();
   private readonly decisions = new Map<string, Map<string, ActionDecisionRow>>();
+  /** Device → credentials it held and then lost trust for (issue 17): each one a "rotate it" action. */
+  private credentialExposures = new Map<string, Array<{ name: string; reason: string }>>();
   private broker?: BrokerFacts;
   private historySource?: (device: string, options: { limit: number }) => Promise<HistoryRow[]>;
 
@@ -68,6 +70,17 @@ export class FleetInsights {
   /** A score message as the broker routed it (already validated by the caller). */
   onScore(message: ScoreMessage): void {
     this.scores.set(message.device, { score: message.score, time: message.time, modelVersion: message.modelVersion, factors: message.factors });
+  }
+
+  /** Replaces the credential exposures (the credential store's, after each change). */
+  setCredentialExposures(rows: ReadonlyArray<{ name: string; device: string; reason: string }>): void {
+    const next = new Map<string, Array<{ name: string; reason: string }>>();
+    for (const r of rows) {
+      let list = next.get(r.device);
+      if (!list) next.set(r.device, (list = []));
+      list.push({ name: r.name, reason: r.reason });
+    }
+    this.credentialExposures = next;
   }
 
   onFindings(device: string, findings: readonly StoredFinding[]): void {
@@ -208,6 +221,10 @@ export class FleetInsights {
   }
 
   private eachAction(device: string, visit: (id: string, title: string, fix: string, cost: number) => void): void {
+    // Not a cost to this device's score, but the operator's move: the device held the secret when it lost trust.
+    for (const e of this.credentialExposures.get(device) ?? []) {
+      visit(`credential:${e.name}`, `credential ${e.name} was exposed to this device, which lost trust (${e.reason})`, `wott credential rotate ${e.name} --from-file NEW-VALUE`, 0);
+    }
     const factors = this.scores.get(device)?.factors;
     const findings = this.findingsOf.get(device)?.findings;
     let cveCost = 0;

@@ -41,6 +41,8 @@ import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLi
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
 import { openSelectedActionStore, openSelectedInventory, openSelectedSessionStore, type StoreSelection } from '../store/index.js';
 import ms from 'ms';
+import { openGatewayCredentials, type GatewayCredentials, type GatewayCredentialsOptions } from './credentials.js';
+import type { CredentialService } from '../credentials/index.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -84,6 +86,8 @@ export interface GatewayOptions {
   api?: GatewayApiOptions;
   /** One node of a cluster: Aedes on Redis, scoring on the lease holder only (the `cluster:` config section). */
   cluster?: GatewayClusterOptions;
+  /** Credential delivery (issue 17): value bound, polling. */
+  credentials?: GatewayCredentialsOptions;
 }
 
 export interface GatewayClusterOptions {
@@ -143,6 +147,10 @@ export interface Gateway {
   fleet: FleetService;
   /** The in-memory read model of the fleet the broker and scoring use. */
   view: FleetView;
+  /** Operators' credential use cases (`credentials.as(actor)` for someone else); values are write-only. */
+  credentials: CredentialService;
+  /** Credential delivery internals (tests, diagnostics). */
+  credentialDelivery: GatewayCredentials;
   /** Trust for services: the latest score message per device and the trust events of the API's stream. */
   trust: TrustCache;
   broker: Aedes;
@@ -326,6 +334,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // What the API shows of each device beyond the inventory, in memory: fed below by the broker and scoring.
   const insights = new FleetInsights({ initialScore: options.initialScore });
   insights.loadDecisions(await fleet.actionDecisions());
+  const credentials = openGatewayCredentials(options.dataDir, options.passphrase, ca, view, fleet, insights, log, options.credentials);
   /** Why the caller of an HTTPS request is not a service (an operator or service certificate of ours), if it is not. */
   const serviceCaller = (req: IncomingMessage): string | undefined => {
     const socket = req.socket as TLSSocket;
@@ -441,7 +450,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onDowngrade: options.onDowngrade,
     eventIntervalMs: options.eventIntervalMs,
     ...(options.cluster ? { nodeId: options.cluster.nodeId } : {}),
-    trust: fleetTrustSource(view),
+    trust: credentials.guard(fleetTrustSource(view)),
     ...(options.limits ? { limits: options.limits } : {}),
     log,
     metrics,
@@ -453,6 +462,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(clusterParts && options.cluster ? { mq: clusterParts.mq, persistence: clusterParts.persistence, id: options.cluster.nodeId } : {}),
   });
   await plugin.attach(broker);
+  credentials.attach(broker, plugin);
   insights.setBroker({
     effectiveScore: (device) => plugin.effectiveScore(device),
     sessionsOf: (device) => plugin.sessionsOf(device),
@@ -590,6 +600,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ca,
     fleet,
     view,
+    credentials: credentials.service,
+    credentialDelivery: credentials,
     trust,
     broker,
     plugin,
@@ -622,6 +634,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   async function shutdown(): Promise<void> {
+    await credentials.close(); // first: no delivery runs into a closing broker
     clearInterval(crlTimer);
     clearInterval(insightsPrune);
     unclaimedSweeper.close();

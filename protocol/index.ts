@@ -13,3 +13,4 @@ export * from './api.js';
 export * from './fleet-api.js';
 export * from './trust-api.js';
 export * from './fleet-events.js';
+export * from './credentials.js';

@@ -8,7 +8,7 @@ export const PROTOCOL_VERSION = 'v1';
 export const NAMESPACE = 'wott';
 export const TOPIC_ROOT = `${NAMESPACE}/${PROTOCOL_VERSION}`;
 
-export type TopicKind = 'telemetry' | 'events' | 'reports' | 'scores';
+export type TopicKind = 'telemetry' | 'events' | 'reports' | 'scores' | 'credentials';
 
 export const topics = {
   /** Agent state reports; only `device` may publish here. */
@@ -20,6 +20,8 @@ export const topics = {
     `${TOPIC_ROOT}/reports/${assertDeviceId(reporter)}/${assertDeviceId(subject)}`,
   /** Retained Trust Scores; only the scoring identity publishes here. */
   scores: (device: string) => `${TOPIC_ROOT}/scores/${assertDeviceId(device)}`,
+  /** Credentials for one device (JWE to its key); only the gateway itself publishes, only `device` reads. */
+  credentials: (device: string) => `${TOPIC_ROOT}/credentials/${assertDeviceId(device)}`,
 } as const;
 
 /** Subscription filters used by the consumers of each stream. */
@@ -40,7 +42,7 @@ export const deviceFilters = {
 } as const;
 
 export type ParsedTopic =
-  | { kind: 'telemetry' | 'events' | 'scores'; device: string }
+  | { kind: 'telemetry' | 'events' | 'scores' | 'credentials'; device: string }
   | { kind: 'reports'; reporter: string; subject: string };
 
 /** Parses a concrete wott/v1 topic; undefined for anything else (including malformed ids). */
@@ -48,7 +50,7 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   if (!topic.startsWith(TOPIC_ROOT + '/')) return undefined;
   const parts = topic.slice(TOPIC_ROOT.length + 1).split('/');
   const [kind, a, b] = parts;
-  if ((kind === 'telemetry' || kind === 'events' || kind === 'scores') && parts.length === 2 && isDeviceId(a)) {
+  if ((kind === 'telemetry' || kind === 'events' || kind === 'scores' || kind === 'credentials') && parts.length === 2 && isDeviceId(a)) {
     return { kind, device: a };
   }
   if (kind === 'reports' && parts.length === 3 && isDeviceId(a) && isDeviceId(b)) {

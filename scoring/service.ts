@@ -125,6 +125,7 @@ export class ScoringService {
         result = engine.ingestReport(parsed.reporter, parsed.subject, payload);
         break;
       case 'scores':
+      case 'credentials':
         return;
     }
     if (!result.accepted) {

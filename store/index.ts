@@ -46,3 +46,5 @@ export {
 } from './select.js';
 export { importSqliteData, type ImportCounts } from './postgres/import.js';
 export { StoreUnavailableError } from './errors.js';
+export type { CredentialRow, CredentialStore, DeliveryRow, ExposureRow } from './credentials.js';
+export { SqliteCredentialStore } from './sqlite/credentials.js';

@@ -1,0 +1,143 @@
+/**
+ * The gateway's side of credential delivery (issue 17): the credential store and key, the operators' service, and
+ * the delivery following the broker (who listens on its credentials topic, scores) and the fleet view (tags,
+ * states, certificates). Credentials are published by the broker itself (no client may publish there).
+ */
+import type { Aedes, Client } from 'aedes';
+import type { Logger } from 'pino';
+import type { TrustSource, WottPlugin } from '../broker/index.js';
+import type { CertificateAuthority } from '../ca/index.js';
+import { CredentialDelivery, CredentialService, CredentialVault, type DeliveryPort } from '../credentials/index.js';
+import type { FleetInsights, FleetService, FleetView } from '../fleet/index.js';
+import { topics, type CredentialMessage } from '../protocol/index.js';
+import { SqliteCredentialStore } from '../store/index.js';
+
+export interface GatewayCredentialsOptions {
+  /** Largest value accepted (default credentials/service.ts DEFAULT_MAX_VALUE_BYTES, 64 KiB). */
+  maxValueBytes?: number;
+  /** How often changes made by other processes (the CLI) are looked for (default 1 s). */
+  pollMs?: number;
+  /** How often expired versions are looked for (default 60 s). */
+  sweepMs?: number;
+  /** At revocation: how long the session is kept for the agent to acknowledge its withdrawals (default 2 s). */
+  withdrawWaitMs?: number;
+}
+
+export interface GatewayCredentials {
+  service: CredentialService;
+  delivery: CredentialDelivery;
+  store: SqliteCredentialStore;
+  /** Starts following the broker once it exists. */
+  attach(broker: Aedes, plugin: WottPlugin): void;
+  /** The broker's trust source, holding back the session kick of a revoked device until its credentials are withdrawn. */
+  guard(trust: TrustSource): TrustSource;
+  close(): Promise<void>;
+}
+
+export function openGatewayCredentials(
+  dataDir: string,
+  passphrase: string | undefined,
+  ca: CertificateAuthority,
+  view: FleetView,
+  fleet: FleetService,
+  insights: FleetInsights,
+  log: Logger,
+  options: GatewayCredentialsOptions = {},
+): GatewayCredentials {
+  const store = SqliteCredentialStore.open(dataDir);
+  const vault = CredentialVault.open(dataDir, passphrase);
+  let broker: Aedes | undefined;
+  let plugin: WottPlugin | undefined;
+  /** Device id → its clients subscribed to its credentials topic. */
+  const listeners = new Map<string, Set<Client>>();
+  const port: DeliveryPort = {
+    send: (device, message: CredentialMessage) =>
+      new Promise((resolve, reject) => {
+        if (!broker || broker.closed) return resolve();
+        broker.publish({ cmd: 'publish', topic: topics.credentials(device), payload: Buffer.from(JSON.stringify(message)), qos: 1, retain: false, dup: false }, (err) => (err ? reject(err) : resolve()));
+      }),
+    standing: (device) => {
+      const facts = view.device(device);
+      if (!facts || !plugin) return undefined;
+      return { state: facts.state, tags: facts.tags, score: plugin.effectiveScore(device), ...(facts.certificate ? { serial: facts.certificate.serial } : {}) };
+    },
+    devices: () => [...view.allDevices()].map((d) => d.id),
+    certificate: async (device, serial) => (await ca.inventory.certificates({ deviceId: device, status: 'active' })).find((c) => c.serial === serial)?.der,
+    listening: (device) => (listeners.get(device)?.size ?? 0) > 0,
+    audit: (entry) => fleet.record(entry),
+  };
+  const delivery = new CredentialDelivery(store, vault, port, log, Date.now, (rows) => insights.setCredentialExposures(rows));
+  const service = new CredentialService(store, vault, fleet, { ...(options.maxValueBytes ? { maxValueBytes: options.maxValueBytes } : {}), onChange: () => void delivery.reconcile() });
+  const stopView = view.onChange((change) => {
+    const devices = new Set([...change.devices, ...change.updated, ...change.revoked.map((r) => r.deviceId).filter((d): d is string => d !== null)]);
+    if (devices.size) void delivery.reconcile(devices);
+  });
+  const forget = (client: Client) => {
+    for (const [device, set] of listeners) if (set.delete(client) && set.size === 0) listeners.delete(device);
+  };
+  return {
+    service,
+    delivery,
+    store,
+    attach(b, p) {
+      broker = b;
+      plugin = p;
+      p.onScore((message) => void delivery.reconcile([message.device]));
+      b.on('subscribe', (subs, client) => {
+        const who = client && p.identityOf(client);
+        if (!who || who.kind !== 'device') return;
+        const own = topics.credentials(who.id);
+        if (!subs.some((s) => s.topic === own && (s.qos as number) !== 128)) return;
+        let set = listeners.get(who.id);
+        if (!set) listeners.set(who.id, (set = new Set()));
+        set.add(client);
+        void delivery.listening(who.id);
+      });
+      b.on('unsubscribe', (unsubs, client) => {
+        const who = client && p.identityOf(client);
+        if (who?.kind === 'device' && unsubs.includes(topics.credentials(who.id))) listeners.get(who.id)?.delete(client);
+      });
+      b.on('clientDisconnect', forget);
+      delivery.start(options.pollMs ?? 1000, options.sweepMs ?? 60_000);
+      void delivery.reconcile();
+    },
+    guard(trust) {
+      return {
+        ...trust,
+        onChange(listener) {
+          trust.onChange((devices) => {
+            const revoked = devices.filter((d) => view.deviceState(d) === 'revoked' && port.listening(d));
+            if (!revoked.length || !broker) return listener(devices);
+            // The session of a revoked device is closed by `listener`: first tell its agent to delete what it holds,
+            // and give it a moment to acknowledge (bounded: revocation is never held up for long).
+            const b = broker;
+            const acked = new Promise<void>((resolve) => {
+              const waiting = new Set(revoked);
+              const timer = setTimeout(done, options.withdrawWaitMs ?? 2000);
+              function onAck(packet: { topic?: string } | undefined, client: Client) {
+                const who = plugin?.identityOf(client);
+                if (who && packet?.topic === topics.credentials(who.id)) waiting.delete(who.id);
+                if (waiting.size === 0) done();
+              }
+              function done() {
+                clearTimeout(timer);
+                b.off('ack', onAck as never);
+                resolve();
+              }
+              b.on('ack', onAck as never);
+            });
+            void Promise.all(revoked.map((d) => delivery.withdrawAll(d, 'device revoked')))
+              .then(() => acked)
+              .finally(() => listener(devices));
+          });
+        },
+      };
+    },
+    async close() {
+      stopView();
+      delivery.close();
+      await delivery.idle();
+      await store.close();
+    },
+  };
+}
