@@ -55,6 +55,7 @@ const NO_DATA = [
   'agent enroll', // the agent's own --dir
   'agent run',
   'agent service', // prints the systemd unit of this install
+  'agent credentials', // the agent's own --credentials-dir
   'cluster status', // reads Redis, named by the config's cluster: section
   'store migrate', // its own --from sqlite:DIR (read only) and --to postgres://
 ];
@@ -69,6 +70,8 @@ function sampleArgs(words: string[], cmd: Command, scratch: string): string[] {
     '--mqtt': 'mqtts://127.0.0.1:1',
     '--topic': 'a/b',
     '--set': 'x',
+    '--tags': 'db',
+    '--min-score': '0.8',
   };
   const args: string[] = [];
   for (const o of cmd.options as Option[]) {
