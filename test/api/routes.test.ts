@@ -60,6 +60,8 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   await check('POST /devices/{id}/actions/{action}/snooze', 'POST', '/devices/audit-a/actions/firewall/snooze', { ...operator, body: { duration: '24h' } }, 'cert:operator:olga', 'action.snooze');
   await check('POST /devices/{id}/actions/{action}/ignore', 'POST', '/devices/audit-a/actions/firewall/ignore', { cookie: session.cookie, csrf: session.csrf, body: {} }, 'session:operator:sam', 'action.ignore');
   await check('DELETE /devices/{id}/actions/{action}', 'DELETE', '/devices/audit-a/actions/firewall', operator, 'cert:operator:olga', 'action.unignore');
+  const bulk = await check('POST /devices/actions', 'POST', '/devices/actions', { ...operator, body: { ids: ['audit-a'], action: 'tag', tags: ['bulk'] } }, 'cert:operator:olga', 'device.tag');
+  t.match(bulk.json, { succeeded: 1, failed: 0 }, 'bulk: one device tagged');
   const token = await check('POST /tokens', 'POST', '/tokens', { ...operator, body: { device: 'audit-new', ttlSeconds: 600 } }, 'cert:operator:olga', 'token.create');
   t.match(token.json, { device: 'audit-new', token: /^[A-Za-z0-9_-]{20,}$/, rootFingerprint: gw.ca.material.root.fingerprint256 });
   t.notOk(JSON.stringify(gw.ca.inventory.auditEntries()).includes(token.json.token), 'the token is not in the audit log');

@@ -72,6 +72,7 @@ function sampleArgs(words: string[], cmd: Command, scratch: string): string[] {
     '--set': 'x',
     '--tags': 'db',
     '--min-score': '0.8',
+    '--feed': 'osv',
   };
   const args: string[] = [];
   for (const o of cmd.options as Option[]) {
