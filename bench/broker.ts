@@ -58,7 +58,7 @@ function median(values: number[]): number {
 
 // ------------------------------------------------------------------ load generator (worker thread)
 
-interface LoadSpec {
+export interface LoadSpec {
   role: 'wott-bench-load';
   port: number;
   ca: string;
@@ -148,7 +148,7 @@ if (!isMainThread && (workerData as { role?: string } | null)?.role === 'wott-be
 }
 
 /** How busy the broker was while the worker measured: its event loop (in-process) or its CPU time (mosquitto). */
-interface BusyProbe {
+export interface BusyProbe {
   start(): void;
   stop(): number;
 }
@@ -172,14 +172,14 @@ function processCpuProbe(pid: number): BusyProbe {
   };
 }
 
-interface LoadOutcome {
+export interface LoadOutcome {
   rate: number;
   lost: number;
   brokerBusy: number;
   clientBusy: number;
 }
 
-function runLoad(spec: Omit<LoadSpec, 'role'>, probe: BusyProbe): Promise<LoadOutcome> {
+export function runLoad(spec: Omit<LoadSpec, 'role'>, probe: BusyProbe): Promise<LoadOutcome> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL(import.meta.url), { workerData: { role: 'wott-bench-load', ...spec } satisfies LoadSpec });
     let brokerBusy = 0;

@@ -7,7 +7,10 @@
  *     (the message crosses Redis): p50 / p99. Goal: cross-node p99 <= 10 ms.
  *  3. Revocation through node A -> the session held by node B is closed: p99. Goal: <= 1 s.
  *
- * Not measured here (yet): enrollments on PostgreSQL, `--workers`.
+ *  4. `wott gateway --workers 2` against `--workers 1` (both on Redis): 10 publishers -> 10 subscribers at QoS 0,
+ *     the load generator in a worker thread of this process, messages delivered per second.
+ *
+ * Enrollments on PostgreSQL against SQLite: `npm run bench -- store`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +19,11 @@ import { performance } from 'node:perf_hooks';
 import type mqtt from 'mqtt';
 import { pino } from 'pino';
 import { startGateway, type Gateway, type GatewayOptions } from '../gateway/index.js';
-import { connectTo, enrollDevice } from './broker.js';
+import { connectTo, enrollDevice, runLoad, type Creds } from './broker.js';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { CertificateAuthority } from '../ca/index.js';
+import { fileURLToPath } from 'node:url';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
 import { redisServer } from './servers.js';
 
@@ -91,6 +98,64 @@ async function pair(pubNode: Gateway, subNode: Gateway, tag: string): Promise<{ 
   const sub = await connectTo(subNode.mqttPort, caOf(subNode), await enrollDevice(subNode, `${tag}-sub`));
   await sub.subscribeAsync('bench/#', { qos: 0 });
   return { pub, sub };
+}
+
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+/** `wott gateway --workers N` as a process; resolves when every worker listens, with the shared MQTT port. */
+async function gatewayWithWorkers(dir: string, redis: string, workers: number): Promise<{ mqttPort: number; stop(): Promise<void> }> {
+  const config = join(dir, 'wott.yaml');
+  writeFileSync(config, `cluster:\n  redis: ${redis}\n  node: bench${workers}\npolicies:\n  - { topic: "weather/#", publish: 0.4, subscribe: 0.4 }\n`);
+  const child = spawn(process.execPath, [CLI, 'gateway', '--data', join(dir, 'data'), '--config', config, '--workers', String(workers), '--https-port', '0', '--mqtt-port', '0', '--log-format', 'json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
+  return new Promise((resolve, reject) => {
+    let listening = 0;
+    let buffer = '';
+    const timer = setTimeout(() => void stop().then(() => reject(new Error(`--workers ${workers}: not listening within 60 s`))), 60_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const m = /"mqtt":(\d+)/.exec(line);
+        if (m && line.includes('gateway listening') && ++listening === workers) {
+          clearTimeout(timer);
+          resolve({ mqttPort: Number(m[1]), stop });
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`--workers ${workers} exited (${code})`)));
+  });
+}
+
+async function workersRate(dir: string, redis: string, workers: number, durationMs: number): Promise<number> {
+  const gw = await gatewayWithWorkers(dir, redis, workers);
+  try {
+    const ca = await CertificateAuthority.open({ dataDir: join(dir, 'data'), create: false });
+    let creds: Creds[];
+    let caPem: string;
+    try {
+      const asGateway = { ca } as unknown as Gateway;
+      creds = [];
+      for (let i = 0; i < 20; i++) creds.push(await enrollDevice(asGateway, `w${workers}-${i}`));
+      caPem = ca.caCertificates().map((c) => c.toString()).join('');
+    } finally {
+      await ca.close();
+    }
+    const idle = { start() {}, stop: () => 0 };
+    const outcome = await runLoad({ port: gw.mqttPort, ca: caPem, pubs: creds.slice(0, 10), subs: creds.slice(10), qos: 0, warmupMs: 1000, durationMs }, idle);
+    return outcome.rate;
+  } finally {
+    await gw.stop();
+  }
 }
 
 export const clusterSuite: Suite = {
@@ -168,6 +233,19 @@ export const clusterSuite: Suite = {
       );
       const revP99 = percentile(revocations, 99);
       result.goals.push({ name: 'cross-node revocation p99 <= 1 s', met: revP99 <= 1000, detail: `${revP99.toFixed(0)} ms over ${trials} trials` });
+
+      // --workers: processes of their own (node:cluster shares the ports), one after the other.
+      const one: number[] = [];
+      const two: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        one.push(await workersRate(mkdtempSync(join(dir, 'w1-')), redis.url, 1, seconds));
+        two.push(await workersRate(mkdtempSync(join(dir, 'w2-')), redis.url, 2, seconds));
+      }
+      result.measurements.push(
+        { name: 'gateway --workers 1, delivered QoS 0 (10 -> 10)', value: median(one), unit: 'msg/s', baseline: true },
+        { name: 'gateway --workers 2, delivered QoS 0 (10 -> 10)', value: median(two), unit: 'msg/s' },
+      );
+      ratio(result, '--workers 2 vs --workers 1', 'gateway --workers 2, delivered QoS 0 (10 -> 10)', 'gateway --workers 1, delivered QoS 0 (10 -> 10)');
     } finally {
       for (const step of cleanup) await step();
     }
