@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import type { TLSSocket } from 'node:tls';
-import { eventsStreamQuerySchema, FLEET_EVENTS_PATHS, normalizeSerial } from '../protocol/index.js';
+import { eventsStreamQuerySchema, FLEET_EVENTS_PATHS, FLEET_STREAM_EVENT_SPECS, normalizeSerial } from '../protocol/index.js';
 import { DEFAULT_EVENT_STREAM_LIMITS, FleetEventStreams, parseFleetEventId } from './events-stream.js';
 import { FleetRefusal } from './fleet-port.js';
 import type { ApiDeps, RouteContext, RouteSpec } from './routes.js';
@@ -29,6 +29,8 @@ export const EVENT_ROUTES: RouteSpec[] = [
     access: { role: 'viewer' },
     query: eventsStreamQuerySchema,
     response: z.string().describe('text/event-stream: events ready, fleet, reset'),
+    // An event stream: documented as text/event-stream, and ended at once when the caller's credential ends.
+    events: FLEET_STREAM_EVENT_SPECS,
     handler: async ({ reply, query, caller, deps }: RouteContext<unknown, { backlog: number }, unknown>) => {
       const header = reply.request.headers['last-event-id'];
       const resume = typeof header === 'string' && header !== '' ? parseFleetEventId(header) : undefined;

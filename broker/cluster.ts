@@ -33,7 +33,7 @@ export function redisConnectionOptions(url: string): Record<string, unknown> {
   try {
     parsed = new URL(url);
   } catch {
-    throw new Error(`cluster.redis: not a URL: ${JSON.stringify(url)}`);
+    throw new Error("cluster.redis: not a URL (it is not repeated here: it may hold a password)");
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new Error('cluster.redis: expected redis:// or rediss://');
   const db = parsed.pathname.replace(/^\//, '');

@@ -1,9 +1,8 @@
 /** Options and settings several commands share. */
 import { InvalidArgumentError, type Command } from 'commander';
 import { dirname, resolve } from 'node:path';
-import { CertificateAuthority } from '../ca/index.js';
+import { caExists, CertificateAuthority } from '../ca/index.js';
 import { existsSync } from 'node:fs';
-import { caExists } from '../ca/setup.js';
 import { scoringPaths } from '../scoring/index.js';
 import { loadConfig } from './config.js';
 import { openSelectedInventory } from '../store/index.js';

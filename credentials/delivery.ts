@@ -28,11 +28,20 @@ export interface DeliveryPort {
   audit(entry: { action: string; device: string; target: string; outcome: 'ok' | 'refused'; detail: string }): Promise<void>;
 }
 
+/** At most one full sync per device this often, however often it subscribes. */
+const FULL_SYNC_INTERVAL_MS = 1000;
+
 export class CredentialDelivery {
   private queue: Promise<void> = Promise.resolve();
   private timer?: NodeJS.Timeout;
   private lastGeneration = -1;
   private closed = false;
+  /** A full pass queued and not started yet: another request joins it (a busy queue must not pile up passes). */
+  private pendingAll: Promise<void> | undefined;
+  /** Per device: a queued full sync not started yet, and when the last one ran (a device that subscribes in a loop
+   *  gets at most one sync a second, not one per SUBSCRIBE). Keys are devices of ours that connected. */
+  private readonly pendingFull = new Map<string, Promise<void>>();
+  private readonly lastFull = new Map<string, number>();
 
   constructor(
     private readonly store: CredentialStore,
@@ -72,17 +81,32 @@ export class CredentialDelivery {
   /** Brings `devices` (default: all) in line; resolves when done. */
   reconcile(devices?: Iterable<string>): Promise<void> {
     const list = devices ? [...devices] : undefined;
-    return this.enqueue(async () => {
+    if (!list && this.pendingAll) return this.pendingAll;
+    const work = this.enqueue(async () => {
+      if (!list) this.pendingAll = undefined;
       this.lastGeneration = await this.store.generation();
       const credentials = await this.store.all();
       const targets = new Set(list ?? [...this.port.devices(), ...(await this.store.deliveries()).map((d) => d.device)]);
       for (const device of targets) await this.syncDevice(device, credentials, false);
     });
+    if (!list) this.pendingAll = work;
+    return work;
   }
 
   /** The device (re)subscribed: send it everything it should hold, then the manifest. */
   listening(device: string): Promise<void> {
-    return this.enqueue(async () => this.syncDevice(device, await this.store.all(), true));
+    const pending = this.pendingFull.get(device);
+    if (pending) return pending;
+    const wait = Math.max(0, (this.lastFull.get(device) ?? -Infinity) + FULL_SYNC_INTERVAL_MS - this.now());
+    const work = new Promise<void>((resolve) => (wait > 0 ? setTimeout(resolve, wait).unref() : resolve())).then(() =>
+      this.enqueue(async () => {
+        this.pendingFull.delete(device);
+        this.lastFull.set(device, this.now());
+        await this.syncDevice(device, await this.store.all(), true);
+      }),
+    );
+    this.pendingFull.set(device, work);
+    return work;
   }
 
   /** Withdraws everything `device` holds now (before its session is closed, e.g. at revocation). */
@@ -125,8 +149,9 @@ export class CredentialDelivery {
         manifest.push({ name: credential.name, version: credential.version });
         const serial = standing?.serial;
         if (!listening || !serial) continue;
-        if (!full && had && had.version === credential.version && had.serial === serial) continue;
-        await this.deliver(device, serial, credential);
+        const same = !!had && had.version === credential.version && had.serial === serial;
+        if (!full && same) continue;
+        await this.deliver(device, serial, credential, same);
       } else if (had) {
         await this.withdraw(device, credential.name, had.version, why, true);
       }
@@ -136,7 +161,8 @@ export class CredentialDelivery {
     if (full && listening) await this.port.send(device, { type: 'manifest', held: manifest });
   }
 
-  private async deliver(device: string, serial: string, credential: CredentialRow): Promise<void> {
+  /** `resend`: the device already holds this version for this certificate (it subscribed again): not audited again. */
+  private async deliver(device: string, serial: string, credential: CredentialRow, resend = false): Promise<void> {
     const cert = await this.port.certificate(device, serial);
     if (!cert) {
       this.log.warn({ device, serial }, 'credentials: no certificate to encrypt to');
@@ -147,6 +173,7 @@ export class CredentialDelivery {
     value.fill(0);
     await this.port.send(device, { type: 'deliver', name: credential.name, version: credential.version, linuxUser: credential.linuxUser, serial, jwe });
     await this.store.recordDelivery({ device, name: credential.name, version: credential.version, serial, time: new Date(this.now()).toISOString() });
+    if (resend) return void this.log.debug({ device, credential: credential.name, version: credential.version }, 'credential sent again');
     await this.port.audit({ action: 'credential.deliver', device, target: `credential:${credential.name}`, outcome: 'ok', detail: `version ${credential.version} to certificate ${serial}` });
     this.log.info({ device, credential: credential.name, version: credential.version }, 'credential delivered');
   }

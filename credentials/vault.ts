@@ -5,7 +5,7 @@
  * Node's crypto is used directly: GCM with a random IV and a tag is a few lines, and no library would add to it.
  */
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../lib/atomic-file.js';
@@ -53,8 +53,18 @@ export class CredentialVault {
       } else {
         file = { format: FORMAT, key: key.toString('base64') };
       }
-      // 'wx'-like safety comes from writeFileAtomic's exclusive temp file; the key is never world-readable.
-      writeFileAtomic(path, JSON.stringify(file) + '\n', PRIVATE_KEY_MODE);
+      // Written whole under a temporary name, then linked into place: a link never replaces an existing file, so
+      // when several processes start at once (`wott gateway --workers`), one key wins and the others read it.
+      const tmp = `${path}.${randomBytes(6).toString('hex')}.new`;
+      writeFileAtomic(tmp, JSON.stringify(file) + '\n', PRIVATE_KEY_MODE);
+      try {
+        linkSync(tmp, path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        return CredentialVault.open(dataDir, passphrase); // another process made it first: use that one
+      } finally {
+        rmSync(tmp, { force: true });
+      }
       return new CredentialVault(key);
     }
     let parsed: z.infer<typeof keyFileSchema>;

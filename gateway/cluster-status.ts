@@ -3,6 +3,7 @@
  * record in Redis (`wott:node:ID`, refreshed every second, gone 5 s after the node stops refreshing it).
  */
 import { Redis } from 'ioredis';
+import { leaseKey } from './leader.js';
 
 export interface NodeFacts {
   node: string;
@@ -28,7 +29,7 @@ export interface ClusterStatus {
 }
 
 const NODE_PREFIX = 'wott:node:';
-const SCORING_LEASE = 'wott:lease:scoring';
+const SCORING_LEASE = leaseKey('scoring');
 
 /** Keeps this node's record fresh until closed. */
 export class NodeRecord {

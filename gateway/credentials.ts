@@ -109,7 +109,7 @@ export function openGatewayCredentials(
             const revoked = devices.filter((d) => view.deviceState(d) === 'revoked' && port.listening(d));
             if (!revoked.length || !broker) return listener(devices);
             // The session of a revoked device is closed by `listener`: first tell its agent to delete what it holds,
-            // and give it a moment to acknowledge (bounded: revocation is never held up for long).
+            // and give it a moment to acknowledge (bounded as a whole, queue included: revocation is held up 2 s at most).
             const b = broker;
             const acked = new Promise<void>((resolve) => {
               const waiting = new Set(revoked);
@@ -126,9 +126,9 @@ export function openGatewayCredentials(
               }
               b.on('ack', onAck as never);
             });
-            void Promise.all(revoked.map((d) => delivery.withdrawAll(d, 'device revoked')))
-              .then(() => acked)
-              .finally(() => listener(devices));
+            // Bounded as a whole: the withdrawals wait in the delivery queue, which may be busy.
+            const deadline = new Promise<void>((resolve) => setTimeout(resolve, options.withdrawWaitMs ?? 2000).unref());
+            void Promise.race([Promise.all(revoked.map((d) => delivery.withdrawAll(d, 'device revoked'))).then(() => acked), deadline]).finally(() => listener(devices));
           });
         },
       };

@@ -25,7 +25,7 @@ import { createMetrics, registerScoringMetrics } from './metrics.js';
 import { Lease } from './leader.js';
 import { NodeRecord } from './cluster-status.js';
 import { hostname } from 'node:os';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -184,8 +184,12 @@ async function serverCredentials(ca: CertificateAuthority, dataDir: string, host
       const san = cert.subjectAltName ?? '';
       const covers = hosts.every((h) => san.includes(`:${h}`));
       const signedByUs = cert.checkIssued(ca.material.intermediate) && cert.verify(ca.material.intermediate.publicKey);
-      if (covers && signedByUs && to - Date.now() > (to - from) / 3) {
-        return { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8') };
+      const key = readFileSync(keyPath, 'utf8');
+      // Written as two files: a key from one writer beside another's certificate (workers starting together) would
+      // make every TLS handshake fail, so the pair must match to be used.
+      const matches = cert.checkPrivateKey(createPrivateKey(key));
+      if (covers && signedByUs && matches && to - Date.now() > (to - from) / 3) {
+        return { key, cert: readFileSync(certPath, 'utf8') };
       }
     } catch {
       // unreadable: issue a fresh one below

@@ -3,9 +3,11 @@
  * third of its life. A node that stops renewing (killed, cut off from Redis) loses it when the lease expires, and
  * another node takes it over within one lease time plus one poll.
  *
- * Each acquisition takes a fencing token (a counter that only grows, INCR): a leader steps down as soon as it cannot
- * prove the lease is still its own, and it steps down on its own clock before the lease can have expired in Redis,
- * so two nodes never believe they lead at once for longer than clock drift.
+ * A leader steps down as soon as it cannot prove the lease is still its own, and on its own clock (a timer) two thirds
+ * into the lease it last renewed, before the lease can have expired in Redis: two nodes never believe they lead at
+ * once, short of clock drift and of the time the old leader's scoring takes to stop. Each acquisition also takes a
+ * token (a counter that only grows, INCR) that is logged with the new leader, so logs order the leaders; the scores
+ * themselves are not fenced by it.
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -30,6 +32,9 @@ export interface LeaseOptions {
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
+/** The Redis key of a lease (`wott cluster status` reads the scoring one). */
+export const leaseKey = (name: string) => `wott:lease:${name}`;
+
 export class Lease {
   private readonly redis: Redis;
   private readonly key: string;
@@ -37,6 +42,8 @@ export class Lease {
   private value: string | undefined;
   private renewedAt = 0;
   private closed = false;
+  /** Steps down two thirds into the lease unless a renewal came first (see the module comment). */
+  private stepDown: NodeJS.Timeout | undefined;
   /** Serialises acquire/lose callbacks so a quick lose-then-win never overlaps two services. */
   private transitions: Promise<void> = Promise.resolve();
 
@@ -45,7 +52,7 @@ export class Lease {
     this.redis = new Redis({ ...options.redis, maxRetriesPerRequest: 1, commandTimeout: Math.max(100, Math.floor(options.ttlMs / 3)) });
     // Connection errors are retried by ioredis; the lease logic sees them as failed renewals.
     this.redis.on('error', () => undefined);
-    this.key = `wott:lease:${options.name}`;
+    this.key = leaseKey(options.name);
   }
 
   /** Whether this node leads now (by its own clock; see the module comment). */
@@ -70,9 +77,11 @@ export class Lease {
   private async poll(): Promise<void> {
     try {
       if (this.value !== undefined) {
+        // Redis sets the new expiry when it runs the command, which is after this moment: count from here.
+        const at = Date.now();
         const renewed = await this.redis.eval(RENEW, 1, this.key, this.value, String(this.options.ttlMs));
         if (renewed === 1) {
-          this.renewedAt = Date.now();
+          if (this.value !== undefined) this.held(at);
           return;
         }
         this.lose('the lease was taken over or expired');
@@ -84,9 +93,23 @@ export class Lease {
       const ok = await this.redis.set(this.key, value, 'PX', this.options.ttlMs, 'NX');
       if (ok === 'OK' && !this.closed) {
         this.value = value;
-        this.renewedAt = at;
+        this.held(at);
         this.options.log?.info({ lease: this.options.name, node: this.options.nodeId, token }, 'this node now leads');
-        this.transition(() => this.options.onAcquire(token));
+        this.transition(async () => {
+          try {
+            await this.options.onAcquire(token);
+          } catch (err) {
+            // Holding the lease without doing the work would leave the cluster without it: give the lease back so
+            // that this node (at its next poll) or another one tries again.
+            this.options.log?.error({ lease: this.options.name, err: (err as Error).message }, 'could not start the led work; giving the lease back');
+            await this.options.onLose();
+            if (this.value === value) {
+              this.value = undefined;
+              clearTimeout(this.stepDown);
+              await this.redis.eval(RELEASE, 1, this.key, value).catch(() => undefined);
+            }
+          }
+        });
       }
     } catch (err) {
       // Redis unreachable: a leader that cannot renew steps down before the lease can expire elsewhere.
@@ -94,9 +117,21 @@ export class Lease {
     }
   }
 
+  /** The lease is ours from `at` on: arm the step-down for two thirds into it. */
+  private held(at: number): void {
+    this.renewedAt = at;
+    clearTimeout(this.stepDown);
+    const value = this.value;
+    this.stepDown = setTimeout(() => {
+      if (this.value === value && !this.leading) this.lose('not renewed in time');
+    }, Math.max(0, at + (this.options.ttlMs * 2) / 3 - Date.now()));
+    this.stepDown.unref();
+  }
+
   private lose(reason: string): void {
     if (this.value === undefined) return;
     this.value = undefined;
+    clearTimeout(this.stepDown);
     this.options.log?.warn({ lease: this.options.name, node: this.options.nodeId, reason }, 'this node no longer leads');
     this.transition(() => this.options.onLose());
   }
@@ -111,6 +146,7 @@ export class Lease {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.stepDown);
     const value = this.value;
     if (value !== undefined) {
       this.value = undefined;

@@ -17,7 +17,7 @@ export interface UserIds {
 
 /** The user's ids from `id` (so NSS users count too), or undefined when there is no such user. */
 export function userIds(user: string): UserIds | undefined {
-  const id = (flag: string) => execFileSync('id', [flag, user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  const id = (flag: string) => execFileSync('id', [flag, '--', user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   try {
     const uid = Number(id('-u'));
     const gid = Number(id('-g'));

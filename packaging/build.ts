@@ -26,7 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
-import { AGENT_UNIT_DIR, agentUnit } from '../agent/systemd.js';
+import { AGENT_UNIT_DIR, agentUnit } from '../agent/index.js';
 
 /** The repository root: this file runs as dist/packaging/build.js. */
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));

@@ -65,6 +65,14 @@ export type FleetEvent = z.infer<typeof fleetEventSchema>;
 /** SSE event names on /events/stream: `ready` once caught up, then `fleet` events; `reset` when a resume could not replay. */
 export const FLEET_STREAM_EVENTS = ['ready', 'fleet', 'reset'] as const;
 export const fleetStreamReadySchema = z.object({ seq: z.number().int(), resumed: z.boolean() });
+export const fleetStreamResetSchema = z.object({ reason: z.string() });
+
+/** The events of /events/stream, documented in the OpenAPI document as those of /trust/stream are. */
+export const FLEET_STREAM_EVENT_SPECS = {
+  ready: { description: 'once the backlog or the replay of a resumed stream is sent: live from here', data: fleetStreamReadySchema, id: 'always' },
+  fleet: { description: 'one fleet event (enrolled, renewed, claimed, quarantined, released, revoked, removed, score_drop, auth_failure)', data: fleetEventSchema, id: 'always' },
+  reset: { description: 'on resume: the events since Last-Event-ID are no longer held (or the gateway restarted): some may be missing', data: fleetStreamResetSchema, id: 'never' },
+} as const;
 
 export const FLEET_EVENTS_BACKLOG_MAX = 200;
 export const eventsStreamQuerySchema = z.strictObject({

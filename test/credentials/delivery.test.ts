@@ -134,3 +134,29 @@ t.test('entitled devices hold the credential; others never see it; trust loss ta
   t.equal(statSync(join(gw.dir, 'credentials.key')).mode & 0o777, 0o600, 'credentials.key is 0600');
   t.equal(statSync(join(gw.dir, 'credentials.db')).mode & 0o777, 0o600, 'credentials.db is 0600');
 });
+
+t.test('a device that subscribes to its credentials topic in a loop: one sync a second, no audit flood, still served', async (t) => {
+  const gw = await testGateway(t);
+  const dir = tempDir(t);
+  const a = await enroll(gw, dir, 'dev-loop');
+  await gw.fleet.setTags('dev-loop', ['db']);
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, dir, 'scoring', 'test')), id: 'scoring:test' });
+  t.teardown(() => scorer.end(true));
+  await setScore(gw, scorer, 'dev-loop', 0.9);
+  const ops = gw.credentials.as('local:tester');
+  await ops.set('api-key', Buffer.from('k-1'), { tags: ['db'], minScore: 0.8 });
+
+  // The attacker is the device itself (its own certificate), hammering SUBSCRIBE on its own topic.
+  const loop = await connect(gw, { ...a, id: 'dev-loop:loop' }, { clientId: 'dev-loop:loop' });
+  t.teardown(() => loop.end(true));
+  const got = inbox(loop);
+  for (let i = 0; i < 200; i++) void loop.subscribe(topics.credentials('dev-loop'), { qos: 1 });
+  await waitFor(() => got.some((m) => m.topic === topics.credentials('dev-loop') && m.payload.includes('"deliver"')), 'the device is still served');
+  // A rotation queues behind whatever the SUBSCRIBEs queued: once version 2 arrives, version 1's syncs are done.
+  await ops.rotate('api-key', Buffer.from('k-2'));
+  await waitFor(() => got.some((m) => m.payload.includes('"deliver"') && m.payload.includes('"version":2')), 'version 2 delivered');
+  const deliveries = (await gw.ca.inventory.auditEntries()).filter((e) => e.action === 'credential.deliver' && e.device === 'dev-loop' && /version 1 /.test(e.detail ?? ''));
+  t.equal(deliveries.length, 1, 'version 1: one delivery audited, not one per SUBSCRIBE');
+  const sent = got.filter((m) => m.payload.includes('"deliver"') && m.payload.includes('"version":1')).length;
+  t.ok(sent <= 5, `the 200 SUBSCRIBEs were coalesced into a few syncs (${sent} deliveries sent)`);
+});
