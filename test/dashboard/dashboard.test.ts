@@ -9,6 +9,8 @@
 import { request } from 'node:https';
 import { EST_PATHS } from '../../protocol/index.js';
 import t from 'tap';
+import jsQR from 'jsqr';
+import { PNG } from 'pngjs';
 import type { Page } from 'puppeteer-core';
 import { makeCsr, requireCommand, tempDir } from '../helpers.js';
 import { barrier, connect, enroll, inbox, testGateway, waitFor } from '../mqtt-helpers.js';
@@ -229,6 +231,11 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
     const blocks = await page.$$eval('.copy pre', (p) => p.map((e) => (e as HTMLElement).innerText));
     t.match(blocks[0], /^wott agent enroll --server '.*' --device hall-sensor --token \S+ --ca-fingerprint [0-9A-F:]+$/);
     t.match(blocks[1], /openssl genpkey[\s\S]*simpleenroll/);
+    // The QR code, read back by a QR decoder from what the browser drew: the agent command, exactly.
+    const qr = await page.waitForSelector('.qr svg');
+    const png = PNG.sync.read(Buffer.from(await qr!.screenshot({ type: 'png' })));
+    const decoded = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
+    t.equal(decoded?.data, blocks[0], 'the QR code holds the agent command');
     await screenshots(page, shots, 'enroll');
   });
 

@@ -7,6 +7,7 @@ import type { DevicePage, DeviceSummary, TokenResult, Whoami } from '../../../pr
 import { call } from '../api.js';
 import { Table } from '../table.js';
 import { can, Confirm, CopyBlock, Failure, Section, Time, useLoad, useTitle } from '../ui.js';
+import { QrCode } from '../qr.js';
 
 /**
  * Devices that enrolled without a token (claim mode) wait here, unclaimed (score ceiling 0), until an operator
@@ -150,6 +151,7 @@ export function EnrollPage({ who }: { who: Whoami }) {
             </dd>
           </dl>
           <CopyBlock label="With the wott agent" text={token.agentCommand} />
+          <QrCode text={token.agentCommand} label={`The agent command for ${token.device}, as a QR code to scan at the device`} />
           <CopyBlock label="With curl and openssl" text={token.curlCommands} />
         </Section>
       ) : null}
