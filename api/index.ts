@@ -9,3 +9,4 @@ export { DEFAULT_REFUSAL_LIMITS, type Caller, type RefusalLimits } from './auth.
 export { TRUST_ROUTES, TrustStreams, DEFAULT_TRUST_STREAM_LIMITS, trustStreams, type TrustOperations, type TrustStreamLimits } from './routes-trust.js';
 export { EVENT_ROUTES, FleetEventStreams, DEFAULT_EVENT_STREAM_LIMITS, fleetEventStreams, type FleetEventSource, type EventStreamLimits } from './routes-events.js';
 export { BULK_ROUTES } from './routes-bulk.js';
+export { CREDENTIAL_ROUTES, type CredentialOperations, type CredentialView } from './routes-credentials.js';

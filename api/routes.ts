@@ -36,6 +36,7 @@ import { FLEET_ROUTES } from './routes-fleet.js';
 import type { Sessions } from './sessions.js';
 import { TRUST_ROUTES, type TrustOperations, type TrustStreamLimits } from './routes-trust.js';
 import { BULK_ROUTES } from './routes-bulk.js';
+import { CREDENTIAL_ROUTES, type CredentialOperations } from './routes-credentials.js';
 import { EVENT_ROUTES, type EventStreamLimits, type FleetEventSource } from './routes-events.js';
 
 export interface ApiDeps {
@@ -51,6 +52,8 @@ export interface ApiDeps {
   eventStream?: Partial<EventStreamLimits>;
   /** Whether a certificate serial is revoked (the app's own check): long-lived streams re-ask it. */
   isRevoked?: (serial: string) => boolean;
+  /** Credentials (api/routes-credentials.ts): the CLI's CredentialService; absent, those routes answer 404. */
+  credentials?: CredentialOperations;
 }
 
 export interface RouteContext<P, Q, B> {
@@ -322,4 +325,5 @@ export const ROUTES: RouteSpec[] = [
   ...TRUST_ROUTES,
   ...BULK_ROUTES,
   ...EVENT_ROUTES,
+  ...CREDENTIAL_ROUTES,
 ];

@@ -197,6 +197,13 @@ export class CredentialService {
     return row && this.info(row, await this.store.exposures(name));
   }
 
+  /** Which devices hold a version of it now (or of every credential): delivered and not withdrawn. */
+  async holders(name?: string): Promise<{ device: string; name: string; version: number; time: string }[]> {
+    if (name !== undefined) assertCredentialName(name);
+    const rows = await this.store.deliveries();
+    return rows.filter((d) => name === undefined || d.name === name).map(({ device, name, version, time }) => ({ device, name, version, time }));
+  }
+
   private info(row: CredentialRow, exposedTo: ExposureRow[] = []): CredentialInfo {
     const { sealed: _sealed, ...rest } = row;
     return { ...rest, exposedTo };

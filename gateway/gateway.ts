@@ -413,6 +413,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     events: fleetEvents,
     ...(options.api?.eventStream ? { eventStream: options.api.eventStream } : {}),
     isRevoked: (serial) => view.isRevoked(serial),
+    credentials: credentials.service,
     log,
     ...(options.api?.refusalLimits ? { refusalLimits: options.api.refusalLimits } : {}),
     afterSignIn: '/',

@@ -12,6 +12,9 @@ import { api, FORM_POST, expiredSession, foreignOperator, operatorCredentials, s
 import { OPERATOR_ROLES, roleAtLeast } from '../../protocol/index.js';
 
 const DEVICE = 'matrix-dev';
+const CREDENTIAL = 'matrix-cred';
+/** The matrices open hundreds of connections from 127.0.0.1 in seconds: over the gateway's per-source connect rate. */
+const MANY_CONNECTIONS = { connectRate: { max: 1_000_000, windowMs: 10_000, banMs: 60_000 } };
 /** A valid request body per route (undefined: none). Add one for each new route. */
 const SAMPLES: Record<string, unknown> = {
   'GET /openapi.json': undefined,
@@ -41,13 +44,18 @@ const SAMPLES: Record<string, unknown> = {
   'POST /trust/check': { certificate: 'not a certificate', minScore: 0.5 },
   'POST /devices/actions': { ids: [DEVICE], action: 'quarantine' },
   'GET /events/stream': undefined,
+  'GET /credentials': undefined,
+  'GET /credentials/{name}': undefined,
+  'PUT /credentials/{name}': { value: 'matrix-secret-value', tags: ['matrix'], minScore: 0.5 },
+  'POST /credentials/{name}/rotate': { value: 'matrix-secret-value' },
+  'DELETE /credentials/{name}': undefined,
 };
 
 const key = (r: RouteSpec) => `${r.method} ${r.path}`;
 
 t.test('every route refuses every caller it must', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
-  const gw = await testGateway(t, { api: { refusalLimits: { burst: 1_000_000, perMinute: 1_000_000 } } });
+  const gw = await testGateway(t, { api: { refusalLimits: { burst: 1_000_000, perMinute: 1_000_000 } }, httpsLimits: MANY_CONNECTIONS });
   const dir = tempDir(t);
   const device = await enroll(gw, dir, DEVICE);
   const foreign = foreignOperator(dir, 'admin', 'mallory');
@@ -65,7 +73,7 @@ t.test('every route refuses every caller it must', async (t) => {
 
   for (const route of ROUTES) {
     t.ok(key(route) in SAMPLES, `${key(route)} has a sample request in this test`);
-    const path = route.path.replace('{id}', route.path.startsWith('/sessions') ? victim.id : DEVICE).replace('{action}', 'firewall');
+    const path = route.path.replace('{id}', route.path.startsWith('/sessions') ? victim.id : DEVICE).replace('{action}', 'firewall').replace('{name}', CREDENTIAL);
     const body = SAMPLES[key(route)];
     const call = (extra: ApiCall) => api(gw, route.method, path, { ...(body !== undefined ? { body } : {}), ...extra });
     const expect = async (what: string, extra: ApiCall, status: number) => {
@@ -122,16 +130,19 @@ t.test('refused calls are rate-limited per source address and per identity', asy
 
 t.test('every route: hostile input is a 4xx that changes nothing, and a good reply matches its documented schema', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
-  const gw = await testGateway(t, { api: { refusalLimits: { burst: 1_000_000, perMinute: 1_000_000 } } });
+  const gw = await testGateway(t, { api: { refusalLimits: { burst: 1_000_000, perMinute: 1_000_000 } }, httpsLimits: MANY_CONNECTIONS });
   const dir = tempDir(t);
   await enroll(gw, dir, DEVICE);
   const admin = (await operatorCredentials(gw, 'admin', 'hostile-matrix'));
   const victim = await sessionFor(gw, 'viewer', 'hostile-victim');
+  // A credential for the credential routes' good reads (GET /credentials/{name}), made before the snapshot.
+  await gw.credentials.set(CREDENTIAL, Buffer.from('matrix-secret-value'), { tags: ['matrix'], minScore: 0.5 });
   const before = (await inventorySnapshot(gw.dir));
+  const credentialsBefore = JSON.stringify(await gw.credentials.list());
   const auditBefore = (await gw.ca.inventory.auditEntries()).length;
   for (const route of ROUTES) {
     const id = route.path.startsWith('/sessions') ? victim.id : DEVICE;
-    const path = route.path.replace('{id}', id).replace('{action}', 'firewall');
+    const path = route.path.replace('{id}', id).replace('{action}', 'firewall').replace('{name}', CREDENTIAL);
     const body = SAMPLES[key(route)];
     const expect = async (what: string, p: string, call: ApiCall, status: number) => {
       const reply = await api(gw, route.method, p, { ...admin, ...call });
@@ -141,6 +152,11 @@ t.test('every route: hostile input is a 4xx that changes nothing, and a good rep
     if (route.path.includes('{id}')) {
       for (const bad of ["x' OR '1'='1", '../../etc', '%00', 'A'.repeat(150), '<script>']) {
         await expect(`a hostile id ${JSON.stringify(bad.slice(0, 20))}`, route.path.replace('{id}', encodeURIComponent(bad)).replace('{action}', 'firewall'), body !== undefined ? { body } : {}, 400);
+      }
+    }
+    if (route.path.includes('{name}')) {
+      for (const bad of ['../../etc', '.hidden', '%00', 'a'.repeat(150), '<script>', 'a/b']) {
+        await expect(`a hostile credential name ${JSON.stringify(bad.slice(0, 20))}`, route.path.replace('{name}', encodeURIComponent(bad)), body !== undefined ? { body } : {}, 400);
       }
     }
     if (route.path.includes('{action}')) {
@@ -156,10 +172,11 @@ t.test('every route: hostile input is a 4xx that changes nothing, and a good rep
   }
   t.same((await inventorySnapshot(gw.dir)), before, 'nothing changed in the inventory');
   t.equal((await gw.ca.inventory.auditEntries()).length, auditBefore, 'nothing reached the fleet');
+  t.equal(JSON.stringify(await gw.credentials.list()), credentialsBefore, 'no credential changed');
   // Good calls (reads only, so the state above stays) answer what the document says.
   // The event streams never end: test/trust/stream.test.ts and test/api/bulk-events.test.ts read them.
   for (const route of ROUTES.filter((r) => r.method === 'GET' && !r.path.endsWith('/stream'))) {
-    const reply = await api(gw, 'GET', route.path.replace('{id}', DEVICE), admin);
+    const reply = await api(gw, 'GET', route.path.replace('{id}', DEVICE).replace('{name}', CREDENTIAL), admin);
     t.equal(reply.status, 200, `${key(route)}: 200`);
     const parsed = route.response.safeParse(reply.json);
     t.ok(parsed.success, `${key(route)}: the reply matches its schema${parsed.success ? '' : `: ${parsed.error.message.slice(0, 300)}`}`);

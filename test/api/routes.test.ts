@@ -42,6 +42,7 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   const operator = (await operatorCredentials(gw, 'operator', 'olga'));
   const session = await sessionFor(gw, 'operator', 'sam');
   const victim = await sessionFor(gw, 'viewer', 'vic');
+  const adminSession = await sessionFor(gw, 'admin', 'ada');
   const seen = new Set<string>();
   const lastAudit = async () => (await gw.ca.inventory.auditEntries()).at(-1)!;
   const check = async (route: string, method: string, path: string, call: Parameters<typeof api>[3], actor: string, action: string, expectState?: string) => {
@@ -67,6 +68,11 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   t.notOk(JSON.stringify(gw.ca.inventory.auditEntries()).includes(token.json.token), 'the token is not in the audit log');
   const revoked = await check('POST /devices/{id}/revoke', 'POST', '/devices/audit-a/revoke', { ...admin, body: { reason: 'keyCompromise' } }, 'cert:admin:alice', 'certificate.revoke', 'revoked');
   t.equal(revoked.json.revoked.length, 1, 'its certificate revoked');
+  const setCred = await check('PUT /credentials/{name}', 'PUT', '/credentials/audit-key', { ...admin, body: { value: 'audit-secret-value', tags: ['kitchen'], minScore: 0.5 } }, 'cert:admin:alice', 'credential.set');
+  t.match(setCred.json, { name: 'audit-key', version: 1 }, 'credential set');
+  await check('POST /credentials/{name}/rotate', 'POST', '/credentials/audit-key/rotate', { cookie: adminSession.cookie, csrf: adminSession.csrf, body: { value: 'audit-secret-rotated' } }, 'session:admin:ada', 'credential.rotate');
+  await check('DELETE /credentials/{name}', 'DELETE', '/credentials/audit-key', admin, 'cert:admin:alice', 'credential.remove');
+  t.notOk(JSON.stringify(await gw.ca.inventory.auditEntries()).includes('audit-secret'), 'no credential value in the audit log');
   await check('DELETE /sessions/{id}', 'DELETE', `/sessions/${victim.id}`, admin, 'cert:admin:alice', 'session.end');
   t.equal((await api(gw, 'GET', '/whoami', { cookie: victim.cookie })).status, 401, 'the ended session is refused at once');
   await check('POST /logout', 'POST', '/logout', { cookie: session.cookie, csrf: session.csrf }, 'session:operator:sam', 'session.logout');
