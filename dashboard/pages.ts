@@ -13,6 +13,7 @@ export const DASHBOARD_PAGES = {
   actions: '/actions',
   vulnerabilities: '/vulnerabilities',
   policies: '/policies',
+  credentials: '/credentials',
 } as const;
 
 /** Where the built assets (scripts, styles) are served. */

@@ -11,6 +11,7 @@ import { DASHBOARD_PAGES } from '../pages.js';
 import { ApiError, call, setSession } from './api.js';
 import { ActionsPage } from './pages/actions.js';
 import { AuditPage } from './pages/audit.js';
+import { CredentialsPage } from './pages/credentials.js';
 import { DevicePage } from './pages/device.js';
 import { DevicesPage } from './pages/devices.js';
 import { EnrollPage } from './pages/enroll.js';
@@ -44,6 +45,7 @@ const NAV: Array<{ href: string; label: string; least: 'viewer' | 'operator' | '
   { href: DASHBOARD_PAGES.actions, label: 'Actions', least: 'viewer' },
   { href: DASHBOARD_PAGES.vulnerabilities, label: 'Vulnerabilities', least: 'viewer' },
   { href: DASHBOARD_PAGES.policies, label: 'Policies', least: 'viewer' },
+  { href: DASHBOARD_PAGES.credentials, label: 'Credentials', least: 'viewer' },
   { href: DASHBOARD_PAGES.enroll, label: 'Enroll', least: 'operator' },
   { href: DASHBOARD_PAGES.audit, label: 'Audit log', least: 'viewer' },
   { href: DASHBOARD_PAGES.sessions, label: 'Sessions', least: 'admin' },
@@ -141,6 +143,7 @@ function App() {
         <Route path={DASHBOARD_PAGES.actions} component={() => <ActionsPage who={who} />} />
         <Route path={DASHBOARD_PAGES.vulnerabilities} component={VulnerabilitiesPage} />
         <Route path={DASHBOARD_PAGES.policies} component={PoliciesPage} />
+        <Route path={DASHBOARD_PAGES.credentials} component={() => <CredentialsPage who={who} />} />
         <Route path={DASHBOARD_PAGES.audit} component={AuditPage} />
         <Route path={DASHBOARD_PAGES.sessions} component={() => <SessionsPage who={who} />} />
         <Route default component={NotFound} />
