@@ -31,7 +31,9 @@ t.test('the credentials page: list, exposure, set, rotate, delete; values never 
   await waitFor(() => existsSync(join(files.dir, 'weather-key')), 'the device holds weather-key');
   await gw.fleet.quarantine('cred-dev');
   await waitFor(() => !existsSync(join(files.dir, 'weather-key')), 'withdrawn at quarantine', 5000);
-  await waitFor(async () => ((await ops.show('weather-key'))?.exposedTo.length ?? 0) > 0, 'flagged as exposed');
+  // waitFor takes a synchronous condition: the store is read in between.
+  let exposed = 0;
+  await waitFor(() => (void ops.show('weather-key').then((c) => (exposed = c?.exposedTo.length ?? 0)), exposed > 0), 'flagged as exposed');
 
   const base = `https://127.0.0.1:${gw.httpsPort}`;
   const browser = await launch(t);

@@ -9,7 +9,10 @@
 import { request } from 'node:https';
 import { EST_PATHS } from '../../protocol/index.js';
 import t from 'tap';
-import jsQR from 'jsqr';
+import jsQRModule from 'jsqr';
+// jsqr is CommonJS with a `default` export: under NodeNext the default import is that module object.
+type Decode = (data: Uint8ClampedArray, width: number, height: number) => { data: string } | null;
+const jsQR: Decode = ((jsQRModule as unknown as { default?: Decode }).default ?? jsQRModule) as Decode;
 import { PNG } from 'pngjs';
 import type { Page } from 'puppeteer-core';
 import { makeCsr, requireCommand, tempDir } from '../helpers.js';
