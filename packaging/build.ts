@@ -143,14 +143,20 @@ function md5sums(stage: string): void {
  */
 const MODULE_DEV_DIRS = new Set(['test', 'tests', '__tests__', 'benchmark', 'benchmarks', 'bench', 'example', 'examples', 'docs', 'integration', '.github', '.husky']);
 
-/** Documentation (one's licence stays), type declarations and source maps: read by editors and people, not Node. */
-const MODULE_DEV_FILES = /\.(md|markdown|d\.ts|d\.mts|d\.cts|map)$/i;
+/**
+ * Documentation (one's licence stays), type declarations, source maps and build files (a Makefile lintian reads as
+ * a broken shell script): read by editors, people and make, not Node.
+ */
+const MODULE_DEV_FILES = /\.(md|markdown|d\.ts|d\.mts|d\.cts|map)$|^(Makefile|GNUmakefile)$/i;
+/** A package's own documentation site at its top (pino's index.html loads scripts from CDNs: lintian's privacy-breach). */
+const MODULE_TOP_DEV_FILES = /\.html?$/i;
 
 function pruneModule(dir: string, top = true): void {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     const st = lstatSync(path);
-    if (name.startsWith('.') || (top && st.isDirectory() && MODULE_DEV_DIRS.has(name)) || (st.isFile() && MODULE_DEV_FILES.test(name) && !/^(licen[cs]e|copying|notice)/i.test(name))) {
+    const devFile = st.isFile() && (MODULE_DEV_FILES.test(name) || (top && MODULE_TOP_DEV_FILES.test(name))) && !/^(licen[cs]e|copying|notice)/i.test(name);
+    if (name.startsWith('.') || (top && st.isDirectory() && MODULE_DEV_DIRS.has(name)) || devFile) {
       rmSync(path, { recursive: true, force: true });
     } else if (st.isDirectory() && name !== 'node_modules') {
       pruneModule(path, false);
