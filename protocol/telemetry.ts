@@ -11,6 +11,9 @@ export const TELEMETRY_SCHEMA_VERSION = 1;
 
 const shortText = z.string().max(256);
 
+/** The most source addresses one report lists (the busiest ones). */
+export const MAX_INTRUSION_SOURCES = 64;
+
 export const listeningSocketSchema = z.object({
   protocol: z.enum(['tcp', 'tcp6', 'udp', 'udp6']),
   address: z.string().max(64),
@@ -26,6 +29,25 @@ export const packageSchema = z.object({
   version: z.string().max(128),
   /** The source package's version when it differs from the binary's (binNMU "+b1", renamed binaries). */
   sourceVersion: z.string().max(128).optional(),
+});
+
+/**
+ * One source address that tried to get into this device during the report's window: failed logins (SSH, telnet,
+ * console/PAM `login`) and inbound connections the firewall dropped. Addresses and counts only: the usernames and
+ * passwords tried are never collected or sent.
+ */
+export const intrusionSourceSchema = z.object({
+  address: z.union([z.ipv4(), z.ipv6()]),
+  failedLogins: z.number().int().nonnegative().max(1_000_000_000),
+  dropped: z.number().int().nonnegative().max(1_000_000_000),
+  services: z.array(z.enum(['ssh', 'telnet', 'login', 'other'])).max(4),
+});
+
+/** Lateral-movement evidence for one interval (the time since the agent's previous report, at most a day). */
+export const intrusionsSchema = z.object({
+  windowSeconds: z.number().int().positive().max(86_400),
+  /** The busiest sources first; capped so one noisy network cannot bloat a report. */
+  sources: z.array(intrusionSourceSchema).max(MAX_INTRUSION_SOURCES),
 });
 
 export const telemetrySchema = z.object({
@@ -51,6 +73,8 @@ export const telemetrySchema = z.object({
   /** Accounts whose password is a well-known default (the password itself is never sent). */
   defaultCredentials: z.array(z.object({ user: z.string().max(64), scheme: z.string().max(32) })).max(64),
   failedLoginsLastHour: z.number().int().nonnegative().optional(),
+  /** Who tried to get in since the previous report (absent from agents that predate it or cannot read the logs). */
+  intrusions: intrusionsSchema.optional(),
   packages: z.object({
     count: z.number().int().nonnegative(),
     /** SHA-256 over the sorted name/source/version lines. */
@@ -71,6 +95,8 @@ export const telemetrySchema = z.object({
 export type Telemetry = z.infer<typeof telemetrySchema>;
 export type ListeningSocket = z.infer<typeof listeningSocketSchema>;
 export type PackageEntry = z.infer<typeof packageSchema>;
+export type IntrusionSource = z.infer<typeof intrusionSourceSchema>;
+export type Intrusions = z.infer<typeof intrusionsSchema>;
 
 /** Reported in every telemetry message. */
 export const AGENT_VERSION = '0.1.0';
