@@ -40,7 +40,8 @@ export const intrusionSourceSchema = z.object({
   address: z.union([z.ipv4(), z.ipv6()]),
   failedLogins: z.number().int().nonnegative().max(1_000_000_000),
   dropped: z.number().int().nonnegative().max(1_000_000_000),
-  services: z.array(z.enum(['ssh', 'telnet', 'login', 'other'])).max(4),
+  /** `tls`: a device-to-device TLS peer whose certificate did not verify (its claimed name proves nothing, its address does). */
+  services: z.array(z.enum(['ssh', 'telnet', 'login', 'tls', 'other'])).max(5),
 });
 
 /** Lateral-movement evidence for one interval (the time since the agent's previous report, at most a day). */
