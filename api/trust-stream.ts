@@ -17,9 +17,9 @@
  * and clients can tell a quiet stream from a dead one.
  */
 import type { ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { FeedEvent, TrustEvent } from '../fleet/index.js';
 import { type DeviceTrust, type TrustCheckResult, type TrustScoreEvent } from '../protocol/index.js';
+import { SSE_HEARTBEAT, SseFrame, SseHub, sseText, type SseLimits, type SseSubscriber } from './sse.js';
 
 /** What the trust routes need from the fleet core (fleet/trust.ts TrustCache answers it). */
 export interface TrustOperations {
@@ -33,14 +33,8 @@ export interface TrustOperations {
   readonly boot: string;
 }
 
-export interface TrustStreamLimits {
-  /** Open streams at once (more: 503 with Retry-After). */
-  maxSubscribers: number;
-  /** Interval of the heartbeat comment. */
-  heartbeatMs: number;
-  /** Bytes a subscriber may leave unread before it is dropped. */
-  maxBufferedBytes: number;
-}
+/** Open streams, heartbeat interval and unread bytes allowed per reader (see api/sse.ts). */
+export type TrustStreamLimits = SseLimits;
 
 export const DEFAULT_TRUST_STREAM_LIMITS: TrustStreamLimits = { maxSubscribers: 2_000, heartbeatMs: 15_000, maxBufferedBytes: 1024 * 1024 };
 
@@ -52,111 +46,63 @@ export function parseEventId(id: string): { feed: number; boot: string; scores: 
   return m ? { feed: Number(m[1]), boot: m[2]!, scores: Number(m[3]) } : undefined;
 }
 
-interface Subscriber {
-  res: ServerResponse;
-  /**
-   * The connection, written directly once the response head is out (null until then, or when the response is not
-   * the connection's current one): one write of one shared buffer per event, without ServerResponse's per-write
-   * chunk framing, string encoding and cork-until-next-tick for each of a thousand subscribers.
-   */
-  socket: Socket | null;
-  /** HTTP/1.1 (chunked body) or HTTP/1.0 (the body runs until the connection closes). */
-  chunked: boolean;
+interface Subscriber extends SseSubscriber {
   /** Live events that came while the subscriber was catching up (null: live). */
-  queue: Array<{ event: TrustEvent; frame: Frame }> | null;
+  queue: Array<{ event: TrustEvent; frame: SseFrame }> | null;
 }
-
-const frame = (name: string, data: unknown, id?: string) => `${id !== undefined ? `id: ${id}\n` : ''}event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
-
-/** An event's bytes, serialised and encoded once for every subscriber: as an HTTP/1.1 chunk, or bare. */
-class Frame {
-  private chunk?: Buffer;
-  private bare?: Buffer;
-  constructor(readonly text: string) {}
-
-  bytes(chunked: boolean): Buffer {
-    if (!chunked) return (this.bare ??= Buffer.from(this.text, 'utf8'));
-    if (!this.chunk) {
-      const body = this.bare ?? Buffer.from(this.text, 'utf8');
-      this.chunk = Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`, 'latin1'), body, CRLF]);
-    }
-    return this.chunk;
-  }
-}
-const CRLF = Buffer.from('\r\n', 'latin1');
-const HEARTBEAT = new Frame(': heartbeat\n\n');
 
 export class TrustStreams {
-  private readonly subscribers = new Set<Subscriber>();
-  private heartbeat?: NodeJS.Timeout;
-  private stopEvents?: () => void;
-  /** Streams dropped because they fell behind (tests, metrics). */
-  dropped = 0;
+  private readonly hub: SseHub<Subscriber>;
 
   constructor(
     private readonly trust: TrustOperations,
     readonly limits: TrustStreamLimits,
-  ) {}
+  ) {
+    this.hub = new SseHub<Subscriber>(limits, {
+      listen: () => this.trust.onEvent((e) => this.onEvent(e)),
+      heartbeat: (sub) => {
+        if (!sub.queue) this.hub.write(sub, SSE_HEARTBEAT);
+      },
+    });
+  }
 
   get size(): number {
-    return this.subscribers.size;
+    return this.hub.size;
   }
 
   get full(): boolean {
-    return this.subscribers.size >= this.limits.maxSubscribers;
+    return this.hub.full;
+  }
+
+  /** Streams dropped because they fell behind (tests, metrics). */
+  get dropped(): number {
+    return this.hub.dropped;
   }
 
   private id(): string {
     return `${this.trust.position}-${this.trust.boot}-${this.trust.scoreSeq}`;
   }
 
-  private format(event: TrustEvent, id: string): Frame {
-    return new Frame(event.kind === 'score' ? frame('score', event.data, id) : feedFrames(event.events, id));
-  }
-
-  private write(sub: Subscriber, frame: Frame): void {
-    if (sub.res.destroyed) return;
-    // Back-pressure: a client that leaves this much unread is gone or too slow; it reconnects with Last-Event-ID.
-    if (sub.res.writableLength > this.limits.maxBufferedBytes) {
-      this.dropped++;
-      sub.res.destroy();
-      return;
-    }
-    if (sub.socket) sub.socket.write(frame.bytes(sub.chunked));
-    else sub.res.write(frame.text);
+  private format(event: TrustEvent, id: string): SseFrame {
+    return new SseFrame(event.kind === 'score' ? sseText('score', event.data, id) : feedFrames(event.events, id));
   }
 
   private onEvent(event: TrustEvent): void {
-    if (!this.subscribers.size) return;
+    if (!this.hub.size) return;
     // Formatted once, with the id taken now (it says what this event brings a reader up to); every subscriber gets
     // the same bytes. No per-subscriber serialising, authorisation or copying: each stream's caller was
     // authorised when it opened, and its credential is watched apart from the events (api/credential-watch.ts).
     const shared = this.format(event, this.id());
-    for (const sub of this.subscribers) {
+    for (const sub of this.hub.subscribers) {
       if (sub.queue) sub.queue.push({ event, frame: shared });
-      else this.write(sub, shared);
+      else this.hub.write(sub, shared);
     }
   }
 
   /** Takes over `res` (already hijacked) as a stream resuming after `lastEventId`, if any. */
   async open(res: ServerResponse, lastEventId: { feed: number; boot: string; scores: number } | undefined): Promise<void> {
-    if (this.subscribers.size === 0) {
-      this.stopEvents = this.trust.onEvent((e) => this.onEvent(e));
-      this.heartbeat = setInterval(() => {
-        for (const sub of this.subscribers) if (!sub.queue) this.write(sub, HEARTBEAT);
-      }, this.limits.heartbeatMs);
-      this.heartbeat.unref();
-    }
     const sub: Subscriber = { res, socket: null, chunked: true, queue: lastEventId ? [] : null };
-    this.subscribers.add(sub);
-    res.once('close', () => this.remove(sub));
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-store',
-      'X-Content-Type-Options': 'nosniff',
-      'X-Accel-Buffering': 'no',
-    });
-    res.socket?.setNoDelay(true);
+    this.hub.add(sub);
     // What this stream is caught up to once the replay below is written.
     const position = this.trust.position;
     const scoreSeq = this.trust.scoreSeq;
@@ -166,42 +112,28 @@ export class TrustStreams {
       const parts: string[] = [];
       // A store that fails to answer is a reset for the client (load again), not a broken stream.
       const feed = lastEventId.feed > position ? 'reset' : await this.trust.replay(lastEventId.feed, position).catch(() => 'reset' as const);
-      if (feed === 'reset') parts.push(frame('reset', { reason: 'the change feed no longer holds every change since this event id: load the devices again' }));
+      if (feed === 'reset') parts.push(sseText('reset', { reason: 'the change feed no longer holds every change since this event id: load the devices again' }));
       else if (feed.length) parts.push(feedFrames(feed));
-      for (const s of this.trust.scoresSince(lastEventId.boot, lastEventId.scores)) parts.push(frame('score', s));
+      for (const s of this.trust.scoresSince(lastEventId.boot, lastEventId.scores)) parts.push(sseText('score', s));
       text += parts.join('');
     }
-    text += frame('ready', { position, resumed: lastEventId !== undefined }, id);
-    // Through the response: this write sends the head and decides the framing; later ones go to the socket.
-    this.write(sub, new Frame(text));
-    if (res.socket && !res.destroyed) {
-      sub.socket = res.socket;
-      sub.chunked = res.chunkedEncoding;
-    }
+    text += sseText('ready', { position, resumed: lastEventId !== undefined }, id);
+    this.hub.start(sub, text);
     // Live events that came meanwhile, minus what the replay already covered.
     const queued = sub.queue ?? [];
     sub.queue = null;
     for (const { event, frame: queuedFrame } of queued) {
       if (event.kind === 'score' ? event.seq <= scoreSeq : event.position <= position) continue;
-      this.write(sub, queuedFrame);
-    }
-  }
-
-  private remove(sub: Subscriber): void {
-    this.subscribers.delete(sub);
-    if (this.subscribers.size === 0) {
-      clearInterval(this.heartbeat);
-      this.stopEvents?.();
-      this.stopEvents = undefined;
+      this.hub.write(sub, queuedFrame);
     }
   }
 
   close(): void {
-    for (const sub of this.subscribers) sub.res.destroy();
+    this.hub.close();
   }
 }
 
 /** A group of feed events; the id goes on the last one only, so a client cut off mid-group resumes before it. */
 function feedFrames(events: FeedEvent[], id?: string): string {
-  return events.map((e, i) => frame(e.name, e.data, i === events.length - 1 ? id : undefined)).join('');
+  return events.map((e, i) => sseText(e.name, e.data, i === events.length - 1 ? id : undefined)).join('');
 }
