@@ -1,5 +1,5 @@
 /** `npm run bench -- <suite> [--quick]`: runs one suite (or `all`) and prints ratios plus a JSON line per suite. */
-import { brokerSuite } from './broker.js';
+import { brokerSuite, decisionSuite } from './broker.js';
 import { caSuite } from './ca.js';
 import { print, type Suite } from './harness.js';
 import { scoringSuite } from './scoring.js';
@@ -11,7 +11,7 @@ import { storeSuite } from './store.js';
 
 import { credentialsSuite } from './credentials.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite];
+const suites: Suite[] = [caSuite, brokerSuite, decisionSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -20,5 +20,7 @@ export interface TrustSource {
 export function staticTrustSource(states: Record<string, DeviceState> = {}, revoked: string[] = [], superseded: string[] = []): TrustSource {
   const set = new Set(revoked);
   const replaced = new Set(superseded);
-  return { deviceState: (id) => states[id], isRevoked: (s) => set.has(s), isSuperseded: (s) => replaced.has(s), onChange: () => {}, close: () => {} };
+  // A Map, not the record: a miss on a plain object walks its prototype chain, on every delivery.
+  const byId = new Map(Object.entries(states));
+  return { deviceState: (id) => byId.get(id), isRevoked: (s) => set.has(s), isSuperseded: (s) => replaced.has(s), onChange: () => {}, close: () => {} };
 }

@@ -68,19 +68,43 @@ interface Node {
 
 const newNode = (): Node => ({ literal: new Map() });
 
+/** The memo of a topic whose match depends on the caller's id (a `{device}` rule lies on its path): device → rule. */
+class PerDevice extends Map<string, PolicyRule | null> {}
+
 /** Merges two rules with the same filter: the stricter threshold per action wins (denial beats any number). */
 function merge(a: PolicyRule, b: PolicyRule): PolicyRule {
   const strict = (x?: number, y?: number) => (x === undefined || y === undefined ? undefined : Math.max(x, y));
   return { topic: a.topic, publish: strict(a.publish, b.publish), subscribe: strict(a.subscribe, b.subscribe) };
 }
 
+/** Topics (and topic/device pairs) remembered by allows() before the memo starts over; see PolicyEngine. */
+export const DEFAULT_DECISION_MEMO_LIMIT = 65_536;
+
 export class PolicyEngine {
   private readonly root: Node = newNode();
   readonly rules: readonly PolicyRule[];
+  /**
+   * topic → the rule that governs it (null: none), so the per-delivery check is a map lookup and a comparison.
+   * The rules are fixed for an engine's life (a reload builds a new engine), so nothing goes stale. Bounded: a
+   * client publishing to endless distinct topics only makes the memo start over, never grow past `memoLimit`.
+   */
+  private readonly memo = new Map<string, PolicyRule | null | PerDevice>();
+  /** Answers held in the memo (a per-device topic counts one per device). */
+  private memoEntries = 0;
+  /** Set by walk() when a `{device}` branch could have decided: the answer then depends on who asks. */
+  private sawDevice = false;
 
-  constructor(rules: readonly PolicyRule[]) {
+  constructor(
+    rules: readonly PolicyRule[],
+    private readonly memoLimit = DEFAULT_DECISION_MEMO_LIMIT,
+  ) {
     this.rules = rules;
     for (const rule of rules) this.add(rule);
+  }
+
+  /** Entries the decision memo holds now (tests, metrics). */
+  get memoSize(): number {
+    return this.memoEntries;
   }
 
   private add(rule: PolicyRule): void {
@@ -116,6 +140,7 @@ export class PolicyEngine {
     const lit = node.literal.get(level);
     let found = lit && this.walk(lit, levels, i + 1, device, dollar);
     if (found) return found;
+    if (node.device) this.sawDevice = true;
     if (node.device && device !== undefined && level === device) {
       found = this.walk(node.device, levels, i + 1, device, dollar);
       if (found) return found;
@@ -127,10 +152,43 @@ export class PolicyEngine {
     return wildOk ? node.hash : undefined;
   }
 
-  /** The hot-path form of decide(): same answer, no explanation built (every delivery runs this). */
+  /** The hot-path form of decide(): same answer, no explanation built, memoised (every delivery runs this). */
   allows(topic: string, action: Action, device: string | undefined, score: number): boolean {
-    const threshold = this.match(topic, device)?.[action];
+    const threshold = this.governing(topic, device)?.[action];
     return threshold !== undefined && score >= threshold;
+  }
+
+  /** match(), through the memo. */
+  private governing(topic: string, device: string | undefined): PolicyRule | undefined {
+    const known = this.memo.get(topic);
+    if (known instanceof PerDevice) {
+      const key = device ?? '';
+      let rule = known.get(key);
+      if (rule === undefined) {
+        rule = this.match(topic, device) ?? null;
+        if (this.makeRoom()) return rule ?? undefined; // the memo started over: the topic's entry went with it
+        known.set(key, rule);
+      }
+      return rule ?? undefined;
+    }
+    if (known !== undefined) return known ?? undefined;
+    this.sawDevice = false;
+    const rule = this.match(topic, device) ?? null;
+    this.makeRoom();
+    // A `{device}` rule on the path: remember the answer per device (a map per topic, no key strings to build).
+    this.memo.set(topic, this.sawDevice ? new PerDevice([[device ?? '', rule]]) : rule);
+    return rule ?? undefined;
+  }
+
+  /** Counts one more answer; when the memo is full it starts over (true). */
+  private makeRoom(): boolean {
+    if (this.memoEntries >= this.memoLimit) {
+      this.memo.clear();
+      this.memoEntries = 1;
+      return true;
+    }
+    this.memoEntries++;
+    return false;
   }
 
   /** May `device` at `score` do `action` on the concrete `topic`? */
