@@ -22,7 +22,7 @@ const quiet = pino({ level: 'silent' });
 const FIXTURE = resolve('test/fixtures/roots/debian12-hardened');
 
 /** Polls an asynchronous condition (an inventory read) until it holds. */
-async function eventually(cond: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+async function eventually(cond: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);

@@ -17,7 +17,7 @@ import { CRL_PATH, EST_PATHS } from '../protocol/index.js';
 const MINUTE = 60_000;
 
 /** Polls an asynchronous condition (an inventory read) until it holds. */
-async function eventually(cond: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+async function eventually(cond: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);

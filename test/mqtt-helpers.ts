@@ -138,7 +138,7 @@ export async function setScore(gw: Gateway, scorer: mqtt.MqttClient, device: str
   await waitFor(() => gw.plugin.effectiveScore(device) === score || gw.plugin.deviceState(device) === 'quarantined', `score ${score} for ${device}`);
 }
 
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
@@ -163,7 +163,7 @@ export async function barrier(sender: mqtt.MqttClient, receiverInbox: Array<{ to
   await waitFor(() => receiverInbox.some((m) => m.topic === marker), `barrier ${marker}`);
 }
 
-export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });

@@ -78,7 +78,7 @@ export function openStream(
   return reader;
 }
 
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
