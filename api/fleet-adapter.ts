@@ -234,6 +234,13 @@ export class FleetAdapter implements FleetOperations {
     return this.run(async () => (await this.fleet.as(actor).claim(id), this.summaryById(id)));
   }
 
+  reject(id: string, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }> {
+    return this.run(async () => {
+      const { revoked } = await this.fleet.as(actor).reject(id);
+      return { device: await this.summaryById(id), revoked };
+    });
+  }
+
   revoke(id: string, reason: RevocationReasonName, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }> {
     return this.run(async () => {
       const revoked = await this.fleet.as(actor).revoke({ deviceId: id }, reason);

@@ -34,6 +34,8 @@ export interface FleetOperations {
   quarantine(id: string, actor: string): Promise<DeviceSummary>;
   release(id: string, actor: string): Promise<DeviceSummary>;
   claim(id: string, actor: string): Promise<DeviceSummary>;
+  /** Refuses an unclaimed device: its certificates revoked, the device marked revoked; the serials revoked now. */
+  reject(id: string, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }>;
   /** Revokes every certificate of the device and marks it revoked; the serials revoked now. */
   revoke(id: string, reason: RevocationReasonName, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }>;
   /** Replaces the device's tags. */

@@ -212,6 +212,19 @@ export const ROUTES: RouteSpec[] = [
   ),
   route({
     method: 'POST',
+    path: '/devices/{id}/reject',
+    summary: 'Reject a device waiting in the claim queue: its claim-mode certificate is revoked (CRL, live sessions closed) and it is marked revoked; its id stays taken until enrolled with a token',
+    access: { role: 'operator' },
+    audited: true,
+    params: deviceParamsSchema,
+    body: noBodySchema,
+    response: revokeResultSchema,
+    async handler({ params, caller, deps }) {
+      return deps.fleet.reject(params.id, caller.identity);
+    },
+  }),
+  route({
+    method: 'POST',
     path: '/devices/{id}/revoke',
     summary: 'Revoke every certificate of a device (CRL, OCSP, live MQTT sessions closed) and mark it revoked',
     access: { role: 'admin' },

@@ -25,6 +25,7 @@ import type { ActionDecisionRow, ActionDecisionStore, AuditEntry, CertificateRow
 export type AuditAction =
   | 'token.create'
   | 'device.claim'
+  | 'device.reject'
   | 'device.quarantine'
   | 'device.release'
   | 'device.tag'
@@ -141,6 +142,29 @@ export class FleetService implements EnrollmentService {
       if (row.state !== 'unclaimed') throw new CaError(409, `device "${device}" is ${row.state}, not unclaimed`);
       return this.setState(tx, device, 'active');
     });
+  }
+
+  /**
+   * Refuses a device waiting in the claim queue: whatever certificate claim mode issued it is revoked (reason
+   * privilegeWithdrawn: the CRL lists it and the broker closes its sessions) and the device becomes `revoked`, as an
+   * unclaimed device that expires does. The id stays in the inventory so that the same unknown key cannot enroll
+   * it again without credentials; the real device can still enroll it with a token. Only unclaimed devices: an
+   * active one is revoked (admin), not rejected.
+   */
+  async reject(device: string): Promise<{ device: DeviceRow; revoked: string[] }> {
+    const result = await this.audited(
+      'device.reject',
+      { device },
+      async (tx) => {
+        const row = await this.requireDevice(tx, device);
+        if (row.state !== 'unclaimed') throw new CaError(409, `device "${device}" is ${row.state}, not unclaimed: only a device waiting to be claimed can be rejected`);
+        const revoked = await this.ca.revoke({ deviceId: device }, 'privilegeWithdrawn', tx);
+        return { device: (await tx.device(device))!, revoked };
+      },
+      (r) => `revoked ${r.revoked.join(', ') || 'nothing'}`,
+    );
+    await this.ca.refreshCrl(true); // after the commit: the CRL must list what was committed
+    return result;
   }
 
   quarantine(device: string): Promise<DeviceRow> {

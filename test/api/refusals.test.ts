@@ -24,6 +24,7 @@ const SAMPLES: Record<string, unknown> = {
   'POST /devices/{id}/quarantine': {},
   'POST /devices/{id}/release': {},
   'POST /devices/{id}/claim': {},
+  'POST /devices/{id}/reject': {},
   'POST /devices/{id}/revoke': { reason: 'keyCompromise' },
   'PUT /devices/{id}/tags': { tags: ['x'] },
   'POST /tokens': { device: 'matrix-new', ttlSeconds: 600 },
