@@ -17,6 +17,9 @@ import {
   endedSchema,
   fleetSummarySchema,
   noBodySchema,
+  operatorCertificateSchema,
+  operatorListSchema,
+  operatorSerialParamsSchema,
   revokeBodySchema,
   revokeResultSchema,
   sessionListSchema,
@@ -316,6 +319,29 @@ export const ROUTES: RouteSpec[] = [
       await deps.fleet.record({ actor: caller.identity, action: 'session.end', target: params.id, outcome: ended ? 'ok' : 'refused', ...(ended ? {} : { detail: 'no live session with this id' }) });
       if (!ended) throw new FleetRefusal(404, 'no live session with this id');
       return { ended };
+    },
+  }),
+  route({
+    method: 'GET',
+    path: '/operators',
+    summary: 'Operator certificates (viewer, operator, admin) from the CA inventory: name, role, serial, expiry, revocation; active first',
+    access: { role: 'admin' },
+    response: operatorListSchema,
+    async handler({ deps }) {
+      return deps.fleet.operators();
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/operators/{serial}/revoke',
+    summary: 'Revoke an operator certificate: the API refuses it from the next request on (open streams end within a second) and the CRL lists it',
+    access: { role: 'admin' },
+    audited: true,
+    params: operatorSerialParamsSchema,
+    body: revokeBodySchema,
+    response: operatorCertificateSchema,
+    async handler({ params, body, caller, deps }) {
+      return deps.fleet.revokeOperator(params.serial, body.reason, caller.identity);
     },
   }),
   route({

@@ -76,6 +76,10 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   await check('POST /credentials/{name}/rotate', 'POST', '/credentials/audit-key/rotate', { cookie: adminSession.cookie, csrf: adminSession.csrf, body: { value: 'audit-secret-rotated' } }, 'session:admin:ada', 'credential.rotate');
   await check('DELETE /credentials/{name}', 'DELETE', '/credentials/audit-key', admin, 'cert:admin:alice', 'credential.remove');
   t.notOk(JSON.stringify(await gw.ca.inventory.auditEntries()).includes('audit-secret'), 'no credential value in the audit log');
+  const leaver = await operatorCredentials(gw, 'viewer', 'leaver');
+  const opRevoked = await check('POST /operators/{serial}/revoke', 'POST', `/operators/${leaver.serial}/revoke`, { ...admin, body: { reason: 'affiliationChanged' } }, 'cert:admin:alice', 'operator.revoke');
+  t.match(opRevoked.json, { name: 'leaver', role: 'viewer', status: 'revoked', revocationReason: 'affiliationChanged' }, 'the operator certificate revoked');
+  t.equal((await api(gw, 'GET', '/whoami', leaver)).status, 401, 'and refused at once');
   await check('DELETE /sessions/{id}', 'DELETE', `/sessions/${victim.id}`, admin, 'cert:admin:alice', 'session.end');
   t.equal((await api(gw, 'GET', '/whoami', { cookie: victim.cookie })).status, 401, 'the ended session is refused at once');
   await check('POST /logout', 'POST', '/logout', { cookie: session.cookie, csrf: session.csrf }, 'session:operator:sam', 'session.logout');
