@@ -6,7 +6,7 @@
 import { CaError } from '../ca/index.js';
 import { FleetInsights as FleetInsightsClass } from '../fleet/insights.js';
 import { isRestricted } from '../policy/index.js';
-import type { DeviceFacts, FleetInsights, FleetService, FleetView } from '../fleet/index.js';
+import type { DeviceFacts, FleetInsights, FleetService, FleetView, OperatorCertificateRow } from '../fleet/index.js';
 import {
   DEVICE_STATES,
   VULN_SEVERITIES,
@@ -20,6 +20,8 @@ import {
   type ExplainResult,
   type FindingInfo,
   type FleetSummary,
+  type OperatorCertificate,
+  type OperatorList,
   type OperatorRole,
   type PolicyList,
   type VulnCounts,
@@ -30,6 +32,22 @@ import { FleetRefusal, type DeviceFilter, type FleetOperations, type RevocationR
 import type { StoredFinding } from '../store/index.js';
 
 const EXPIRY_WINDOW_MS = 48 * 3_600_000;
+
+function operatorOf(o: OperatorCertificateRow, now: number): OperatorCertificate {
+  const c = o.certificate;
+  return {
+    name: o.name,
+    role: o.role,
+    serial: c.serial,
+    commonName: c.commonName,
+    issuedAt: c.issuedAt,
+    notAfter: c.notAfter,
+    status: c.status === 'revoked' ? 'revoked' : Date.parse(c.notAfter) <= now ? 'expired' : 'active',
+    revokedAt: o.revocation?.revokedAt ?? null,
+    revocationReason: o.revocation?.reason ?? null,
+  };
+}
+const OPERATOR_STATUS_ORDER = { active: 0, expired: 1, revoked: 2 } as const;
 
 function summaryOf(device: DeviceFacts): DeviceSummary {
   return {
@@ -234,6 +252,13 @@ export class FleetAdapter implements FleetOperations {
     return this.run(async () => (await this.fleet.as(actor).claim(id), this.summaryById(id)));
   }
 
+  reject(id: string, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }> {
+    return this.run(async () => {
+      const { revoked } = await this.fleet.as(actor).reject(id);
+      return { device: await this.summaryById(id), revoked };
+    });
+  }
+
   revoke(id: string, reason: RevocationReasonName, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }> {
     return this.run(async () => {
       const revoked = await this.fleet.as(actor).revoke({ deviceId: id }, reason);
@@ -384,5 +409,21 @@ export class FleetAdapter implements FleetOperations {
 
   issueOperator(role: OperatorRole, name: string, actor: string) {
     return this.run(() => this.fleet.as(actor).issueOperator(role, name));
+  }
+
+  async operators(): Promise<OperatorList> {
+    const now = this.fleet.now().getTime();
+    const items = (await this.fleet.operatorCertificates()).map((o) => operatorOf(o, now));
+    items.sort((a, b) => OPERATOR_STATUS_ORDER[a.status] - OPERATOR_STATUS_ORDER[b.status] || a.name.localeCompare(b.name) || b.issuedAt.localeCompare(a.issuedAt));
+    return { items };
+  }
+
+  revokeOperator(serial: string, reason: RevocationReasonName, actor: string): Promise<OperatorCertificate> {
+    return this.run(async () => {
+      const row = await this.fleet.as(actor).revokeOperator(serial, reason);
+      // The API checks revocation in this view: apply the commit before answering, so the next request is refused.
+      await this.view.refresh();
+      return operatorOf(row, this.fleet.now().getTime());
+    });
   }
 }

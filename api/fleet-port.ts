@@ -17,6 +17,8 @@ import type {
   DeviceSummary,
   ExplainResult,
   FleetSummary,
+  OperatorCertificate,
+  OperatorList,
   OperatorRole,
   PolicyList,
   VulnList,
@@ -34,6 +36,8 @@ export interface FleetOperations {
   quarantine(id: string, actor: string): Promise<DeviceSummary>;
   release(id: string, actor: string): Promise<DeviceSummary>;
   claim(id: string, actor: string): Promise<DeviceSummary>;
+  /** Refuses an unclaimed device: its certificates revoked, the device marked revoked; the serials revoked now. */
+  reject(id: string, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }>;
   /** Revokes every certificate of the device and marks it revoked; the serials revoked now. */
   revoke(id: string, reason: RevocationReasonName, actor: string): Promise<{ device: DeviceSummary; revoked: string[] }>;
   /** Replaces the device's tags. */
@@ -61,6 +65,10 @@ export interface FleetOperations {
   explain(device: string, topic: string, action: 'publish' | 'subscribe'): Promise<ExplainResult>;
   /** Issues an operator certificate (audited); the key is returned once and not kept. */
   issueOperator(role: OperatorRole, name: string, actor: string): Promise<{ serial: string; commonName: string; notAfter: Date; pem: string; keyPem: string }>;
+  /** Operator certificates from the CA's inventory (expired and revoked ones too): active first, then by name. */
+  operators(): Promise<OperatorList>;
+  /** Revokes one operator certificate (audited); the API refuses it from then on. */
+  revokeOperator(serial: string, reason: RevocationReasonName, actor: string): Promise<OperatorCertificate>;
 }
 
 /** An error the API shows to the client with this status. */

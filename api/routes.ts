@@ -17,6 +17,9 @@ import {
   endedSchema,
   fleetSummarySchema,
   noBodySchema,
+  operatorCertificateSchema,
+  operatorListSchema,
+  operatorSerialParamsSchema,
   revokeBodySchema,
   revokeResultSchema,
   sessionListSchema,
@@ -212,6 +215,19 @@ export const ROUTES: RouteSpec[] = [
   ),
   route({
     method: 'POST',
+    path: '/devices/{id}/reject',
+    summary: 'Reject a device waiting in the claim queue: its claim-mode certificate is revoked (CRL, live sessions closed) and it is marked revoked; its id stays taken until enrolled with a token',
+    access: { role: 'operator' },
+    audited: true,
+    params: deviceParamsSchema,
+    body: noBodySchema,
+    response: revokeResultSchema,
+    async handler({ params, caller, deps }) {
+      return deps.fleet.reject(params.id, caller.identity);
+    },
+  }),
+  route({
+    method: 'POST',
     path: '/devices/{id}/revoke',
     summary: 'Revoke every certificate of a device (CRL, OCSP, live MQTT sessions closed) and mark it revoked',
     access: { role: 'admin' },
@@ -303,6 +319,29 @@ export const ROUTES: RouteSpec[] = [
       await deps.fleet.record({ actor: caller.identity, action: 'session.end', target: params.id, outcome: ended ? 'ok' : 'refused', ...(ended ? {} : { detail: 'no live session with this id' }) });
       if (!ended) throw new FleetRefusal(404, 'no live session with this id');
       return { ended };
+    },
+  }),
+  route({
+    method: 'GET',
+    path: '/operators',
+    summary: 'Operator certificates (viewer, operator, admin) from the CA inventory: name, role, serial, expiry, revocation; active first',
+    access: { role: 'admin' },
+    response: operatorListSchema,
+    async handler({ deps }) {
+      return deps.fleet.operators();
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/operators/{serial}/revoke',
+    summary: 'Revoke an operator certificate: the API refuses it from the next request on (open streams end within a second) and the CRL lists it',
+    access: { role: 'admin' },
+    audited: true,
+    params: operatorSerialParamsSchema,
+    body: revokeBodySchema,
+    response: operatorCertificateSchema,
+    async handler({ params, body, caller, deps }) {
+      return deps.fleet.revokeOperator(params.serial, body.reason, caller.identity);
     },
   }),
   route({

@@ -17,7 +17,7 @@ import { loadConfig } from './config.js';
 import { openCa, withData, type DataOptions } from './options.js';
 
 /** What the device commands need; the API's port has exactly these, so both backends speak it. */
-export type DeviceOperations = Pick<FleetOperations, 'listDevices' | 'device' | 'quarantine' | 'release' | 'claim' | 'setTags' | 'revoke'>;
+export type DeviceOperations = Pick<FleetOperations, 'listDevices' | 'device' | 'quarantine' | 'release' | 'claim' | 'reject' | 'setTags' | 'revoke'>;
 type Filter = Parameters<DeviceOperations['listDevices']>[0];
 
 /** A remote call the server refused or failed: its status and message. */
@@ -98,6 +98,7 @@ export function remoteDevices(server: string, credentialsDir: string): DeviceOpe
     quarantine: (id) => call('POST', `${device(id)}/quarantine`, {}),
     release: (id) => call('POST', `${device(id)}/release`, {}),
     claim: (id) => call('POST', `${device(id)}/claim`, {}),
+    reject: (id) => call('POST', `${device(id)}/reject`, {}),
     setTags: (id, tags) => call('PUT', `${device(id)}/tags`, { tags }),
     revoke: (id, reason) => call('POST', `${device(id)}/revoke`, { reason }),
   };
@@ -132,6 +133,7 @@ export async function localDevices(opts: DataOptions): Promise<{ ops: DeviceOper
       quarantine: (id, actor) => adapter.quarantine(id, actor),
       release: (id, actor) => adapter.release(id, actor),
       claim: (id, actor) => adapter.claim(id, actor),
+      reject: (id, actor) => adapter.reject(id, actor),
       setTags: (id, tags, actor) => adapter.setTags(id, tags, actor),
       revoke: (id, reason, actor) => adapter.revoke(id, reason, actor),
     },
@@ -248,6 +250,15 @@ export function registerDeviceCommands(program: Command): void {
       await withDevices(program, opts, async (ops, actor) => {
         const row = await ops.claim(id, actor);
         process.stdout.write(`${row.id} is now ${row.state}\n`);
+      });
+    });
+  withData(device.command('reject'), { remote: true })
+    .description('refuse a device waiting to be claimed: its certificate is revoked and it is marked revoked (a token can still enroll the id)')
+    .argument('<id>', 'device id')
+    .action(async (id: string, opts: DataOptions) => {
+      await withDevices(program, opts, async (ops, actor) => {
+        const { device: row, revoked } = await ops.reject(id, actor);
+        process.stdout.write(`${row.id} is now ${row.state}; revoked ${revoked.join(', ') || 'nothing'}\n`);
       });
     });
   for (const [name, quarantined] of [['quarantine', true], ['release', false]] as const) {

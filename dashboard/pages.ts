@@ -9,6 +9,7 @@ export const DASHBOARD_PAGES = {
   device: '/devices/:id',
   enroll: '/enroll',
   audit: '/audit',
+  operators: '/operators',
   sessions: '/sessions',
   actions: '/actions',
   vulnerabilities: '/vulnerabilities',

@@ -2,7 +2,9 @@
  * FleetEvents: what happened to the fleet, as one line each, for people watching (the dashboard's live feed, the
  * API's /events/stream). It derives events from what the gateway already follows, never from a store of its own:
  *  - the FleetView's changes: a device that appears (enrolled), a new current certificate (renewed or re-enrolled),
- *    state changes (claimed, quarantined, released, revoked), devices that leave (removed), revoked certificates;
+ *    state changes (claimed, quarantined, released, revoked — rejected from the claim queue, or never claimed in
+ *    time, included), revoked certificates. Devices never leave the inventory (nothing deletes one: a revoked
+ *    device keeps its id so that nobody re-enrolls it without credentials), so there is no "removed" event;
  *  - effective scores (the trust cache's score events): a drop below a policy threshold in use, or by `dropDelta`
  *    or more, of a device that is active (a quarantine's ceiling is its own event);
  *  - the broker's behaviour events: authentication failures of certificates we issued (a certificate we did not
@@ -100,7 +102,7 @@ export class FleetEvents {
       const before = this.known.get(id);
       const d = this.view.device(id);
       if (!d) {
-        if (before) this.emit('removed', id, 'left the fleet (an unclaimed device that was never claimed, or removed)');
+        // Not reached today (no store deletes a device); forget it rather than keep memory for it.
         this.known.delete(id);
         this.scores.delete(id);
         this.lastAuthFailure.delete(id);
@@ -115,7 +117,8 @@ export class FleetEvents {
       if (before.state !== d.state) {
         if (d.state === 'revoked') {
           revokedNow.add(id);
-          this.emit('revoked', id, 'revoked: its certificates are on the CRL and its sessions closed');
+          // From the claim queue: an operator rejected it, or nobody claimed it in time (both revoke it).
+          this.emit('revoked', id, before.state === 'unclaimed' ? 'rejected (never claimed): its certificate is on the CRL and its sessions closed' : 'revoked: its certificates are on the CRL and its sessions closed');
         } else if (d.state === 'quarantined') this.emit('quarantined', id, 'quarantined: score ceiling 0 in the broker');
         else if (before.state === 'quarantined' && d.state === 'active') this.emit('released', id, 'released from quarantine');
         else if (before.state === 'unclaimed' && d.state === 'active') this.emit('claimed', id, 'claimed: active');

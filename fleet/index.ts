@@ -1,5 +1,5 @@
 export { FleetService, localActor } from './service.js';
-export type { AuditAction, DeviceWithCertificates } from './service.js';
+export type { AuditAction, DeviceWithCertificates, OperatorCertificateRow } from './service.js';
 export { FleetView } from './view.js';
 export type { DeviceFacts, FleetChange, FleetViewOptions, RevokedCertificate, ServiceIdentity } from './view.js';
 export { fleetTrustSource, fleetCaFacts } from './trust-source.js';

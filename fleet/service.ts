@@ -19,12 +19,13 @@ import type {
   RevocationTarget,
 } from '../ca/index.js';
 import { CaError } from '../ca/index.js';
-import { assertDeviceId, assertTags, type OperatorRole, type ServiceRole } from '../protocol/index.js';
+import { assertDeviceId, assertTags, normalizeSerial, parseOperatorCommonName, type OperatorRole, type ServiceRole } from '../protocol/index.js';
 import type { ActionDecisionRow, ActionDecisionStore, AuditEntry, CertificateRow, DeviceRow, InventoryStore, InventoryTransaction } from '../store/index.js';
 
 export type AuditAction =
   | 'token.create'
   | 'device.claim'
+  | 'device.reject'
   | 'device.quarantine'
   | 'device.release'
   | 'device.tag'
@@ -33,6 +34,7 @@ export type AuditAction =
   | 'policy.reload'
   | 'inventory.backup'
   | 'operator.issue'
+  | 'operator.revoke'
   | 'action.snooze'
   | 'action.ignore'
   | 'action.unignore';
@@ -49,6 +51,14 @@ export function localActor(): string {
 }
 
 export type DeviceWithCertificates = DeviceRow & { certificates: CertificateRow[] };
+
+/** An operator certificate (viewer, operator, admin) as the CA's inventory holds it. */
+export interface OperatorCertificateRow {
+  role: OperatorRole;
+  name: string;
+  certificate: Omit<CertificateRow, 'der'>;
+  revocation: { revokedAt: string; reason: string } | null;
+}
 
 export class FleetService implements EnrollmentService {
   private readonly store: InventoryStore;
@@ -143,6 +153,29 @@ export class FleetService implements EnrollmentService {
     });
   }
 
+  /**
+   * Refuses a device waiting in the claim queue: whatever certificate claim mode issued it is revoked (reason
+   * privilegeWithdrawn: the CRL lists it and the broker closes its sessions) and the device becomes `revoked`, as an
+   * unclaimed device that expires does. The id stays in the inventory so that the same unknown key cannot enroll
+   * it again without credentials; the real device can still enroll it with a token. Only unclaimed devices: an
+   * active one is revoked (admin), not rejected.
+   */
+  async reject(device: string): Promise<{ device: DeviceRow; revoked: string[] }> {
+    const result = await this.audited(
+      'device.reject',
+      { device },
+      async (tx) => {
+        const row = await this.requireDevice(tx, device);
+        if (row.state !== 'unclaimed') throw new CaError(409, `device "${device}" is ${row.state}, not unclaimed: only a device waiting to be claimed can be rejected`);
+        const revoked = await this.ca.revoke({ deviceId: device }, 'privilegeWithdrawn', tx);
+        return { device: (await tx.device(device))!, revoked };
+      },
+      (r) => `revoked ${r.revoked.join(', ') || 'nothing'}`,
+    );
+    await this.ca.refreshCrl(true); // after the commit: the CRL must list what was committed
+    return result;
+  }
+
   quarantine(device: string): Promise<DeviceRow> {
     return this.audited('device.quarantine', { device }, (tx) => this.setQuarantine(tx, device, true));
   }
@@ -215,6 +248,42 @@ export class FleetService implements EnrollmentService {
   /** An operator certificate (viewer, operator, admin) for the HTTPS API; the key is returned once and not kept. */
   issueOperator(role: OperatorRole, name: string): Promise<KeyAndCertificate> {
     return this.audited('operator.issue', { target: `operator:${role}:${name}` }, (tx) => this.ca.issueOperator(role, name, tx), (c) => `serial ${c.serial}`);
+  }
+
+  /** Every operator certificate ever issued (expired and revoked ones too), oldest first. */
+  async operatorCertificates(): Promise<OperatorCertificateRow[]> {
+    const out: OperatorCertificateRow[] = [];
+    for (const { der: _der, ...c } of await this.store.certificates({ kind: 'service' })) {
+      const who = parseOperatorCommonName(c.commonName);
+      if (!who) continue; // a service (scoring, broker), not a person or tool with a role
+      const revocation = c.status === 'revoked' ? ((await this.store.revocation(c.serial)) ?? null) : null;
+      out.push({ ...who, certificate: c, revocation: revocation && { revokedAt: revocation.revokedAt, reason: revocation.reason } });
+    }
+    return out;
+  }
+
+  /**
+   * Revokes one operator certificate (the API refuses it at its next request, its open streams within a second, and
+   * the CRL lists it). Only operator certificates: a device is revoked as a device, a service with `wott ca revoke`.
+   */
+  async revokeOperator(serial: string, reason: RevocationReason): Promise<OperatorCertificateRow> {
+    const key = normalizeSerial(serial);
+    const row = await this.audited(
+      'operator.revoke',
+      { target: key },
+      async (tx) => {
+        const cert = await tx.certificate(key);
+        const who = cert && cert.kind === 'service' ? parseOperatorCommonName(cert.commonName) : undefined;
+        if (!cert || !who) throw new CaError(404, `no operator certificate with serial ${key}`);
+        await this.ca.revoke({ serial: key }, reason, tx);
+        return { who, cert };
+      },
+      ({ who }) => `operator:${who.role}:${who.name}; reason ${reason}`,
+    );
+    await this.ca.refreshCrl(true); // after the commit: the CRL must list what was committed
+    const revocation = await this.store.revocation(key);
+    const { der: _der, ...certificate } = (await this.store.certificate(key))!;
+    return { ...row.who, certificate, revocation: revocation ? { revokedAt: revocation.revokedAt, reason: revocation.reason } : null };
   }
 
   /**

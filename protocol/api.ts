@@ -153,6 +153,24 @@ export const sessionInfoSchema = z.strictObject({
 export const sessionListSchema = z.strictObject({ items: z.array(sessionInfoSchema) });
 export const endedSchema = z.strictObject({ ended: z.boolean() });
 
+/** Operators: the people and tools holding viewer, operator or admin certificates from our CA (the CA's inventory). */
+export const OPERATOR_CERTIFICATE_STATUSES = ['active', 'expired', 'revoked'] as const;
+export const operatorCertificateSchema = z.strictObject({
+  name: z.string(),
+  role: z.enum(OPERATOR_ROLES),
+  serial: z.string().describe('hex, lower case'),
+  commonName: z.string(),
+  issuedAt: isoTime,
+  notAfter: isoTime,
+  status: z.enum(OPERATOR_CERTIFICATE_STATUSES).describe('active: valid now; expired; revoked (on the CRL)'),
+  revokedAt: isoTime.nullable(),
+  revocationReason: z.string().nullable(),
+});
+export type OperatorCertificate = z.infer<typeof operatorCertificateSchema>;
+export const operatorListSchema = z.strictObject({ items: z.array(operatorCertificateSchema) });
+export type OperatorList = z.infer<typeof operatorListSchema>;
+export const operatorSerialParamsSchema = z.strictObject({ serial: z.string().regex(/^[0-9a-fA-F]{1,64}$/, 'a certificate serial (hex)') });
+
 export const API_CALLER_ROLES = [...OPERATOR_ROLES, 'service'] as const;
 export const whoamiSchema = z.strictObject({
   identity: z.string().describe('as recorded in the audit log'),

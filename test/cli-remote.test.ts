@@ -1,6 +1,6 @@
 /**
  * `wott --server URL --credentials DIR device …` against a real `wott gateway` process: list and show with
- * scores, claim / quarantine / release / tag as an operator (audited as the certificate's identity), refused with
+ * scores, claim / reject / quarantine / release / tag as an operator (audited as the certificate's identity), refused with
  * a viewer certificate on a mutating command (nothing changes), and the same commands on the local data folder.
  */
 import { readFileSync } from 'node:fs';
@@ -39,6 +39,15 @@ t.test('the device commands work remotely through the API and locally through Fl
   t.equal(refused.code, 2, 'a viewer may not claim: refused');
   t.match(refused.stderr, /403/);
   t.match((await remote(viewers, ['show', 'rc-dev', '--json'])).stdout, /"state": "unclaimed"/, 'nothing changed');
+
+  // One that nobody recognises: rejected from the claim queue (its certificate revoked), by an operator only.
+  const stranger = await claimEnroll({ httpsPort: port, caPem }, dir, 'rc-stranger');
+  t.equal(stranger.reply.status, 200, 'another device enrolled unclaimed');
+  t.equal((await remote(viewers, ['reject', 'rc-stranger'])).code, 2, 'a viewer may not reject');
+  const rejected = await remote(ops, ['reject', 'rc-stranger']);
+  t.equal(rejected.code, 0, `reject as an operator (${rejected.stderr})`);
+  t.match(rejected.stdout, /^rc-stranger is now revoked; revoked [0-9a-f]+\n$/);
+  t.match(JSON.parse((await remote(viewers, ['show', 'rc-stranger', '--json'])).stdout), { state: 'revoked', certificates: [{ status: 'revoked' }] });
 
   const claimed = await remote(ops, ['claim', 'rc-dev']);
   t.equal(claimed.code, 0, `claim as an operator (${claimed.stderr})`);

@@ -18,7 +18,7 @@ import { EnrollPage } from './pages/enroll.js';
 import { OverviewPage } from './pages/overview.js';
 import { PoliciesPage } from './pages/policies.js';
 import { VulnerabilitiesPage } from './pages/vulnerabilities.js';
-import { SessionsPage } from './pages/sessions.js';
+import { OperatorsPage } from './pages/operators.js';
 import { can, Failure } from './ui.js';
 import './style.css';
 
@@ -48,12 +48,13 @@ const NAV: Array<{ href: string; label: string; least: 'viewer' | 'operator' | '
   { href: DASHBOARD_PAGES.credentials, label: 'Credentials', least: 'viewer' },
   { href: DASHBOARD_PAGES.enroll, label: 'Enroll', least: 'operator' },
   { href: DASHBOARD_PAGES.audit, label: 'Audit log', least: 'viewer' },
-  { href: DASHBOARD_PAGES.sessions, label: 'Sessions', least: 'admin' },
+  { href: DASHBOARD_PAGES.operators, label: 'Operators', least: 'admin' },
 ];
 
 function Nav({ who, onSignOut }: { who: Whoami; onSignOut: () => void }) {
   const { path } = useLocation();
-  const current = (href: string) => (href === '/' ? path === '/' : path === href || path.startsWith(`${href}/`));
+  const current = (href: string) =>
+    href === '/' ? path === '/' : path === href || path.startsWith(`${href}/`) || (href === DASHBOARD_PAGES.operators && path === DASHBOARD_PAGES.sessions);
   return (
     <header class="top">
       <a class="skip" href="#main">
@@ -145,7 +146,9 @@ function App() {
         <Route path={DASHBOARD_PAGES.policies} component={PoliciesPage} />
         <Route path={DASHBOARD_PAGES.credentials} component={() => <CredentialsPage who={who} />} />
         <Route path={DASHBOARD_PAGES.audit} component={AuditPage} />
-        <Route path={DASHBOARD_PAGES.sessions} component={() => <SessionsPage who={who} />} />
+        <Route path={DASHBOARD_PAGES.operators} component={() => <OperatorsPage who={who} />} />
+        {/* The page's earlier address: links to it keep working. */}
+        <Route path={DASHBOARD_PAGES.sessions} component={() => <OperatorsPage who={who} />} />
         <Route default component={NotFound} />
       </Router>
     </LocationProvider>

@@ -24,6 +24,7 @@ const SAMPLES: Record<string, unknown> = {
   'POST /devices/{id}/quarantine': {},
   'POST /devices/{id}/release': {},
   'POST /devices/{id}/claim': {},
+  'POST /devices/{id}/reject': {},
   'POST /devices/{id}/revoke': { reason: 'keyCompromise' },
   'PUT /devices/{id}/tags': { tags: ['x'] },
   'POST /tokens': { device: 'matrix-new', ttlSeconds: 600 },
@@ -32,6 +33,8 @@ const SAMPLES: Record<string, unknown> = {
   'GET /sessions': undefined,
   'DELETE /sessions/{id}': undefined,
   'POST /logout': {},
+  'GET /operators': undefined,
+  'POST /operators/{serial}/revoke': { reason: 'keyCompromise' },
   'GET /actions': undefined,
   'POST /devices/{id}/actions/{action}/snooze': { duration: '24h' },
   'POST /devices/{id}/actions/{action}/ignore': {},
@@ -73,7 +76,7 @@ t.test('every route refuses every caller it must', async (t) => {
 
   for (const route of ROUTES) {
     t.ok(key(route) in SAMPLES, `${key(route)} has a sample request in this test`);
-    const path = route.path.replace('{id}', route.path.startsWith('/sessions') ? victim.id : DEVICE).replace('{action}', 'firewall').replace('{name}', CREDENTIAL);
+    const path = route.path.replace('{id}', route.path.startsWith('/sessions') ? victim.id : DEVICE).replace('{action}', 'firewall').replace('{name}', CREDENTIAL).replace('{serial}', byRole.admin!.serial);
     const body = SAMPLES[key(route)];
     const call = (extra: ApiCall) => api(gw, route.method, path, { ...(body !== undefined ? { body } : {}), ...extra });
     const expect = async (what: string, extra: ApiCall, status: number) => {
@@ -142,7 +145,7 @@ t.test('every route: hostile input is a 4xx that changes nothing, and a good rep
   const auditBefore = (await gw.ca.inventory.auditEntries()).length;
   for (const route of ROUTES) {
     const id = route.path.startsWith('/sessions') ? victim.id : DEVICE;
-    const path = route.path.replace('{id}', id).replace('{action}', 'firewall').replace('{name}', CREDENTIAL);
+    const path = route.path.replace('{id}', id).replace('{action}', 'firewall').replace('{name}', CREDENTIAL).replace('{serial}', admin.serial);
     const body = SAMPLES[key(route)];
     const expect = async (what: string, p: string, call: ApiCall, status: number) => {
       const reply = await api(gw, route.method, p, { ...admin, ...call });
@@ -157,6 +160,11 @@ t.test('every route: hostile input is a 4xx that changes nothing, and a good rep
     if (route.path.includes('{name}')) {
       for (const bad of ['../../etc', '.hidden', '%00', 'a'.repeat(150), '<script>', 'a/b']) {
         await expect(`a hostile credential name ${JSON.stringify(bad.slice(0, 20))}`, route.path.replace('{name}', encodeURIComponent(bad)), body !== undefined ? { body } : {}, 400);
+      }
+    }
+    if (route.path.includes('{serial}')) {
+      for (const bad of ["1' OR '1'='1", '../../etc', '%00', 'f'.repeat(150), '<script>', 'xyz']) {
+        await expect(`a hostile serial ${JSON.stringify(bad.slice(0, 20))}`, route.path.replace('{serial}', encodeURIComponent(bad)), body !== undefined ? { body } : {}, 400);
       }
     }
     if (route.path.includes('{action}')) {

@@ -38,6 +38,7 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   await enroll(gw, dir, 'audit-a');
   const { creds } = await claimEnroll(gw, dir, 'audit-unclaimed');
   t.ok(creds, 'a device enrolled unclaimed');
+  t.ok((await claimEnroll(gw, dir, 'audit-stranger')).creds, 'another one, to reject');
   const admin = (await operatorCredentials(gw, 'admin', 'alice'));
   const operator = (await operatorCredentials(gw, 'operator', 'olga'));
   const session = await sessionFor(gw, 'operator', 'sam');
@@ -56,6 +57,8 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   await check('POST /devices/{id}/quarantine', 'POST', '/devices/audit-a/quarantine', operator, 'cert:operator:olga', 'device.quarantine', 'quarantined');
   await check('POST /devices/{id}/release', 'POST', '/devices/audit-a/release', { cookie: session.cookie, csrf: session.csrf }, 'session:operator:sam', 'device.release', 'active');
   await check('POST /devices/{id}/claim', 'POST', '/devices/audit-unclaimed/claim', { ...operator, body: {} }, 'cert:operator:olga', 'device.claim', 'active');
+  const rejected = await check('POST /devices/{id}/reject', 'POST', '/devices/audit-stranger/reject', { ...operator, body: {} }, 'cert:operator:olga', 'device.reject', 'revoked');
+  t.equal(rejected.json.revoked.length, 1, 'its claim-mode certificate revoked');
   const tagged = await check('PUT /devices/{id}/tags', 'PUT', '/devices/audit-a/tags', { ...operator, body: { tags: ['kitchen', 'floor=2'] } }, 'cert:operator:olga', 'device.tag');
   t.same(tagged.json.tags, ['kitchen', 'floor=2'], 'tags set');
   await check('POST /devices/{id}/actions/{action}/snooze', 'POST', '/devices/audit-a/actions/firewall/snooze', { ...operator, body: { duration: '24h' } }, 'cert:operator:olga', 'action.snooze');
@@ -73,6 +76,10 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   await check('POST /credentials/{name}/rotate', 'POST', '/credentials/audit-key/rotate', { cookie: adminSession.cookie, csrf: adminSession.csrf, body: { value: 'audit-secret-rotated' } }, 'session:admin:ada', 'credential.rotate');
   await check('DELETE /credentials/{name}', 'DELETE', '/credentials/audit-key', admin, 'cert:admin:alice', 'credential.remove');
   t.notOk(JSON.stringify(await gw.ca.inventory.auditEntries()).includes('audit-secret'), 'no credential value in the audit log');
+  const leaver = await operatorCredentials(gw, 'viewer', 'leaver');
+  const opRevoked = await check('POST /operators/{serial}/revoke', 'POST', `/operators/${leaver.serial}/revoke`, { ...admin, body: { reason: 'affiliationChanged' } }, 'cert:admin:alice', 'operator.revoke');
+  t.match(opRevoked.json, { name: 'leaver', role: 'viewer', status: 'revoked', revocationReason: 'affiliationChanged' }, 'the operator certificate revoked');
+  t.equal((await api(gw, 'GET', '/whoami', leaver)).status, 401, 'and refused at once');
   await check('DELETE /sessions/{id}', 'DELETE', `/sessions/${victim.id}`, admin, 'cert:admin:alice', 'session.end');
   t.equal((await api(gw, 'GET', '/whoami', { cookie: victim.cookie })).status, 401, 'the ended session is refused at once');
   await check('POST /logout', 'POST', '/logout', { cookie: session.cookie, csrf: session.csrf }, 'session:operator:sam', 'session.logout');
@@ -98,7 +105,7 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   t.equal(detail.json.certificates.length, 1);
   t.ok(detail.json.audit.some((e: { action: string }) => e.action === 'certificate.revoke'), 'the device shows its audit trail');
   const summary = await api(gw, 'GET', '/fleet/summary', operator);
-  t.match(summary.json, { devices: { total: 2, byState: { revoked: 1, active: 1, quarantined: 0, unclaimed: 0 } } });
+  t.match(summary.json, { devices: { total: 3, byState: { revoked: 2, active: 1, quarantined: 0, unclaimed: 0 } } });
 });
 
 t.test('device lists: filter, free text, sort, cursor pages, CSV', async (t) => {

@@ -3,7 +3,8 @@
  * credential and loses trust (quarantine), so the page flags it "rotate it"; an admin sets a credential from the
  * form (the value field is a password field, emptied after submit, and the value is nowhere in the page or in any
  * reply the page got), rotates the exposed one (the flag clears), deletes one after a confirmation naming it; a viewer
- * sees the list and no form. Screenshots at laptop and phone widths.
+ * sees the list and no form. On a phone the flag is a red warning on screen without sideways scrolling, and axe-core
+ * finds no serious or critical violation. Screenshots at laptop and phone widths.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -13,7 +14,7 @@ import t from 'tap';
 import { CredentialFiles, CredentialReceiver } from '../../agent/credentials.js';
 import { requireCommand, tempDir } from '../helpers.js';
 import { enroll, testGateway, waitFor } from '../mqtt-helpers.js';
-import { launch, loginLink, requireChromium, screenshots, signIn, textOf } from './browser.js';
+import { axeViolations, launch, loginLink, requireChromium, screenshots, signIn, textOf, VIEWPORTS } from './browser.js';
 
 t.test('the credentials page: list, exposure, set, rotate, delete; values never shown', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl') || !requireChromium(t)) return;
@@ -50,6 +51,45 @@ t.test('the credentials page: list, exposure, set, rotate, delete; values never 
   await page.waitForSelector('table.credentials tbody tr[data-credential="weather-key"]');
   const row = await textOf(page, 'tr[data-credential="weather-key"]');
   t.match(row, /Exposed to cred-dev — rotate it/, `the exposure is flagged: ${row}`);
+
+  // On a phone: the flag is on screen without sideways scrolling (the page's or the table's), and it is a warning in
+  // red with enough contrast, not only bold text; the summary above the table names what to rotate.
+  await page.setViewport(VIEWPORTS.phone);
+  await page.waitForFunction(() => getComputedStyle(document.querySelector('table.credentials thead')!).position === 'absolute');
+  const phone = await page.evaluate(() => {
+    const flag = document.querySelector('tr[data-credential="weather-key"] .exposure-warning') as HTMLElement;
+    const wrap = flag.closest('.table-wrap') as HTMLElement;
+    const rect = flag.getBoundingClientRect();
+    const style = getComputedStyle(flag);
+    return {
+      pageScrolls: document.documentElement.scrollWidth > window.innerWidth,
+      tableScrolls: wrap.scrollWidth > wrap.clientWidth,
+      inView: rect.left >= 0 && rect.right <= window.innerWidth && rect.width > 0,
+      color: style.color,
+      background: style.backgroundColor,
+      summary: (document.querySelector('#exposed-summary') as HTMLElement | null)?.innerText ?? '',
+    };
+  });
+  t.notOk(phone.pageScrolls, 'the page does not scroll sideways');
+  t.notOk(phone.tableScrolls, 'nor does the credentials table');
+  t.ok(phone.inView, 'the "rotate it" flag is within the screen width');
+  const rgb = (css: string) => css.match(/\d+/g)!.slice(0, 3).map(Number);
+  const luminance = (c: number[]) => {
+    const [r, g, b] = c.map((v) => (v / 255 <= 0.03928 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r! + 0.7152 * g! + 0.0722 * b!;
+  };
+  const [fg, bg] = [luminance(rgb(phone.color)), luminance(rgb(phone.background))];
+  const contrast = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+  const [red, green, blue] = rgb(phone.color);
+  t.ok(red! > 2 * green! && red! > 2 * blue!, `the flag is red (${phone.color} on ${phone.background})`);
+  t.ok(contrast >= 4.5, `with a contrast of ${contrast.toFixed(1)}:1 (≥ 4.5)`);
+  t.match(phone.summary, /Exposed — rotate weather-key/, 'the summary above the table says what to rotate');
+  await screenshots(page, shots, 'credentials-exposed', () => page.waitForSelector('.exposure-warning'));
+  await page.setViewport(VIEWPORTS.phone);
+  const violations = await axeViolations(page);
+  t.same(violations, [], `/credentials on a phone: ${violations.map((v) => `${v.id} (${v.help}): ${v.nodes.slice(0, 3).join(', ')}`).join('; ') || 'none'}`);
+  await page.setViewport(VIEWPORTS.laptop);
+  await page.waitForSelector('tr[data-credential="weather-key"]');
 
   // Set a new credential from the form.
   const secret = `dash-${randomBytes(12).toString('hex')}`;

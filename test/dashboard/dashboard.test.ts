@@ -353,19 +353,19 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
     await admin.setViewport({ width: 1366, height: 900 });
     await signIn(admin, await loginLink(gw.dir, base, 'admin', 'ada'));
     await admin.goto(`${base}/sessions`);
-    await admin.waitForSelector('main table tbody tr');
-    const names = await columnText(admin, 'main table tbody th');
+    await admin.waitForSelector('table.sessions tbody tr');
+    const names = await columnText(admin, 'table.sessions tbody th');
     t.ok(names.includes('olga') && names.includes('ada'), `lists the live sessions: ${names.join(', ')}`);
-    await screenshots(admin, shots, 'sessions', () => admin.waitForSelector('main table'));
+    await screenshots(admin, shots, 'sessions', () => admin.waitForSelector('table.sessions'));
     await admin.goto(`${base}/devices/lab-7`);
     await admin.waitForSelector('section.actions');
     t.match(await textOf(admin, 'section.actions'), /Revoke…/, 'an admin may revoke');
     await admin.goto(`${base}/sessions`);
-    await admin.waitForSelector('main table tbody tr');
-    const olgaRow = (await admin.$$('main table tbody tr')).length;
+    await admin.waitForSelector('table.sessions tbody tr');
+    const olgaRow = (await admin.$$('table.sessions tbody tr')).length;
     t.ok(olgaRow >= 2);
     await admin.evaluate(() => {
-      const row = [...document.querySelectorAll('main table tbody tr')].find((r) => r.querySelector('th')?.textContent === 'olga');
+      const row = [...document.querySelectorAll('table.sessions tbody tr')].find((r) => r.querySelector('th')?.textContent === 'olga');
       (row?.querySelector('button') as HTMLButtonElement).click();
     });
     await admin.waitForSelector('dialog[open]');

@@ -29,6 +29,8 @@ export function CredentialsPage({ who }: { who: Whoami }) {
   const [deleting, setDeleting] = useState<CredentialInfoReply>();
   const [result, setResult] = useState<{ ok: boolean; text: string }>();
 
+  const exposed = list.data?.items.filter((c) => c.rotate) ?? [];
+
   const submit = (e: Event) => {
     e.preventDefault();
     const sent = value;
@@ -78,10 +80,17 @@ export function CredentialsPage({ who }: { who: Whoami }) {
             {result.text}
           </p>
         ) : null}
+        {exposed.length ? (
+          <p class="warning-box" id="exposed-summary">
+            <span aria-hidden="true">⚠ </span>
+            Exposed — rotate {exposed.map((c) => c.name).join(', ')}: {exposed.length === 1 ? 'it was' : 'they were'} held by a device that lost trust
+            since the last rotation.
+          </p>
+        ) : null}
         {list.data ? (
           list.data.items.length ? (
             <Table
-              class="credentials"
+              class="credentials stack"
               rows={list.data.items}
               rowKey={(c) => c.name}
               rowAttrs={(c) => ({ 'data-credential': c.name, class: c.rotate ? 'exposed' : undefined })}
@@ -99,8 +108,8 @@ export function CredentialsPage({ who }: { who: Whoami }) {
                   class: 'col-exposure',
                   cell: (c) =>
                     c.rotate ? (
-                      <strong class="error">
-                        Exposed to {c.exposedTo.map((e) => e.device).join(', ')} — rotate it
+                      <strong class="exposure-warning">
+                        <span aria-hidden="true">⚠ </span>Exposed to {c.exposedTo.map((e) => e.device).join(', ')} — rotate it
                       </strong>
                     ) : (
                       '—'

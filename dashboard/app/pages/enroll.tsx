@@ -11,23 +11,43 @@ import { QrCode } from '../qr.js';
 
 /**
  * Devices that enrolled without a token (claim mode) wait here, unclaimed (score ceiling 0), until an operator
- * claims them (POST /devices/{id}/claim). The list is the device list filtered by state.
+ * claims them (POST /devices/{id}/claim) or rejects them (POST /devices/{id}/reject: the certificate claim mode
+ * gave it is revoked and the device is marked revoked, its id kept so that only a token can enroll it again). The
+ * list is the device list filtered by state. One confirmation dialog for both, naming the device.
  */
+type QueueAction = 'claim' | 'reject';
+const QUEUE_ACTIONS: Record<QueueAction, { label: string; done: (id: string) => string; explain: (id: string) => string; danger: boolean }> = {
+  claim: {
+    label: 'Claim',
+    done: (id) => `Claimed ${id}: it is active now.`,
+    explain: (id) => `Claim device ${id}: it becomes active and its score is no longer capped at 0. Claim only a device you recognise; reject it otherwise.`,
+    danger: false,
+  },
+  reject: {
+    label: 'Reject',
+    done: (id) => `Rejected ${id}: its certificate is revoked and it left the queue.`,
+    explain: (id) =>
+      `Reject device ${id}: its certificate is revoked at once (its connections are closed) and it leaves the queue, marked revoked. The id stays taken: the real ${id} can still enroll with a token.`,
+    danger: true,
+  },
+};
+
 function ClaimQueue() {
   const queue = useLoad(() => call<DevicePage>('GET', '/devices?state=unclaimed&sort=createdAt&limit=100'), 'queue');
-  const [claiming, setClaiming] = useState<DeviceSummary>();
+  const [pending, setPending] = useState<{ action: QueueAction; device: DeviceSummary }>();
   const [result, setResult] = useState<{ ok: boolean; text: string }>();
-  const claim = (d: DeviceSummary) => {
-    setClaiming(undefined);
-    call('POST', `/devices/${encodeURIComponent(d.id)}/claim`).then(
+  const act = (action: QueueAction, d: DeviceSummary) => {
+    setPending(undefined);
+    call('POST', `/devices/${encodeURIComponent(d.id)}/${action}`).then(
       () => {
-        setResult({ ok: true, text: `Claimed ${d.id}: it is active now.` });
+        setResult({ ok: true, text: QUEUE_ACTIONS[action].done(d.id) });
         queue.reload();
       },
-      (error: Error) => setResult({ ok: false, text: `Claim of ${d.id} refused: ${error.message}` }),
+      (error: Error) => setResult({ ok: false, text: `${QUEUE_ACTIONS[action].label} of ${d.id} refused: ${error.message}` }),
     );
   };
   const items = queue.data?.items ?? [];
+  const spec = pending ? QUEUE_ACTIONS[pending.action] : undefined;
   return (
     <Section title="Claim queue" source="GET /api/v1/devices?state=unclaimed">
       {queue.error ? <Failure error={queue.error} /> : null}
@@ -50,9 +70,14 @@ function ClaimQueue() {
               label: 'Actions',
               hiddenLabel: true,
               cell: (d) => (
-                <button type="button" class="primary" onClick={() => setClaiming(d)}>
-                  Claim<span class="visually-hidden"> {d.id}</span>
-                </button>
+                <span class="row-actions">
+                  {(['claim', 'reject'] as const).map((action) => (
+                    <button key={action} type="button" class={QUEUE_ACTIONS[action].danger ? 'danger' : 'primary'} data-action={action} onClick={() => setPending({ action, device: d })}>
+                      {QUEUE_ACTIONS[action].label}
+                      <span class="visually-hidden"> {d.id}</span>
+                    </button>
+                  ))}
+                </span>
               ),
             },
           ]}
@@ -64,12 +89,13 @@ function ClaimQueue() {
         </p>
       ) : null}
       <Confirm
-        open={claiming !== undefined}
-        title={claiming ? `Claim ${claiming.id}?` : ''}
-        message={claiming ? `Claim device ${claiming.id}: it becomes active and its score is no longer capped at 0. Claim only a device you recognise; quarantine or revoke it from its page otherwise.` : ''}
-        confirmLabel={claiming ? `Claim ${claiming.id}` : ''}
-        onConfirm={() => claiming && claim(claiming)}
-        onCancel={() => setClaiming(undefined)}
+        open={pending !== undefined}
+        title={pending && spec ? `${spec.label} ${pending.device.id}?` : ''}
+        message={pending && spec ? spec.explain(pending.device.id) : ''}
+        confirmLabel={pending && spec ? `${spec.label} ${pending.device.id}` : ''}
+        danger={spec?.danger ?? false}
+        onConfirm={() => pending && act(pending.action, pending.device)}
+        onCancel={() => setPending(undefined)}
       />
     </Section>
   );

@@ -38,7 +38,6 @@ const FEED_LABEL: Record<FleetEvent['type'], string> = {
   quarantined: 'quarantined',
   released: 'released',
   revoked: 'revoked',
-  removed: 'removed',
   score_drop: 'score drop',
   auth_failure: 'auth failure',
 };
