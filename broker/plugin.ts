@@ -460,7 +460,9 @@ export class WottPlugin {
     if (set?.delete(client)) {
       this.metrics?.connections.dec();
       if (set.size === 0) this.sessions.delete(who.id);
-      if (who.kind === 'device') this.emitEvent(who.id, 'disconnect', { verified: true });
+      // The address lets scoring close this session's holding of it (who held which address, for lateral movement).
+      const remote = this.sessionFacts.get(client)?.remoteAddress;
+      if (who.kind === 'device') this.emitEvent(who.id, 'disconnect', { verified: true, ...(remote ? { remoteAddress: remote } : {}) });
     }
   }
 
