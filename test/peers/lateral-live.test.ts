@@ -16,6 +16,7 @@ import { memoryLogger, tempDir } from '../helpers.js';
 import { barrier, connect, enroll, eventWatcher, inbox, subscribeGrant, testGateway, waitFor } from '../mqtt-helpers.js';
 import { fixtureTelemetry } from '../scoring-fixtures.js';
 import { operatorCredentials } from '../api/helpers.js';
+import { startInfluxd } from '../influx-helpers.js';
 
 type Gw = Awaited<ReturnType<typeof testGateway>>;
 const model = loadModel();
@@ -217,4 +218,25 @@ t.test('hostile peer reports are refused and counted; a reporter can not report 
   await waitMetric(gw, 'wott_intrusion_sources_total', 'outcome="rate"', 1);
   t.equal(await metric(gw, 'wott_peer_reports_refused_total', 'reason="rate"'), 2, 'counted as refused for the rate');
   t.notOk(lateralOf(gw.scoring!.recompute('dev-x', true)), 'and blames nobody');
+});
+
+t.test('lateral movement reaches a real influxd: one point per attributed source, tagged subject and reporter', async (t) => {
+  const influx = await startInfluxd(t);
+  if (!influx) return;
+  const gw = await testGateway(t, { scoring: { ...scoringOptions(), influx: { url: influx.url, database: 'fleet', flushIntervalMs: 100 } } });
+  const dir = tempDir(t);
+  await connectFrom(t, gw, dir, 'dev-x', '127.0.0.2');
+  const y = await connectFrom(t, gw, dir, 'dev-y', '127.0.0.3');
+  await waitFor(() => gw.plugin.sessionsOf('dev-x').length === 1, 'dev-x connected');
+  await y.publishAsync(topics.telemetry('dev-y'), report('dev-y', [{ address: '127.0.0.2', failedLogins: 240, dropped: 3 }]), { qos: 1 });
+  let rows: unknown[][] = [];
+  const until = Date.now() + 15_000;
+  while (rows.length === 0 && Date.now() < until) {
+    rows = await influx.query(`SELECT "count", failed_logins, dropped, services FROM lateral_movement WHERE subject = 'dev-x' AND reporter = 'dev-y'`, 'fleet').catch(() => []);
+    if (!rows.length) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.equal(rows.length, 1, 'the observation is in InfluxDB');
+  t.same(rows[0]!.slice(1), [243, 240, 3, 'ssh']);
+  const tags = await influx.query('SHOW TAG KEYS FROM lateral_movement', 'fleet');
+  t.same(tags.map((r) => r[0]).sort(), ['reporter', 'subject']);
 });
