@@ -55,6 +55,8 @@ export interface DeviceRecord {
   peers: Map<string, PeerEntry>;
   /** Lateral movement seen by other devices, per reporter. */
   lateral: Map<string, LateralEntry>;
+  /** This device's latest report of sources that blamed nobody (shared or unheld addresses): shown, costs nothing. */
+  unattributed?: { at: number; reason: string };
   lastPublished?: { score: number; key: string; at: number };
   cveCache?: { key: string; findings: CveFindingInput[] };
 }
@@ -93,6 +95,9 @@ export type IngestResult =
 
 /** A peer report is a few hundred bytes; anything much larger is refused before it is parsed. */
 export const MAX_PEER_REPORT_BYTES = 2048;
+
+/** How long a report's unattributed intrusion sources stay among the reporter's factors. */
+const UNATTRIBUTED_SHOWN_MS = 3_600_000;
 
 /** Slack added before a report's window: agents send a little after their window closes, and events arrive late. */
 const WINDOW_SLACK_MS = 60_000;
@@ -206,14 +211,17 @@ export class ScoreEngine {
       return { lateral, intrusions: results };
     }
     const from = now - intrusions.windowSeconds * 1000 - WINDOW_SLACK_MS;
+    const notAttributed: string[] = [];
     for (const s of intrusions.sources) {
       const address = normalizeAddress(s.address);
       if (s.failedLogins + s.dropped === 0) continue;
       const holders = this.addresses.holders(address, from, now);
       if (holders.length === 0) {
         results.push({ address, outcome: 'unheld', detail: `${address}: no fleet device held it: not attributed` });
+        notAttributed.push(`${s.failedLogins + s.dropped} from ${address} (no fleet device held it)`);
       } else if (holders.length > 1) {
         results.push({ address, outcome: 'shared', holders: holders.length, detail: `${address} shared by ${holders.length} devices: not attributed` });
+        notAttributed.push(`${s.failedLogins + s.dropped} from ${address} (shared by ${holders.length} devices)`);
       } else if (holders[0] === reporter) {
         results.push({ address, outcome: 'self', detail: `${address} is ${reporter}'s own: a device can not report itself` });
       } else if (this.unknown(holders[0]!)) {
@@ -224,6 +232,10 @@ export class ScoreEngine {
         lateral.push({ subject, reporter, address, logins: s.failedLogins, dropped: s.dropped, services: [...s.services] });
         results.push({ address, outcome: 'attributed', detail: `${address} is ${subject}` });
       }
+    }
+    if (notAttributed.length > 0) {
+      const more = notAttributed.length > 3 ? ` and ${notAttributed.length - 3} more sources` : '';
+      this.record(reporter).unattributed = { at: now, reason: `login/connection attempts not attributed to any device: ${notAttributed.slice(0, 3).join(', ')}${more}`.slice(0, 300) };
     }
     return { lateral, intrusions: results };
   }
@@ -360,6 +372,8 @@ export class ScoreEngine {
       factors.push({ id: 'peers', contribution: -peers.penalty, reason: peers.reason, fix: 'investigate what the reporting devices observed' });
       score -= peers.penalty;
     }
+    // Intrusions this device saw that blamed nobody: said, not counted (the attempts are in its failedLogins factor).
+    if (r.unattributed && now - r.unattributed.at <= UNATTRIBUTED_SHOWN_MS) factors.push({ id: 'intrusions', contribution: 0, reason: r.unattributed.reason });
     pruneLateral(r.lateral, m, now);
     const lateral = r.lateral.size > 0 ? lateralPenalty(device, r.lateral.values(), m, now, (reporter) => this.currentScore(reporter)) : undefined;
     if (lateral) {

@@ -171,6 +171,8 @@ t.test('one reporter, a low-score reporter, self, NAT and a spoofed address: nob
   for (const d of ['nat-1', 'nat-2', 'dev-x', 'dev-y', 'low-1']) t.ok(noLateral(d), `${d}: not blamed for a shared or spoofed address`);
   const logged = log.lines.map((l: { msg?: string }) => l.msg ?? '').join('\n');
   t.match(logged, /127\.0\.0\.5 shared by 2 devices: not attributed/, 'the log says the address is shared');
+  const seen = gw.scoring!.recompute('dev-y', true)!.factors.find((f) => f.id === 'intrusions');
+  t.match(seen, { contribution: 0, reason: /300 from 127\.0\.0\.5 \(shared by 2 devices\), 300 from 127\.0\.0\.9 \(no fleet device held it\)/ }, "and the reporter's findings say so, at no cost");
 
   // One reporter alone with a huge count: at most the single-reporter maximum.
   await y.publishAsync(topics.telemetry('dev-y'), report('dev-y', [{ address: '127.0.0.2', failedLogins: 100_000 }]), { qos: 1 });
