@@ -605,6 +605,19 @@ export class WottPlugin {
     return out;
   }
 
+  /** Every live device session's remote address (scoring seeds its address map with them when it starts). */
+  deviceSessions(): Array<{ device: string; remoteAddress: string | null; since: number }> {
+    const out: Array<{ device: string; remoteAddress: string | null; since: number }> = [];
+    for (const [id, clients] of this.sessions) {
+      for (const client of clients) {
+        if (this.identities.get(client)?.kind !== 'device') continue;
+        const facts = this.sessionFacts.get(client);
+        if (facts) out.push({ device: id, ...facts });
+      }
+    }
+    return out;
+  }
+
   /** Connected client count for a device or service id. */
   sessionCount(id: string): number {
     return this.sessions.get(id)?.size ?? 0;

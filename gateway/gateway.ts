@@ -530,6 +530,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       bus: aedesBus(broker),
       thresholds: policyThresholds(currentPolicies),
       caFacts: fleetCaFacts(view),
+      sessions: { node: options.cluster?.nodeId ?? '', list: () => plugin.deviceSessions() },
       log,
       onScore: (message, findings) => {
         if (findings) insights.onFindings(message.device, findings);

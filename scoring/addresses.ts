@@ -73,6 +73,18 @@ export class AddressBook {
     if (this.holdings.size > this.limit) this.evict();
   }
 
+  /**
+   * Sessions that were open before scoring listened (it starts after the broker, or takes over in a cluster):
+   * `open` sessions of `device` from the address, unless a connect event already recorded that holding (so a
+   * session seen both ways is not counted twice and left open forever).
+   */
+  seed(device: string, rawAddress: string, node: string, open: number, at: number): void {
+    const address = normalizeAddress(rawAddress);
+    if (!address || open <= 0 || this.holdings.has(`${address}|${device}|${node}`)) return;
+    this.connect(device, address, node, at);
+    this.holdings.get(`${address}|${device}|${node}`)!.open = open;
+  }
+
   /** Without an address (events from an older broker), the device's only open holding on that node is meant, if there is exactly one. */
   disconnect(device: string, rawAddress: string | undefined, node: string, at: number): void {
     let key: string | undefined;

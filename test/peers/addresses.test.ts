@@ -69,6 +69,20 @@ t.test('bounded: beyond the limit closed holdings go first, then the least recen
   t.same(book.holders('10.0.4.1', 0, 600), ['newest']);
 });
 
+t.test('seeding sessions that were open before scoring listened: never counted twice', async (t) => {
+  const book = new AddressBook();
+  book.connect('dev-x', '10.0.0.5', 'n1', 1000); // its connect event arrived too
+  book.seed('dev-x', '::ffff:10.0.0.5', 'n1', 1, 1100);
+  book.seed('dev-y', '10.0.0.6', 'n1', 2, 1100); // two sessions, no events
+  book.disconnect('dev-x', '10.0.0.5', 'n1', 2000);
+  t.notOk(book.connected('dev-x'), 'one disconnect closes what one connect (plus its seed) opened');
+  book.disconnect('dev-y', '10.0.0.6', 'n1', 2000);
+  t.ok(book.connected('dev-y'), 'one of two seeded sessions left');
+  t.same(book.holders('10.0.0.6', 1100, 3000), ['dev-y']);
+  book.disconnect('dev-y', '10.0.0.6', 'n1', 2500);
+  t.notOk(book.connected('dev-y'));
+});
+
 t.test('prune forgets closed holdings past retention', async (t) => {
   const book = new AddressBook({ retainMs: 1000 });
   book.connect('dev-x', '10.0.0.5', 'n', 0);
