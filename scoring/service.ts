@@ -170,11 +170,14 @@ export class ScoringService {
     const c = this.counters.intrusionSources;
     for (const i of result.intrusions ?? []) {
       c[i.outcome] = (c[i.outcome] ?? 0) + 1;
-      if (i.outcome === 'rate') this.counters.refusedReports.rate = (this.counters.refusedReports.rate ?? 0) + 1;
       if (i.outcome === 'shared') this.options.log?.info({ reporter, address: i.address, holders: i.holders }, `scoring: intrusion source ${i.detail}`);
       else if (i.outcome !== 'attributed') this.options.log?.debug({ reporter, address: i.address, outcome: i.outcome }, `scoring: intrusion source ${i.detail}`);
     }
-    if (result.intrusions?.some((i) => i.outcome === 'rate')) this.options.log?.warn({ reporter }, 'scoring: intrusion report refused: the reporter reports too fast');
+    // Over the rate, the whole report's sources are refused: one refused report.
+    if (result.intrusions?.some((i) => i.outcome === 'rate')) {
+      this.counters.refusedReports.rate = (this.counters.refusedReports.rate ?? 0) + 1;
+      this.options.log?.warn({ reporter }, 'scoring: intrusion report refused: the reporter reports too fast');
+    }
     const lateral = result.lateral ?? [];
     if (lateral.length === 0) return;
     const now = Date.now();

@@ -216,9 +216,9 @@ t.test('hostile peer reports are refused and counted; a reporter can not report 
   t.pass('schema, huge, future, unknown device, replay and rate each counted on /metrics');
   await waitFor(() => latest.get('dev-x')?.factors.some((f) => f.id === 'peers') === true, 'the accepted reports count');
   // An intrusion report over the rate is refused too (the report's state still counts).
-  await y.publishAsync(topics.telemetry('dev-y'), report('dev-y', [{ address: '127.0.0.2', failedLogins: 100 }]), { qos: 1 });
-  await waitMetric(gw, 'wott_intrusion_sources_total', 'outcome="rate"', 1);
-  t.equal(await metric(gw, 'wott_peer_reports_refused_total', 'reason="rate"'), 2, 'counted as refused for the rate');
+  await y.publishAsync(topics.telemetry('dev-y'), report('dev-y', [{ address: '127.0.0.2', failedLogins: 100 }, { address: '127.0.0.9', failedLogins: 5 }]), { qos: 1 });
+  await waitMetric(gw, 'wott_intrusion_sources_total', 'outcome="rate"', 2);
+  t.equal(await metric(gw, 'wott_peer_reports_refused_total', 'reason="rate"'), 2, 'counted once more as a refused report (its two sources as refused sources)');
   t.notOk(lateralOf(gw.scoring!.recompute('dev-x', true)), 'and blames nobody');
 });
 
