@@ -460,7 +460,9 @@ export class WottPlugin {
     if (set?.delete(client)) {
       this.metrics?.connections.dec();
       if (set.size === 0) this.sessions.delete(who.id);
-      if (who.kind === 'device') this.emitEvent(who.id, 'disconnect', { verified: true });
+      // The address lets scoring close this session's holding of it (who held which address, for lateral movement).
+      const remote = this.sessionFacts.get(client)?.remoteAddress;
+      if (who.kind === 'device') this.emitEvent(who.id, 'disconnect', { verified: true, ...(remote ? { remoteAddress: remote } : {}) });
     }
   }
 
@@ -599,6 +601,19 @@ export class WottPlugin {
     for (const client of this.sessions.get(id) ?? []) {
       const facts = this.sessionFacts.get(client);
       if (facts) out.push({ clientId: client.id, ...facts });
+    }
+    return out;
+  }
+
+  /** Every live device session's remote address (scoring seeds its address map with them when it starts). */
+  deviceSessions(): Array<{ device: string; remoteAddress: string | null; since: number }> {
+    const out: Array<{ device: string; remoteAddress: string | null; since: number }> = [];
+    for (const [id, clients] of this.sessions) {
+      for (const client of clients) {
+        if (this.identities.get(client)?.kind !== 'device') continue;
+        const facts = this.sessionFacts.get(client);
+        if (facts) out.push({ device: id, ...facts });
+      }
     }
     return out;
   }

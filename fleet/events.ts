@@ -9,7 +9,10 @@
  *    or more, of a device that is active (a quarantine's ceiling is its own event);
  *  - the broker's behaviour events: authentication failures of certificates we issued (a certificate we did not
  *    issue names no device of ours: anyone can put a CN in one); EST's refused token enrollments naming a device
- *    of ours; at most one per device per `authFailureQuietMs`, the others counted into the next.
+ *    of ours; at most one per device per `authFailureQuietMs`, the others counted into the next;
+ *  - scoring's lateral-movement notices (telemetry naming a source address another device held): one event on the
+ *    attacker and one on each device it tried, at most once per attacker per `authFailureQuietMs` unless a new
+ *    device reports it.
  * The newest `ring` events are kept in memory for streams that resume or ask for a backlog; memory per device is
  * its state, current serial and last score.
  */
@@ -37,6 +40,7 @@ export class FleetEvents {
   private readonly known = new Map<string, { state: DeviceState; serial: string | undefined }>();
   private readonly scores = new Map<string, number>();
   private readonly lastAuthFailure = new Map<string, { at: number; suppressed: number }>();
+  private readonly lastLateral = new Map<string, { at: number; reporters: string }>();
   private readonly ringSize: number;
   private readonly ring: FleetEvent[] = [];
   private seqValue = 0;
@@ -106,6 +110,7 @@ export class FleetEvents {
         this.known.delete(id);
         this.scores.delete(id);
         this.lastAuthFailure.delete(id);
+        this.lastLateral.delete(id);
         continue;
       }
       const serial = d.certificate?.serial;
@@ -151,6 +156,21 @@ export class FleetEvents {
   onBehaviour(event: BehaviourEvent): void {
     if (event.type !== 'auth_failure' || !event.verified) return;
     this.authFailure(event.device, `connection refused: ${event.reason ?? 'authentication failed'}`, event.remoteAddress);
+  }
+
+  /**
+   * Scoring attributed lateral movement to `subject` (`text`: "dev-x tried to log in to dev-y and dev-z 240
+   * times"): the same line on the attacker and on each device it tried, so each device's feed shows it.
+   */
+  onLateralMovement(subject: string, reporters: readonly string[], text: string): void {
+    if (!this.known.has(subject)) return;
+    const now = this.now();
+    const key = [...reporters].sort().join(',');
+    const last = this.lastLateral.get(subject);
+    if (last && last.reporters === key && now - last.at < (this.options.authFailureQuietMs ?? 10_000)) return;
+    this.lastLateral.set(subject, { at: now, reporters: key });
+    this.emit('lateral_movement', subject, text);
+    for (const r of reporters) if (r !== subject && this.known.has(r)) this.emit('lateral_movement', r, text);
   }
 
   /** An enrollment refused at EST (a wrong, used or expired token) naming a device of ours. */

@@ -530,6 +530,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       bus: aedesBus(broker),
       thresholds: policyThresholds(currentPolicies),
       caFacts: fleetCaFacts(view),
+      sessions: { node: options.cluster?.nodeId ?? '', list: () => plugin.deviceSessions() },
       log,
       onScore: (message, findings) => {
         if (findings) insights.onFindings(message.device, findings);
@@ -540,6 +541,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // the shared bus, retained in Redis).
   let scoring: ScoringService | undefined;
   const followScoring = (service: ScoringService) => {
+    service.onLateral((notice) => fleetEvents.onLateralMovement(notice.subject, notice.reporters, notice.text));
     insights.setHistory((device, o) => service.history(device, o));
     // Last reports from before a restart (the broker only sees new ones); newer ones replace them as they come.
     for (const [device, at] of service.lastReports()) if (insights.lastReport(device) === undefined && view.device(device)) insights.onReport(device, at);

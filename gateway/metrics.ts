@@ -13,7 +13,7 @@ export function createMetrics(): Registry {
  * in a cluster only the leader scores, and the service is replaced when leadership comes back.
  */
 export function registerScoringMetrics(registry: Registry, current: () => ScoringService | undefined, withInflux: boolean): void {
-  const none = { accepted: 0, rejected: 0, published: 0 };
+  const none: ScoringService['counters'] = { accepted: 0, rejected: 0, published: 0, refusedReports: {}, intrusionSources: {} };
   const counters = () => current()?.counters ?? none;
   new Counter({
     name: 'wott_scoring_messages_total',
@@ -34,6 +34,26 @@ export function registerScoringMetrics(registry: Registry, current: () => Scorin
     collect() {
       this.reset();
       this.inc(counters().published);
+    },
+  });
+  new Counter({
+    name: 'wott_peer_reports_refused_total',
+    help: 'Peer reports (and intrusion reports over the rate) scoring refused, by reason: schema, huge, topic, self, unknown_device, future, too_old, replay, rate',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(counters().refusedReports)) this.labels(reason).inc(n);
+    },
+  });
+  new Counter({
+    name: 'wott_intrusion_sources_total',
+    help: 'Intrusion sources in telemetry, by outcome: attributed to one device, shared (several devices held the address), unheld (none did), self, unknown_device, rate',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [outcome, n] of Object.entries(counters().intrusionSources)) this.labels(outcome).inc(n);
     },
   });
   const noInflux = { spooledBatches: 0, written: 0, dropped: 0 };

@@ -139,6 +139,15 @@ export function fleetDashboard(thresholds: number[] = DEFAULT_THRESHOLDS): dashb
         .min(0)
         .span(12)
         .height(8),
+    )
+    .withPanel(
+      new TimeSeriesPanel()
+        .title('Lateral movement')
+        .description('Login attempts and dropped connections other devices saw from fleet devices (by the device they came from).')
+        .withTarget(new InfluxQL(fleetQueries.lateral))
+        .min(0)
+        .span(12)
+        .height(8),
     );
   return numbered(b.build());
 }
@@ -182,6 +191,15 @@ export function deviceDashboard(thresholds: number[] = DEFAULT_THRESHOLDS): dash
     )
     .withPanel(new TimeSeriesPanel().title('Behaviour events').description('What the broker observed, by type.').withTarget(new InfluxQL(deviceQueries.events)).min(0).span(12).height(8))
     .withPanel(new TimeSeriesPanel().title('Messages').withTarget(new InfluxQL(deviceQueries.traffic)).min(0).span(12).height(8))
+    .withPanel(
+      new TimeSeriesPanel()
+        .title('Lateral movement')
+        .description('Failed logins and dropped connections from this device, as other devices reported them (by reporter).')
+        .withTarget(new InfluxQL(deviceQueries.lateral))
+        .min(0)
+        .span(24)
+        .height(8),
+    )
     .withPanel(
       new TablePanel()
         .title('CVE findings')

@@ -8,6 +8,7 @@ import { MEASUREMENTS } from '../scoring/points.js';
 const S = `"${MEASUREMENTS.score}"`;
 const B = `"${MEASUREMENTS.behaviour}"`;
 const C = `"${MEASUREMENTS.cveFinding}"`;
+const L = `"${MEASUREMENTS.lateralMovement}"`;
 const DEVICE = `"device" =~ /^$device$/`;
 const latestPerDevice = (field: string) => `SELECT last("${field}") FROM ${S} WHERE $timeFilter GROUP BY "device"`;
 
@@ -21,6 +22,7 @@ export const fleetQueries = {
   certificates: `SELECT last("cert_not_after") AS "expires" FROM ${S} WHERE $timeFilter GROUP BY "device"`,
   denials: `SELECT sum("publish_denied") AS "publish denied", sum("subscribe_denied") AS "subscribe denied" FROM ${B} WHERE "type" = 'counters' AND $timeFilter GROUP BY time($__interval) fill(0)`,
   authFailures: `SELECT count("count") AS "auth failures" FROM ${B} WHERE "type" = 'auth_failure' AND $timeFilter GROUP BY time($__interval) fill(0)`,
+  lateral: `SELECT sum("count") AS "attempts" FROM ${L} WHERE $timeFilter GROUP BY time($__interval), "subject" fill(none)`,
 } as const;
 
 export const deviceQueries = {
@@ -32,6 +34,7 @@ export const deviceQueries = {
   factors: `SELECT mean(/^f_/) FROM ${S} WHERE ${DEVICE} AND $timeFilter GROUP BY time($__interval) fill(none)`,
   events: `SELECT count("count") AS "events" FROM ${B} WHERE ${DEVICE} AND $timeFilter GROUP BY time($__interval), "type" fill(0)`,
   traffic: `SELECT sum("messages_in") AS "in", sum("messages_out") AS "out" FROM ${B} WHERE ${DEVICE} AND "type" = 'counters' AND $timeFilter GROUP BY time($__interval) fill(0)`,
+  lateral: `SELECT sum("count") AS "attempts" FROM ${L} WHERE "subject" =~ /^$device$/ AND $timeFilter GROUP BY time($__interval), "reporter" fill(none)`,
   cveCounts: `SELECT last("cves") AS "findings", last("cves_high") AS "high or critical", last("cves_exposed") AS "on a listening service" FROM ${S} WHERE ${DEVICE} AND $timeFilter`,
   findings: `SELECT last("cve") AS "CVE", last("package") AS "package", last("installed") AS "installed", last("fixed") AS "fixed in", last("severity") AS "severity", last("scope") AS "scope", last("action") AS "fix" FROM ${C} WHERE ${DEVICE} AND $timeFilter GROUP BY "rank"`,
 } as const;

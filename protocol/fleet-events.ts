@@ -1,7 +1,7 @@
 /**
  * Bulk device actions and the fleet event feed (issue 14): the shapes of `POST /api/v1/devices/actions` and of the
  * events of `GET /api/v1/events/stream` (Server-Sent Events for operators: enrollments, renewals, claims,
- * quarantines, releases, revocations, score drops, authentication failures).
+ * quarantines, releases, revocations, score drops, authentication failures, lateral movement).
  */
 import { z } from 'zod';
 import { DEVICE_ID_PATTERN } from './device-id.js';
@@ -45,7 +45,7 @@ export type BulkActionResult = z.infer<typeof bulkActionResultSchema>;
 
 export const FLEET_EVENTS_PATHS = { stream: '/events/stream' } as const;
 
-export const FLEET_EVENT_TYPES = ['enrolled', 'renewed', 'claimed', 'quarantined', 'released', 'revoked', 'score_drop', 'auth_failure'] as const;
+export const FLEET_EVENT_TYPES = ['enrolled', 'renewed', 'claimed', 'quarantined', 'released', 'revoked', 'score_drop', 'auth_failure', 'lateral_movement'] as const;
 export type FleetEventType = (typeof FLEET_EVENT_TYPES)[number];
 
 /** `fleet`: one thing that happened to the fleet. */
@@ -54,7 +54,7 @@ export const fleetEventSchema = z.strictObject({
   time: isoTime,
   type: z.enum(FLEET_EVENT_TYPES),
   device: z.string().nullable(),
-  text: z.string().describe('one line a person reads, e.g. "score 0.82 → 0.31, below 0.4"'),
+  text: z.string().describe('one line a person reads, e.g. "score 0.82 → 0.31, below 0.4"; lateral_movement: "dev-x tried to log in to dev-y and dev-z 240 times", on the attacker and on each device it tried'),
   score: z.number().nullable().describe('score_drop: the new effective score'),
   previousScore: z.number().nullable().describe('score_drop: the score before'),
   serial: z.string().nullable().describe('enrolled, renewed, revoked: the certificate'),
@@ -70,7 +70,7 @@ export const fleetStreamResetSchema = z.object({ reason: z.string() });
 /** The events of /events/stream, documented in the OpenAPI document as those of /trust/stream are. */
 export const FLEET_STREAM_EVENT_SPECS = {
   ready: { description: 'once the backlog or the replay of a resumed stream is sent: live from here', data: fleetStreamReadySchema, id: 'always' },
-  fleet: { description: 'one fleet event (enrolled, renewed, claimed, quarantined, released, revoked, score_drop, auth_failure)', data: fleetEventSchema, id: 'always' },
+  fleet: { description: 'one fleet event (enrolled, renewed, claimed, quarantined, released, revoked, score_drop, auth_failure, lateral_movement)', data: fleetEventSchema, id: 'always' },
   reset: { description: 'on resume: the events since Last-Event-ID are no longer held (or the gateway restarted): some may be missing', data: fleetStreamResetSchema, id: 'never' },
 } as const;
 

@@ -19,6 +19,8 @@ import { combineState, stateFactors, type CaFacts, type CveFindingInput, type St
 import type { ScoreModel } from './model.js';
 import { stateCeiling } from '../policy/index.js';
 import { peerPenalty, prunePeers, type PeerEntry } from './peers.js';
+import { AddressBook, normalizeAddress } from './addresses.js';
+import { addLateral, lastHour, lateralPenalty, pruneLateral, type LateralEntry } from './lateral.js';
 
 /** Matches a device's packages against the loaded vulnerability data (vuln/). */
 export interface VulnerabilityMatcher {
@@ -38,6 +40,8 @@ export interface EngineOptions {
   thresholds?: number[];
   /** Smaller score moves are not republished (except periodically). */
   minChange?: number;
+  /** Who held which address (default: one sized by the model's lateralMovement.addresses). */
+  addresses?: AddressBook;
 }
 
 export interface DeviceRecord {
@@ -49,12 +53,54 @@ export interface DeviceRecord {
   packages?: { hash: string; list: PackageEntry[] };
   behaviour: BehaviourState;
   peers: Map<string, PeerEntry>;
+  /** Lateral movement seen by other devices, per reporter. */
+  lateral: Map<string, LateralEntry>;
+  /** This device's latest report of sources that blamed nobody (shared or unheld addresses): shown, costs nothing. */
+  unattributed?: { at: number; reason: string };
   lastPublished?: { score: number; key: string; at: number };
   cveCache?: { key: string; findings: CveFindingInput[] };
 }
 
-/** `event`: the parsed behaviour event, so that callers (the InfluxDB writer) need not parse it again. */
-export type IngestResult = { accepted: true; device: string; event?: BehaviourEvent } | { accepted: false; device?: string; reason: string };
+/** Why a peer report (or a telemetry report's intrusion sources) was refused: the label of wott_peer_reports_refused_total. */
+export type RefusalCode = 'schema' | 'huge' | 'topic' | 'self' | 'unknown_device' | 'future' | 'too_old' | 'replay' | 'rate';
+
+/** What became of one intrusion source of a telemetry report. */
+export type IntrusionOutcome = 'attributed' | 'shared' | 'unheld' | 'self' | 'unknown_device' | 'rate';
+
+/** An intrusion source attributed to a device: a lateral-movement observation against `subject`. */
+export interface LateralObservation {
+  subject: string;
+  reporter: string;
+  address: string;
+  logins: number;
+  dropped: number;
+  services: string[];
+}
+
+export interface IntrusionResult {
+  address: string;
+  outcome: IntrusionOutcome;
+  /** 'shared': how many devices held the address. */
+  holders?: number;
+  detail: string;
+}
+
+/**
+ * `event`: the parsed behaviour event, so that callers (the InfluxDB writer) need not parse it again. `lateral`:
+ * observations against other devices (they need scoring again); `intrusions`: what became of each source.
+ */
+export type IngestResult =
+  | { accepted: true; device: string; event?: BehaviourEvent; lateral?: LateralObservation[]; intrusions?: IntrusionResult[] }
+  | { accepted: false; device?: string; reason: string; code?: RefusalCode };
+
+/** A peer report is a few hundred bytes; anything much larger is refused before it is parsed. */
+export const MAX_PEER_REPORT_BYTES = 2048;
+
+/** How long a report's unattributed intrusion sources stay among the reporter's factors. */
+const UNATTRIBUTED_SHOWN_MS = 3_600_000;
+
+/** Slack added before a report's window: agents send a little after their window closes, and events arrive late. */
+const WINDOW_SLACK_MS = 60_000;
 
 export interface ScoreResult {
   message: ScoreMessage;
@@ -74,12 +120,16 @@ export class ScoreEngine {
   private readonly now: () => number;
   private thresholds: number[];
   private readonly minChange: number;
+  /** Per reporter: reports (peer reports and intrusion reports) in the current rate window. */
+  private readonly reportWindows = new Map<string, { start: number; count: number }>();
+  readonly addresses: AddressBook;
 
   constructor(private readonly options: EngineOptions) {
     this.model = options.model;
     this.now = options.now ?? Date.now;
     this.thresholds = [...(options.thresholds ?? [])].sort((a, b) => a - b);
     this.minChange = options.minChange ?? 0.01;
+    this.addresses = options.addresses ?? new AddressBook({ limit: this.model.lateralMovement.addresses, retainMs: this.model.lateralMovement.maxAge });
   }
 
   /** New policy thresholds (a policy reload): crossing one of them is a change worth publishing from now on. */
@@ -99,7 +149,7 @@ export class ScoreEngine {
   record(device: string): DeviceRecord {
     let r = this.records.get(device);
     if (!r) {
-      r = { lastReportId: -1, lastReportTime: -Infinity, behaviour: emptyBehaviour(), peers: new Map() };
+      r = { lastReportId: -1, lastReportTime: -Infinity, behaviour: emptyBehaviour(), peers: new Map(), lateral: new Map() };
       this.records.set(device, r);
     }
     return r;
@@ -144,7 +194,76 @@ export class ScoreEngine {
     }
     r.telemetry = t;
     r.telemetryAt = now;
-    return { accepted: true, device: t.device };
+    if (!t.intrusions || t.intrusions.sources.length === 0) return { accepted: true, device: t.device };
+    return { accepted: true, device: t.device, ...this.ingestIntrusions(t.device, t.intrusions, now) };
+  }
+
+  /**
+   * Each source address → the one device that held it during the report's window (scoring's clock: a reporter can
+   * not move the window). Several holders (NAT) or none (spoofed, or not ours) blame nobody; the reporter itself
+   * can not be blamed by its own report; one intrusion report counts against the reporter's rate like a peer report.
+   */
+  private ingestIntrusions(reporter: string, intrusions: NonNullable<Telemetry['intrusions']>, now: number): { lateral: LateralObservation[]; intrusions: IntrusionResult[] } {
+    const lateral: LateralObservation[] = [];
+    const results: IntrusionResult[] = [];
+    if (!this.takeReportSlot(reporter, now)) {
+      for (const s of intrusions.sources) results.push({ address: s.address, outcome: 'rate', detail: `${reporter} reports faster than ${this.model.peers.rate.max} per ${Math.round(this.model.peers.rate.per / 1000)} s` });
+      return { lateral, intrusions: results };
+    }
+    const from = now - intrusions.windowSeconds * 1000 - WINDOW_SLACK_MS;
+    const notAttributed: string[] = [];
+    for (const s of intrusions.sources) {
+      const address = normalizeAddress(s.address);
+      if (s.failedLogins + s.dropped === 0) continue;
+      const holders = this.addresses.holders(address, from, now);
+      if (holders.length === 0) {
+        results.push({ address, outcome: 'unheld', detail: `${address}: no fleet device held it: not attributed` });
+        notAttributed.push(`${s.failedLogins + s.dropped} from ${address} (no fleet device held it)`);
+      } else if (holders.length > 1) {
+        results.push({ address, outcome: 'shared', holders: holders.length, detail: `${address} shared by ${holders.length} devices: not attributed` });
+        notAttributed.push(`${s.failedLogins + s.dropped} from ${address} (shared by ${holders.length} devices)`);
+      } else if (holders[0] === reporter) {
+        results.push({ address, outcome: 'self', detail: `${address} is ${reporter}'s own: a device can not report itself` });
+      } else if (this.unknown(holders[0]!)) {
+        results.push({ address, outcome: 'unknown_device', detail: `${address}: held by "${holders[0]}", not in the CA inventory` });
+      } else {
+        const subject = holders[0]!;
+        addLateral(this.record(subject).lateral, reporter, s.failedLogins, s.dropped, s.services, this.model, now);
+        lateral.push({ subject, reporter, address, logins: s.failedLogins, dropped: s.dropped, services: [...s.services] });
+        results.push({ address, outcome: 'attributed', detail: `${address} is ${subject}` });
+      }
+    }
+    if (notAttributed.length > 0) {
+      const more = notAttributed.length > 3 ? ` and ${notAttributed.length - 3} more sources` : '';
+      this.record(reporter).unattributed = { at: now, reason: `login/connection attempts not attributed to any device: ${notAttributed.slice(0, 3).join(', ')}${more}`.slice(0, 300) };
+    }
+    return { lateral, intrusions: results };
+  }
+
+  /** Counts one report against the reporter's rate (peers.rate); false when over it. */
+  private takeReportSlot(reporter: string, now: number): boolean {
+    const { max, per } = this.model.peers.rate;
+    let w = this.reportWindows.get(reporter);
+    if (!w || now - w.start >= per) this.reportWindows.set(reporter, (w = { start: now, count: 0 }));
+    if (w.count >= max) return false;
+    w.count++;
+    return true;
+  }
+
+  /** Who reported lateral movement by `subject` in the last hour, and how much (all reporters, whatever their score). */
+  lateralSummary(subject: string): { reporters: string[]; logins: number; dropped: number } {
+    const now = this.now();
+    const reporters: string[] = [];
+    let logins = 0;
+    let dropped = 0;
+    for (const e of this.records.get(subject)?.lateral.values() ?? []) {
+      const recent = lastHour(e, now);
+      if (recent.logins + recent.dropped === 0) continue;
+      reporters.push(e.reporter);
+      logins += recent.logins;
+      dropped += recent.dropped;
+    }
+    return { reporters: reporters.sort(), logins, dropped };
   }
 
   /** wott/v1/events/{device} from the broker (trusted: only the broker identity may publish there). */
@@ -153,7 +272,11 @@ export class ScoreEngine {
       const event = parseMessage(behaviourEventSchema, payload);
       if (event.device !== topicDevice) return { accepted: false, device: topicDevice, reason: `event is about "${event.device}", topic about "${topicDevice}"` };
       if (this.unknown(event.device)) return { accepted: false, reason: `no device "${event.device}" in the CA inventory` };
-      applyEvent(this.record(event.device).behaviour, event, this.model, this.now());
+      const now = this.now();
+      // Sessions' addresses, from every node: who holds which address, for attributing intrusion sources.
+      if (event.type === 'connect' && event.remoteAddress) this.addresses.connect(event.device, event.remoteAddress, event.node ?? '', now);
+      else if (event.type === 'disconnect') this.addresses.disconnect(event.device, event.remoteAddress, event.node ?? '', now);
+      applyEvent(this.record(event.device).behaviour, event, this.model, now);
       return { accepted: true, device: event.device, event };
     } catch (err) {
       return { accepted: false, device: topicDevice, reason: (err as Error).message };
@@ -162,25 +285,29 @@ export class ScoreEngine {
 
   /** wott/v1/reports/{reporter}/{subject}; the broker made sure the reporter is who published it. */
   ingestReport(reporter: string, subject: string, payload: Buffer | string): IngestResult {
+    const refuse = (code: RefusalCode, reason: string): IngestResult => ({ accepted: false, device: subject, reason, code });
+    if (Buffer.byteLength(payload) > MAX_PEER_REPORT_BYTES) return refuse('huge', `peer report of ${Buffer.byteLength(payload)} bytes (at most ${MAX_PEER_REPORT_BYTES})`);
+    let report;
     try {
-      const report = parseMessage(peerReportSchema, payload);
-      if (report.reporter !== reporter || report.subject !== subject) return { accepted: false, device: subject, reason: 'report names other devices than its topic' };
-      if (reporter === subject) return { accepted: false, device: subject, reason: 'a device can not report about itself' };
-      if (this.unknown(subject)) return { accepted: false, reason: `no device "${subject}" in the CA inventory` };
-      const now = this.now();
-      const time = Date.parse(report.time);
-      if (time > now + MAX_CLOCK_SKEW_MS) return { accepted: false, device: subject, reason: 'report dated in the future' };
-      if (now - time > this.model.peers.maxAge) return { accepted: false, device: subject, reason: 'peer report too old' };
-      const last = this.reporterIds.get(reporter) ?? -1;
-      if (report.reportId <= last) return { accepted: false, device: subject, reason: `replayed or out-of-order peer report ${report.reportId} from ${reporter}` };
-      this.reporterIds.set(reporter, report.reportId);
-      const r = this.record(subject);
-      r.peers.set(reporter, { reporter, reportId: report.reportId, rating: report.rating, reason: report.reason.slice(0, 120), at: now });
-      prunePeers(r.peers, this.model, now);
-      return { accepted: true, device: subject };
+      report = parseMessage(peerReportSchema, payload);
     } catch (err) {
-      return { accepted: false, device: subject, reason: (err as Error).message };
+      return refuse('schema', (err as Error).message);
     }
+    if (report.reporter !== reporter || report.subject !== subject) return refuse('topic', 'report names other devices than its topic');
+    if (reporter === subject) return refuse('self', 'a device can not report about itself');
+    if (this.unknown(subject) || this.unknown(reporter)) return { accepted: false, reason: `no device "${this.unknown(subject) ? subject : reporter}" in the CA inventory`, code: 'unknown_device' };
+    const now = this.now();
+    const time = Date.parse(report.time);
+    if (time > now + MAX_CLOCK_SKEW_MS) return refuse('future', 'report dated in the future');
+    if (now - time > this.model.peers.maxAge) return refuse('too_old', 'peer report too old');
+    const last = this.reporterIds.get(reporter) ?? -1;
+    if (report.reportId <= last) return refuse('replay', `replayed or out-of-order peer report ${report.reportId} from ${reporter}`);
+    if (!this.takeReportSlot(reporter, now)) return refuse('rate', `${reporter} reports faster than ${this.model.peers.rate.max} per ${Math.round(this.model.peers.rate.per / 1000)} s`);
+    this.reporterIds.set(reporter, report.reportId);
+    const r = this.record(subject);
+    r.peers.set(reporter, { reporter, reportId: report.reportId, rating: report.rating, reason: report.reason.slice(0, 120), at: now });
+    prunePeers(r.peers, this.model, now);
+    return { accepted: true, device: subject };
   }
 
   /** The generation of the loaded vulnerability data (undefined without a matcher). */
@@ -245,6 +372,14 @@ export class ScoreEngine {
       factors.push({ id: 'peers', contribution: -peers.penalty, reason: peers.reason, fix: 'investigate what the reporting devices observed' });
       score -= peers.penalty;
     }
+    // Intrusions this device saw that blamed nobody: said, not counted (the attempts are in its failedLogins factor).
+    if (r.unattributed && now - r.unattributed.at <= UNATTRIBUTED_SHOWN_MS) factors.push({ id: 'intrusions', contribution: 0, reason: r.unattributed.reason });
+    pruneLateral(r.lateral, m, now);
+    const lateral = r.lateral.size > 0 ? lateralPenalty(device, r.lateral.values(), m, now, (reporter) => this.currentScore(reporter)) : undefined;
+    if (lateral) {
+      factors.push({ id: 'lateralMovement', contribution: -lateral.penalty, reason: lateral.reason, fix: lateral.fix });
+      score -= lateral.penalty;
+    }
 
     const ceilings: Array<{ id: string; value: number; reason: string; fix: string }> = [];
     if (!r.telemetry) ceilings.push({ id: 'ceiling:noTelemetry', value: m.ceilings.noTelemetry, reason: 'capped until the first state report', fix: 'run the wott agent' });
@@ -303,7 +438,7 @@ export class ScoreEngine {
     const r = this.records.get(device);
     if (!r) return false;
     const now = this.now();
-    if (r.peers.size > 0 || behaviourPenalties(r.behaviour, this.model, now).length > 0) return true;
+    if (r.peers.size > 0 || r.lateral.size > 0 || behaviourPenalties(r.behaviour, this.model, now).length > 0) return true;
     // A penalty that has just decayed away must still be published once without it.
     const last = r.lastPublished;
     if (last && PENALTY_IDS.some((id) => last.key.includes(`${id}:`))) return true;
@@ -314,14 +449,15 @@ export class ScoreEngine {
   exportRecord(device: string): string | undefined {
     const r = this.records.get(device);
     if (!r) return undefined;
-    const { cveCache: _c, peers, ...rest } = r;
-    return JSON.stringify({ ...rest, lastReportTime: Number.isFinite(r.lastReportTime) ? r.lastReportTime : null, peers: [...peers.values()] });
+    const { cveCache: _c, peers, lateral, ...rest } = r;
+    return JSON.stringify({ ...rest, lastReportTime: Number.isFinite(r.lastReportTime) ? r.lastReportTime : null, peers: [...peers.values()], lateral: [...lateral.values()] });
   }
 
   importRecord(device: string, json: string): void {
-    const data = JSON.parse(json) as Omit<DeviceRecord, 'peers' | 'lastReportTime'> & { peers: PeerEntry[]; lastReportTime: number | null };
-    const { peers, lastReportTime, ...rest } = data;
-    this.records.set(device, { ...rest, lastReportTime: lastReportTime ?? -Infinity, peers: new Map(peers.map((p) => [p.reporter, p])) });
+    const data = JSON.parse(json) as Omit<DeviceRecord, 'peers' | 'lateral' | 'lastReportTime'> & { peers: PeerEntry[]; lateral?: LateralEntry[]; lastReportTime: number | null };
+    const { peers, lateral, lastReportTime, ...rest } = data;
+    // Records stored before lateral movement existed have none.
+    this.records.set(device, { ...rest, lastReportTime: lastReportTime ?? -Infinity, peers: new Map(peers.map((p) => [p.reporter, p])), lateral: new Map((lateral ?? []).map((e) => [e.reporter, e])) });
     // A reporter's replay floor is the newest of its reports still kept; older ones are refused by age anyway.
     for (const p of peers) this.reporterIds.set(p.reporter, Math.max(this.reporterIds.get(p.reporter) ?? -1, p.reportId));
   }

@@ -3,6 +3,8 @@ export * from './model.js';
 export * from './factors.js';
 export * from './behaviour.js';
 export * from './peers.js';
+export * from './addresses.js';
+export * from './lateral.js';
 export * from './engine.js';
 export * from './ca-facts.js';
 export * from './influx.js';

@@ -95,7 +95,27 @@ export const modelSchema = z
           .strict(),
       })
       .strict(),
-    peers: z.object({ halfLife: durationSchema, maxAge: durationSchema, k: z.number().int().min(1).max(100), max: unit, minReporterScore: unit }).strict(),
+    peers: z
+      .object({
+        halfLife: durationSchema,
+        maxAge: durationSchema,
+        k: z.number().int().min(1).max(100),
+        max: unit,
+        minReporterScore: unit,
+        rate: z.object({ max: z.number().int().min(1).max(1_000_000), per: durationSchema }).strict(),
+      })
+      .strict(),
+    lateralMovement: z
+      .object({
+        halfLife: durationSchema,
+        maxAge: durationSchema,
+        k: z.number().int().min(1).max(100),
+        max: unit,
+        scale: positive,
+        minReporterScore: unit,
+        addresses: z.number().int().min(16).max(10_000_000),
+      })
+      .strict(),
   })
   .strict();
 

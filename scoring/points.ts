@@ -4,12 +4,14 @@
  */
 import { Point } from '@influxdata/influxdb-client';
 import type { BehaviourEvent, ScoreMessage } from '../protocol/index.js';
+import type { LateralObservation } from './engine.js';
 import type { CveFindingInput } from './factors.js';
 
 export const MEASUREMENTS = {
   score: 'trust_score',
   behaviour: 'behaviour',
   cveFinding: 'cve_finding',
+  lateralMovement: 'lateral_movement',
 } as const;
 
 /** Findings kept per device in InfluxDB (tag `rank`, so the series count stays bounded). */
@@ -66,4 +68,19 @@ export function findingPoints(device: string, findings: CveFindingInput[], time:
     out.push(p.timestamp(at));
   }
   return out;
+}
+
+/**
+ * One intrusion source attributed to a device: tags subject (the device it came from) and reporter (the device
+ * that saw it), both fleet device ids, so the series count stays within the fleet's pairs that actually occur.
+ */
+export function lateralPoint(o: LateralObservation, now: number): Point {
+  return new Point(MEASUREMENTS.lateralMovement)
+    .tag('subject', o.subject)
+    .tag('reporter', o.reporter)
+    .intField('count', o.logins + o.dropped)
+    .intField('failed_logins', o.logins)
+    .intField('dropped', o.dropped)
+    .stringField('services', o.services.join(','))
+    .timestamp(new Date(now));
 }

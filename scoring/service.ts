@@ -6,9 +6,10 @@
 import type { Logger } from 'pino';
 import { parseTopic, topicFilters, topics, type ScoreMessage } from '../protocol/index.js';
 import type { ScoringBus } from './bus.js';
-import type { ScoreEngine, ScoreResult } from './engine.js';
+import type { IngestResult, IntrusionOutcome, RefusalCode, ScoreEngine, ScoreResult } from './engine.js';
 import type { InfluxWriter } from './influx.js';
-import { behaviourPoint, findingPoints, scorePoint } from './points.js';
+import { lateralEventText } from './lateral.js';
+import { behaviourPoint, findingPoints, lateralPoint, scorePoint } from './points.js';
 import type { HistoryRow, ScoreStore } from '../store/index.js';
 
 export interface ScoringServiceOptions {
@@ -31,6 +32,19 @@ export interface ScoringCounters {
   accepted: number;
   rejected: number;
   published: number;
+  /** Peer reports refused, by reason (intrusion reports over the rate count as 'rate' too). */
+  refusedReports: Partial<Record<RefusalCode, number>>;
+  /** Intrusion sources of telemetry reports, by what became of them. */
+  intrusionSources: Partial<Record<IntrusionOutcome, number>>;
+}
+
+/** Lateral movement attributed to `subject`: the fleet event's line and who saw it (the last hour). */
+export interface LateralNotice {
+  subject: string;
+  reporters: string[];
+  logins: number;
+  dropped: number;
+  text: string;
 }
 
 export class ScoringService {
@@ -47,7 +61,8 @@ export class ScoringService {
   /** Per device, the findings last written to InfluxDB (ids), so unchanged findings are not rewritten. */
   private readonly writtenFindings = new Map<string, string>();
   private readonly listeners: Array<(message: ScoreMessage, findings?: ScoreResult['findings']) => void> = [];
-  readonly counters: ScoringCounters = { accepted: 0, rejected: 0, published: 0 };
+  private readonly lateralListeners: Array<(notice: LateralNotice) => void> = [];
+  readonly counters: ScoringCounters = { accepted: 0, rejected: 0, published: 0, refusedReports: {}, intrusionSources: {} };
 
   constructor(private readonly options: ScoringServiceOptions) {}
 
@@ -93,6 +108,11 @@ export class ScoringService {
     this.listeners.push(listener);
   }
 
+  /** Called when telemetry attributes lateral movement to a device (the gateway turns it into a fleet event). */
+  onLateral(listener: (notice: LateralNotice) => void): void {
+    this.lateralListeners.push(listener);
+  }
+
   /** Every device's last accepted state report (ms), from the engine's records (which survive a restart). */
   lastReports(): Array<[string, number]> {
     const out: Array<[string, number]> = [];
@@ -112,10 +132,11 @@ export class ScoringService {
     const parsed = parseTopic(topic);
     if (!parsed) return;
     const { engine } = this.options;
-    let result;
+    let result: IngestResult;
     switch (parsed.kind) {
       case 'telemetry':
         result = engine.ingestTelemetry(parsed.device, payload);
+        if (result.accepted && result.intrusions) this.onIntrusions(result.device, result);
         break;
       case 'events':
         result = engine.ingestEvent(parsed.device, payload);
@@ -130,6 +151,7 @@ export class ScoringService {
     }
     if (!result.accepted) {
       this.counters.rejected++;
+      if (result.code) this.counters.refusedReports[result.code] = (this.counters.refusedReports[result.code] ?? 0) + 1;
       this.options.log?.warn({ topic, reason: result.reason }, 'scoring: ignored message');
       return;
     }
@@ -140,6 +162,34 @@ export class ScoringService {
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.processDirty());
+    }
+  }
+
+  /** What a report's intrusion sources became: counted, logged when nobody is blamed, scored and announced when someone is. */
+  private onIntrusions(reporter: string, result: Extract<IngestResult, { accepted: true }>): void {
+    const c = this.counters.intrusionSources;
+    for (const i of result.intrusions ?? []) {
+      c[i.outcome] = (c[i.outcome] ?? 0) + 1;
+      if (i.outcome === 'shared') this.options.log?.info({ reporter, address: i.address, holders: i.holders }, `scoring: intrusion source ${i.detail}`);
+      else if (i.outcome !== 'attributed') this.options.log?.debug({ reporter, address: i.address, outcome: i.outcome }, `scoring: intrusion source ${i.detail}`);
+    }
+    // Over the rate, the whole report's sources are refused: one refused report.
+    if (result.intrusions?.some((i) => i.outcome === 'rate')) {
+      this.counters.refusedReports.rate = (this.counters.refusedReports.rate ?? 0) + 1;
+      this.options.log?.warn({ reporter }, 'scoring: intrusion report refused: the reporter reports too fast');
+    }
+    const lateral = result.lateral ?? [];
+    if (lateral.length === 0) return;
+    const now = Date.now();
+    this.options.influx?.add(lateral.map((o) => lateralPoint(o, now)));
+    const subjects = new Set(lateral.map((o) => o.subject));
+    for (const subject of subjects) {
+      this.dirty.add(subject);
+      if (this.options.store) this.changedRecords.add(subject);
+      const summary = this.options.engine.lateralSummary(subject);
+      const notice = { subject, ...summary, text: lateralEventText(subject, summary.reporters, summary.logins, summary.dropped) };
+      this.options.log?.warn({ subject, reporters: summary.reporters, logins: summary.logins, dropped: summary.dropped }, `scoring: lateral movement: ${notice.text}`);
+      for (const l of this.lateralListeners) l(notice);
     }
   }
 
@@ -183,6 +233,7 @@ export class ScoringService {
     if (republish) this.lastRepublish = now;
     const { engine } = this.options;
     for (const device of engine.devices()) if (republish || engine.volatile(device)) this.recompute(device, republish);
+    if (republish) engine.addresses.prune(now);
     const generation = engine.vulnerabilityGeneration();
     if (generation !== this.cveGeneration) {
       this.cveGeneration = generation;

@@ -35,6 +35,8 @@ export interface StartScoringOptions {
   store?: StoreSelection;
   /** What the CA knows about devices (the FleetView, where the CA inventory is at hand). */
   caFacts?: CaFactsSource;
+  /** The broker's live device sessions when scoring starts (in-process only: this node's), and the node they are on. */
+  sessions?: { node: string; list: () => Array<{ device: string; remoteAddress: string | null; since: number }> };
   /** Called with every published score and its findings, from the first (start republishes every known score). */
   onScore?: Parameters<ScoringService['onScore']>[0];
 }
@@ -81,7 +83,23 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
     },
   });
   if (options.onScore) service.onScore(options.onScore);
+  // Sessions opened before this moment are seeded below; their connect events (if any) went out before scoring
+  // subscribed and never reach it, so no session is counted twice. One opened in between is missed: blames nobody.
+  const before = Date.now();
   await service.start();
+  // Sessions opened before scoring subscribed to the broker's events: their addresses are known to the broker only.
+  if (options.sessions) {
+    const now = Date.now();
+    const counts = new Map<string, { device: string; address: string; n: number }>();
+    for (const s of options.sessions.list()) {
+      if (!s.remoteAddress || s.since >= before || (facts && !facts.facts(s.device))) continue;
+      const key = `${s.device}|${s.remoteAddress}`;
+      const c = counts.get(key);
+      if (c) c.n++;
+      else counts.set(key, { device: s.device, address: s.remoteAddress, n: 1 });
+    }
+    for (const c of counts.values()) engine.addresses.seed(c.device, c.address, options.sessions.node, c.n, now);
+  }
   // A quarantine, release, claim or revocation changes what scoring publishes (its state ceilings): score those
   // devices again now rather than at the next tick, so a release restores deliveries at once.
   const stopFacts = facts?.onChange?.((devices) => devices.forEach((device) => service.recompute(device, true)));

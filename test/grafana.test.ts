@@ -11,7 +11,7 @@ import { collectOs, collectPackages } from '../agent/collectors/index.js';
 import { renderDashboards } from '../grafana/index.js';
 import { openSqliteVulnStore } from '../store/index.js';
 import { CveDatabase, updateCveStore } from '../vuln/index.js';
-import { behaviourPoint, findingPoints, InfluxWriter, loadModel, ScoreEngine, scorePoint, type CaFacts } from '../scoring/index.js';
+import { behaviourPoint, findingPoints, InfluxWriter, lateralPoint, loadModel, ScoreEngine, scorePoint, type CaFacts } from '../scoring/index.js';
 import { tempDir } from './helpers.js';
 import { run } from './mqtt-helpers.js';
 import { startInfluxd } from './influx-helpers.js';
@@ -90,7 +90,7 @@ t.test('every panel query returns rows from a real influxd seeded by the writer'
   engine.ingestTelemetry('host-cve', JSON.stringify(host));
   const events = [
     event('pi-kitchen', 'auth_failure', { verified: false, reason: 'certificate not trusted' }),
-    event('pi-kitchen', 'connect'),
+    event('pi-kitchen', 'connect', { remoteAddress: '192.0.2.10' }),
     event('pi-kitchen', 'publish_denied', { topic: 'payments/x' }),
     counters('pi-kitchen', 120),
     counters('gw-hardened', 40),
@@ -101,6 +101,10 @@ t.test('every panel query returns rows from a real influxd seeded by the writer'
     engine.ingestEvent(JSON.parse(e).device, e);
     writer.add([behaviourPoint(behaviourEventSchema.parse(JSON.parse(e)), now)]);
   }
+  // gw-hardened saw a few logins from pi-kitchen's address: lateral movement (a few: its score must stay above 0 here).
+  const seen = engine.ingestTelemetry('gw-hardened', JSON.stringify({ ...fixtureTelemetry('debian12-hardened', 'gw-hardened', 2, now), intrusions: { windowSeconds: 60, sources: [{ address: '192.0.2.10', failedLogins: 3, dropped: 0, services: ['ssh'] }] } }));
+  t.ok(seen.accepted && seen.lateral?.length === 1, 'an intrusion source attributed');
+  if (seen.accepted) writer.add((seen.lateral ?? []).map((o) => lateralPoint(o, now)));
   // Denials from the counters too.
   writer.add([behaviourPoint(behaviourEventSchema.parse({ ...JSON.parse(counters('pi-kitchen', 10)), counters: { intervalMs: 10_000, messagesIn: 10, bytesIn: 100, messagesOut: 3, bytesOut: 30, publishDenied: 2, subscribeDenied: 1, suppressedEvents: 0 } }), now + 1)]);
   let findings = 0;

@@ -40,6 +40,7 @@ const FEED_LABEL: Record<FleetEvent['type'], string> = {
   revoked: 'revoked',
   score_drop: 'score drop',
   auth_failure: 'auth failure',
+  lateral_movement: 'lateral movement',
 };
 
 /** The fleet events (GET /events/stream), newest first; every text in it came from the API and is shown as text. */
