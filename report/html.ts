@@ -22,7 +22,7 @@ table{border-collapse:collapse;width:100%;margin:.4em 0}th,td{border:1px solid #
 th{background:#f0f2f5}.r{display:inline-block;padding:0 .4em;border-radius:3px;font-weight:600;white-space:nowrap}
 .met{background:#d9f2df;color:#14532d}.not_met{background:#fbdcdc;color:#7f1d1d}.not_assessable{background:#eceff3;color:#3b4452}
 .critical{color:#7f1d1d;font-weight:700}.high{color:#9a3412;font-weight:600}.muted{color:#5b6573}.ev{font-size:9.5pt}
-section.prov,tr{break-inside:avoid}.appendix{break-before:page}
+section.prov,tr{break-inside:avoid}table.appx{font-size:8.5pt}table.appx td{padding:.1em .3em}.appendix{break-before:page}
 @page{size:A4;margin:15mm}`;
 
 function trend(report: ComplianceReport, p: Provision): string {
@@ -71,10 +71,12 @@ export function renderComplianceHtml(report: ComplianceReport): string {
         .filter((p) => p.scope === 'device')
         .map((p) => {
           const d = p.devices.find((x) => x.device === id);
-          return d ? `<tr><td>${e(p.standard)} ${e(p.id)}</td><td>${badge(d.result)}</td><td>${evidenceList(d.evidence)}</td><td>${e(d.fix ?? '')}</td></tr>` : '';
+          // One line of evidence per row: the appendix is for looking a device up, the sections above explain.
+          const facts = d ? d.evidence.map((x) => `${e(x.fact)} <span class="muted">(${e(x.observedAt)})</span>`).join('; ') : '';
+          return d ? `<tr><td>${e(p.standard.replace('ETSI EN 303 645', 'ETSI').replace('NIST IR 8259A', 'NIST'))} ${e(p.id)}</td><td>${badge(d.result)}</td><td>${facts}</td><td>${e(d.fix ?? '')}</td></tr>` : '';
         })
         .join('');
-      return `<h3>${e(id)}</h3><table><tr><th>provision</th><th>result</th><th>evidence</th><th>fix</th></tr>${lines}</table>`;
+      return `<h3>${e(id)}</h3><table class="appx"><tr><th>provision</th><th>result</th><th>evidence</th><th>fix</th></tr>${lines}</table>`;
     })
     .join('\n');
   return `<!doctype html>
