@@ -64,13 +64,14 @@ export function renderComplianceHtml(report: ComplianceReport): string {
     .map((f) => `<tr><td class="${f.severity}">${e(f.severity)}</td><td>${e(f.title)}<div class="muted ev">${e(f.objects.join(', '))}</div></td><td>${evidenceList(f.evidence)}</td><td>${e(f.fix)}</td></tr>`)
     .join('\n');
   const notAssessable = report.audit.checks.filter((c) => c.status === 'not_assessable');
+  // Per provision, its devices by id: the appendix looks each device up in each provision (a find would be quadratic).
+  const byDevice = report.provisions.filter((p) => p.scope === 'device').map((p) => ({ p, of: new Map(p.devices.map((d) => [d.device, d])) }));
   const deviceIds = [...new Set(report.provisions.flatMap((p) => p.devices.map((d) => d.device)))].sort();
   const appendix = deviceIds
     .map((id) => {
-      const lines = report.provisions
-        .filter((p) => p.scope === 'device')
-        .map((p) => {
-          const d = p.devices.find((x) => x.device === id);
+      const lines = byDevice
+        .map(({ p, of }) => {
+          const d = of.get(id);
           // One line of evidence per row: the appendix is for looking a device up, the sections above explain.
           const facts = d ? d.evidence.map((x) => `${e(x.fact)} <span class="muted">(${e(x.observedAt)})</span>`).join('; ') : '';
           return d ? `<tr><td>${e(p.standard.replace('ETSI EN 303 645', 'ETSI').replace('NIST IR 8259A', 'NIST'))} ${e(p.id)}</td><td>${badge(d.result)}</td><td>${facts}</td><td>${e(d.fix ?? '')}</td></tr>` : '';
