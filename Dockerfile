@@ -20,6 +20,8 @@ COPY gateway gateway
 COPY api api
 COPY trust trust
 COPY credentials credentials
+COPY audit audit
+COPY report report
 COPY dashboard dashboard
 COPY cli cli
 COPY bench bench

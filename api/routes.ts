@@ -41,6 +41,7 @@ import { TRUST_ROUTES, type TrustOperations, type TrustStreamLimits } from './ro
 import { BULK_ROUTES } from './routes-bulk.js';
 import { CREDENTIAL_ROUTES, type CredentialOperations } from './routes-credentials.js';
 import { EVENT_ROUTES, type EventStreamLimits, type FleetEventSource } from './routes-events.js';
+import { AUDIT_ROUTES, type AuditSource } from './routes-audit.js';
 
 export interface ApiDeps {
   fleet: FleetOperations;
@@ -57,6 +58,8 @@ export interface ApiDeps {
   isRevoked?: (serial: string) => boolean;
   /** Credentials (api/routes-credentials.ts): the CLI's CredentialService; absent, those routes answer 404. */
   credentials?: CredentialOperations;
+  /** The gateway's scheduled fleet audit (api/routes-audit.ts); absent, GET /audit answers 404. */
+  audit?: AuditSource;
 }
 
 export interface RouteContext<P, Q, B> {
@@ -365,4 +368,5 @@ export const ROUTES: RouteSpec[] = [
   ...BULK_ROUTES,
   ...EVENT_ROUTES,
   ...CREDENTIAL_ROUTES,
+  ...AUDIT_ROUTES,
 ];

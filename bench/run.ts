@@ -10,8 +10,9 @@ import { dashboardSuite } from './dashboard.js';
 import { storeSuite } from './store.js';
 
 import { credentialsSuite } from './credentials.js';
+import { auditSuite } from './audit.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, decisionSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite];
+const suites: Suite[] = [caSuite, brokerSuite, decisionSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite, auditSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -356,6 +356,12 @@ export class WottPlugin {
       if (id && id !== who.id && !id.startsWith(`${who.id}:`) && !this.generatedIds.has(client)) {
         this.metrics?.handshakeFailures.inc({ reason: 'client_id' });
         this.identities.delete(client);
+        // The device's own failure (its certificate verified): the audit tells a takeover attempt (another device's
+        // id) from a misconfigured client, so the refused id goes along.
+        if (who.kind === 'device') {
+          const remote = (client.conn as TLSSocket).remoteAddress;
+          this.emitEvent(who.id, 'auth_failure', { reason: `client id "${id.slice(0, 64)}" refused: not its own`, verified: true, ...(remote ? { remoteAddress: remote } : {}) });
+        }
         this.refusals?.info(
           `client-id:${who.id}`,
           { id: who.id, clientId: id.slice(0, 64), remote: (client.conn as TLSSocket).remoteAddress },

@@ -11,4 +11,4 @@ export type { OcspAnswer, OcspCertStatus, OcspLookup, OcspResponderOptions } fro
 export { createOcspHandler, isOcspPath, DEFAULT_OCSP_RATE_LIMIT } from './ocsp-http.js';
 export type { OcspHandler, OcspHandlerOptions } from './ocsp-http.js';
 export { createOperator, generateP12Password, writeOperatorFiles, type OperatorFiles } from './operator-credentials.js';
-export { rootFingerprint, caExists } from './setup.js';
+export { rootFingerprint, caExists, caKeyStatus, caPaths } from './setup.js';

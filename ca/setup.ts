@@ -165,3 +165,17 @@ export function encryptCaKeys(dataDir: string, passphrase: string): string[] {
 export function rootFingerprint(dataDir: string): string {
   return new X509Certificate(readFileSync(caPaths(dataDir).rootCert)).fingerprint256;
 }
+
+/**
+ * Which CA key files are in the data folder and whether each is encrypted at rest (for the fleet audit). Reads the
+ * PEM headers only: no passphrase needed, nothing decrypted.
+ */
+export function caKeyStatus(dataDir: string): Array<{ name: 'root' | 'intermediate'; encrypted: boolean }> {
+  const paths = caPaths(dataDir);
+  const out: Array<{ name: 'root' | 'intermediate'; encrypted: boolean }> = [];
+  for (const [name, path] of [['root', paths.rootKey], ['intermediate', paths.intermediateKey]] as const) {
+    if (!existsSync(path)) continue;
+    out.push({ name, encrypted: keyProtection(readFileSync(path, 'utf8')).kind === 'encrypted' });
+  }
+  return out;
+}

@@ -164,6 +164,15 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** The fleet audit the gateway runs on its own (docs/audit.md): daily by default, the first run soon after the start. */
+    audit: z
+      .object({
+        schedule: z.boolean().default(true),
+        interval: duration.default(86_400_000),
+        firstRun: duration.default(300_000),
+      })
+      .strict()
+      .prefault({}),
     /** Several gateways acting as one (docs/cluster.md): Aedes on Redis, scoring on one node at a time. */
     cluster: z
       .object({

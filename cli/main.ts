@@ -40,6 +40,7 @@ import { registerDeviceCommands } from './devices.js';
 import { registerAgentCommands } from './agent-commands.js';
 import { VERSION } from './version.js';
 import { registerCredentialCommands } from './credentials.js';
+import { registerAuditCommands } from './audit.js';
 
 async function withCa<T>(opts: DataOptions, fn: (ca: CertificateAuthority) => Promise<T> | T, create = false): Promise<T> {
   const ca = await openCa(opts, { create });
@@ -153,6 +154,7 @@ export function buildProgram(): Command {
               },
             }
           : {}),
+        audit: { schedule: config.audit.schedule, intervalMs: config.audit.interval, firstRunMs: config.audit.firstRun },
         api: {
           tokenTtlMs: config.enrollment.tokenTtl,
           sessionTtlMs: config.api.sessionTtl,
@@ -365,6 +367,8 @@ export function buildProgram(): Command {
       });
     });
 
+  registerAuditCommands(program);
+
   const policy = program.command('policy').description('Trust Score topic policies');
   withData(program.commands.find((c) => c.name() === 'gateway')!.command('reload'))
     .description('make the running gateway take the policies from its wott.yaml (same as wott policy reload)')
@@ -415,7 +419,7 @@ async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'DataFolderError', 'NoCaError', 'MosquittoFolderError', 'CredentialError'].includes(err.name));
+    const known = err instanceof CaError || err instanceof ConfigError || err instanceof InventoryStateError || err instanceof InvalidArgumentError || (err instanceof Error && ['InvalidDeviceIdError', 'InvalidTagsError', 'FleetRefusal', 'RemoteError', 'DataFolderError', 'NoCaError', 'MosquittoFolderError', 'CredentialError', 'ChromiumMissingError'].includes(err.name));
     process.stderr.write(`wott: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!known && err instanceof Error && process.env.WOTT_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = known ? 2 : 1;

@@ -15,6 +15,7 @@ export const DASHBOARD_PAGES = {
   vulnerabilities: '/vulnerabilities',
   policies: '/policies',
   credentials: '/credentials',
+  compliance: '/compliance',
 } as const;
 
 /** Where the built assets (scripts, styles) are served. */

@@ -195,6 +195,11 @@ export class FleetEvents {
     this.emit('auth_failure', device, `${text}${more}`, remoteAddress ? { remoteAddress } : {});
   }
 
+  /** A new critical finding of a fleet audit (audit/): one event each, about its device when it names one. */
+  onAuditFinding(device: string | null, text: string): void {
+    this.emit('audit_finding', device, text);
+  }
+
   close(): void {
     this.stop();
     this.listeners.clear();

@@ -380,6 +380,12 @@ export class FleetService implements EnrollmentService {
     return row && { ...row, certificates: await this.store.certificates({ deviceId: row.id }) };
   }
 
+  /** Tokens not used and not expired, without their hashes (the fleet audit looks for long-lived ones). */
+  async outstandingTokens(): Promise<Array<{ deviceId: string; expiresAt: string }>> {
+    const now = this.ca.now().getTime();
+    return (await this.store.tokens()).filter((t) => t.usedAt === null && Date.parse(t.expiresAt) > now).map((t) => ({ deviceId: t.deviceId, expiresAt: t.expiresAt }));
+  }
+
   auditLog(filter: { device?: string } = {}): Promise<AuditEntry[]> {
     return this.store.auditEntries(filter);
   }

@@ -43,6 +43,10 @@ import { openSelectedActionStore, openSelectedInventory, openSelectedSessionStor
 import ms from 'ms';
 import { openGatewayCredentials, type GatewayCredentials, type GatewayCredentialsOptions } from './credentials.js';
 import type { CredentialService } from '../credentials/index.js';
+import { AuditScheduler, auditPoints, collectFacts, type LiveFacts } from '../audit/index.js';
+import { ROUTES } from '../api/index.js';
+import { openSelectedVulnStore } from '../store/index.js';
+import type { BehaviourEvent as Behaviour } from '../protocol/index.js';
 
 export interface GatewayOptions {
   dataDir: string;
@@ -88,6 +92,8 @@ export interface GatewayOptions {
   cluster?: GatewayClusterOptions;
   /** Credential delivery (issue 17): value bound, polling. */
   credentials?: GatewayCredentialsOptions;
+  /** The scheduled fleet audit (issue 19; the `audit:` config section): daily by default. */
+  audit?: { schedule: boolean; intervalMs?: number; firstRunMs?: number };
 }
 
 export interface GatewayClusterOptions {
@@ -164,6 +170,8 @@ export interface Gateway {
   readonly scoring?: ScoringService;
   /** In a cluster: this node's hold on the scoring lease. */
   lease?: Lease;
+  /** The fleet audit: `audit.run()` runs one now; `audit.latest` is what GET /api/v1/audit/latest answers. */
+  audit: AuditScheduler;
   /**
    * Replaces the topic policies in the running gateway (broker, scoring thresholds, Mosquitto sync), recorded in the
    * audit log as done by `actor`. Invalid rules are refused (and recorded as refused) with nothing changed.
@@ -414,6 +422,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.api?.eventStream ? { eventStream: options.api.eventStream } : {}),
     isRevoked: (serial) => view.isRevoked(serial),
     credentials: credentials.service,
+    audit: {
+      get latest() {
+        return auditScheduler?.latest;
+      },
+      get nextRunAt() {
+        return auditScheduler?.nextRunAt;
+      },
+    },
     log,
     ...(options.api?.refusalLimits ? { refusalLimits: options.api.refusalLimits } : {}),
     afterSignIn: '/',
@@ -574,6 +590,63 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   }
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
+  // The fleet audit: facts through the fleet core and the live broker; a new critical finding is a fleet event.
+  const gatewayStarted = Date.now();
+  const collectLive = (): LiveFacts => {
+    const sessions = new Map<string, Array<{ clientId: string; since: number; remoteAddress: string | null }>>();
+    const events = new Map<string, Behaviour[]>();
+    for (const d of view.allDevices()) {
+      const s = plugin.sessionsOf(d.id);
+      if (s.length) sessions.set(d.id, s);
+      const e = insights.recentEvents(d.id);
+      if (e.length) events.set(d.id, e.reverse());
+    }
+    const stats = scoring?.influxStats;
+    return { since: gatewayStarted, sessions, events, ...(stats ? { influx: { failures: stats.failures, spooledBatches: stats.spooledBatches, dropped: stats.dropped, written: stats.written } } : {}) };
+  };
+  const auditScheduler: AuditScheduler = new AuditScheduler({
+    ...(options.audit?.intervalMs !== undefined ? { intervalMs: options.audit.intervalMs } : {}),
+    ...(options.audit?.firstRunMs !== undefined ? { firstRunMs: options.audit.firstRunMs } : {}),
+    collect: async () => {
+      const vuln = await openSelectedVulnStore(options.store, options.dataDir);
+      try {
+        return await collectFacts({
+          fleet,
+          dataDir: options.dataDir,
+          source: 'gateway',
+          settings: {
+            policies: currentPolicies,
+            initialScore: options.initialScore,
+            claim: options.claim,
+            metrics: { port: metricsPort ?? false, bind: bind.metrics },
+            influx: Boolean(options.scoring?.influx),
+            apiRoutes: ROUTES.map((r) => ({ method: r.method, path: r.path, role: r.access?.role ?? null })),
+          },
+          scores: {
+            latest: async (device) => {
+              const latest = insights.latest(device);
+              return latest && { score: latest.score, time: latest.time, factors: latest.factors, findings: insights.findings(device) };
+            },
+            lastReport: (device) => insights.lastReport(device),
+          },
+          vuln,
+          live: collectLive(),
+        });
+      } finally {
+        await vuln.close();
+      }
+    },
+    onRun: (run, newCritical) => {
+      scoring?.writePoints(auditPoints(run));
+      for (const f of newCritical) {
+        const device = f.objects.find((o) => o.startsWith('device:'))?.slice('device:'.length) ?? null;
+        fleetEvents.onAuditFinding(device, `audit (critical): ${f.title}`);
+      }
+      log.info({ audit: run.id, findings: run.findings.length, ...run.counts }, 'fleet audit done');
+    },
+    onError: (err) => log.error({ err: err.message }, 'fleet audit failed'),
+  });
+  if (options.audit?.schedule !== false) auditScheduler.start();
   ca.setCrlUrl(`${publicUrl()}${CRL_PATH}`);
   ca.setOcspUrl(`${publicUrl()}${OCSP_PATH}`);
   await ca.refreshCrl();
@@ -620,6 +693,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return scoring;
     },
     ...(lease ? { lease } : {}),
+    audit: auditScheduler,
     async reloadPolicies(rules: PolicyRule[], actor: string) {
       const audit = fleet.as(actor);
       try {
@@ -641,6 +715,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   async function shutdown(): Promise<void> {
+    await auditScheduler.close();
     await credentials.close(); // first: no delivery runs into a closing broker
     clearInterval(crlTimer);
     clearInterval(insightsPrune);

@@ -45,7 +45,7 @@ export type BulkActionResult = z.infer<typeof bulkActionResultSchema>;
 
 export const FLEET_EVENTS_PATHS = { stream: '/events/stream' } as const;
 
-export const FLEET_EVENT_TYPES = ['enrolled', 'renewed', 'claimed', 'quarantined', 'released', 'revoked', 'score_drop', 'auth_failure', 'lateral_movement'] as const;
+export const FLEET_EVENT_TYPES = ['enrolled', 'renewed', 'claimed', 'quarantined', 'released', 'revoked', 'score_drop', 'auth_failure', 'lateral_movement', 'audit_finding'] as const;
 export type FleetEventType = (typeof FLEET_EVENT_TYPES)[number];
 
 /** `fleet`: one thing that happened to the fleet. */
@@ -70,7 +70,7 @@ export const fleetStreamResetSchema = z.object({ reason: z.string() });
 /** The events of /events/stream, documented in the OpenAPI document as those of /trust/stream are. */
 export const FLEET_STREAM_EVENT_SPECS = {
   ready: { description: 'once the backlog or the replay of a resumed stream is sent: live from here', data: fleetStreamReadySchema, id: 'always' },
-  fleet: { description: 'one fleet event (enrolled, renewed, claimed, quarantined, released, revoked, score_drop, auth_failure, lateral_movement)', data: fleetEventSchema, id: 'always' },
+  fleet: { description: 'one fleet event (enrolled, renewed, claimed, quarantined, released, revoked, score_drop, auth_failure, lateral_movement, audit_finding)', data: fleetEventSchema, id: 'always' },
   reset: { description: 'on resume: the events since Last-Event-ID are no longer held (or the gateway restarted): some may be missing', data: fleetStreamResetSchema, id: 'never' },
 } as const;
 

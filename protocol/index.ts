@@ -14,3 +14,4 @@ export * from './fleet-api.js';
 export * from './trust-api.js';
 export * from './fleet-events.js';
 export * from './credentials.js';
+export * from './audit.js';

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { parseTopic, topicFilters, topics, type ScoreMessage } from '../protocol/index.js';
 import type { ScoringBus } from './bus.js';
 import type { IngestResult, IntrusionOutcome, RefusalCode, ScoreEngine, ScoreResult } from './engine.js';
+import type { Point } from '@influxdata/influxdb-client';
 import type { InfluxWriter } from './influx.js';
 import { lateralEventText } from './lateral.js';
 import { behaviourPoint, findingPoints, lateralPoint, scorePoint } from './points.js';
@@ -101,6 +102,13 @@ export class ScoringService {
   /** The InfluxDB writer's counters, when there is one. */
   get influxStats(): InfluxWriter['stats'] | undefined {
     return this.options.influx?.stats;
+  }
+
+  /** Writes other components' points (the fleet audit's) through the same InfluxDB writer; false without one. */
+  writePoints(points: Point[]): boolean {
+    if (!this.options.influx) return false;
+    this.options.influx.add(points);
+    return true;
   }
 
   /** Called with every published score and its CVE findings (the gateway uses it for metrics and the API's fleet view; tests to wait). */

@@ -46,7 +46,7 @@ export type BulkAction = (typeof BULK_ACTIONS)[number];
 export const BULK_MAX = 500 as const;
 same<Same<typeof BULK_MAX, typeof P_BULK_MAX>>(true);
 
-export const FLEET_EVENT_TYPES = ['enrolled', 'renewed', 'claimed', 'quarantined', 'released', 'revoked', 'score_drop', 'auth_failure', 'lateral_movement'] as const;
+export const FLEET_EVENT_TYPES = ['enrolled', 'renewed', 'claimed', 'quarantined', 'released', 'revoked', 'score_drop', 'auth_failure', 'lateral_movement', 'audit_finding'] as const;
 same<Same<(typeof FLEET_EVENT_TYPES)[number], (typeof P_EVENT_TYPES)[number]>>(true);
 export const FLEET_STREAM_EVENTS = ['ready', 'fleet', 'reset'] as const;
 same<Same<(typeof FLEET_STREAM_EVENTS)[number], (typeof P_STREAM_EVENTS)[number]>>(true);

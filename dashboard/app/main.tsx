@@ -19,6 +19,7 @@ import { OverviewPage } from './pages/overview.js';
 import { PoliciesPage } from './pages/policies.js';
 import { VulnerabilitiesPage } from './pages/vulnerabilities.js';
 import { OperatorsPage } from './pages/operators.js';
+import { CompliancePage } from './pages/compliance.js';
 import { can, Failure } from './ui.js';
 import './style.css';
 
@@ -48,6 +49,7 @@ const NAV: Array<{ href: string; label: string; least: 'viewer' | 'operator' | '
   { href: DASHBOARD_PAGES.credentials, label: 'Credentials', least: 'viewer' },
   { href: DASHBOARD_PAGES.enroll, label: 'Enroll', least: 'operator' },
   { href: DASHBOARD_PAGES.audit, label: 'Audit log', least: 'viewer' },
+  { href: DASHBOARD_PAGES.compliance, label: 'Compliance', least: 'viewer' },
   { href: DASHBOARD_PAGES.operators, label: 'Operators', least: 'admin' },
 ];
 
@@ -146,6 +148,7 @@ function App() {
         <Route path={DASHBOARD_PAGES.policies} component={PoliciesPage} />
         <Route path={DASHBOARD_PAGES.credentials} component={() => <CredentialsPage who={who} />} />
         <Route path={DASHBOARD_PAGES.audit} component={AuditPage} />
+        <Route path={DASHBOARD_PAGES.compliance} component={CompliancePage} />
         <Route path={DASHBOARD_PAGES.operators} component={() => <OperatorsPage who={who} />} />
         {/* The page's earlier address: links to it keep working. */}
         <Route path={DASHBOARD_PAGES.sessions} component={() => <OperatorsPage who={who} />} />

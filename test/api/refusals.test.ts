@@ -52,6 +52,7 @@ const SAMPLES: Record<string, unknown> = {
   'PUT /credentials/{name}': { value: 'matrix-secret-value', tags: ['matrix'], minScore: 0.5 },
   'POST /credentials/{name}/rotate': { value: 'matrix-secret-value' },
   'DELETE /credentials/{name}': undefined,
+  'GET /audit/latest': undefined,
 };
 
 const key = (r: RouteSpec) => `${r.method} ${r.path}`;

@@ -41,6 +41,7 @@ const FEED_LABEL: Record<FleetEvent['type'], string> = {
   score_drop: 'score drop',
   auth_failure: 'auth failure',
   lateral_movement: 'lateral movement',
+  audit_finding: 'audit',
 };
 
 /** The fleet events (GET /events/stream), newest first; every text in it came from the API and is shown as text. */

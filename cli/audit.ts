@@ -1,0 +1,108 @@
+/**
+ * `wott audit run` and `wott report compliance` (issue 19): the fleet audit and the compliance report from the
+ * data folder. On the data folder alone the checks that need the live broker (who is connected, refused
+ * handshakes) say "not assessable"; the gateway's scheduled audit (GET /api/v1/audit/latest) has them.
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { collectFacts, runChecks, type AuditFacts, type AuditSettings } from '../audit/index.js';
+import { ROUTES } from '../api/index.js';
+import { FleetService, localActor } from '../fleet/index.js';
+import { complianceSummarySchema, type AuditRun, type ComplianceSummary } from '../protocol/index.js';
+import { buildComplianceReport, htmlToPdf, renderComplianceHtml } from '../report/index.js';
+import { scoringPaths } from '../scoring/index.js';
+import { openReportHistory, openSelectedScoreStore, openSelectedVulnStore, openSqliteScoreStore, vulnStorePath, type ScoreStore, type VulnStore } from '../store/index.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
+import { loadConfig, type WottConfig as Config } from './config.js';
+import { openCa, withData, type DataOptions } from './options.js';
+
+export function auditSettings(config: Config): AuditSettings {
+  return {
+    policies: config.policies,
+    initialScore: config.scoring.initialScore,
+    claim: config.enrollment.claim,
+    metrics: { port: config.gateway.metricsPort, bind: config.gateway.metricsBind },
+    influx: Boolean(config.scoring.enabled && config.scoring.influx),
+    apiRoutes: ROUTES.map((r) => ({ method: r.method, path: r.path, role: r.access?.role ?? null })),
+  };
+}
+
+/** One facts snapshot of the data folder (and its configured stores). */
+async function localFacts(opts: DataOptions): Promise<AuditFacts> {
+  const { config } = loadConfig(opts.config);
+  const dataDir = resolve(opts.data);
+  const ca = await openCa(opts);
+  let scores: ScoreStore | undefined;
+  let vuln: VulnStore | undefined;
+  try {
+    const scorePath = scoringPaths(dataDir).store;
+    scores = config.store.postgres ? await openSelectedScoreStore(config.store, scorePath) : existsSync(scorePath) ? await openSqliteScoreStore(scorePath) : undefined;
+    vuln = config.store.postgres || existsSync(vulnStorePath(dataDir)) ? await openSelectedVulnStore(config.store, dataDir) : undefined;
+    const store = scores;
+    return await collectFacts({
+      fleet: new FleetService(ca, localActor()),
+      dataDir,
+      source: 'cli',
+      settings: auditSettings(config),
+      scores: {
+        latest: async (device) => {
+          const s = await store?.latest(device);
+          return s && { score: s.message.score, time: s.message.time, factors: s.message.factors, ...(s.findings ? { findings: s.findings } : {}) };
+        },
+      },
+      ...(vuln ? { vuln } : {}),
+    });
+  } finally {
+    await scores?.close();
+    await vuln?.close();
+    await ca.close();
+  }
+}
+
+function printRun(run: AuditRun): void {
+  const out: string[] = [`audit ${run.id} (${run.source}): ${run.devices} device(s), ${run.findings.length} finding(s) — ` + Object.entries(run.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ')];
+  for (const f of run.findings) {
+    out.push(`\n[${f.severity.toUpperCase()}] ${f.title}`, `  check:    ${f.check}`, `  affects:  ${f.objects.join(', ')}`);
+    for (const e of f.evidence) out.push(`  evidence: ${e.fact} (observed ${e.observedAt})`);
+    out.push(`  fix:      ${f.fix}`);
+  }
+  const na = run.checks.filter((c) => c.status === 'not_assessable');
+  if (na.length) out.push('', 'not assessable here:', ...na.map((c) => `  ${c.id}: ${c.note ?? ''}`));
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+export function registerAuditCommands(program: Command): void {
+  const audit = program.commands.find((c) => c.name() === 'audit') ?? program.command('audit').description('the fleet audit');
+  withData(audit.command('run'))
+    .description('audit the fleet now: CA, certificates, identity, policies, operations; each finding with severity, objects, evidence and fix')
+    .option('--json', 'the run as JSON (the shape of GET /api/v1/audit/latest run)')
+    .action(async (opts: DataOptions & { json?: boolean }) => {
+      const started = Date.now();
+      const run = runChecks(await localFacts(opts), started);
+      if (opts.json) process.stdout.write(JSON.stringify(run, null, 2) + '\n');
+      else printRun(run);
+    });
+
+  const report = program.command('report').description('reports built from the fleet\'s live evidence');
+  withData(report.command('compliance'))
+    .description('ETSI EN 303 645 (5.1–5.13) and NIST IR 8259A: per provision and device met / not met / not assessable, with evidence and fix')
+    .addOption(new Option('--format <format>', 'html (self-contained), pdf (printed by Chromium) or json').choices(['html', 'pdf', 'json']).default('html'))
+    .requiredOption('--out <file>', 'the file to write (replaced if it exists)')
+    .action(async (opts: DataOptions & { format: 'html' | 'pdf' | 'json'; out: string }) => {
+      const out = resolve(opts.out);
+      if (existsSync(out) && !/\.(html?|pdf|json)$/i.test(out)) throw new InvalidArgumentError(`${out} exists and is not a report file (.html, .pdf, .json): give another --out`);
+      const started = Date.now();
+      const facts = await localFacts(opts);
+      const run = runChecks(facts, started);
+      const history = openReportHistory(resolve(opts.data));
+      const last = complianceSummarySchema.safeParse(await history.last('compliance'));
+      const built = buildComplianceReport(facts, run, last.success ? last.data : null);
+      if (opts.format === 'json') writeFileAtomic(out, JSON.stringify(built, null, 2) + '\n', 0o600);
+      else if (opts.format === 'html') writeFileAtomic(out, renderComplianceHtml(built), 0o600);
+      else await htmlToPdf(renderComplianceHtml(built), out);
+      await history.save('compliance', built.summary satisfies ComplianceSummary);
+      const failing = built.provisions.filter((p) => p.result === 'not_met').length;
+      process.stdout.write(`wrote ${out}: ${built.provisions.length} provisions, ${failing} not met, ${built.summary.devices} device(s)\n`);
+    });
+}

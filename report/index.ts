@@ -1,0 +1,4 @@
+/** report/: compliance reports (issue 19) from the audit's facts: the mapping, HTML, PDF (Chromium) and JSON. */
+export { buildComplianceReport, PROVISIONS, provisionKey } from './compliance.js';
+export { renderComplianceHtml, escapeHtml } from './html.js';
+export { htmlToPdf, findChromium, ChromiumMissingError } from './pdf.js';

@@ -1,0 +1,43 @@
+/**
+ * The dashboard's Compliance page (the fleet audit) in Debian's chromium on a real gateway: a viewer signed in with a
+ * login link sees the latest scheduled run's findings with their evidence and fix, and which checks wott could not
+ * assess; every request goes to the gateway.
+ */
+import t from 'tap';
+import { requireCommand, tempDir } from '../helpers.js';
+import { connect, enroll, testGateway, waitFor } from '../mqtt-helpers.js';
+import { launch, loginLink, recordRequests, requireChromium, signIn } from '../dashboard/browser.js';
+
+t.test('the Compliance page shows the latest audit', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl') || !requireChromium(t)) return;
+  // Policies with a rule open to everyone: a finding the page must show.
+  const gw = await testGateway(t, { audit: { schedule: true, intervalMs: 3_600_000, firstRunMs: 0 }, policies: [{ topic: 'lobby/#', publish: 0, subscribe: 0 }] });
+  const dir = tempDir(t);
+  const client = await connect(gw, await enroll(gw, dir, 'door-1'));
+  t.teardown(() => client.end(true));
+  await waitFor(() => gw.audit.latest !== undefined, 'the first scheduled run (before the device enrolled)');
+  const run = await gw.audit.run(); // and one now, with the device
+  t.equal(gw.audit.latest, run, 'the latest run is the one the API serves');
+
+  const base = `https://127.0.0.1:${gw.httpsPort}`;
+  const browser = await launch(t);
+  const context = await browser.createBrowserContext();
+  const requested: string[] = [];
+  recordRequests(context, requested);
+  const page = await context.newPage();
+  await signIn(page, await loginLink(gw.dir, base, 'viewer', 'auditor'));
+  await page.click('a[href="/compliance"]');
+  await page.waitForSelector('table.findings tbody tr');
+  const rows = await page.$$eval('table.findings tbody tr', (trs) => trs.map((tr) => ({ check: tr.getAttribute('data-check'), text: tr.textContent ?? '' })));
+  t.same(rows.map((r) => r.check), run.findings.map((f) => f.check), 'every finding of the latest run, in its order');
+  const open = rows.find((r) => r.check === 'policy.open_to_everyone')!;
+  t.match(open.text, /rule lobby\/# lets publish at score 0 and subscribe at score 0/, 'the finding');
+  t.match(open.text, /policies: topic lobby\/# publish 0 subscribe 0/, 'its evidence');
+  t.match(open.text, /give lobby\/# a minimum score/, 'its fix');
+  const checks = await page.$$eval('table.checks tbody tr', (trs) => trs.map((tr) => tr.textContent ?? ''));
+  t.equal(checks.length, run.checks.length, 'every check, with its result');
+  t.match(await page.$eval('.audit-summary', (e) => e.textContent ?? ''), new RegExp(`over 1 device\\(s\\): ${run.findings.length} finding\\(s\\)`));
+  const outside = requested.filter((u) => !u.startsWith('data:') && new URL(u).host !== `127.0.0.1:${gw.httpsPort}`);
+  t.same(outside, [], 'every request went to the gateway');
+  await context.close();
+});
