@@ -14,3 +14,4 @@ export { reportPeer, DEFAULT_INTERVAL_MS } from './agent.js';
 export type { ReportPeerOptions, BuildOptions } from './agent.js';
 export { nextPeerReport, publishPeerReport, reportPeerFromStore, PeerRateError, DEFAULT_PEER_RATE, type PeerRateLimits, type PeerReportInput, type PublishTarget } from './peer-report.js';
 export type { Identity, PeerState } from './store.js';
+export { PeerLink, type PeerLinkOptions, type PeerConnection, type PeerRejection, type RejectionKind, type VerifiedPeer } from './peer-link.js';
