@@ -10,8 +10,9 @@ import { dashboardSuite } from './dashboard.js';
 import { storeSuite } from './store.js';
 
 import { credentialsSuite } from './credentials.js';
+import { intrusionsSuite } from './intrusions.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite];
+const suites: Suite[] = [caSuite, brokerSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite, intrusionsSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

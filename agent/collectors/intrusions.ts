@@ -7,7 +7,7 @@
  * Pure apart from the bounded reads in collectIntrusions.
  */
 import { isIP } from 'node:net';
-import { intrusionSourceSchema, MAX_INTRUSION_SOURCES, type IntrusionSource, type Intrusions } from '../../protocol/index.js';
+import { MAX_INTRUSION_SOURCES, type IntrusionSource, type Intrusions } from '../../protocol/index.js';
 import { parseLogLine } from './auth-log.js';
 import { readBounded, under } from './fs.js';
 
@@ -29,9 +29,17 @@ export class IntrusionTally {
   private readonly sources = new Map<string, { failedLogins: number; dropped: number; services: Set<Service> }>();
 
   /** Adds attempts from `raw` (ignored unless it is a literal IPv4/IPv6 address). */
+  /** Raw text → canonical address (or none): the same attacker address fills a log, parse it once. */
+  private readonly canonical = new Map<string, string | undefined>();
+
   add(raw: string, kind: 'failedLogins' | 'dropped', service: Service, times = 1): void {
-    const address = normalizeAddress(raw);
-    if (address === undefined || !(times > 0)) return;
+    if (!(times > 0)) return;
+    let address = this.canonical.get(raw);
+    if (address === undefined && !this.canonical.has(raw)) {
+      address = normalizeAddress(raw);
+      if (this.canonical.size < 2 * MAX_TRACKED_SOURCES) this.canonical.set(raw, address);
+    }
+    if (address === undefined) return;
     let entry = this.sources.get(address);
     if (!entry) {
       if (this.sources.size >= MAX_TRACKED_SOURCES) return;
@@ -77,7 +85,7 @@ export function normalizeAddress(raw: string): string | undefined {
     return undefined; // "010.0.0.1": octal to some parsers, decimal to others
   }
   if (s === '0.0.0.0' || s === '::') return undefined;
-  return intrusionSourceSchema.shape.address.safeParse(s).success ? s : undefined;
+  return s; // isIP accepted it; the report is checked against the protocol schema as a whole before it leaves
 }
 
 /** RFC 5952 form (lowercase, longest zero run compressed) via the URL parser, which implements it. */
@@ -105,6 +113,8 @@ function isSshd(program: string): boolean {
   return program === 'sshd' || program.startsWith('sshd-'); // OpenSSH 9.8+ logs as sshd-session
 }
 
+/** Every line tallyAuthLog counts contains one of these. */
+const AUTH_HINT = /Failed |Invalid user |authentication failure;|FAILED LOGIN|invalid password for|Bad password attempt|Login attempt for/;
 /** sshd writes the address last: "… from ADDR port N[ ssh2][ [preauth]]"; anchored there, a username cannot fake it. */
 const SSHD_FROM = / from (\S+) port \d{1,5}(?: ssh2)?(?: \[preauth\])?\s*$/;
 /** Dropbear: "Bad password attempt for 'u' from ADDR:PORT", "Login attempt for nonexistent user ['u' ]from ADDR:PORT". */
@@ -137,7 +147,8 @@ export function tallyAuthLog(text: string, now: Date, window: Window, tally = ne
   const loginPamPids = new Set<string>();
   const pendingLogin: Array<{ pid: string; address: string; times: number }> = [];
   for (const raw of text.split('\n')) {
-    if (raw.length > 8192) continue; // no daemon writes lines like that
+    // No daemon writes lines that long; and most lines are about something else (checked before any parsing).
+    if (raw.length > 8192 || !AUTH_HINT.test(raw)) continue;
     const line = parseLogLine(raw, now);
     if (!line || line.time <= window.start || line.time > window.end) continue;
     const { message, times } = unfold(line.message);
@@ -183,6 +194,14 @@ export function tallyAuthLog(text: string, now: Date, window: Window, tally = ne
 /** A LOG prefix that says the packet is being refused ("[UFW BLOCK] ", "nft drop: ", "FINAL_REJECT: ", "INPUT-DENIED "). */
 const REFUSED_PREFIX = /drop|block|reject|den(?:y|ied)/i;
 const ALLOWED_PREFIX = /allow|accept|audit/i;
+/** The LOG target's fields (the first of each: what follows the prefix is the kernel's, not the packet's). */
+const LOG_FIELDS = {
+  IN: /(?:^|[\s\]:])IN=(\S*)/,
+  OUT: /\sOUT=(\S*)/,
+  SRC: /\sSRC=(\S*)/,
+  PROTO: /\sPROTO=(\S*)/,
+  DPT: /\sDPT=(\S*)/,
+} as const;
 
 function portService(proto: string | undefined, port: string | undefined): Service {
   if (proto !== 'TCP') return 'other';
@@ -208,11 +227,11 @@ export function tallyKernelLog(text: string, now: Date, window: Window, tally = 
     if (at < 0) continue;
     const prefix = body.slice(0, at + 1);
     if (!REFUSED_PREFIX.test(prefix) || ALLOWED_PREFIX.test(prefix)) continue;
-    const fields = new Map<string, string>();
-    for (const m of body.slice(at).matchAll(/(?:^|\s)([A-Z]+)=(\S*)/g)) if (!fields.has(m[1]!)) fields.set(m[1]!, m[2]!);
-    if (!fields.get('IN') || fields.get('OUT')) continue; // not inbound (forwarded or outgoing)
-    const src = fields.get('SRC');
-    if (src) tally.add(src, 'dropped', portService(fields.get('PROTO'), fields.get('DPT')), times);
+    const fields = body.slice(at);
+    const field = (name: keyof typeof LOG_FIELDS) => LOG_FIELDS[name].exec(fields)?.[1];
+    if (!field('IN') || field('OUT')) continue; // not inbound (forwarded or outgoing)
+    const src = field('SRC');
+    if (src) tally.add(src, 'dropped', portService(field('PROTO'), field('DPT')), times);
   }
   return tally;
 }
