@@ -12,9 +12,10 @@ import { pino } from 'pino';
 import { AgentStore, enrollAgent, PeerLink, type PeerRejection } from '../../agent/index.js';
 import { peerReportSchema, telemetrySchema, topicFilters, topics } from '../../protocol/index.js';
 import { requireCommand, tempDir } from '../helpers.js';
-import { connect, forgedCredentials, inbox, serviceCredentials, testGateway, waitFor } from '../mqtt-helpers.js';
+import { connect, enroll, forgedCredentials, inbox, serviceCredentials, testGateway, waitFor } from '../mqtt-helpers.js';
 import { wottAgent } from './agent-helpers.js';
 import { connect as tlsConnect } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 
 const quiet = pino({ level: 'silent' });
 const reading = z.object({ sensor: z.string().max(32), celsius: z.number().min(-60).max(100) }).strict();
@@ -22,7 +23,9 @@ type Reading = z.infer<typeof reading>;
 
 t.test('a device-to-device link verifies peers against our CA and the CRL, and reports what fails', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
-  const gw = await testGateway(t);
+  // The gateway's clock can be moved back to issue a certificate that has already expired.
+  const clock = { skewMs: 0 };
+  const gw = await testGateway(t, { now: () => new Date(Date.now() + clock.skewMs) });
   const base = tempDir(t);
   const dir = (id: string) => join(base, id);
   const server = `https://localhost:${gw.httpsPort}`;
@@ -74,6 +77,21 @@ t.test('a device-to-device link verifies peers against our CA and the CRL, and r
     const onBus = reports().find((x) => x.report.subject === 'dev-r')!;
     t.equal(onBus.topic, topics.reports('dev-s', 'dev-r'));
     t.match(onBus.report, { reporter: 'dev-s', subject: 'dev-r', rating: 0, reason: /revoked certificate/ });
+  });
+
+  await t.test('expired certificate of ours: reported against its device', async (t) => {
+    clock.skewMs = -8 * 86_400_000; // issued eight days ago with the 7-day lifetime: expired a day ago
+    const expired = await enroll(gw, tempDir(t), 'dev-e');
+    clock.skewMs = 0;
+    t.ok(Date.parse(new X509Certificate(expired.cert).validTo) < Date.now(), 'the certificate has expired');
+    const socket = tlsConnect({ ...target, key: expired.key, cert: expired.cert, rejectUnauthorized: false });
+    socket.on('error', () => undefined);
+    await waitFor(() => rejected.some((r) => r.kind === 'expired'), 'the refusal');
+    const r = rejected.find((x) => x.kind === 'expired')!;
+    t.equal(r.device, 'dev-e');
+    await r.report;
+    await waitFor(() => reports().some((x) => x.report.subject === 'dev-e'), 'the report on the bus');
+    t.match(reports().find((x) => x.report.subject === 'dev-e')!.report, { reporter: 'dev-s', rating: 0.3, reason: /outside its validity/ });
   });
 
   await t.test('a certificate that does not chain to our CA: no report under its name, its address as intrusion source tls', async (t) => {
