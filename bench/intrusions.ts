@@ -14,12 +14,13 @@ async function median(fn: () => unknown, ms: number): Promise<number> {
 }
 
 /** A log of `bytes` made of realistic lines: failures from many sources, accepted logins, cron noise. */
-function authLog(bytes: number, now: Date): string {
+function authLog(bytes: number, now: Date, sources = Infinity): string {
   const lines: string[] = [];
   let size = 0;
   for (let i = 0; size < bytes; i++) {
     const at = new Date(now.getTime() - 3_000_000 + (i % 3_000_000)).toISOString();
-    const src = `10.${(i >> 8) & 255}.${i & 255}.${(i * 7) & 255}`;
+    const n = Number.isFinite(sources) ? i % sources : i;
+    const src = `10.${(n >> 8) & 255}.${n & 255}.${(n * 7) & 255}`;
     const line = [
       `${at} dev sshd[${i}]: Failed password for root from ${src} port ${1024 + (i % 60000)} ssh2`,
       `${at} dev sshd[${i}]: Invalid user admin from ${src} port 4000`,
@@ -59,6 +60,9 @@ export const intrusionsSuite: Suite = {
     result.measurements.push({ name: 'failed-login count, 8 MiB auth.log (baseline)', unit: 'MiB/s', baseline: true, value: baseline * mib });
     const authRate = await median(() => tallyAuthLog(auth, now, window), ms);
     result.measurements.push({ name: 'intrusion sources, 8 MiB auth.log', unit: 'MiB/s', value: authRate * mib });
+    const few = authLog(MAX_LOG_BYTES, now, 20);
+    const fewRate = await median(() => tallyAuthLog(few, now, window), ms);
+    result.measurements.push({ name: 'intrusion sources, 8 MiB auth.log, 20 sources', unit: 'MiB/s', value: fewRate * mib });
     const kernRate = await median(() => tallyKernelLog(kern, now, window), ms);
     result.measurements.push({ name: 'intrusion sources, 8 MiB kern.log', unit: 'MiB/s', value: kernRate * mib });
     ratio(result, 'auth.log: intrusions / failed-login count', 'intrusion sources, 8 MiB auth.log', 'failed-login count, 8 MiB auth.log (baseline)');
