@@ -1,6 +1,6 @@
 /** `wott agent enroll` and `wott agent run`: the device side put together. */
 import { generateKeyPairSync } from 'node:crypto';
-import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, type Telemetry } from '../protocol/index.js';
+import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, type PeerReport, type Telemetry } from '../protocol/index.js';
 import { assertDeviceId } from '../protocol/index.js';
 import { X509Certificate } from 'node:crypto';
 import { createCsr, fetchCaCertificates, simpleEnroll, tpmHeaders, verifyIssued } from './est-client.js';
@@ -10,6 +10,7 @@ import { TpmKey } from './tpm.js';
 import { AgentStore, estServers, type AgentState } from './store.js';
 import { ServerList, splitUrls } from './failover.js';
 import { collectState, readCommandOutputs, realCrypt } from './collectors/index.js';
+import { reportPeerFromStore, type PeerRateLimits } from './peer-report.js';
 import { CredentialFiles, CredentialReceiver, DEFAULT_CREDENTIALS_DIR } from './credentials.js';
 
 export interface EnrollOptions {
@@ -87,22 +88,47 @@ export async function tpmRefresh(store: AgentStore): Promise<AgentState> {
   return store.commitIdentity({ keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), certPem: cert.toString() }, { ...store.state() });
 }
 
+/** The interval a first report (or `--print`) looks back over for intrusion attempts when none was given. */
+export const DEFAULT_INTERVAL_MS = 15 * 60_000;
+
+export interface BuildOptions {
+  /** Send the package list even when unchanged. */
+  full?: boolean;
+  /** The report interval: the first report's intrusion window. */
+  intervalMs?: number;
+  /** A report only shown (`--print`): it does not move the intrusion window nor take the TLS-peer ledger. */
+  preview?: boolean;
+}
+
 /** Collects one report; the package list goes in full only when it changed since the last delivered one. */
-export function buildReport(store: AgentStore, root: string, full = false): Telemetry {
+export function buildReport(store: AgentStore, root: string, options: BuildOptions | boolean = {}): Telemetry {
+  const opts = typeof options === 'boolean' ? { full: options } : options;
   const state = store.state();
-  const collected = collectState(root, { crypt: realCrypt, commandOutputs: root === '/' ? readCommandOutputs() : undefined });
+  const now = new Date();
+  const tls = opts.preview ? store.tlsLedger() : store.takeTlsLedger();
+  const collected = collectState(root, {
+    crypt: realCrypt,
+    commandOutputs: root === '/' ? readCommandOutputs() : undefined,
+    now,
+    intrusions: {
+      ...(state.intrusionsSince !== undefined ? { since: state.intrusionsSince } : {}),
+      firstWindowMs: opts.intervalMs ?? DEFAULT_INTERVAL_MS,
+      extra: tls.map((e) => ({ address: e.address, service: 'tls' as const, count: e.count })),
+    },
+  });
   const reportId = state.reportId + 1;
-  store.saveState({ ...state, reportId }); // persisted first: a crash never reuses an id
+  // Persisted first: a crash never reuses an id (nor reports the same attempts twice).
+  store.saveState({ ...state, reportId, ...(opts.preview ? {} : { intrusionsSince: now.getTime() }) });
   const { list, ...packages } = collected.packages;
   const report: Telemetry = {
     ...collected,
     schema: TELEMETRY_SCHEMA_VERSION,
     device: state.device,
     reportId,
-    time: new Date().toISOString(),
+    time: now.toISOString(),
     agentVersion: AGENT_VERSION,
     keyStore: state.keyStore,
-    packages: full || packages.hash !== state.packagesHash ? { ...packages, list } : packages,
+    packages: opts.full || packages.hash !== state.packagesHash ? { ...packages, list } : packages,
   };
   return telemetrySchema.parse(report);
 }
@@ -132,14 +158,35 @@ export interface RunningAgent {
   renewal: RenewalLoop;
   publisher: TelemetryPublisher;
   credentials: CredentialReceiver;
+  /** Publishes a peer report with this device's certificate (see reportPeer). */
+  reportPeer(subject: string, rating: number, reason: string): Promise<PeerReport>;
   stop(): Promise<void>;
+}
+
+export interface ReportPeerOptions {
+  /** The agent directory (default /var/lib/wott). */
+  dir: string;
+  /** Broker URL(s); default as for `wott agent run`. */
+  mqtt?: string;
+  limits?: PeerRateLimits;
+}
+
+/**
+ * reportPeer(subject, rating, reason): tells scoring what this device observed about another one (rating 1 =
+ * behaves as expected … 0 = hostile). Signed by the session: the device's own certificate from the agent directory.
+ * Resolves with the report once the broker acknowledged it; throws on a report about itself, a bad field or the
+ * client-side rate bound (PeerRateError), without sending anything.
+ */
+export async function reportPeer(options: ReportPeerOptions, subject: string, rating: number, reason: string): Promise<PeerReport> {
+  const store = new AgentStore(options.dir);
+  return reportPeerFromStore(store, { subject, rating, reason }, { urls: mqttUrls(store.state(), options.mqtt), ...(options.limits ? { limits: options.limits } : {}) });
 }
 
 /** The daemon: renewal loop plus a report every `intervalMs`. With `once`/`print` it does one report and returns. */
 export async function runAgent(options: RunOptions): Promise<RunningAgent | undefined> {
   const store = new AgentStore(options.dir);
   if (options.print) {
-    process.stdout.write(JSON.stringify(buildReport(store, options.root, true), null, 2) + '\n');
+    process.stdout.write(JSON.stringify(buildReport(store, options.root, { full: true, preview: true, intervalMs: options.intervalMs }), null, 2) + '\n');
     return undefined;
   }
   let state = store.state();
@@ -155,7 +202,7 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
     },
   });
   if (options.once) {
-    publisher.enqueue(buildReport(store, options.root));
+    publisher.enqueue(buildReport(store, options.root, { intervalMs: options.intervalMs }));
     try {
       await publisher.flush();
     } finally {
@@ -184,7 +231,7 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
   renewal.start();
   const tick = () => {
     try {
-      publisher.enqueue(buildReport(store, options.root));
+      publisher.enqueue(buildReport(store, options.root, { intervalMs: options.intervalMs }));
     } catch (err) {
       options.log.error({ err: (err as Error).message }, 'collecting a report failed');
     }
@@ -195,6 +242,9 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
     renewal,
     publisher,
     credentials,
+    reportPeer: (subject, rating, reason) => {
+      return reportPeerFromStore(store, { subject, rating, reason }, { urls: mqttUrls(store.state(), options.mqtt) });
+    },
     async stop() {
       clearInterval(timer);
       renewal.stop();

@@ -10,3 +10,8 @@ export { TpmKey, TpmError, DEFAULT_TPM_HANDLE } from './tpm.js';
 export { simpleEnroll, simpleReenroll, createCsr, tpmHeaders } from './est-client.js';
 export { agentUnit, AGENT_UNIT_DIR } from './systemd.js';
 export { CredentialFiles, CredentialReceiver, DEFAULT_CREDENTIALS_DIR, lookupLinuxUser, type HeldCredential } from './credentials.js';
+export { reportPeer, DEFAULT_INTERVAL_MS } from './agent.js';
+export type { ReportPeerOptions, BuildOptions } from './agent.js';
+export { nextPeerReport, publishPeerReport, reportPeerFromStore, PeerRateError, DEFAULT_PEER_RATE, type PeerRateLimits, type PeerReportInput, type PublishTarget } from './peer-report.js';
+export type { Identity, PeerState } from './store.js';
+export { PeerLink, type PeerLinkOptions, type PeerConnection, type PeerRejection, type RejectionKind, type VerifiedPeer } from './peer-link.js';

@@ -18,6 +18,8 @@ const stateSchema = z.object({
   keyStore: z.enum(['file', 'tpm']),
   /** Last report id used; the next report takes reportId + 1 (persisted before publishing, so never reused). */
   reportId: z.number().int().nonnegative(),
+  /** End (ms since the epoch) of the intrusion window last reported: the next report covers the time since. */
+  intrusionsSince: z.number().int().nonnegative().optional(),
   /** Hash of the package list last delivered in full. */
   packagesHash: z.string().optional(),
   /** keyStore tpm: persistent handle of the TPM signing key and the TCTI to reach the TPM. */
@@ -25,6 +27,18 @@ const stateSchema = z.object({
   tpmTcti: z.string().optional(),
 });
 export type AgentState = z.infer<typeof stateSchema>;
+
+/** The most distinct addresses the TLS-peer ledger keeps between two reports. */
+export const MAX_TLS_LEDGER = 256;
+const tlsLedgerSchema = z.array(z.object({ address: z.string().max(64), count: z.number().int().positive() })).max(MAX_TLS_LEDGER);
+export type TlsLedger = z.infer<typeof tlsLedgerSchema>;
+
+/** Peer-report bookkeeping: the last report id used and recent reports (for the client-side rate bound). */
+const peerStateSchema = z.object({
+  lastId: z.number().int().nonnegative(),
+  recent: z.array(z.object({ subject: deviceIdSchema, at: z.number() })).max(1024),
+});
+export type PeerState = z.infer<typeof peerStateSchema>;
 
 /** The gateways an enrolled agent talks to, in order. */
 export function estServers(state: AgentState): string[] {
@@ -67,6 +81,50 @@ export class AgentStore {
 
   saveState(state: AgentState): void {
     writeFileAtomic(this.path('state.json'), JSON.stringify(stateSchema.parse(state), null, 2) + '\n', 0o600);
+  }
+
+  /**
+   * Peer-report bookkeeping lives in its own file: `wott agent report-peer` and device-to-device links run beside
+   * `wott agent run`, which rewrites state.json on every report, and must not lose an id to its read-modify-write.
+   */
+  peerState(): PeerState {
+    try {
+      return peerStateSchema.parse(JSON.parse(readFileSync(this.path('peer-reports.json'), 'utf8')));
+    } catch {
+      return { lastId: 0, recent: [] };
+    }
+  }
+
+  savePeerState(state: PeerState): void {
+    writeFileAtomic(this.path('peer-reports.json'), JSON.stringify(peerStateSchema.parse(state)) + '\n', 0o600);
+  }
+
+  /**
+   * Device-to-device TLS peers whose certificate did not chain to our CA, by address, until the next report takes
+   * them (a file, because the link usually runs in the application's process, not the agent's).
+   */
+  recordTlsPeer(address: string): void {
+    const ledger = this.tlsLedger();
+    const entry = ledger.find((e) => e.address === address);
+    if (entry) entry.count = Math.min(entry.count + 1, 1_000_000_000);
+    else if (ledger.length < MAX_TLS_LEDGER) ledger.push({ address, count: 1 });
+    else return; // bounded: the report already names the earliest sources
+    writeFileAtomic(this.path('tls-peers.json'), JSON.stringify(ledger) + '\n', 0o600);
+  }
+
+  tlsLedger(): TlsLedger {
+    try {
+      return tlsLedgerSchema.parse(JSON.parse(readFileSync(this.path('tls-peers.json'), 'utf8')));
+    } catch {
+      return [];
+    }
+  }
+
+  /** The ledger's entries, emptied: they go into the report being built. */
+  takeTlsLedger(): TlsLedger {
+    const ledger = this.tlsLedger();
+    if (ledger.length) rmSync(this.path('tls-peers.json'), { force: true });
+    return ledger;
   }
 
   caPem(): string {

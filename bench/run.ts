@@ -11,8 +11,9 @@ import { storeSuite } from './store.js';
 
 import { credentialsSuite } from './credentials.js';
 import { auditSuite } from './audit.js';
+import { intrusionsSuite } from './intrusions.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, decisionSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite, auditSuite];
+const suites: Suite[] = [caSuite, brokerSuite, decisionSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite, auditSuite, intrusionsSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -5,9 +5,15 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { agentUnit, CredentialFiles, DEFAULT_CREDENTIALS_DIR, enrollAgent, runAgent } from '../agent/index.js';
+import { agentUnit, CredentialFiles, DEFAULT_CREDENTIALS_DIR, enrollAgent, reportPeer, runAgent } from '../agent/index.js';
 import { durationArg } from './args.js';
 import { cliLogger, withLogFormat, type LogFormat } from './log.js';
+
+function ratingArg(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number from 0 (hostile) to 1 (behaves as expected)');
+  return n;
+}
 
 export function registerAgentCommands(program: Command): Command {
   const agent = program.command('agent').description('the device agent: enrollment, renewal, telemetry');
@@ -54,6 +60,19 @@ export function registerAgentCommands(program: Command): Command {
       const stop = () => void running.stop().then(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
+    });
+
+  agent
+    .command('report-peer')
+    .description("report what this device observed about another device (scoring weighs it by this device's own score)")
+    .requiredOption('--subject <id>', 'the device reported about')
+    .requiredOption('--rating <r>', '1 = behaves as expected … 0 = hostile', ratingArg)
+    .requiredOption('--reason <text>', 'what was observed (at most 300 characters; no secrets: operators read it)')
+    .option('--dir <dir>', 'agent directory', '/var/lib/wott')
+    .option('--mqtt <url>', 'broker URL, or several comma-separated (default: mqtts://<each EST host>:8883)')
+    .action(async (opts: { subject: string; rating: number; reason: string; dir: string; mqtt?: string }) => {
+      const report = await reportPeer({ dir: opts.dir, mqtt: opts.mqtt }, opts.subject, opts.rating, opts.reason);
+      process.stdout.write(`reported ${report.subject} (rating ${report.rating}, report ${report.reportId})\n`);
     });
 
   agent

@@ -13,7 +13,7 @@
  * A score drop reaches the cache as one stream event (milliseconds), so the next request is refused without
  * restarting anything. While the stream is down for longer than `maxStaleMs` every check fails closed.
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { Agent, request, type RequestOptions } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
@@ -29,7 +29,9 @@ import {
   type DeviceState,
   type DeviceTrust,
   type TrustCertificate,
+  type PeerReport,
 } from '../protocol/index.js';
+import { DEFAULT_PEER_RATE, nextPeerReport, publishPeerReport, reportPeer as agentReportPeer, splitUrls, type PeerRateLimits, type PeerState } from '../agent/index.js';
 
 export interface TrustClientOptions {
   /** The gateway's HTTPS base URL, e.g. https://gw.example:8443. */
@@ -48,6 +50,31 @@ export interface TrustClientOptions {
   maxDevices?: number;
   /** Told of stream drops and reconnects. */
   onStatus?: (status: { connected: boolean; error?: string }) => void;
+  /** Lets this client send peer reports (reportPeer) as the device it runs on; see PeerReporterOptions. */
+  reporter?: PeerReporterOptions;
+}
+
+/**
+ * Peer reports come from a device, signed by its own certificate, over MQTT like the agent's: the broker lets a
+ * device publish only its own reports, and the API refuses device certificates, so the service or operator
+ * certificate this client uses for the trust stream cannot report. A service running on a device names that
+ * device's identity here.
+ */
+export interface PeerReporterOptions {
+  /**
+   * The device's agent directory (default layout /var/lib/wott): its current certificate signs, and the report ids
+   * and rate bound are the ones `wott agent report-peer` uses (persisted, so a restart never replays an id).
+   */
+  agentDir?: string;
+  /** Or the device's certificate and key (PEM): ids then come from the clock (ms, increasing), the rate bound is per process. */
+  device?: { cert: string; key: string };
+  /** Broker URL(s), comma-separated (default: the agent's brokers, else mqtts://<server host>:8883). */
+  mqtt?: string;
+  limits?: PeerRateLimits;
+  /** Report a device whose revoked certificate checkPeer saw (default true): the handshake proved it holds the key. */
+  reportRevoked?: boolean;
+  /** Told of each automatic report (sent, or why not). */
+  onReport?: (result: { subject: string; report?: PeerReport; error?: string }) => void;
 }
 
 export interface TrustVerdict {
@@ -83,6 +110,9 @@ export class TrustClient {
   private retryTimer?: NodeJS.Timeout;
   private readyWaiters: Array<() => void> = [];
   private readonly base: URL;
+  /** Peer-report bookkeeping when the reporter is given as PEMs (no agent directory to persist it in). */
+  private peerState: PeerState = { lastId: 0, recent: [] };
+  private readonly autoReported = new Map<string, number>();
 
   private constructor(private readonly options: TrustClientOptions) {
     this.base = new URL(options.server);
@@ -304,7 +334,10 @@ export class TrustClient {
     if (!entry) return no(`device "${device}" is unknown to the gateway`, { device });
     const facts = { device, score: entry.score, state: entry.state };
     const serial = normalizeSerial(peer.serialNumber ?? '');
-    if (this.revoked.has(serial) || entry.state === 'revoked') return no('certificate revoked', facts);
+    if (this.revoked.has(serial) || entry.state === 'revoked') {
+      this.autoReport(device, 'presented a revoked certificate to a trust-checked service');
+      return no('certificate revoked', facts);
+    }
     const fingerprint = createHash('sha256').update(peer.raw).digest('hex');
     if (entry.certificate?.fingerprint !== fingerprint) return no("not the device's current certificate (revoked or superseded)", facts);
     if (entry.state !== 'active') return no(`device is ${entry.state}`, facts);
@@ -330,6 +363,46 @@ export class TrustClient {
         rawRes.writeHead(403, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }).end(body);
       }, (err: unknown) => next(err instanceof Error ? err : new Error(String(err))));
     };
+  }
+
+  // ------------------------------------------------------------------ peer reports
+
+  /**
+   * reportPeer(subject, rating, reason): what the device this client runs on observed about another device (1 =
+   * behaves as expected … 0 = hostile), published over MQTT with the device's certificate (`reporter`). Resolves
+   * with the report once the broker acknowledged it; throws without sending on a report about itself, a bad
+   * field, or faster than the client-side bound.
+   */
+  async reportPeer(subject: string, rating: number, reason: string): Promise<PeerReport> {
+    const r = this.options.reporter;
+    if (!r || (!r.agentDir && !r.device)) {
+      throw new Error('reportPeer needs the `reporter` option: peer reports are signed by a device certificate (the API certificate of this client cannot report)');
+    }
+    if (r.agentDir) return agentReportPeer({ dir: r.agentDir, ...(r.mqtt ? { mqtt: r.mqtt } : {}), ...(r.limits ? { limits: r.limits } : {}) }, subject, rating, reason);
+    const cert = new X509Certificate(r.device!.cert);
+    const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? '';
+    const uris = (cert.subjectAltName ?? '').split(/,\s*/).filter((e) => e.startsWith('URI:')).map((e) => e.slice(4));
+    const who = identityFromNames(cn, uris);
+    if ('error' in who || who.kind !== 'device') throw new Error('reporter.device must be a device certificate of ours');
+    const { report, state } = nextPeerReport(this.peerState, who.id, { subject, rating, reason }, Date.now(), r.limits);
+    this.peerState = state;
+    const urls = r.mqtt ? splitUrls(r.mqtt) : [`mqtts://${this.base.hostname}:8883`];
+    await publishPeerReport({ urls, caPem: this.options.ca, identity: { certPem: r.device!.cert, keyPem: r.device!.key }, ...(this.options.servername ? { servername: this.options.servername } : {}) }, report);
+    return report;
+  }
+
+  private autoReport(subject: string, reason: string): void {
+    const r = this.options.reporter;
+    if (!r || (!r.agentDir && !r.device) || r.reportRevoked === false) return;
+    // A revoked device retrying every second must not cost a file read per request: one attempt per bound.
+    const now = Date.now();
+    if (now - (this.autoReported.get(subject) ?? -Infinity) < (r.limits ?? DEFAULT_PEER_RATE).perSubjectMs) return;
+    if (this.autoReported.size >= 10_000) this.autoReported.delete(this.autoReported.keys().next().value!);
+    this.autoReported.set(subject, now);
+    this.reportPeer(subject, 0, reason).then(
+      (report) => r.onReport?.({ subject, report }),
+      (err: Error) => r.onReport?.({ subject, error: err.message }),
+    );
   }
 
   close(): void {

@@ -8,6 +8,7 @@ import { telemetrySchema } from '../../protocol/index.js';
 import { collectFailedLogins } from './auth-log.js';
 import { collectDefaultCredentials, type CryptFn } from './credentials.js';
 import { collectFirewall } from './firewall.js';
+import { collectIntrusions, type IntrusionOptions } from './intrusions.js';
 import { collectListening } from './net.js';
 import { collectKernel, collectOs, collectUptime } from './os.js';
 import { collectAutoUpdates, collectInsecureServices, collectPackages } from './packages.js';
@@ -18,6 +19,7 @@ export * from './auth-log.js';
 export * from './credentials.js';
 export * from './firewall.js';
 export * from './fs.js';
+export * from './intrusions.js';
 export * from './net.js';
 export * from './os.js';
 export * from './packages.js';
@@ -44,6 +46,8 @@ export interface CollectorInputs {
   /** The collection time (the failed-login window ends here). */
   now?: Date;
   commandOutputs?: CommandOutputs;
+  /** Who tried to get in since the previous report (left out when not given). */
+  intrusions?: Omit<IntrusionOptions, 'now'>;
 }
 
 export function collectState(root: string, inputs: CollectorInputs = {}): StateReport {
@@ -68,5 +72,9 @@ export function collectState(root: string, inputs: CollectorInputs = {}): StateR
   if (uptime !== undefined) report.uptimeSeconds = uptime;
   const failed = collectFailedLogins(root, now);
   if (failed !== undefined) report.failedLoginsLastHour = failed;
+  if (inputs.intrusions) {
+    const intrusions = collectIntrusions(root, { ...inputs.intrusions, now });
+    if (intrusions !== undefined) report.intrusions = intrusions;
+  }
   return report;
 }

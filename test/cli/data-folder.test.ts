@@ -56,6 +56,7 @@ const NO_DATA = [
   'agent run',
   'agent service', // prints the systemd unit of this install
   'agent credentials', // the agent's own --credentials-dir
+  'agent report-peer', // the agent's own --dir (runs on a device)
   'cluster status', // reads Redis, named by the config's cluster: section
   'store migrate', // its own --from sqlite:DIR (read only) and --to postgres://
 ];
