@@ -27,7 +27,7 @@ import { identityFromCertificate, type Identity } from './identity.js';
 import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial } from './limits.js';
 import { PacketGuard } from './packet-guard.js';
 import { namespaceForward, namespacePublish, namespaceSubscribe } from './namespace.js';
-import { effectiveScore, isRestricted, PolicyEngine, restrictedTopic, restrictionReason, type Action, type Decision, type PolicyRule } from '../policy/index.js';
+import { effectiveScore, isRestricted, PolicyEngine, ScoreFence, restrictedTopic, restrictionReason, type Action, type Decision, type PolicyRule } from '../policy/index.js';
 import { staticTrustSource, type TrustSource } from './trust.js';
 
 export interface PluginLogger {
@@ -86,6 +86,10 @@ export class WottPlugin {
   private readonly scores = new Map<string, number>();
   /** Told of every score message the cache took (parsed once here, reused by the gateway's trust cache). */
   private readonly scoreListeners = new Set<(message: ScoreMessage) => void>();
+  /** Per device, the scoring lease epoch of its current score: a deposed scorer's late score is ignored. */
+  readonly scoreFence = new ScoreFence();
+  /** Told of every score ignored as stale (the gateway's scorer, when it leads, republishes the device's score). */
+  private readonly staleListeners = new Set<(message: ScoreMessage) => void>();
   private readonly identities = new WeakMap<Client, Identity>();
   /** Clients that sent an empty client id: Aedes generates a random one, which cannot collide with anyone's. */
   private readonly generatedIds = new WeakSet<Client>();
@@ -116,6 +120,7 @@ export class WottPlugin {
     protocolViolations: Counter;
     denials: Counter;
     scoreCache: Gauge;
+    staleScores: Counter;
   };
   /** Per-message counts are plain numbers, read by the metrics collector at scrape time: prom-client's labelled
    * inc() on every delivery cost several percent of broker throughput. */
@@ -159,6 +164,11 @@ export class WottPlugin {
         }),
         denials: new Counter({ name: 'wott_mqtt_denials_total', help: 'Denied operations', labelNames: ['action', 'reason'], registers }),
         scoreCache: new Gauge({ name: 'wott_score_cache_size', help: 'Devices with a cached Trust Score', registers, collect: () => undefined }),
+        staleScores: new Counter({
+          name: 'wott_stale_scores_total',
+          help: 'Score messages ignored because a newer scoring leader had already scored the device (fencing)',
+          registers,
+        }),
       };
       const counts = this.messageCounts;
       new Counter({
@@ -201,6 +211,12 @@ export class WottPlugin {
         client.close();
       }
     }
+  }
+
+  /** Calls `listener` with each score message ignored as stale (an older lease epoch); returns the function that stops it. */
+  onStaleScore(listener: (message: ScoreMessage) => void): () => void {
+    this.staleListeners.add(listener);
+    return () => this.staleListeners.delete(listener);
   }
 
   /** Calls `listener` with each valid score message after the cache took it; returns the function that stops it. */
@@ -412,6 +428,13 @@ export class WottPlugin {
     try {
       const message = parseMessage(scoreMessageSchema, packet.payload as Buffer);
       if (message.device !== parsed.device) throw new Error(`message is about "${message.device}", topic about "${parsed.device}"`);
+      if (!this.scoreFence.admit(parsed.device, message.epoch)) {
+        this.metrics?.staleScores.inc();
+        // Throttled: a deposed scorer may publish for the whole fleet at once.
+        this.refusals?.warn('stale-score', { device: parsed.device, epoch: message.epoch, current: this.scoreFence.epochOf(parsed.device) }, 'ignored a score from a deposed scorer (older lease epoch)');
+        for (const listener of this.staleListeners) listener(message);
+        return;
+      }
       this.setScore(parsed.device, message.score);
       for (const listener of this.scoreListeners) listener(message);
     } catch (err) {

@@ -36,10 +36,10 @@ import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { behaviourEventSchema, type BehaviourEvent, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
-import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
+import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService, type StartScoringOptions } from '../scoring/index.js';
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
-import { openSelectedActionStore, openSelectedInventory, openSelectedSessionStore, type StoreSelection } from '../store/index.js';
+import { StaleEpochError, openSelectedActionStore, openSelectedInventory, openSelectedSessionStore, type StoreSelection } from '../store/index.js';
 import ms from 'ms';
 import { openGatewayCredentials, type GatewayCredentials, type GatewayCredentialsOptions } from './credentials.js';
 import type { CredentialService } from '../credentials/index.js';
@@ -522,9 +522,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.policies.length === 0) {
     log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
   }
-  const startScoringHere = (scoringOptions: GatewayScoringOptions) =>
+  const startScoringHere = (scoringOptions: GatewayScoringOptions, fencing?: { epoch: number; onDeposed: NonNullable<StartScoringOptions['onDeposed']> }) =>
     startScoring({
       ...scoringOptions,
+      ...(fencing ?? {}),
       dataDir: options.dataDir,
       ...(options.store ? { store: options.store } : {}),
       bus: aedesBus(broker),
@@ -549,14 +550,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     registerScoringMetrics(metrics, () => scoring, options.scoring.influx !== undefined);
     const scoringOptions = options.scoring;
     if (options.cluster) {
+      // Fencing (gateway/leader.ts): the highest epoch the score store has refused us with; the lease's next token
+      // goes above it and above every epoch the broker has seen in scores.
+      let storeFence = 0;
+      const onDeposed = (err: StaleEpochError) => {
+        storeFence = Math.max(storeFence, err.fence);
+        lease?.resign(`the score store has seen a newer scoring epoch (${err.fence})`);
+      };
       lease = new Lease({
         redis: redisConnectionOptions(options.cluster.redis),
         name: 'scoring',
         nodeId: options.cluster.nodeId,
         ttlMs: options.cluster.leaseMs,
         log,
-        onAcquire: async () => {
-          scoring = await startScoringHere(scoringOptions);
+        floor: () => Math.max(storeFence, plugin.scoreFence.highest),
+        onAcquire: async (epoch) => {
+          try {
+            scoring = await startScoringHere(scoringOptions, { epoch, onDeposed });
+          } catch (err) {
+            if (err instanceof StaleEpochError) storeFence = Math.max(storeFence, err.fence);
+            throw err;
+          }
           followScoring(scoring);
         },
         onLose: async () => {
@@ -570,6 +584,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       scoring = await startScoringHere(scoringOptions);
       followScoring(scoring);
     }
+  }
+  if (lease) {
+    // A deposed scorer's late score was ignored here: the leader publishes the device's score again, so the retained
+    // copy (which a later node loads) is the leader's, not the stale one. Only a newer epoch repairs, or a deposed
+    // node would answer its own stale scores forever.
+    plugin.onStaleScore((message) => {
+      if (scoring?.epoch !== undefined && message.epoch !== undefined && message.epoch < scoring.epoch) scoring.recompute(message.device, true);
+    });
+    // A newer leader's score reached this node while it still scores: it was deposed without noticing (paused).
+    plugin.onScore((message) => {
+      if (scoring?.epoch !== undefined && message.epoch !== undefined && message.epoch > scoring.epoch) lease?.resign(`a newer scoring leader (epoch ${message.epoch}) publishes scores`);
+    });
   }
   const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
   ca.setCrlUrl(`${publicUrl()}${CRL_PATH}`);

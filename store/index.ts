@@ -45,6 +45,6 @@ export {
   type StoreSelection,
 } from './select.js';
 export { importSqliteData, type ImportCounts } from './postgres/import.js';
-export { StoreUnavailableError } from './errors.js';
+export { StaleEpochError, StoreUnavailableError } from './errors.js';
 export type { CredentialRow, CredentialStore, DeliveryRow, ExposureRow } from './credentials.js';
 export { SqliteCredentialStore } from './sqlite/credentials.js';
