@@ -198,6 +198,11 @@ export class ScoringService {
     const republish = now - this.lastRepublish >= (this.options.republishMs ?? 300_000);
     if (republish) this.lastRepublish = now;
     const { engine } = this.options;
+    // Per-node counters whose interval is over become one sample (a cluster's nodes' shares summed).
+    for (const device of engine.flushCounters()) {
+      if (this.options.store) this.changedRecords.add(device);
+      if (!republish) this.recompute(device, false);
+    }
     for (const device of engine.devices()) if (republish || engine.volatile(device)) this.recompute(device, republish);
     const generation = engine.vulnerabilityGeneration();
     if (generation !== this.cveGeneration) {
