@@ -64,6 +64,8 @@ t.test("a deposed scorer's late score is ignored on every node and in the store;
   const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(line) });
   const a = await node(t, dir, redis.url, 'node-a', { scoring: SCORING, log });
   const b = await node(t, dir, redis.url, 'node-b', { scoring: SCORING, log });
+  // Node X (scoring off) competes for the lease too (it leads the CRL refresh): out of the race, so that A or B scores.
+  await x.lease!.close();
   await waitFor(() => a.scoring !== undefined || b.scoring !== undefined, 'a scoring leader');
   const leader = a.scoring ? a : b;
   const follower = leader === a ? b : a;
