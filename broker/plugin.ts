@@ -24,7 +24,7 @@ import {
   type ScoreMessage,
 } from '../protocol/index.js';
 import { identityFromCertificate, type Identity } from './identity.js';
-import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial } from './limits.js';
+import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial, type RetainedAdmission } from './limits.js';
 import { PacketGuard } from './packet-guard.js';
 import { namespaceForward, namespacePublish, namespaceSubscribe } from './namespace.js';
 import { effectiveScore, isRestricted, PolicyEngine, ScoreFence, restrictedTopic, restrictionReason, type Action, type Decision, type PolicyRule } from '../policy/index.js';
@@ -55,6 +55,8 @@ export interface WottPluginOptions {
   metrics?: Registry;
   /** Clock for the rate limits (tests). */
   now?: () => number;
+  /** The retained-message ledger (default: in this process); a cluster passes one shared by every node (Redis). */
+  retainedLedger?: (limits: BrokerLimits['retained']) => RetainedAdmission;
 }
 
 interface Activity {
@@ -107,7 +109,7 @@ export class WottPlugin {
   private readonly sourceRate: RateLimiter;
   private readonly identityRate: RateLimiter;
   private readonly telemetryRate: RateLimiter;
-  readonly retained: RetainedLedger;
+  readonly retained: RetainedAdmission;
   private readonly refusals: LogThrottle | undefined;
   private readonly activity = new Map<string, Activity>();
   private readonly initialScore: number;
@@ -135,7 +137,7 @@ export class WottPlugin {
     this.sourceRate = new RateLimiter(this.limits.sourceConnectRate, now);
     this.identityRate = new RateLimiter(this.limits.identityConnectRate, now);
     this.telemetryRate = new RateLimiter({ ...this.limits.restrictedTelemetry, banMs: 0 }, now);
-    this.retained = new RetainedLedger(this.limits.retained);
+    this.retained = options.retainedLedger?.(this.limits.retained) ?? new RetainedLedger(this.limits.retained);
     this.refusals = options.log && new LogThrottle(options.log);
     this.trust.onChange(() => this.enforceTrust());
     this.eventTimer = setInterval(() => {
@@ -516,8 +518,17 @@ export class WottPlugin {
     }
     if (allowed && packet.retain && who.kind === 'device') {
       const refused = this.retained.admit(who.id, packet.topic, payloadBytes(packet));
+      if (refused instanceof Promise) {
+        // The cluster's ledger answers asynchronously; the publish waits for it (Aedes' hook takes a callback).
+        void refused.then((r) => this.settlePublish(who, packet, r === undefined, r ?? '', byNamespace, done));
+        return;
+      }
       if (refused) (allowed = false), (reason = refused);
     }
+    this.settlePublish(who, packet, allowed, reason, byNamespace, done);
+  }
+
+  private settlePublish(who: Identity, packet: PublishPacket, allowed: boolean, reason: string, byNamespace: boolean, done: (err?: Error | null) => void): void {
     if (allowed) {
       if (who.kind === 'device') {
         const a = this.activityOf(who.id);
@@ -667,6 +678,7 @@ export class WottPlugin {
 
   close(): void {
     clearInterval(this.eventTimer);
+    this.retained.close?.();
     this.refusals?.close();
     this.trust.close();
   }

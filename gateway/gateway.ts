@@ -15,6 +15,8 @@ import {
   WottPlugin,
   clusterBrokerParts,
   redisConnectionOptions,
+  RedisRetainedLedger,
+  type RetainedLimits,
   type BrokerLimits,
   type DeepPartial,
   type PolicyRule,
@@ -460,7 +462,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     initialScore: options.initialScore,
     onDowngrade: options.onDowngrade,
     eventIntervalMs: options.eventIntervalMs,
-    ...(options.cluster ? { nodeId: options.cluster.nodeId } : {}),
+    // In a cluster the retained limits hold for all nodes together: the ledger is in Redis.
+    ...(options.cluster ? { nodeId: options.cluster.nodeId, retainedLedger: (limits: RetainedLimits) => new RedisRetainedLedger(redisConnectionOptions(options.cluster!.redis), limits) } : {}),
     trust: credentials.guard(fleetTrustSource(view)),
     ...(options.limits ? { limits: options.limits } : {}),
     log,
