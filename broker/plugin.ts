@@ -614,6 +614,9 @@ export class WottPlugin {
         if (revoked || this.trust.isSuperseded(who.serial)) {
           this.options.log?.info({ id, serial: who.serial }, `certificate ${revoked ? 'revoked' : 'superseded'}: closing session`);
           client.close();
+          // Aedes ends the socket only after its persistence has dropped the session's subscriptions: in a cluster
+          // with Redis down that waits for Redis. The device is cut off now; the bookkeeping follows.
+          (client.conn as Socket).destroy();
         }
       }
     }

@@ -470,7 +470,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
   });
   const limits = plugin.limits;
-  const clusterParts = options.cluster ? clusterBrokerParts({ url: options.cluster.redis }) : undefined;
+  // Redis down or restarting: the bus and persistence reconnect by themselves; say so, at most a few lines a minute.
+  const redisErrors = options.cluster ? new LogThrottle(log) : undefined;
+  const clusterParts = options.cluster
+    ? clusterBrokerParts({ url: options.cluster.redis, onError: (err) => redisErrors!.warn('redis', { err: err.message }, 'cluster: Redis connection error (reconnecting)') })
+    : undefined;
   const broker = await Aedes.createBroker({
     connectTimeout: limits.connectTimeoutMs,
     ...(clusterParts && options.cluster ? { mq: clusterParts.mq, persistence: clusterParts.persistence, id: options.cluster.nodeId } : {}),
@@ -716,6 +720,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
     // The persistence goes first: its close unsubscribes through the bus, which broker.close() ends.
     await clusterParts?.close();
+    redisErrors?.close();
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     plugin.close();
     trust.close();
