@@ -9,6 +9,7 @@
  */
 import type { AedesOptions } from 'aedes';
 import { createRequire } from 'node:module';
+import { Redis, type RedisOptions } from 'ioredis';
 
 // Both packages are CommonJS with `module.exports = fn`: loaded through require to keep their own typing loose.
 const require = createRequire(import.meta.url);
@@ -18,6 +19,11 @@ export interface RedisClusterOptions {
   url: string;
   /** Offline QoS 1 messages delivered to one client on connect (aedes-persistence-redis' maxSessionDelivery). */
   maxSessionDelivery?: number;
+  /**
+   * Told of connection errors (Redis down or restarting); the clients reconnect by themselves. Without a listener
+   * mqemitter-redis re-emits them as an unhandled 'error' event, which would end the process.
+   */
+  onError?: (err: Error) => void;
 }
 
 export interface ClusterBrokerParts {
@@ -55,14 +61,20 @@ export function clusterBrokerParts(options: RedisClusterOptions): ClusterBrokerP
   const connection = redisConnectionOptions(options.url);
   const mqemitterRedis = require('mqemitter-redis') as (opts: Record<string, unknown>) => ClusterBrokerParts['mq'];
   const persistenceRedis = require('aedes-persistence-redis') as (opts: Record<string, unknown>) => ClusterBrokerParts['persistence'];
-  const persistence = persistenceRedis({ ...connection, maxSessionDelivery: options.maxSessionDelivery ?? 1000 }) as ClusterBrokerParts['persistence'] & {
+  const onError = options.onError ?? (() => undefined);
+  // Our own connection for the persistence, so that its errors reach onError (ioredis would print them to stderr).
+  const conn = new Redis(connection as RedisOptions);
+  conn.on('error', onError);
+  const persistence = persistenceRedis({ conn, maxSessionDelivery: options.maxSessionDelivery ?? 1000 }) as ClusterBrokerParts['persistence'] & {
     destroy(): Promise<void>;
   };
+  const mq = mqemitterRedis({ ...connection }) as ClusterBrokerParts['mq'] & { state: { on(event: 'error', listener: (err: Error) => void): void } };
+  mq.state.on('error', onError);
   let closed: Promise<void> | undefined;
   return {
-    mq: mqemitterRedis({ ...connection }),
+    mq,
     persistence,
     // Without a callback: the callback form waits for a 'ready' event that Aedes 1.2's async setup never emits.
-    close: () => (closed ??= persistence.destroy().catch(() => undefined)),
+    close: () => (closed ??= persistence.destroy().catch(() => undefined).then(() => void conn.disconnect())),
   };
 }

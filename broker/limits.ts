@@ -157,7 +157,24 @@ export class OpenCounter {
  * Who holds which retained message, so retained storage per device and in all stays bounded. The ledger follows
  * the broker's own rule: a retained publish replaces the topic's message, an empty one deletes it.
  */
-export class RetainedLedger {
+/** What the broker asks before it stores a device's retained publish: the ledger here, or one in Redis for a cluster. */
+export interface RetainedAdmission {
+  /** Checks a retained publish of `payloadBytes` by `device` and records it; resolves to why it is refused, if it is. */
+  admit(device: string, topic: string, payloadBytes: number): string | undefined | Promise<string | undefined>;
+  /** Retained messages (and their bytes) held for `device`, or for all devices. */
+  held(device?: string): { count: number; bytes: number } | Promise<{ count: number; bytes: number }>;
+  close?(): void;
+}
+
+/** Why a retained publish is refused, by the limit it would break (shared by both ledgers). */
+export const retainedRefusal = {
+  perDevice: (l: RetainedLimits) => `retained message limit: a device may hold ${l.perDevice} retained messages`,
+  bytesPerDevice: (l: RetainedLimits) => `retained message limit: a device may hold ${l.bytesPerDevice} bytes of retained messages`,
+  total: (l: RetainedLimits) => `retained message limit: the broker holds at most ${l.total} retained messages`,
+  totalBytes: (l: RetainedLimits) => `retained message limit: the broker holds at most ${l.totalBytes} bytes of retained messages`,
+};
+
+export class RetainedLedger implements RetainedAdmission {
   private readonly topics = new Map<string, { device: string; bytes: number }>();
   private readonly devices = new Map<string, { count: number; bytes: number }>();
   private totalBytes = 0;
@@ -177,10 +194,10 @@ export class RetainedLedger {
     const count = mine.count + (replacesOwn ? 0 : 1);
     const deviceBytes = mine.bytes + bytes - (replacesOwn ? previous.bytes : 0);
     const l = this.limits;
-    if (count > l.perDevice) return `retained message limit: a device may hold ${l.perDevice} retained messages`;
-    if (deviceBytes > l.bytesPerDevice) return `retained message limit: a device may hold ${l.bytesPerDevice} bytes of retained messages`;
-    if (this.topics.size + (previous ? 0 : 1) > l.total) return `retained message limit: the broker holds at most ${l.total} retained messages`;
-    if (this.totalBytes + bytes - (previous?.bytes ?? 0) > l.totalBytes) return `retained message limit: the broker holds at most ${l.totalBytes} bytes of retained messages`;
+    if (count > l.perDevice) return retainedRefusal.perDevice(l);
+    if (deviceBytes > l.bytesPerDevice) return retainedRefusal.bytesPerDevice(l);
+    if (this.topics.size + (previous ? 0 : 1) > l.total) return retainedRefusal.total(l);
+    if (this.totalBytes + bytes - (previous?.bytes ?? 0) > l.totalBytes) return retainedRefusal.totalBytes(l);
     if (previous) this.remove(topic, previous);
     this.topics.set(topic, { device, bytes });
     const entry = this.devices.get(device) ?? { count: 0, bytes: 0 };

@@ -24,10 +24,10 @@ import {
   type ScoreMessage,
 } from '../protocol/index.js';
 import { identityFromCertificate, type Identity } from './identity.js';
-import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial } from './limits.js';
+import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial, type RetainedAdmission } from './limits.js';
 import { PacketGuard } from './packet-guard.js';
 import { namespaceForward, namespacePublish, namespaceSubscribe } from './namespace.js';
-import { effectiveScore, isRestricted, PolicyEngine, restrictedTopic, restrictionReason, type Action, type Decision, type PolicyRule } from '../policy/index.js';
+import { effectiveScore, isRestricted, PolicyEngine, ScoreFence, restrictedTopic, restrictionReason, type Action, type Decision, type PolicyRule } from '../policy/index.js';
 import { staticTrustSource, type TrustSource } from './trust.js';
 
 export interface PluginLogger {
@@ -55,6 +55,8 @@ export interface WottPluginOptions {
   metrics?: Registry;
   /** Clock for the rate limits (tests). */
   now?: () => number;
+  /** The retained-message ledger (default: in this process); a cluster passes one shared by every node (Redis). */
+  retainedLedger?: (limits: BrokerLimits['retained']) => RetainedAdmission;
 }
 
 interface Activity {
@@ -86,6 +88,10 @@ export class WottPlugin {
   private readonly scores = new Map<string, number>();
   /** Told of every score message the cache took (parsed once here, reused by the gateway's trust cache). */
   private readonly scoreListeners = new Set<(message: ScoreMessage) => void>();
+  /** Per device, the scoring lease epoch of its current score: a deposed scorer's late score is ignored. */
+  readonly scoreFence = new ScoreFence();
+  /** Told of every score ignored as stale (the gateway's scorer, when it leads, republishes the device's score). */
+  private readonly staleListeners = new Set<(message: ScoreMessage) => void>();
   private readonly identities = new WeakMap<Client, Identity>();
   /** Clients that sent an empty client id: Aedes generates a random one, which cannot collide with anyone's. */
   private readonly generatedIds = new WeakSet<Client>();
@@ -103,7 +109,7 @@ export class WottPlugin {
   private readonly sourceRate: RateLimiter;
   private readonly identityRate: RateLimiter;
   private readonly telemetryRate: RateLimiter;
-  readonly retained: RetainedLedger;
+  readonly retained: RetainedAdmission;
   private readonly refusals: LogThrottle | undefined;
   private readonly activity = new Map<string, Activity>();
   private readonly initialScore: number;
@@ -116,6 +122,7 @@ export class WottPlugin {
     protocolViolations: Counter;
     denials: Counter;
     scoreCache: Gauge;
+    staleScores: Counter;
   };
   /** Per-message counts are plain numbers, read by the metrics collector at scrape time: prom-client's labelled
    * inc() on every delivery cost several percent of broker throughput. */
@@ -130,7 +137,7 @@ export class WottPlugin {
     this.sourceRate = new RateLimiter(this.limits.sourceConnectRate, now);
     this.identityRate = new RateLimiter(this.limits.identityConnectRate, now);
     this.telemetryRate = new RateLimiter({ ...this.limits.restrictedTelemetry, banMs: 0 }, now);
-    this.retained = new RetainedLedger(this.limits.retained);
+    this.retained = options.retainedLedger?.(this.limits.retained) ?? new RetainedLedger(this.limits.retained);
     this.refusals = options.log && new LogThrottle(options.log);
     this.trust.onChange(() => this.enforceTrust());
     this.eventTimer = setInterval(() => {
@@ -159,6 +166,11 @@ export class WottPlugin {
         }),
         denials: new Counter({ name: 'wott_mqtt_denials_total', help: 'Denied operations', labelNames: ['action', 'reason'], registers }),
         scoreCache: new Gauge({ name: 'wott_score_cache_size', help: 'Devices with a cached Trust Score', registers, collect: () => undefined }),
+        staleScores: new Counter({
+          name: 'wott_stale_scores_total',
+          help: 'Score messages ignored because a newer scoring leader had already scored the device (fencing)',
+          registers,
+        }),
       };
       const counts = this.messageCounts;
       new Counter({
@@ -201,6 +213,12 @@ export class WottPlugin {
         client.close();
       }
     }
+  }
+
+  /** Calls `listener` with each score message ignored as stale (an older lease epoch); returns the function that stops it. */
+  onStaleScore(listener: (message: ScoreMessage) => void): () => void {
+    this.staleListeners.add(listener);
+    return () => this.staleListeners.delete(listener);
   }
 
   /** Calls `listener` with each valid score message after the cache took it; returns the function that stops it. */
@@ -418,6 +436,13 @@ export class WottPlugin {
     try {
       const message = parseMessage(scoreMessageSchema, packet.payload as Buffer);
       if (message.device !== parsed.device) throw new Error(`message is about "${message.device}", topic about "${parsed.device}"`);
+      if (!this.scoreFence.admit(parsed.device, message.epoch)) {
+        this.metrics?.staleScores.inc();
+        // Throttled: a deposed scorer may publish for the whole fleet at once.
+        this.refusals?.warn('stale-score', { device: parsed.device, epoch: message.epoch, current: this.scoreFence.epochOf(parsed.device) }, 'ignored a score from a deposed scorer (older lease epoch)');
+        for (const listener of this.staleListeners) listener(message);
+        return;
+      }
       this.setScore(parsed.device, message.score);
       for (const listener of this.scoreListeners) listener(message);
     } catch (err) {
@@ -501,8 +526,17 @@ export class WottPlugin {
     }
     if (allowed && packet.retain && who.kind === 'device') {
       const refused = this.retained.admit(who.id, packet.topic, payloadBytes(packet));
+      if (refused instanceof Promise) {
+        // The cluster's ledger answers asynchronously; the publish waits for it (Aedes' hook takes a callback).
+        void refused.then((r) => this.settlePublish(who, packet, r === undefined, r ?? '', byNamespace, done));
+        return;
+      }
       if (refused) (allowed = false), (reason = refused);
     }
+    this.settlePublish(who, packet, allowed, reason, byNamespace, done);
+  }
+
+  private settlePublish(who: Identity, packet: PublishPacket, allowed: boolean, reason: string, byNamespace: boolean, done: (err?: Error | null) => void): void {
     if (allowed) {
       if (who.kind === 'device') {
         const a = this.activityOf(who.id);
@@ -588,6 +622,9 @@ export class WottPlugin {
         if (revoked || this.trust.isSuperseded(who.serial)) {
           this.options.log?.info({ id, serial: who.serial }, `certificate ${revoked ? 'revoked' : 'superseded'}: closing session`);
           client.close();
+          // Aedes ends the socket only after its persistence has dropped the session's subscriptions: in a cluster
+          // with Redis down that waits for Redis. The device is cut off now; the bookkeeping follows.
+          (client.conn as Socket).destroy();
         }
       }
     }
@@ -665,6 +702,7 @@ export class WottPlugin {
 
   close(): void {
     clearInterval(this.eventTimer);
+    this.retained.close?.();
     this.refusals?.close();
     this.trust.close();
   }

@@ -15,13 +15,15 @@ import {
   WottPlugin,
   clusterBrokerParts,
   redisConnectionOptions,
+  RedisRetainedLedger,
+  type RetainedLimits,
   type BrokerLimits,
   type DeepPartial,
   type PolicyRule,
 } from '../broker/index.js';
 import { LogThrottle } from '../lib/log-throttle.js';
 import { sourceKey } from '../lib/rate-limit.js';
-import { createMetrics, registerScoringMetrics } from './metrics.js';
+import { createMetrics, registerCrlMetrics, registerScoringMetrics } from './metrics.js';
 import { Lease } from './leader.js';
 import { NodeRecord } from './cluster-status.js';
 import { hostname } from 'node:os';
@@ -36,10 +38,10 @@ import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
 import { behaviourEventSchema, type BehaviourEvent, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
-import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
+import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService, type StartScoringOptions } from '../scoring/index.js';
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/index.js';
-import { openSelectedActionStore, openSelectedInventory, openSelectedSessionStore, type StoreSelection } from '../store/index.js';
+import { StaleEpochError, openSelectedActionStore, openSelectedInventory, openSelectedSessionStore, type StoreSelection } from '../store/index.js';
 import ms from 'ms';
 import { openGatewayCredentials, type GatewayCredentials, type GatewayCredentialsOptions } from './credentials.js';
 import type { CredentialService } from '../credentials/index.js';
@@ -222,8 +224,14 @@ function listen(server: Server | TlsServer | HttpServer, port: number, host: str
 }
 
 /** The sync runs beside the broker: same policies, same CA (so it can refresh Mosquitto's CRL and certificate). */
-async function startGatewayMosquittoSync(options: GatewayOptions, section: MosquittoSection, ca: CertificateAuthority, view: FleetView): Promise<MosquittoSync> {
-  const credentials = readSyncCredentials(resolve(section.credentials));
+async function startGatewayMosquittoSync(
+  options: GatewayOptions,
+  section: MosquittoSection,
+  credentials: ReturnType<typeof readSyncCredentials>,
+  policies: PolicyRule[],
+  ca: CertificateAuthority,
+  view: FleetView,
+): Promise<MosquittoSync> {
   const sync = await startMosquittoSync({
     url: section.url,
     key: credentials.key,
@@ -231,7 +239,7 @@ async function startGatewayMosquittoSync(options: GatewayOptions, section: Mosqu
     ca: credentials.ca,
     view,
     authority: ca,
-    policies: options.policies,
+    policies,
     initialScore: options.initialScore,
     onDowngrade: options.onDowngrade,
     ...(section.dir ? { mosquittoDir: resolve(section.dir) } : {}),
@@ -470,14 +478,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     initialScore: options.initialScore,
     onDowngrade: options.onDowngrade,
     eventIntervalMs: options.eventIntervalMs,
-    ...(options.cluster ? { nodeId: options.cluster.nodeId } : {}),
+    // In a cluster the retained limits hold for all nodes together: the ledger is in Redis.
+    ...(options.cluster ? { nodeId: options.cluster.nodeId, retainedLedger: (limits: RetainedLimits) => new RedisRetainedLedger(redisConnectionOptions(options.cluster!.redis), limits) } : {}),
     trust: credentials.guard(fleetTrustSource(view)),
     ...(options.limits ? { limits: options.limits } : {}),
     log,
     metrics,
   });
   const limits = plugin.limits;
-  const clusterParts = options.cluster ? clusterBrokerParts({ url: options.cluster.redis }) : undefined;
+  // Redis down or restarting: the bus and persistence reconnect by themselves; say so, at most a few lines a minute.
+  const redisErrors = options.cluster ? new LogThrottle(log) : undefined;
+  const clusterParts = options.cluster
+    ? clusterBrokerParts({ url: options.cluster.redis, onError: (err) => redisErrors!.warn('redis', { err: err.message }, 'cluster: Redis connection error (reconnecting)') })
+    : undefined;
   const broker = await Aedes.createBroker({
     connectTimeout: limits.connectTimeoutMs,
     ...(clusterParts && options.cluster ? { mq: clusterParts.mq, persistence: clusterParts.persistence, id: options.cluster.nodeId } : {}),
@@ -538,9 +551,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.policies.length === 0) {
     log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
   }
-  const startScoringHere = (scoringOptions: GatewayScoringOptions) =>
+  const startScoringHere = (scoringOptions: GatewayScoringOptions, fencing?: { epoch: number; onDeposed: NonNullable<StartScoringOptions['onDeposed']> }) =>
     startScoring({
       ...scoringOptions,
+      ...(fencing ?? {}),
       dataDir: options.dataDir,
       ...(options.store ? { store: options.store } : {}),
       bus: aedesBus(broker),
@@ -553,8 +567,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       },
     });
   let currentPolicies = options.policies;
-  // Scoring runs once per fleet: here when alone, on the lease holder in a cluster (scores reach every node through
-  // the shared bus, retained in Redis).
+  // Work done once per fleet: scoring, the periodic CRL refresh and the Mosquitto sync. Alone, a gateway does it all
+  // itself; in a cluster only the holder of the lease does (gateway/leader.ts), and a new leader takes it over.
+  // Scores reach every node through the shared bus, retained in Redis.
   let scoring: ScoringService | undefined;
   const followScoring = (service: ScoringService) => {
     service.onLateral((notice) => fleetEvents.onLateralMovement(notice.subject, notice.reporters, notice.text));
@@ -562,34 +577,86 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Last reports from before a restart (the broker only sees new ones); newer ones replace them as they come.
     for (const [device, at] of service.lastReports()) if (insights.lastReport(device) === undefined && view.device(device)) insights.onReport(device, at);
   };
+  // Read at start, leader or not: a bad credentials file fails the start, not a later change of leader.
+  const syncCredentials = options.mosquitto ? readSyncCredentials(resolve(options.mosquitto.credentials)) : undefined;
+  let mosquittoSync: MosquittoSync | undefined;
+  const startSync = async () => {
+    if (options.mosquitto) mosquittoSync = await startGatewayMosquittoSync(options, options.mosquitto, syncCredentials!, currentPolicies, ca, view);
+  };
+  const crlRuns = registerCrlMetrics(metrics);
+  let crlTimer: NodeJS.Timeout | undefined;
+  // Keep the CRL fresh before its nextUpdate even when nothing is revoked.
+  const startCrlRefresh = () => {
+    clearInterval(crlTimer);
+    crlTimer = setInterval(
+      () => {
+        crlRuns.inc();
+        void ca.refreshCrl().catch((err: Error) => log.error({ err: err.message }, 'CRL refresh failed'));
+      },
+      Math.min(options.crlValidityMs / 4, 3_600_000),
+    );
+    crlTimer.unref();
+  };
   let lease: Lease | undefined;
-  if (options.scoring) {
-    registerScoringMetrics(metrics, () => scoring, options.scoring.influx !== undefined);
+  if (options.scoring) registerScoringMetrics(metrics, () => scoring, options.scoring.influx !== undefined);
+  if (options.cluster) {
     const scoringOptions = options.scoring;
-    if (options.cluster) {
-      lease = new Lease({
-        redis: redisConnectionOptions(options.cluster.redis),
-        name: 'scoring',
-        nodeId: options.cluster.nodeId,
-        ttlMs: options.cluster.leaseMs,
-        log,
-        onAcquire: async () => {
-          scoring = await startScoringHere(scoringOptions);
+    if (!scoringOptions) log.warn('cluster: scoring is off on this node; while it holds the lease no node scores (give every node the same scoring setting)');
+    // Fencing (gateway/leader.ts): the highest epoch the score store has refused us with; the lease's next token
+    // goes above it and above every epoch the broker has seen in scores.
+    let storeFence = 0;
+    const onDeposed = (err: StaleEpochError) => {
+      storeFence = Math.max(storeFence, err.fence);
+      lease?.resign(`the score store has seen a newer scoring epoch (${err.fence})`);
+    };
+    lease = new Lease({
+      redis: redisConnectionOptions(options.cluster.redis),
+      // The key keeps its name (`wott cluster status` reads it): it was scoring's before it led the rest too.
+      name: 'scoring',
+      nodeId: options.cluster.nodeId,
+      ttlMs: options.cluster.leaseMs,
+      log,
+      floor: () => Math.max(storeFence, plugin.scoreFence.highest),
+      onAcquire: async (epoch) => {
+        if (scoringOptions) {
+          try {
+            scoring = await startScoringHere(scoringOptions, { epoch, onDeposed });
+          } catch (err) {
+            if (err instanceof StaleEpochError) storeFence = Math.max(storeFence, err.fence);
+            throw err;
+          }
           followScoring(scoring);
-        },
-        onLose: async () => {
-          const stopping = scoring;
-          scoring = undefined;
-          await stopping?.close();
-        },
-      });
-      lease.start();
-    } else {
-      scoring = await startScoringHere(scoringOptions);
+        }
+        startCrlRefresh();
+        await startSync();
+      },
+      onLose: async () => {
+        clearInterval(crlTimer);
+        crlTimer = undefined;
+        const stopping = { sync: mosquittoSync, scoring };
+        mosquittoSync = undefined;
+        scoring = undefined;
+        await stopping.sync?.close();
+        await stopping.scoring?.close();
+      },
+    });
+    // A deposed scorer's late score was ignored here: the leader publishes the device's score again, so the retained
+    // copy (which a later node loads) is the leader's, not the stale one. Only a newer epoch repairs, or a deposed
+    // node would answer its own stale scores forever.
+    plugin.onStaleScore((message) => {
+      if (scoring?.epoch !== undefined && message.epoch !== undefined && message.epoch < scoring.epoch) scoring.recompute(message.device, true);
+    });
+    // A newer leader's score reached this node while it still scores: it was deposed without noticing (paused).
+    plugin.onScore((message) => {
+      if (scoring?.epoch !== undefined && message.epoch !== undefined && message.epoch > scoring.epoch) lease?.resign(`a newer scoring leader (epoch ${message.epoch}) publishes scores`);
+    });
+  } else {
+    if (options.scoring) {
+      scoring = await startScoringHere(options.scoring);
       followScoring(scoring);
     }
+    await startSync();
   }
-  const mosquittoSync = options.mosquitto ? await startGatewayMosquittoSync(options, options.mosquitto, ca, view) : undefined;
   // The fleet audit: facts through the fleet core and the live broker; a new critical finding is a fleet event.
   const gatewayStarted = Date.now();
   const collectLive = (): LiveFacts => {
@@ -649,14 +716,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.audit?.schedule !== false) auditScheduler.start();
   ca.setCrlUrl(`${publicUrl()}${CRL_PATH}`);
   ca.setOcspUrl(`${publicUrl()}${OCSP_PATH}`);
+  // Every node adopts the current CRL (making one only when there is none fresh) before it serves; in a cluster the
+  // leader keeps it fresh from then on.
   await ca.refreshCrl();
-
-  // Keep the CRL fresh before its nextUpdate even when nothing is revoked.
-  const crlTimer = setInterval(
-    () => void ca.refreshCrl().catch((err: Error) => log.error({ err: err.message }, 'CRL refresh failed')),
-    Math.min(options.crlValidityMs / 4, 3_600_000),
-  );
-  crlTimer.unref();
+  if (lease) lease.start();
+  else startCrlRefresh();
   const startedAt = new Date().toISOString();
   const nodeRecord = options.cluster
     ? new NodeRecord(redisConnectionOptions(options.cluster.redis), () => ({
@@ -717,13 +781,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   async function shutdown(): Promise<void> {
     await auditScheduler.close();
     await credentials.close(); // first: no delivery runs into a closing broker
-    clearInterval(crlTimer);
     clearInterval(insightsPrune);
     unclaimedSweeper.close();
-    await mosquittoSync?.close();
     await nodeRecord?.close();
+    // The lease's close stops the led work (scoring, CRL refresh, Mosquitto sync) when this node leads.
     if (lease) await lease.close();
-    else await scoring?.close();
+    clearInterval(crlTimer);
+    await mosquittoSync?.close();
+    await scoring?.close();
     await new Promise<void>((resolve) => {
       mqtt.close(() => resolve());
       // Ending a connection ends its Aedes client (Aedes closes a client when its stream finishes); broker.close()
@@ -732,6 +797,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
     // The persistence goes first: its close unsubscribes through the bus, which broker.close() ends.
     await clusterParts?.close();
+    redisErrors?.close();
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     plugin.close();
     trust.close();

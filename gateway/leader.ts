@@ -5,9 +5,11 @@
  *
  * A leader steps down as soon as it cannot prove the lease is still its own, and on its own clock (a timer) two thirds
  * into the lease it last renewed, before the lease can have expired in Redis: two nodes never believe they lead at
- * once, short of clock drift and of the time the old leader's scoring takes to stop. Each acquisition also takes a
- * token (a counter that only grows, INCR) that is logged with the new leader, so logs order the leaders; the scores
- * themselves are not fenced by it.
+ * once, short of clock drift and of the time the old leader's scoring takes to stop. That gap is closed by fencing:
+ * each acquisition takes a token (the lease's epoch: a counter that only grows, INCR) which the leader's work carries
+ * in every write (scores, score store commits), and brokers and stores refuse writes from an older epoch than one
+ * they have seen. A Redis that lost its data (restarted without persistence) would count from 1 again: the holder
+ * passes `floor`, the highest epoch it has seen elsewhere, and the counter is raised above it.
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -22,6 +24,8 @@ export interface LeaseOptions {
   /** Lease lifetime; renewed every third of it. */
   ttlMs: number;
   log?: Logger;
+  /** The highest epoch this node has seen in writes (scores, the score store): a new token is always above it. */
+  floor?: () => number;
   /** Called when this node becomes leader, with its fencing token. */
   onAcquire: (token: number) => Promise<void> | void;
   /** Called when this node stops leading (lost, or released at close). */
@@ -31,6 +35,8 @@ export interface LeaseOptions {
 // Compare-and-renew and compare-and-delete: only the holder named in the value may extend or release the lease.
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+// The next fencing token: one more than the last, and above every epoch the caller has seen (see the module comment).
+const NEXT_TOKEN = `local t = redis.call('INCR', KEYS[1]) local floor = tonumber(ARGV[1]) if t <= floor then t = floor + 1 redis.call('SET', KEYS[1], t) end return t`;
 
 /** The Redis key of a lease (`wott cluster status` reads the scoring one). */
 export const leaseKey = (name: string) => `wott:lease:${name}`;
@@ -87,7 +93,7 @@ export class Lease {
         this.lose('the lease was taken over or expired');
         return;
       }
-      const token = await this.redis.incr(`${this.key}:token`);
+      const token = Number(await this.redis.eval(NEXT_TOKEN, 1, `${this.key}:token`, String(Math.max(0, Math.floor(this.options.floor?.() ?? 0)))));
       const value = `${this.options.nodeId}#${token}`;
       const at = Date.now();
       const ok = await this.redis.set(this.key, value, 'PX', this.options.ttlMs, 'NX');
@@ -140,6 +146,17 @@ export class Lease {
     this.transitions = this.transitions.then(step).catch((err: Error) => {
       this.options.log?.error({ lease: this.options.name, err: err.message }, 'leadership change failed');
     });
+  }
+
+  /**
+   * Gives the lease up now (its work found it was deposed, or its epoch is fenced off): stops the work, releases the
+   * lease, and competes again at the next poll, with a token above what it was fenced by (`floor`).
+   */
+  resign(reason: string): void {
+    const value = this.value;
+    if (value === undefined) return;
+    this.lose(reason);
+    void this.redis.eval(RELEASE, 1, this.key, value).catch(() => undefined);
   }
 
   /** Stops polling, releases the lease if held (so another node takes over at once) and waits for onLose. */

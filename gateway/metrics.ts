@@ -81,3 +81,8 @@ export function registerScoringMetrics(registry: Registry, current: () => Scorin
     });
   }
 }
+
+/** Runs of the periodic CRL refresh on this node: in a cluster it follows the lease, so only the leader's count moves. */
+export function registerCrlMetrics(registry: Registry): Counter {
+  return new Counter({ name: 'wott_crl_refresh_runs_total', help: 'Periodic CRL refreshes run by this node (in a cluster: only while it leads)', registers: [registry] });
+}

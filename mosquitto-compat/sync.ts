@@ -31,7 +31,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { z } from 'zod';
-import { isRestricted, type PolicyRule } from '../policy/index.js';
+import { isRestricted, ScoreFence, type PolicyRule } from '../policy/index.js';
 import { certificateCommonName, readServiceCredentials, toPem, type CertificateAuthority } from '../ca/index.js';
 import type { FleetChange, FleetView } from '../fleet/index.js';
 import {
@@ -163,6 +163,8 @@ class Sync implements MosquittoSync {
   private readonly control: DynsecControl;
   private readonly own: string;
   private readonly scores = new Map<string, number>();
+  /** A deposed cluster scorer's late scores are ignored here as on the brokers (policy/score-fence.ts). */
+  private readonly scoreFence = new ScoreFence();
   /** What we know Dynamic Security holds (filled by listClients/listRoles at every connect, then by our edits). */
   private clients = new Map<string, AppliedClient>();
   private roles = new Map<string, string>();
@@ -228,12 +230,14 @@ class Sync implements MosquittoSync {
     if (parsed?.kind !== 'scores') return;
     if (payload.length === 0) {
       // A cleared retained score: back to the initial score.
+      this.scoreFence.forget(parsed.device);
       if (this.scores.delete(parsed.device)) this.markDirty(parsed.device);
       return;
     }
     try {
       const message = parseMessage(scoreMessageSchema, payload);
       if (message.device !== parsed.device) throw new Error(`message is about "${message.device}", topic about "${parsed.device}"`);
+      if (!this.scoreFence.admit(parsed.device, message.epoch)) return;
       if (this.scores.get(parsed.device) === message.score) return;
       this.scores.set(parsed.device, message.score);
       this.markDirty(parsed.device);

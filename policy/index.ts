@@ -6,3 +6,4 @@ export { PolicyEngine, policyRuleSchema, policyThresholds, filterProblem, filter
 export type { PolicyRule, Decision, Action } from './engine.js';
 export { stateCeiling, effectiveScore, enforcedScoreMessage, isRestricted, restrictedTopic, restrictionReason } from './effective-score.js';
 export type { StateCeiling } from './effective-score.js';
+export { ScoreFence } from './score-fence.js';

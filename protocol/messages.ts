@@ -22,6 +22,12 @@ export const scoreMessageSchema = z.object({
   factors: z.array(scoreFactorSchema).max(200),
   modelVersion: z.string().min(1).max(64),
   time: z.string().datetime(),
+  /**
+   * In a cluster: the scoring lease's epoch (its fencing token) of the scorer that published it. Brokers and score
+   * stores ignore a score whose epoch is below one they have already seen (a deposed scorer still running). Absent
+   * on one node without a lease: such scores are never fenced.
+   */
+  epoch: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 export type ScoreFactor = z.infer<typeof scoreFactorSchema>;

@@ -21,6 +21,7 @@ import { stateCeiling } from '../policy/index.js';
 import { peerPenalty, prunePeers, type PeerEntry } from './peers.js';
 import { AddressBook, normalizeAddress } from './addresses.js';
 import { addLateral, lastHour, lateralPenalty, pruneLateral, type LateralEntry } from './lateral.js';
+import { CounterWindows } from './counters.js';
 
 /** Matches a device's packages against the loaded vulnerability data (vuln/). */
 export interface VulnerabilityMatcher {
@@ -117,6 +118,8 @@ export class ScoreEngine {
   private readonly records = new Map<string, DeviceRecord>();
   /** Per reporter, about anyone: the last reportId, so replays across subjects are caught too. */
   private readonly reporterIds = new Map<string, number>();
+  /** Cluster nodes' counters events waiting for the other nodes' of the same interval (not persisted: at most one interval). */
+  private readonly counterWindows = new CounterWindows();
   private readonly now: () => number;
   private thresholds: number[];
   private readonly minChange: number;
@@ -276,11 +279,31 @@ export class ScoreEngine {
       // Sessions' addresses, from every node: who holds which address, for attributing intrusion sources.
       if (event.type === 'connect' && event.remoteAddress) this.addresses.connect(event.device, event.remoteAddress, event.node ?? '', now);
       else if (event.type === 'disconnect') this.addresses.disconnect(event.device, event.remoteAddress, event.node ?? '', now);
-      applyEvent(this.record(event.device).behaviour, event, this.model, now);
+      if (event.type === 'counters' && event.counters && event.node !== undefined) {
+        // A cluster node's share of the device's traffic: summed with the other nodes' before it becomes a sample.
+        for (const summed of this.counterWindows.add(event, now)) applyEvent(this.record(summed.device).behaviour, summed, this.model, now);
+        this.record(event.device);
+      } else {
+        applyEvent(this.record(event.device).behaviour, event, this.model, now);
+      }
       return { accepted: true, device: event.device, event };
     } catch (err) {
       return { accepted: false, device: topicDevice, reason: (err as Error).message };
     }
+  }
+
+  /**
+   * Applies the per-node counters whose interval is over (see scoring/counters.ts); returns the devices they changed.
+   * The service calls it on every tick.
+   */
+  flushCounters(): string[] {
+    const now = this.now();
+    const devices: string[] = [];
+    for (const summed of this.counterWindows.due(now)) {
+      applyEvent(this.record(summed.device).behaviour, summed, this.model, now);
+      devices.push(summed.device);
+    }
+    return devices;
   }
 
   /** wott/v1/reports/{reporter}/{subject}; the broker made sure the reporter is who published it. */

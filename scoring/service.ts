@@ -11,7 +11,7 @@ import type { Point } from '@influxdata/influxdb-client';
 import type { InfluxWriter } from './influx.js';
 import { lateralEventText } from './lateral.js';
 import { behaviourPoint, findingPoints, lateralPoint, scorePoint } from './points.js';
-import type { HistoryRow, ScoreStore } from '../store/index.js';
+import { StaleEpochError, type HistoryRow, type ScoreStore } from '../store/index.js';
 
 export interface ScoringServiceOptions {
   bus: ScoringBus;
@@ -25,6 +25,13 @@ export interface ScoringServiceOptions {
   republishMs?: number;
   /** Write changed records and scores to the store this often (one transaction). */
   persistMs?: number;
+  /**
+   * In a cluster: the scoring lease's epoch. Every score carries it and every store commit is fenced by it, so that
+   * once a newer leader has written, nothing this service does can overwrite it (brokers and the store refuse it).
+   */
+  epoch?: number;
+  /** Told when the store refused a commit because a newer leader has written (this service was deposed). */
+  onDeposed?: (err: StaleEpochError) => void;
   /** Runs after close (releases what the service was built on). */
   onClose?: () => Promise<void> | void;
 }
@@ -74,7 +81,10 @@ export class ScoringService {
   }
 
   async start(): Promise<void> {
-    const { engine, store, bus } = this.options;
+    const { engine, store, bus, epoch } = this.options;
+    // A new leader raises the store's fence before it reads: a deposed scorer can write nothing after this point, so
+    // the records read below are the last the store will take from anyone but this service.
+    if (store && epoch !== undefined) await store.commit([], [], epoch);
     if (store) {
       for (const [device, data] of await store.records()) {
         try {
@@ -97,6 +107,11 @@ export class ScoringService {
     const pruning = setInterval(prune, 3_600_000);
     for (const t of [tick, persist, pruning]) t.unref();
     this.timers.push(tick, persist, pruning);
+  }
+
+  /** The scoring lease epoch this service writes with (in a cluster). */
+  get epoch(): number | undefined {
+    return this.options.epoch;
   }
 
   /** The InfluxDB writer's counters, when there is one. */
@@ -212,7 +227,8 @@ export class ScoringService {
   recompute(device: string, force: boolean): ScoreMessage | undefined {
     const result = this.options.engine.changed(device, force);
     if (!result) return undefined;
-    const { message, findings, certificateNotAfter } = result;
+    const { findings, certificateNotAfter } = result;
+    const message = this.options.epoch !== undefined ? { ...result.message, epoch: this.options.epoch } : result.message;
     this.options.bus.publish(topics.scores(device), Buffer.from(JSON.stringify(message)), true).catch((err: Error) => {
       this.options.log?.warn({ device, err: err.message }, 'scoring: could not publish a score');
     });
@@ -240,6 +256,11 @@ export class ScoringService {
     const republish = now - this.lastRepublish >= (this.options.republishMs ?? 300_000);
     if (republish) this.lastRepublish = now;
     const { engine } = this.options;
+    // Per-node counters whose interval is over become one sample (a cluster's nodes' shares summed).
+    for (const device of engine.flushCounters()) {
+      if (this.options.store) this.changedRecords.add(device);
+      if (!republish) this.recompute(device, false);
+    }
     for (const device of engine.devices()) if (republish || engine.volatile(device)) this.recompute(device, republish);
     if (republish) engine.addresses.prune(now);
     const generation = engine.vulnerabilityGeneration();
@@ -275,7 +296,12 @@ export class ScoringService {
     this.changedRecords.clear();
     this.pendingScores = [];
     this.persisting = this.persisting.then(() =>
-      store.commit(records, scores).catch((err: Error) => {
+      store.commit(records, scores, this.options.epoch).catch((err: Error) => {
+        if (err instanceof StaleEpochError) {
+          this.options.log?.warn({ epoch: err.epoch, fence: err.fence }, 'scoring: a newer scoring leader has written the store; this deposed scorer wrote nothing');
+          this.options.onDeposed?.(err);
+          return;
+        }
         this.options.log?.error({ err: err.message }, 'scoring: could not persist state');
       }),
     );

@@ -10,7 +10,7 @@ import type { CaFactsSource } from './ca-facts.js';
 import { ScoreEngine, type VulnerabilityMatcher } from './engine.js';
 import { InfluxWriter, type InfluxOptions } from './influx.js';
 import type { ScoreModel } from './model.js';
-import { ScoringService } from './service.js';
+import { ScoringService, type ScoringServiceOptions } from './service.js';
 import { openSelectedScoreStore, openSelectedVulnStore, type StoreSelection } from '../store/index.js';
 import { CveDatabase } from '../vuln/index.js';
 
@@ -37,6 +37,10 @@ export interface StartScoringOptions {
   caFacts?: CaFactsSource;
   /** The broker's live device sessions when scoring starts (in-process only: this node's), and the node they are on. */
   sessions?: { node: string; list: () => Array<{ device: string; remoteAddress: string | null; since: number }> };
+  /** In a cluster: the scoring lease's epoch, carried by every score and fencing every store write (ScoringServiceOptions.epoch). */
+  epoch?: number;
+  /** Told when the store refused a write from a newer leader's epoch. */
+  onDeposed?: ScoringServiceOptions['onDeposed'];
   /** Called with every published score and its findings, from the first (start republishes every known score). */
   onScore?: Parameters<ScoringService['onScore']>[0];
 }
@@ -68,6 +72,7 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
   const store = await openSelectedScoreStore(options.store, paths.store, { retentionMs: options.historyRetentionMs });
   const influx = options.influx ? new InfluxWriter({ ...options.influx, spoolDir: paths.spool, ...(options.log ? { log: options.log } : {}) }) : undefined;
   await influx?.start();
+  let stopFacts: (() => void) | undefined;
   const service = new ScoringService({
     bus: options.bus,
     engine,
@@ -76,6 +81,8 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
     ...(options.log ? { log: options.log } : {}),
     republishMs: options.republishMs,
     ...(options.tickMs ? { tickMs: options.tickMs } : {}),
+    ...(options.epoch !== undefined ? { epoch: options.epoch } : {}),
+    ...(options.onDeposed ? { onDeposed: options.onDeposed } : {}),
     onClose: async () => {
       stopFacts?.();
       cves?.close();
@@ -86,7 +93,13 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
   // Sessions opened before this moment are seeded below; their connect events (if any) went out before scoring
   // subscribed and never reach it, so no session is counted twice. One opened in between is missed: blames nobody.
   const before = Date.now();
-  await service.start();
+  try {
+    await service.start();
+  } catch (err) {
+    // A stale epoch (a newer leader has written the store) or a store that cannot be read: release what was opened.
+    await service.close().catch(() => undefined);
+    throw err;
+  }
   // Sessions opened before scoring subscribed to the broker's events: their addresses are known to the broker only.
   if (options.sessions) {
     const now = Date.now();
@@ -102,7 +115,7 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
   }
   // A quarantine, release, claim or revocation changes what scoring publishes (its state ceilings): score those
   // devices again now rather than at the next tick, so a release restores deliveries at once.
-  const stopFacts = facts?.onChange?.((devices) => devices.forEach((device) => service.recompute(device, true)));
+  stopFacts = facts?.onChange?.((devices) => devices.forEach((device) => service.recompute(device, true)));
   options.log?.info({ model: options.model.version, influx: options.influx ? `${options.influx.url} (${options.influx.api ?? 'v1'})` : 'off', ca: Boolean(facts) }, 'scoring started');
   return service;
 }

@@ -45,7 +45,7 @@ export {
   type StoreSelection,
 } from './select.js';
 export { importSqliteData, type ImportCounts } from './postgres/import.js';
-export { StoreUnavailableError } from './errors.js';
+export { StaleEpochError, StoreUnavailableError } from './errors.js';
 export type { CredentialRow, CredentialStore, DeliveryRow, ExposureRow } from './credentials.js';
 export { SqliteCredentialStore } from './sqlite/credentials.js';
 export { openReportHistory, type ReportHistoryStore, type ReportKind } from './report-history.js';

@@ -41,8 +41,13 @@ export interface ScoreStore {
   /**
    * Writes changed records and newly published scores (latest replaced, one history row each) in one transaction:
    * all of it or, when it rejects, none of it.
+   *
+   * `epoch` (a cluster's scorer: its scoring lease epoch) fences the write: below the highest epoch the store has
+   * seen it rejects with StaleEpochError and writes nothing; otherwise that epoch becomes the highest. A new leader
+   * commits nothing with its epoch first, so that a deposed one can write nothing after it. Without an epoch (one
+   * node, no lease) a commit is never fenced.
    */
-  commit(records: readonly ScoringRecord[], scores: readonly StoredScore[]): Promise<void>;
+  commit(records: readonly ScoringRecord[], scores: readonly StoredScore[], epoch?: number): Promise<void>;
   /** Every stored record. */
   records(): Promise<Array<[string, string]>>;
   /** The latest score of `device` with its findings, if any. */

@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { ScoreMessage } from '../../protocol/index.js';
 import { DEFAULT_HISTORY_RETENTION_MS, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from '../scores.js';
 import { migratePostgres, type PgMigration } from './migrate.js';
+import { StaleEpochError } from '../errors.js';
 import { inTransaction, openPool, safeLocation, Serial, type PostgresOptions } from './pool.js';
 
 const MIGRATIONS: PgMigration[] = [
@@ -20,6 +21,13 @@ CREATE TABLE score_history (device TEXT COLLATE "C" NOT NULL, time BIGINT NOT NU
 CREATE INDEX score_history_device_time ON score_history(device, time);
 CREATE INDEX score_history_time ON score_history(time);
 `,
+  },
+  {
+    version: 2,
+    name: 'scoring lease fence',
+    // One row: the highest scoring lease epoch a commit came with (see ScoreStore.commit).
+    up: `CREATE TABLE score_fence (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL);
+INSERT INTO score_fence (id, epoch) VALUES (1, 0);`,
   },
 ];
 
@@ -37,9 +45,15 @@ class PostgresScoreStore implements ScoreStore {
     return this.serial.run(() => (this.closed ? Promise.reject(new Error(`the scoring store ${this.location} is closed`)) : fn()));
   }
 
-  commit(records: readonly ScoringRecord[], scores: readonly StoredScore[]): Promise<void> {
+  commit(records: readonly ScoringRecord[], scores: readonly StoredScore[], epoch?: number): Promise<void> {
     return this.run(() =>
       inTransaction(this.pool, async (client) => {
+        if (epoch !== undefined) {
+          // The row lock orders scorers of every node: a deposed one waits here, then sees the newer epoch.
+          const fence = Number((await client.query<{ epoch: string }>('SELECT epoch FROM score_fence WHERE id = 1 FOR UPDATE')).rows[0]!.epoch);
+          if (epoch < fence) throw new StaleEpochError(epoch, fence);
+          if (epoch > fence) await client.query('UPDATE score_fence SET epoch = $1 WHERE id = 1', [epoch]);
+        }
         for (const [device, data] of records) {
           await client.query('INSERT INTO score_records (device, data) VALUES ($1, $2) ON CONFLICT (device) DO UPDATE SET data = excluded.data', [device, data]);
         }

@@ -8,6 +8,7 @@ import { openPrivateDatabase } from './open.js';
 import type { ScoreMessage } from '../../protocol/index.js';
 import { DEFAULT_HISTORY_RETENTION_MS, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from '../scores.js';
 import { migrate, type Migration } from './migrate.js';
+import { StaleEpochError } from '../errors.js';
 
 export const SCORE_MIGRATIONS: readonly Migration[] = [
   {
@@ -21,6 +22,12 @@ CREATE TABLE IF NOT EXISTS history (device TEXT NOT NULL, time INTEGER NOT NULL,
 CREATE INDEX IF NOT EXISTS history_device_time ON history(device, time);
 CREATE INDEX IF NOT EXISTS history_time ON history(time);
 `,
+  },
+  {
+    version: 2,
+    name: 'scoring lease fence',
+    // One row: the highest scoring lease epoch a commit came with (see ScoreStore.commit).
+    up: `CREATE TABLE fence (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL);`,
   },
 ];
 
@@ -46,6 +53,8 @@ class SqliteScoreStore implements ScoreStore {
   private readonly upsertRecord: Database.Statement;
   private readonly upsertLatest: Database.Statement;
   private readonly insertHistory: Database.Statement;
+  private readonly readFence: Database.Statement;
+  private readonly raiseFence: Database.Statement;
 
   constructor(
     readonly location: string,
@@ -55,10 +64,18 @@ class SqliteScoreStore implements ScoreStore {
     this.upsertRecord = db.prepare('INSERT INTO records (device, data) VALUES (?, ?) ON CONFLICT(device) DO UPDATE SET data = excluded.data');
     this.upsertLatest = db.prepare('INSERT INTO latest (device, message, findings) VALUES (?, ?, ?) ON CONFLICT(device) DO UPDATE SET message = excluded.message, findings = excluded.findings');
     this.insertHistory = db.prepare('INSERT INTO history (device, time, score, model, factors) VALUES (?, ?, ?, ?, ?)');
+    this.readFence = db.prepare('SELECT epoch FROM fence WHERE id = 1');
+    this.raiseFence = db.prepare('INSERT INTO fence (id, epoch) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch');
   }
 
-  async commit(records: readonly ScoringRecord[], scores: readonly StoredScore[]): Promise<void> {
+  async commit(records: readonly ScoringRecord[], scores: readonly StoredScore[], epoch?: number): Promise<void> {
     this.db.transaction(() => {
+      if (epoch !== undefined) {
+        // Read and raised under the write lock (an IMMEDIATE transaction): scorers of other processes wait here.
+        const fence = (this.readFence.get() as { epoch: number } | undefined)?.epoch ?? 0;
+        if (epoch < fence) throw new StaleEpochError(epoch, fence);
+        if (epoch > fence) this.raiseFence.run(epoch);
+      }
       for (const [device, data] of records) this.upsertRecord.run(device, data);
       for (const s of scores) {
         const m = s.message;
@@ -66,7 +83,7 @@ class SqliteScoreStore implements ScoreStore {
         const compact = m.factors.filter((f) => f.contribution !== 0).map((f) => ({ id: f.id, contribution: f.contribution }));
         this.insertHistory.run(m.device, Date.parse(m.time), m.score, m.modelVersion, JSON.stringify(compact));
       }
-    })();
+    }).immediate();
   }
 
   async records(): Promise<Array<[string, string]>> {

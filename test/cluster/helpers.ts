@@ -6,8 +6,8 @@ import type { tempDir } from '../helpers.js';
 
 export type Node = Gateway & { dir: string; caPem: string };
 
-/** A gateway node on `redis` over the shared data folder `dir` (scoring off: these tests set scores themselves). */
-export async function node(t: Parameters<typeof tempDir>[0], dir: string, redis: string, nodeId: string): Promise<Node> {
+/** A gateway node on `redis` over the shared data folder `dir` (scoring off unless `extra` turns it on: most tests set scores themselves). */
+export async function node(t: Parameters<typeof tempDir>[0], dir: string, redis: string, nodeId: string, extra: Partial<Parameters<typeof startGateway>[0]> = {}): Promise<Node> {
   const gw = await startGateway({
     dataDir: dir,
     httpsPort: 0,
@@ -23,6 +23,7 @@ export async function node(t: Parameters<typeof tempDir>[0], dir: string, redis:
     eventIntervalMs: 500,
     trustPollMs: 100,
     cluster: { redis, nodeId, leaseMs: 3000 },
+    ...extra,
   });
   t.teardown(() => gw.close());
   return Object.assign(gw, { dir, caPem: gw.ca.caCertificates().map((c) => c.toString()).join('') });

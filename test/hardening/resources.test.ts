@@ -155,7 +155,7 @@ t.test('retained messages are bounded per device and in all', async (t) => {
   await closed;
   t.pass('a retained message over the per-device bytes is refused');
   ca2.end(true);
-  t.same(gw.plugin.retained.held('hoarder'), { count: 5, bytes: gw.plugin.retained.held('hoarder').bytes });
+  t.same(await gw.plugin.retained.held('hoarder'), { count: 5, bytes: (await gw.plugin.retained.held('hoarder')).bytes });
 
   const cb = await connect(gw, b);
   for (let i = 1; i <= 3; i++) await cb.publishAsync(`weather/b/${i}`, `b${i}`, { qos: 1, retain: true });

@@ -17,7 +17,7 @@ if (server) {
     const db = new URL(url).pathname.slice(1);
     await (await openPostgresScoreStore(url)).close();
     await server.sql(db, "UPDATE wott_schema SET version = 7 WHERE component = 'scores'");
-    await t.rejects(openPostgresScoreStore(url), { name: 'SchemaError', message: /^the scoring store postgres:\/\/wott@.* was written by a newer wott \(schema 7, this wott knows 1\); upgrade wott$/ });
+    await t.rejects(openPostgresScoreStore(url), { name: 'SchemaError', message: /^the scoring store postgres:\/\/wott@.* was written by a newer wott \(schema 7, this wott knows 2\); upgrade wott$/ });
     t.same(await server.sql(db, "SELECT version FROM wott_schema WHERE component = 'scores'"), [{ version: 7 }]);
   });
 

@@ -157,6 +157,26 @@ export function scoreStoreContract(t: Test, open: () => Promise<ScoreStore>): vo
     t.equal((await b.latest('conn-a'))?.message.score, 0.4);
   });
 
+  t.test('fencing: a commit from an older scoring epoch is refused whole, on every connection; no epoch is never fenced', async (t) => {
+    // Two connections stand for two nodes' scorers: `old` led with epoch 3, `next` took the lease with epoch 4.
+    const old = await opened(t);
+    const next = await opened(t);
+    await old.commit([['fen-a', '{"v":1}']], [{ message: message('fen-a', T0, 0.9, { epoch: 3 }) }], 3);
+    // The new leader's first act: a commit of nothing with its epoch, so the deposed one can write nothing after it.
+    await next.commit([], [], 4);
+    await t.rejects(old.commit([['fen-a', '{"v":2}']], [{ message: message('fen-a', T0 + 1000, 0.1, { epoch: 3 }) }], 3), { name: 'StaleEpochError', epoch: 3, fence: 4 });
+    t.equal(new Map(await next.records()).get('fen-a'), '{"v":1}', 'the record is untouched');
+    t.same((await next.latest('fen-a'))?.message, message('fen-a', T0, 0.9, { epoch: 3 }), 'the latest score is untouched');
+    t.equal((await next.history('fen-a')).length, 1, 'no history row from the stale commit');
+    await next.commit([['fen-a', '{"v":3}']], [{ message: message('fen-a', T0 + 2000, 0.5, { epoch: 4 }) }], 4);
+    t.equal((await old.latest('fen-a'))?.message.score, 0.5, 'the same epoch again is the leader writing on');
+    await t.rejects(old.commit([], [], 2), { name: 'StaleEpochError', epoch: 2, fence: 4 }, 'any older epoch is refused');
+    await next.commit([], [], 9);
+    await t.rejects(next.commit([['fen-a', '{"v":4}']], [], 4), { name: 'StaleEpochError', fence: 9 }, 'the fence only grows');
+    await old.commit([['fen-b', 'x']], [{ message: message('fen-b', T0, 0.3) }]);
+    t.equal((await next.latest('fen-b'))?.message.score, 0.3, 'a commit without an epoch (one node, no lease) is not fenced');
+  });
+
   t.test('a closed store rejects, it does not throw', async (t) => {
     const store = await open();
     await store.close();

@@ -44,7 +44,7 @@ t.test('a file written before migrations is adopted with its data', async (t) =>
   t.same(await store.history('old'), [{ time: Date.parse(message.time), score: 0.42, model: 'm1', factors: [{ id: 'firewall', contribution: -0.3 }] }]);
   await store.close();
   const db = new Database(path, { readonly: true });
-  t.equal(db.pragma('user_version', { simple: true }), 1, 'now at schema 1');
+  t.equal(db.pragma('user_version', { simple: true }), 2, 'now at the newest schema (2)');
   db.close();
 });
 
@@ -54,7 +54,7 @@ t.test('a file from a newer wott is refused, unchanged', async (t) => {
   const db = new Database(path);
   db.pragma('user_version = 7');
   db.close();
-  await t.rejects(openSqliteScoreStore(path), { name: 'SchemaError', message: `the scoring store ${path} was written by a newer wott (schema 7, this wott knows 1); upgrade wott` });
+  await t.rejects(openSqliteScoreStore(path), { name: 'SchemaError', message: `the scoring store ${path} was written by a newer wott (schema 7, this wott knows 2); upgrade wott` });
   t.ok(SchemaError);
   const after = new Database(path, { readonly: true });
   t.equal(after.pragma('user_version', { simple: true }), 7);
