@@ -10,7 +10,7 @@ import type { CertificateAuthority } from '../ca/index.js';
 import { CredentialDelivery, CredentialService, CredentialVault, type DeliveryPort } from '../credentials/index.js';
 import type { FleetInsights, FleetService, FleetView } from '../fleet/index.js';
 import { topics, type CredentialMessage } from '../protocol/index.js';
-import { SqliteCredentialStore } from '../store/index.js';
+import { openSelectedCredentialStore, type CredentialStore, type StoreSelection } from '../store/index.js';
 
 export interface GatewayCredentialsOptions {
   /** Largest value accepted (default credentials/service.ts DEFAULT_MAX_VALUE_BYTES, 64 KiB). */
@@ -26,7 +26,7 @@ export interface GatewayCredentialsOptions {
 export interface GatewayCredentials {
   service: CredentialService;
   delivery: CredentialDelivery;
-  store: SqliteCredentialStore;
+  store: CredentialStore;
   /** Starts following the broker once it exists. */
   attach(broker: Aedes, plugin: WottPlugin): void;
   /** The broker's trust source, holding back the session kick of a revoked device until its credentials are withdrawn. */
@@ -34,7 +34,8 @@ export interface GatewayCredentials {
   close(): Promise<void>;
 }
 
-export function openGatewayCredentials(
+export async function openGatewayCredentials(
+  selection: StoreSelection | undefined,
   dataDir: string,
   passphrase: string | undefined,
   ca: CertificateAuthority,
@@ -43,9 +44,15 @@ export function openGatewayCredentials(
   insights: FleetInsights,
   log: Logger,
   options: GatewayCredentialsOptions = {},
-): GatewayCredentials {
-  const store = SqliteCredentialStore.open(dataDir);
-  const vault = CredentialVault.open(dataDir, passphrase);
+): Promise<GatewayCredentials> {
+  const store = await openSelectedCredentialStore(selection, dataDir);
+  let vault: CredentialVault;
+  try {
+    vault = await CredentialVault.openFor(store, dataDir, passphrase);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   let broker: Aedes | undefined;
   let plugin: WottPlugin | undefined;
   /** Device id → its clients subscribed to its credentials topic. */

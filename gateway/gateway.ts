@@ -338,7 +338,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // What the API shows of each device beyond the inventory, in memory: fed below by the broker and scoring.
   const insights = new FleetInsights({ initialScore: options.initialScore });
   insights.loadDecisions(await fleet.actionDecisions());
-  const credentials = openGatewayCredentials(options.dataDir, options.passphrase, ca, view, fleet, insights, log, options.credentials);
+  const credentials = await openGatewayCredentials(options.store, options.dataDir, options.passphrase, ca, view, fleet, insights, log, options.credentials).catch(async (err: unknown) => {
+    // A refused credential key (another node's) must not leave open connections keeping the process alive.
+    await view.close();
+    await actionStore.close();
+    await ca.close();
+    throw err;
+  });
   /** Why the caller of an HTTPS request is not a service (an operator or service certificate of ours), if it is not. */
   const serviceCaller = (req: IncomingMessage): string | undefined => {
     const socket = req.socket as TLSSocket;

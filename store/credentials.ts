@@ -60,6 +60,11 @@ export interface CredentialStore {
   deliveries(device?: string): Promise<DeliveryRow[]>;
   recordDelivery(row: DeliveryRow): Promise<void>;
   removeDelivery(device: string, name: string): Promise<void>;
+  /**
+   * Records `keyId` as the id of the key values are sealed under, unless one is recorded already; returns the
+   * recorded one. Every process using this store — every node of a cluster — must seal and open with that key.
+   */
+  bindKey(keyId: string): Promise<string>;
   /** A number that changes with every credential change (set, rotate, remove), also by another process. */
   generation(): Promise<number>;
   close(): Promise<void>;

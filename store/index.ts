@@ -38,6 +38,7 @@ export { PostgresSessionStore } from './postgres/sessions.js';
 export { PostgresActionDecisionStore } from './postgres/actions.js';
 export {
   openSelectedActionStore,
+  openSelectedCredentialStore,
   openSelectedInventory,
   openSelectedScoreStore,
   openSelectedSessionStore,
@@ -48,3 +49,4 @@ export { importSqliteData, type ImportCounts } from './postgres/import.js';
 export { StoreUnavailableError } from './errors.js';
 export type { CredentialRow, CredentialStore, DeliveryRow, ExposureRow } from './credentials.js';
 export { SqliteCredentialStore } from './sqlite/credentials.js';
+export { PostgresCredentialStore } from './postgres/credentials.js';

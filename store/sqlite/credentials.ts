@@ -45,10 +45,11 @@ const MIGRATIONS: Migration[] = [
   },
   {
     version: 2,
-    name: 'the highest version each name ever had (versions are never reused, also after removal)',
+    name: 'the highest version each name ever had (never reused, also after removal); the id of the sealing key',
     up: `
       CREATE TABLE IF NOT EXISTS credential_versions (name TEXT PRIMARY KEY, last INTEGER NOT NULL);
       INSERT OR IGNORE INTO credential_versions (name, last) SELECT name, version FROM credentials;
+      CREATE TABLE IF NOT EXISTS credential_key (id INTEGER PRIMARY KEY CHECK (id = 1), key_id TEXT NOT NULL);
     `,
   },
 ];
@@ -163,6 +164,11 @@ export class SqliteCredentialStore implements CredentialStore {
 
   async generation(): Promise<number> {
     return (this.db.prepare('SELECT n FROM credential_generation WHERE id = 1').get() as { n: number }).n;
+  }
+
+  async bindKey(keyId: string): Promise<string> {
+    this.db.prepare('INSERT OR IGNORE INTO credential_key (id, key_id) VALUES (1, ?)').run(keyId);
+    return (this.db.prepare('SELECT key_id FROM credential_key WHERE id = 1').get() as { key_id: string }).key_id;
   }
 
   async close(): Promise<void> {

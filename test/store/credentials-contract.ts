@@ -131,6 +131,14 @@ export function credentialStoreContract(t: Test, open: () => Promise<CredentialS
     t.same((await store.deliveries('dl-1')).map((d) => d.name), ['b']);
   });
 
+  t.test('the sealing key: the first id is recorded, then returned to every caller', async (t) => {
+    const [one, two] = [await opened(t), await opened(t)];
+    const [a, b] = await Promise.all([one.bindKey('key-one'), two.bindKey('key-two')]);
+    t.equal(a, b, 'two racing first users agree on one key');
+    t.ok(['key-one', 'key-two'].includes(a));
+    t.equal(await one.bindKey('key-three'), a, 'a later key does not replace it');
+  });
+
   t.test('concurrent writers of one name, on two connections, never write the same version', async (t) => {
     const [one, two] = [await opened(t), await opened(t)];
     const g = await one.generation();
