@@ -34,7 +34,7 @@ import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, 
 import { fleetCaFacts, FleetEvents, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { behaviourEventSchema, type BehaviourEvent, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
+import { behaviourEventSchema, type BehaviourEvent, CREDENTIAL_FETCH_PATH, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService } from '../scoring/index.js';
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
@@ -377,6 +377,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const devices: DeviceEndpoints = {
     routes: [
       ...[...Object.values(EST_PATHS), CRL_PATH].map((url) => ({ url, handler: est })),
+      // Device credentials over mutual TLS (the agent's fallback when MQTT is down); a device certificate opens nothing else.
+      { url: CREDENTIAL_FETCH_PATH, handler: (req, res) => credentials.fetchHandler(req, res) },
       { url: OCSP_PATH, handler: otherwise },
       { url: `${OCSP_PATH}/*`, handler: otherwise },
       {

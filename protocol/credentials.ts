@@ -43,6 +43,16 @@ export type CredentialMessage = z.infer<typeof credentialMessageSchema>;
 export type CredentialDelivery = z.infer<typeof credentialDeliverySchema>;
 
 /**
+ * The device-only HTTPS route: GET with the device's current certificate over mutual TLS (no other credential, and
+ * no other certificate kind, is accepted; a device certificate opens no other route). The reply carries what a new
+ * MQTT subscription would bring — a `deliver` per credential the device is entitled to (the same JWE), `withdraw`
+ * for what it must give back, then the `manifest` — for agents whose MQTT connection is down.
+ */
+export const CREDENTIAL_FETCH_PATH = '/device/v1/credentials';
+export const credentialFetchReplySchema = z.object({ device: z.string(), messages: z.array(credentialMessageSchema).max(20_001) });
+export type CredentialFetchReply = z.infer<typeof credentialFetchReplySchema>;
+
+/**
  * The credential routes of the API (/api/v1/credentials): metadata only. Values go in (set, rotate) and never come
  * back out; a value is text (UTF-8), at most CREDENTIAL_API_MAX_VALUE_CHARS characters (the service's byte bound
  * still applies, and the API's body limit bounds the request as a whole).
