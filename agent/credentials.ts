@@ -14,7 +14,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { z } from 'zod';
-import { decryptWithKey } from '../credentials/index.js';
+import { openSecret } from '../credentials/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { CREDENTIAL_FETCH_PATH, credentialFetchReplySchema, credentialMessageSchema, isCredentialName, LINUX_USER_PATTERN, parseMessage, topics, type CredentialMessage } from '../protocol/index.js';
 import { ServerList } from './failover.js';
@@ -263,17 +263,18 @@ export class CredentialReceiver {
     try {
       switch (message.type) {
         case 'deliver': {
-          let value: Buffer;
+          let secret: { value: Buffer; linuxUser: string | null };
           try {
-            value = await decryptWithKey(message.jwe, keyPem, { device: this.options.device, name: message.name, version: message.version });
+            secret = await openSecret(message.jwe, keyPem, { device: this.options.device, name: message.name, version: message.version });
           } catch (err) {
             log.warn({ credential: message.name, err: (err as Error).message }, 'credentials: refused a JWE that does not decrypt with this device key; the copy held is kept');
             return;
           }
+          // The owner comes from inside the JWE (authenticated with the value), never from the message around it.
           try {
-            files.write(message.name, message.version, value, message.linuxUser);
+            files.write(message.name, message.version, secret.value, secret.linuxUser);
           } finally {
-            value.fill(0);
+            secret.value.fill(0);
           }
           log.info({ credential: message.name, version: message.version }, 'credential written');
           return;

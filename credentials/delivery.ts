@@ -184,9 +184,9 @@ export class CredentialDelivery {
       return;
     }
     const value = this.vault.open(credential.name, credential.version, credential.sealed);
-    const jwe = await encryptForCertificate(cert, { device, name: credential.name, version: credential.version, value });
+    const jwe = await encryptForCertificate(cert, { device, name: credential.name, version: credential.version, linuxUser: credential.linuxUser, value });
     value.fill(0);
-    await send(device, { type: 'deliver', name: credential.name, version: credential.version, linuxUser: credential.linuxUser, serial, jwe });
+    await send(device, { type: 'deliver', name: credential.name, version: credential.version, serial, jwe });
     await this.store.recordDelivery({ device, name: credential.name, version: credential.version, serial, time: new Date(this.now()).toISOString() });
     if (resend) return void this.log.debug({ device, credential: credential.name, version: credential.version }, 'credential sent again');
     await this.port.audit({ action: 'credential.deliver', device, target: `credential:${credential.name}`, outcome: 'ok', detail: `version ${credential.version} to certificate ${serial}` });

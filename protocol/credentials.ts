@@ -18,12 +18,14 @@ export function isCredentialName(value: unknown): value is string {
 
 export const credentialNameSchema = z.string().refine(isCredentialName, `a credential name is ${CREDENTIAL_NAME_RULE}`);
 
-/** A credential for this device: `jwe` (compact) decrypts to the value. */
+/**
+ * A credential for this device: `jwe` (compact) decrypts to the value and the Linux user that owns the file (inside
+ * the encryption: the broker and a recorded copy do not learn it, and it cannot be changed on the way).
+ */
 export const credentialDeliverySchema = z.object({
   type: z.literal('deliver'),
   name: credentialNameSchema,
   version: z.number().int().positive(),
-  linuxUser: z.string().regex(LINUX_USER_PATTERN).nullable(),
   /** The device certificate serial the JWE is encrypted to. */
   serial: z.string().max(64),
   jwe: z.string().max(1_500_000),

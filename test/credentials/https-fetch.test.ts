@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { enrollAgent, runAgent } from '../../agent/index.js';
 import { createCsr, simpleReenroll } from '../../agent/est-client.js';
-import { decryptWithKey } from '../../credentials/index.js';
+import { decryptWithKey, openSecret } from '../../credentials/index.js';
 import { CREDENTIAL_FETCH_PATH, credentialFetchReplySchema } from '../../protocol/index.js';
 import { makeKey, memoryLogger, requireCommand, tempDir } from '../helpers.js';
 import { operatorCredentials } from '../api/helpers.js';
@@ -61,6 +61,8 @@ t.test('a device fetches its own credentials with its certificate, and nothing e
   const deliver = reply.messages[0]!;
   if (deliver.type !== 'deliver') throw new Error('expected a delivery');
   t.equal((await decryptWithKey(deliver.jwe, a.key, { device: 'fetch-a', name: 'db-password', version: 1 })).toString(), secret, 'decrypts with the device key');
+  t.equal((await openSecret(deliver.jwe, a.key, { device: 'fetch-a', name: 'db-password', version: 1 })).linuxUser, 'root', 'the Linux user is inside the JWE');
+  t.notOk(got.body.includes('linuxUser'), 'and not beside it');
   await t.rejects(decryptWithKey(deliver.jwe, b.key, { device: 'fetch-a', name: 'db-password', version: 1 }), 'not with another device key');
   t.match(await gw.credentials.holders('db-password'), [{ device: 'fetch-a', version: 1 }], 'recorded as delivered (a loss of trust withdraws and flags it)');
   t.ok((await gw.ca.inventory.auditEntries()).some((e) => e.action === 'credential.deliver' && e.device === 'fetch-a'), 'audited');
