@@ -142,6 +142,8 @@ export interface RunOptions {
   print?: boolean;
   /** Where delivered credentials are written (default /run/wott/credentials); none received with once/print. */
   credentialsDir?: string;
+  /** While MQTT is down, credentials are fetched over HTTPS this often (default 60 s; also once at start). */
+  credentialFetchMs?: number;
   log: Logger;
 }
 
@@ -218,6 +220,8 @@ export async function runAgent(options: RunOptions): Promise<RunningAgent | unde
     identity: store.identity(state),
     files: new CredentialFiles(options.credentialsDir ?? DEFAULT_CREDENTIALS_DIR),
     log: options.log,
+    servers: estServers(state),
+    ...(options.credentialFetchMs ? { fetchIntervalMs: options.credentialFetchMs } : {}),
   });
   const renewal = new RenewalLoop(
     store,

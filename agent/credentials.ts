@@ -4,16 +4,20 @@
  * owned by the credential's Linux user (when running as root). A withdrawal deletes the file; a manifest deletes
  * anything the gateway no longer lists. A JWE that does not decrypt (tampered, for another key) is refused and the
  * copy held is kept. Values are never logged; names are checked again here (a name never becomes a path).
+ * The same messages can also be fetched over HTTPS with the device certificate (mutual TLS) — at start, and on a
+ * timer while MQTT is down — and are handled the same way.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { z } from 'zod';
-import { decryptWithKey } from '../credentials/index.js';
+import { openSecret } from '../credentials/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
-import { credentialMessageSchema, isCredentialName, LINUX_USER_PATTERN, parseMessage, topics, type CredentialMessage } from '../protocol/index.js';
+import { CREDENTIAL_FETCH_PATH, credentialFetchReplySchema, credentialMessageSchema, isCredentialName, LINUX_USER_PATTERN, parseMessage, topics, type CredentialMessage } from '../protocol/index.js';
+import { ServerList } from './failover.js';
 import type { Logger } from './renewal.js';
 import type { Identity } from './store.js';
 
@@ -120,6 +124,32 @@ export interface ReceiverOptions {
   identity: Identity;
   files: CredentialFiles;
   log: Logger;
+  /** The gateways' HTTPS URLs: fetch over mutual TLS at start and, every `fetchIntervalMs`, while MQTT is down. */
+  servers?: string[];
+  /** Default 60 s. */
+  fetchIntervalMs?: number;
+}
+
+/** A fetch reply holds JWEs of at most 64 KiB values each; this bounds a hostile or broken answer. */
+const MAX_FETCH_BYTES = 32 * 1024 * 1024;
+
+/** GET the device's credentials from one gateway over mutual TLS with `identity`. */
+function fetchFrom(server: string, identity: Identity, caPem: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(CREDENTIAL_FETCH_PATH, server), { method: 'GET', ca: caPem, key: identity.keyPem, cert: identity.certPem, timeout: 30_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_FETCH_BYTES) return req.destroy(new Error('credential reply too large'));
+        chunks.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('timeout', () => req.destroy(new Error('credential fetch timed out')));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export class CredentialReceiver {
@@ -128,8 +158,61 @@ export class CredentialReceiver {
   /** Messages handled (tests wait on it). */
   handled = 0;
 
+  private identity: Identity;
+  private readonly servers?: ServerList;
+  private fetchTimer?: NodeJS.Timeout;
+  private fetching?: Promise<boolean>;
+  /** Fetches over HTTPS that were applied (tests, diagnostics). */
+  fetched = 0;
+
   constructor(private readonly options: ReceiverOptions) {
+    this.identity = options.identity;
     this.client = this.connect(options.identity);
+    if (options.servers?.length) {
+      this.servers = new ServerList(options.servers);
+      void this.fetch();
+      this.fetchTimer = setInterval(() => {
+        if (!this.client.connected) void this.fetch();
+      }, options.fetchIntervalMs ?? 60_000);
+      this.fetchTimer.unref();
+    }
+  }
+
+  /**
+   * Fetches over HTTPS with the current certificate and applies the reply as if it had come over MQTT (deliveries,
+   * withdrawals, then the manifest). True when applied; a failure is logged and changes nothing held.
+   */
+  fetch(): Promise<boolean> {
+    if (!this.servers) return Promise.resolve(false);
+    // One at a time: a timer tick during a slow fetch joins it.
+    return (this.fetching ??= this.fetchOnce().finally(() => (this.fetching = undefined)));
+  }
+
+  private async fetchOnce(): Promise<boolean> {
+    const identity = this.identity;
+    const { log, device } = this.options;
+    try {
+      const reply = await this.servers!.call(async (server) => {
+        const r = await fetchFrom(server, identity, this.options.caPem);
+        if ([502, 503, 504].includes(r.status)) throw Object.assign(new Error(`${server}: ${r.status}`), { code: 'ECONNRESET' });
+        return r;
+      });
+      if (reply.status !== 200) {
+        log.warn({ status: reply.status, reason: reply.body.slice(0, 200).trim() }, 'credentials: the gateway refused the HTTPS fetch');
+        return false;
+      }
+      const parsed = parseMessage(credentialFetchReplySchema, reply.body);
+      if (parsed.device !== device) throw new Error(`the reply is for ${parsed.device}`);
+      // In the same queue as MQTT messages, in order, with the key of the certificate the JWEs were made for.
+      await (this.work = this.work.then(async () => {
+        for (const message of parsed.messages) await this.handle(JSON.stringify(message), identity.keyPem);
+      }));
+      this.fetched++;
+      return true;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'credentials: HTTPS fetch failed');
+      return false;
+    }
   }
 
   private connect(identity: Identity): mqtt.MqttClient {
@@ -161,6 +244,7 @@ export class CredentialReceiver {
 
   /** After a renewal: a new session with the new certificate (the gateway re-encrypts to its key). */
   setIdentity(identity: Identity): void {
+    this.identity = identity;
     const old = this.client;
     this.client = this.connect(identity);
     this.client.once('connect', () => void old.endAsync(true));
@@ -179,17 +263,18 @@ export class CredentialReceiver {
     try {
       switch (message.type) {
         case 'deliver': {
-          let value: Buffer;
+          let secret: { value: Buffer; linuxUser: string | null };
           try {
-            value = await decryptWithKey(message.jwe, keyPem, { device: this.options.device, name: message.name, version: message.version });
+            secret = await openSecret(message.jwe, keyPem, { device: this.options.device, name: message.name, version: message.version });
           } catch (err) {
             log.warn({ credential: message.name, err: (err as Error).message }, 'credentials: refused a JWE that does not decrypt with this device key; the copy held is kept');
             return;
           }
+          // The owner comes from inside the JWE (authenticated with the value), never from the message around it.
           try {
-            files.write(message.name, message.version, value, message.linuxUser);
+            files.write(message.name, message.version, secret.value, secret.linuxUser);
           } finally {
-            value.fill(0);
+            secret.value.fill(0);
           }
           log.info({ credential: message.name, version: message.version }, 'credential written');
           return;
@@ -209,6 +294,8 @@ export class CredentialReceiver {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.fetchTimer);
+    await this.fetching;
     await this.work;
     await this.client.endAsync(true);
   }

@@ -25,6 +25,7 @@ import {
   sessionListSchema,
   sessionParamsSchema,
   tagsBodySchema,
+  tagChangeBodySchema,
   tokenBodySchema,
   tokenResultSchema,
   whoamiSchema,
@@ -253,6 +254,19 @@ export const ROUTES: RouteSpec[] = [
     response: deviceSummarySchema,
     async handler({ params, body, caller, deps }) {
       return deps.fleet.setTags(params.id, body.tags, caller.identity);
+    },
+  }),
+  route({
+    method: 'POST',
+    path: '/devices/{id}/tags',
+    summary: "Add and remove some of a device's tags, keeping the others (one transaction)",
+    access: { role: 'operator' },
+    audited: true,
+    params: deviceParamsSchema,
+    body: tagChangeBodySchema,
+    response: deviceSummarySchema,
+    async handler({ params, body, caller, deps }) {
+      return deps.fleet.changeTags(params.id, { ...(body.add ? { add: body.add } : {}), ...(body.remove ? { remove: body.remove } : {}) }, caller.identity);
     },
   }),
   route({

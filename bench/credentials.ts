@@ -50,7 +50,7 @@ export const credentialsSuite: Suite = {
       result.measurements.push({
         name: 'delivery: vault open + JWE',
         unit: 'op/s',
-        value: await median(() => encryptForCertificate(cert.toString(), { device: 'dev-1', name: 'db-password', version: 1, value: vault.open('db-password', 1, sealed) }), ms),
+        value: await median(() => encryptForCertificate(cert.toString(), { device: 'dev-1', name: 'db-password', version: 1, linuxUser: null, value: vault.open('db-password', 1, sealed) }), ms),
       });
       ratio(result, 'delivery / ceiling', 'delivery: vault open + JWE', 'ephemeral P-256 key + ECDH (ceiling)');
       const rate = result.measurements.find((m) => m.name === 'delivery: vault open + JWE')!.value;

@@ -53,9 +53,10 @@ export function registerAgentCommands(program: Command): Command {
     .option('--once', 'collect and publish one report, then exit')
     .option('--print', 'print one report (with the full package list) without publishing')
     .option('--credentials-dir <dir>', 'where credentials delivered to this device are written (tmpfs)', DEFAULT_CREDENTIALS_DIR)
-    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean; credentialsDir: string; logFormat?: LogFormat }) => {
+    .addOption(new Option('--credential-fetch <duration>', 'while MQTT is down, fetch credentials over HTTPS (mutual TLS) this often; also once at start').argParser(durationArg).default(60_000, '1m'))
+    .action(async (opts: { dir: string; mqtt?: string; interval: number; root: string; once?: boolean; print?: boolean; credentialsDir: string; credentialFetch: number; logFormat?: LogFormat }) => {
       const log = await agentLog(opts.logFormat);
-      const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, credentialsDir: opts.credentialsDir, log });
+      const running = await runAgent({ dir: opts.dir, mqtt: opts.mqtt, intervalMs: opts.interval, root: opts.root, once: opts.once, print: opts.print, credentialsDir: opts.credentialsDir, credentialFetchMs: opts.credentialFetch, log });
       if (!running) return;
       const stop = () => void running.stop().then(() => process.exit(0));
       process.on('SIGTERM', stop);

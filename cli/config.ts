@@ -10,6 +10,7 @@ import { durationSchema, loadModel, ModelError, type ScoreModel } from '../scori
 import { mosquittoSectionSchema } from '../mosquitto-compat/sync.js';
 import type { BrokerLimits, DeepPartial } from '../broker/index.js';
 import type { HttpsLimits } from '../gateway/index.js';
+import type { EventStreamLimits, TrustStreamLimits } from '../api/index.js';
 import { DEFAULT_ENROLLMENT_LIMITS } from '../ca/est.js';
 
 const duration = durationSchema;
@@ -110,6 +111,15 @@ export const configSchema = z
         trustStream: z
           .object({
             maxSubscribers: z.number().int().min(1).max(100_000).default(2_000),
+            heartbeat: duration.default(15_000),
+            maxBufferedBytes: z.number().int().min(4096).max(64 * 1024 * 1024).default(1024 * 1024),
+          })
+          .strict()
+          .prefault({}),
+        /** GET /api/v1/events/stream (operators' fleet events): the same three limits, its own values. */
+        eventStream: z
+          .object({
+            maxSubscribers: z.number().int().min(1).max(100_000).default(500),
             heartbeat: duration.default(15_000),
             maxBufferedBytes: z.number().int().min(4096).max(64 * 1024 * 1024).default(1024 * 1024),
           })
@@ -299,6 +309,12 @@ export function brokerLimitsFromConfig(config: WottConfig): DeepPartial<BrokerLi
     retained: l.retained && defined(l.retained),
     restrictedTelemetry: t && defined({ max: t.max, windowMs: t.window }),
   }) as DeepPartial<BrokerLimits>;
+}
+
+/** api.trustStream and api.eventStream in the shape of the API's stream limits (durations in ms). */
+export function streamLimitsFromConfig(config: WottConfig): { trustStream: TrustStreamLimits; eventStream: EventStreamLimits } {
+  const limits = (s: WottConfig['api']['trustStream']) => ({ maxSubscribers: s.maxSubscribers, heartbeatMs: s.heartbeat, maxBufferedBytes: s.maxBufferedBytes });
+  return { trustStream: limits(config.api.trustStream), eventStream: limits(config.api.eventStream) };
 }
 
 /** gateway.httpsLimits in the shape of HttpsLimits. */

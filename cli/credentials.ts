@@ -8,7 +8,8 @@ import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CredentialService, CredentialVault, DEFAULT_MAX_VALUE_BYTES, type CredentialInfo } from '../credentials/index.js';
 import { FleetService, localActor } from '../fleet/index.js';
-import { SqliteCredentialStore } from '../store/index.js';
+import { openSelectedCredentialStore } from '../store/index.js';
+import { loadConfig } from './config.js';
 import { durationArg, openCa, passphrase, withData, type DataOptions } from './options.js';
 
 interface ValueOptions {
@@ -53,9 +54,15 @@ function readValue(opts: ValueOptions, max: number): Buffer {
 
 async function withCredentials<T>(opts: DataOptions, fn: (service: CredentialService) => Promise<T>): Promise<T> {
   const ca = await openCa(opts);
-  const store = SqliteCredentialStore.open(resolve(opts.data));
+  let store;
   try {
-    const vault = CredentialVault.open(resolve(opts.data), passphrase());
+    store = await openSelectedCredentialStore(loadConfig(opts.config).config.store, resolve(opts.data));
+  } catch (err) {
+    await ca.close();
+    throw err;
+  }
+  try {
+    const vault = await CredentialVault.openFor(store, resolve(opts.data), passphrase());
     return await fn(new CredentialService(store, vault, new FleetService(ca, localActor())));
   } finally {
     await store.close();

@@ -17,7 +17,7 @@ import { loadConfig } from './config.js';
 import { openCa, withData, type DataOptions } from './options.js';
 
 /** What the device commands need; the API's port has exactly these, so both backends speak it. */
-export type DeviceOperations = Pick<FleetOperations, 'listDevices' | 'device' | 'quarantine' | 'release' | 'claim' | 'reject' | 'setTags' | 'revoke'>;
+export type DeviceOperations = Pick<FleetOperations, 'listDevices' | 'device' | 'quarantine' | 'release' | 'claim' | 'reject' | 'setTags' | 'changeTags' | 'revoke'>;
 type Filter = Parameters<DeviceOperations['listDevices']>[0];
 
 /** A remote call the server refused or failed: its status and message. */
@@ -100,6 +100,7 @@ export function remoteDevices(server: string, credentialsDir: string): DeviceOpe
     claim: (id) => call('POST', `${device(id)}/claim`, {}),
     reject: (id) => call('POST', `${device(id)}/reject`, {}),
     setTags: (id, tags) => call('PUT', `${device(id)}/tags`, { tags }),
+    changeTags: (id, change) => call('POST', `${device(id)}/tags`, change),
     revoke: (id, reason) => call('POST', `${device(id)}/revoke`, { reason }),
   };
 }
@@ -135,6 +136,7 @@ export async function localDevices(opts: DataOptions): Promise<{ ops: DeviceOper
       claim: (id, actor) => adapter.claim(id, actor),
       reject: (id, actor) => adapter.reject(id, actor),
       setTags: (id, tags, actor) => adapter.setTags(id, tags, actor),
+      changeTags: (id, change, actor) => adapter.changeTags(id, change, actor),
       revoke: (id, reason, actor) => adapter.revoke(id, reason, actor),
     },
     async close() {
@@ -273,13 +275,19 @@ export function registerDeviceCommands(program: Command): void {
       });
   }
   withData(device.command('tag'), { remote: true })
-    .description("set a device's tags (replacing the ones it has); --set '' removes them all")
+    .description("add tags to a device, keeping the ones it has (--remove: take them off; --set: replace them all, --set '' removes them all)")
     .argument('<id>', 'device id')
-    .requiredOption('--set <tags>', 'comma-separated tags, e.g. site:berlin,camera')
-    .action(async (id: string, opts: DataOptions & { set: string }) => {
-      const tags = opts.set.split(',').map((t) => t.trim()).filter(Boolean);
+    .argument('[tags...]', 'tags to add, or with --remove to remove (comma-separated lists work too)')
+    .option('--remove', 'remove the given tags instead of adding them')
+    .option('--set <tags>', 'replace all tags with these, comma-separated, e.g. site:berlin,camera')
+    .action(async (id: string, given: string[], opts: DataOptions & { set?: string; remove?: boolean }) => {
+      const split = (list: string[]) => list.flatMap((s) => s.split(',')).map((t) => t.trim()).filter(Boolean);
+      const tags = split(given);
+      if (opts.set !== undefined && (tags.length || opts.remove)) throw new InvalidArgumentError('--set replaces every tag: give no other tags and no --remove with it');
+      if (opts.set === undefined && !tags.length) throw new InvalidArgumentError(`give tags to ${opts.remove ? 'remove' : 'add'} (or --set to replace them all)`);
       await withDevices(program, opts, async (ops, actor) => {
-        const row = await ops.setTags(id, tags, actor);
+        // Add/remove is one transaction on the server: another operator's change to other tags is kept.
+        const row = opts.set !== undefined ? await ops.setTags(id, split([opts.set]), actor) : await ops.changeTags(id, opts.remove ? { remove: tags } : { add: tags }, actor);
         process.stdout.write(`${row.id} tags: ${row.tags.join(', ') || '(none)'}\n`);
       });
     });

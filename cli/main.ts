@@ -15,7 +15,7 @@ import { startGateway } from '../gateway/index.js';
 import type { PolicyRule } from '../policy/index.js';
 import { assertDeviceId, isServiceRole, SERVICE_ROLES } from '../protocol/index.js';
 import { FleetService, localActor } from '../fleet/index.js';
-import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, loadConfig } from './config.js';
+import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, loadConfig, streamLimitsFromConfig } from './config.js';
 
 interface GatewayListenOptions {
   httpsPort?: number;
@@ -159,7 +159,7 @@ export function buildProgram(): Command {
           tokenTtlMs: config.enrollment.tokenTtl,
           sessionTtlMs: config.api.sessionTtl,
           refusalLimits: config.api.refusals,
-          trustStream: { maxSubscribers: config.api.trustStream.maxSubscribers, heartbeatMs: config.api.trustStream.heartbeat, maxBufferedBytes: config.api.trustStream.maxBufferedBytes },
+          ...streamLimitsFromConfig(config),
         },
       });
       const dataDir = resolve(opts.data);

@@ -116,6 +116,19 @@ export class CredentialDelivery {
     });
   }
 
+  /**
+   * The device fetches over HTTPS with its current certificate (`serial`): everything it should hold, what it must
+   * give back, and the manifest, as the messages a subscription would bring — returned instead of published.
+   * Deliveries are recorded and audited as over MQTT (so a later loss of trust withdraws and flags them).
+   */
+  fetch(device: string, serial: string): Promise<CredentialMessage[]> {
+    const messages: CredentialMessage[] = [];
+    return this.enqueue(async () => {
+      if (this.port.standing(device)?.serial !== serial) return;
+      await this.syncDevice(device, await this.store.all(), true, async (_device, message) => void messages.push(message));
+    }).then(() => messages);
+  }
+
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
@@ -136,10 +149,12 @@ export class CredentialDelivery {
     return next;
   }
 
-  private async syncDevice(device: string, credentials: CredentialRow[], full: boolean): Promise<void> {
+  /** `sink`: where the messages go instead of the device's topic (an HTTPS fetch; the device is listening then). */
+  private async syncDevice(device: string, credentials: CredentialRow[], full: boolean, sink?: DeliveryPort['send']): Promise<void> {
+    const send = sink ?? ((d: string, m: CredentialMessage) => this.port.send(d, m));
     const standing = this.port.standing(device);
     const held = new Map((await this.store.deliveries(device)).map((d) => [d.name, d]));
-    const listening = this.port.listening(device);
+    const listening = sink !== undefined || this.port.listening(device);
     const manifest: Array<{ name: string; version: number }> = [];
     for (const credential of credentials) {
       const why = whyNotEntitled(credential, standing, this.now());
@@ -151,35 +166,35 @@ export class CredentialDelivery {
         if (!listening || !serial) continue;
         const same = !!had && had.version === credential.version && had.serial === serial;
         if (!full && same) continue;
-        await this.deliver(device, serial, credential, same);
+        await this.deliver(device, serial, credential, same, send);
       } else if (had) {
-        await this.withdraw(device, credential.name, had.version, why, true);
+        await this.withdraw(device, credential.name, had.version, why, true, send);
       }
     }
     // Held but removed by an operator: withdraw, nothing to flag (the credential is gone).
-    for (const gone of held.values()) await this.withdraw(device, gone.name, gone.version, 'credential removed', false);
-    if (full && listening) await this.port.send(device, { type: 'manifest', held: manifest });
+    for (const gone of held.values()) await this.withdraw(device, gone.name, gone.version, 'credential removed', false, send);
+    if (full && listening) await send(device, { type: 'manifest', held: manifest });
   }
 
   /** `resend`: the device already holds this version for this certificate (it subscribed again): not audited again. */
-  private async deliver(device: string, serial: string, credential: CredentialRow, resend = false): Promise<void> {
+  private async deliver(device: string, serial: string, credential: CredentialRow, resend = false, send: DeliveryPort['send'] = (d, m) => this.port.send(d, m)): Promise<void> {
     const cert = await this.port.certificate(device, serial);
     if (!cert) {
       this.log.warn({ device, serial }, 'credentials: no certificate to encrypt to');
       return;
     }
     const value = this.vault.open(credential.name, credential.version, credential.sealed);
-    const jwe = await encryptForCertificate(cert, { device, name: credential.name, version: credential.version, value });
+    const jwe = await encryptForCertificate(cert, { device, name: credential.name, version: credential.version, linuxUser: credential.linuxUser, value });
     value.fill(0);
-    await this.port.send(device, { type: 'deliver', name: credential.name, version: credential.version, linuxUser: credential.linuxUser, serial, jwe });
+    await send(device, { type: 'deliver', name: credential.name, version: credential.version, serial, jwe });
     await this.store.recordDelivery({ device, name: credential.name, version: credential.version, serial, time: new Date(this.now()).toISOString() });
     if (resend) return void this.log.debug({ device, credential: credential.name, version: credential.version }, 'credential sent again');
     await this.port.audit({ action: 'credential.deliver', device, target: `credential:${credential.name}`, outcome: 'ok', detail: `version ${credential.version} to certificate ${serial}` });
     this.log.info({ device, credential: credential.name, version: credential.version }, 'credential delivered');
   }
 
-  private async withdraw(device: string, name: string, version: number, reason: string, exposed: boolean): Promise<void> {
-    await this.port.send(device, { type: 'withdraw', name });
+  private async withdraw(device: string, name: string, version: number, reason: string, exposed: boolean, send: DeliveryPort['send'] = (d, m) => this.port.send(d, m)): Promise<void> {
+    await send(device, { type: 'withdraw', name });
     await this.store.removeDelivery(device, name);
     if (exposed) await this.store.markExposed({ name, device, version, reason, time: new Date(this.now()).toISOString() });
     await this.port.audit({ action: 'credential.withdraw', device, target: `credential:${name}`, outcome: 'ok', detail: `version ${version}: ${reason}${exposed ? '; exposed: rotate it' : ''}` });

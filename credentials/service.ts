@@ -123,10 +123,10 @@ export class CredentialService {
         assertCredentialName(name);
         this.checkValue(value);
         const checked = this.checkTerms(terms);
-        const before = await this.store.get(name);
+        // The version is assigned inside the store's transaction (compare-and-set): two concurrent sets of one
+        // name get two versions, each value sealed under its own.
         const now = this.now();
-        const version = (before?.version ?? 0) + 1;
-        const row: CredentialRow = {
+        const row = await this.store.writeVersion(name, (before, version) => ({
           name,
           version,
           ...checked,
@@ -135,10 +135,8 @@ export class CredentialService {
           updatedAt: now.toISOString(),
           size: value.length,
           sealed: this.vault.seal(name, version, value),
-        };
-        await this.store.put(row);
-        // A new value is a rotation: devices that lost trust only held the old one.
-        if (before) await this.store.clearExposures(name);
+        }));
+        // A new value is a rotation: devices that lost trust only held the old one (the store cleared the flags).
         return this.info(row);
       },
       (c) => `version ${c.version}; tags ${c.tags.join(',')}; min score ${c.minScore}${c.linuxUser ? `; user ${c.linuxUser}` : ''}; ${c.size} bytes`,
@@ -153,20 +151,19 @@ export class CredentialService {
       async () => {
         assertCredentialName(name);
         this.checkValue(value);
-        const before = await this.store.get(name);
-        if (!before) throw new CredentialError(404, `no credential "${name}"`);
         const now = this.now();
-        const version = before.version + 1;
-        const row: CredentialRow = {
-          ...before,
-          version,
-          expiresAt: before.ttlMs === null ? null : new Date(now.getTime() + before.ttlMs).toISOString(),
-          updatedAt: now.toISOString(),
-          size: value.length,
-          sealed: this.vault.seal(name, version, value),
-        };
-        await this.store.put(row);
-        await this.store.clearExposures(name);
+        // Read, check and write in one store transaction: a concurrent rotation or set waits, then builds on ours.
+        const row = await this.store.writeVersion(name, (before, version) => {
+          if (!before) throw new CredentialError(404, `no credential "${name}"`);
+          return {
+            ...before,
+            version,
+            expiresAt: before.ttlMs === null ? null : new Date(now.getTime() + before.ttlMs).toISOString(),
+            updatedAt: now.toISOString(),
+            size: value.length,
+            sealed: this.vault.seal(name, version, value),
+          };
+        });
         return this.info(row);
       },
       (c) => `version ${c.version}; ${c.size} bytes`,

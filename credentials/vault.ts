@@ -4,12 +4,13 @@
  * bound to its credential's name and version (GCM additional data), so rows cannot be swapped.
  * Node's crypto is used directly: GCM with a random IV and a tag is a few lines, and no library would add to it.
  */
-import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, scryptSync } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
+import type { CredentialStore } from '../store/index.js';
 
 export const CREDENTIAL_KEY_FILE = 'credentials.key';
 const FORMAT = 'wott-credential-key-1';
@@ -81,6 +82,28 @@ export class CredentialVault {
     } catch {
       throw new Error(`${path}: wrong passphrase`);
     }
+  }
+
+  /**
+   * Opens the key in `dataDir` and checks it against the store: the first key to use a store is recorded there (its
+   * id), and any other is refused — on a cluster every node must hold the same `credentials.key`, or values sealed
+   * on one node could not be opened on another.
+   */
+  static async openFor(store: CredentialStore, dataDir: string, passphrase?: string): Promise<CredentialVault> {
+    const vault = CredentialVault.open(dataDir, passphrase);
+    const bound = await store.bindKey(vault.keyId);
+    if (bound !== vault.keyId) {
+      throw new Error(
+        `${join(dataDir, CREDENTIAL_KEY_FILE)} is not the key the credentials in ${store.location} are sealed with (key id ${vault.keyId}, the store's ${bound}): ` +
+          `copy ${CREDENTIAL_KEY_FILE} from the data folder of the node that made it (every node of a cluster needs the same one, as it needs ca/)`,
+      );
+    }
+    return vault;
+  }
+
+  /** Tells keys apart without revealing anything of them: an HMAC of a fixed label under the key. */
+  get keyId(): string {
+    return createHmac('sha256', this.key).update('wott credential key id').digest('hex').slice(0, 32);
   }
 
   /** version byte | IV (12) | tag (16) | ciphertext. */

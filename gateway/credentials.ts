@@ -4,13 +4,15 @@
  * states, certificates). Credentials are published by the broker itself (no client may publish there).
  */
 import type { Aedes, Client } from 'aedes';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { TrustSource, WottPlugin } from '../broker/index.js';
+import { identityFromCertificate, type TrustSource, type WottPlugin } from '../broker/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import { CredentialDelivery, CredentialService, CredentialVault, type DeliveryPort } from '../credentials/index.js';
 import type { FleetInsights, FleetService, FleetView } from '../fleet/index.js';
-import { topics, type CredentialMessage } from '../protocol/index.js';
-import { SqliteCredentialStore } from '../store/index.js';
+import { CREDENTIAL_FETCH_PATH, topics, type CredentialFetchReply, type CredentialMessage } from '../protocol/index.js';
+import { openSelectedCredentialStore, type CredentialStore, type StoreSelection } from '../store/index.js';
 
 export interface GatewayCredentialsOptions {
   /** Largest value accepted (default credentials/service.ts DEFAULT_MAX_VALUE_BYTES, 64 KiB). */
@@ -19,6 +21,8 @@ export interface GatewayCredentialsOptions {
   pollMs?: number;
   /** How often expired versions are looked for (default 60 s). */
   sweepMs?: number;
+  /** Fetches over HTTPS per device: at most one this often (default 1 s); more are answered 429. */
+  fetchIntervalMs?: number;
   /** At revocation: how long the session is kept for the agent to acknowledge its withdrawals (default 2 s). */
   withdrawWaitMs?: number;
 }
@@ -26,7 +30,9 @@ export interface GatewayCredentialsOptions {
 export interface GatewayCredentials {
   service: CredentialService;
   delivery: CredentialDelivery;
-  store: SqliteCredentialStore;
+  store: CredentialStore;
+  /** GET CREDENTIAL_FETCH_PATH on the HTTPS listener: the device's own credentials, for its current certificate only. */
+  fetchHandler(req: IncomingMessage, res: ServerResponse): void;
   /** Starts following the broker once it exists. */
   attach(broker: Aedes, plugin: WottPlugin): void;
   /** The broker's trust source, holding back the session kick of a revoked device until its credentials are withdrawn. */
@@ -34,7 +40,8 @@ export interface GatewayCredentials {
   close(): Promise<void>;
 }
 
-export function openGatewayCredentials(
+export async function openGatewayCredentials(
+  selection: StoreSelection | undefined,
   dataDir: string,
   passphrase: string | undefined,
   ca: CertificateAuthority,
@@ -43,9 +50,15 @@ export function openGatewayCredentials(
   insights: FleetInsights,
   log: Logger,
   options: GatewayCredentialsOptions = {},
-): GatewayCredentials {
-  const store = SqliteCredentialStore.open(dataDir);
-  const vault = CredentialVault.open(dataDir, passphrase);
+): Promise<GatewayCredentials> {
+  const store = await openSelectedCredentialStore(selection, dataDir);
+  let vault: CredentialVault;
+  try {
+    vault = await CredentialVault.openFor(store, dataDir, passphrase);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   let broker: Aedes | undefined;
   let plugin: WottPlugin | undefined;
   /** Device id → its clients subscribed to its credentials topic. */
@@ -75,10 +88,45 @@ export function openGatewayCredentials(
   const forget = (client: Client) => {
     for (const [device, set] of listeners) if (set.delete(client) && set.size === 0) listeners.delete(device);
   };
+  const lastFetch = new Map<string, number>();
+  const refuse = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) =>
+    void res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', ...headers }).end(`${message}\n`);
+  /**
+   * Only a device, only with the certificate the gateway encrypts to (its current one, chain-verified, not revoked),
+   * only its own credentials. The answer is JWEs for that certificate's key: useless to anyone else on the way.
+   */
+  async function fetchHandler(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.url !== CREDENTIAL_FETCH_PATH) return refuse(res, 404, 'not found');
+    if (req.method !== 'GET') return refuse(res, 405, 'GET only', { Allow: 'GET' });
+    const socket = req.socket as TLSSocket;
+    const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+    if (!peer?.raw) return refuse(res, 401, 'a device certificate over mutual TLS is required');
+    if (!socket.authorized) return refuse(res, 401, `client certificate rejected: ${String(socket.authorizationError ?? 'not trusted')}`);
+    const who = identityFromCertificate(peer);
+    if ('error' in who || who.kind !== 'device') return refuse(res, 403, 'only a device certificate may fetch device credentials');
+    if (view.isRevoked(who.serial)) return refuse(res, 403, 'this certificate is revoked');
+    const standing = port.standing(who.id);
+    if (!standing) return refuse(res, 403, 'unknown device');
+    if (standing.serial !== who.serial) return refuse(res, 409, "this is not the device's current certificate: credentials are encrypted to the current one");
+    const now = Date.now();
+    const wait = (lastFetch.get(who.id) ?? -Infinity) + (options.fetchIntervalMs ?? 1000) - now;
+    if (wait > 0) return refuse(res, 429, 'fetching too often', { 'Retry-After': String(Math.ceil(wait / 1000)) });
+    lastFetch.set(who.id, now);
+    const messages = await delivery.fetch(who.id, who.serial);
+    const reply: CredentialFetchReply = { device: who.id, messages };
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }).end(JSON.stringify(reply));
+  }
   return {
     service,
     delivery,
     store,
+    fetchHandler(req, res) {
+      fetchHandler(req, res).catch((err: Error) => {
+        log.error({ err: err.message }, 'credentials: fetch failed');
+        if (!res.headersSent) refuse(res, 500, 'internal error');
+        else res.destroy();
+      });
+    },
     attach(b, p) {
       broker = b;
       plugin = p;

@@ -36,7 +36,7 @@ import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, 
 import { fleetCaFacts, FleetEvents, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { behaviourEventSchema, type BehaviourEvent, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
+import { behaviourEventSchema, type BehaviourEvent, CREDENTIAL_FETCH_PATH, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService, type StartScoringOptions } from '../scoring/index.js';
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
@@ -354,7 +354,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // What the API shows of each device beyond the inventory, in memory: fed below by the broker and scoring.
   const insights = new FleetInsights({ initialScore: options.initialScore });
   insights.loadDecisions(await fleet.actionDecisions());
-  const credentials = openGatewayCredentials(options.dataDir, options.passphrase, ca, view, fleet, insights, log, options.credentials);
+  const credentials = await openGatewayCredentials(options.store, options.dataDir, options.passphrase, ca, view, fleet, insights, log, options.credentials).catch(async (err: unknown) => {
+    // A refused credential key (another node's) must not leave open connections keeping the process alive.
+    await view.close();
+    await actionStore.close();
+    await ca.close();
+    throw err;
+  });
   /** Why the caller of an HTTPS request is not a service (an operator or service certificate of ours), if it is not. */
   const serviceCaller = (req: IncomingMessage): string | undefined => {
     const socket = req.socket as TLSSocket;
@@ -387,6 +393,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const devices: DeviceEndpoints = {
     routes: [
       ...[...Object.values(EST_PATHS), CRL_PATH].map((url) => ({ url, handler: est })),
+      // Device credentials over mutual TLS (the agent's fallback when MQTT is down); a device certificate opens nothing else.
+      { url: CREDENTIAL_FETCH_PATH, handler: (req, res) => credentials.fetchHandler(req, res) },
       { url: OCSP_PATH, handler: otherwise },
       { url: `${OCSP_PATH}/*`, handler: otherwise },
       {

@@ -110,6 +110,12 @@ export const revokeBodySchema = z.strictObject({ reason: z.enum(API_REVOCATION_R
 export const revokeResultSchema = z.strictObject({ device: deviceSummarySchema, revoked: z.array(z.string()).describe('serials revoked now') });
 export const tagsBodySchema = z.strictObject({ tags: z.array(tagSchema).max(32).refine((t) => new Set(t).size === t.length, 'tags must be distinct') });
 
+/** Adds and removes tags, keeping the device's others (one transaction: no lost update between two operators). */
+export const tagChangeBodySchema = z
+  .strictObject({ add: z.array(tagSchema).max(32).optional(), remove: z.array(tagSchema).max(32).optional() })
+  .refine((b) => (b.add?.length ?? 0) + (b.remove?.length ?? 0) > 0, 'give tags to add or remove');
+export type TagChangeBody = z.infer<typeof tagChangeBodySchema>;
+
 export const tokenBodySchema = z.strictObject({
   device: deviceIdSchema,
   ttlSeconds: z.number().int().min(60).max(30 * 86_400).optional().describe('default: the enrollment.tokenTtl setting'),

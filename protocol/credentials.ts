@@ -18,12 +18,14 @@ export function isCredentialName(value: unknown): value is string {
 
 export const credentialNameSchema = z.string().refine(isCredentialName, `a credential name is ${CREDENTIAL_NAME_RULE}`);
 
-/** A credential for this device: `jwe` (compact) decrypts to the value. */
+/**
+ * A credential for this device: `jwe` (compact) decrypts to the value and the Linux user that owns the file (inside
+ * the encryption: the broker and a recorded copy do not learn it, and it cannot be changed on the way).
+ */
 export const credentialDeliverySchema = z.object({
   type: z.literal('deliver'),
   name: credentialNameSchema,
   version: z.number().int().positive(),
-  linuxUser: z.string().regex(LINUX_USER_PATTERN).nullable(),
   /** The device certificate serial the JWE is encrypted to. */
   serial: z.string().max(64),
   jwe: z.string().max(1_500_000),
@@ -41,6 +43,16 @@ export const credentialManifestSchema = z.object({
 export const credentialMessageSchema = z.discriminatedUnion('type', [credentialDeliverySchema, credentialWithdrawalSchema, credentialManifestSchema]);
 export type CredentialMessage = z.infer<typeof credentialMessageSchema>;
 export type CredentialDelivery = z.infer<typeof credentialDeliverySchema>;
+
+/**
+ * The device-only HTTPS route: GET with the device's current certificate over mutual TLS (no other credential, and
+ * no other certificate kind, is accepted; a device certificate opens no other route). The reply carries what a new
+ * MQTT subscription would bring — a `deliver` per credential the device is entitled to (the same JWE), `withdraw`
+ * for what it must give back, then the `manifest` — for agents whose MQTT connection is down.
+ */
+export const CREDENTIAL_FETCH_PATH = '/device/v1/credentials';
+export const credentialFetchReplySchema = z.object({ device: z.string(), messages: z.array(credentialMessageSchema).max(20_001) });
+export type CredentialFetchReply = z.infer<typeof credentialFetchReplySchema>;
 
 /**
  * The credential routes of the API (/api/v1/credentials): metadata only. Values go in (set, rotate) and never come

@@ -44,16 +44,27 @@ export interface CredentialStore {
   readonly location: string;
   all(): Promise<CredentialRow[]>;
   get(name: string): Promise<CredentialRow | undefined>;
-  /** Inserts or replaces the credential (the caller sets the version). */
-  put(row: CredentialRow): Promise<void>;
+  /**
+   * Writes the next version of credential `name` as one compare-and-set transaction: `build` gets the current row
+   * (undefined: none) and the version to write — one more than any version the name ever had, removed ones
+   * included, so a number never means two values — and returns the row to store, or throws to store nothing.
+   * Writers of one name, in this process or another (the CLI beside the gateway, another cluster node), are
+   * serialized: each gets a version of its own. The exposures of the name are cleared with it (they concerned an
+   * older value). `build` is synchronous: it runs inside the transaction (sealing the value is).
+   */
+  writeVersion(name: string, build: (current: CredentialRow | undefined, version: number) => CredentialRow): Promise<CredentialRow>;
   /** Deletes the credential, its exposures and delivery records; false when there was none. */
   remove(name: string): Promise<boolean>;
   exposures(name?: string): Promise<ExposureRow[]>;
   markExposed(row: ExposureRow): Promise<void>;
-  clearExposures(name: string): Promise<void>;
   deliveries(device?: string): Promise<DeliveryRow[]>;
   recordDelivery(row: DeliveryRow): Promise<void>;
   removeDelivery(device: string, name: string): Promise<void>;
+  /**
+   * Records `keyId` as the id of the key values are sealed under, unless one is recorded already; returns the
+   * recorded one. Every process using this store — every node of a cluster — must seal and open with that key.
+   */
+  bindKey(keyId: string): Promise<string>;
   /** A number that changes with every credential change (set, rotate, remove), also by another process. */
   generation(): Promise<number>;
   close(): Promise<void>;

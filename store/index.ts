@@ -38,6 +38,7 @@ export { PostgresSessionStore } from './postgres/sessions.js';
 export { PostgresActionDecisionStore } from './postgres/actions.js';
 export {
   openSelectedActionStore,
+  openSelectedCredentialStore,
   openSelectedInventory,
   openSelectedScoreStore,
   openSelectedSessionStore,
@@ -49,3 +50,4 @@ export { StaleEpochError, StoreUnavailableError } from './errors.js';
 export type { CredentialRow, CredentialStore, DeliveryRow, ExposureRow } from './credentials.js';
 export { SqliteCredentialStore } from './sqlite/credentials.js';
 export { openReportHistory, type ReportHistoryStore, type ReportKind } from './report-history.js';
+export { PostgresCredentialStore } from './postgres/credentials.js';

@@ -4,8 +4,10 @@
  * they need; only this file decides where it lives.
  */
 import type { ActionDecisionStore } from './actions.js';
+import type { CredentialStore } from './credentials.js';
 import type { InventoryStore } from './inventory.js';
 import { PostgresActionDecisionStore } from './postgres/actions.js';
+import { PostgresCredentialStore } from './postgres/credentials.js';
 import { openPostgresInventory } from './postgres/inventory.js';
 import { openPostgresScoreStore } from './postgres/scores.js';
 import { PostgresSessionStore } from './postgres/sessions.js';
@@ -13,6 +15,7 @@ import { openPostgresVulnStore } from './postgres/vuln.js';
 import type { ScoreStore, ScoreStoreOptions } from './scores.js';
 import type { SessionStore } from './sessions.js';
 import { SqliteActionDecisionStore } from './sqlite/actions.js';
+import { SqliteCredentialStore } from './sqlite/credentials.js';
 import { openSqliteScoreStore } from './sqlite/scores.js';
 import { SqliteSessionStore } from './sqlite/sessions.js';
 import { openSqliteVulnStore } from './sqlite/vuln.js';
@@ -44,4 +47,9 @@ export async function openSelectedScoreStore(selection: StoreSelection | undefin
 
 export async function openSelectedVulnStore(selection: StoreSelection | undefined, dataDir: string): Promise<VulnStore> {
   return selection?.postgres ? openPostgresVulnStore(selection.postgres) : openSqliteVulnStore(dataDir);
+}
+
+/** Credentials (ciphertext only): `<dataDir>/credentials.db`, or the shared database of a cluster. */
+export async function openSelectedCredentialStore(selection: StoreSelection | undefined, dataDir: string): Promise<CredentialStore> {
+  return selection?.postgres ? PostgresCredentialStore.open(selection.postgres) : SqliteCredentialStore.open(dataDir);
 }

@@ -69,6 +69,15 @@ t.test('the device commands work remotely through the API and locally through Fl
   t.match(text.stdout, /certificates:\n {2}[0-9a-f]+ {2}active/);
   t.equal((await remote(ops, ['show', 'nobody'])).code, 2, 'an unknown device');
 
+  // Tags added and removed, keeping the others (POST /devices/{id}/tags).
+  t.equal((await remote(ops, ['tag', 'rc-dev', 'cam,door', 'extra'])).stdout, 'rc-dev tags: lab, site:berlin, cam, door, extra\n', 'added, the others kept');
+  t.equal((await remote(ops, ['tag', 'rc-dev', 'door', 'extra', 'absent', '--remove'])).stdout, 'rc-dev tags: lab, site:berlin, cam\n', 'removed (an absent tag is no error)');
+  const viewerTag = await remote(viewers, ['tag', 'rc-dev', 'cam', '--remove']);
+  t.equal(viewerTag.code, 2, 'a viewer may not change tags');
+  t.match(viewerTag.stderr, /403/);
+  t.equal((await remote(ops, ['tag', 'rc-dev', 'Bad Tag'])).code, 2, 'an invalid tag is refused');
+  t.equal((await remote(ops, ['tag', 'rc-dev', '--remove', 'cam'])).stdout, 'rc-dev tags: lab, site:berlin\n', '--remove before the tags works too');
+
   // The same commands on the local data folder (the gateway's own host).
   const local = await wott(['device', 'list', '--data', data, '--config', config]);
   t.match(local.stdout, /^rc-dev\tactive\t/m, `local list (${local.stderr})`);

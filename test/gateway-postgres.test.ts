@@ -38,8 +38,15 @@ if (server) {
     // Node B: its own data folder with the same CA keys, as a cluster's nodes are provisioned.
     const bDir = tempDir(t);
     cpSync(join(a.dir, 'ca'), join(bDir, 'ca'), { recursive: true });
+    // Without node A's credentials.key node B would make its own: refused, saying what to copy.
+    await t.rejects(testGateway(t, { store: { postgres: url }, dataDir: bDir }), /credentials\.key is not the key the credentials in .* are sealed with .*copy credentials\.key/);
+    cpSync(join(a.dir, 'credentials.key'), join(bDir, 'credentials.key'));
     const b = await testGateway(t, { store: { postgres: url }, dataDir: bDir });
     t.equal(b.ca.inventory.location, a.ca.inventory.location);
+    // Credentials live in the one database: set on A, rotated on B, one line of versions.
+    await a.credentials.as('local:tester').set('cluster-key', Buffer.from('s1'), { tags: ['db'], minScore: 0.8 });
+    t.equal((await b.credentials.show('cluster-key'))?.version, 1, 'node B sees what node A set');
+    t.equal((await b.credentials.as('local:tester').rotate('cluster-key', Buffer.from('s2'))).version, 2);
     t.notMatch(a.ca.inventory.location, decodeURIComponent(new URL(url).password), 'no password in the location');
 
     const dir = tempDir(t);
@@ -52,7 +59,7 @@ if (server) {
       { serial: one.serial, device_id: 'pg-one' },
       { serial: two.serial, device_id: 'pg-two' },
     ], 'both certificates in PostgreSQL, whichever node issued them');
-    t.same((await server.sql(db, 'SELECT component FROM wott_schema ORDER BY component')).map((r) => r.component), ['actions', 'inventory', 'scores', 'sessions', 'vuln']);
+    t.same((await server.sql(db, 'SELECT component FROM wott_schema ORDER BY component')).map((r) => r.component), ['actions', 'credentials', 'inventory', 'scores', 'sessions', 'vuln']);
 
     // Scoring on node A stores its scores in PostgreSQL.
     const c1 = await connect(a, { ...one, id: 'pg-one:main' });
@@ -83,6 +90,7 @@ if (server) {
     const a = await testGateway(t, { store: { postgres: url } });
     const bDir = tempDir(t);
     cpSync(join(a.dir, 'ca'), join(bDir, 'ca'), { recursive: true });
+    cpSync(join(a.dir, 'credentials.key'), join(bDir, 'credentials.key'));
     const b = await testGateway(t, { store: { postgres: url }, dataDir: bDir });
     const dir = tempDir(t);
     const dev = await enroll(a, dir, 'steady');

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { openSqliteVulnStore, vulnStorePath } from '../sqlite/vuln.js';
 import { PostgresActionDecisionStore } from './actions.js';
+import { PostgresCredentialStore } from './credentials.js';
 import { LOCK_INVENTORY_WRITE, openPostgresInventory } from './inventory.js';
 import { LOCK_CLASS } from './migrate.js';
 import { inTransaction, openPool, safeLocation } from './pool.js';
@@ -29,6 +30,7 @@ export interface ImportCounts {
   history: number;
   vulnEntries: number;
   actionDecisions: number;
+  credentials: number;
 }
 
 type Row = Record<string, unknown>;
@@ -58,7 +60,7 @@ function readSqlite(path: string, read: (db: Database.Database) => void): boolea
 }
 
 export async function importSqliteData(dataDir: string, url: string): Promise<ImportCounts> {
-  const counts: ImportCounts = { devices: 0, certificates: 0, tokens: 0, revocations: 0, crls: 0, audit: 0, scoreRecords: 0, latestScores: 0, history: 0, vulnEntries: 0, actionDecisions: 0 };
+  const counts: ImportCounts = { devices: 0, certificates: 0, tokens: 0, revocations: 0, crls: 0, audit: 0, scoreRecords: 0, latestScores: 0, history: 0, vulnEntries: 0, actionDecisions: 0, credentials: 0 };
   const inventoryPath = join(dataDir, 'inventory.db');
   if (!existsSync(inventoryPath)) throw new Error(`no inventory in ${dataDir} (inventory.db): nothing to migrate`);
   // Opening the stores creates and migrates the schema.
@@ -166,6 +168,38 @@ export async function importSqliteData(dataDir: string, url: string): Promise<Im
       counts.actionDecisions = rows.length;
     } finally {
       await to.close();
+    }
+  }
+  // Credentials as they are: ciphertexts sealed under credentials.key (copied with ca/, never into the database),
+  // the versions each name had, exposures, deliveries, and the id of the key.
+  const cr: Record<string, Row[]> = {};
+  const hasCredentials = readSqlite(join(dataDir, 'credentials.db'), (db) => {
+    const tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>).map((r) => r.name));
+    for (const table of ['credentials', 'credential_versions', 'credential_exposures', 'credential_deliveries', 'credential_key']) cr[table] = tables.has(table) ? (db.prepare(`SELECT * FROM ${table}`).all() as Row[]) : [];
+  });
+  if (hasCredentials) {
+    await (await PostgresCredentialStore.open(url, { max: 1 })).close();
+    const credPool = openPool(url, { max: 1 });
+    try {
+      await inTransaction(credPool, async (client) => {
+        if (Number((await client.query('SELECT count(*) AS n FROM credentials')).rows[0]!.n) > 0) throw new Error(`the PostgreSQL database ${safeLocation(url)} already holds credentials: migrate into an empty database`);
+        await insertRows(
+          client,
+          'credentials',
+          [['name', 'text'], ['version', 'int4'], ['tags', 'text'], ['min_score', 'float8'], ['linux_user', 'text'], ['ttl_ms', 'int8'], ['expires_at', 'text'], ['created_at', 'text'], ['updated_at', 'text'], ['size', 'int4'], ['sealed', 'bytea']],
+          cr.credentials!,
+        );
+        // A version-1 file has no credential_versions: the stored versions are the highest ones.
+        const versions = cr.credential_versions!.length ? cr.credential_versions! : cr.credentials!.map((c) => ({ name: c.name, last: c.version }));
+        await insertRows(client, 'credential_versions', [['name', 'text'], ['last', 'int4']], versions);
+        await insertRows(client, 'credential_exposures', [['name', 'text'], ['device', 'text'], ['version', 'int4'], ['reason', 'text'], ['time', 'text']], cr.credential_exposures!);
+        await insertRows(client, 'credential_deliveries', [['device', 'text'], ['name', 'text'], ['version', 'int4'], ['serial', 'text'], ['time', 'text']], cr.credential_deliveries!);
+        if (cr.credential_key!.length) await client.query('INSERT INTO credential_key (id, key_id) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id', [cr.credential_key![0]!.key_id]);
+        await client.query('UPDATE credential_generation SET n = n + 1 WHERE id = 1');
+      });
+      counts.credentials = cr.credentials!.length;
+    } finally {
+      await credPool.end();
     }
   }
   return counts;

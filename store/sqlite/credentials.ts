@@ -43,6 +43,15 @@ const MIGRATIONS: Migration[] = [
       INSERT OR IGNORE INTO credential_generation (id, n) VALUES (1, 0);
     `,
   },
+  {
+    version: 2,
+    name: 'the highest version each name ever had (never reused, also after removal); the id of the sealing key',
+    up: `
+      CREATE TABLE IF NOT EXISTS credential_versions (name TEXT PRIMARY KEY, last INTEGER NOT NULL);
+      INSERT OR IGNORE INTO credential_versions (name, last) SELECT name, version FROM credentials;
+      CREATE TABLE IF NOT EXISTS credential_key (id INTEGER PRIMARY KEY CHECK (id = 1), key_id TEXT NOT NULL);
+    `,
+  },
 ];
 
 type Raw = Record<string, unknown>;
@@ -92,8 +101,16 @@ export class SqliteCredentialStore implements CredentialStore {
     return r && asCredential(r);
   }
 
-  async put(row: CredentialRow): Promise<void> {
-    this.db.transaction(() => {
+  async writeVersion(name: string, build: (current: CredentialRow | undefined, version: number) => CredentialRow): Promise<CredentialRow> {
+    // BEGIN IMMEDIATE takes the write lock before the read: another writer (another process too) waits for the
+    // commit (busy_timeout) and then reads this version, so a read-then-write can never hand out a number twice.
+    return this.db.transaction(() => {
+      const raw = this.db.prepare('SELECT * FROM credentials WHERE name = ?').get(name) as Raw | undefined;
+      const current = raw && asCredential(raw);
+      const last = (this.db.prepare('SELECT last FROM credential_versions WHERE name = ?').get(name) as { last: number } | undefined)?.last ?? 0;
+      const version = Math.max(last, current?.version ?? 0) + 1;
+      const row = build(current, version);
+      if (row.name !== name || row.version !== version) throw new Error(`credential ${name}: a write of version ${version} returned ${row.name} v${row.version}`);
       this.db
         .prepare(
           `INSERT INTO credentials (name, version, tags, min_score, linux_user, ttl_ms, expires_at, created_at, updated_at, size, sealed)
@@ -103,7 +120,10 @@ export class SqliteCredentialStore implements CredentialStore {
              updated_at = excluded.updated_at, size = excluded.size, sealed = excluded.sealed`,
         )
         .run(row.name, row.version, JSON.stringify(row.tags), row.minScore, row.linuxUser, row.ttlMs, row.expiresAt, row.createdAt, row.updatedAt, row.size, row.sealed);
+      this.db.prepare('INSERT INTO credential_versions (name, last) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last = excluded.last').run(name, version);
+      this.db.prepare('DELETE FROM credential_exposures WHERE name = ?').run(name);
       this.bump();
+      return row;
     }).immediate();
   }
 
@@ -127,10 +147,6 @@ export class SqliteCredentialStore implements CredentialStore {
       .run(row.name, row.device, row.version, row.reason, row.time);
   }
 
-  async clearExposures(name: string): Promise<void> {
-    this.db.prepare('DELETE FROM credential_exposures WHERE name = ?').run(name);
-  }
-
   async deliveries(device?: string): Promise<DeliveryRow[]> {
     const rows = device === undefined ? this.db.prepare('SELECT * FROM credential_deliveries ORDER BY device, name').all() : this.db.prepare('SELECT * FROM credential_deliveries WHERE device = ? ORDER BY name').all(device);
     return rows as DeliveryRow[];
@@ -148,6 +164,11 @@ export class SqliteCredentialStore implements CredentialStore {
 
   async generation(): Promise<number> {
     return (this.db.prepare('SELECT n FROM credential_generation WHERE id = 1').get() as { n: number }).n;
+  }
+
+  async bindKey(keyId: string): Promise<string> {
+    this.db.prepare('INSERT OR IGNORE INTO credential_key (id, key_id) VALUES (1, ?)').run(keyId);
+    return (this.db.prepare('SELECT key_id FROM credential_key WHERE id = 1').get() as { key_id: string }).key_id;
   }
 
   async close(): Promise<void> {

@@ -61,6 +61,8 @@ t.test('each mutating route does its work and writes the audit entry with the ca
   t.equal(rejected.json.revoked.length, 1, 'its claim-mode certificate revoked');
   const tagged = await check('PUT /devices/{id}/tags', 'PUT', '/devices/audit-a/tags', { ...operator, body: { tags: ['kitchen', 'floor=2'] } }, 'cert:operator:olga', 'device.tag');
   t.same(tagged.json.tags, ['kitchen', 'floor=2'], 'tags set');
+  const changed = await check('POST /devices/{id}/tags', 'POST', '/devices/audit-a/tags', { ...operator, body: { add: ['cellar'], remove: ['kitchen'] } }, 'cert:operator:olga', 'device.tag');
+  t.same(changed.json.tags, ['floor=2', 'cellar'], 'tags changed, the others kept');
   await check('POST /devices/{id}/actions/{action}/snooze', 'POST', '/devices/audit-a/actions/firewall/snooze', { ...operator, body: { duration: '24h' } }, 'cert:operator:olga', 'action.snooze');
   await check('POST /devices/{id}/actions/{action}/ignore', 'POST', '/devices/audit-a/actions/firewall/ignore', { cookie: session.cookie, csrf: session.csrf, body: {} }, 'session:operator:sam', 'action.ignore');
   await check('DELETE /devices/{id}/actions/{action}', 'DELETE', '/devices/audit-a/actions/firewall', operator, 'cert:operator:olga', 'action.unignore');

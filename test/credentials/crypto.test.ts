@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CredentialFiles, CredentialReceiver, lookupLinuxUser } from '../../agent/credentials.js';
-import { CredentialService, CredentialVault, decryptWithKey, encryptForCertificate } from '../../credentials/index.js';
+import { CredentialService, CredentialVault, decryptWithKey, encryptForCertificate, openSecret } from '../../credentials/index.js';
 import { SqliteCredentialStore } from '../../store/index.js';
 import { makeCsr, memoryLogger, openssl, tempDir } from '../helpers.js';
 
@@ -23,10 +23,12 @@ t.test('a JWE opens only with the key it was made for, and only as what it says 
   const dir = tempDir(t);
   const a = device(dir, 'dev-a');
   const b = device(dir, 'dev-b');
-  const payload = { device: 'dev-a', name: 'api-key', version: 3, value: Buffer.from('hunter2') };
+  const payload = { device: 'dev-a', name: 'api-key', version: 3, linuxUser: 'pi', value: Buffer.from('hunter2') };
   const jwe = await encryptForCertificate(a.certPem, payload);
   t.notOk(jwe.includes('hunter2') || Buffer.from(jwe).includes(Buffer.from('hunter2').toString('base64')), 'no plaintext in the JWE');
   t.equal((await decryptWithKey(jwe, a.keyPem, payload)).toString(), 'hunter2');
+  t.equal((await openSecret(jwe, a.keyPem, payload)).linuxUser, 'pi', 'the Linux user travels inside');
+  t.notOk(Buffer.from(jwe.split('.')[0]!, 'base64url').toString().includes('pi'), 'not in the protected header');
   await t.rejects(decryptWithKey(jwe, b.keyPem, { ...payload, device: 'dev-a' }), 'B cannot decrypt what was encrypted to A');
   await t.rejects(decryptWithKey(jwe, a.keyPem, { ...payload, name: 'other' }), /not dev-a\/other/, 'not under another name');
   await t.rejects(decryptWithKey(jwe, a.keyPem, { ...payload, version: 2 }), 'not as another version');
@@ -41,7 +43,7 @@ t.test('the agent refuses a tampered JWE and keeps its copy', async (t) => {
   const receiver = new CredentialReceiver({ urls: ['mqtts://127.0.0.1:1'], caPem: a.certPem, device: 'dev-a', identity: a, files, log });
   t.teardown(() => receiver.close());
   const deliver = async (value: string, version: number, mangle = (s: string) => s) =>
-    JSON.stringify({ type: 'deliver', name: 'api-key', version, linuxUser: null, serial: '01', jwe: mangle(await encryptForCertificate(a.certPem, { device: 'dev-a', name: 'api-key', version, value: Buffer.from(value) })) });
+    JSON.stringify({ type: 'deliver', name: 'api-key', version, serial: '01', jwe: mangle(await encryptForCertificate(a.certPem, { device: 'dev-a', name: 'api-key', version, linuxUser: null, value: Buffer.from(value) })) });
   await receiver.handle(await deliver('first', 1), a.keyPem);
   t.equal(readFileSync(join(files.dir, 'api-key'), 'utf8'), 'first');
   // Flip one character of the ciphertext part (compact JWE: header.key.iv.ciphertext.tag).
@@ -58,7 +60,7 @@ t.test('the agent refuses a tampered JWE and keeps its copy', async (t) => {
   t.notOk(JSON.stringify(log.lines).includes('first'), 'values never logged');
   // A JWE for another device's key is refused the same way.
   const b = device(dir, 'dev-b');
-  const forB = JSON.stringify({ type: 'deliver', name: 'api-key', version: 5, linuxUser: null, serial: '02', jwe: await encryptForCertificate(b.certPem, { device: 'dev-a', name: 'api-key', version: 5, value: Buffer.from('x') }) });
+  const forB = JSON.stringify({ type: 'deliver', name: 'api-key', version: 5, serial: '02', jwe: await encryptForCertificate(b.certPem, { device: 'dev-a', name: 'api-key', version: 5, linuxUser: null, value: Buffer.from('x') }) });
   await receiver.handle(forB, a.keyPem);
   t.equal(readFileSync(join(files.dir, 'api-key'), 'utf8'), 'first');
   // Withdrawal and manifest.
@@ -67,6 +69,20 @@ t.test('the agent refuses a tampered JWE and keeps its copy', async (t) => {
   await receiver.handle(JSON.stringify({ type: 'withdraw', name: 'api-key' }), a.keyPem);
   t.notOk(existsSync(join(files.dir, 'api-key')), 'withdrawn: deleted');
   t.same(files.list(), []);
+});
+
+t.test('the owner is the one inside the JWE: a Linux user added or changed around it is ignored', async (t) => {
+  const dir = tempDir(t);
+  const a = device(dir, 'dev-a');
+  const files = new CredentialFiles(join(dir, 'creds'));
+  const receiver = new CredentialReceiver({ urls: ['mqtts://127.0.0.1:1'], caPem: a.certPem, device: 'dev-a', identity: a, files, log: memoryLogger() });
+  t.teardown(() => receiver.close());
+  const jwe = async (linuxUser: string | null, version: number) => encryptForCertificate(a.certPem, { device: 'dev-a', name: 'owned', version, linuxUser, value: Buffer.from('v') });
+  // A message that claims another owner outside the encryption (as an old gateway, or someone on the way, might).
+  await receiver.handle(JSON.stringify({ type: 'deliver', name: 'owned', version: 1, linuxUser: 'nobody', serial: '01', jwe: await jwe('root', 1) }), a.keyPem);
+  t.same(files.list(), [{ name: 'owned', version: 1, linuxUser: 'root' }], 'root, from the JWE');
+  await receiver.handle(JSON.stringify({ type: 'deliver', name: 'owned', version: 2, linuxUser: 'root', serial: '01', jwe: await jwe(null, 2) }), a.keyPem);
+  t.same(files.list(), [{ name: 'owned', version: 2, linuxUser: null }], 'no owner in the JWE: none, whatever the message says');
 });
 
 t.test('hostile names, huge values and unknown users are refused; nothing is written', async (t) => {

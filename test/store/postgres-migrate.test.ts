@@ -28,6 +28,8 @@ if (server) {
     await old.ca.createToken('later');
     await old.ca.revoke({ serial: bad.serial }, 'keyCompromise');
     await old.fleet.quarantine('suspect');
+    await old.credentials.as('local:tester').set('db-password', Buffer.from('hunter2-secret'), { tags: ['db'], minScore: 0.8 });
+    await old.credentials.as('local:tester').rotate('db-password', Buffer.from('hunter3-secret'));
     const c = await connect(old, { ...good, id: 'keeper:main' });
     await c.publishAsync(topics.telemetry('keeper'), JSON.stringify(fixtureTelemetry('debian12-hardened', 'keeper', 1, Date.now())), { qos: 1 });
     await waitFor(() => old.plugin.effectiveScore('keeper') >= 0.9, 'scored');
@@ -41,7 +43,7 @@ if (server) {
     const migrated = await run(process.execPath, [CLI, 'store', 'migrate', '--from', `sqlite:${old.dir}`, '--to', url], 60_000);
     t.equal(migrated.code, 0, 'migrate succeeds');
     t.comment(migrated.stdout.trim());
-    t.match(migrated.stdout, /: 3 devices, 4 certificates, 4 tokens, 1 revocations, .*, 1 audit entries, /, "what was copied (the three devices' certificates and the gateway's server certificate)");
+    t.match(migrated.stdout, /: 3 devices, 4 certificates, 4 tokens, 1 revocations, .*, 3 audit entries, /, "what was copied (the credential set and rotated are audited; the three devices' certificates and the gateway's server certificate)");
     t.notMatch(migrated.stdout + migrated.stderr, decodeURIComponent(new URL(url).password), 'the password is not printed');
 
     const from = old.ca.inventory;
@@ -60,13 +62,21 @@ if (server) {
     t.same(await pgScores.history('keeper'), await sqliteScores.history('keeper'), 'the score history');
     t.same((await pgScores.records()).sort(), (await sqliteScores.records()).sort(), 'the scoring records');
 
-    // A gateway on the copy (the CA keys copied beside it, as for any new node).
+    t.match(migrated.stdout, /, 1 credentials\n/, 'the credential was copied');
+    t.same(await server.sql(new URL(url).pathname.slice(1), 'SELECT name, version FROM credentials'), [{ name: 'db-password', version: 2 }]);
+    const dump = JSON.stringify(await server.sql(new URL(url).pathname.slice(1), "SELECT encode(sealed, 'escape') AS s FROM credentials"));
+    t.notOk(dump.includes('hunter3'), 'sealed, not plaintext');
+
+    // A gateway on the copy (the CA keys and the credential key copied beside it, as for any new node).
     const nodeDir = tempDir(t);
     cpSync(join(old.dir, 'ca'), join(nodeDir, 'ca'), { recursive: true });
+    cpSync(join(old.dir, 'credentials.key'), join(nodeDir, 'credentials.key'));
     const node = await testGateway(t, { store: { postgres: url }, dataDir: nodeDir });
     const again = await connect(node, { ...good, id: 'keeper:again' });
     again.end(true);
     t.pass('the good certificate connects to the new node');
+    t.equal((await node.credentials.show('db-password'))?.version, 2, 'the credential is there');
+    t.equal((await node.credentials.as('local:tester').rotate('db-password', Buffer.from('hunter4-secret'))).version, 3, 'its versions go on');
     t.ok(await connectError(node, { ...bad, id: 'stolen:again' }), 'the revoked one is refused');
     t.equal(node.plugin.deviceState('suspect'), 'quarantined', 'the quarantine holds');
     const fresh = await enroll(node, dir, 'newcomer');

@@ -33,7 +33,7 @@ export function openStream(
   gw: { httpsPort: number; caPem: string },
   creds: { cert: string; key: string } | { cookie: string },
   lastEventId?: string,
-  options: { paused?: boolean } = {},
+  options: { paused?: boolean; /** Another stream of the API (default /trust/stream). */ path?: string } = {},
 ): SseReader {
   const events: SseEvent[] = [];
   const comments: string[] = [];
@@ -44,7 +44,7 @@ export function openStream(
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const reader: SseReader = { events, comments, status, closed, lastId: () => last, kill: () => req.destroy(), req: undefined as unknown as ClientRequest };
   const req = request(
-    `https://127.0.0.1:${gw.httpsPort}${API_PREFIX}/trust/stream`,
+    `https://127.0.0.1:${gw.httpsPort}${API_PREFIX}${options.path ?? '/trust/stream'}`,
     {
       ca: gw.caPem,
       servername: 'localhost',
