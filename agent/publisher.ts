@@ -46,7 +46,7 @@ export class TelemetryPublisher {
       connectTimeout: 15_000,
     });
     client.on('connect', () => {
-      this.options.log.info({ broker: `${client.options.hostname}:${client.options.port}` }, 'MQTT connected');
+      this.options.log.info({ broker: `${client.options.host ?? client.options.hostname}:${client.options.port}` }, 'MQTT connected');
       void this.pump();
     });
     client.on('error', (err) => this.options.log.warn({ err: err.message }, 'MQTT error'));
