@@ -6,7 +6,7 @@
 import t from 'tap';
 import { requireCommand, tempDir } from '../helpers.js';
 import { connect, enroll, testGateway, waitFor } from '../mqtt-helpers.js';
-import { launch, loginLink, recordRequests, requireChromium, signIn } from '../dashboard/browser.js';
+import { axeViolations, launch, loginLink, recordRequests, requireChromium, screenshots, signIn } from '../dashboard/browser.js';
 
 t.test('the Compliance page shows the latest audit', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl') || !requireChromium(t)) return;
@@ -37,6 +37,10 @@ t.test('the Compliance page shows the latest audit', async (t) => {
   const checks = await page.$$eval('table.checks tbody tr', (trs) => trs.map((tr) => tr.textContent ?? ''));
   t.equal(checks.length, run.checks.length, 'every check, with its result');
   t.match(await page.$eval('.audit-summary', (e) => e.textContent ?? ''), new RegExp(`over 1 device\\(s\\): ${run.findings.length} finding\\(s\\)`));
+  const violations = await axeViolations(page);
+  t.same(violations.filter((v) => v.impact === 'serious' || v.impact === 'critical'), [], 'axe: no serious or critical violations');
+  const shots = await screenshots(page, tempDir(t, 'wott-shots-'), 'compliance', () => page.waitForSelector('table.findings tbody tr'));
+  t.equal(shots.length, 2, `screenshots at laptop and phone width (copied to /tmp/dashboard-shots)`);
   const outside = requested.filter((u) => !u.startsWith('data:') && new URL(u).host !== `127.0.0.1:${gw.httpsPort}`);
   t.same(outside, [], 'every request went to the gateway');
   await context.close();
