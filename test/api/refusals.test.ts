@@ -27,6 +27,7 @@ const SAMPLES: Record<string, unknown> = {
   'POST /devices/{id}/reject': {},
   'POST /devices/{id}/revoke': { reason: 'keyCompromise' },
   'PUT /devices/{id}/tags': { tags: ['x'] },
+  'POST /devices/{id}/tags': { add: ['x'], remove: ['y'] },
   'POST /tokens': { device: 'matrix-new', ttlSeconds: 600 },
   'GET /audit': undefined,
   'GET /fleet/summary': undefined,
