@@ -82,7 +82,8 @@ function sampleArgs(words: string[], cmd: Command, scratch: string): string[] {
     if (value === undefined) throw new Error(`wott ${words.join(' ')}: no sample value for its mandatory ${o.long}: add one to sampleArgs`);
     args.push(o.long!, value);
   }
-  for (const a of cmd.registeredArguments) if (a.required) args.push(a.name() === 'id' ? 'dev1' : 'n1');
+  // Variadic lists too: a command may insist on a non-empty one (device tag) before it looks for any folder.
+  for (const a of cmd.registeredArguments) if (a.required || a.variadic) args.push(a.name() === 'id' ? 'dev1' : 'n1');
   return [...words, ...args];
 }
 
