@@ -39,9 +39,10 @@ t.test('Redis restarts, then PostgreSQL, under load: nothing acknowledged is los
   const url = await pg.newDatabase();
   const dirA = tempDir(t);
   const a = await node(t, dirA, redis.url, 'node-a', { store: { postgres: url } });
-  // Node B: its own data folder with the same CA keys, as a cluster's nodes are provisioned.
+  // Node B: its own data folder with the same CA keys and credentials key, as a cluster's nodes are provisioned.
   const dirB = tempDir(t);
   cpSync(join(dirA, 'ca'), join(dirB, 'ca'), { recursive: true });
+  cpSync(join(dirA, 'credentials.key'), join(dirB, 'credentials.key'));
   const b = await node(t, dirB, redis.url, 'node-b', { store: { postgres: url } });
   const creds = tempDir(t);
   const publisher = await enroll(a, creds, 'pub-1');
