@@ -387,8 +387,21 @@ export function rematchSet(index: CveIndex, previous: SetMatch, packages: readon
     const subset = packages.filter((p) => changed.has(trackerSource(p.source || p.name)));
     if (subset.length > 0) fresh = findingsOf(index, bySource, groupBySource(subset));
   }
-  const findings = fresh.length === 0 && kept.length === previous.findings.length ? previous.findings : freezeFindings(kept.concat(fresh).sort(compareFindings));
+  // kept is still sorted (a subsequence of a sorted list): only the fresh ones are sorted, then merged in.
+  const findings = fresh.length === 0 && kept.length === previous.findings.length ? previous.findings : freezeFindings(mergeSorted(kept, fresh.sort(compareFindings)));
   return { generation: index.generation, release: previous.release, findings, exposure: new Map() };
+}
+
+/** Merges two lists each sorted by compareFindings: linear, where re-sorting ~200 findings with the collator is not. */
+function mergeSorted(a: readonly CveFinding[], b: readonly CveFinding[]): CveFinding[] {
+  const out: CveFinding[] = new Array<CveFinding>(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) out[k++] = compareFindings(a[i]!, b[j]!) <= 0 ? a[i++]! : b[j++]!;
+  while (i < a.length) out[k++] = a[i++]!;
+  while (j < b.length) out[k++] = b[j++]!;
+  return out;
 }
 
 const MAX_EXPOSURE_VARIANTS = 16;
@@ -404,7 +417,14 @@ export function exposeFindings(set: SetMatch, packages: readonly InventoryEntry[
   const exposed = exposedSources(relevant, packages);
   let out = set.findings;
   if (set.findings.some((f) => isExposed(f.source, exposed))) {
-    out = freezeFindings(set.findings.map((f) => (isExposed(f.source, exposed) ? { ...f, packages: [...f.packages], exposed: true } : f)).sort(compareFindings));
+    // The unexposed ones keep their order; the (usually few) exposed ones are sorted and merged in.
+    const plain: CveFinding[] = [];
+    const raised: CveFinding[] = [];
+    for (const f of set.findings) {
+      if (isExposed(f.source, exposed)) raised.push({ ...f, packages: [...f.packages], exposed: true });
+      else plain.push(f);
+    }
+    out = freezeFindings(mergeSorted(plain, raised.sort(compareFindings)));
   }
   if (set.exposure.size >= MAX_EXPOSURE_VARIANTS) set.exposure.delete(set.exposure.keys().next().value!);
   set.exposure.set(signature, out);
