@@ -82,7 +82,22 @@ export function buildIndex(entries: Iterable<CveEntry>, generation = 0): CveInde
     list.push(item);
     size++;
   }
+  // Ascending by fixed version, so matching skips every entry already fixed in the installed version with a
+  // binary search (most of a source's CVEs were fixed long ago) and compares only the rest.
+  for (const bySource of releases.values()) for (const list of bySource.values()) list.sort((a, b) => compareParsedVersions(a.fixedVersion, b.fixedVersion));
   return { generation, releases, descriptions, size };
+}
+
+/** The first entry whose fixed version is newer than `installed` (entries sorted ascending by fixed version). */
+function firstUnfixed(entries: readonly IndexedEntry[], installed: DebianVersion): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareParsedVersions(installed, entries[mid]!.fixedVersion) >= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 export interface OsRelease {
@@ -315,8 +330,8 @@ function findingsOf(index: CveIndex, bySource: Map<string, IndexedEntry[]>, grou
     const entries = bySource.get(group.source);
     if (!entries) continue;
     const hits = new Map<string, IndexedEntry>();
-    for (const e of entries) {
-      if (compareParsedVersions(group.parsed, e.fixedVersion) >= 0) continue;
+    for (let i = firstUnfixed(entries, group.parsed); i < entries.length; i++) {
+      const e = entries[i]!;
       if (e.introducedVersion && compareParsedVersions(group.parsed, e.introducedVersion) < 0) continue;
       const prev = hits.get(e.id);
       if (!prev || compareParsedVersions(e.fixedVersion, prev.fixedVersion) > 0) hits.set(e.id, e);
