@@ -370,8 +370,11 @@ export interface SetMatch {
   generation: number;
   release: string;
   findings: readonly CveFinding[];
-  /** Per exposure signature (the non-loopback listeners' process names) the findings with exposure applied. */
-  exposure: Map<string, readonly CveFinding[]>;
+  /**
+   * Per exposure signature (the non-loopback listeners' process names): the exposed sources (which depend on the
+   * packages and sockets only, so they carry over to a re-match) and the findings with exposure applied.
+   */
+  exposure: Map<string, { exposed: { names: Set<string>; patterns: string[] }; findings?: readonly CveFinding[] }>;
 }
 
 function freezeFindings(findings: CveFinding[]): readonly CveFinding[] {
@@ -404,7 +407,8 @@ export function rematchSet(index: CveIndex, previous: SetMatch, packages: readon
   }
   // kept is still sorted (a subsequence of a sorted list): only the fresh ones are sorted, then merged in.
   const findings = fresh.length === 0 && kept.length === previous.findings.length ? previous.findings : freezeFindings(mergeSorted(kept, fresh.sort(compareFindings)));
-  return { generation: index.generation, release: previous.release, findings, exposure: new Map() };
+  const exposure = new Map([...previous.exposure].map(([sig, e]) => [sig, { exposed: e.exposed }]));
+  return { generation: index.generation, release: previous.release, findings, exposure };
 }
 
 /** Merges two lists each sorted by compareFindings: linear, where re-sorting ~200 findings with the collator is not. */
@@ -428,8 +432,8 @@ export function exposeFindings(set: SetMatch, packages: readonly InventoryEntry[
   if (relevant.length === 0) return set.findings;
   const signature = [...new Set(relevant.map((s) => s.process!.trim()))].sort().join('\n');
   const cached = set.exposure.get(signature);
-  if (cached) return cached;
-  const exposed = exposedSources(relevant, packages);
+  if (cached?.findings) return cached.findings;
+  const exposed = cached?.exposed ?? exposedSources(relevant, packages);
   let out = set.findings;
   if (set.findings.some((f) => isExposed(f.source, exposed))) {
     // The unexposed ones keep their order; the (usually few) exposed ones are sorted and merged in.
@@ -441,8 +445,8 @@ export function exposeFindings(set: SetMatch, packages: readonly InventoryEntry[
     }
     out = freezeFindings(mergeSorted(plain, raised.sort(compareFindings)));
   }
-  if (set.exposure.size >= MAX_EXPOSURE_VARIANTS) set.exposure.delete(set.exposure.keys().next().value!);
-  set.exposure.set(signature, out);
+  if (!cached && set.exposure.size >= MAX_EXPOSURE_VARIANTS) set.exposure.delete(set.exposure.keys().next().value!);
+  set.exposure.set(signature, { exposed, findings: out });
   return out;
 }
 
