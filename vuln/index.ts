@@ -23,7 +23,14 @@ export {
 } from './feed.js';
 export {
   buildIndex,
+  chainChanges,
+  changedSince,
   compareFindings,
+  diffIndexes,
+  exposeFindings,
+  matchSet,
+  rematchSet,
+  trackerSource,
   DAEMON_SOURCES,
   debianRelease,
   exposedSources,
@@ -35,6 +42,7 @@ export {
   type IndexedEntry,
   type InventoryEntry,
   type OsRelease,
+  type SetMatch,
 } from './match.js';
 export { inventoryFromDpkgStatus, parseDpkgStatus } from './dpkg-status.js';
 export { CveDatabase, type CveDatabaseOptions } from './database.js';

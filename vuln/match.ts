@@ -32,6 +32,8 @@ export interface CveFinding {
 export interface IndexedEntry {
   id: string;
   fixed: string;
+  /** The feed's introduced version as text (compared when a new index is diffed against the old one). */
+  introduced?: string;
   fixedVersion: DebianVersion;
   introducedVersion: DebianVersion | null;
   severity: Severity;
@@ -48,6 +50,11 @@ export interface CveIndex {
   descriptions: Map<string, string>;
   /** Entries in the index (with a fix). */
   size: number;
+  /**
+   * Sources whose entries differ from the previous generations' (newest first, a few kept), so results matched
+   * against an older generation re-match only those sources (see changedSince).
+   */
+  changes?: Array<{ from: number; sources: Set<string> }>;
 }
 
 /** Builds the in-memory index; versions are parsed once here so matching only compares. */
@@ -70,11 +77,27 @@ export function buildIndex(entries: Iterable<CveEntry>, generation = 0): CveInde
       severity: e.severity,
       remote: e.remote,
     };
+    if (e.introduced) item.introduced = e.introduced;
     if (e.advisory) item.advisory = e.advisory;
     list.push(item);
     size++;
   }
+  // Ascending by fixed version, so matching skips every entry already fixed in the installed version with a
+  // binary search (most of a source's CVEs were fixed long ago) and compares only the rest.
+  for (const bySource of releases.values()) for (const list of bySource.values()) list.sort((a, b) => compareParsedVersions(a.fixedVersion, b.fixedVersion));
   return { generation, releases, descriptions, size };
+}
+
+/** The first entry whose fixed version is newer than `installed` (entries sorted ascending by fixed version). */
+function firstUnfixed(entries: readonly IndexedEntry[], installed: DebianVersion): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareParsedVersions(installed, entries[mid]!.fixedVersion) >= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 export interface OsRelease {
@@ -101,8 +124,9 @@ export function debianRelease(os: OsRelease): string | null {
  * Binary packages whose Source differs by name from the source the tracker files issues under: the signed
  * kernel images are built by linux-signed-<arch> but carry linux's version, and CVEs are filed against linux.
  */
-function trackerSource(source: string): string {
-  return /^linux-signed(?:-[a-z0-9]+)?$/.test(source) ? 'linux' : source;
+export function trackerSource(source: string): string {
+  // startsWith first: this runs for every installed package, the regex only for the few signed-kernel ones.
+  return source.startsWith('linux-signed') && /^linux-signed(?:-[a-z0-9]+)?$/.test(source) ? 'linux' : source;
 }
 
 /** A binNMU (binary-only rebuild) appends +bN to the binary's version; the source version is the rest. */
@@ -296,13 +320,18 @@ export function matchPackages(index: CveIndex, packages: readonly InventoryEntry
   const bySource = index.releases.get(release);
   if (!bySource) return [];
   const exposed = exposedSources(listening, packages);
+  return findingsOf(index, bySource, groupBySource(packages), exposed).sort(compareFindings);
+}
+
+/** Unsorted findings of grouped packages against one release's entries. */
+function findingsOf(index: CveIndex, bySource: Map<string, IndexedEntry[]>, groups: Map<string, SourceGroup>, exposed?: { names: Set<string>; patterns: string[] }): CveFinding[] {
   const findings: CveFinding[] = [];
-  for (const group of groupBySource(packages).values()) {
+  for (const group of groups.values()) {
     const entries = bySource.get(group.source);
     if (!entries) continue;
     const hits = new Map<string, IndexedEntry>();
-    for (const e of entries) {
-      if (compareParsedVersions(group.parsed, e.fixedVersion) >= 0) continue;
+    for (let i = firstUnfixed(entries, group.parsed); i < entries.length; i++) {
+      const e = entries[i]!;
       if (e.introducedVersion && compareParsedVersions(group.parsed, e.introducedVersion) < 0) continue;
       const prev = hits.get(e.id);
       if (!prev || compareParsedVersions(e.fixedVersion, prev.fixedVersion) > 0) hits.set(e.id, e);
@@ -310,7 +339,7 @@ export function matchPackages(index: CveIndex, packages: readonly InventoryEntry
     if (hits.size === 0) continue;
     const binaries = [...group.binaries].sort();
     const action = `apt-get install --only-upgrade ${binaries.join(' ')}`;
-    const isExp = isExposed(group.source, exposed);
+    const isExp = exposed ? isExposed(group.source, exposed) : false;
     for (const e of hits.values()) {
       const f: CveFinding = {
         cve: e.id,
@@ -329,5 +358,138 @@ export function matchPackages(index: CveIndex, packages: readonly InventoryEntry
       findings.push(f);
     }
   }
-  return findings.sort(compareFindings);
+  return findings;
+}
+
+/**
+ * What devices with the same package list (and release) share: their findings against one index generation,
+ * every one with exposed=false (exposure depends on the device's sockets: see exposeFindings). Frozen, because
+ * one result is handed to every device that has this package list.
+ */
+export interface SetMatch {
+  generation: number;
+  release: string;
+  findings: readonly CveFinding[];
+  /**
+   * Per exposure signature (the non-loopback listeners' process names): the exposed sources (which depend on the
+   * packages and sockets only, so they carry over to a re-match) and the findings with exposure applied.
+   */
+  exposure: Map<string, { exposed: { names: Set<string>; patterns: string[] }; findings?: readonly CveFinding[] }>;
+}
+
+function freezeFindings(findings: CveFinding[]): readonly CveFinding[] {
+  for (const f of findings) {
+    Object.freeze(f.packages);
+    Object.freeze(f);
+  }
+  return Object.freeze(findings);
+}
+
+/** Full match of one package list in one release (null release: not Debian, no findings). */
+export function matchSet(index: CveIndex, release: string, packages: readonly InventoryEntry[]): SetMatch {
+  const bySource = index.releases.get(release);
+  const findings = bySource ? findingsOf(index, bySource, groupBySource(packages)).sort(compareFindings) : [];
+  return { generation: index.generation, release, findings: freezeFindings(findings), exposure: new Map() };
+}
+
+/**
+ * The same package list matched again after the index changed: findings of unchanged sources are kept, and only
+ * the packages built from a changed source are grouped and compared (a feed update usually touches a few dozen
+ * sources, a device has a thousand or more).
+ */
+export function rematchSet(index: CveIndex, previous: SetMatch, packages: readonly InventoryEntry[], changed: ReadonlySet<string>): SetMatch {
+  const bySource = index.releases.get(previous.release);
+  const kept = previous.findings.filter((f) => !changed.has(f.source));
+  let fresh: CveFinding[] = [];
+  if (bySource) {
+    const subset = packages.filter((p) => changed.has(trackerSource(p.source || p.name)));
+    if (subset.length > 0) fresh = findingsOf(index, bySource, groupBySource(subset));
+  }
+  // kept is still sorted (a subsequence of a sorted list): only the fresh ones are sorted, then merged in.
+  const findings = fresh.length === 0 && kept.length === previous.findings.length ? previous.findings : freezeFindings(mergeSorted(kept, fresh.sort(compareFindings)));
+  const exposure = new Map([...previous.exposure].map(([sig, e]) => [sig, { exposed: e.exposed }]));
+  return { generation: index.generation, release: previous.release, findings, exposure };
+}
+
+/** Merges two lists each sorted by compareFindings: linear, where re-sorting ~200 findings with the collator is not. */
+function mergeSorted(a: readonly CveFinding[], b: readonly CveFinding[]): CveFinding[] {
+  const out: CveFinding[] = new Array<CveFinding>(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) out[k++] = compareFindings(a[i]!, b[j]!) <= 0 ? a[i++]! : b[j++]!;
+  while (i < a.length) out[k++] = a[i++]!;
+  while (j < b.length) out[k++] = b[j++]!;
+  return out;
+}
+
+const MAX_EXPOSURE_VARIANTS = 16;
+
+/** A set's findings for one device: exposure applied from its listening sockets (cached per process-name set). */
+export function exposeFindings(set: SetMatch, packages: readonly InventoryEntry[], listening: readonly ListeningSocket[]): readonly CveFinding[] {
+  if (set.findings.length === 0) return set.findings;
+  const relevant = listening.filter((s) => s.process && !isLoopback(s.address));
+  if (relevant.length === 0) return set.findings;
+  const signature = [...new Set(relevant.map((s) => s.process!.trim()))].sort().join('\n');
+  const cached = set.exposure.get(signature);
+  if (cached?.findings) return cached.findings;
+  const exposed = cached?.exposed ?? exposedSources(relevant, packages);
+  let out = set.findings;
+  if (set.findings.some((f) => isExposed(f.source, exposed))) {
+    // The unexposed ones keep their order; the (usually few) exposed ones are sorted and merged in.
+    const plain: CveFinding[] = [];
+    const raised: CveFinding[] = [];
+    for (const f of set.findings) {
+      if (isExposed(f.source, exposed)) raised.push({ ...f, packages: [...f.packages], exposed: true });
+      else plain.push(f);
+    }
+    out = freezeFindings(mergeSorted(plain, raised.sort(compareFindings)));
+  }
+  if (!cached && set.exposure.size >= MAX_EXPOSURE_VARIANTS) set.exposure.delete(set.exposure.keys().next().value!);
+  set.exposure.set(signature, { exposed, findings: out });
+  return out;
+}
+
+function sameEntries(a: readonly IndexedEntry[], b: readonly IndexedEntry[], da: Map<string, string>, db: Map<string, string>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.id !== y.id || x.fixed !== y.fixed || x.introduced !== y.introduced || x.severity !== y.severity || x.remote !== y.remote || x.advisory !== y.advisory) return false;
+    if (da.get(x.id) !== db.get(y.id)) return false;
+  }
+  return true;
+}
+
+/** Sources (any release) whose entries or their CVEs' descriptions differ between two indexes. */
+export function diffIndexes(previous: CveIndex, next: CveIndex): Set<string> {
+  const changed = new Set<string>();
+  const releases = new Set([...previous.releases.keys(), ...next.releases.keys()]);
+  for (const release of releases) {
+    const a = previous.releases.get(release) ?? new Map<string, IndexedEntry[]>();
+    const b = next.releases.get(release) ?? new Map<string, IndexedEntry[]>();
+    for (const [source, list] of b) {
+      const old = a.get(source);
+      if (!old || !sameEntries(old, list, previous.descriptions, next.descriptions)) changed.add(source);
+    }
+    for (const source of a.keys()) if (!b.has(source)) changed.add(source);
+  }
+  return changed;
+}
+
+const MAX_CHANGES_KEPT = 8;
+
+/** Records in `next` which sources changed since `previous` (and since the generations before it). */
+export function chainChanges(previous: CveIndex, next: CveIndex): void {
+  next.changes = [{ from: previous.generation, sources: diffIndexes(previous, next) }, ...(previous.changes ?? [])].slice(0, MAX_CHANGES_KEPT);
+}
+
+/** Sources changed between generation `from` and the index, or null when that is not known (match in full). */
+export function changedSince(index: CveIndex, from: number): Set<string> | null {
+  const out = new Set<string>();
+  for (const c of index.changes ?? []) {
+    for (const s of c.sources) out.add(s);
+    if (c.from === from) return out;
+  }
+  return null;
 }

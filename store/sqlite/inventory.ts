@@ -318,6 +318,15 @@ const READS = [
 ] as const satisfies ReadonlyArray<keyof InventoryReads>;
 const WRITES = ['upsertDevice', 'setTpmKey', 'setDeviceTags', 'insertCertificate', 'supersede', 'revoke', 'insertToken', 'useToken', 'appendAudit', 'insertCrl'] as const;
 
+/** Most transactions sharing one COMMIT: bounds how long the first of a group waits for the last. */
+const MAX_GROUP = 64;
+
+interface PendingTransaction {
+  fn: (tx: InventoryTransaction) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
 export class SqliteInventoryStore implements InventoryStore {
   readonly feed: ChangeFeed;
   /** Files wott could not make private (0600), for a warning. */
@@ -328,6 +337,9 @@ export class SqliteInventoryStore implements InventoryStore {
   /** The end of the last operation queued on this connection. */
   private tail: Promise<unknown> = Promise.resolve();
   private busy = 0;
+  /** Transactions waiting for the next group (see transaction). */
+  private pending: PendingTransaction[] = [];
+  private draining = false;
   private readonly wakeListeners = new Set<() => void>();
   private pollTimer: NodeJS.Timeout | undefined;
   private dataVersion = -1;
@@ -417,21 +429,87 @@ export class SqliteInventoryStore implements InventoryStore {
     return this.exclusive(fn);
   }
 
+  /**
+   * Group commit: transactions queued while one runs share its SQLite transaction and its one COMMIT (one fsync
+   * with synchronous=FULL instead of one each). Each runs inside its own SAVEPOINT, so a failing one is rolled back
+   * alone and rejects at once; the others resolve only after the shared COMMIT, so a caller still never sees a
+   * result (e.g. a certificate to hand out) before it is durable. A failed COMMIT rejects every one of the group.
+   */
   transaction<T>(fn: (tx: InventoryTransaction) => Promise<T>): Promise<T> {
-    return this.exclusive(async () => {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ fn: fn as (tx: InventoryTransaction) => Promise<unknown>, resolve: resolve as (v: unknown) => void, reject });
+      this.startDrain();
+    });
+  }
+
+  /**
+   * Queues a drain now (so it keeps its place before a later close or read) that starts after this turn of the
+   * event loop, so transactions queued by the other requests handled in this turn join its group.
+   */
+  private startDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    void this.exclusive(async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      await this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.pending.length > 0) await this.runGroup();
+    } finally {
+      this.draining = false;
+      if (this.pending.length > 0) this.startDrain();
+    }
+  }
+
+  private async runGroup(): Promise<void> {
+    const done: Array<{ job: PendingTransaction; value: unknown }> = [];
+    const failAll = (err: unknown) => {
+      for (const d of done) d.job.reject(err);
+      done.length = 0;
+    };
+    try {
       if (!this.db.open) throw new Error(`the CA inventory ${this.location} is closed`);
       await this.begin();
-      let result: T;
-      try {
-        result = await fn(this.tx);
-        this.db.exec('COMMIT');
-      } catch (err) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
-        throw err;
+    } catch (err) {
+      for (const job of this.pending.splice(0)) job.reject(err);
+      return;
+    }
+    // Taken once the write lock is held: whatever queued while waiting for it joins this group.
+    const jobs = this.pending.splice(0, MAX_GROUP);
+    for (const [i, job] of jobs.entries()) {
+      if (!this.db.inTransaction) {
+        // SQLite ended the transaction on an earlier failure (it does for some errors): the group's writes are
+        // gone, so the finished ones fail too, and the rest start a new group.
+        failAll(new Error('inventory: the shared transaction was rolled back by an error in another one'));
+        this.pending.unshift(...jobs.slice(i));
+        return;
       }
-      this.wake();
-      return result;
-    });
+      this.db.exec('SAVEPOINT wott_tx');
+      try {
+        const value = await job.fn(this.tx);
+        this.db.exec('RELEASE wott_tx');
+        done.push({ job, value });
+      } catch (err) {
+        if (this.db.inTransaction) {
+          this.db.exec('ROLLBACK TO wott_tx');
+          this.db.exec('RELEASE wott_tx');
+        }
+        job.reject(err);
+      }
+    }
+    try {
+      if (this.db.inTransaction) this.db.exec('COMMIT');
+      else if (done.length > 0) throw new Error('inventory: the shared transaction was rolled back by an error in another one');
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      failAll(err);
+      return;
+    }
+    this.wake();
+    for (const d of done) d.job.resolve(d.value);
   }
 
   integrityCheck(): Promise<string[]> {
