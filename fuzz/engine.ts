@@ -51,12 +51,17 @@ export async function fuzz<I>(target: FuzzTarget<I>, options: FuzzOptions): Prom
     await target.check(input);
   });
   const timed = options.seconds !== undefined;
-  const details = await fc.check(property, {
-    seed: options.seed,
-    numRuns: options.cases ?? (timed ? Number.MAX_SAFE_INTEGER : 100),
-    ...(timed ? { interruptAfterTimeLimit: options.seconds! * 1000, markInterruptAsFailure: false } : {}),
-    ...(options.path ? { path: options.path, endOnFailure: false } : {}),
-  });
+  let details: fc.RunDetails<[I]>;
+  try {
+    details = await fc.check(property, {
+      seed: options.seed,
+      numRuns: options.cases ?? (timed ? Number.MAX_SAFE_INTEGER : 100),
+      ...(timed ? { interruptAfterTimeLimit: options.seconds! * 1000, markInterruptAsFailure: false } : {}),
+      ...(options.path ? { path: options.path, endOnFailure: false } : {}),
+    });
+  } finally {
+    await target.close?.();
+  }
   const outcome: FuzzOutcome = { target: target.name, seed: details.seed, cases: details.numRuns, failed: details.failed };
   if (!details.failed || !details.counterexample) {
     if (details.failed) outcome.error = String(details.errorInstance ?? 'failed without a counterexample');

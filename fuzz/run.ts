@@ -6,7 +6,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { corpus, fuzz } from './engine.js';
-import { TARGETS } from './targets.js';
+import { TARGETS } from './registry.js';
 
 function int(name: string, min: number) {
   return (v: string) => {
@@ -52,9 +52,14 @@ for (const target of targets as NonNullable<(typeof targets)[number]>[]) {
       console.log(`  FAIL corpus ${file}: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
+  const mb = (n: number) => Math.round(n / 1048576);
+  const before = process.memoryUsage();
   const started = Date.now();
   const outcome = await fuzz(target, { seed, cases: opts.cases, seconds: opts.seconds, path: opts.path });
   const secs = (Date.now() - started) / 1000;
+  global.gc?.();
+  const after = process.memoryUsage();
+  console.log(`  memory: rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} MB`);
   if (!outcome.failed) {
     console.log(`  ok: ${outcome.cases} cases in ${secs.toFixed(1)} s, no property broken`);
   } else {
@@ -64,6 +69,6 @@ for (const target of targets as NonNullable<(typeof targets)[number]>[]) {
     if (outcome.path) console.log(`  replay: npm run fuzz -- ${target.name} --seed ${outcome.seed} --path ${outcome.path}`);
     if (outcome.corpusFile) console.log(`  kept in ${outcome.corpusFile} (replayed by npm test)`);
   }
-  console.log(JSON.stringify({ fuzz: target.name, seed: outcome.seed, cases: outcome.cases, seconds: Number(secs.toFixed(1)), failed: outcome.failed }));
+  console.log(JSON.stringify({ fuzz: target.name, seed: outcome.seed, cases: outcome.cases, seconds: Number(secs.toFixed(1)), rssMb: mb(after.rss), heapMb: mb(after.heapUsed), failed: outcome.failed }));
 }
 process.exit(failures ? 1 : 0);

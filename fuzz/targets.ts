@@ -38,6 +38,8 @@ export interface FuzzTarget<I = unknown> {
   /** Builds seeds (may be slow or async; runs once per process). */
   prepare?: () => Promise<void> | void;
   input: () => fc.Arbitrary<I>;
+  /** Releases what prepare() started (servers, sockets). */
+  close?: () => Promise<void> | void;
   /** Throws (a PropertyFailure or the escaped exception) when a property breaks. */
   check: (input: I) => void | Promise<void>;
 }
@@ -467,6 +469,6 @@ const authLog: FuzzTarget<string> = {
   },
 };
 
-export const TARGETS: ReadonlyMap<string, FuzzTarget<any>> = new Map(
+export const PARSER_TARGETS: ReadonlyMap<string, FuzzTarget<any>> = new Map(
   [telemetry, behaviourEvent, peerReport, scoreMessage, config, policy, cveFeed, csr, authLog].map((t) => [t.name, t as FuzzTarget<any>]),
 );

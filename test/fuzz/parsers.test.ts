@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { corpus, fuzz } from '../../fuzz/engine.js';
-import { TARGETS, type FuzzTarget } from '../../fuzz/targets.js';
+import { PARSER_TARGETS as TARGETS, type FuzzTarget } from '../../fuzz/targets.js';
 import { tempDir } from '../helpers.js';
 
 const SEED = 21;
