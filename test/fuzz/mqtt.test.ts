@@ -18,6 +18,6 @@ t.test('mqtt', async (t) => {
   if (kept.length) {
     await mqttTarget.prepare?.();
     t.teardown(() => mqttTarget.close?.());
-    for (const { file, entry } of kept) await t.resolves(async () => mqttTarget.check(entry.input), `corpus ${file}`);
+    for (const { file, entry } of kept) await t.resolves(async () => mqttTarget.check(String(entry.input)), `corpus ${file}`);
   }
 });
