@@ -275,7 +275,8 @@ export function parseConfig(text: string, source = 'wott.yaml'): WottConfig {
     const pair = findKeyLine(doc, path, lineCounter);
     if (pair) line = pair;
   }
-  const field = path.join('.') || '(root)';
+  // A key that is blank or holds dots, colons or control characters is quoted, so the message stays readable.
+  const field = path.map((p) => (/^[A-Za-z0-9_-]+$/.test(p) ? p : JSON.stringify(p))).join('.') || '(root)';
   const message = issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message;
   throw new ConfigError(`${source}:${line ?? 1}: ${field}: ${message}`);
 }

@@ -100,3 +100,8 @@ t.test('YAML aliases: one without its anchor, or an alias bomb, is a ConfigError
   t.throws(() => parseConfig(bomb), { name: 'ConfigError', message: /^wott\.yaml:1: YAML error: Excessive alias count/ });
   t.throws(() => parseConfig('scoring:\n  republishInterval: ""\n'), { name: 'ConfigError', message: 'wott.yaml:2: scoring.republishInterval: not a positive duration: "" (examples: 90s, 15m, 24h, 7d)' });
 });
+
+t.test('an odd unknown key is quoted in the message (found by npm run fuzz -- config)', async (t) => {
+  t.throws(() => parseConfig('" ": ""\n'), { name: 'ConfigError', message: 'wott.yaml:1: " ": unknown field' });
+  t.throws(() => parseConfig('broker:\n  "a.b": 1\n'), { name: 'ConfigError', message: 'wott.yaml:2: broker."a.b": unknown field' });
+});
