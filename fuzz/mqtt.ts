@@ -20,6 +20,26 @@ import { startGateway, type Gateway } from '../gateway/index.js';
 import { EST_PATHS } from '../protocol/index.js';
 import { PropertyFailure, type FuzzTarget } from './targets.js';
 
+/** A real gateway on 127.0.0.1 free ports with its own CA and SQLite inventory in a fresh temp dir. */
+export async function startFuzzGateway(name: string): Promise<{ gw: Gateway; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), `wott-fuzz-${name}-`));
+  const gw = await startGateway({
+    dataDir: dir,
+    httpsPort: 0,
+    mqttPort: 0,
+    hosts: [],
+    certLifetimeMs: 7 * 86_400_000,
+    crlValidityMs: 86_400_000,
+    claim: false,
+    log: pino({ level: 'silent' }),
+    policies: [{ topic: 'fuzz/#', publish: 0, subscribe: 0 }],
+    initialScore: 0.5,
+    onDowngrade: 'filter',
+    eventIntervalMs: 500,
+  } as Parameters<typeof startGateway>[0]);
+  return { gw, dir };
+}
+
 interface Creds {
   key: string;
   cert: string;
@@ -144,21 +164,7 @@ export const mqttTarget: FuzzTarget<string> = {
   description: 'raw MQTT byte streams (generated with mqtt-packet, then mutated) over real mTLS to a real gateway: no escaped exception, the legitimate device keeps its deliveries',
   prepare: async () => {
     if (state) return;
-    const dir = mkdtempSync(join(tmpdir(), 'wott-fuzz-mqtt-'));
-    const gw = await startGateway({
-      dataDir: dir,
-      httpsPort: 0,
-      mqttPort: 0,
-      hosts: [],
-      certLifetimeMs: 7 * 86_400_000,
-      crlValidityMs: 86_400_000,
-      claim: false,
-      log: pino({ level: 'silent' }),
-      policies: [{ topic: 'fuzz/#', publish: 0, subscribe: 0 }],
-      initialScore: 0.5,
-      onDowngrade: 'filter',
-      eventIntervalMs: 500,
-    } as Parameters<typeof startGateway>[0]);
+    const { gw, dir } = await startFuzzGateway('mqtt');
     const caPem = gw.ca.caCertificates().map((c) => c.toString()).join('');
     const goodCreds = await enroll(gw, caPem, dir, 'fuzz-good');
     const bad = await enroll(gw, caPem, dir, 'fuzz-bad');
