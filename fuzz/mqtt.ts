@@ -36,6 +36,9 @@ export async function startFuzzGateway(name: string): Promise<{ gw: Gateway; dir
     initialScore: 0.5,
     onDowngrade: 'filter',
     eventIntervalMs: 500,
+    // One source sends every case: the per-source connect rate (300 per 10 s, then a 60 s ban) would refuse the
+    // fuzzer itself after a few seconds. That ban is tested on its own (test/hardening).
+    httpsLimits: { connectRate: { max: 1_000_000, windowMs: 10_000, banMs: 1 } },
   } as Parameters<typeof startGateway>[0]);
   return { gw, dir };
 }
