@@ -25,6 +25,7 @@ COPY report report
 COPY dashboard dashboard
 COPY cli cli
 COPY bench bench
+COPY fuzz fuzz
 COPY packaging packaging
 RUN npm ci && npm prune --omit=dev
 

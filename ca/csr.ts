@@ -59,9 +59,11 @@ export function parseCsr(der: Buffer): CheckedCsr {
   const infoRaw = csr.certificationRequestInfoRaw;
   if (!infoRaw) throw new CaError(400, 'body is not a DER-encoded PKCS#10 certification request');
 
-  const spki = Buffer.from(AsnConvert.serialize(info.subjectPKInfo));
+  let spki: Buffer;
   let publicKey: KeyObject;
   try {
+    // Re-encoding throws on what parsing let through (e.g. an algorithm OID that is not one).
+    spki = Buffer.from(AsnConvert.serialize(info.subjectPKInfo));
     publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   } catch {
     throw new CaError(400, 'CSR public key cannot be decoded');

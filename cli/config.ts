@@ -3,7 +3,7 @@
  * the line it is on. Unknown fields are errors: a typo must not silently fall back to a default.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { LineCounter, parseDocument, isNode } from 'yaml';
+import { LineCounter, parseDocument, isNode, visit } from 'yaml';
 import { z } from 'zod';
 import { policyRuleSchema } from '../policy/index.js';
 import { durationSchema, loadModel, ModelError, type ScoreModel } from '../scoring/model.js';
@@ -244,7 +244,22 @@ export function parseConfig(text: string, source = 'wott.yaml'): WottConfig {
     const { line } = lineCounter.linePos(err.pos[0]);
     throw new ConfigError(`${source}:${line}: YAML syntax error: ${err.message.split('\n')[0]}`);
   }
-  const data = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    // toJS() resolves aliases: an alias without its anchor, or too many (an alias bomb), throws here.
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    let line = 1;
+    visit(doc, {
+      Alias(_, node) {
+        if (node.range && node.resolve(doc) === undefined) {
+          line = lineCounter.linePos(node.range[0]).line;
+          return visit.BREAK;
+        }
+      },
+    });
+    throw new ConfigError(`${source}:${line}: YAML error: ${(err as Error).message.split('\n')[0]}`);
+  }
   const result = configSchema.safeParse(data);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
@@ -260,7 +275,8 @@ export function parseConfig(text: string, source = 'wott.yaml'): WottConfig {
     const pair = findKeyLine(doc, path, lineCounter);
     if (pair) line = pair;
   }
-  const field = path.join('.') || '(root)';
+  // A key that is blank or holds dots, colons or control characters is quoted, so the message stays readable.
+  const field = path.map((p) => (/^[A-Za-z0-9_-]+$/.test(p) ? p : JSON.stringify(p))).join('.') || '(root)';
   const message = issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message;
   throw new ConfigError(`${source}:${line ?? 1}: ${field}: ${message}`);
 }

@@ -272,7 +272,7 @@ function buildWott(stage: string, out: string, pkg: PackageJson, arch: string): 
     recursive: true,
     filter: (src) => {
       const rel = src.slice(join(ROOT, 'dist').length + 1);
-      return !/^(bench|test|packaging)(\/|$)/.test(rel) && rel !== 'cli/agent-main.js' && !/\.d\.ts$|\.map$/.test(rel);
+      return !/^(bench|fuzz|test|packaging)(\/|$)/.test(rel) && rel !== 'cli/agent-main.js' && !/\.d\.ts$|\.map$/.test(rel);
     },
   });
   for (const needed of ['dist/cli/main.js', 'dist/scoring/model.yaml', 'dist/dashboard/public/index.html']) {

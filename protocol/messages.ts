@@ -7,12 +7,15 @@ import { DEVICE_ID_PATTERN } from './device-id.js';
 
 export const deviceIdSchema = z.string().regex(DEVICE_ID_PATTERN, 'invalid device id');
 
+/** Longest reason or fix a score factor carries (scoring shortens longer ones: they quote device-sent lists). */
+export const MAX_FACTOR_TEXT = 300;
+
 /** One explained contribution to a Trust Score. */
 export const scoreFactorSchema = z.object({
   id: z.string().min(1).max(64),
   contribution: z.number().finite(),
-  reason: z.string().max(300),
-  fix: z.string().max(300).optional(),
+  reason: z.string().max(MAX_FACTOR_TEXT),
+  fix: z.string().max(MAX_FACTOR_TEXT).optional(),
 });
 
 /** Retained on wott/v1/scores/{device}. */

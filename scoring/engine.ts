@@ -5,6 +5,7 @@
  */
 import {
   behaviourEventSchema,
+  MAX_FACTOR_TEXT,
   parseMessage,
   peerReportSchema,
   telemetrySchema,
@@ -419,6 +420,11 @@ export class ScoreEngine {
 
     const final = round(Math.min(1, Math.max(0, score)));
     factors.sort((a, b) => a.contribution - b.contribution);
+    // Reasons quote what the device sent (CPU flaw names, services, users, ports): up to 64 of each may be long.
+    for (const f of factors) {
+      f.reason = clipText(f.reason);
+      if (f.fix !== undefined) f.fix = clipText(f.fix);
+    }
     return {
       message: { device, score: final, factors, modelVersion: m.version, time: new Date(now).toISOString() },
       ...(findings ? { findings } : {}),
@@ -494,3 +500,11 @@ function factorOf(f: StateFactor, contribution: number): ScoreFactor {
 }
 
 const round = (n: number) => Math.round(n * 1000) / 1000;
+
+/** `text` cut to MAX_FACTOR_TEXT characters with an ellipsis (never splitting a surrogate pair). */
+function clipText(text: string): string {
+  if (text.length <= MAX_FACTOR_TEXT) return text;
+  let cut = text.slice(0, MAX_FACTOR_TEXT - 1);
+  if (/[\ud800-\udbff]$/.test(cut)) cut = cut.slice(0, -1);
+  return `${cut}…`;
+}

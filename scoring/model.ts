@@ -12,7 +12,13 @@ import { stateCeiling } from '../policy/index.js';
 export const durationSchema = z
   .union([z.string(), z.number()])
   .transform((value, ctx) => {
-    const parsed = typeof value === 'number' ? value * 1000 : ms(value as ms.StringValue);
+    let parsed: number | undefined;
+    try {
+      parsed = typeof value === 'number' ? value * 1000 : ms(value as ms.StringValue);
+    } catch {
+      // ms() throws on "" and on strings over 100 characters instead of returning undefined.
+      parsed = undefined;
+    }
     if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed <= 0) {
       ctx.addIssue({ code: 'custom', message: `not a positive duration: ${JSON.stringify(value)} (examples: 90s, 15m, 24h, 7d)` });
       return z.NEVER;

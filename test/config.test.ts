@@ -93,3 +93,15 @@ t.test('the shipped wott.example.yaml is valid', async (t) => {
   t.equal(config.policies[2]?.topic, 'devices/{device}/#');
   t.equal(config.broker.eventInterval, 10_000);
 });
+
+t.test('YAML aliases: one without its anchor, or an alias bomb, is a ConfigError naming the line (found by npm run fuzz -- policy)', async (t) => {
+  t.throws(() => parseConfig('policies:\n  - topic: a/#\n    publish: *x\n'), { name: 'ConfigError', message: 'wott.yaml:3: YAML error: Unresolved alias (the anchor must be set before the alias): x' });
+  const bomb = 'a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n';
+  t.throws(() => parseConfig(bomb), { name: 'ConfigError', message: /^wott\.yaml:1: YAML error: Excessive alias count/ });
+  t.throws(() => parseConfig('scoring:\n  republishInterval: ""\n'), { name: 'ConfigError', message: 'wott.yaml:2: scoring.republishInterval: not a positive duration: "" (examples: 90s, 15m, 24h, 7d)' });
+});
+
+t.test('an odd unknown key is quoted in the message (found by npm run fuzz -- config)', async (t) => {
+  t.throws(() => parseConfig('" ": ""\n'), { name: 'ConfigError', message: 'wott.yaml:1: " ": unknown field' });
+  t.throws(() => parseConfig('broker:\n  "a.b": 1\n'), { name: 'ConfigError', message: 'wott.yaml:2: broker."a.b": unknown field' });
+});

@@ -130,7 +130,7 @@ t.test('the Debian packages', async (t) => {
     for (const needed of ['./usr/lib/wott/dist/cli/main.js', './usr/lib/wott/dist/scoring/model.yaml', './usr/lib/wott/dist/dashboard/public/index.html', './usr/lib/wott/node_modules/better-sqlite3/build/Release/better_sqlite3.node', './usr/lib/wott/package.json']) {
       t.match(full, needed, `ships ${needed}`);
     }
-    t.notMatch(full, /\/dist\/(test|bench|packaging)\//, 'no tests, benchmarks or the builder');
+    t.notMatch(full, /\/dist\/(test|bench|fuzz|packaging)\//, 'no tests, benchmarks or the builder');
     t.notMatch(full, /node_modules\/(tap|typescript|esbuild|puppeteer-core)\//, 'no development dependencies');
     t.notMatch(full, /better-sqlite3\/(deps|src)\//, 'no C sources of the addon');
     t.notMatch(list(agentDeb), /node_modules/, 'the agent is one bundled file');

@@ -28,7 +28,7 @@ t.test('npm pack: what runs, nothing of development', async (t) => {
   for (const needed of ['package.json', 'README.md', 'dist/cli/main.js', 'dist/cli/agent-main.js', 'dist/scoring/model.yaml', 'dist/dashboard/public/index.html', 'dist/broker/index.d.ts']) {
     t.ok(files.includes(needed), `ships ${needed}`);
   }
-  const development = files.filter((f) => /(^|\/)(test|tests|bench|fixtures|packaging)\/|\.test\.|\.map$/.test(f) || !/^(dist\/|examples\/cve\/|package\.json$|README\.md$|LICENSE)/.test(f));
+  const development = files.filter((f) => /(^|\/)(test|tests|bench|fuzz|fixtures|packaging)\/|\.test\.|\.map$/.test(f) || !/^(dist\/|examples\/cve\/|package\.json$|README\.md$|LICENSE)/.test(f));
   t.same(development, [], 'no tests, benchmarks, fixtures, builder, source maps or sources (examples/cve: the sample CVE feed for newcomers)');
 });
 

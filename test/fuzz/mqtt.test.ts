@@ -1,0 +1,23 @@
+/**
+ * The MQTT fuzzer (fuzz/mqtt.ts) for a short, fixed, seeded run against a real gateway over mTLS, then its kept
+ * failures replayed. Long runs: npm run fuzz -- mqtt --seconds N.
+ */
+import t from 'tap';
+import { corpus, fuzz } from '../../fuzz/engine.js';
+import { mqttTarget } from '../../fuzz/mqtt.js';
+
+const SEED = 21;
+const CASES = 150;
+
+t.test('mqtt', async (t) => {
+  const outcome = await fuzz(mqttTarget, { seed: SEED, cases: CASES, corpusDir: null });
+  t.equal(outcome.cases, CASES, `${CASES} cases run`);
+  const why = outcome.failed ? `: ${outcome.error}; replay: npm run fuzz -- mqtt --seed ${SEED} --path ${outcome.path}; input ${String(outcome.input).slice(0, 500)}` : '';
+  t.notOk(outcome.failed, `no property broken${why}`);
+  const kept = corpus('mqtt');
+  if (kept.length) {
+    await mqttTarget.prepare?.();
+    t.teardown(() => mqttTarget.close?.());
+    for (const { file, entry } of kept) await t.resolves(async () => mqttTarget.check(String(entry.input)), `corpus ${file}`);
+  }
+});
