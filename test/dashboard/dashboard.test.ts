@@ -331,7 +331,8 @@ t.test('the dashboard in a real browser on a real gateway', async (t) => {
 
   await t.test('the claim queue on the Enroll page: an unclaimed device is claimed by name', async (t) => {
     t.equal(await enrollUnclaimed(gw.httpsPort, gw.caPem, makeCsr(dir, '/CN=door-9').der), 200, 'door-9 enrolls without a token');
-    t.equal(gw.plugin.deviceState('door-9'), 'unclaimed');
+    // The broker's view follows the inventory's change feed: wait for it rather than assume it is there already.
+    await waitFor(() => gw.plugin.deviceState('door-9') === 'unclaimed', 'door-9 unclaimed in the broker view');
     await page.goto(`${base}/enroll`);
     await page.waitForSelector('table.claims tbody tr');
     t.same(await columnText(page, 'table.claims tbody th'), ['door-9'], 'waiting to be claimed');
