@@ -40,5 +40,5 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8443 8883
-ENTRYPOINT ["node", "dist/cli/main.js"]
+ENTRYPOINT ["node", "dist/cli/wott.js"]
 CMD ["gateway", "--data", "/data", "--config", "/etc/wott/wott.yaml"]

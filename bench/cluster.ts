@@ -100,7 +100,7 @@ async function pair(pubNode: Gateway, subNode: Gateway, tag: string): Promise<{ 
   return { pub, sub };
 }
 
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../cli/wott.js', import.meta.url));
 
 /** `wott gateway --workers N` as a process; resolves when every worker listens, with the shared MQTT port. */
 async function gatewayWithWorkers(dir: string, redis: string, workers: number): Promise<{ mqttPort: number; stop(): Promise<void> }> {

@@ -32,9 +32,12 @@ export const DASHBOARD_HEADERS: Record<string, string> = {
   'Permissions-Policy': 'camera=(), microphone=(), geolocation=(), payment=(), usb=()',
 };
 
-/** The built dashboard: dist/dashboard/public beside this module when it runs from dist, or from the sources. */
+/**
+ * The built dashboard: dist/dashboard/public beside this module when it runs from dist (or from the bundled CLI in
+ * dist/cli/), or from the sources.
+ */
 export function dashboardRoot(): string | undefined {
-  for (const candidate of ['./public/', '../dist/dashboard/public/']) {
+  for (const candidate of ['./public/', '../dashboard/public/', '../dist/dashboard/public/']) {
     const dir = fileURLToPath(new URL(candidate, import.meta.url));
     if (existsSync(`${dir}index.html`)) return dir;
   }

@@ -27,6 +27,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { AGENT_UNIT_DIR, agentUnit } from '../agent/index.js';
+import { ESM_REQUIRE_BANNER } from './cli-bundle.js';
 
 /** The repository root: this file runs as dist/packaging/build.js. */
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -214,8 +215,7 @@ async function buildAgent(stage: string, out: string, version: string): Promise<
     platform: 'node',
     format: 'esm',
     target: 'node18',
-    // Bundled CommonJS dependencies (mqtt, pino) call require() for Node built-ins; ESM has none by default.
-    banner: { js: "import { createRequire as __wottCreateRequire } from 'node:module'; const require = __wottCreateRequire(import.meta.url);" },
+    banner: { js: ESM_REQUIRE_BANNER },
     // Readable, not minified: a packaged script someone may have to debug on a device, and lintian reads
     // minified JavaScript as missing source.
     minify: false,
@@ -275,7 +275,7 @@ function buildWott(stage: string, out: string, pkg: PackageJson, arch: string): 
       return !/^(bench|fuzz|test|packaging)(\/|$)/.test(rel) && rel !== 'cli/agent-main.js' && !/\.d\.ts$|\.map$/.test(rel);
     },
   });
-  for (const needed of ['dist/cli/main.js', 'dist/scoring/model.yaml', 'dist/dashboard/public/index.html']) {
+  for (const needed of ['dist/cli/wott.js', 'dist/scoring/model.yaml', 'dist/dashboard/public/index.html']) {
     if (!existsSync(join(ROOT, needed))) throw new Error(`${needed} is missing: run \`npm run build\` first`);
   }
   for (const path of productionModules()) {
@@ -286,10 +286,10 @@ function buildWott(stage: string, out: string, pkg: PackageJson, arch: string): 
   trimBetterSqlite(addonDir);
   agentFiles(stage, 'wott');
   mkdirSync(join(stage, 'usr/bin'), { recursive: true });
-  symlinkSync('../lib/wott/dist/cli/main.js', join(stage, 'usr/bin/wott'));
+  symlinkSync('../lib/wott/dist/cli/wott.js', join(stage, 'usr/bin/wott'));
   docs(stage, 'wott', pkg.version);
   normaliseModes(stage);
-  chmodSync(join(lib, 'dist/cli/main.js'), 0o755);
+  chmodSync(join(lib, 'dist/cli/wott.js'), 0o755);
   const addon = join(addonDir, 'build/Release/better_sqlite3.node');
   chmodSync(addon, 0o644); // a library, not a program
   const nodeMajor = Number(process.versions.node.split('.')[0]);

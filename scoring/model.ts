@@ -128,8 +128,9 @@ export const modelSchema = z
 export type ScoreModel = z.output<typeof modelSchema>;
 export type ModelInput = z.input<typeof modelSchema>;
 
-// Beside this module: the source folder, or dist/scoring/ (the build copies it there).
-const MODEL_FILE = new URL('./model.yaml', import.meta.url);
+// Beside this module: the source folder, or dist/scoring/ (the build copies it there). Spelled through the parent
+// folder so that the bundled CLI (dist/cli/wott.js) finds it too.
+const MODEL_FILE = new URL('../scoring/model.yaml', import.meta.url);
 
 let shipped: unknown;
 /** The model as shipped (scoring/model.yaml), not yet validated. */

@@ -110,8 +110,10 @@ export function memoryLogger() {
   return make();
 }
 
-/** The built CLI (npm test builds first). */
-export const CLI = resolve('dist/cli/main.js');
+/** The built `wott` command, the bundle that package.json's bin names (npm test builds first). */
+export const CLI = resolve('dist/cli/wott.js');
+/** The CLI's compiled module tree (dist/cli/main.js and its imports), for tests that import it to look inside. */
+export const CLI_MODULE = resolve('dist/cli/main.js');
 
 /**
  * Starts `wott gateway` as a child process on a free port and resolves once it logs its bound port. `command` is

@@ -14,7 +14,7 @@ import { Command, type Option } from 'commander';
 import { CertificateAuthority, NoCaError } from '../../ca/index.js';
 import { scoringPaths } from '../../scoring/index.js';
 import { openSqliteScoreStore } from '../../store/index.js';
-import { CLI, tempDir } from '../helpers.js';
+import { CLI, CLI_MODULE, tempDir } from '../helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -27,12 +27,12 @@ async function programTree(): Promise<{ root: Command; dataUseOf: (cmd: Command)
     return this;
   };
   try {
-    await import(pathToFileURL(CLI).href);
+    await import(pathToFileURL(CLI_MODULE).href);
   } finally {
     Command.prototype.parseAsync = original;
   }
   // The same module instance main.js used, so its record of which command does what with the data folder.
-  const options = (await import(pathToFileURL(CLI.replace(/main\.js$/, 'options.js')).href)) as typeof import('../../cli/options.js');
+  const options = (await import(pathToFileURL(CLI_MODULE.replace(/main\.js$/, 'options.js')).href)) as typeof import('../../cli/options.js');
   if (!root) throw new Error('dist/cli/main.js did not parse a program');
   return { root, dataUseOf: options.dataUseOf as never };
 }

@@ -127,7 +127,7 @@ t.test('the Debian packages', async (t) => {
   t.test('contents: what runs, nothing of development', async (t) => {
     const list = (deb: string) => sh('dpkg-deb', ['-c', deb]).stdout;
     const full = list(wottDeb);
-    for (const needed of ['./usr/lib/wott/dist/cli/main.js', './usr/lib/wott/dist/scoring/model.yaml', './usr/lib/wott/dist/dashboard/public/index.html', './usr/lib/wott/node_modules/better-sqlite3/build/Release/better_sqlite3.node', './usr/lib/wott/package.json']) {
+    for (const needed of ['./usr/lib/wott/dist/cli/wott.js', './usr/lib/wott/dist/scoring/model.yaml', './usr/lib/wott/dist/dashboard/public/index.html', './usr/lib/wott/node_modules/better-sqlite3/build/Release/better_sqlite3.node', './usr/lib/wott/package.json']) {
       t.match(full, needed, `ships ${needed}`);
     }
     t.notMatch(full, /\/dist\/(test|bench|fuzz|packaging)\//, 'no tests, benchmarks or the builder');

@@ -25,7 +25,7 @@ t.test('npm pack: what runs, nothing of development', async (t) => {
   const [entry] = JSON.parse(r.stdout) as PackEntry[];
   const files = entry!.files.map((f) => f.path);
   t.equal(entry!.filename, `wott-${pkg.version}.tgz`);
-  for (const needed of ['package.json', 'README.md', 'dist/cli/main.js', 'dist/cli/agent-main.js', 'dist/scoring/model.yaml', 'dist/dashboard/public/index.html', 'dist/broker/index.d.ts']) {
+  for (const needed of ['package.json', 'README.md', 'dist/cli/wott.js', 'dist/cli/main.js', 'dist/cli/agent-main.js', 'dist/scoring/model.yaml', 'dist/dashboard/public/index.html', 'dist/broker/index.d.ts']) {
     t.ok(files.includes(needed), `ships ${needed}`);
   }
   const development = files.filter((f) => /(^|\/)(test|tests|bench|fuzz|fixtures|packaging)\/|\.test\.|\.map$/.test(f) || !/^(dist\/|examples\/cve\/|package\.json$|README\.md$|LICENSE)/.test(f));
@@ -68,7 +68,7 @@ t.test('npm install -g ./wott-<version>.tgz into a scratch prefix', async (t) =>
   const execStart = /^ExecStart=(\S+) (\S+) agent run --dir \/var\/lib\/wott$/m.exec(unit.stdout);
   t.ok(execStart, unit.stdout);
   t.equal(execStart?.[1], process.execPath, 'the Node.js that ran the command');
-  t.equal(execStart?.[2], realpathSync(join(prefix, 'lib/node_modules/wott/dist/cli/main.js')), 'the installed script');
+  t.equal(execStart?.[2], realpathSync(join(prefix, 'lib/node_modules/wott/dist/cli/wott.js')), 'the installed script');
   t.ok(existsSync(execStart?.[2] ?? ''), 'which exists');
 });
 

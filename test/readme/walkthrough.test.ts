@@ -9,7 +9,7 @@
  *  - `npm ci && ` is dropped (the dependencies are those of this checkout), and `npm start` gets
  *    `-- --https-port P --mqtt-port Q --metrics-port 0`: ports chosen free, so the test never collides;
  *  - 8443 and 8883 in the blocks and in the copied wott.example.yaml become P and Q;
- *  - `npx wott` runs the package's own bin (package.json `bin.wott`, dist/cli/main.js) through a shell function:
+ *  - `npx wott` runs the package's own bin (package.json `bin.wott`, dist/cli/wott.js) through a shell function:
  *    that is the program npx resolves to inside the clone, without npx's own start-up (seconds per call on this
  *    machine, and a first-run link into npm's cache).
  * Real curl, openssl, mosquitto_pub/sub and a real gateway process; each step's output is checked, the gateway's
