@@ -65,7 +65,7 @@ export interface GatewayOptions {
   claim: boolean;
   /** Limits on enrollment without credentials and on unclaimed devices (defaults: DEFAULT_ENROLLMENT_LIMITS). */
   enrollment?: Partial<EnrollmentLimits>;
-  /** The CA's clock (tests). */
+  /** The clock of the CA and of the broker's rate limits and bans (tests). */
   now?: () => Date;
   passphrase?: string;
   log: Logger;
@@ -490,6 +490,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.cluster ? { nodeId: options.cluster.nodeId, retainedLedger: (limits: RetainedLimits) => new RedisRetainedLedger(redisConnectionOptions(options.cluster!.redis), limits) } : {}),
     trust: credentials.guard(fleetTrustSource(view)),
     ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.now ? { now: () => options.now!().getTime() } : {}),
     log,
     metrics,
   });
