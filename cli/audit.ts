@@ -9,8 +9,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { collectFacts, runChecks, type AuditFacts, type AuditSettings } from '../audit/index.js';
 import { ROUTES } from '../api/index.js';
 import { FleetService, localActor } from '../fleet/index.js';
-import { complianceSummarySchema, type AuditRun, type ComplianceSummary } from '../protocol/index.js';
-import { buildComplianceReport, htmlToPdf, renderComplianceHtml } from '../report/index.js';
+import { type AuditRun, type ReportFormat } from '../protocol/index.js';
+import { ComplianceReports } from '../report/index.js';
 import { scoringPaths } from '../scoring/index.js';
 import { openReportHistory, openSelectedScoreStore, openSelectedVulnStore, openSqliteScoreStore, vulnStorePath, type ScoreStore, type VulnStore } from '../store/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
@@ -89,19 +89,13 @@ export function registerAuditCommands(program: Command): void {
     .description('ETSI EN 303 645 (5.1–5.13) and NIST IR 8259A: per provision and device met / not met / not assessable, with evidence and fix')
     .addOption(new Option('--format <format>', 'html (self-contained), pdf (printed by Chromium) or json').choices(['html', 'pdf', 'json']).default('html'))
     .requiredOption('--out <file>', 'the file to write (replaced if it exists)')
-    .action(async (opts: DataOptions & { format: 'html' | 'pdf' | 'json'; out: string }) => {
+    .action(async (opts: DataOptions & { format: ReportFormat; out: string }) => {
       const out = resolve(opts.out);
       if (existsSync(out) && !/\.(html?|pdf|json)$/i.test(out)) throw new InvalidArgumentError(`${out} exists and is not a report file (.html, .pdf, .json): give another --out`);
-      const started = Date.now();
-      const facts = await localFacts(opts);
-      const run = runChecks(facts, started);
-      const history = openReportHistory(resolve(opts.data));
-      const last = complianceSummarySchema.safeParse(await history.last('compliance'));
-      const built = buildComplianceReport(facts, run, last.success ? last.data : null);
-      if (opts.format === 'json') writeFileAtomic(out, JSON.stringify(built, null, 2) + '\n', 0o600);
-      else if (opts.format === 'html') writeFileAtomic(out, renderComplianceHtml(built), 0o600);
-      else await htmlToPdf(renderComplianceHtml(built), out);
-      await history.save('compliance', built.summary satisfies ComplianceSummary);
+      // The same use case as GET /api/v1/reports/compliance, building one report now (no cache on the CLI).
+      const reports = new ComplianceReports({ collect: () => localFacts(opts), history: openReportHistory(resolve(opts.data)), cacheMs: 0 });
+      const { body, report: built } = await reports.render(opts.format);
+      writeFileAtomic(out, body, 0o600);
       const failing = built.provisions.filter((p) => p.result === 'not_met').length;
       process.stdout.write(`wrote ${out}: ${built.provisions.length} provisions, ${failing} not met, ${built.summary.devices} device(s)\n`);
     });
