@@ -44,22 +44,17 @@ export function readOperatorCredentials(dir: string): { key: string; cert: strin
   return { name, key: readFileSync(join(folder, `${name}.key`), 'utf8'), cert: readFileSync(join(folder, `${name}.crt`), 'utf8'), ca: readFileSync(join(folder, 'ca.crt'), 'utf8') };
 }
 
-/** The HTTPS API as DeviceOperations; the server audits as the certificate's identity (the actor argument is not sent). */
-export function remoteDevices(server: string, credentialsDir: string): DeviceOperations {
-  let base: URL;
-  try {
-    base = new URL(server);
-  } catch {
-    throw new InvalidArgumentError(`--server ${server}: not a URL (https://host:8443)`);
-  }
-  if (base.protocol !== 'https:') throw new InvalidArgumentError('--server must be an https:// URL');
-  const creds = readOperatorCredentials(credentialsDir);
-  const call = <T>(method: string, path: string, body?: unknown): Promise<T> =>
+/**
+ * Calls of the HTTPS API at `base` with a client certificate (an operator's, or the CLI's admin service certificate
+ * for a gateway on its own data folder): the answer's JSON on 200, else a RemoteError with the server's reason.
+ */
+export function apiCaller(server: string, base: URL, creds: { key: string; cert: string; ca: string | string[]; servername?: string }) {
+  return <T>(method: string, path: string, body?: unknown): Promise<T> =>
     new Promise((resolvePromise, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
       const req = request(
         new URL(API_PREFIX + path, base),
-        { method, key: creds.key, cert: creds.cert, ca: creds.ca, agent: false, timeout: 30_000, headers: payload ? { 'Content-Type': 'application/json' } : {} },
+        { method, key: creds.key, cert: creds.cert, ca: creds.ca, ...(creds.servername ? { servername: creds.servername } : {}), agent: false, timeout: 30_000, headers: payload ? { 'Content-Type': 'application/json' } : {} },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -80,6 +75,18 @@ export function remoteDevices(server: string, credentialsDir: string): DeviceOpe
       req.on('error', (err) => reject(err instanceof RemoteError ? err : new Error(`${server}: ${err.message}`)));
       req.end(payload);
     });
+}
+
+/** The HTTPS API as DeviceOperations; the server audits as the certificate's identity (the actor argument is not sent). */
+export function remoteDevices(server: string, credentialsDir: string): DeviceOperations {
+  let base: URL;
+  try {
+    base = new URL(server);
+  } catch {
+    throw new InvalidArgumentError(`--server ${server}: not a URL (https://host:8443)`);
+  }
+  if (base.protocol !== 'https:') throw new InvalidArgumentError('--server must be an https:// URL');
+  const call = apiCaller(server, base, readOperatorCredentials(credentialsDir));
   const device = (id: string) => `/devices/${encodeURIComponent(id)}`;
   return {
     listDevices(filter: Filter) {
