@@ -10,8 +10,9 @@
  * - with `--server URL --credentials DIR`, the same request to a remote gateway as that operator;
  * - otherwise (no gateway runs here, or `--local`, or the gateway cannot be reached: said on stderr) the checks
  *   run on the data folder alone, and those five say "not assessable" with why.
- * `wott report compliance` builds the report from the data folder through the same use case as
- * GET /api/v1/reports/compliance (report/service.ts).
+ * `wott report compliance` goes the same way: the gateway's report (GET /api/v1/reports/compliance: its live view,
+ * the latest report it built within the last minute), else one built from the data folder through the same use
+ * case (report/service.ts).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -19,13 +20,13 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { collectFacts, runChecks, type AuditFacts, type AuditSettings } from '../audit/index.js';
 import { ROUTES } from '../api/index.js';
 import { FleetService, localActor } from '../fleet/index.js';
-import { AUDIT_PATHS, type AuditRun, type ReportFormat } from '../protocol/index.js';
+import { AUDIT_PATHS, complianceReportSchema, type AuditRun, type ReportFormat } from '../protocol/index.js';
 import { ComplianceReports } from '../report/index.js';
 import { scoringPaths } from '../scoring/index.js';
 import { openReportHistory, openSelectedScoreStore, openSelectedVulnStore, openSqliteScoreStore, vulnStorePath, type ScoreStore, type VulnStore } from '../store/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { loadConfig, type WottConfig as Config } from './config.js';
-import { apiCaller, readOperatorCredentials } from './devices.js';
+import { apiCaller, apiRequest, readOperatorCredentials, RemoteError } from './devices.js';
 import { adminCredentials } from './explain.js';
 import { readGatewayListen, type GatewayListen } from './gateway-control.js';
 import { openCa, withData, type DataOptions } from './options.js';
@@ -85,19 +86,58 @@ function printRun(run: AuditRun): void {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-/** An audit run now by the gateway listening at `at` (on this data folder), as the CLI's admin service. */
-async function gatewayRun(opts: DataOptions, at: GatewayListen): Promise<AuditRun> {
+type Creds = { key: string; cert: string; ca: string | string[]; servername?: string };
+
+/** A gateway with the live view: `--server` as that operator, or the one on this data folder as the CLI's admin service. */
+interface LiveGateway {
+  server: string;
+  base: URL;
+  creds: Creds;
+  /** The local gateway's pid (undefined: --server). */
+  pid?: number;
+}
+
+function serverUrl(server: string): URL {
+  let base: URL;
+  try {
+    base = new URL(server);
+  } catch {
+    throw new InvalidArgumentError(`--server ${server}: not a URL (https://host:8443)`);
+  }
+  if (base.protocol !== 'https:') throw new InvalidArgumentError('--server must be an https:// URL');
+  return base;
+}
+
+/** The gateway to ask, or undefined: none runs on the data folder (or --local) and no --server was given. */
+async function liveGateway(program: Command, opts: DataOptions & { local?: boolean }): Promise<LiveGateway | undefined> {
+  const g = program.opts<{ server?: string; credentials?: string }>();
+  if (g.server) {
+    if (!g.credentials) throw new InvalidArgumentError('--server needs --credentials DIR (NAME.key, NAME.crt, ca.crt from wott operator create)');
+    return { server: g.server, base: serverUrl(g.server), creds: readOperatorCredentials(g.credentials) };
+  }
+  const at: GatewayListen & { pid?: number } | undefined = opts.local ? undefined : readGatewayListen(resolve(opts.data));
+  if (!at) return undefined;
   const ca = await openCa(opts);
   try {
     const fleet = new FleetService(ca, localActor());
     const { key, cert } = await adminCredentials(fleet, resolve(opts.data));
-    const host = at.host.includes(':') ? `[${at.host}]` : at.host;
-    const server = `https://${host}:${at.httpsPort}`;
+    const server = `https://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.httpsPort}`;
     // The gateway's server certificate always names localhost, whatever address it is reached on.
-    const call = apiCaller(server, new URL(server), { key, cert, ca: fleet.caCertificates().map((c) => c.toString()), servername: 'localhost' });
-    return await call<AuditRun>('POST', AUDIT_PATHS.runs, {});
+    return { server, base: new URL(server), creds: { key, cert, ca: fleet.caCertificates().map((c) => c.toString()), servername: 'localhost' }, ...(at.pid ? { pid: at.pid } : {}) };
   } finally {
     await ca.close();
+  }
+}
+
+/** Asks `gw`; a local gateway that cannot answer is said on stderr and `fallback` runs instead (--server: the error). */
+async function askOrLocal<T>(gw: LiveGateway | undefined, what: string, ask: (gw: LiveGateway) => Promise<T>, fallback: () => Promise<T>): Promise<T> {
+  if (!gw) return fallback();
+  if (gw.pid === undefined) return ask(gw);
+  try {
+    return await ask(gw);
+  } catch (err) {
+    process.stderr.write(`could not ask the gateway (pid ${gw.pid}) for ${what}: ${(err as Error).message}\nusing the data folder alone: the checks that need the live broker are not assessable\n`);
+    return fallback();
   }
 }
 
@@ -108,44 +148,51 @@ export function registerAuditCommands(program: Command): void {
     .option('--json', 'the run as JSON (the shape of GET /api/v1/audit/latest run)')
     .option('--local', 'audit the data folder alone, even when a gateway runs on it (the checks that need the live broker are then not assessable)')
     .action(async (opts: DataOptions & { json?: boolean; local?: boolean }) => {
-      const g = program.opts<{ server?: string; credentials?: string }>();
-      let run: AuditRun | undefined;
-      if (g.server) {
-        if (!g.credentials) throw new InvalidArgumentError('--server needs --credentials DIR (NAME.key, NAME.crt, ca.crt from wott operator create)');
-        let base: URL;
-        try {
-          base = new URL(g.server);
-        } catch {
-          throw new InvalidArgumentError(`--server ${g.server}: not a URL (https://host:8443)`);
-        }
-        if (base.protocol !== 'https:') throw new InvalidArgumentError('--server must be an https:// URL');
-        run = await apiCaller(g.server, base, readOperatorCredentials(g.credentials))<AuditRun>('POST', AUDIT_PATHS.runs, {});
-      } else {
-        const at = opts.local ? undefined : readGatewayListen(resolve(opts.data));
-        if (at) {
-          try {
-            run = await gatewayRun(opts, at);
-          } catch (err) {
-            process.stderr.write(`could not ask the gateway (pid ${at.pid}) to run the audit: ${(err as Error).message}\nauditing the data folder alone: the checks that need the live broker are not assessable\n`);
-          }
-        }
-        run ??= runChecks(await localFacts(opts), Date.now());
-      }
+      const gw = await liveGateway(program, opts);
+      const run = await askOrLocal(
+        gw,
+        'an audit run',
+        (g) => apiCaller(g.server, g.base, g.creds)<AuditRun>('POST', AUDIT_PATHS.runs, {}),
+        async () => runChecks(await localFacts(opts), Date.now()),
+      );
       if (opts.json) process.stdout.write(JSON.stringify(run, null, 2) + '\n');
       else printRun(run);
     });
 
   const report = program.command('report').description('reports built from the fleet\'s live evidence');
-  withData(report.command('compliance'))
+  withData(report.command('compliance'), { remote: true })
     .description('ETSI EN 303 645 (5.1–5.13) and NIST IR 8259A: per provision and device met / not met / not assessable, with evidence and fix')
     .addOption(new Option('--format <format>', 'html (self-contained), pdf (printed by Chromium) or json').choices(['html', 'pdf', 'json']).default('html'))
     .requiredOption('--out <file>', 'the file to write (replaced if it exists)')
-    .action(async (opts: DataOptions & { format: ReportFormat; out: string }) => {
+    .option('--local', 'build it from the data folder alone, even when a gateway runs on it')
+    .action(async (opts: DataOptions & { format: ReportFormat; out: string; local?: boolean }) => {
       const out = resolve(opts.out);
       if (existsSync(out) && !/\.(html?|pdf|json)$/i.test(out)) throw new InvalidArgumentError(`${out} exists and is not a report file (.html, .pdf, .json): give another --out`);
-      // The same use case as GET /api/v1/reports/compliance, building one report now (no cache on the CLI).
-      const reports = new ComplianceReports({ collect: () => localFacts(opts), history: openReportHistory(resolve(opts.data)), cacheMs: 0 });
-      const { body, report: built } = await reports.render(opts.format);
+      // Like `audit run`: the gateway's report (its live view) when one runs here or with --server; else the same
+      // use case as GET /api/v1/reports/compliance on the data folder, building one report now (no cache here).
+      const gw = await liveGateway(program, opts);
+      const { body, report: built } = await askOrLocal(
+        gw,
+        'the compliance report',
+        async (g) => {
+          const ask = (format: ReportFormat) => apiRequest(g.server, g.base, g.creds, 'GET', `${AUDIT_PATHS.compliance}?format=${format}`);
+          const answer = await ask(opts.format);
+          if (answer.status !== 200) {
+            const text = answer.body.toString('utf8');
+            let message = text.slice(0, 200);
+            try {
+              message = (JSON.parse(text) as { message?: string }).message ?? message;
+            } catch {
+              // not JSON
+            }
+            throw new RemoteError(answer.status, `${g.server}: ${answer.status} ${message}`);
+          }
+          // The summary line below needs the report itself: the JSON of the same (cached) report.
+          const json = opts.format === 'json' ? answer : await ask('json');
+          return { body: answer.body, report: complianceReportSchema.parse(JSON.parse(json.body.toString('utf8'))) };
+        },
+        () => new ComplianceReports({ collect: () => localFacts(opts), history: openReportHistory(resolve(opts.data)), cacheMs: 0 }).render(opts.format),
+      );
       writeFileAtomic(out, body, 0o600);
       const failing = built.provisions.filter((p) => p.result === 'not_met').length;
       process.stdout.write(`wrote ${out}: ${built.provisions.length} provisions, ${failing} not met, ${built.summary.devices} device(s)\n`);

@@ -2,20 +2,22 @@
  * `wott audit run` sees the live broker: with a real `wott gateway` process on the data folder, the CLI asks it to
  * run the audit (POST /api/v1/audit/runs with the CLI's admin service certificate), so the checks that need the
  * broker's observations are assessed; `--local` audits the data folder alone and says which checks it cannot
- * assess; `--server` asks a remote gateway as an operator (a viewer is refused); once the gateway stops, the CLI
- * audits the data folder alone.
+ * assess; `--server` asks a remote gateway as an operator (a viewer is refused, but downloads the report);
+ * `wott report compliance` comes from the gateway the same way; once the gateway stops, the CLI audits the data
+ * folder alone.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import type { AuditRun } from '../../protocol/index.js';
+import { complianceReportSchema, type AuditRun } from '../../protocol/index.js';
+import { findChromium } from '../../report/index.js';
 import { CLI, requireCommand, startGatewayProcess, tempDir } from '../helpers.js';
 import { run, waitFor } from '../mqtt-helpers.js';
 
 const LIVE = ['certificates.two_places', 'certificates.revoked_connected', 'certificates.superseded_presented', 'identity.client_id_conflict', 'identity.failed_handshakes'];
 const notAssessable = (r: AuditRun) => r.checks.filter((c) => c.status === 'not_assessable').map((c) => c.id);
 
-t.test('wott audit run asks the gateway on its data folder, or a remote one, for the live view', async (t) => {
+t.test('wott audit run and wott report compliance ask the gateway on its data folder, or a remote one, for the live view', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const dir = tempDir(t);
   const data = join(dir, 'data');
@@ -44,6 +46,22 @@ t.test('wott audit run asks the gateway on its data folder, or a remote one, for
   t.same(notAssessable(localRun).filter((id) => LIVE.includes(id)), LIVE, '--local: the live checks are not assessable');
   t.match(localRun.checks.find((c) => c.id === 'certificates.two_places')!.note, /no gateway runs on it, or --local/, 'and it says why');
 
+  // The compliance report the same way: the gateway's (its audit has the live view), or --local.
+  const report = join(dir, 'report.json');
+  const made = await wott(['report', 'compliance', '--format', 'json', '--out', report, '--data', data]);
+  t.equal(made.code, 0, made.stderr);
+  t.match(made.stdout, /wrote .*report\.json: 19 provisions/);
+  t.equal(complianceReportSchema.parse(JSON.parse(readFileSync(report, 'utf8'))).audit.source, 'gateway', 'the report from the gateway');
+  const pdf = join(dir, 'report.pdf');
+  if (findChromium()) {
+    const printed = await wott(['report', 'compliance', '--format', 'pdf', '--out', pdf, '--data', data]);
+    t.equal(printed.code, 0, printed.stderr);
+    t.equal(readFileSync(pdf).subarray(0, 5).toString('latin1'), '%PDF-', 'the PDF printed by the gateway');
+  }
+  const offline = await wott(['report', 'compliance', '--format', 'json', '--local', '--out', report, '--data', data]);
+  t.equal(offline.code, 0, offline.stderr);
+  t.equal(complianceReportSchema.parse(JSON.parse(readFileSync(report, 'utf8'))).audit.source, 'cli', '--local: from the data folder');
+
   // A remote gateway, as an operator; a viewer may read the latest run but not start one.
   for (const [name, role] of [['olga', 'operator'], ['vic', 'viewer']] as const) {
     t.equal((await wott(['operator', 'create', name, '--role', role, '--out', join(dir, role), '--data', data])).code, 0, `a ${role} certificate`);
@@ -55,6 +73,9 @@ t.test('wott audit run asks the gateway on its data folder, or a remote one, for
   const viewer = await wott(['--server', server, '--credentials', join(dir, 'viewer'), 'audit', 'run']);
   t.equal(viewer.code, 2, 'a viewer may not run one');
   t.match(viewer.stderr, /403/);
+  const viewerReport = await wott(['--server', server, '--credentials', join(dir, 'viewer'), 'report', 'compliance', '--format', 'html', '--out', join(dir, 'remote.html')]);
+  t.equal(viewerReport.code, 0, `a viewer downloads the report (${viewerReport.stderr})`);
+  t.match(readFileSync(join(dir, 'remote.html'), 'utf8'), /ETSI EN 303 645 5\.13/);
 
   // The gateway stops: its listen file goes, and the CLI audits the data folder alone.
   child.kill('SIGTERM');
