@@ -16,7 +16,7 @@ import { axeViolations, launch, loginLink, recordRequests, requireChromium, scre
 t.test('the Compliance page shows the latest audit, and downloads the compliance report', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl') || !requireChromium(t) || !requireCommand(t, 'pdftotext', 'poppler-utils')) return;
   // Policies with a rule open to everyone: a finding the page must show.
-  const gw = await testGateway(t, { audit: { schedule: true, intervalMs: 3_600_000, firstRunMs: 0 }, policies: [{ topic: 'lobby/#', publish: 0, subscribe: 0 }] });
+  const gw = await testGateway(t, { audit: { schedule: true, intervalMs: 3_600_000, firstRunMs: 0 }, reports: { cacheMs: 3_600_000 }, policies: [{ topic: 'lobby/#', publish: 0, subscribe: 0 }] });
   const dir = tempDir(t);
   const client = await connect(gw, await enroll(gw, dir, 'door-1'));
   t.teardown(() => client.end(true));
