@@ -105,6 +105,7 @@ export async function createApi(options: ApiOptions): Promise<FastifyInstance<Se
   deps.isRevoked = options.isRevoked;
   if (options.credentials) deps.credentials = options.credentials;
   if (options.audit) deps.audit = options.audit;
+  if (options.reports) deps.reports = options.reports;
   const limiter = new RefusalLimiter({ ...DEFAULT_REFUSAL_LIMITS, ...options.refusalLimits }, options.now);
   // Event streams end with the credential that opened them; revocations the trust feed reports end them at once.
   const watch = new CredentialWatch({

@@ -74,7 +74,7 @@ export interface FleetOperations {
 /** An error the API shows to the client with this status. */
 export class FleetRefusal extends Error {
   constructor(
-    readonly status: 400 | 403 | 404 | 409,
+    readonly status: 400 | 403 | 404 | 409 | 503,
     message: string,
   ) {
     super(message);

@@ -10,4 +10,4 @@ export { TRUST_ROUTES, TrustStreams, DEFAULT_TRUST_STREAM_LIMITS, trustStreams, 
 export { EVENT_ROUTES, FleetEventStreams, DEFAULT_EVENT_STREAM_LIMITS, fleetEventStreams, type FleetEventSource, type EventStreamLimits } from './routes-events.js';
 export { BULK_ROUTES } from './routes-bulk.js';
 export { CREDENTIAL_ROUTES, type CredentialOperations, type CredentialView } from './routes-credentials.js';
-export { AUDIT_ROUTES, type AuditSource } from './routes-audit.js';
+export { AUDIT_ROUTES, type AuditSource, type ReportSource } from './routes-audit.js';

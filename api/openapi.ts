@@ -52,6 +52,7 @@ export function buildOpenApi(): Json {
     const mutating = route.method !== 'GET';
     const ok: Json = route.events ? { 'text/event-stream': eventStream(route.events) } : { 'application/json': { schema: jsonSchema(route.response, 'output') } };
     if (route.csv) ok['text/csv'] = { schema: { type: 'string' } };
+    for (const [type, description] of Object.entries(route.downloads ?? {})) ok[type] = { schema: { type: 'string', format: 'binary', description: `${description} (Content-Disposition: attachment)` } };
     const roleText = `Role: ${route.access.role} or above${route.access.services ? ', or a service certificate' : ''}.`;
     (paths[API_PREFIX + route.path] ??= {})[route.method.toLowerCase()] = {
       summary: route.summary,
@@ -80,6 +81,7 @@ export function buildOpenApi(): Json {
         ...(mutating ? { '409': errorResponse('the device is in a state this action does not apply to'), '413': errorResponse(`body over ${API_MAX_BODY_BYTES} bytes`) } : {}),
         '429': errorResponse('too many refused requests from this address or identity'),
         ...(route.events ? { '503': errorResponse('too many streams open: retry after Retry-After seconds') } : {}),
+        ...(route.downloads ? { '503': errorResponse('too many report requests waiting (retry after Retry-After seconds), or no chromium on the gateway for PDF') } : {}),
       },
       security: [{ mutualTLS: [] }, { session: [] }],
     };

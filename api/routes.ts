@@ -42,7 +42,7 @@ import { TRUST_ROUTES, type TrustOperations, type TrustStreamLimits } from './ro
 import { BULK_ROUTES } from './routes-bulk.js';
 import { CREDENTIAL_ROUTES, type CredentialOperations } from './routes-credentials.js';
 import { EVENT_ROUTES, type EventStreamLimits, type FleetEventSource } from './routes-events.js';
-import { AUDIT_ROUTES, type AuditSource } from './routes-audit.js';
+import { AUDIT_ROUTES, type AuditSource, type ReportSource } from './routes-audit.js';
 
 export interface ApiDeps {
   fleet: FleetOperations;
@@ -61,6 +61,8 @@ export interface ApiDeps {
   credentials?: CredentialOperations;
   /** The gateway's scheduled fleet audit (api/routes-audit.ts); absent, GET /audit answers 404. */
   audit?: AuditSource;
+  /** The compliance report (api/routes-audit.ts); absent, GET /reports/compliance answers 404. */
+  reports?: ReportSource;
 }
 
 export interface RouteContext<P, Q, B> {
@@ -84,6 +86,8 @@ export interface RouteSpec {
   response: z.ZodType;
   /** The route answers text/csv with ?format=csv. */
   csv?: boolean;
+  /** Other media types the route answers (by ?format=), as downloads: media type → what it is. */
+  downloads?: Record<string, string>;
   /** Changes something: recorded in the audit log with the caller. */
   audited?: boolean;
   /**

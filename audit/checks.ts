@@ -32,7 +32,7 @@ const findingsOrPass = (findings: Omit<AuditFinding, 'check'>[], pass: string): 
 /** Devices whose certificates matter: not revoked. */
 const living = (f: AuditFacts) => f.devices.filter((d) => d.state !== 'revoked');
 const current = (d: AuditDevice) => d.certificates.find((c) => c.status === 'active');
-const notLive = (what: string): Outcome => ({ status: 'not_assessable', note: `needs ${what}, which only the running gateway's broker observes; this run read the data folder alone (the gateway's scheduled audit has it: GET /api/v1/audit/latest)` });
+const notLive = (what: string): Outcome => ({ status: 'not_assessable', note: `needs ${what}, which only the running gateway's broker observes; this run read the data folder alone (no gateway runs on it, or --local): run 'wott audit run' while the gateway runs, or read its latest run (GET /api/v1/audit/latest)` });
 
 function caExpiry(name: 'root' | 'intermediate', cert: CaCertFacts, now: number): Omit<AuditFinding, 'check'>[] {
   const left = cert.notAfter - now;

@@ -44,6 +44,44 @@ export function readOperatorCredentials(dir: string): { key: string; cert: strin
   return { name, key: readFileSync(join(folder, `${name}.key`), 'utf8'), cert: readFileSync(join(folder, `${name}.crt`), 'utf8'), ca: readFileSync(join(folder, 'ca.crt'), 'utf8') };
 }
 
+/**
+ * Calls of the HTTPS API at `base` with a client certificate (an operator's, or the CLI's admin service certificate
+ * for a gateway on its own data folder): the answer's JSON on 200, else a RemoteError with the server's reason.
+ */
+export function apiCaller(server: string, base: URL, creds: { key: string; cert: string; ca: string | string[]; servername?: string }) {
+  return async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    const { status, body: answer } = await apiRequest(server, base, creds, method, path, body);
+    const text = answer.toString('utf8');
+    let json: any;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (status === 200) return json as T;
+    throw new RemoteError(status, `${server}: ${status} ${json?.message ?? text.slice(0, 200)}`);
+  };
+}
+
+/** One API request; the answer's status and bytes (downloads: the compliance report's PDF). */
+export function apiRequest(server: string, base: URL, creds: { key: string; cert: string; ca: string | string[]; servername?: string }, method: string, path: string, body?: unknown): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolvePromise, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(
+      new URL(API_PREFIX + path, base),
+      { method, key: creds.key, cert: creds.cert, ca: creds.ca, ...(creds.servername ? { servername: creds.servername } : {}), agent: false, timeout: 130_000, headers: payload ? { 'Content-Type': 'application/json' } : {} },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${server}: no answer within 130 s`)));
+    req.on('error', (err) => reject(new Error(`${server}: ${err.message}`)));
+    req.end(payload);
+  });
+}
+
 /** The HTTPS API as DeviceOperations; the server audits as the certificate's identity (the actor argument is not sent). */
 export function remoteDevices(server: string, credentialsDir: string): DeviceOperations {
   let base: URL;
@@ -53,33 +91,7 @@ export function remoteDevices(server: string, credentialsDir: string): DeviceOpe
     throw new InvalidArgumentError(`--server ${server}: not a URL (https://host:8443)`);
   }
   if (base.protocol !== 'https:') throw new InvalidArgumentError('--server must be an https:// URL');
-  const creds = readOperatorCredentials(credentialsDir);
-  const call = <T>(method: string, path: string, body?: unknown): Promise<T> =>
-    new Promise((resolvePromise, reject) => {
-      const payload = body === undefined ? undefined : JSON.stringify(body);
-      const req = request(
-        new URL(API_PREFIX + path, base),
-        { method, key: creds.key, cert: creds.cert, ca: creds.ca, agent: false, timeout: 30_000, headers: payload ? { 'Content-Type': 'application/json' } : {} },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let json: any;
-            try {
-              json = JSON.parse(text);
-            } catch {
-              json = undefined;
-            }
-            if (res.statusCode === 200) return resolvePromise(json as T);
-            reject(new RemoteError(res.statusCode ?? 0, `${server}: ${res.statusCode} ${json?.message ?? text.slice(0, 200)}`));
-          });
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`${server}: no answer within 30 s`)));
-      req.on('error', (err) => reject(err instanceof RemoteError ? err : new Error(`${server}: ${err.message}`)));
-      req.end(payload);
-    });
+  const call = apiCaller(server, base, readOperatorCredentials(credentialsDir));
   const device = (id: string) => `/devices/${encodeURIComponent(id)}`;
   return {
     listDevices(filter: Filter) {

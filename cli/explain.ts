@@ -29,7 +29,7 @@ export interface Explanation {
 }
 
 /** An admin certificate for the CLI, kept in the data folder and reissued when near expiry. */
-async function adminCredentials(fleet: FleetService, dataDir: string): Promise<{ key: string; cert: string }> {
+export async function adminCredentials(fleet: FleetService, dataDir: string): Promise<{ key: string; cert: string }> {
   const dir = join(dataDir, 'admin');
   const keyPath = join(dir, 'admin.key');
   const certPath = join(dir, 'admin.crt');

@@ -40,3 +40,39 @@ export function takeReloadRequest(dataDir: string): string | undefined {
     rmSync(path, { force: true });
   }
 }
+
+/**
+ * Where the gateway on this data folder answers HTTPS, for local commands that ask it (`wott audit run`): written
+ * by every gateway process once it listens (workers share the port, so they write the same), removed at its stop.
+ */
+export const gatewayListenFile = (dataDir: string) => join(dataDir, 'gateway.listen.json');
+
+export interface GatewayListen {
+  /** An address that reaches the HTTPS listener from this machine (loopback when it binds every address). */
+  host: string;
+  httpsPort: number;
+}
+
+/** The address for local commands of a listener bound to `bind`. */
+export function reachableHost(bind: string): string {
+  if (bind === '0.0.0.0' || bind === '') return '127.0.0.1';
+  if (bind === '::') return '::1';
+  return bind;
+}
+
+/** The running gateway's HTTPS address, or undefined when no gateway runs on this data folder (or it has not said). */
+export function readGatewayListen(dataDir: string): (GatewayListen & { pid: number }) | undefined {
+  let pid: number;
+  try {
+    pid = readGatewayPid(dataDir);
+  } catch {
+    return undefined;
+  }
+  try {
+    const { host, httpsPort } = JSON.parse(readFileSync(gatewayListenFile(dataDir), 'utf8')) as Partial<GatewayListen>;
+    if (typeof host !== 'string' || !Number.isInteger(httpsPort) || httpsPort! <= 0 || httpsPort! > 65535) return undefined;
+    return { pid, host, httpsPort: httpsPort! };
+  } catch {
+    return undefined;
+  }
+}

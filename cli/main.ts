@@ -3,7 +3,7 @@
 import { hostname } from 'node:os';
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { chmodSync, existsSync, mkdirSync, rmSync, watch } from 'node:fs';
-import { gatewayPidFile, readGatewayPid, reloadRequestFile, takeReloadRequest } from './gateway-control.js';
+import { gatewayListenFile, gatewayPidFile, reachableHost, readGatewayPid, reloadRequestFile, takeReloadRequest, type GatewayListen } from './gateway-control.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import { cliLogger, withLogFormat, type LogFormat } from './log.js';
 import { CertificateAuthority, CaError, REVOCATION_REASONS, type RevocationReason } from '../ca/index.js';
@@ -163,6 +163,9 @@ export function buildProgram(): Command {
         },
       });
       const dataDir = resolve(opts.data);
+      // `wott audit run` asks the gateway on its data folder through this file (every worker writes the same).
+      const httpsBind = opts.httpsBind ?? opts.bind ?? config.gateway.httpsBind ?? config.gateway.bind ?? '0.0.0.0';
+      writeFileAtomic(gatewayListenFile(dataDir), JSON.stringify({ host: reachableHost(httpsBind), httpsPort: gateway.httpsPort } satisfies GatewayListen) + '\n', 0o600);
       // `wott policy reload` finds the gateway through this file and signals it (as `kill -HUP` does); with
       // --workers the file names the primary, which passes reloads on.
       if (!isGatewayWorker()) writeFileAtomic(gatewayPidFile(dataDir), `${process.pid}\n`, 0o600);
@@ -205,7 +208,10 @@ export function buildProgram(): Command {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        if (!isGatewayWorker()) rmSync(gatewayPidFile(dataDir), { force: true });
+        if (!isGatewayWorker()) {
+          rmSync(gatewayPidFile(dataDir), { force: true });
+          rmSync(gatewayListenFile(dataDir), { force: true });
+        }
         gateway.close().then(
           () => process.exit(0),
           (err: Error) => {

@@ -12,7 +12,7 @@ import { watch, rmSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../lib/atomic-file.js';
-import { gatewayPidFile, takeReloadRequest } from './gateway-control.js';
+import { gatewayListenFile, gatewayPidFile, takeReloadRequest } from './gateway-control.js';
 
 /** What the primary sends a worker. */
 export interface WorkerMessage {
@@ -40,6 +40,7 @@ export function superviseWorkers(count: number, options: { dataDir: string; conf
     if (stopping) {
       if (started.size === 0) {
         rmSync(gatewayPidFile(dataDir), { force: true });
+        rmSync(gatewayListenFile(dataDir), { force: true });
         process.exit(0);
       }
       return;

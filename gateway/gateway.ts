@@ -45,9 +45,10 @@ import { StaleEpochError, openSelectedActionStore, openSelectedInventory, openSe
 import ms from 'ms';
 import { openGatewayCredentials, type GatewayCredentials, type GatewayCredentialsOptions } from './credentials.js';
 import type { CredentialService } from '../credentials/index.js';
-import { AuditScheduler, auditPoints, collectFacts, type LiveFacts } from '../audit/index.js';
+import { AuditScheduler, auditPoints, collectFacts, type AuditFacts, type LiveFacts } from '../audit/index.js';
 import { ROUTES } from '../api/index.js';
-import { openSelectedVulnStore } from '../store/index.js';
+import { openReportHistory, openSelectedVulnStore } from '../store/index.js';
+import { ComplianceReports } from '../report/index.js';
 import type { BehaviourEvent as Behaviour } from '../protocol/index.js';
 
 export interface GatewayOptions {
@@ -96,6 +97,8 @@ export interface GatewayOptions {
   credentials?: GatewayCredentialsOptions;
   /** The scheduled fleet audit (issue 19; the `audit:` config section): daily by default. */
   audit?: { schedule: boolean; intervalMs?: number; firstRunMs?: number };
+  /** The compliance report of GET /api/v1/reports/compliance: how long one is served, how many requests may wait. */
+  reports?: { cacheMs?: number; maxWaiting?: number };
 }
 
 export interface GatewayClusterOptions {
@@ -174,6 +177,8 @@ export interface Gateway {
   lease?: Lease;
   /** The fleet audit: `audit.run()` runs one now; `audit.latest` is what GET /api/v1/audit/latest answers. */
   audit: AuditScheduler;
+  /** The compliance report GET /api/v1/reports/compliance serves (built from the same live facts as the audit). */
+  reports: ComplianceReports;
   /**
    * Replaces the topic policies in the running gateway (broker, scoring thresholds, Mosquitto sync), recorded in the
    * audit log as done by `actor`. Invalid rules are refused (and recorded as refused) with nothing changed.
@@ -445,7 +450,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       get nextRunAt() {
         return auditScheduler?.nextRunAt;
       },
+      run: () => auditScheduler.run(),
     },
+    reports: { render: (format) => reports.render(format) },
     log,
     ...(options.api?.refusalLimits ? { refusalLimits: options.api.refusalLimits } : {}),
     afterSignIn: '/',
@@ -680,38 +687,39 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const stats = scoring?.influxStats;
     return { since: gatewayStarted, sessions, events, ...(stats ? { influx: { failures: stats.failures, spooledBatches: stats.spooledBatches, dropped: stats.dropped, written: stats.written } } : {}) };
   };
+  const collectAuditFacts = async (): Promise<AuditFacts> => {
+    const vuln = await openSelectedVulnStore(options.store, options.dataDir);
+    try {
+      return await collectFacts({
+        fleet,
+        dataDir: options.dataDir,
+        source: 'gateway',
+        settings: {
+          policies: currentPolicies,
+          initialScore: options.initialScore,
+          claim: options.claim,
+          metrics: { port: metricsPort ?? false, bind: bind.metrics },
+          influx: Boolean(options.scoring?.influx),
+          apiRoutes: ROUTES.map((r) => ({ method: r.method, path: r.path, role: r.access?.role ?? null })),
+        },
+        scores: {
+          latest: async (device) => {
+            const latest = insights.latest(device);
+            return latest && { score: latest.score, time: latest.time, factors: latest.factors, findings: insights.findings(device) };
+          },
+          lastReport: (device) => insights.lastReport(device),
+        },
+        vuln,
+        live: collectLive(),
+      });
+    } finally {
+      await vuln.close();
+    }
+  };
   const auditScheduler: AuditScheduler = new AuditScheduler({
     ...(options.audit?.intervalMs !== undefined ? { intervalMs: options.audit.intervalMs } : {}),
     ...(options.audit?.firstRunMs !== undefined ? { firstRunMs: options.audit.firstRunMs } : {}),
-    collect: async () => {
-      const vuln = await openSelectedVulnStore(options.store, options.dataDir);
-      try {
-        return await collectFacts({
-          fleet,
-          dataDir: options.dataDir,
-          source: 'gateway',
-          settings: {
-            policies: currentPolicies,
-            initialScore: options.initialScore,
-            claim: options.claim,
-            metrics: { port: metricsPort ?? false, bind: bind.metrics },
-            influx: Boolean(options.scoring?.influx),
-            apiRoutes: ROUTES.map((r) => ({ method: r.method, path: r.path, role: r.access?.role ?? null })),
-          },
-          scores: {
-            latest: async (device) => {
-              const latest = insights.latest(device);
-              return latest && { score: latest.score, time: latest.time, factors: latest.factors, findings: insights.findings(device) };
-            },
-            lastReport: (device) => insights.lastReport(device),
-          },
-          vuln,
-          live: collectLive(),
-        });
-      } finally {
-        await vuln.close();
-      }
-    },
+    collect: collectAuditFacts,
     onRun: (run, newCritical) => {
       scoring?.writePoints(auditPoints(run));
       for (const f of newCritical) {
@@ -723,6 +731,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onError: (err) => log.error({ err: err.message }, 'fleet audit failed'),
   });
   if (options.audit?.schedule !== false) auditScheduler.start();
+  const reports = new ComplianceReports({
+    collect: collectAuditFacts,
+    history: openReportHistory(options.dataDir),
+    ...(options.reports?.cacheMs !== undefined ? { cacheMs: options.reports.cacheMs } : {}),
+    ...(options.reports?.maxWaiting !== undefined ? { maxWaiting: options.reports.maxWaiting } : {}),
+  });
   ca.setCrlUrl(`${publicUrl()}${CRL_PATH}`);
   ca.setOcspUrl(`${publicUrl()}${OCSP_PATH}`);
   // Every node adopts the current CRL (making one only when there is none fresh) before it serves; in a cluster the
@@ -767,6 +781,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     ...(lease ? { lease } : {}),
     audit: auditScheduler,
+    reports,
     async reloadPolicies(rules: PolicyRule[], actor: string) {
       const audit = fleet.as(actor);
       try {

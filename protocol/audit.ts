@@ -13,7 +13,17 @@ export const AUDIT_CATEGORIES = ['ca', 'certificates', 'identity', 'policy', 'op
 export type AuditCategory = (typeof AUDIT_CATEGORIES)[number];
 
 /** Below /api/v1 (GET /audit is the operator audit log, issue 13). */
-export const AUDIT_PATHS = { latest: '/audit/latest' } as const;
+export const AUDIT_PATHS = { latest: '/audit/latest', runs: '/audit/runs', compliance: '/reports/compliance' } as const;
+
+/** The compliance report's formats, their media types and file extensions (CLI --format, API ?format=). */
+export const REPORT_FORMATS = ['html', 'pdf', 'json'] as const;
+export type ReportFormat = (typeof REPORT_FORMATS)[number];
+export const REPORT_MEDIA_TYPES: Record<ReportFormat, string> = { html: 'text/html; charset=utf-8', pdf: 'application/pdf', json: 'application/json; charset=utf-8' };
+
+/** GET /api/v1/reports/compliance?format= */
+export const complianceReportQuerySchema = z.strictObject({
+  format: z.enum(REPORT_FORMATS).default('json').describe('json (the default: protocol/compliance-report.schema.json), html (self-contained page), pdf (printed by Chromium on the gateway)'),
+});
 
 /** One fact a finding rests on, and when wott observed it. */
 export const evidenceSchema = z.strictObject({
@@ -54,6 +64,9 @@ export const auditRunSchema = z.strictObject({
   findings: z.array(auditFindingSchema).describe('most severe first'),
 });
 export type AuditRun = z.infer<typeof auditRunSchema>;
+
+/** POST /api/v1/audit/runs: no body. */
+export const auditRunBodySchema = z.strictObject({}).optional();
 
 /** GET /api/v1/audit/latest: the latest run (null before the first). */
 export const auditLatestSchema = z.strictObject({

@@ -2,3 +2,5 @@
 export { buildComplianceReport, PROVISIONS, provisionKey } from './compliance.js';
 export { renderComplianceHtml, escapeHtml } from './html.js';
 export { htmlToPdf, findChromium, ChromiumMissingError } from './pdf.js';
+export { renderPdf } from './pdf.js';
+export { ComplianceReports, ReportBusyError, DEFAULT_REPORT_CACHE_MS, DEFAULT_REPORT_MAX_WAITING, type ComplianceReportsOptions, type RenderedReport } from './service.js';

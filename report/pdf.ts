@@ -25,6 +25,11 @@ export function findChromium(env: NodeJS.ProcessEnv = process.env): string | und
 
 /** Prints `html` to the PDF file `out` (written whole, or not at all). */
 export async function htmlToPdf(html: string, out: string, options: { chromium?: string; timeoutMs?: number } = {}): Promise<void> {
+  writeFileAtomic(out, await renderPdf(html, options), 0o600);
+}
+
+/** Prints `html` to PDF and returns its bytes. */
+export async function renderPdf(html: string, options: { chromium?: string; timeoutMs?: number } = {}): Promise<Buffer> {
   const chromium = options.chromium ?? findChromium();
   if (!chromium) {
     throw new ChromiumMissingError('PDF needs Chromium to print the report: apt-get install chromium (or set WOTT_CHROMIUM to its path); --format html gives the same report without it');
@@ -56,7 +61,7 @@ export async function htmlToPdf(html: string, out: string, options: { chromium?:
       child.on('close', (code) => (code === 0 ? resolve(err) : reject(new Error(`chromium exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`))));
     });
     if (!existsSync(pdf) || statSync(pdf).size < 100 || !startsWithPdf(pdf)) throw new Error(`chromium wrote no PDF: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
-    writeFileAtomic(out, readFileSync(pdf), 0o600);
+    return readFileSync(pdf);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

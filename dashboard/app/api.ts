@@ -55,3 +55,36 @@ export function qs(params: Record<string, string | number | undefined | null>): 
   const text = search.toString();
   return text ? `?${text}` : '';
 }
+
+/**
+ * A download from the API (GET, with the session cookie): fetched here rather than by a plain link so that a
+ * refusal (503 while the gateway is busy, no chromium for PDF) is shown with its reason instead of a failed
+ * download. The file is handed to the browser under the name the server gave (Content-Disposition).
+ */
+export async function download(path: string): Promise<string> {
+  const res = await fetch(`/api/v1${path}`, { credentials: 'same-origin', cache: 'no-store' });
+  if (!res.ok) {
+    let message = `${res.status} ${res.statusText}`;
+    try {
+      message = ((await res.json()) as { message?: string }).message ?? message;
+    } catch {
+      // not JSON: the status says enough
+    }
+    if (res.status === 401) onSignedOut();
+    throw new ApiError(res.status, message);
+  }
+  const name = /filename="([^"]+)"/.exec(res.headers.get('Content-Disposition') ?? '')?.[1] ?? 'download';
+  const url = URL.createObjectURL(await res.blob());
+  try {
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } finally {
+    // Revoked after the click has handed the file over.
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }
+  return name;
+}

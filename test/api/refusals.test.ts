@@ -54,6 +54,8 @@ const SAMPLES: Record<string, unknown> = {
   'POST /credentials/{name}/rotate': { value: 'matrix-secret-value' },
   'DELETE /credentials/{name}': undefined,
   'GET /audit/latest': undefined,
+  'POST /audit/runs': {},
+  'GET /reports/compliance': undefined,
 };
 
 const key = (r: RouteSpec) => `${r.method} ${r.path}`;

@@ -1,17 +1,22 @@
 /**
  * The dashboard's Compliance page (the fleet audit) in Debian's chromium on a real gateway: a viewer signed in with a
  * login link sees the latest scheduled run's findings with their evidence and fix, and which checks wott could not
- * assess; every request goes to the gateway.
+ * assess; every request goes to the gateway. Its download buttons fetch the compliance report from
+ * GET /api/v1/reports/compliance (the same route as any client) and the browser saves the PDF, HTML and JSON files.
  */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
+import { complianceReportSchema } from '../../protocol/index.js';
 import { requireCommand, tempDir } from '../helpers.js';
 import { connect, enroll, testGateway, waitFor } from '../mqtt-helpers.js';
 import { axeViolations, launch, loginLink, recordRequests, requireChromium, screenshots, signIn } from '../dashboard/browser.js';
 
-t.test('the Compliance page shows the latest audit', async (t) => {
-  if (!requireCommand(t, 'openssl', 'openssl') || !requireChromium(t)) return;
+t.test('the Compliance page shows the latest audit, and downloads the compliance report', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl') || !requireChromium(t) || !requireCommand(t, 'pdftotext', 'poppler-utils')) return;
   // Policies with a rule open to everyone: a finding the page must show.
-  const gw = await testGateway(t, { audit: { schedule: true, intervalMs: 3_600_000, firstRunMs: 0 }, policies: [{ topic: 'lobby/#', publish: 0, subscribe: 0 }] });
+  const gw = await testGateway(t, { audit: { schedule: true, intervalMs: 3_600_000, firstRunMs: 0 }, reports: { cacheMs: 3_600_000 }, policies: [{ topic: 'lobby/#', publish: 0, subscribe: 0 }] });
   const dir = tempDir(t);
   const client = await connect(gw, await enroll(gw, dir, 'door-1'));
   t.teardown(() => client.end(true));
@@ -21,7 +26,8 @@ t.test('the Compliance page shows the latest audit', async (t) => {
 
   const base = `https://127.0.0.1:${gw.httpsPort}`;
   const browser = await launch(t);
-  const context = await browser.createBrowserContext();
+  const downloads = tempDir(t, 'wott-downloads-');
+  const context = await browser.createBrowserContext({ downloadBehavior: { policy: 'allow', downloadPath: downloads } });
   const requested: string[] = [];
   recordRequests(context, requested);
   const page = await context.newPage();
@@ -37,6 +43,26 @@ t.test('the Compliance page shows the latest audit', async (t) => {
   const checks = await page.$$eval('table.checks tbody tr', (trs) => trs.map((tr) => tr.textContent ?? ''));
   t.equal(checks.length, run.checks.length, 'every check, with its result');
   t.match(await page.$eval('.audit-summary', (e) => e.textContent ?? ''), new RegExp(`over 1 device\\(s\\): ${run.findings.length} finding\\(s\\)`));
+
+  // The report's buttons: each download lands in the browser's download folder under the server's name.
+  const saved = (ext: string) => readdirSync(downloads).filter((f) => f.startsWith('wott-compliance-') && f.endsWith(`.${ext}`));
+  for (const format of ['pdf', 'html', 'json'] as const) {
+    await page.click(`.report-downloads button[data-format="${format}"]`);
+    await waitFor(() => saved(format).length === 1 && !readdirSync(downloads).some((f) => f.endsWith('.crdownload')), `the ${format} download`, 120_000);
+    await page.waitForFunction((f: string) => new RegExp(`^Downloaded wott-compliance-\\d{8}T\\d{6}Z\\.${f}$`).test(document.querySelector('.report-status')?.textContent ?? ''), {}, format);
+  }
+  const pdf = join(downloads, saved('pdf')[0]!);
+  t.equal(readFileSync(pdf).subarray(0, 5).toString('latin1'), '%PDF-', 'the PDF is a PDF');
+  t.match(execFileSync('pdftotext', [pdf, '-'], { encoding: 'utf8' }).replace(/\s+/g, ' '), /ETSI EN 303 645 5\.1 — .*door-1/, 'with the provisions and the device');
+  t.match(readFileSync(join(downloads, saved('html')[0]!), 'utf8'), /ETSI EN 303 645 5\.13/, 'the HTML report');
+  const json = complianceReportSchema.parse(JSON.parse(readFileSync(join(downloads, saved('json')[0]!), 'utf8')));
+  t.equal(json.audit.source, 'gateway', 'the JSON report, from the live view');
+  t.ok(existsSync(pdf) && saved('pdf')[0]!.replace(/\.pdf$/, '') === saved('json')[0]!.replace(/\.json$/, ''), 'the three files are one report (one time in their names)');
+  t.same(
+    requested.filter((u) => u.includes('/reports/')).map((u) => new URL(u).pathname + new URL(u).search),
+    ['/api/v1/reports/compliance?format=pdf', '/api/v1/reports/compliance?format=html', '/api/v1/reports/compliance?format=json'],
+    'through the API route, nothing else',
+  );
   const violations = await axeViolations(page);
   t.same(violations.filter((v) => v.impact === 'serious' || v.impact === 'critical'), [], 'axe: no serious or critical violations');
   const shots = await screenshots(page, tempDir(t, 'wott-shots-'), 'compliance', () => page.waitForSelector('table.findings tbody tr'));

@@ -1,11 +1,53 @@
 /**
  * The fleet audit (GET /audit/latest): the gateway's latest scheduled run, its findings most severe first (each with
- * the affected objects, the evidence and the fix), and the checks wott could not assess, with why. The compliance
- * report itself is made with `wott report compliance` (docs/audit.md).
+ * the affected objects, the evidence and the fix), and the checks wott could not assess, with why; and the compliance
+ * report (ETSI EN 303 645, NIST IR 8259A) to download as HTML, PDF or JSON from GET /reports/compliance.
  */
-import type { AuditLatest } from '../../../protocol/audit.js';
-import { call } from '../api.js';
+import { useState } from 'preact/hooks';
+import type { AuditLatest, ReportFormat } from '../../../protocol/audit.js';
+import { call, download } from '../api.js';
 import { Failure, Section, Time, useLoad, useTitle } from '../ui.js';
+
+const FORMATS: Array<{ format: ReportFormat; label: string }> = [
+  { format: 'pdf', label: 'PDF' },
+  { format: 'html', label: 'HTML' },
+  { format: 'json', label: 'JSON' },
+];
+
+/** The report's download buttons: one download at a time, its outcome said in a live region. */
+function ReportDownloads() {
+  const [busy, setBusy] = useState<ReportFormat>();
+  const [result, setResult] = useState<{ ok: boolean; text: string }>();
+  const get = async (format: ReportFormat, label: string) => {
+    setBusy(format);
+    setResult({ ok: true, text: `Preparing the ${label} report…` });
+    try {
+      setResult({ ok: true, text: `Downloaded ${await download(`/reports/compliance?format=${format}`)}` });
+    } catch (err) {
+      setResult({ ok: false, text: `${label} report: ${(err as Error).message}` });
+    } finally {
+      setBusy(undefined);
+    }
+  };
+  return (
+    <Section title="Compliance report" source="GET /api/v1/reports/compliance">
+      <p>
+        ETSI EN 303 645 (5.1–5.13) and the NIST IR 8259A core baseline, per provision and per device: met, not met or
+        not assessable by wott, with the evidence and the fix. Built from the gateway's live evidence.
+      </p>
+      <div class="buttons report-downloads">
+        {FORMATS.map(({ format, label }) => (
+          <button type="button" key={format} data-format={format} disabled={busy !== undefined} aria-busy={busy === format} onClick={() => void get(format, label)}>
+            Download {label}
+          </button>
+        ))}
+      </div>
+      <p class={result?.ok === false ? 'error report-status' : 'muted report-status'} role="status" aria-live="polite">
+        {result?.text ?? ''}
+      </p>
+    </Section>
+  );
+}
 
 const SEVERITY_CLASS: Record<string, string> = { critical: 'sev-critical', high: 'sev-high', medium: 'sev-medium', low: 'sev-low', info: 'sev-low' };
 
@@ -18,6 +60,7 @@ export function CompliancePage() {
       <h1>Fleet audit</h1>
       {latest.error ? <Failure error={latest.error} /> : null}
       {!latest.data && !latest.error ? <p aria-busy="true">Loading…</p> : null}
+      <ReportDownloads />
       {latest.data && !run ? (
         <p class="muted">
           No audit has run yet{latest.data.nextRunAt ? <> — the next starts <Time iso={latest.data.nextRunAt} /></> : null}.
@@ -99,9 +142,6 @@ export function CompliancePage() {
               </tbody>
             </table>
           </Section>
-          <p class="muted">
-            The compliance report (ETSI EN 303 645, NIST IR 8259A) from the same evidence: <code>wott report compliance --format pdf --out report.pdf</code>.
-          </p>
         </>
       ) : null}
     </main>
