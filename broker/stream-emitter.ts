@@ -12,8 +12,9 @@
  * - after a reconnect the node reads on from its last id, so what other nodes appended meanwhile (their publishers
  *   were waiting for Redis) still arrives. If Redis came back without the stream, or with less of it than this node had
  *   read (no persistence, a lagging replica), it reads what is there now: those entries were written after the loss.
- * The stream is trimmed to about `maxLength` entries (Redis memory stays bounded); a node that falls further behind
- * than that loses the trimmed entries, and says so.
+ * The stream is trimmed to about `maxLength` entries (Redis memory stays bounded); an entry holds the packets published
+ * in one turn of the event loop (up to 100). A node that falls further behind than that loses the trimmed entries,
+ * and says so.
  */
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -42,13 +43,15 @@ class ConnectionLost extends Error {
 
 export const DEFAULT_BUS_KEY = 'wott:bus';
 export const DEFAULT_BUS_MAX_LENGTH = 100_000;
+/** At most this many packets share one stream entry. */
+const MAX_PACKETS_PER_ENTRY = 100;
 
 export interface StreamEmitterOptions {
   /** ioredis connection options (redisConnectionOptions() from a URL). */
   connection: RedisOptions;
   /** The stream's key (default wott:bus). */
   key?: string;
-  /** About how many entries the stream keeps (XADD MAXLEN ~; default 100,000). */
+  /** About how many entries the stream keeps (XADD MAXLEN ~; default 100,000); an entry holds 1 to 100 packets. */
   maxLength?: number;
   /** Entries read per XREAD (default 1,000). */
   batch?: number;
@@ -74,6 +77,8 @@ export class StreamEmitter {
   private resync = true;
   private closing = false;
   private readonly loop: Promise<void>;
+  /** Published here, not yet sent to Redis (sent together at the next turn of the event loop). */
+  private readonly pending: Array<{ packet: BusPacket; callback: (err?: Error) => void }> = [];
   /** Fails the read in flight when the reader's connection closes. */
   private readCut: ((err: Error) => void) | undefined;
 
@@ -133,13 +138,23 @@ export class StreamEmitter {
       return this;
     }
     this.local.emit(packet);
-    this.writer
-      .xadd(this.key, 'MAXLEN', '~', this.maxLength, '*', ...encodeEntry(this.instance, packet))
-      .then(
-        () => callback(),
-        (err: Error) => callback(err),
-      );
+    // Packets published in the same turn of the event loop go out as one entry: one XADD, one fsync, one read per
+    // node, instead of one each (measured: several times the cross-node rate under load).
+    this.pending.push({ packet, callback });
+    if (this.pending.length === 1) setImmediate(() => this.flush());
     return this;
+  }
+
+  private flush(): void {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, MAX_PACKETS_PER_ENTRY);
+      this.writer
+        .xadd(this.key, 'MAXLEN', '~', this.maxLength, '*', ...encodeEntry(this.instance, batch.map((p) => p.packet)))
+        .then(
+          () => batch.forEach((p) => p.callback()),
+          (err: Error) => batch.forEach((p) => p.callback(err)),
+        );
+    }
   }
 
   close(done?: () => void): this {
@@ -147,6 +162,7 @@ export class StreamEmitter {
       if (done) void this.loop.then(() => setImmediate(done));
       return this;
     }
+    this.flush(); // what was published before close goes out before QUIT
     this.closing = true;
     this.reader.disconnect();
     // Appends already sent are answered before QUIT; with Redis away there is nothing to wait for.
@@ -200,10 +216,12 @@ export class StreamEmitter {
   }
 
   private deliver(fields: Buffer[]): void {
+    // Own entries (delivered here at publish) are skipped before any decoding: `n` is written first.
+    if (fields[0]?.toString() === 'n' && fields[1]?.toString() === this.instance) return;
     const entry = decodeEntry(fields);
     if (entry instanceof Error) return void this.onError(new Error(`cluster bus (${this.key}): ${entry.message}; skipped`));
     if (entry.instance === this.instance) return; // delivered here when it was published
-    this.local.emit(entry.packet);
+    for (const packet of entry.packets) this.local.emit(packet);
   }
 
   /** Where to read from: at start the end of the stream; after a failure on from the last id, unless Redis lost it. */

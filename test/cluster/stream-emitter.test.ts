@@ -13,17 +13,21 @@ import { waitFor } from '../mqtt-helpers.js';
 
 t.test('entries: encode and decode round-trip; malformed ones are errors; ids order as Redis orders them', async (t) => {
   const packet = { cmd: 'publish', topic: 'a/b', payload: Buffer.from([0, 1, 255]), qos: 1, retain: false, brokerId: 'n1', brokerCounter: 7, messageId: undefined, properties: { correlationData: Buffer.from('xy') } };
-  const fields = encodeEntry('inst', packet).map((f) => Buffer.from(f));
+  const fields = encodeEntry('inst', [packet, { topic: 'c', payload: Buffer.from('second') }]).map((f) => Buffer.from(f));
   const back = decodeEntry(fields);
   if (back instanceof Error) throw back;
   t.equal(back.instance, 'inst');
-  t.same(back.packet.payload, Buffer.from([0, 1, 255]));
-  t.ok(Buffer.isBuffer(back.packet.payload), 'payload comes back a Buffer');
-  t.ok(Buffer.isBuffer((back.packet.properties as { correlationData: unknown }).correlationData), 'a Buffer inside the packet too');
-  t.same({ ...back.packet, payload: undefined, properties: undefined }, { cmd: 'publish', topic: 'a/b', qos: 1, retain: false, brokerId: 'n1', brokerCounter: 7, payload: undefined, properties: undefined });
-  const str = decodeEntry(encodeEntry('i', { topic: 't', payload: 'hello' }).map((f) => Buffer.from(f)));
-  t.equal((str as { packet: BusPacket }).packet.payload, 'hello', 'a string payload stays a string');
+  t.equal(back.packets.length, 2, 'packets published together share an entry');
+  const [first, second] = back.packets as [BusPacket, BusPacket];
+  t.same(first.payload, Buffer.from([0, 1, 255]));
+  t.ok(Buffer.isBuffer(first.payload), 'payload comes back a Buffer');
+  t.ok(Buffer.isBuffer((first.properties as { correlationData: unknown }).correlationData), 'a Buffer inside the packet too');
+  t.same({ ...first, payload: undefined, properties: undefined }, { cmd: 'publish', topic: 'a/b', qos: 1, retain: false, brokerId: 'n1', brokerCounter: 7, payload: undefined, properties: undefined });
+  t.same([second.topic, String(second.payload)], ['c', 'second'], 'in order');
+  const str = decodeEntry(encodeEntry('i', [{ topic: 't', payload: 'hello' }]).map((f) => Buffer.from(f)));
+  t.equal((str as { packets: BusPacket[] }).packets[0]!.payload, 'hello', 'a string payload stays a string');
   t.match(decodeEntry([Buffer.from('n'), Buffer.from('x')]), Error);
+  t.match(decodeEntry(['n', 'x', 'h', '{"topic":"a"}', 'p', '', 'h', '{"topic":"b"}'].map((f) => Buffer.from(f))), Error, 'a header without its payload');
   t.match(decodeEntry(['n', 'x', 'h', '{not json', 'p', ''].map((f) => Buffer.from(f))), Error);
   t.match(decodeEntry(['n', 'x', 'h', '{"qos":1}', 'p', ''].map((f) => Buffer.from(f))), Error);
   t.ok(compareIds('9-0', '10-0') < 0, 'by number, not text');
@@ -93,14 +97,21 @@ t.test('two emitters on one Redis', async (t) => {
     await raw.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
     await waitFor(() => errors.slice(gone).filter((m) => /stream is gone/.test(m)).length >= 2, 'both readers noticed the stream is gone');
     // An entry from another node, with an id from a clock far behind the ids B has read.
-    await raw.xadd('wott:bus', '5-0', ...encodeEntry('elsewhere', { topic: 'weather/late/temp', payload: Buffer.from('late') }));
+    await raw.xadd('wott:bus', '5-0', ...encodeEntry('elsewhere', [{ topic: 'weather/late/temp', payload: Buffer.from('late') }]));
     await waitFor(() => atB.some((p) => String(p.payload) === 'late'), 'B delivered the entry of the new stream');
+  });
+
+  await t.test('packets published together share one entry', async (t) => {
+    const before = await raw.xlen('wott:bus');
+    await Promise.all(Array.from({ length: 250 }, (_, i) => emit(a, { topic: 'weather/many/temp', payload: Buffer.from(`p${i}`) })));
+    t.equal(await raw.xlen('wott:bus'), before + 3, '250 packets in one turn: 3 entries of at most 100');
   });
 
   await t.test('the stream stays bounded by maxLength (approximately, as XADD MAXLEN ~ trims)', async (t) => {
     const small = make(100);
     await small.ready;
-    await Promise.all(Array.from({ length: 1000 }, () => emit(small, { topic: 'other', payload: Buffer.alloc(10) })));
+    // One at a time: each its own entry.
+    for (let i = 0; i < 400; i++) await emit(small, { topic: 'other', payload: Buffer.alloc(10) });
     const length = await raw.xlen('wott:bus');
     t.ok(length >= 100 && length < 300, `${length} entries kept for a limit of 100`);
   });
