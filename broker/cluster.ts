@@ -1,17 +1,20 @@
 /**
- * Aedes on Redis: the message bus (mqemitter-redis) and the persistence (aedes-persistence-redis) that let several
- * brokers act as one. A device connects to any node; publishes, retained messages, persistent sessions, offline
- * QoS 1 queues and client-id takeover (Aedes' `$SYS/+/new/clients`) travel through Redis.
+ * Aedes on Redis: the message bus (a Redis Stream, stream-emitter.ts) and the persistence (aedes-persistence-redis)
+ * that let several brokers act as one. A device connects to any node; publishes, retained messages, persistent
+ * sessions, offline QoS 1 queues and client-id takeover (Aedes' `$SYS/+/new/clients`) travel through Redis.
  *
- * Both libraries are the maintainers' own (moscajs); wott adds nothing to their protocol. What their trackers say
- * matters here: wills of a dead node are published by the survivors after 3 missed heartbeats (Aedes'
- * heartbeatInterval), and QoS 2 is not offered by wott's devices (QoS 2 leftovers are a known weak spot).
+ * The persistence is the maintainers' own (moscajs). Their bus, mqemitter-redis, is Redis pub/sub, which keeps
+ * nothing: a QoS 1 message acknowledged while Redis restarted could be lost between nodes, so the bus is ours, on a
+ * stream. What the trackers say matters here: wills of a dead node are published by the survivors after 3 missed
+ * heartbeats (Aedes' heartbeatInterval), and QoS 2 is not offered by wott's devices (QoS 2 leftovers are a known
+ * weak spot).
  */
 import type { AedesOptions } from 'aedes';
 import { createRequire } from 'node:module';
 import { Redis, type RedisOptions } from 'ioredis';
+import { StreamEmitter } from './stream-emitter.js';
 
-// Both packages are CommonJS with `module.exports = fn`: loaded through require to keep their own typing loose.
+// CommonJS with `module.exports = fn`: loaded through require to keep its own typing loose.
 const require = createRequire(import.meta.url);
 
 export interface RedisClusterOptions {
@@ -19,16 +22,17 @@ export interface RedisClusterOptions {
   url: string;
   /** Offline QoS 1 messages delivered to one client on connect (aedes-persistence-redis' maxSessionDelivery). */
   maxSessionDelivery?: number;
-  /**
-   * Told of connection errors (Redis down or restarting); the clients reconnect by themselves. Without a listener
-   * mqemitter-redis re-emits them as an unhandled 'error' event, which would end the process.
-   */
+  /** About how many messages the bus stream keeps (XADD MAXLEN ~; default 100,000): bounds Redis' memory. */
+  busMaxLength?: number;
+  /** Told of connection errors (Redis down or restarting; the clients reconnect by themselves) and bus anomalies. */
   onError?: (err: Error) => void;
 }
 
 export interface ClusterBrokerParts {
   mq: NonNullable<AedesOptions['mq']>;
   persistence: NonNullable<AedesOptions['persistence']>;
+  /** Resolves once the bus knows where its stream ends (it delivers what is appended after). */
+  ready: Promise<void>;
   /** Closes the persistence's Redis connections: Aedes' close() ends the bus but leaves the persistence open. */
   close(): Promise<void>;
 }
@@ -59,7 +63,6 @@ export function redisConnectionOptions(url: string): Record<string, unknown> {
 /** The bus and persistence for `Aedes.createBroker({ mq, persistence })` on one Redis. */
 export function clusterBrokerParts(options: RedisClusterOptions): ClusterBrokerParts {
   const connection = redisConnectionOptions(options.url);
-  const mqemitterRedis = require('mqemitter-redis') as (opts: Record<string, unknown>) => ClusterBrokerParts['mq'];
   const persistenceRedis = require('aedes-persistence-redis') as (opts: Record<string, unknown>) => ClusterBrokerParts['persistence'];
   const onError = options.onError ?? (() => undefined);
   // Our own connection for the persistence, so that its errors reach onError (ioredis would print them to stderr).
@@ -68,11 +71,11 @@ export function clusterBrokerParts(options: RedisClusterOptions): ClusterBrokerP
   const persistence = persistenceRedis({ conn, maxSessionDelivery: options.maxSessionDelivery ?? 1000 }) as ClusterBrokerParts['persistence'] & {
     destroy(): Promise<void>;
   };
-  const mq = mqemitterRedis({ ...connection }) as ClusterBrokerParts['mq'] & { state: { on(event: 'error', listener: (err: Error) => void): void } };
-  mq.state.on('error', onError);
+  const bus = new StreamEmitter({ connection: connection as RedisOptions, onError, ...(options.busMaxLength ? { maxLength: options.busMaxLength } : {}) });
   let closed: Promise<void> | undefined;
   return {
-    mq,
+    mq: bus as unknown as ClusterBrokerParts['mq'],
+    ready: bus.ready,
     persistence,
     // Without a callback: the callback form waits for a 'ready' event that Aedes 1.2's async setup never emits.
     close: () => (closed ??= persistence.destroy().catch(() => undefined).then(() => void conn.disconnect())),

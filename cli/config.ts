@@ -191,6 +191,8 @@ export const configSchema = z
         node: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
         /** Scoring leadership lease: a dead leader is replaced within about this long. */
         lease: duration.default(3_000),
+        /** About how many messages the cluster bus (a Redis stream) keeps: bounds Redis' memory (docs/cluster.md). */
+        busMaxLength: count.default(100_000),
       })
       .strict()
       .optional(),

@@ -151,6 +151,7 @@ export function buildProgram(): Command {
                 redis: config.cluster.redis,
                 nodeId: config.cluster.node ? `${config.cluster.node}${isGatewayWorker() ? `-w${workerId()}` : ''}` : `${hostname()}-${process.pid}`,
                 leaseMs: config.cluster.lease,
+                busMaxLength: config.cluster.busMaxLength,
               },
             }
           : {}),

@@ -108,6 +108,8 @@ export interface GatewayClusterOptions {
   nodeId: string;
   /** Scoring leadership lease (default 3 s): a dead leader is replaced within about this long. */
   leaseMs: number;
+  /** About how many messages the cluster bus (the Redis stream wott:bus) keeps; default 100,000. */
+  busMaxLength?: number;
 }
 
 export interface GatewayApiOptions {
@@ -505,8 +507,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Redis down or restarting: the bus and persistence reconnect by themselves; say so, at most a few lines a minute.
   const redisErrors = options.cluster ? new LogThrottle(log) : undefined;
   const clusterParts = options.cluster
-    ? clusterBrokerParts({ url: options.cluster.redis, onError: (err) => redisErrors!.warn('redis', { err: err.message }, 'cluster: Redis connection error (reconnecting)') })
+    ? clusterBrokerParts({
+        url: options.cluster.redis,
+        ...(options.cluster.busMaxLength ? { busMaxLength: options.cluster.busMaxLength } : {}),
+        onError: (err) =>
+          err.message.startsWith('cluster bus')
+            ? redisErrors!.warn('bus', { err: err.message }, 'cluster: message bus')
+            : redisErrors!.warn('redis', { err: err.message }, 'cluster: Redis connection error (reconnecting)'),
+      })
     : undefined;
+  // The bus delivers what is appended after it found the stream's end: find it before devices can subscribe.
+  if (clusterParts) await clusterParts.ready;
   const broker = await Aedes.createBroker({
     connectTimeout: limits.connectTimeoutMs,
     ...(clusterParts && options.cluster ? { mq: clusterParts.mq, persistence: clusterParts.persistence, id: options.cluster.nodeId } : {}),

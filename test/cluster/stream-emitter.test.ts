@@ -1,0 +1,118 @@
+/**
+ * The cluster bus on a Redis Stream (broker/stream-emitter.ts) against a real redis-server: delivery between two
+ * emitters with topic matching, own messages delivered once, the emit callback only after Redis stored the entry,
+ * nothing lost across a Redis stop/start, a stream Redis lost (read again from its start), and the MAXLEN bound.
+ */
+import t from 'tap';
+import { Redis } from 'ioredis';
+import { compareIds, decodeEntry, encodeEntry, type BusPacket } from '../../broker/bus-entry.js';
+import { redisConnectionOptions } from '../../broker/cluster.js';
+import { StreamEmitter } from '../../broker/stream-emitter.js';
+import { startRedis } from '../redis-helpers.js';
+import { waitFor } from '../mqtt-helpers.js';
+
+t.test('entries: encode and decode round-trip; malformed ones are errors; ids order as Redis orders them', async (t) => {
+  const packet = { cmd: 'publish', topic: 'a/b', payload: Buffer.from([0, 1, 255]), qos: 1, retain: false, brokerId: 'n1', brokerCounter: 7, messageId: undefined, properties: { correlationData: Buffer.from('xy') } };
+  const fields = encodeEntry('inst', [packet, { topic: 'c', payload: Buffer.from('second') }]).map((f) => Buffer.from(f));
+  const back = decodeEntry(fields);
+  if (back instanceof Error) throw back;
+  t.equal(back.instance, 'inst');
+  t.equal(back.packets.length, 2, 'packets published together share an entry');
+  const [first, second] = back.packets as [BusPacket, BusPacket];
+  t.same(first.payload, Buffer.from([0, 1, 255]));
+  t.ok(Buffer.isBuffer(first.payload), 'payload comes back a Buffer');
+  t.ok(Buffer.isBuffer((first.properties as { correlationData: unknown }).correlationData), 'a Buffer inside the packet too');
+  t.same({ ...first, payload: undefined, properties: undefined }, { cmd: 'publish', topic: 'a/b', qos: 1, retain: false, brokerId: 'n1', brokerCounter: 7, payload: undefined, properties: undefined });
+  t.same([second.topic, String(second.payload)], ['c', 'second'], 'in order');
+  const str = decodeEntry(encodeEntry('i', [{ topic: 't', payload: 'hello' }]).map((f) => Buffer.from(f)));
+  t.equal((str as { packets: BusPacket[] }).packets[0]!.payload, 'hello', 'a string payload stays a string');
+  t.match(decodeEntry([Buffer.from('n'), Buffer.from('x')]), Error);
+  t.match(decodeEntry(['n', 'x', 'h', '{"topic":"a"}', 'p', '', 'h', '{"topic":"b"}'].map((f) => Buffer.from(f))), Error, 'a header without its payload');
+  t.match(decodeEntry(['n', 'x', 'h', '{not json', 'p', ''].map((f) => Buffer.from(f))), Error);
+  t.match(decodeEntry(['n', 'x', 'h', '{"qos":1}', 'p', ''].map((f) => Buffer.from(f))), Error);
+  t.ok(compareIds('9-0', '10-0') < 0, 'by number, not text');
+  t.ok(compareIds('10-2', '10-10') < 0);
+  t.equal(compareIds('5-1', '5-1'), 0);
+  t.ok(compareIds('1700000000001-0', '1700000000000-99') > 0);
+});
+
+t.test('two emitters on one Redis', async (t) => {
+  const redis = await startRedis(t);
+  if (!redis) return;
+  const connection = redisConnectionOptions(redis.url);
+  const errors: string[] = [];
+  const make = (maxLength?: number) => {
+    const bus = new StreamEmitter({ connection, onError: (err) => errors.push(err.message), ...(maxLength ? { maxLength } : {}) });
+    t.teardown(() => new Promise<void>((resolve) => bus.close(resolve)));
+    return bus;
+  };
+  const a = make();
+  const b = make();
+  await Promise.all([a.ready, b.ready]);
+  const raw = new Redis(connection);
+  t.teardown(() => void raw.disconnect());
+  const atA: BusPacket[] = [];
+  const atB: BusPacket[] = [];
+  await new Promise<void>((resolve) => a.on('weather/#', (p, done) => (atA.push(p), done()), resolve));
+  await new Promise<void>((resolve) => b.on('weather/+/temp', (p, done) => (atB.push(p), done()), resolve));
+  const emit = (bus: StreamEmitter, packet: BusPacket) => new Promise<void>((resolve, reject) => bus.emit(packet, (err) => (err ? reject(err) : resolve())));
+
+  await t.test('delivery across emitters, topic matching, own messages once', async (t) => {
+    await emit(a, { topic: 'weather/x/temp', payload: Buffer.from('one'), qos: 1 });
+    await emit(a, { topic: 'weather/x/wind', payload: Buffer.from('two'), qos: 0 });
+    await emit(b, { topic: 'weather/y/temp', payload: Buffer.from('three'), qos: 1 });
+    await waitFor(() => atA.length >= 3 && atB.length >= 2, 'both sides received');
+    // One more round trip through the stream on both readers, so a duplicate would have arrived by now.
+    await emit(a, { topic: 'weather/z/temp', payload: Buffer.from('four') });
+    await waitFor(() => atA.length >= 4 && atB.length >= 3, 'the marker arrived on both');
+    t.same(atA.map((p) => String(p.payload)), ['one', 'two', 'three', 'four'], 'A: its own messages once, at publish, and B\'s');
+    t.same(atB.map((p) => String(p.payload)), ['one', 'three', 'four'], 'B: only what its filter matches, its own once');
+    t.ok(Buffer.isBuffer(atB[0]!.payload));
+  });
+
+  await t.test('emit calls back once Redis has stored the entry', async (t) => {
+    const before = await raw.xlen('wott:bus');
+    await emit(b, { topic: 'weather/q/temp', payload: Buffer.from('stored') });
+    const last = (await raw.xrevrange('wott:bus', '+', '-', 'COUNT', 1))[0]!;
+    t.equal(await raw.xlen('wott:bus'), before + 1);
+    t.match(last[1], ['n', b.instance, 'h', /"topic":"weather\/q\/temp"/, 'p', 'stored']);
+  });
+
+  await t.test('Redis stops and starts again: what was emitted meanwhile arrives, after the callback waited for it', async (t) => {
+    atB.length = 0;
+    await redis.stop();
+    let acked = 0;
+    const pending = Array.from({ length: 50 }, (_, i) => emit(a, { topic: `weather/o${i}/temp`, payload: Buffer.from(`o${i}`), qos: 1 }).then(() => void acked++));
+    t.equal(acked, 0, 'no callback while Redis is down');
+    await redis.restart();
+    await Promise.all(pending);
+    await waitFor(() => atB.length >= 50, 'B received every message emitted during the outage', 30_000);
+    t.same(atB.map((p) => String(p.payload)), Array.from({ length: 50 }, (_, i) => `o${i}`), 'all of them, in order, once');
+  });
+
+  await t.test('Redis lost the stream: the reader reads the new one from its start, even ids sorting before its own', async (t) => {
+    atB.length = 0;
+    const gone = errors.length;
+    await raw.del('wott:bus');
+    await raw.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await waitFor(() => errors.slice(gone).filter((m) => /stream is gone/.test(m)).length >= 2, 'both readers noticed the stream is gone');
+    // An entry from another node, with an id from a clock far behind the ids B has read.
+    await raw.xadd('wott:bus', '5-0', ...encodeEntry('elsewhere', [{ topic: 'weather/late/temp', payload: Buffer.from('late') }]));
+    await waitFor(() => atB.some((p) => String(p.payload) === 'late'), 'B delivered the entry of the new stream');
+  });
+
+  await t.test('packets published together share one entry', async (t) => {
+    const before = await raw.xlen('wott:bus');
+    await Promise.all(Array.from({ length: 250 }, (_, i) => emit(a, { topic: 'weather/many/temp', payload: Buffer.from(`p${i}`) })));
+    t.equal(await raw.xlen('wott:bus'), before + 3, '250 packets in one turn: 3 entries of at most 100');
+  });
+
+  await t.test('the stream stays bounded by maxLength (approximately, as XADD MAXLEN ~ trims)', async (t) => {
+    const small = make(100);
+    await small.ready;
+    // One at a time: each its own entry.
+    for (let i = 0; i < 400; i++) await emit(small, { topic: 'other', payload: Buffer.alloc(10) });
+    const length = await raw.xlen('wott:bus');
+    t.ok(length >= 100 && length < 300, `${length} entries kept for a limit of 100`);
+  });
+});
