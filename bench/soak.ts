@@ -145,6 +145,9 @@ export interface LoadStats {
   /** Connections the gateway closed without being asked (not revocations, not moves onto a renewed certificate). */
   reconnects: number;
   connectFailures: number;
+  /** Devices (not revoked) without a connection when the stats were taken, by state. */
+  down: number;
+  moving: number;
   lostSample: string[];
 }
 
@@ -198,6 +201,8 @@ interface Device extends DeviceSpec {
   seq: number;
   reportId: number;
   revokeExpected: boolean;
+  /** A renewal is under way: the gateway closes the superseded certificate's session as soon as the new one exists. */
+  renewing: boolean;
   renewFailures: number;
   timers: NodeJS.Timeout[];
 }
@@ -207,7 +212,7 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
   telemetrySchema.parse(stateReport('soak-check', 1));
   const stats: LoadStats = {
     enrollments: 0, enrollFailures: 0, held: 0, appSent: 0, appAcked: 0, delivered: 0, pending: 0, unackedOrDuplicate: 0,
-    telemetrySent: 0, telemetryAcked: 0, renewals: 0, renewalFailures: 0, reconnects: 0, connectFailures: 0, lostSample: [],
+    telemetrySent: 0, telemetryAcked: 0, renewals: 0, renewalFailures: 0, reconnects: 0, connectFailures: 0, down: 0, moving: 0, lostSample: [],
   };
   const acked = new Set<string>(); // acknowledged, not yet delivered
   const early = new Set<string>(); // delivered before (or without) the PUBACK
@@ -217,6 +222,8 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
   const snapshot = (): LoadStats => ({
     ...stats,
     held: devices.filter((d) => d.state === 'up' && d.client?.connected).length,
+    down: devices.filter((d) => d.state === 'idle' || (d.state === 'up' && !d.client?.connected)).length,
+    moving: devices.filter((d) => d.state === 'moving').length,
     pending: acked.size,
     unackedOrDuplicate: early.size,
     lostSample: [...acked].slice(0, 10),
@@ -286,6 +293,12 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
       for (const t of d.timers) clearTimeout(t);
       return;
     }
+    if (d.renewing) {
+      // The gateway closed the superseded session before the device moved itself: the renewal brings it back up.
+      d.state = 'moving';
+      d.client = undefined;
+      return;
+    }
     stats.reconnects++;
     d.state = 'idle';
     d.client = undefined;
@@ -312,7 +325,8 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
   };
   /** What the agent's RenewalLoop does: new key, simplereenroll over mTLS with the current certificate. */
   const renew = async (d: Device) => {
-    if (closing || d.state === 'gone' || d.revokeExpected) return;
+    if (closing || gone(d) || d.revokeExpected) return;
+    d.renewing = true;
     try {
       const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const issued = await simpleReenroll(spec.estUrl, spec.caPem, d.key, d.cert, await createCsr(d.id, privateKey, publicKey));
@@ -325,18 +339,22 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
       const old = d.client;
       d.state = 'moving';
       d.client = undefined;
-      if (old) await old.endAsync().catch(() => undefined);
+      // A graceful end waits for in-flight PUBACKs; one the old connection never gets must not hold the move up.
+      if (old) await Promise.race([old.endAsync().catch(() => undefined), sleep(5000)]).then(() => old.end(true));
       await bringUp(d);
     } catch {
       if (closing || gone(d)) return;
       stats.renewalFailures++;
       d.renewFailures++;
+      if (d.state === 'moving') void bringUp(d);
+    } finally {
+      d.renewing = false;
     }
     if (!closing && !gone(d)) scheduleRenewal(d);
   };
 
   // Enrollment (gateway mode) and connection, a few at a time (MQTT.js handshakes are the client's bottleneck).
-  for (const s of spec.devices) devices.push({ ...s, key: s.key ?? '', cert: s.cert ?? '', state: 'idle', seq: 0, reportId: 0, revokeExpected: false, renewFailures: 0, timers: [] });
+  for (const s of spec.devices) devices.push({ ...s, key: s.key ?? '', cert: s.cert ?? '', state: 'idle', seq: 0, reportId: 0, revokeExpected: false, renewing: false, renewFailures: 0, timers: [] });
   if (spec.mode === 'gateway') {
     await pool(devices, 16, async (d) => {
       const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -498,7 +516,7 @@ const CLI = fileURLToPath(new URL('../cli/wott.js', import.meta.url));
 const AEDES = fileURLToPath(new URL('./soak-aedes.js', import.meta.url));
 
 /** Starts a child and resolves with the first stdout line `match` accepts. */
-function startChild(argv: string[], match: (line: string) => RegExpExecArray | null, what: string): Promise<{ child: ChildProcess; m: RegExpExecArray; log: string[] }> {
+function startChild(argv: string[], match: (line: string) => RegExpExecArray | null, what: string, onLine?: (line: string) => void): Promise<{ child: ChildProcess; m: RegExpExecArray; log: string[] }> {
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   return new Promise((resolve, reject) => {
@@ -511,6 +529,7 @@ function startChild(argv: string[], match: (line: string) => RegExpExecArray | n
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
         if (log.length < 200) log.push(line);
+        onLine?.(line);
         const m = done ? null : match(line);
         if (m) (done = true), resolve({ child, m, log });
       }
@@ -562,6 +581,7 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
   try {
     const dataDir = join(dir, 'data');
     const config = join(dir, 'wott.yaml');
+    const gatewayClosed = new Map<string, number>();
     // Every device connects from 127.0.0.1: the per-source limits (right for real fleets) would refuse the load, so
     // they are lifted to the fleet size; per-identity limits stay at their defaults.
     const many = o.devices * 4 + 1000;
@@ -589,6 +609,16 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
       [CLI, 'gateway', '--data', dataDir, '--config', config, '--https-port', '0', '--mqtt-port', '0', '--metrics-port', '0', '--log-format', 'json'],
       (line) => (line.includes('gateway listening') ? /"https":(\d+),"mqtt":(\d+),"metrics":(\d+)/.exec(line) : null),
       'wott gateway',
+      (line) => {
+        // When the gateway itself closed a revoked session (its log line's time), apart from the device noticing.
+        if (!line.includes('certificate revoked: closing session')) return;
+        try {
+          const entry = JSON.parse(line) as { time: number; id: string };
+          gatewayClosed.set(entry.id, entry.time);
+        } catch {
+          // not JSON: ignored
+        }
+      },
     );
     gateway = started.child;
     const httpsPort = Number(started.m[1]);
@@ -645,7 +675,9 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     const soakStart = Date.now();
     const warmupEnd = soakStart + Math.max(runMs / 4, o.sampleSeconds * 1000);
     const revokeAt = Array.from({ length: o.revocations }, (_, k) => soakStart + ((k + 1) * runMs) / (o.revocations + 1));
+    /** Revocation committed -> the gateway closed the session (its log), and -> the device saw its connection close. */
     const revocationMs: number[] = [];
+    const deviceSawMs: number[] = [];
     let revokeFailures = 0;
     let nextRevoke = 0;
     let nextCandidate = 1;
@@ -666,26 +698,30 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
           nextCandidate++;
           const t = now();
           await admin.revoke({ deviceId: d.id }, 'keyCompromise');
-          if (await until(() => load!.revokeClosed.has(d.id), 5_000, 10)) revocationMs.push(load.revokeClosed.get(d.id)! - t);
+          if (await until(() => load!.revokeClosed.has(d.id), 5_000, 10)) deviceSawMs.push(load.revokeClosed.get(d.id)! - t);
           else revokeFailures++;
+          await until(() => gatewayClosed.has(d.id), 1_000, 10);
+          revocationMs.push(gatewayClosed.has(d.id) ? gatewayClosed.get(d.id)! - t : Infinity);
           break;
         }
       }
       if (Date.now() >= nextSample) {
         nextSample += o.sampleSeconds * 1000;
-        const s = await sample();
+        // A gateway that died has no /proc entry and no metrics: the loop ends on `restarts` instead of throwing.
+        const s = await sample().catch(() => undefined);
+        if (!s) continue;
         if (!warm && s.t >= warmupEnd) warm = s;
         const st = sum((await load.all({ type: 'stats' }, 'stats', 60_000)).map((r) => r.stats));
         log(
           `${((s.t - soakStart) / 60_000).toFixed(1)} min: rss ${(s.rss / MiB).toFixed(0)} MiB, heap ${((s.heapUsed ?? 0) / MiB).toFixed(0)} MiB, fds ${s.fds}, ` +
             `loop p99 ${((s.loopP99 ?? 0) * 1000).toFixed(1)} ms, connections ${s.connections}, sent ${st.appSent}, delivered ${st.delivered}, ` +
-            `renewals ${st.renewals}/${st.renewalFailures} failed, reconnects ${st.reconnects}`,
+            `renewals ${st.renewals}/${st.renewalFailures} failed, reconnects ${st.reconnects}, down ${st.down}, moving ${st.moving}, connect failures ${st.connectFailures}`,
         );
       }
       await sleep(Math.max(10, Math.min(1000, nextSample - Date.now(), (revokeAt[nextRevoke] ?? Infinity) - Date.now())));
     }
     if (load.fatal) throw new Error(`load worker: ${load.fatal}`);
-    const end = restarts === 0 ? await sample() : samples[samples.length - 1]!;
+    const end = (restarts === 0 ? await sample().catch(() => undefined) : undefined) ?? samples[samples.length - 1]!;
     const drained = sum((await load.all({ type: 'stop' }, 'drained', 60_000)).map((r) => r.stats));
     const creds = (await load.all({ type: 'close' }, 'closed', 120_000)).flatMap((c) => c.creds);
     const revoked = new Set(load.revokeClosed.keys());
@@ -719,8 +755,10 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     m('certificate renewals', drained.renewals, 'renewals');
     m('certificate renewals failed', drained.renewalFailures, 'attempts');
     m('reconnects (sessions the gateway closed)', drained.reconnects, 'reconnects');
-    m('revocations', revocationMs.length + revokeFailures, 'devices');
-    m('revocation -> session closed (max)', revocationMs.length ? Math.max(...revocationMs) : NaN, 'ms');
+    m('connection attempts failed (retried)', drained.connectFailures, 'attempts');
+    m('revocations', revocationMs.length, 'devices');
+    m('revocation -> gateway closed the session (max)', revocationMs.length ? Math.max(...revocationMs) : NaN, 'ms');
+    m('revocation -> the device saw it closed (max)', deviceSawMs.length ? Math.max(...deviceSawMs) : NaN, 'ms');
     m('gateway restarts', restarts, 'restarts');
     m('RSS at start (no devices)', atStart.rss / MiB, 'MiB');
     m('RSS with all devices connected', connected.rss / MiB, 'MiB');
@@ -789,9 +827,9 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     const judged = after.length >= 3 && window >= 10;
     result.goals.push({ name: 'QoS 1: every acknowledged message delivered to its subscriber (lost = 0)', met: drained.pending === 0 && drained.appAcked > 0, detail: `${drained.delivered} of ${drained.appAcked} acknowledged delivered, ${drained.pending} lost${drained.pending ? ` (e.g. ${drained.lostSample.join(', ')})` : ''}` });
     result.goals.push({ name: 'every renewal succeeded', met: drained.renewalFailures === 0 && drained.renewals > 0, detail: `${drained.renewals} renewed, ${drained.renewalFailures} failed attempts (certificate lifetime ${o.certLifetimeSeconds} s)` });
-    result.goals.push({ name: 'every revoked device gone within 1 s', met: revokeFailures === 0 && revocationMs.every((x) => x <= 1000) && revocationMs.length > 0, detail: `${revocationMs.length} revoked, max ${Math.max(...revocationMs, 0).toFixed(0)} ms, ${revokeFailures} still connected after 5 s` });
+    result.goals.push({ name: 'every revoked device gone within 1 s', met: revokeFailures === 0 && revocationMs.every((x) => x <= 1000) && revocationMs.length > 0, detail: `${revocationMs.length} revoked; the gateway closed the session in ${revocationMs.map((x) => x.toFixed(0)).join(', ')} ms (another process's revocation: noticed by the 200 ms poll); the devices saw it in ${deviceSawMs.map((x) => x.toFixed(0)).join(', ')} ms; ${revokeFailures} still connected after 5 s` });
     result.goals.push({ name: 'gateway restarts = 0', met: restarts === 0, detail: `${restarts}` });
-    result.goals.push({ name: 'every device held', met: (end.connections ?? 0) >= o.devices - revocationMs.length - revokeFailures, detail: `${end.connections} sessions at the end for ${o.devices} devices less ${revocationMs.length + revokeFailures} revoked` });
+    result.goals.push({ name: 'every device held', met: (end.connections ?? 0) >= o.devices - revocationMs.length, detail: `${end.connections} sessions at the end for ${o.devices} devices less ${revocationMs.length} revoked` });
     result.goals.push({
       name: `no leak: RSS growth after warm-up <= ${bound * 100} % of the warmed-up RSS per hour`,
       met: judged && rssSlope <= bound * warmRss,
