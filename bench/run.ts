@@ -35,7 +35,8 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const chosen = names.includes('all') ? suites : names.map((n) => suites.find((s) => s.name === n) ?? n);
+  // `all` leaves the soak out: it runs for half an hour with 10,000 devices unless told otherwise, so only by name.
+  const chosen = names.includes('all') ? suites.filter((s) => s !== soakSuite) : names.map((n) => suites.find((s) => s.name === n) ?? n);
   for (const suite of chosen) {
     if (typeof suite === 'string') {
       process.stderr.write(`unknown suite "${suite}"; known: ${suites.map((s) => s.name).join(', ')}\n`);
