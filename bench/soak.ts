@@ -656,7 +656,7 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     const specs: DeviceSpec[] = [];
     for (const [i, id] of ids.entries()) {
       const group = `g${Math.floor(i / o.group)}`;
-      specs.push({ id, group, subscriber: i % o.group === 0, token: (await admin.createToken(id, 3_600_000)).token });
+      specs.push({ id, group, subscriber: i % o.group === 0, token: (await admin.createToken(id, 6 * 3_600_000)).token });
     }
     // Whole groups per worker: a group's publishers and its subscriber count in the same thread.
     const threads = Math.max(1, Math.min(4, Math.ceil(o.devices / 2500)));
