@@ -21,7 +21,8 @@ export interface SuiteResult {
 export interface Suite {
   name: string;
   description: string;
-  run(options: { quick: boolean }): Promise<SuiteResult>;
+  /** `args`: the command line after the suite names (e.g. `--minutes 30`), for suites that take options. */
+  run(options: { quick: boolean; args?: string[] }): Promise<SuiteResult>;
 }
 
 /** Runs `fn` repeatedly for about `ms` milliseconds (after a short warm-up) and returns operations per second. */

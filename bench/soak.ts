@@ -1,0 +1,851 @@
+/**
+ * `npm run bench -- soak [--minutes N] [--devices N]`: a long run of a real `wott gateway` process holding N devices
+ * (10,000 by default) for N minutes (30), the numbers issue 21 asks for: what was held, what was lost (nothing), what
+ * grew.
+ *
+ * Devices live in load worker threads (MQTT.js over mTLS, the agent's own EST client for enrollment and renewal):
+ *  - each enrolls over EST with a one-time token, connects with a persistent session (clean: false);
+ *  - publishes agent state reports (protocol/ telemetry) and QoS 1 application messages to soak/{group}/{device};
+ *  - one device per group of `--group` subscribes to soak/{group}/# at QoS 1 and checks that every message whose
+ *    PUBACK its publisher received arrives (lost = acknowledged, never delivered: must be 0);
+ *  - renews its certificate (re-keyed, simplereenroll over mTLS) on the agent's schedule (2/3 of the lifetime minus
+ *    jitter) with a short `--cert-lifetime`, then moves its session onto the new certificate;
+ *  - a device whose connection the gateway closes reconnects (counted);
+ *  - `--revocations` publishers are revoked during the run through another connection to the inventory (as
+ *    `wott ca revoke` in another process is): their sessions must be gone within 1 s.
+ * The gateway's RSS and descriptors (from /proc), heap, event-loop delay p99, handles and connections (from its
+ * Prometheus listener) are sampled every `--sample-seconds` (60, less for short runs).
+ *
+ * Baseline, in the same run: plain Aedes behind node:tls with the same certificates, holding the same devices with
+ * the same traffic (no renewals: plain Aedes has no CA) for a shorter time: memory after warm-up, per device. The
+ * gateway's own leak figure is its growth slope after warm-up, against a stated bound.
+ */
+import mqtt from 'mqtt';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { backoffDelay, createCsr, renewalDelay, simpleEnroll, simpleReenroll } from '../agent/index.js';
+import { CertificateAuthority } from '../ca/index.js';
+import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, topics, type Telemetry } from '../protocol/index.js';
+import type { Suite, SuiteResult } from './harness.js';
+
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Resolves once `cond()` holds, polling; false when `ms` passed first. */
+async function until(cond: () => boolean, ms: number, step = 100): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) return false;
+    await sleep(step);
+  }
+  return true;
+}
+
+async function pool<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
+
+// ------------------------------------------------------------------ options
+
+export interface SoakOptions {
+  devices: number;
+  minutes: number;
+  /** Devices per delivery group (one of them subscribes to the group's messages). */
+  group: number;
+  /** Seconds between one device's application messages, and between its state reports. */
+  appSeconds: number;
+  telemetrySeconds: number;
+  certLifetimeSeconds: number;
+  revocations: number;
+  sampleSeconds: number;
+  /** How long plain Aedes holds the same devices (0: no baseline). */
+  baselineMinutes: number;
+}
+
+/** `--minutes 30 --devices 10000` style arguments (also `--minutes=30`), with defaults scaled to the run. */
+export function soakOptions(args: string[]): SoakOptions {
+  const given = new Map<string, number>();
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(args[i]!);
+    if (!m || m[1] === 'quick') continue;
+    const raw = m[2] ?? args[++i];
+    const value = Number(raw);
+    if (raw === undefined || !Number.isFinite(value) || value < 0) throw new Error(`--${m[1]}: expected a number, got ${raw ?? 'nothing'}`);
+    given.set(m[1]!, value);
+  }
+  const known = ['devices', 'minutes', 'group', 'app-seconds', 'telemetry-seconds', 'cert-lifetime', 'revocations', 'sample-seconds', 'baseline-minutes'];
+  for (const k of given.keys()) if (!known.includes(k)) throw new Error(`unknown soak option --${k}; known: ${known.map((x) => `--${x}`).join(', ')}`);
+  const devices = Math.floor(given.get('devices') ?? 10_000);
+  const minutes = given.get('minutes') ?? 30;
+  if (devices < 2) throw new Error('--devices: at least 2');
+  if (!(minutes > 0)) throw new Error('--minutes: must be positive');
+  return {
+    devices,
+    minutes,
+    group: Math.max(2, Math.floor(given.get('group') ?? 50)),
+    // Realistic for sensors: an application message every 30 s; state reports every 2 minutes (the agent's own
+    // default is 15: faster here, so scoring works during the run).
+    appSeconds: given.get('app-seconds') ?? 30,
+    telemetrySeconds: given.get('telemetry-seconds') ?? 120,
+    // Renewal falls due at 2/3 of (lifetime + 1 min backdating): a few renewals per device within the run.
+    certLifetimeSeconds: given.get('cert-lifetime') ?? Math.min(3600, Math.max(180, (minutes * 60) / 3)),
+    revocations: Math.floor(given.get('revocations') ?? Math.max(3, Math.min(50, Math.round(minutes)))),
+    sampleSeconds: given.get('sample-seconds') ?? Math.max(5, Math.min(60, (minutes * 60) / 12)),
+    baselineMinutes: given.get('baseline-minutes') ?? Math.min(5, Math.max(1, minutes / 5)),
+  };
+}
+
+// ------------------------------------------------------------------ load worker (one thread, a slice of the devices)
+
+interface DeviceSpec {
+  id: string;
+  group: string;
+  subscriber: boolean;
+  token?: string;
+  key?: string;
+  cert?: string;
+}
+
+interface LoadSpec {
+  role: 'wott-soak-load';
+  /** gateway: enroll, renew, telemetry; aedes: the same connections and traffic with the credentials given. */
+  mode: 'gateway' | 'aedes';
+  mqttPort: number;
+  estUrl: string;
+  caPem: string;
+  devices: DeviceSpec[];
+  appMs: number;
+  telemetryMs: number;
+}
+
+export interface LoadStats {
+  enrollments: number;
+  enrollFailures: number;
+  held: number;
+  appSent: number;
+  appAcked: number;
+  delivered: number;
+  /** Acknowledged to the publisher and not (yet) delivered to the group's subscriber. */
+  pending: number;
+  /** Delivered without a PUBACK seen by the publisher (in flight when a session moved), or delivered again. */
+  unackedOrDuplicate: number;
+  telemetrySent: number;
+  telemetryAcked: number;
+  renewals: number;
+  renewalFailures: number;
+  /** Connections the gateway closed without being asked (not revocations, not moves onto a renewed certificate). */
+  reconnects: number;
+  connectFailures: number;
+  /** Devices (not revoked) without a connection when the stats were taken, by state. */
+  down: number;
+  moving: number;
+  lostSample: string[];
+}
+
+type ToWorker = { type: 'go' } | { type: 'expect-revoke'; device: string } | { type: 'stats' } | { type: 'stop' } | { type: 'close' };
+type FromWorker =
+  | { type: 'ready'; stats: LoadStats }
+  | { type: 'revoke-ready'; device: string; ok: boolean }
+  | { type: 'revoke-closed'; device: string; at: number }
+  | { type: 'stats'; stats: LoadStats }
+  | { type: 'drained'; stats: LoadStats }
+  | { type: 'closed'; creds: DeviceSpec[] }
+  | { type: 'fatal'; message: string };
+
+const PACKAGES = Array.from({ length: 20 }, (_, i) => ({ name: `pkg${i}`, source: `pkg${i}`, version: `1.${i}-1` }));
+const PACKAGES_HASH = createHash('sha256')
+  .update(PACKAGES.map((p) => `${p.name} ${p.source} ${p.version}`).sort().join('\n'))
+  .digest('hex');
+
+/** A well-kept device's state report, in protocol/'s shape (validated once per worker). */
+function stateReport(device: string, reportId: number): Telemetry {
+  return {
+    schema: TELEMETRY_SCHEMA_VERSION,
+    device,
+    reportId,
+    time: new Date().toISOString(),
+    agentVersion: AGENT_VERSION,
+    os: { id: 'debian', versionId: '12', versionCodename: 'bookworm', prettyName: 'Debian GNU/Linux 12 (bookworm)' },
+    kernel: '6.1.0-soak',
+    uptimeSeconds: Math.round(performance.now() / 1000),
+    listening: [{ protocol: 'tcp', address: '0.0.0.0', port: 22, process: 'sshd' }],
+    firewall: { tool: 'nftables', rules: 12, defaultInputPolicy: 'drop' },
+    ssh: { installed: true, settings: { passwordauthentication: 'no', permitrootlogin: 'no' } },
+    defaultCredentials: [],
+    failedLoginsLastHour: 0,
+    // The full list with the first report, its hash afterwards: what the agent does.
+    packages: reportId === 1 ? { count: PACKAGES.length, hash: PACKAGES_HASH, list: PACKAGES } : { count: PACKAGES.length, hash: PACKAGES_HASH },
+    autoUpdates: true,
+    mac: { apparmor: 'enabled', selinux: 'absent' },
+    cpuVulnerabilities: [],
+    rebootRequired: false,
+    insecureServices: [],
+    keyStore: 'file',
+  };
+}
+
+interface Device extends DeviceSpec {
+  key: string;
+  cert: string;
+  client?: mqtt.MqttClient;
+  state: 'idle' | 'up' | 'moving' | 'gone';
+  seq: number;
+  reportId: number;
+  revokeExpected: boolean;
+  /** A renewal is under way: the gateway closes the superseded certificate's session as soon as the new one exists. */
+  renewing: boolean;
+  renewFailures: number;
+  timers: NodeJS.Timeout[];
+}
+
+async function loadWorker(spec: LoadSpec): Promise<void> {
+  const post = (m: FromWorker) => parentPort!.postMessage(m);
+  telemetrySchema.parse(stateReport('soak-check', 1));
+  const stats: LoadStats = {
+    enrollments: 0, enrollFailures: 0, held: 0, appSent: 0, appAcked: 0, delivered: 0, pending: 0, unackedOrDuplicate: 0,
+    telemetrySent: 0, telemetryAcked: 0, renewals: 0, renewalFailures: 0, reconnects: 0, connectFailures: 0, down: 0, moving: 0, lostSample: [],
+  };
+  const acked = new Set<string>(); // acknowledged, not yet delivered
+  const early = new Set<string>(); // delivered before (or without) the PUBACK
+  let publishing = false;
+  let closing = false;
+  const devices: Device[] = [];
+  const snapshot = (): LoadStats => ({
+    ...stats,
+    held: devices.filter((d) => d.state === 'up' && d.client?.connected).length,
+    down: devices.filter((d) => d.state === 'idle' || (d.state === 'up' && !d.client?.connected)).length,
+    moving: devices.filter((d) => d.state === 'moving').length,
+    pending: acked.size,
+    unackedOrDuplicate: early.size,
+    lostSample: [...acked].slice(0, 10),
+  });
+
+  const onAcked = (key: string) => {
+    stats.appAcked++;
+    if (early.delete(key)) stats.delivered++;
+    else acked.add(key);
+  };
+  const onDelivered = (payload: Buffer) => {
+    const key = payload.toString();
+    if (acked.delete(key)) stats.delivered++;
+    else early.add(key);
+  };
+
+  const connect = (d: Device): Promise<mqtt.MqttClient> =>
+    new Promise((resolve, reject) => {
+      const c = mqtt.connect(`mqtts://127.0.0.1:${spec.mqttPort}`, {
+        key: d.key, cert: d.cert, ca: spec.caPem, clientId: d.id, protocolVersion: 4,
+        clean: false, reconnectPeriod: 0, connectTimeout: 30_000, keepalive: 60,
+      });
+      const fail = (err: Error) => (c.end(true), reject(err));
+      const early = () => fail(new Error('closed before CONNACK'));
+      c.once('error', fail);
+      c.once('close', early);
+      c.once('connect', (connack) => {
+        c.removeListener('close', early);
+        c.removeListener('error', fail);
+        c.on('error', () => undefined); // a close follows; handled there
+        c.on('close', () => onClose(d, c));
+        if (d.subscriber) {
+          c.on('message', (_topic, payload) => onDelivered(payload));
+          // A persistent session keeps the subscription; subscribe when the broker has none.
+          if (!connack.sessionPresent) {
+            c.subscribe(`soak/${d.group}/#`, { qos: 1 }, (err, granted) => {
+              if (err || granted?.some((g) => g.qos !== 1)) post({ type: 'fatal', message: `subscription of ${d.id} refused: ${err?.message ?? JSON.stringify(granted)}` });
+              else resolve(c);
+            });
+            return;
+          }
+        }
+        resolve(c);
+      });
+    });
+
+  /** Read through a function: the state changes across awaits, which narrowing would not see. */
+  const gone = (d: Device) => d.state === 'gone';
+  const bringUp = async (d: Device): Promise<void> => {
+    for (let failures = 0; !closing && !gone(d); failures++) {
+      try {
+        d.client = await connect(d);
+        d.state = 'up';
+        return;
+      } catch {
+        stats.connectFailures++;
+        await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)) * (0.8 + 0.4 * Math.random()));
+      }
+    }
+  };
+
+  function onClose(d: Device, c: mqtt.MqttClient): void {
+    if (d.client !== c || closing || d.state === 'moving') return;
+    if (d.revokeExpected) {
+      post({ type: 'revoke-closed', device: d.id, at: now() });
+      d.state = 'gone';
+      for (const t of d.timers) clearTimeout(t);
+      return;
+    }
+    if (d.renewing) {
+      // The gateway closed the superseded session before the device moved itself: the renewal brings it back up.
+      d.state = 'moving';
+      d.client = undefined;
+      return;
+    }
+    stats.reconnects++;
+    d.state = 'idle';
+    d.client = undefined;
+    void sleep(500 + Math.random() * 1000).then(() => bringUp(d));
+  }
+
+  const publishApp = (d: Device) => {
+    if (!publishing || d.state !== 'up' || !d.client?.connected) return;
+    const key = `${d.id}:${++d.seq}`;
+    stats.appSent++;
+    d.client.publish(`soak/${d.group}/${d.id}`, key, { qos: 1 }, (err) => void (err || onAcked(key)));
+  };
+  const publishState = (d: Device) => {
+    if (!publishing || d.state !== 'up' || !d.client?.connected || spec.mode !== 'gateway') return;
+    stats.telemetrySent++;
+    d.client.publish(topics.telemetry(d.id), JSON.stringify(stateReport(d.id, ++d.reportId)), { qos: 1 }, (err) => void (err || stats.telemetryAcked++));
+  };
+
+  const scheduleRenewal = (d: Device) => {
+    const cert = new X509Certificate(d.cert);
+    const lifetime = Date.parse(cert.validTo) - Date.parse(cert.validFrom);
+    const delay = d.renewFailures > 0 ? backoffDelay(d.renewFailures, lifetime) : renewalDelay(Date.parse(cert.validFrom), Date.parse(cert.validTo), Date.now());
+    d.timers.push(setTimeout(() => void renew(d), delay));
+  };
+  /** What the agent's RenewalLoop does: new key, simplereenroll over mTLS with the current certificate. */
+  const renew = async (d: Device) => {
+    if (closing || gone(d) || d.revokeExpected) return;
+    d.renewing = true;
+    try {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const issued = await simpleReenroll(spec.estUrl, spec.caPem, d.key, d.cert, await createCsr(d.id, privateKey, publicKey));
+      if (gone(d) || d.revokeExpected) return;
+      d.key = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+      d.cert = issued.toString();
+      d.renewFailures = 0;
+      stats.renewals++;
+      // Move the session onto the new certificate: the old one expires (and the gateway closes its sessions then).
+      const old = d.client;
+      d.state = 'moving';
+      d.client = undefined;
+      // A graceful end waits for in-flight PUBACKs; one the old connection never gets must not hold the move up.
+      if (old) await Promise.race([old.endAsync().catch(() => undefined), sleep(5000)]).then(() => old.end(true));
+      await bringUp(d);
+    } catch {
+      if (closing || gone(d)) return;
+      stats.renewalFailures++;
+      d.renewFailures++;
+      if (d.state === 'moving') void bringUp(d);
+    } finally {
+      d.renewing = false;
+    }
+    if (!closing && !gone(d)) scheduleRenewal(d);
+  };
+
+  // Enrollment (gateway mode) and connection, a few at a time (MQTT.js handshakes are the client's bottleneck).
+  for (const s of spec.devices) devices.push({ ...s, key: s.key ?? '', cert: s.cert ?? '', state: 'idle', seq: 0, reportId: 0, revokeExpected: false, renewing: false, renewFailures: 0, timers: [] });
+  if (spec.mode === 'gateway') {
+    await pool(devices, 16, async (d) => {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const cert = await simpleEnroll(spec.estUrl, spec.caPem, d.id, d.token!, await createCsr(d.id, privateKey, publicKey));
+          d.key = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+          d.cert = cert.toString();
+          stats.enrollments++;
+          return;
+        } catch (err) {
+          stats.enrollFailures++;
+          if (attempt >= 5) throw new Error(`enrollment of ${d.id} failed: ${(err as Error).message}`);
+          await sleep(1000 * (attempt + 1));
+        }
+      }
+    });
+  }
+  // Subscribers first, so every group's messages have a reader before anything is published.
+  await pool(devices.filter((d) => d.subscriber), 32, bringUp);
+  await pool(devices.filter((d) => !d.subscriber), 32, bringUp);
+  if (spec.mode === 'gateway') for (const d of devices) scheduleRenewal(d);
+  post({ type: 'ready', stats: snapshot() });
+
+  parentPort!.on('message', (m: ToWorker) => {
+    if (m.type === 'go') {
+      publishing = true;
+      for (const d of devices) {
+        // Spread over the interval, so the load is steady rather than in waves.
+        d.timers.push(setTimeout(() => (publishApp(d), d.timers.push(setInterval(() => publishApp(d), spec.appMs))), Math.random() * spec.appMs));
+        d.timers.push(setTimeout(() => (publishState(d), d.timers.push(setInterval(() => publishState(d), spec.telemetryMs))), Math.random() * Math.min(spec.telemetryMs, 10_000)));
+      }
+    } else if (m.type === 'expect-revoke') {
+      const d = devices.find((x) => x.id === m.device);
+      const ok = !!d && d.state === 'up' && !!d.client?.connected && !d.subscriber;
+      if (ok) d.revokeExpected = true;
+      post({ type: 'revoke-ready', device: m.device, ok });
+    } else if (m.type === 'stats') {
+      post({ type: 'stats', stats: snapshot() });
+    } else if (m.type === 'stop') {
+      publishing = false;
+      // Acknowledged messages still on their way get the time to arrive; what does not is lost.
+      void until(() => acked.size === 0, 30_000).then(() => post({ type: 'drained', stats: snapshot() }));
+    } else if (m.type === 'close') {
+      closing = true;
+      for (const d of devices) for (const t of d.timers) clearTimeout(t);
+      void Promise.all(devices.map((d) => d.client?.endAsync(true).catch(() => undefined))).then(() =>
+        post({ type: 'closed', creds: devices.map((d) => ({ id: d.id, group: d.group, subscriber: d.subscriber, key: d.key, cert: d.cert })) }),
+      );
+    }
+  });
+}
+
+if (!isMainThread && (workerData as { role?: string } | null)?.role === 'wott-soak-load') {
+  loadWorker(workerData as LoadSpec).catch((err: Error) => {
+    parentPort!.postMessage({ type: 'fatal', message: err.stack ?? err.message } satisfies FromWorker);
+  });
+}
+
+// ------------------------------------------------------------------ the coordinator
+
+class Load {
+  readonly workers: Worker[] = [];
+  private readonly waiters = new Map<string, Array<(m: FromWorker) => void>>();
+  readonly revokeClosed = new Map<string, number>();
+  fatal?: string;
+
+  constructor(specs: Array<Omit<LoadSpec, 'role'>>) {
+    for (const spec of specs) {
+      const w = new Worker(new URL(import.meta.url), { workerData: { role: 'wott-soak-load', ...spec } satisfies LoadSpec });
+      w.on('message', (m: FromWorker) => {
+        if (m.type === 'fatal') this.fatal ??= m.message;
+        else if (m.type === 'revoke-closed') this.revokeClosed.set(m.device, m.at);
+        const key = `${this.workers.indexOf(w)}:${m.type}`;
+        const q = this.waiters.get(key);
+        if (q?.length) q.shift()!(m);
+      });
+      w.on('error', (err) => (this.fatal ??= err.stack ?? err.message));
+      this.workers.push(w);
+    }
+  }
+
+  /** The next message of `type` from worker `i` (or a rejection when a worker fails). */
+  next<T extends FromWorker['type']>(i: number, type: T, ms = 3_600_000): Promise<Extract<FromWorker, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      const key = `${i}:${type}`;
+      const q = this.waiters.get(key) ?? [];
+      this.waiters.set(key, q);
+      const timer = setInterval(() => {
+        if (this.fatal) (clearInterval(timer), reject(new Error(`load worker: ${this.fatal}`)));
+      }, 200);
+      const deadline = setTimeout(() => (clearInterval(timer), reject(new Error(`load worker ${i}: no ${type} within ${ms} ms`))), ms);
+      q.push((m) => (clearInterval(timer), clearTimeout(deadline), resolve(m as Extract<FromWorker, { type: T }>)));
+    });
+  }
+
+  async all<T extends FromWorker['type']>(send: ToWorker | undefined, type: T, ms?: number): Promise<Array<Extract<FromWorker, { type: T }>>> {
+    const replies = this.workers.map((_, i) => this.next(i, type, ms));
+    if (send) for (const w of this.workers) w.postMessage(send);
+    return Promise.all(replies);
+  }
+
+  async terminate(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+function sum(list: LoadStats[]): LoadStats {
+  const total = { ...list[0]!, lostSample: list.flatMap((s) => s.lostSample).slice(0, 10) };
+  for (const s of list.slice(1)) for (const k of Object.keys(s) as Array<keyof LoadStats>) if (k !== 'lostSample') (total[k] as number) += s[k] as number;
+  return total;
+}
+
+interface Sample {
+  t: number;
+  rss: number;
+  fds: number;
+  heapUsed?: number;
+  loopP99?: number;
+  handles?: number;
+  connections?: number;
+  scoresPublished?: number;
+}
+
+/** RSS and open descriptors of a process, from /proc (works for the baseline, which has no metrics listener). */
+function procSample(pid: number): { rss: number; fds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
+  return { rss, fds: readdirSync(`/proc/${pid}/fd`).length };
+}
+
+async function scrape(metricsPort: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$/.exec(line);
+    if (m) out[m[1]! + (m[2] ?? '')] = Number(m[3]);
+  }
+  return out;
+}
+
+/** Least-squares slope of y over t, per hour. */
+function slopePerHour(points: Array<{ t: number; y: number }>): number {
+  const n = points.length;
+  if (n < 2) return NaN;
+  const mt = points.reduce((s, p) => s + p.t, 0) / n;
+  const my = points.reduce((s, p) => s + p.y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const p of points) {
+    num += (p.t - mt) * (p.y - my);
+    den += (p.t - mt) ** 2;
+  }
+  return den === 0 ? NaN : (num / den) * 3_600_000;
+}
+
+const MiB = 1024 * 1024;
+const CLI = fileURLToPath(new URL('../cli/wott.js', import.meta.url));
+const AEDES = fileURLToPath(new URL('./soak-aedes.js', import.meta.url));
+
+/** Starts a child and resolves with the first stdout line `match` accepts. */
+function startChild(argv: string[], match: (line: string) => RegExpExecArray | null, what: string, onLine?: (line: string) => void): Promise<{ child: ChildProcess; m: RegExpExecArray; log: string[] }> {
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log: string[] = [];
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    let done = false;
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (log.length < 200) log.push(line);
+        onLine?.(line);
+        const m = done ? null : match(line);
+        if (m) (done = true), resolve({ child, m, log });
+      }
+    });
+    child.stderr!.on('data', (c: Buffer) => log.length < 200 && log.push(c.toString()));
+    child.once('exit', (code) => done || reject(new Error(`${what} exited (${code}) before listening: ${log.join('\n').slice(-2000)}`)));
+  });
+}
+
+function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => (clearTimeout(killer), resolve()));
+    child.kill('SIGTERM');
+  });
+}
+
+const log = (msg: string) => process.stderr.write(`soak: ${msg}\n`);
+
+export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
+  const result: SuiteResult = { suite: 'soak', measurements: [], ratios: [], goals: [] };
+  const dir = mkdtempSync(join(tmpdir(), 'wott-bench-soak-'));
+  let gateway: ChildProcess | undefined;
+  let baseline: ChildProcess | undefined;
+  let load: Load | undefined;
+  let admin: CertificateAuthority | undefined;
+  /** Set once the gateway is meant to stop: an exit before that is a crash (a restart a supervisor would make). */
+  let stopping = false;
+  // Interrupted (Ctrl-C) or not, nothing is left behind: children stopped, the temp folder removed.
+  const cleanup = async () => {
+    stopping = true;
+    await load?.terminate().catch(() => undefined);
+    await admin?.close().catch(() => undefined);
+    await Promise.all([stopChild(gateway), stopChild(baseline)]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping the gateway and the load, removing ${dir}`);
+    void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  const onExit = () => {
+    for (const c of [gateway, baseline]) if (c && c.exitCode === null) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.once('exit', onExit);
+  try {
+    const dataDir = join(dir, 'data');
+    const config = join(dir, 'wott.yaml');
+    const gatewayClosed = new Map<string, number>();
+    // Every device connects from 127.0.0.1: the per-source limits (right for real fleets) would refuse the load, so
+    // they are lifted to the fleet size; per-identity limits stay at their defaults.
+    const many = o.devices * 4 + 1000;
+    writeFileSync(
+      config,
+      [
+        'ca:',
+        `  certLifetime: ${Math.round(o.certLifetimeSeconds)}`,
+        'gateway:',
+        '  bind: 127.0.0.1',
+        '  httpsLimits:',
+        `    maxConnectionsPerSource: ${many}`,
+        `    connectRate: { max: ${many * 10}, window: 10s, ban: 1s }`,
+        'policies:',
+        '  - { topic: "soak/#", publish: 0.3, subscribe: 0.3 }',
+        'broker:',
+        '  limits:',
+        `    maxConnections: ${many}`,
+        `    maxConnectionsPerSource: ${many}`,
+        `    sourceConnectRate: { max: ${many * 10}, window: 10s, ban: 1s }`,
+        '',
+      ].join('\n'),
+    );
+    const started = await startChild(
+      [CLI, 'gateway', '--data', dataDir, '--config', config, '--https-port', '0', '--mqtt-port', '0', '--metrics-port', '0', '--log-format', 'json'],
+      (line) => (line.includes('gateway listening') ? /"https":(\d+),"mqtt":(\d+),"metrics":(\d+)/.exec(line) : null),
+      'wott gateway',
+      (line) => {
+        // When the gateway itself closed a revoked session (its log line's time), apart from the device noticing.
+        if (!line.includes('certificate revoked: closing session')) return;
+        try {
+          const entry = JSON.parse(line) as { time: number; id: string };
+          gatewayClosed.set(entry.id, entry.time);
+        } catch {
+          // not JSON: ignored
+        }
+      },
+    );
+    gateway = started.child;
+    const httpsPort = Number(started.m[1]);
+    const mqttPort = Number(started.m[2]);
+    const metricsPort = Number(started.m[3]);
+    const pid = gateway.pid!;
+    let restarts = 0;
+    gateway.once('exit', (code, signal) => {
+      if (!stopping) (restarts++, log(`the gateway exited during the run (${code ?? signal}):\n${started.log.slice(-20).join('\n')}`));
+    });
+    log(`gateway pid ${pid}, https ${httpsPort}, mqtt ${mqttPort}, metrics ${metricsPort}, folder ${dir}`);
+
+    const samples: Sample[] = [];
+    const sample = async (): Promise<Sample> => {
+      const p = procSample(pid);
+      const m = await scrape(metricsPort);
+      const s: Sample = {
+        t: Date.now(),
+        ...p,
+        heapUsed: m['wott_process_nodejs_heap_size_used_bytes'],
+        loopP99: m['wott_process_nodejs_eventloop_lag_p99_seconds'],
+        handles: m['wott_process_nodejs_active_handles_total'],
+        connections: m['wott_mqtt_connections'],
+        scoresPublished: m['wott_scores_published_total'],
+      };
+      samples.push(s);
+      return s;
+    };
+    const atStart = await sample();
+
+    admin = await CertificateAuthority.open({ dataDir, create: false });
+    const caPem = admin.caCertificates().map((c) => c.toString()).join('');
+    const ids = Array.from({ length: o.devices }, (_, i) => `soak-${String(i).padStart(5, '0')}`);
+    log(`creating ${o.devices} enrollment tokens`);
+    const specs: DeviceSpec[] = [];
+    for (const [i, id] of ids.entries()) {
+      const group = `g${Math.floor(i / o.group)}`;
+      specs.push({ id, group, subscriber: i % o.group === 0, token: (await admin.createToken(id, 6 * 3_600_000)).token });
+    }
+    // Whole groups per worker: a group's publishers and its subscriber count in the same thread.
+    const threads = Math.max(1, Math.min(4, Math.ceil(o.devices / 2500)));
+    const groups = Math.ceil(o.devices / o.group);
+    const slices = Array.from({ length: threads }, (_, w) => specs.filter((_, i) => Math.floor(i / o.group) % threads === w)).filter((s) => s.length > 0);
+    const t0 = Date.now();
+    load = new Load(slices.map((devices) => ({ mode: 'gateway', mqttPort, estUrl: `https://127.0.0.1:${httpsPort}`, caPem, devices, appMs: o.appSeconds * 1000, telemetryMs: o.telemetrySeconds * 1000 })));
+    const ready = sum((await load.all(undefined, 'ready')).map((r) => r.stats));
+    const rampSeconds = (Date.now() - t0) / 1000;
+    log(`${ready.enrollments} enrolled, ${ready.held} connected in ${rampSeconds.toFixed(0)} s (${groups} groups, ${slices.length} load threads)`);
+    const connected = await sample();
+    load.workers.forEach((w) => w.postMessage({ type: 'go' } satisfies ToWorker));
+
+    // The soak: samples at intervals, revocations spread over the run.
+    const runMs = o.minutes * 60_000;
+    const soakStart = Date.now();
+    const warmupEnd = soakStart + Math.max(runMs / 4, o.sampleSeconds * 1000);
+    const revokeAt = Array.from({ length: o.revocations }, (_, k) => soakStart + ((k + 1) * runMs) / (o.revocations + 1));
+    /** Revocation committed -> the gateway closed the session (its log), and -> the device saw its connection close. */
+    const revocationMs: number[] = [];
+    const deviceSawMs: number[] = [];
+    let revokeFailures = 0;
+    let nextRevoke = 0;
+    let nextCandidate = 1;
+    let nextSample = soakStart + o.sampleSeconds * 1000;
+    let warm: Sample | undefined;
+    while (Date.now() < soakStart + runMs && restarts === 0 && !load.fatal) {
+      if (nextRevoke < revokeAt.length && Date.now() >= revokeAt[nextRevoke]!) {
+        nextRevoke++;
+        // A publisher (never a group's subscriber) that is connected right now.
+        for (let tries = 0; tries < 20; tries++, nextCandidate++) {
+          const idx = nextCandidate % specs.length;
+          const d = specs[idx]!;
+          if (d.subscriber || load.revokeClosed.has(d.id)) continue;
+          const w = slices.findIndex((s) => s.includes(d));
+          const reply = load.next(w, 'revoke-ready', 10_000);
+          load.workers[w]!.postMessage({ type: 'expect-revoke', device: d.id } satisfies ToWorker);
+          if (!(await reply).ok) continue;
+          nextCandidate++;
+          const t = now();
+          await admin.revoke({ deviceId: d.id }, 'keyCompromise');
+          if (await until(() => load!.revokeClosed.has(d.id), 5_000, 10)) deviceSawMs.push(load.revokeClosed.get(d.id)! - t);
+          else revokeFailures++;
+          await until(() => gatewayClosed.has(d.id), 1_000, 10);
+          revocationMs.push(gatewayClosed.has(d.id) ? gatewayClosed.get(d.id)! - t : Infinity);
+          break;
+        }
+      }
+      if (Date.now() >= nextSample) {
+        nextSample += o.sampleSeconds * 1000;
+        // A gateway that died has no /proc entry and no metrics: the loop ends on `restarts` instead of throwing.
+        const s = await sample().catch(() => undefined);
+        if (!s) continue;
+        if (!warm && s.t >= warmupEnd) warm = s;
+        const st = sum((await load.all({ type: 'stats' }, 'stats', 60_000)).map((r) => r.stats));
+        log(
+          `${((s.t - soakStart) / 60_000).toFixed(1)} min: rss ${(s.rss / MiB).toFixed(0)} MiB, heap ${((s.heapUsed ?? 0) / MiB).toFixed(0)} MiB, fds ${s.fds}, ` +
+            `loop p99 ${((s.loopP99 ?? 0) * 1000).toFixed(1)} ms, connections ${s.connections}, sent ${st.appSent}, delivered ${st.delivered}, ` +
+            `renewals ${st.renewals}/${st.renewalFailures} failed, reconnects ${st.reconnects}, down ${st.down}, moving ${st.moving}, connect failures ${st.connectFailures}`,
+        );
+      }
+      await sleep(Math.max(10, Math.min(1000, nextSample - Date.now(), (revokeAt[nextRevoke] ?? Infinity) - Date.now())));
+    }
+    if (load.fatal) throw new Error(`load worker: ${load.fatal}`);
+    const end = (restarts === 0 ? await sample().catch(() => undefined) : undefined) ?? samples[samples.length - 1]!;
+    const drained = sum((await load.all({ type: 'stop' }, 'drained', 60_000)).map((r) => r.stats));
+    const creds = (await load.all({ type: 'close' }, 'closed', 120_000)).flatMap((c) => c.creds);
+    const revoked = new Set(load.revokeClosed.keys());
+    await load.terminate();
+    load = undefined;
+    stopping = true;
+    await stopChild(gateway);
+
+    // ------------------------------------------------------------ results of the gateway run
+    const after = samples.filter((s) => warm && s.t >= warm.t);
+    const rssSlope = slopePerHour(after.map((s) => ({ t: s.t, y: s.rss })));
+    const heapSlope = slopePerHour(after.filter((s) => s.heapUsed !== undefined).map((s) => ({ t: s.t, y: s.heapUsed! })));
+    const loop = samples.filter((s) => s !== atStart && s.loopP99 !== undefined).map((s) => s.loopP99! * 1000);
+    const loopWorst = loop.length ? Math.max(...loop) : NaN;
+    const loopMedian = loop.length ? [...loop].sort((a, b) => a - b)[Math.floor(loop.length / 2)]! : NaN;
+    const scoreUpdates = (end.scoresPublished ?? 0) - (atStart.scoresPublished ?? 0);
+    const warmRss = warm?.rss ?? NaN;
+    const m = (name: string, value: number, unit: string, baselineFlag?: boolean) => result.measurements.push({ name, value, unit, ...(baselineFlag ? { baseline: true } : {}) });
+    m('devices', o.devices, 'devices');
+    m('devices held (connected at the end)', end.connections ?? NaN, 'sessions');
+    m('soak duration', (end.t - soakStart) / 60_000, 'min');
+    m('enrollments (EST, token)', drained.enrollments, 'devices');
+    m('enroll + connect ramp', rampSeconds, 's');
+    m('application messages sent (QoS 1)', drained.appSent, 'messages');
+    m('application messages acknowledged', drained.appAcked, 'messages');
+    m('acknowledged and delivered', drained.delivered, 'messages');
+    m('acknowledged and lost', drained.pending, 'messages');
+    m('delivered without a PUBACK seen, or twice', drained.unackedOrDuplicate, 'messages');
+    m('state reports sent / acknowledged', drained.telemetryAcked, `of ${drained.telemetrySent}`);
+    m('score updates published', scoreUpdates, 'scores');
+    m('certificate renewals', drained.renewals, 'renewals');
+    m('certificate renewals failed', drained.renewalFailures, 'attempts');
+    m('reconnects (sessions the gateway closed)', drained.reconnects, 'reconnects');
+    m('connection attempts failed (retried)', drained.connectFailures, 'attempts');
+    m('revocations', revocationMs.length, 'devices');
+    m('revocation -> gateway closed the session (max)', revocationMs.length ? Math.max(...revocationMs) : NaN, 'ms');
+    m('revocation -> the device saw it closed (max)', deviceSawMs.length ? Math.max(...deviceSawMs) : NaN, 'ms');
+    m('gateway restarts', restarts, 'restarts');
+    m('RSS at start (no devices)', atStart.rss / MiB, 'MiB');
+    m('RSS with all devices connected', connected.rss / MiB, 'MiB');
+    m('RSS after warm-up', warmRss / MiB, 'MiB');
+    m('RSS at the end', end.rss / MiB, 'MiB');
+    m('RSS growth after warm-up (slope)', rssSlope / MiB, 'MiB/h');
+    m('heap used after warm-up / at the end', (warm?.heapUsed ?? NaN) / MiB, `MiB / ${((end.heapUsed ?? NaN) / MiB).toFixed(0)} MiB`);
+    m('heap growth after warm-up (slope)', heapSlope / MiB, 'MiB/h');
+    m('RSS per device after warm-up', (warmRss - atStart.rss) / o.devices / 1024, 'KiB', false);
+    m('open fds at start / end', atStart.fds, `/ ${end.fds}`);
+    m('active handles at the end', end.handles ?? NaN, 'handles');
+    m('event-loop delay p99 (median of intervals)', loopMedian, 'ms');
+    m('event-loop delay p99 (worst interval)', loopWorst, 'ms');
+
+    // ------------------------------------------------------------ baseline: plain Aedes, same devices and traffic
+    let baselineRss = NaN;
+    if (o.baselineMinutes > 0) {
+      const caPath = join(dir, 'ca.pem');
+      writeFileSync(caPath, caPem, { mode: 0o600 });
+      const b = await startChild([AEDES, join(dataDir, 'server', 'server.key'), join(dataDir, 'server', 'server.crt'), caPath], (line) => /"port":(\d+)/.exec(line), 'plain Aedes');
+      baseline = b.child;
+      const bPid = baseline.pid!;
+      const bStart = procSample(bPid);
+      const live = creds.filter((c) => !revoked.has(c.id));
+      load = new Load(
+        Array.from({ length: slices.length }, (_, w) => live.filter((c) => slices[w]!.some((s) => s.id === c.id))).map((devices) => ({
+          mode: 'aedes' as const, mqttPort: Number(b.m[1]), estUrl: '', caPem, devices, appMs: o.appSeconds * 1000, telemetryMs: o.telemetrySeconds * 1000,
+        })),
+      );
+      await load.all(undefined, 'ready');
+      const bConnected = { t: Date.now(), ...procSample(bPid) };
+      load.workers.forEach((w) => w.postMessage({ type: 'go' } satisfies ToWorker));
+      const bSamples: Array<{ t: number; rss: number; fds: number }> = [];
+      const holdUntil = Date.now() + o.baselineMinutes * 60_000;
+      while (Date.now() < holdUntil && !load.fatal) {
+        await sleep(Math.min(o.sampleSeconds * 1000, Math.max(10, holdUntil - Date.now())));
+        bSamples.push({ t: Date.now(), ...procSample(bPid) });
+      }
+      if (load.fatal) throw new Error(`load worker (baseline): ${load.fatal}`);
+      const bEnd = bSamples[bSamples.length - 1] ?? bConnected;
+      const bDrained = sum((await load.all({ type: 'stop' }, 'drained', 60_000)).map((r) => r.stats));
+      await load.all({ type: 'close' }, 'closed', 120_000);
+      await load.terminate();
+      load = undefined;
+      await stopChild(baseline);
+      baselineRss = bEnd.rss;
+      m('plain Aedes + TLS: RSS at start', bStart.rss / MiB, 'MiB', true);
+      m('plain Aedes + TLS: RSS with the same devices, after the same traffic', bEnd.rss / MiB, 'MiB', true);
+      m('plain Aedes + TLS: RSS per device', (bEnd.rss - bStart.rss) / live.length / 1024, 'KiB', true);
+      m('plain Aedes + TLS: hold time', (bEnd.t - (bSamples[0]?.t ?? bEnd.t) + o.sampleSeconds * 1000) / 60_000, 'min', true);
+      m('plain Aedes + TLS: devices held', bDrained.held, 'sessions', true);
+      m('plain Aedes + TLS: acknowledged and lost', bDrained.pending, 'messages', true);
+      result.ratios.push({ name: 'gateway RSS after warm-up vs plain Aedes', of: 'RSS after warm-up', to: 'plain Aedes + TLS: RSS with the same devices, after the same traffic', value: warmRss / baselineRss });
+      result.ratios.push({
+        name: 'gateway RSS per device vs plain Aedes',
+        of: 'RSS per device after warm-up',
+        to: 'plain Aedes + TLS: RSS per device',
+        value: (warmRss - atStart.rss) / (bEnd.rss - bStart.rss) * (live.length / o.devices),
+      });
+    }
+
+    // ------------------------------------------------------------ goals
+    const bound = 0.1; // of the after-warm-up RSS, per hour
+    // A slope over a few minutes mostly measures the heap still settling: judged only on a long enough window.
+    const window = after.length ? (after[after.length - 1]!.t - after[0]!.t) / 60_000 : 0;
+    const judged = after.length >= 3 && window >= 10;
+    result.goals.push({ name: 'QoS 1: every acknowledged message delivered to its subscriber (lost = 0)', met: drained.pending === 0 && drained.appAcked > 0, detail: `${drained.delivered} of ${drained.appAcked} acknowledged delivered, ${drained.pending} lost${drained.pending ? ` (e.g. ${drained.lostSample.join(', ')})` : ''}` });
+    result.goals.push({ name: 'every renewal succeeded', met: drained.renewalFailures === 0 && drained.renewals > 0, detail: `${drained.renewals} renewed, ${drained.renewalFailures} failed attempts (certificate lifetime ${o.certLifetimeSeconds} s)` });
+    result.goals.push({ name: 'every revoked device gone within 1 s', met: revokeFailures === 0 && revocationMs.every((x) => x <= 1000) && revocationMs.length > 0, detail: `${revocationMs.length} revoked; the gateway closed the session in ${revocationMs.map((x) => x.toFixed(0)).join(', ')} ms (another process's revocation: noticed by the 200 ms poll); the devices saw it in ${deviceSawMs.map((x) => x.toFixed(0)).join(', ')} ms; ${revokeFailures} still connected after 5 s` });
+    result.goals.push({ name: 'gateway restarts = 0', met: restarts === 0, detail: `${restarts}` });
+    result.goals.push({ name: 'every device held', met: (end.connections ?? 0) >= o.devices - revocationMs.length, detail: `${end.connections} sessions at the end for ${o.devices} devices less ${revocationMs.length} revoked` });
+    result.goals.push({
+      name: `no leak: RSS growth after warm-up <= ${bound * 100} % of the warmed-up RSS per hour`,
+      met: judged && rssSlope <= bound * warmRss,
+      detail: judged ? `${(rssSlope / MiB).toFixed(1)} MiB/h against ${((bound * warmRss) / MiB).toFixed(1)} MiB/h allowed (${after.length} samples after warm-up; heap ${(heapSlope / MiB).toFixed(1)} MiB/h)` : `not judged: ${window.toFixed(1)} min after warm-up, ${after.length} samples (need 10 min and 3 samples: --minutes 15 or more); slope ${(rssSlope / MiB).toFixed(1)} MiB/h`,
+    });
+    return result;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('exit', onExit);
+    await cleanup();
+  }
+}
+
+export const soakSuite: Suite = {
+  name: 'soak',
+  description: 'N devices (10,000) for N minutes (30) on a wott gateway process: delivery, renewals, revocations, memory slope; plain Aedes memory baseline',
+  run: ({ args }) => runSoak(soakOptions(args ?? [])),
+};
