@@ -106,10 +106,11 @@ t.test('print and once: a valid report, the package list in full only when it ch
   t.ok(got[1]!.reportId > got[0]!.reportId, 'report ids increase');
 });
 
-t.test('a two-minute certificate renews several times while telemetry keeps flowing', async (t) => {
+t.test('a short-lived certificate renews several times while telemetry keeps flowing', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   t.setTimeout(420_000);
-  const gw = await testGateway(t, { certLifetimeMs: 120_000 });
+  // 45 s certificates (the CA backdates them by a minute): the agent renews every ~22 s, three times in about a minute.
+  const gw = await testGateway(t, { certLifetimeMs: 45_000 });
   const dir = join(tempDir(t), 'wott');
   t.equal((await enrollWithCli(gw, dir, 'pi-1')).code, 0);
   const scorer = await connect(gw, { ...(await serviceCredentials(gw, tempDir(t), 'scoring', 'test')), id: 'scoring:test' });
@@ -135,7 +136,7 @@ t.test('a two-minute certificate renews several times while telemetry keeps flow
   t.equal(agentLog.join('').match(/certificate renewed/g)?.length, renewals, 'the agent logged each renewal');
   const unique = [...new Set(ids)].sort((a, b) => a - b);
   t.same(unique, Array.from({ length: unique.length }, (_, i) => i + 1), 'every report id from 1 up arrived (none lost across renewals)');
-  t.ok(unique.length >= 30, `${unique.length} reports while renewing`);
+  t.ok(unique.length >= 10, `${unique.length} reports while renewing`);
   const certs = await gw.ca.inventory.certificates({ deviceId: 'pi-1' });
   t.equal(certs.filter((c) => c.status === 'active').length, 1, 'one active certificate; the rest superseded');
   t.equal(new X509Certificate(store.identity().certPem).serialNumber.toLowerCase(), certs.find((c) => c.status === 'active')!.serial, 'the agent holds the active one');

@@ -110,6 +110,17 @@ export function memoryLogger() {
   return make();
 }
 
+/**
+ * `env` without tap's per-process coverage hook (the `--import` of @tapjs/processinfo that tap puts in NODE_OPTIONS
+ * for every process a test starts). It costs about a CPU-second per CLI process on this machine, more than the command
+ * itself; a test that runs the CLI a hundred times only to check one answer of each command (a refusal other tests
+ * cover) uses this, and its runs are then missing from the coverage report.
+ */
+export function withoutCoverageHook(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const options = (env.NODE_OPTIONS ?? '').split(/\s+/).filter((o) => o && !o.includes('@tapjs/processinfo'));
+  return { ...env, NODE_OPTIONS: options.join(' ') };
+}
+
 /** The built `wott` command, the bundle that package.json's bin names (npm test builds first). */
 export const CLI = resolve('dist/cli/wott.js');
 /** The CLI's compiled module tree (dist/cli/main.js and its imports), for tests that import it to look inside. */
