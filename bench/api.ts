@@ -25,8 +25,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { pino } from 'pino';
-import { startGateway, type Gateway } from '../gateway/index.js';
+import { quietGatewayOptions, startGateway, type Gateway } from '../gateway/index.js';
 import { API_PREFIX, topics } from '../protocol/index.js';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
 import type { ReaderReply, ReaderRequest } from './stream-reader.js';
@@ -105,18 +104,7 @@ function runLoad(spec: Omit<WorkerSpec, 'role'>): Promise<{ rate: number; errors
 
 export async function gateway(dir: string): Promise<Gateway & { caPem: string }> {
   const gw = await startGateway({
-    dataDir: dir,
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: pino({ level: 'silent' }),
-    policies: [{ topic: 'weather/#', publish: 0.4, subscribe: 0.4 }],
-    initialScore: 0.5,
-    onDowngrade: 'filter',
-    eventIntervalMs: 10_000,
+    ...quietGatewayOptions(dir, [{ topic: 'weather/#', publish: 0.4, subscribe: 0.4 }]),
     // One source (this machine) opens all the benchmark's connections.
     httpsLimits: { maxConnectionsPerSource: 5_000, connectRate: { max: 100_000, windowMs: 10_000, banMs: 1_000 } },
     api: { trustStream: { maxSubscribers: 2_000 } },

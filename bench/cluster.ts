@@ -17,8 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type mqtt from 'mqtt';
-import { pino } from 'pino';
-import { startGateway, type Gateway, type GatewayOptions } from '../gateway/index.js';
+import { quietGatewayOptions, startGateway, type Gateway, type GatewayOptions } from '../gateway/index.js';
 import { connectTo, enrollDevice, runLoad, type Creds } from './broker.js';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -33,18 +32,7 @@ const median = (values: number[]) => percentile([...values].sort((a, b) => a - b
 
 function nodeOptions(dataDir: string, redis?: string, nodeId = 'single'): GatewayOptions {
   return {
-    dataDir,
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: pino({ level: 'silent' }),
-    policies: [{ topic: 'bench/#', publish: 0.4, subscribe: 0.4 }],
-    initialScore: 0.5,
-    onDowngrade: 'filter',
-    eventIntervalMs: 10_000,
+    ...quietGatewayOptions(dataDir, [{ topic: 'bench/#', publish: 0.4, subscribe: 0.4 }]),
     ...(redis ? { cluster: { redis, nodeId, leaseMs: 3000 } } : {}),
   };
 }

@@ -20,10 +20,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { pino } from 'pino';
 import puppeteer, { type Page } from 'puppeteer-core';
 import { Sessions } from '../api/index.js';
-import { startGateway, type Gateway } from '../gateway/index.js';
+import { quietGatewayOptions, startGateway, type Gateway } from '../gateway/index.js';
 import { API_PREFIX, type DevicePage } from '../protocol/index.js';
 import { SqliteSessionStore } from '../store/index.js';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
@@ -124,21 +123,10 @@ export const dashboardSuite: Suite = {
     const result: SuiteResult = { suite: 'dashboard', measurements: [], ratios: [], goals: [] };
     const dir = mkdtempSync(join(tmpdir(), 'wott-bench-dash-'));
     const gw = await startGateway({
-      dataDir: dir,
-      httpsPort: 0,
-      mqttPort: 0,
-      hosts: [],
-      certLifetimeMs: 7 * 86_400_000,
-      crlValidityMs: 86_400_000,
-      claim: false,
-      log: pino({ level: 'silent' }),
-      policies: [
+      ...quietGatewayOptions(dir, [
         { topic: 'weather/#', publish: 0.4, subscribe: 0.4 },
         { topic: 'payments/#', publish: 0.9, subscribe: 0.9 },
-      ],
-      initialScore: 0.5,
-      onDowngrade: 'filter',
-      eventIntervalMs: 10_000,
+      ]),
     });
     const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, acceptInsecureCerts: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
     let baseline: Server | undefined;

@@ -15,8 +15,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import fc from 'fast-check';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { pino } from 'pino';
-import { startGateway, type Gateway } from '../gateway/index.js';
+import { quietGatewayOptions, startGateway, type Gateway } from '../gateway/index.js';
 import { EST_PATHS } from '../protocol/index.js';
 import { PropertyFailure, type FuzzTarget } from './targets.js';
 
@@ -24,17 +23,7 @@ import { PropertyFailure, type FuzzTarget } from './targets.js';
 export async function startFuzzGateway(name: string): Promise<{ gw: Gateway; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), `wott-fuzz-${name}-`));
   const gw = await startGateway({
-    dataDir: dir,
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: pino({ level: 'silent' }),
-    policies: [{ topic: 'fuzz/#', publish: 0, subscribe: 0 }],
-    initialScore: 0.5,
-    onDowngrade: 'filter',
+    ...quietGatewayOptions(dir, [{ topic: 'fuzz/#', publish: 0, subscribe: 0 }]),
     eventIntervalMs: 500,
     // One source sends every case: the per-source connect rate (300 per 10 s, then a 60 s ban) would refuse the
     // fuzzer itself after a few seconds. That ban is tested on its own (test/hardening).

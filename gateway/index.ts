@@ -3,3 +3,4 @@ export { DEFAULT_HTTPS_LIMITS } from './gateway.js';
 export type { Gateway, GatewayApiOptions, GatewayOptions, GatewayScoringOptions, HttpsLimits } from './gateway.js';
 export { readClusterStatus } from './cluster-status.js';
 export type { ClusterStatus, NodeFacts } from './cluster-status.js';
+export { quietGatewayOptions } from './quiet.js';
