@@ -3,6 +3,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { addListener as addSpawnListener } from 'process-on-spawn';
 import { openSqliteInventory } from '../store/index.js';
 
 type T = {
@@ -112,13 +113,26 @@ export function memoryLogger() {
 
 /**
  * `env` without tap's per-process coverage hook (the `--import` of @tapjs/processinfo that tap puts in NODE_OPTIONS
- * for every process a test starts). It costs about a CPU-second per CLI process on this machine, more than the command
- * itself; a test that runs the CLI a hundred times only to check one answer of each command (a refusal other tests
- * cover) uses this, and its runs are then missing from the coverage report.
+ * for every process a test starts).
  */
-export function withoutCoverageHook(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+function withoutCoverageHook(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const options = (env.NODE_OPTIONS ?? '').split(/\s+/).filter((o) => o && !o.includes('@tapjs/processinfo'));
   return { ...env, NODE_OPTIONS: options.join(' ') };
+}
+
+/*
+ * Processes the tests start (the `wott` bundle, gateway processes, agents) run without tap's coverage hook. It costs
+ * about a CPU-second per process on this machine, more than most commands themselves, and buys nothing: what those
+ * processes run is the esbuild bundle under dist/, which tap's coverage report leaves out (it reports the .ts files
+ * the test processes load). With hundreds of processes in the suite that is minutes of the 20-minute budget.
+ * tap re-adds the hook to every spawn through process-on-spawn (so editing NODE_OPTIONS is not enough); a listener
+ * added after tap's runs after it and takes the hook out again. WOTT_TEST_CHILD_COVERAGE=1 keeps it.
+ * Every test that starts a process imports this module (directly or through another helper).
+ */
+if (process.env.WOTT_TEST_CHILD_COVERAGE !== '1') {
+  addSpawnListener((spawned) => {
+    spawned.env = withoutCoverageHook(spawned.env);
+  });
 }
 
 /** The built `wott` command, the bundle that package.json's bin names (npm test builds first). */

@@ -14,7 +14,7 @@ import { Command, type Option } from 'commander';
 import { CertificateAuthority, NoCaError } from '../../ca/index.js';
 import { scoringPaths } from '../../scoring/index.js';
 import { openSqliteScoreStore } from '../../store/index.js';
-import { CLI, CLI_MODULE, tempDir, withoutCoverageHook } from '../helpers.js';
+import { CLI, CLI_MODULE, tempDir } from '../helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -88,8 +88,7 @@ function sampleArgs(words: string[], cmd: Command, scratch: string): string[] {
 }
 
 async function wott(args: string[], cwd: string, env: Record<string, string | undefined> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  // Each command's refusal only, about a hundred runs: without tap's coverage hook (see withoutCoverageHook).
-  const full = { ...withoutCoverageHook(), ...env };
+  const full = { ...process.env, ...env };
   for (const [k, v] of Object.entries(full)) if (v === undefined) delete full[k];
   try {
     const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { cwd, env: full, timeout: 60_000 });

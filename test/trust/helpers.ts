@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ClientRequest } from 'node:http';
 import { createParser } from 'eventsource-parser';
+import '../helpers.js'; // its child-process environment (no per-process coverage hook)
 import type { Gateway } from '../../gateway/index.js';
 import { API_PREFIX, SESSION_COOKIE } from '../../protocol/index.js';
 
