@@ -11,7 +11,7 @@ import t from 'tap';
 import { complianceReportSchema } from '../../protocol/index.js';
 import { requireCommand, tempDir } from '../helpers.js';
 import { connect, enroll, testGateway, waitFor } from '../mqtt-helpers.js';
-import { axeViolations, launch, loginLink, recordRequests, requireChromium, screenshots, signIn } from '../dashboard/browser.js';
+import { axeViolations, launch, loginLink, recordRequests, requireChromium, screenshots, signIn, VIEWPORTS } from '../dashboard/browser.js';
 
 t.test('the Compliance page shows the latest audit, and downloads the compliance report', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl') || !requireChromium(t) || !requireCommand(t, 'pdftotext', 'poppler-utils')) return;
@@ -67,6 +67,21 @@ t.test('the Compliance page shows the latest audit, and downloads the compliance
   t.same(violations.filter((v) => v.impact === 'serious' || v.impact === 'critical'), [], 'axe: no serious or critical violations');
   const shots = await screenshots(page, tempDir(t, 'wott-shots-'), 'compliance', () => page.waitForSelector('table.findings tbody tr'));
   t.equal(shots.length, 2, `screenshots at laptop and phone width (copied to /tmp/dashboard-shots)`);
+  // On a phone the findings stack, one block per finding, so the long fix command is on screen without sideways scrolling.
+  await page.setViewport(VIEWPORTS.phone);
+  await page.waitForFunction(() => getComputedStyle(document.querySelector('table.findings thead')!).position === 'absolute');
+  const phone = await page.evaluate(() => {
+    const fix = document.querySelector('table.findings tbody td[data-label="Fix"] code') as HTMLElement;
+    const wrap = fix.closest('.table-wrap') as HTMLElement | null;
+    const rect = fix.getBoundingClientRect();
+    return {
+      pageScrolls: document.documentElement.scrollWidth > window.innerWidth,
+      tableScrolls: wrap ? wrap.scrollWidth > wrap.clientWidth : false,
+      fixInView: rect.left >= 0 && rect.right <= window.innerWidth && rect.width > 0,
+    };
+  });
+  t.same(phone, { pageScrolls: false, tableScrolls: false, fixInView: true }, 'on a phone: no sideways scrolling, the fix within the screen');
+  await page.setViewport(VIEWPORTS.laptop);
   const outside = requested.filter((u) => !u.startsWith('data:') && new URL(u).host !== `127.0.0.1:${gw.httpsPort}`);
   t.same(outside, [], 'every request went to the gateway');
   await context.close();

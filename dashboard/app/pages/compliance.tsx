@@ -85,7 +85,7 @@ export function CompliancePage() {
             {run.findings.length === 0 ? (
               <p>No findings.</p>
             ) : (
-              <table class="findings">
+              <table class="findings stack">
                 <thead>
                   <tr>
                     <th>Severity</th>
@@ -97,14 +97,14 @@ export function CompliancePage() {
                 <tbody>
                   {run.findings.map((f) => (
                     <tr key={`${f.check}|${f.objects.join(',')}`} data-check={f.check}>
-                      <td>
+                      <td data-label="Severity">
                         <span class={`badge ${SEVERITY_CLASS[f.severity] ?? 'sev-low'}`}>{f.severity}</span>
                       </td>
-                      <td>
+                      <td data-label="Finding">
                         {f.title}
                         <div class="muted">{f.objects.join(', ')}</div>
                       </td>
-                      <td>
+                      <td data-label="Evidence">
                         <ul>
                           {f.evidence.map((e, i) => (
                             <li key={i}>
@@ -113,8 +113,8 @@ export function CompliancePage() {
                           ))}
                         </ul>
                       </td>
-                      <td>
-                        <code>{f.fix}</code>
+                      <td data-label="Fix">
+                        <code class="wrap">{f.fix}</code>
                       </td>
                     </tr>
                   ))}
@@ -123,7 +123,7 @@ export function CompliancePage() {
             )}
           </Section>
           <Section title="Checks" source="GET /api/v1/audit/latest">
-            <table class="checks">
+            <table class="checks stack">
               <thead>
                 <tr>
                   <th>Check</th>
@@ -134,9 +134,9 @@ export function CompliancePage() {
               <tbody>
                 {run.checks.map((c) => (
                   <tr key={c.id}>
-                    <td>{c.title}</td>
-                    <td>{c.status === 'findings' ? `${c.findings} finding(s)` : c.status === 'pass' ? 'pass' : 'not assessable'}</td>
-                    <td class="muted">{c.note ?? ''}</td>
+                    <td data-label="Check">{c.title}</td>
+                    <td data-label="Result">{c.status === 'findings' ? `${c.findings} finding(s)` : c.status === 'pass' ? 'pass' : 'not assessable'}</td>
+                    <td class="muted" data-label="Note">{c.note ?? ''}</td>
                   </tr>
                 ))}
               </tbody>
