@@ -480,13 +480,13 @@ interface Sample {
 }
 
 /** RSS and open descriptors of a process, from /proc (works for the baseline, which has no metrics listener). */
-function procSample(pid: number): { rss: number; fds: number } {
+export function procSample(pid: number): { rss: number; fds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const rss = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
   return { rss, fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
-async function scrape(metricsPort: number): Promise<Record<string, number>> {
+export async function scrape(metricsPort: number): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   const out: Record<string, number> = {};
   for (const line of text.split('\n')) {
@@ -516,7 +516,7 @@ const CLI = fileURLToPath(new URL('../cli/wott.js', import.meta.url));
 const AEDES = fileURLToPath(new URL('./soak-aedes.js', import.meta.url));
 
 /** Starts a child and resolves with the first stdout line `match` accepts. */
-function startChild(argv: string[], match: (line: string) => RegExpExecArray | null, what: string, onLine?: (line: string) => void): Promise<{ child: ChildProcess; m: RegExpExecArray; log: string[] }> {
+export function startChild(argv: string[], match: (line: string) => RegExpExecArray | null, what: string, onLine?: (line: string) => void): Promise<{ child: ChildProcess; m: RegExpExecArray; log: string[] }> {
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   return new Promise((resolve, reject) => {
@@ -539,7 +539,7 @@ function startChild(argv: string[], match: (line: string) => RegExpExecArray | n
   });
 }
 
-function stopChild(child: ChildProcess | undefined): Promise<void> {
+export function stopChild(child: ChildProcess | undefined): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);

@@ -93,6 +93,8 @@ export class WottPlugin {
   /** Told of every score ignored as stale (the gateway's scorer, when it leads, republishes the device's score). */
   private readonly staleListeners = new Set<(message: ScoreMessage) => void>();
   private readonly identities = new WeakMap<Client, Identity>();
+  /** A socket's identity as parsed from its chain-verified certificate (trust state is checked on each use). */
+  private readonly peerIdentities = new WeakMap<TLSSocket, Identity>();
   /** Clients that sent an empty client id: Aedes generates a random one, which cannot collide with anyone's. */
   private readonly generatedIds = new WeakSet<Client>();
   private readonly sessions = new Map<string, Set<Client>>();
@@ -325,6 +327,11 @@ export class WottPlugin {
   }
 
   private checkSocket(socket: TLSSocket): Identity | { error: string; metric: string; cn?: string; device?: string } {
+    // The identity acceptTls parsed from this socket's certificate: getPeerCertificate() builds a new object (and
+    // three fingerprints) on every call, so CONNECT reuses it. The trust checks below run again either way: a
+    // revocation between the handshake and CONNECT must still refuse the session.
+    const parsed = this.peerIdentities.get(socket);
+    if (parsed) return this.checkIdentity(parsed);
     const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
     const cn = cert && !Array.isArray(cert.subject?.CN) ? cert.subject?.CN : undefined;
     if (!cert || !cert.raw) return { error: 'no client certificate', metric: 'no_certificate' };
@@ -332,7 +339,14 @@ export class WottPlugin {
     const identity = identityFromCertificate(cert);
     if ('error' in identity) return { error: identity.error, metric: 'bad_identity', cn };
     // From here on the certificate is one we issued, presented by the holder of its key.
+    this.peerIdentities.set(socket, identity);
+    return this.checkIdentity(identity);
+  }
+
+  /** Revocation, supersession and expiry of an identity whose certificate chained to our CA. */
+  private checkIdentity(identity: Identity): Identity | { error: string; metric: string; cn?: string; device?: string } {
     const device = identity.kind === 'device' ? identity.id : undefined;
+    const cn = identity.kind === 'device' ? identity.id : `${identity.role}:${identity.name}`;
     if (this.trust.isRevoked(identity.serial)) return { error: 'certificate revoked', metric: 'revoked', cn, device };
     if (device && this.trust.deviceState(device) === 'revoked') return { error: 'device revoked', metric: 'revoked', cn, device };
     if (this.trust.isSuperseded(identity.serial)) return { error: 'certificate superseded by a newer one', metric: 'superseded', cn, device };
@@ -353,6 +367,8 @@ export class WottPlugin {
         return done(Object.assign(new Error(verdict.error), { returnCode: NOT_AUTHORIZED }), false);
       }
       this.identities.set(client, verdict);
+      // From here on the client holds the identity: the socket's copy would only cost memory per connection.
+      this.peerIdentities.delete(conn);
       if (!packet.clientId) {
         this.generatedIds.add(client);
         if (packet.clean === false) this.persistentWithoutId.add(client);

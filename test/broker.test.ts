@@ -5,10 +5,11 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { request } from 'node:https';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import mqttPacket from 'mqtt-packet';
 import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
-import { CertificateAuthority } from '../ca/index.js';
+import { CertificateAuthority, normalizeSerial } from '../ca/index.js';
 import { staticTrustSource, WottPlugin } from '../broker/index.js';
 import { behaviourEventSchema, parseTopic, topicFilters, topics, TOPIC_ROOT, type BehaviourEvent } from '../protocol/index.js';
 import { CLI, makeCsr, makeKey, openssl, requireCommand, tempDir, writeTemp } from './helpers.js';
@@ -349,4 +350,55 @@ t.test('the plugin works mounted on a plain Aedes instance the test creates itse
   await a.publishAsync('weather/x', 'hello', { qos: 1 });
   await waitFor(() => got.some((m) => m.payload === 'hello'), 'delivery');
   t.pass('published and delivered through the plugin');
+});
+
+t.test('a certificate revoked between the TLS handshake and CONNECT is refused at CONNECT', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const dir = tempDir(t);
+  const ca = await CertificateAuthority.open({ dataDir: join(dir, 'ca') });
+  t.teardown(() => ca.close());
+  const server = await ca.issueServer();
+  const caPem = ca.caCertificates().map((c) => c.toString()).join('');
+  const broker = await Aedes.createBroker();
+  // The plugin parses a socket's certificate once (acceptTls) and reuses it at CONNECT: the trust checks must
+  // still run again then. A trust source whose revocations the test changes between the two.
+  const revoked = new Set<string>();
+  const trust = { ...staticTrustSource(), isRevoked: (serial: string) => revoked.has(serial) };
+  const plugin = new WottPlugin({ policies: [], trust });
+  await plugin.attach(broker);
+  const accepted: TLSSocket[] = [];
+  const tls = createTlsServer({ key: server.keyPem, cert: server.pem + ca.material.intermediate.toString(), ca: caPem, requestCert: true, rejectUnauthorized: true }, (socket: TLSSocket) => {
+    if (plugin.acceptTls(socket)) (accepted.push(socket), broker.handle(socket));
+  });
+  await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+  t.teardown(async () => {
+    await new Promise((r) => tls.close(r));
+    await new Promise((r) => broker.close(r as () => void));
+    plugin.close();
+  });
+  const port = (tls.address() as AddressInfo).port;
+
+  /** Handshake, then (after `between`) CONNECT on the same socket: the CONNACK's return code, or undefined if none came. */
+  const handshakeThenConnect = async (id: string, between: (serial: string) => void): Promise<number | undefined> => {
+    const { der, keyPath } = makeCsr(dir, `/CN=${id}`);
+    const issued = await ca.enrollWithToken(id, (await ca.createToken(id)).token, der);
+    const before = accepted.length;
+    const socket = tlsConnect({ port, host: '127.0.0.1', key: openssl(['pkey', '-in', keyPath]).toString(), cert: issued.pem, ca: caPem, servername: 'localhost', checkServerIdentity: () => undefined });
+    t.teardown(() => socket.destroy());
+    let connack: number | undefined;
+    let closed = false;
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p) => p.cmd === 'connack' && (connack = p.returnCode));
+    socket.on('data', (d: Buffer) => parser.parse(d));
+    socket.on('error', () => undefined);
+    socket.on('close', () => (closed = true));
+    await waitFor(() => accepted.length > before, 'the gateway side to accept the TLS connection');
+    between(normalizeSerial(issued.serial));
+    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 30 }));
+    await waitFor(() => connack !== undefined || closed, 'a CONNACK or the socket closed');
+    return connack;
+  };
+  t.equal(await handshakeThenConnect('steady', () => undefined), 0, 'nothing changed: CONNECT accepted');
+  const code = await handshakeThenConnect('stolen', (serial) => revoked.add(serial));
+  t.not(code, 0, `revoked after the handshake: CONNECT refused (CONNACK ${code ?? 'none, closed'})`);
 });
