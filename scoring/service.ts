@@ -4,7 +4,7 @@
  * history; InfluxDB when configured).
  */
 import type { Logger } from 'pino';
-import { parseTopic, topicFilters, topics, type ScoreMessage } from '../protocol/index.js';
+import { parseTopic, topicFilters, topics, type LateralNoticeMessage, type ScoreMessage } from '../protocol/index.js';
 import type { ScoringBus } from './bus.js';
 import type { IngestResult, IntrusionOutcome, RefusalCode, ScoreEngine, ScoreResult } from './engine.js';
 import type { Point } from '@influxdata/influxdb-client';
@@ -170,6 +170,7 @@ export class ScoringService {
         break;
       case 'scores':
       case 'credentials':
+      case 'lateral':
         return;
     }
     if (!result.accepted) {
@@ -213,6 +214,11 @@ export class ScoringService {
       const notice = { subject, ...summary, text: lateralEventText(subject, summary.reporters, summary.logins, summary.dropped) };
       this.options.log?.warn({ subject, reporters: summary.reporters, logins: summary.logins, dropped: summary.dropped }, `scoring: lateral movement: ${notice.text}`);
       for (const l of this.lateralListeners) l(notice);
+      // Every gateway node's fleet events follow this topic (scoring runs on one node of a cluster, or on its own host).
+      const message: LateralNoticeMessage = { device: subject, reporters: summary.reporters, logins: summary.logins, dropped: summary.dropped, text: notice.text, time: new Date(now).toISOString(), ...(this.options.epoch !== undefined ? { epoch: this.options.epoch } : {}) };
+      this.options.bus.publish(topics.lateral(subject), Buffer.from(JSON.stringify(message)), false).catch((err: Error) => {
+        this.options.log?.warn({ device: subject, err: err.message }, 'scoring: could not publish a lateral-movement notice');
+      });
     }
   }
 
