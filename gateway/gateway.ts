@@ -25,7 +25,7 @@ import { LogThrottle } from '../lib/log-throttle.js';
 import { sourceKey } from '../lib/rate-limit.js';
 import { createMetrics, registerCrlMetrics, registerScoringMetrics } from './metrics.js';
 import { Lease } from './leader.js';
-import { NodeRecord } from './cluster-status.js';
+import { LiveNodes, NodeRecord } from './cluster-status.js';
 import { hostname } from 'node:os';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -588,6 +588,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.policies.length === 0) {
     log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
   }
+  // In a cluster scoring closes the sessions of a node whose heartbeat record vanished (a SIGKILLed node sends no
+  // disconnect events, and its devices' addresses would stay theirs forever).
+  const liveNodes = options.cluster ? new LiveNodes(redisConnectionOptions(options.cluster.redis)) : undefined;
   const startScoringHere = (scoringOptions: GatewayScoringOptions, fencing?: { epoch: number; onDeposed: NonNullable<StartScoringOptions['onDeposed']> }) =>
     startScoring({
       ...scoringOptions,
@@ -598,6 +601,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       thresholds: policyThresholds(currentPolicies),
       caFacts: fleetCaFacts(view),
       sessions: { node: options.cluster?.nodeId ?? '', list: () => plugin.deviceSessions() },
+      ...(liveNodes ? { nodes: { local: options.cluster!.nodeId, alive: () => liveNodes.ids() } } : {}),
       log,
       onScore: (message, findings) => {
         if (findings) insights.onFindings(message.device, findings);
@@ -834,6 +838,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     clearInterval(crlTimer);
     await mosquittoSync?.close();
     await scoring?.close();
+    liveNodes?.close();
     await new Promise<void>((resolve) => {
       mqtt.close(() => resolve());
       // Ending a connection ends its Aedes client (Aedes closes a client when its stream finishes); broker.close()
