@@ -9,7 +9,7 @@ import { RenewalLoop, splitPem, type Logger } from './renewal.js';
 import { TpmKey } from './tpm.js';
 import { AgentStore, estServers, type AgentState } from './store.js';
 import { ServerList, splitUrls } from './failover.js';
-import { collectState, readCommandOutputs, realCrypt } from './collectors/index.js';
+import { collectState, needsJournal, readCommandOutputs, realCrypt } from './collectors/index.js';
 import { reportPeerFromStore, type PeerRateLimits } from './peer-report.js';
 import { CredentialFiles, CredentialReceiver, DEFAULT_CREDENTIALS_DIR } from './credentials.js';
 
@@ -100,6 +100,16 @@ export interface BuildOptions {
   preview?: boolean;
 }
 
+/**
+ * What of the systemd journal a report reads, on a device without log files: back to the intrusion window's start
+ * and at least the hour failedLoginsLastHour counts, at most a day (the longest window).
+ */
+function journalRange(root: string, intrusionsSince: number | undefined, intervalMs: number, now: number): { since: number; until: number } | undefined {
+  if (!needsJournal(root)) return undefined;
+  const windowStart = intrusionsSince !== undefined && intrusionsSince < now ? intrusionsSince : now - intervalMs;
+  return { since: Math.max(now - 86_400_000, Math.min(now - 3_600_000, windowStart)), until: now };
+}
+
 /** Collects one report; the package list goes in full only when it changed since the last delivered one. */
 export function buildReport(store: AgentStore, root: string, options: BuildOptions | boolean = {}): Telemetry {
   const opts = typeof options === 'boolean' ? { full: options } : options;
@@ -108,7 +118,7 @@ export function buildReport(store: AgentStore, root: string, options: BuildOptio
   const tls = opts.preview ? store.tlsLedger() : store.takeTlsLedger();
   const collected = collectState(root, {
     crypt: realCrypt,
-    commandOutputs: root === '/' ? readCommandOutputs() : undefined,
+    commandOutputs: root === '/' ? readCommandOutputs(journalRange(root, state.intrusionsSince, opts.intervalMs ?? DEFAULT_INTERVAL_MS, now.getTime())) : undefined,
     now,
     intrusions: {
       ...(state.intrusionsSince !== undefined ? { since: state.intrusionsSince } : {}),

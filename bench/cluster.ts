@@ -15,8 +15,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type mqtt from 'mqtt';
+import { Redis } from 'ioredis';
 import { quietGatewayOptions, startGateway, type Gateway, type GatewayOptions } from '../gateway/index.js';
 import { connectTo, enrollDevice, runLoad, type Creds } from './broker.js';
 import { spawn } from 'node:child_process';
@@ -26,6 +27,8 @@ import { fileURLToPath } from 'node:url';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
 import { redisServer } from './servers.js';
 
+/** The light load of the diagnostic cross-node latency run (msg/s). */
+const LIGHT_RATE = 100;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
@@ -60,8 +63,14 @@ async function floodRate(pub: mqtt.MqttClient, sub: mqtt.MqttClient, ms: number)
   return rate;
 }
 
-/** Publishes `rate`/s for `ms`, each message carrying its send time; returns sorted end-to-end latencies (ms). */
-async function pacedLatency(pub: mqtt.MqttClient, sub: mqtt.MqttClient, rate: number, ms: number): Promise<number[]> {
+/**
+ * Publishes `rate`/s for `ms`, each message carrying its send time; returns sorted end-to-end latencies (ms) and
+ * the p99 of this process's event-loop delay meanwhile (ms). Publisher, subscriber and both brokers share this one
+ * event loop: a message waits behind whatever else the loop runs, so loop delay bounds what latency can be shown.
+ */
+async function pacedLatency(pub: mqtt.MqttClient, sub: mqtt.MqttClient, rate: number, ms: number): Promise<number[] & { loopP99: number }> {
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const samples: number[] = [];
   const onMessage = (_topic: string, payload: Buffer) => samples.push(performance.now() - payload.readDoubleLE(0));
   sub.on('message', onMessage);
@@ -77,8 +86,9 @@ async function pacedLatency(pub: mqtt.MqttClient, sub: mqtt.MqttClient, rate: nu
     await sleep(1);
   }
   await sleep(300);
+  loop.disable();
   sub.off('message', onMessage);
-  return samples.sort((a, b) => a - b);
+  return Object.assign(samples.sort((a, b) => a - b), { loopP99: loop.percentile(99) / 1e6 });
 }
 
 async function pair(pubNode: Gateway, subNode: Gateway, tag: string): Promise<{ pub: mqtt.MqttClient; sub: mqtt.MqttClient }> {
@@ -175,6 +185,10 @@ export const clusterSuite: Suite = {
       const localP99: number[] = [];
       const crossP50: number[] = [];
       const crossP99: number[] = [];
+      const localLoop: number[] = [];
+      const crossLoop: number[] = [];
+      const lightP99: number[] = [];
+      const lightLoop: number[] = [];
       for (let r = 0; r < rounds; r++) {
         singleRates.push(await floodRate(local.pub, local.sub, seconds));
         crossRates.push(await floodRate(cross.pub, cross.sub, seconds));
@@ -185,7 +199,20 @@ export const clusterSuite: Suite = {
         localP99.push(percentile(l, 99));
         crossP50.push(percentile(c, 50));
         crossP99.push(percentile(c, 99));
+        localLoop.push(l.loopP99);
+        crossLoop.push(c.loopP99);
+        // The same path at a light load: what the Redis hop itself costs when the shared event loop is not busy.
+        const light = await pacedLatency(cross.pub, cross.sub, LIGHT_RATE, seconds);
+        lightP99.push(percentile(light, 99));
+        lightLoop.push(light.loopP99);
       }
+      // Diagnostic: the bench's redis-server fsyncs every write (appendfsync always, the durable setting) and answers
+      // a blocked XREAD only after that fsync; the same light run with everysec shows what the fsync costs here.
+      const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+      cleanup.unshift(() => void admin.disconnect());
+      await admin.config('SET', 'appendfsync', 'everysec');
+      const lightEverysec = await pacedLatency(cross.pub, cross.sub, LIGHT_RATE, seconds);
+      await admin.config('SET', 'appendfsync', 'always');
       result.measurements.push(
         { name: 'single node, delivered QoS 0 (median of rounds)', value: median(singleRates), unit: 'msg/s', baseline: true },
         { name: 'cross node via Redis, delivered QoS 0', value: median(crossRates), unit: 'msg/s' },
@@ -193,6 +220,11 @@ export const clusterSuite: Suite = {
         { name: 'same node latency at half the single rate, p99', value: median(localP99), unit: 'ms' },
         { name: 'cross node latency at half the single rate, p50', value: median(crossP50), unit: 'ms' },
         { name: 'cross node latency at half the single rate, p99', value: median(crossP99), unit: 'ms' },
+        { name: 'event-loop delay during the same-node run, p99 (bench process: load generator and brokers)', value: median(localLoop), unit: 'ms' },
+        { name: 'event-loop delay during the cross-node run, p99', value: median(crossLoop), unit: 'ms' },
+        { name: `cross node latency at ${LIGHT_RATE} msg/s, p99`, value: median(lightP99), unit: 'ms' },
+        { name: `event-loop delay during the ${LIGHT_RATE} msg/s cross-node run, p99`, value: median(lightLoop), unit: 'ms' },
+        { name: `cross node latency at ${LIGHT_RATE} msg/s with redis appendfsync everysec (diagnostic, one run), p99`, value: percentile(lightEverysec, 99), unit: 'ms' },
       );
       ratio(result, 'cross-node vs single-node delivery rate', 'cross node via Redis, delivered QoS 0', 'single node, delivered QoS 0 (median of rounds)');
       const crossP99Median = median(crossP99);

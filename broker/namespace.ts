@@ -1,7 +1,7 @@
 /**
  * Who may use the protected wott/ namespace. These rules stand above the score policies: a device may always
  * publish its own telemetry and its own peer reports (so a low score can recover), and nothing else in wott/;
- * only the scoring identity publishes scores; only the broker itself publishes behaviour events.
+ * only the scoring identity publishes scores (and lateral-movement notices); only the broker itself publishes behaviour events.
  */
 import { isProtocolTopic, parseTopic, topicFilters } from '../protocol/index.js';
 import type { Identity } from './identity.js';
@@ -17,6 +17,7 @@ export function namespacePublish(who: Identity, topic: string): NamespaceVerdict
   if (!parsed) return deny(`"${topic}" is not a wott/v1 topic anyone may publish`);
   if (who.kind === 'service') {
     if (parsed.kind === 'scores' && who.role === 'scoring') return { applies: true, allowed: true, reason: 'the scoring identity publishes scores' };
+    if (parsed.kind === 'lateral' && who.role === 'scoring') return { applies: true, allowed: true, reason: 'the scoring identity publishes lateral-movement notices' };
     if (parsed.kind === 'events' && who.role === 'broker') return { applies: true, allowed: true, reason: 'a broker identity publishes behaviour events' };
     return deny(`role ${who.role} may not publish ${parsed.kind}`);
   }
@@ -33,6 +34,8 @@ export function namespacePublish(who: Identity, topic: string): NamespaceVerdict
       return deny('only the scoring identity may publish scores');
     case 'events':
       return deny('only the broker publishes behaviour events');
+    case 'lateral':
+      return deny('only the scoring identity publishes lateral-movement notices');
     case 'credentials':
       return deny('only the gateway itself publishes credentials');
   }

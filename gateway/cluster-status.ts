@@ -62,6 +62,36 @@ export class NodeRecord {
   }
 }
 
+/** Scans the node records' keys: the ids of the nodes alive now. */
+async function nodeIds(redis: Redis): Promise<Set<string>> {
+  const ids = new Set<string>();
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `${NODE_PREFIX}*`, 'COUNT', 1000);
+    cursor = next;
+    for (const key of batch) ids.add(key.slice(NODE_PREFIX.length));
+  } while (cursor !== '0');
+  return ids;
+}
+
+/** The ids of the live nodes, on one connection kept open (scoring asks every second). Rejects while Redis is away. */
+export class LiveNodes {
+  private readonly redis: Redis;
+
+  constructor(redisOptions: Record<string, unknown>) {
+    this.redis = new Redis({ ...redisOptions, maxRetriesPerRequest: 1, lazyConnect: true });
+    this.redis.on('error', () => undefined); // a failed lookup rejects; the caller keeps what it had
+  }
+
+  ids(): Promise<Set<string>> {
+    return nodeIds(this.redis);
+  }
+
+  close(): void {
+    this.redis.disconnect();
+  }
+}
+
 /** The nodes alive now (records not expired) and the scoring leader, as Redis holds them. */
 export async function readClusterStatus(redisOptions: Record<string, unknown>): Promise<ClusterStatus> {
   const redis = new Redis({ ...redisOptions, maxRetriesPerRequest: 1, lazyConnect: true });

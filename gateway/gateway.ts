@@ -25,7 +25,7 @@ import { LogThrottle } from '../lib/log-throttle.js';
 import { sourceKey } from '../lib/rate-limit.js';
 import { createMetrics, registerCrlMetrics, registerScoringMetrics } from './metrics.js';
 import { Lease } from './leader.js';
-import { NodeRecord } from './cluster-status.js';
+import { LiveNodes, NodeRecord } from './cluster-status.js';
 import { hostname } from 'node:os';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -36,7 +36,7 @@ import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, 
 import { fleetCaFacts, FleetEvents, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { behaviourEventSchema, type BehaviourEvent, CREDENTIAL_FETCH_PATH, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
+import { behaviourEventSchema, type BehaviourEvent, CREDENTIAL_FETCH_PATH, lateralNoticeSchema, type LateralNoticeMessage, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService, type StartScoringOptions } from '../scoring/index.js';
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
@@ -166,6 +166,8 @@ export interface Gateway {
   credentialDelivery: GatewayCredentials;
   /** Trust for services: the latest score message per device and the trust events of the API's stream. */
   trust: TrustCache;
+  /** This node's fleet events (what the API's /events/stream and the dashboard's feed show). */
+  events: FleetEvents;
   broker: Aedes;
   plugin: WottPlugin;
   metrics: Registry;
@@ -296,6 +298,7 @@ async function followForInsights(
   known: (device: string) => boolean,
   log: Logger,
   onBehaviour: (event: BehaviourEvent) => void,
+  onLateral: (notice: LateralNoticeMessage) => void,
 ): Promise<void> {
   const follow = (filter: string, handle: (topic: string, payload: Buffer) => void) =>
     new Promise<void>((resolve) =>
@@ -329,6 +332,13 @@ async function followForInsights(
       insights.onEvent(event);
       onBehaviour(event);
     }
+  });
+  // Scoring's lateral-movement notices: scoring runs on one node of a cluster (or its own host), and the fleet events
+  // of every node show them. Only the scoring identity may publish here (broker/namespace.ts).
+  await follow(topicFilters.lateral, (topic, payload) => {
+    const parsed = parseTopic(topic);
+    const notice = parseMessage(lateralNoticeSchema, payload);
+    if (parsed?.kind === 'lateral' && notice.device === parsed.device && known(notice.device)) onLateral(notice);
   });
 }
 
@@ -531,7 +541,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     rules: () => plugin.policy.rules,
   });
   rulesInUse = () => policyThresholds(plugin.policy.rules);
-  await followForInsights(broker, plugin, insights, (device) => view.device(device) !== undefined, log, (event) => fleetEvents.onBehaviour(event));
+  await followForInsights(broker, plugin, insights, (device) => view.device(device) !== undefined, log, (event) => fleetEvents.onBehaviour(event), (notice) => fleetEvents.onLateralMovement(notice.device, notice.reporters, notice.text));
   // Devices leave the fleet (unclaimed ones are swept): what the API held about them goes too.
   const insightsPrune = setInterval(() => insights.prune((device) => view.device(device) !== undefined), 3_600_000);
   insightsPrune.unref();
@@ -578,6 +588,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.policies.length === 0) {
     log.warn('no policies configured: every topic outside wott/ is denied (see wott.example.yaml)');
   }
+  // In a cluster scoring closes the sessions of a node whose heartbeat record vanished (a SIGKILLed node sends no
+  // disconnect events, and its devices' addresses would stay theirs forever).
+  const liveNodes = options.cluster ? new LiveNodes(redisConnectionOptions(options.cluster.redis)) : undefined;
   const startScoringHere = (scoringOptions: GatewayScoringOptions, fencing?: { epoch: number; onDeposed: NonNullable<StartScoringOptions['onDeposed']> }) =>
     startScoring({
       ...scoringOptions,
@@ -588,6 +601,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       thresholds: policyThresholds(currentPolicies),
       caFacts: fleetCaFacts(view),
       sessions: { node: options.cluster?.nodeId ?? '', list: () => plugin.deviceSessions() },
+      ...(liveNodes ? { nodes: { local: options.cluster!.nodeId, alive: () => liveNodes.ids() } } : {}),
       log,
       onScore: (message, findings) => {
         if (findings) insights.onFindings(message.device, findings);
@@ -599,7 +613,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Scores reach every node through the shared bus, retained in Redis.
   let scoring: ScoringService | undefined;
   const followScoring = (service: ScoringService) => {
-    service.onLateral((notice) => fleetEvents.onLateralMovement(notice.subject, notice.reporters, notice.text));
     insights.setHistory((device, o) => service.history(device, o));
     // Last reports from before a restart (the broker only sees new ones); newer ones replace them as they come.
     for (const [device, at] of service.lastReports()) if (insights.lastReport(device) === undefined && view.device(device)) insights.onReport(device, at);
@@ -781,6 +794,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     credentials: credentials.service,
     credentialDelivery: credentials,
     trust,
+    events: fleetEvents,
     broker,
     plugin,
     metrics,
@@ -824,6 +838,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     clearInterval(crlTimer);
     await mosquittoSync?.close();
     await scoring?.close();
+    liveNodes?.close();
     await new Promise<void>((resolve) => {
       mqtt.close(() => resolve());
       // Ending a connection ends its Aedes client (Aedes closes a client when its stream finishes); broker.close()

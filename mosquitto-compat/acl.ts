@@ -355,7 +355,7 @@ export function serviceRoleAcls(role: ServiceRole): DynsecAcl[] {
   };
   switch (role) {
     case 'scoring':
-      entries.push({ acltype: 'publishClientSend', topic: topicFilters.scores, allow: true });
+      entries.push({ acltype: 'publishClientSend', topic: topicFilters.scores, allow: true }, { acltype: 'publishClientSend', topic: topicFilters.lateral, allow: true });
       readAll(topicFilters.protectedNamespace);
       break;
     case 'broker':

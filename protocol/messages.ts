@@ -33,6 +33,25 @@ export const scoreMessageSchema = z.object({
   epoch: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
+/**
+ * Published (not retained) on wott/v1/lateral/{device}: scoring attributed lateral movement to `device`; every
+ * gateway node turns it into fleet events on the device and on each reporter.
+ */
+export const lateralNoticeSchema = z.object({
+  device: deviceIdSchema,
+  /** The devices that saw its attempts in the last hour (a 10,000-device fleet bounds it). */
+  reporters: z.array(deviceIdSchema).max(10_000),
+  logins: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  dropped: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** "dev-x tried to log in to dev-y and dev-z 240 times" */
+  text: z.string().min(1).max(1000),
+  time: z.string().datetime(),
+  /** The scoring lease's epoch, as on scores. */
+  epoch: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+});
+
+export type LateralNoticeMessage = z.infer<typeof lateralNoticeSchema>;
+
 export type ScoreFactor = z.infer<typeof scoreFactorSchema>;
 export type ScoreMessage = z.infer<typeof scoreMessageSchema>;
 

@@ -8,7 +8,7 @@ export const PROTOCOL_VERSION = 'v1';
 export const NAMESPACE = 'wott';
 export const TOPIC_ROOT = `${NAMESPACE}/${PROTOCOL_VERSION}`;
 
-export type TopicKind = 'telemetry' | 'events' | 'reports' | 'scores' | 'credentials';
+export type TopicKind = 'telemetry' | 'events' | 'reports' | 'scores' | 'credentials' | 'lateral';
 
 export const topics = {
   /** Agent state reports; only `device` may publish here. */
@@ -22,6 +22,11 @@ export const topics = {
   scores: (device: string) => `${TOPIC_ROOT}/scores/${assertDeviceId(device)}`,
   /** Credentials for one device (JWE to its key); only the gateway itself publishes, only `device` reads. */
   credentials: (device: string) => `${TOPIC_ROOT}/credentials/${assertDeviceId(device)}`,
+  /**
+   * Lateral-movement notices about `subject` (not retained); only the scoring identity publishes. Scoring runs on
+   * one node of a cluster, the fleet events of every node follow this topic.
+   */
+  lateral: (subject: string) => `${TOPIC_ROOT}/lateral/${assertDeviceId(subject)}`,
 } as const;
 
 /** Subscription filters used by the consumers of each stream. */
@@ -31,6 +36,7 @@ export const topicFilters = {
   events: `${TOPIC_ROOT}/events/+`,
   reports: `${TOPIC_ROOT}/reports/+/+`,
   scores: `${TOPIC_ROOT}/scores/+`,
+  lateral: `${TOPIC_ROOT}/lateral/+`,
   /** Everything isProtocolTopic() protects (the whole wott/ tree, every version), for brokers that need it as an ACL. */
   protectedNamespace: `${NAMESPACE}/#`,
 } as const;
@@ -42,7 +48,7 @@ export const deviceFilters = {
 } as const;
 
 export type ParsedTopic =
-  | { kind: 'telemetry' | 'events' | 'scores' | 'credentials'; device: string }
+  | { kind: 'telemetry' | 'events' | 'scores' | 'credentials' | 'lateral'; device: string }
   | { kind: 'reports'; reporter: string; subject: string };
 
 /** Parses a concrete wott/v1 topic; undefined for anything else (including malformed ids). */
@@ -50,7 +56,7 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   if (!topic.startsWith(TOPIC_ROOT + '/')) return undefined;
   const parts = topic.slice(TOPIC_ROOT.length + 1).split('/');
   const [kind, a, b] = parts;
-  if ((kind === 'telemetry' || kind === 'events' || kind === 'scores' || kind === 'credentials') && parts.length === 2 && isDeviceId(a)) {
+  if ((kind === 'telemetry' || kind === 'events' || kind === 'scores' || kind === 'credentials' || kind === 'lateral') && parts.length === 2 && isDeviceId(a)) {
     return { kind, device: a };
   }
   if (kind === 'reports' && parts.length === 3 && isDeviceId(a) && isDeviceId(b)) {

@@ -141,6 +141,32 @@ export class AddressBook {
     }
   }
 
+  /** The nodes some device has an open session on (as far as connect and disconnect events told). */
+  openNodes(): Set<string> {
+    const out = new Set<string>();
+    for (const h of this.holdings.values()) if (h.open > 0) out.add(h.node);
+    return out;
+  }
+
+  /**
+   * `node` died without saying goodbye (SIGKILL, power loss: no disconnect events): its sessions are gone, so its
+   * devices no longer hold their addresses from `at` on. Without this they would hold them forever, and a device
+   * given the address later would share it with a ghost (attributing to nobody) or inherit the blame window.
+   * Returns how many holdings it closed.
+   */
+  closeNode(node: string, at: number): number {
+    let closed = 0;
+    for (const [key, h] of [...this.holdings]) {
+      if (h.node !== node || h.open === 0) continue;
+      this.holdings.delete(key);
+      h.open = 0;
+      h.to = Math.max(h.from, at);
+      this.holdings.set(key, h);
+      closed++;
+    }
+    return closed;
+  }
+
   /** Drops closed holdings past retention (the service calls it now and then). */
   prune(now: number): void {
     for (const [key, h] of this.holdings) if (h.to !== undefined && now - h.to > this.retainMs) this.remove(key, h);
@@ -164,4 +190,35 @@ function unindex(map: Map<string, Set<string>>, k: string, key: string): void {
   if (!set) return;
   set.delete(key);
   if (set.size === 0) map.delete(k);
+}
+
+/**
+ * Which cluster nodes to treat as dead: a node with open holdings whose heartbeat record (gateway/cluster-status.ts)
+ * has been missing for `graceMs` (one missed look is not enough: a node writes its first record only once it has
+ * started, and Redis may answer a scan between a record's expiry and its refresh). Pure: times and lookups passed in.
+ */
+export class NodeWatch {
+  private readonly missingSince = new Map<string, number>();
+
+  constructor(
+    /** This node (scoring runs here, so it is alive whatever Redis says). */
+    private readonly local: string,
+    private readonly graceMs: number,
+  ) {}
+
+  /** Nodes that hold sessions (`holding`) and have been absent from `alive` for graceMs, with when they were first missed. */
+  dead(holding: ReadonlySet<string>, alive: ReadonlySet<string>, now: number): Array<{ node: string; since: number }> {
+    const out: Array<{ node: string; since: number }> = [];
+    for (const node of [...this.missingSince.keys()]) if (alive.has(node) || !holding.has(node)) this.missingSince.delete(node);
+    for (const node of holding) {
+      if (node === this.local || alive.has(node)) continue;
+      const since = this.missingSince.get(node) ?? now;
+      this.missingSince.set(node, since);
+      if (now - since >= this.graceMs) {
+        out.push({ node, since });
+        this.missingSince.delete(node);
+      }
+    }
+    return out;
+  }
 }

@@ -4,11 +4,12 @@
  * history; InfluxDB when configured).
  */
 import type { Logger } from 'pino';
-import { parseTopic, topicFilters, topics, type ScoreMessage } from '../protocol/index.js';
+import { parseTopic, topicFilters, topics, type LateralNoticeMessage, type ScoreMessage } from '../protocol/index.js';
 import type { ScoringBus } from './bus.js';
 import type { IngestResult, IntrusionOutcome, RefusalCode, ScoreEngine, ScoreResult } from './engine.js';
 import type { Point } from '@influxdata/influxdb-client';
 import type { InfluxWriter } from './influx.js';
+import { NodeWatch } from './addresses.js';
 import { lateralEventText } from './lateral.js';
 import { behaviourPoint, findingPoints, lateralPoint, scorePoint } from './points.js';
 import { StaleEpochError, type HistoryRow, type ScoreStore } from '../store/index.js';
@@ -21,6 +22,11 @@ export interface ScoringServiceOptions {
   log?: Logger;
   /** Recompute devices whose penalties decay or whose reports went stale. */
   tickMs?: number;
+  /**
+   * In a cluster: which nodes are alive (their heartbeat records). Sessions on a node gone for `graceMs` are closed
+   * in the address book (a SIGKILLed node sends no disconnect events). A failing lookup changes nothing.
+   */
+  nodes?: { local: string; alive: () => Promise<ReadonlySet<string>>; checkMs?: number; graceMs?: number };
   /** Republish every score, changed or not (retained scores must outlive a broker restart). */
   republishMs?: number;
   /** Write changed records and scores to the store this often (one transaction). */
@@ -107,6 +113,41 @@ export class ScoringService {
     const pruning = setInterval(prune, 3_600_000);
     for (const t of [tick, persist, pruning]) t.unref();
     this.timers.push(tick, persist, pruning);
+    const nodes = this.options.nodes;
+    if (nodes) {
+      const watch = new NodeWatch(nodes.local, nodes.graceMs ?? 5000);
+      let busy = false;
+      const check = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        void this.checkNodes(watch, nodes.alive).finally(() => (busy = false));
+      }, nodes.checkMs ?? 1000);
+      check.unref();
+      this.timers.push(check);
+    }
+  }
+
+  /** Closes the address-book sessions of nodes whose heartbeat disappeared (see ScoringServiceOptions.nodes). */
+  private async checkNodes(watch: NodeWatch, alive: () => Promise<ReadonlySet<string>>): Promise<void> {
+    const { addresses } = this.options.engine;
+    const holding = addresses.openNodes();
+    if (holding.size === 0) return;
+    let live: ReadonlySet<string>;
+    try {
+      live = await alive();
+    } catch (err) {
+      this.options.log?.debug({ err: (err as Error).message }, 'scoring: could not read the live nodes; sessions kept');
+      return;
+    }
+    for (const { node, since } of watch.dead(addresses.openNodes(), live, Date.now())) {
+      const closed = addresses.closeNode(node, since);
+      this.options.log?.warn({ node, sessions: closed }, `scoring: node ${node} stopped sending heartbeats: its ${closed} device address(es) are no longer attributed to its devices`);
+    }
+  }
+
+  /** Who held which address (diagnostics and tests). */
+  get addresses(): ScoreEngine['addresses'] {
+    return this.options.engine.addresses;
   }
 
   /** The scoring lease epoch this service writes with (in a cluster). */
@@ -170,6 +211,7 @@ export class ScoringService {
         break;
       case 'scores':
       case 'credentials':
+      case 'lateral':
         return;
     }
     if (!result.accepted) {
@@ -213,6 +255,11 @@ export class ScoringService {
       const notice = { subject, ...summary, text: lateralEventText(subject, summary.reporters, summary.logins, summary.dropped) };
       this.options.log?.warn({ subject, reporters: summary.reporters, logins: summary.logins, dropped: summary.dropped }, `scoring: lateral movement: ${notice.text}`);
       for (const l of this.lateralListeners) l(notice);
+      // Every gateway node's fleet events follow this topic (scoring runs on one node of a cluster, or on its own host).
+      const message: LateralNoticeMessage = { device: subject, reporters: summary.reporters, logins: summary.logins, dropped: summary.dropped, text: notice.text, time: new Date(now).toISOString(), ...(this.options.epoch !== undefined ? { epoch: this.options.epoch } : {}) };
+      this.options.bus.publish(topics.lateral(subject), Buffer.from(JSON.stringify(message)), false).catch((err: Error) => {
+        this.options.log?.warn({ device: subject, err: err.message }, 'scoring: could not publish a lateral-movement notice');
+      });
     }
   }
 

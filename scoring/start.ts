@@ -39,6 +39,8 @@ export interface StartScoringOptions {
   sessions?: { node: string; list: () => Array<{ device: string; remoteAddress: string | null; since: number }> };
   /** In a cluster: the scoring lease's epoch, carried by every score and fencing every store write (ScoringServiceOptions.epoch). */
   epoch?: number;
+  /** In a cluster: the live nodes, to close the sessions of a dead one (ScoringServiceOptions.nodes). */
+  nodes?: ScoringServiceOptions['nodes'];
   /** Told when the store refused a write from a newer leader's epoch. */
   onDeposed?: ScoringServiceOptions['onDeposed'];
   /** Called with every published score and its findings, from the first (start republishes every known score). */
@@ -83,6 +85,7 @@ export async function startScoring(options: StartScoringOptions): Promise<Scorin
     ...(options.tickMs ? { tickMs: options.tickMs } : {}),
     ...(options.epoch !== undefined ? { epoch: options.epoch } : {}),
     ...(options.onDeposed ? { onDeposed: options.onDeposed } : {}),
+    ...(options.nodes ? { nodes: options.nodes } : {}),
     onClose: async () => {
       stopFacts?.();
       cves?.close();

@@ -497,6 +497,11 @@ t.test('namespacePublish', async (t) => {
     [dev1, 'wott/v1/other', false],
     [dev1, 'wott/x', false],
     [dev1, 'wott', false],
+    [dev1, 'wott/v1/lateral/dev2', false], // a forged lateral-movement notice
+    [dev1, 'wott/v1/lateral/dev1', false],
+    [broker, 'wott/v1/lateral/dev1', false],
+    [admin, 'wott/v1/lateral/dev1', false],
+    [scoring, 'wott/v1/lateral/dev1', true],
     [scoring, 'wott/v1/scores/dev1', true],
     [scoring, 'wott/v1/events/dev1', false],
     [scoring, 'wott/v1/telemetry/dev1', false],
@@ -532,6 +537,7 @@ t.test('namespaceSubscribe', async (t) => {
   const cases: Array<[Identity, string, boolean | 'n/a']> = [
     [dev1, 'wott/v1/scores/dev1', true],
     [dev1, 'wott/v1/events/dev1', true],
+    [dev1, 'wott/v1/lateral/dev1', false], // notices are for the gateways' fleet events
     [dev1, 'wott/v1/scores/dev2', false],
     [dev1, 'wott/v1/events/dev2', false],
     [dev1, 'wott/v1/telemetry/dev1', false],
@@ -559,6 +565,7 @@ t.test('namespaceForward', async (t) => {
   const cases: Array<[Identity, string, boolean | 'n/a']> = [
     [dev1, 'wott/v1/scores/dev1', true],
     [dev1, 'wott/v1/events/dev1', true],
+    [dev1, 'wott/v1/lateral/dev1', false], // even about itself: they name its neighbours
     [dev1, 'wott/v1/scores/dev2', false],
     [dev1, 'wott/v1/events/dev2', false],
     [dev1, 'wott/v1/telemetry/dev1', false],

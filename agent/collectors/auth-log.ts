@@ -83,8 +83,10 @@ export function countFailedLogins(text: string, now: Date): number {
   return count;
 }
 
-export function collectFailedLogins(root: string, now: Date = new Date()): number | undefined {
+/** From auth.log, else from the systemd journal's auth entries as syslog text (journal.ts), when given. */
+export function collectFailedLogins(root: string, now: Date = new Date(), journal?: string): number | undefined {
   // Recent lines are at the end: read the tail.
   const log = readBounded(under(root, 'var/log/auth.log'), { tail: true });
-  return log === undefined ? undefined : countFailedLogins(log.text, now);
+  if (log !== undefined) return countFailedLogins(log.text, now);
+  return journal === undefined ? undefined : countFailedLogins(journal, now);
 }

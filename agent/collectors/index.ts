@@ -9,6 +9,8 @@ import { collectFailedLogins } from './auth-log.js';
 import { collectDefaultCredentials, type CryptFn } from './credentials.js';
 import { collectFirewall } from './firewall.js';
 import { collectIntrusions, type IntrusionOptions } from './intrusions.js';
+export { needsJournal } from './intrusions.js';
+import { journalToSyslog } from './journal.js';
 import { collectListening } from './net.js';
 import { collectKernel, collectOs, collectUptime } from './os.js';
 import { collectAutoUpdates, collectInsecureServices, collectPackages } from './packages.js';
@@ -27,6 +29,7 @@ export * from './ssh.js';
 export * from './system.js';
 export { realCrypt } from './crypt.js';
 export { readCommandOutputs } from './commands.js';
+export { journalToSyslog, journalctlArgs } from './journal.js';
 
 /** The telemetry fields the collectors fill (the publisher adds identity, sequence, time and key store). */
 export type StateReport = Omit<Telemetry, 'schema' | 'device' | 'reportId' | 'time' | 'agentVersion' | 'keyStore'>;
@@ -38,6 +41,8 @@ export interface CommandOutputs {
   nftRuleset?: string;
   /** `iptables-save` output. */
   iptablesSave?: string;
+  /** `journalctl --output=json` of the auth and kernel entries (journal.ts journalctlArgs), read where no log file is. */
+  journal?: string;
 }
 
 export interface CollectorInputs {
@@ -70,10 +75,12 @@ export function collectState(root: string, inputs: CollectorInputs = {}): StateR
   if (kernel !== undefined) report.kernel = kernel;
   const uptime = collectUptime(root);
   if (uptime !== undefined) report.uptimeSeconds = uptime;
-  const failed = collectFailedLogins(root, now);
+  // The journal, for devices without log files (Debian 12 without rsyslog); only converted when given.
+  const journal = inputs.commandOutputs?.journal !== undefined ? journalToSyslog(inputs.commandOutputs.journal) : undefined;
+  const failed = collectFailedLogins(root, now, journal);
   if (failed !== undefined) report.failedLoginsLastHour = failed;
   if (inputs.intrusions) {
-    const intrusions = collectIntrusions(root, { ...inputs.intrusions, now });
+    const intrusions = collectIntrusions(root, { ...inputs.intrusions, now, ...(journal !== undefined ? { journal } : {}) });
     if (intrusions !== undefined) report.intrusions = intrusions;
   }
   return report;

@@ -6,6 +6,7 @@
  * username in a login line), so a username cannot smuggle in a "from ADDR" that blames someone else.
  * Pure apart from the bounded reads in collectIntrusions.
  */
+import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { MAX_INTRUSION_SOURCES, type IntrusionSource, type Intrusions } from '../../protocol/index.js';
 import { parseLogLine } from './auth-log.js';
@@ -241,6 +242,11 @@ export interface IntrusionOptions {
   since?: number;
   firstWindowMs: number;
   now: Date;
+  /**
+   * The systemd journal's auth and kernel entries as syslog text (journal.ts journalToSyslog): read when the device
+   * has no auth log, or no kernel log, file.
+   */
+  journal?: string;
   /** Sources that must be added whatever the logs say (device-to-device TLS peers whose certificate did not verify). */
   extra?: Array<{ address: string; service: Service; count: number }>;
 }
@@ -262,18 +268,29 @@ function firstLog(root: string, names: string[]): { name: string; text: string }
   return undefined;
 }
 
+const AUTH_LOGS = ['auth.log', 'secure', 'messages'];
+const KERNEL_LOGS = ['kern.log', 'syslog', 'messages'];
+
+/** True when `root` lacks an auth log or a kernel log file: the collectors then read the systemd journal. */
+export function needsJournal(root: string): boolean {
+  const has = (names: string[]) => names.some((name) => existsSync(under(root, 'var/log', name)));
+  return !has(AUTH_LOGS) || !has(KERNEL_LOGS);
+}
+
 /**
  * Intrusion sources in the window from the logs under `root`: the auth log (auth.log, else RHEL's secure, else
- * BusyBox's single messages file) and the kernel log (kern.log, else syslog, else messages). Undefined when the
+ * BusyBox's single messages file, else the systemd journal) and the kernel log (kern.log, else syslog, else
+ * messages, else the journal). Undefined when the
  * device has none of them and nothing else to report: "no data" must not read as "nobody tried".
  */
 export function collectIntrusions(root: string, options: IntrusionOptions): Intrusions | undefined {
   const now = options.now.getTime();
   const window = intrusionWindow(now, options.since, options.firstWindowMs);
   const tally = new IntrusionTally();
-  const auth = firstLog(root, ['auth.log', 'secure', 'messages']);
+  const journal = options.journal !== undefined ? { name: 'journal', text: options.journal } : undefined;
+  const auth = firstLog(root, AUTH_LOGS) ?? journal;
   if (auth) tallyAuthLog(auth.text, options.now, window, tally);
-  const kernel = firstLog(root, ['kern.log', 'syslog', 'messages']);
+  const kernel = firstLog(root, KERNEL_LOGS) ?? journal;
   if (kernel) tallyKernelLog(kernel.text, options.now, window, tally);
   for (const e of options.extra ?? []) tally.add(e.address, e.service === 'tls' ? 'failedLogins' : 'dropped', e.service, e.count);
   if (!auth && !kernel && tally.size === 0) return undefined;

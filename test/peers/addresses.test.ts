@@ -1,6 +1,6 @@
 /** The address → device map (scoring/addresses.ts): holdings over time, NAT, normalisation, the size bound. Pure. */
 import t from 'tap';
-import { AddressBook, normalizeAddress } from '../../scoring/index.js';
+import { AddressBook, NodeWatch, normalizeAddress } from '../../scoring/index.js';
 
 t.test('normalisation: IPv4-mapped IPv6 is IPv4; IPv6 lowercased without zone or brackets', async (t) => {
   t.equal(normalizeAddress('::ffff:127.0.0.2'), '127.0.0.2');
@@ -90,4 +90,41 @@ t.test('prune forgets closed holdings past retention', async (t) => {
   book.connect('dev-y', '10.0.0.6', 'n', 0);
   book.prune(1200);
   t.equal(book.size, 1, 'the closed one is gone, the open one stays');
+});
+
+t.test('a dead node: its open holdings close when it died, other nodes\' stay open, a later holder is alone', async (t) => {
+  const book = new AddressBook();
+  book.connect('dev-x', '10.0.0.5', 'n1', 1000);
+  book.connect('dev-y', '10.0.0.6', 'n2', 1000);
+  book.connect('dev-v', '10.0.0.7', 'n1', 1000);
+  book.disconnect('dev-v', '10.0.0.7', 'n1', 2000);
+  t.same([...book.openNodes()].sort(), ['n1', 'n2']);
+  t.equal(book.closeNode('n1', 5000), 1, 'one open holding on n1 (dev-v had already left)');
+  t.notOk(book.connected('dev-x'));
+  t.ok(book.connected('dev-y'), "another node's sessions are kept");
+  t.same(book.holders('10.0.0.5', 4000, 4500), ['dev-x'], 'it still held the address before the node died');
+  t.same(book.holders('10.0.0.5', 6000, 7000), [], 'not after');
+  t.same(book.holders('10.0.0.7', 1500, 1500), ['dev-v'], 'a holding closed earlier keeps its own end');
+  book.connect('dev-w', '10.0.0.5', 'n2', 8000);
+  t.same(book.holders('10.0.0.5', 8000, 9000), ['dev-w'], 'a later holder of the address is not shared with a ghost');
+  t.same([...book.openNodes()], ['n2']);
+  t.equal(book.closeNode('n1', 9000), 0, 'closing again changes nothing');
+  // A device that comes back on a node marked dead (a partition) holds its address again.
+  book.connect('dev-x', '10.0.0.5', 'n1', 10_000);
+  t.ok(book.connected('dev-x'));
+});
+
+t.test('NodeWatch: a node is dead once its heartbeat has been missing for the grace; never this node; alive again resets', async (t) => {
+  const watch = new NodeWatch('me', 5000);
+  const holding = new Set(['me', 'n1', 'n2']);
+  t.same(watch.dead(holding, new Set(['n2']), 1000), [], 'n1 missing: not yet (nor me, missing from Redis)');
+  t.same(watch.dead(holding, new Set(['n2']), 5999), [], 'within the grace');
+  t.same(watch.dead(holding, new Set(['n1', 'n2']), 6000), [], 'n1 back: reset');
+  t.same(watch.dead(holding, new Set(['n2']), 7000), []);
+  t.same(watch.dead(holding, new Set(['n2']), 11_999), [], 'the grace counts from the new miss');
+  t.same(watch.dead(holding, new Set(['n2']), 12_000), [{ node: 'n1', since: 7000 }], 'dead, since it was first missed');
+  t.same(watch.dead(new Set(['me', 'n2']), new Set(), 13_000), [], 'n2 missing once: not yet');
+  t.same(watch.dead(new Set(['me']), new Set(), 20_000), [], 'a node without open holdings is nothing to close');
+  t.same(watch.dead(new Set(['me', 'n2']), new Set(), 21_000), [], 'its earlier miss was forgotten');
+  t.same(watch.dead(new Set(['me', 'n2']), new Set(), 26_000), [{ node: 'n2', since: 21_000 }]);
 });
