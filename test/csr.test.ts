@@ -49,7 +49,7 @@ t.test('the DER walk refuses shapes PKCS#10 does not have, even when correctly s
   const structure = { status: 400, message: /not a DER-encoded PKCS#10/ };
   t.throws(() => parseCsr(signed(info(1, der.sequence(der.set(cn))))), structure, 'version other than v1');
   t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn)), der.sequence()))), structure, 'an extra field in the signed part');
-  t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn), der.set()))), structure, 'an empty RDN');
+  t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn), der.set())))), structure, 'an empty RDN');
   const nonString = der.sequence(der.oid('2.5.4.10'), der.sequence(der.utf8String('x')));
   t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn), der.set(nonString))))), structure, 'a subject value that is not a string');
   const badOid = der.sequence(der.tlv(0x06, Buffer.from([0x55, 0x84])), der.utf8String('x'));
