@@ -4,6 +4,7 @@
  */
 import { brokerSuite, decisionSuite } from './broker.js';
 import { caSuite } from './ca.js';
+import { estSuite } from './est.js';
 import { print, type Suite } from './harness.js';
 import { scoringSuite } from './scoring.js';
 import { cveSuite } from './cve.js';
@@ -18,7 +19,7 @@ import { intrusionsSuite } from './intrusions.js';
 import { soakSuite } from './soak.js';
 import { scaleSuite } from './scale.js';
 
-const suites: Suite[] = [caSuite, brokerSuite, decisionSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite, auditSuite, intrusionsSuite, soakSuite, scaleSuite];
+const suites: Suite[] = [caSuite, estSuite, brokerSuite, decisionSuite, scoringSuite, cveSuite, apiSuite, clusterSuite, dashboardSuite, storeSuite, credentialsSuite, auditSuite, intrusionsSuite, soakSuite, scaleSuite];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

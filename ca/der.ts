@@ -4,8 +4,8 @@
  * Why hand-written: the leaf profile is issued from a precomputed template, splicing only the per-certificate parts
  * (serial, validity, subject, SAN, key) between constant byte strings. Building the TBSCertificate through
  * @peculiar/asn1-schema objects costs ~2.5 ms per certificate (measured: ~400 certs/s), almost all of it in generic
- * ASN.1 serialisation; splicing bytes costs microseconds. Parsing of outside data (CSRs) still goes through
- * @peculiar/asn1-csr; the reader here only walks already-validated structures.
+ * ASN.1 serialisation; splicing bytes costs microseconds. The reader is also what ca/csr.ts walks hostile CSRs with: it never reads
+ * outside the buffer, refuses indefinite and over-long lengths, and callers check every tag and count.
  */
 
 function lengthBytes(length: number): Buffer {

@@ -258,3 +258,19 @@ t.test('DER helpers', async (t) => {
   t.throws(() => der.readTlv(Buffer.from([0x30, 0x05, 1])), /truncated/);
   t.throws(() => certificateParts(der.sequence()), /malformed certificate/);
 });
+
+t.test('PKCS#7 certs-only: the same bytes as @peculiar/x509 writes, and openssl reads the certificates back in order', async (t) => {
+  const dir = tempDir(t);
+  const ca = await CertificateAuthority.open({ dataDir: dir });
+  t.teardown(() => ca.close());
+  const chain = ca.caCertificates().map((c) => Buffer.from(c.raw));
+  const { X509Certificate: PeculiarCertificate, X509Certificates } = await import('@peculiar/x509');
+  for (const certs of [chain.slice(0, 1), chain, [...chain].reverse()]) {
+    const reference = Buffer.from(new X509Certificates(certs.map((c) => new PeculiarCertificate(new Uint8Array(c)))).export('raw'));
+    t.same(CertificateAuthority.pkcs7(certs), reference, `${certs.length} certificate(s)`);
+  }
+  requireCommand(t, 'openssl', 'openssl');
+  const printed = openssl(['pkcs7', '-inform', 'DER', '-print_certs'], CertificateAuthority.pkcs7(chain)).toString();
+  const read = [...printed.matchAll(/-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s/g, ''), 'base64'));
+  t.same(read, chain, 'both certificates, in order');
+});

@@ -35,3 +35,25 @@ t.test('structurally hostile CSRs', async (t) => {
   other.subarray(other.length - sigLen).copy(spliced, spliced.length - sigLen);
   t.throws(() => parseCsr(spliced), { status: 400, message: /signature does not verify|not a DER-encoded/ });
 });
+
+t.test('the DER walk refuses shapes PKCS#10 does not have, even when correctly signed', async (t) => {
+  const { generateKeyPairSync, sign } = await import('node:crypto');
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const spki = publicKey.export({ format: 'der', type: 'spki' });
+  const cn = der.sequence(der.oid('2.5.4.3'), der.utf8String('dev1'));
+  const signed = (info: Buffer) => der.sequence(info, der.sequence(der.oid('1.2.840.10045.4.3.2')), der.bitString(sign('sha256', info, { key: privateKey, dsaEncoding: 'der' })));
+  const info = (version: number, name: Buffer, ...extra: Buffer[]) => der.sequence(der.smallInteger(version), name, spki, der.explicit(0), ...extra);
+  const good = signed(info(0, der.sequence(der.set(cn))));
+  t.equal(parseCsr(good).commonName, 'dev1', 'the well-formed request is accepted');
+  t.same(parseCsr(good).spki, spki, 'and its key is the canonical SPKI');
+  const structure = { status: 400, message: /not a DER-encoded PKCS#10/ };
+  t.throws(() => parseCsr(signed(info(1, der.sequence(der.set(cn))))), structure, 'version other than v1');
+  t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn)), der.sequence()))), structure, 'an extra field in the signed part');
+  t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn), der.set())))), structure, 'an empty RDN');
+  const nonString = der.sequence(der.oid('2.5.4.10'), der.sequence(der.utf8String('x')));
+  t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn), der.set(nonString))))), structure, 'a subject value that is not a string');
+  const badOid = der.sequence(der.tlv(0x06, Buffer.from([0x55, 0x84])), der.utf8String('x'));
+  t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn), der.set(badOid))))), structure, 'an OID cut short');
+  const invalidUtf8 = der.sequence(der.oid('2.5.4.3'), der.tlv(0x0c, Buffer.from([0xc3, 0x28])));
+  t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(invalidUtf8))))), { status: 400, message: /CN is not a valid directory string/ });
+});
