@@ -26,6 +26,7 @@ import {
 import { identityFromCertificate, type Identity } from './identity.js';
 import { OpenCounter, RateLimiter, RetainedLedger, resolveLimits, type BrokerLimits, type DeepPartial, type RetainedAdmission } from './limits.js';
 import { PacketGuard } from './packet-guard.js';
+import { DeliveryGate, type GateSource } from './delivery-gate.js';
 import { namespaceForward, namespacePublish, namespaceSubscribe } from './namespace.js';
 import { effectiveScore, isRestricted, PolicyEngine, ScoreFence, restrictedTopic, restrictionReason, type Action, type Decision, type PolicyRule } from '../policy/index.js';
 import { staticTrustSource, type TrustSource } from './trust.js';
@@ -83,7 +84,9 @@ function payloadBytes(packet: { payload?: Buffer | string }): number {
 
 export class WottPlugin {
   /** Replaced whole by setPolicies (a reload); every decision reads the current one. */
-  policy: PolicyEngine;
+  get policy(): PolicyEngine {
+    return this.gateSource.policy;
+  }
   readonly trust: TrustSource;
   private readonly scores = new Map<string, number>();
   /** Told of every score message the cache took (parsed once here, reused by the gateway's trust cache). */
@@ -95,6 +98,12 @@ export class WottPlugin {
   private readonly identities = new WeakMap<Client, Identity>();
   /** A socket's identity as parsed from its chain-verified certificate (trust state is checked on each use). */
   private readonly peerIdentities = new WeakMap<TLSSocket, Identity>();
+  /** Per connection, its delivery cache (broker/delivery-gate.ts): what authorizeForward reads on every delivery. */
+  private readonly gates = new WeakMap<Client, DeliveryGate<Activity>>();
+  /** What the gates read; its generation moves on a policy reload or any device's CA state change. */
+  private readonly gateSource: GateSource;
+  /** Bumped when the per-device counters are flushed: a gate's cached counters object is then replaced. */
+  private activityEpoch = 0;
   /** Clients that sent an empty client id: Aedes generates a random one, which cannot collide with anyone's. */
   private readonly generatedIds = new WeakSet<Client>();
   private readonly sessions = new Map<string, Set<Client>>();
@@ -131,9 +140,9 @@ export class WottPlugin {
   private readonly messageCounts = { in: 0, out: 0 };
 
   constructor(private readonly options: WottPluginOptions) {
-    this.policy = new PolicyEngine(options.policies);
     this.trust = options.trust ?? staticTrustSource();
     this.initialScore = options.initialScore ?? 0.5;
+    this.gateSource = { generation: 0, policy: new PolicyEngine(options.policies), scores: this.scores, initialScore: this.initialScore, trust: this.trust };
     this.limits = resolveLimits(options.limits);
     const now = options.now ?? Date.now;
     this.sourceRate = new RateLimiter(this.limits.sourceConnectRate, now);
@@ -141,7 +150,11 @@ export class WottPlugin {
     this.telemetryRate = new RateLimiter({ ...this.limits.restrictedTelemetry, banMs: 0 }, now);
     this.retained = options.retainedLedger?.(this.limits.retained) ?? new RetainedLedger(this.limits.retained);
     this.refusals = options.log && new LogThrottle(options.log);
-    this.trust.onChange(() => this.enforceTrust());
+    this.trust.onChange(() => {
+      // Before anything else: a quarantine or claim applies to the very next delivery.
+      this.gateSource.generation++;
+      this.enforceTrust();
+    });
     this.eventTimer = setInterval(() => {
       this.flushCounters();
       this.sourceRate.prune();
@@ -382,6 +395,7 @@ export class WottPlugin {
       if (this.persistentWithoutId.has(client)) {
         // Aedes would invent an id for a session nobody could ever resume.
         this.identities.delete(client);
+        this.gates.delete(client);
         return done(Object.assign(new Error('an empty client id requires CleanSession = 1'), { returnCode: IDENTIFIER_REJECTED }), false);
       }
       // A client id is the identity, or the identity plus ':suffix' (or broker-generated): nobody can take over
@@ -390,6 +404,7 @@ export class WottPlugin {
       if (id && id !== who.id && !id.startsWith(`${who.id}:`) && !this.generatedIds.has(client)) {
         this.metrics?.handshakeFailures.inc({ reason: 'client_id' });
         this.identities.delete(client);
+        this.gates.delete(client);
         // The device's own failure (its certificate verified): the audit tells a takeover attempt (another device's
         // id) from a misconfigured client, so the refused id goes along.
         if (who.kind === 'device') {
@@ -587,27 +602,31 @@ export class WottPlugin {
 
   /** Runs on every delivery: the subscriber's current score must still meet the topic's threshold. */
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
-    const who = this.identities.get(client);
-    if (!who) return null;
-    let allowed: boolean;
-    // One state lookup per delivery: it decides both the restriction and the score ceiling.
-    const state = who.kind === 'device' ? this.trust.deviceState(who.id) : undefined;
-    // A restricted device still hears its own credentials topic: withdrawals must reach it.
-    if (who.kind === 'device' && isRestricted(state)) allowed = packet.topic === restrictedTopic(who.id, 'subscribe') || packet.topic === topics.credentials(who.id);
-    else {
-      const ns = namespaceForward(who, packet.topic);
-      if (ns.applies) allowed = ns.allowed;
-      else if (who.kind === 'service') allowed = who.role === 'admin';
-      else allowed = this.policy.allows(packet.topic, 'subscribe', who.id, this.scoreIn(who.id, state));
-    }
-    if (!allowed) return null;
-    if (who.kind === 'device') {
-      const a = this.activityOf(who.id);
+    const gate = this.gateOf(client);
+    if (!gate?.allows(packet.topic)) return null;
+    if (gate.who.kind === 'device') {
+      // The counters object is replaced at each flush: one map lookup per flush interval, not per delivery.
+      if (gate.countersEpoch !== this.activityEpoch) (gate.counters = this.activityOf(gate.who.id)), (gate.countersEpoch = this.activityEpoch);
+      const a = gate.counters!;
       a.messagesOut++;
       a.bytesOut += payloadBytes(packet);
     }
     this.messageCounts.out++;
     return packet;
+  }
+
+  private gateOf(client: Client): DeliveryGate<Activity> | undefined {
+    let gate = this.gates.get(client);
+    if (gate) return gate;
+    const who = this.identities.get(client);
+    if (!who) return undefined;
+    this.gates.set(client, (gate = new DeliveryGate<Activity>(who, this.gateSource)));
+    return gate;
+  }
+
+  /** A delivery check with the connection's cache, for `who` (the decision benchmark; tests). */
+  deliveryGate(who: Identity): DeliveryGate {
+    return new DeliveryGate(who, this.gateSource);
   }
 
   /** Metrics, per-device counters, a behaviour event and a log line (throttled per device) for one denied operation. */
@@ -651,7 +670,8 @@ export class WottPlugin {
    * per message (authorizeForward), so live subscriptions follow the new rules from the next message on.
    */
   setPolicies(rules: PolicyRule[]): void {
-    this.policy = new PolicyEngine(rules);
+    this.gateSource.policy = new PolicyEngine(rules);
+    this.gateSource.generation++;
   }
 
   /** The live sessions of a device or service id: client id, connected since (ms), remote address. */
@@ -714,6 +734,7 @@ export class WottPlugin {
       this.emitEvent(device, 'counters', { verified: true, counters: { intervalMs, ...counters } });
     }
     this.activity.clear();
+    this.activityEpoch++;
   }
 
   close(): void {

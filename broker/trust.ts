@@ -8,6 +8,12 @@ import type { DeviceState } from '../protocol/index.js';
 export interface TrustSource {
   /** undefined: the device is not known to the CA (treated as active by the broker). */
   deviceState(id: string): DeviceState | undefined;
+  /**
+   * Moves whenever an answer of deviceState() changes, at the moment it changes: the broker caches per connection
+   * what a device's state allows and re-reads the state when this moves. A source without it must call the
+   * onChange listeners synchronously with each state change.
+   */
+  readonly stateVersion?: number;
   isRevoked(serial: string): boolean;
   /** A certificate replaced by a newer one (renewed, or the device enrolled again): it no longer connects. */
   isSuperseded(serial: string): boolean;

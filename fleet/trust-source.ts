@@ -6,6 +6,9 @@ export function fleetTrustSource(view: FleetView): TrustSource {
   const stops: Array<() => void> = [];
   return {
     deviceState: (id) => view.deviceState(id),
+    get stateVersion() {
+      return view.stateVersion;
+    },
     isRevoked: (serial) => view.isRevoked(serial),
     isSuperseded: (serial) => view.isSuperseded(serial),
     onChange: (listener) => {

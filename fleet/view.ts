@@ -72,6 +72,11 @@ export class FleetView {
   private readonly serviceCerts = new Map<string, Map<string, number>>();
   private readonly serviceActive = new Map<string, boolean>();
   private readonly listeners = new Set<(change: FleetChange) => void>();
+  /**
+   * Moves as soon as some device's state changes here, before listeners hear of it (they are told after the whole
+   * refresh): the broker's per-connection delivery cache compares it on every delivery.
+   */
+  stateVersion = 0;
   private seq = -1;
   private crl = 0;
   private refreshing?: Promise<FleetChange | undefined>;
@@ -210,7 +215,7 @@ export class FleetView {
       seen.add(d.id);
       this.setDevice(d, change);
     }
-    for (const id of [...this.devices.keys()]) if (!seen.has(id)) this.devices.delete(id);
+    for (const id of [...this.devices.keys()]) if (!seen.has(id)) this.devices.delete(id), this.stateVersion++;
     for (const c of snapshot.certificates) this.applyCertificate(c, change, !first);
     const crl = await this.store.latestCrl();
     if ((crl?.number ?? 0) !== this.crl) {
@@ -255,7 +260,7 @@ export class FleetView {
       ...(old?.certificate ? { certificate: old.certificate } : {}),
     };
     this.devices.set(row.id, facts);
-    if (old?.state !== row.state) change.devices.push(row.id);
+    if (old?.state !== row.state) change.devices.push(row.id), this.stateVersion++;
     else if (old.tpm !== facts.tpm || old.tags.join('\n') !== facts.tags.join('\n')) change.updated.push(row.id);
   }
 

@@ -152,6 +152,10 @@ export async function openGatewayCredentials(
     guard(trust) {
       return {
         ...trust,
+        // A getter, not the spread's one-time copy: the broker's delivery cache compares it on every delivery.
+        get stateVersion() {
+          return trust.stateVersion;
+        },
         onChange(listener) {
           trust.onChange((devices) => {
             const revoked = devices.filter((d) => view.deviceState(d) === 'revoked' && port.listening(d));

@@ -1,0 +1,47 @@
+import t from 'tap';
+import { DeliveryGate, GATE_TOPIC_LIMIT, type GateSource } from '../broker/delivery-gate.js';
+import { PolicyEngine } from '../policy/index.js';
+import type { DeviceState } from '../protocol/index.js';
+
+function source(states: Map<string, DeviceState>) {
+  const scores = new Map<string, number>();
+  const trust = { stateVersion: 0, deviceState: (id: string) => states.get(id) };
+  const src: GateSource = { generation: 0, policy: new PolicyEngine([{ topic: 'weather/#', subscribe: 0.4 }, { topic: 'fleet/{device}/#', subscribe: 0.2 }]), scores, initialScore: 0.5, trust };
+  return { src, scores, trust };
+}
+
+t.test('the score is read live on every delivery', async (t) => {
+  const { src, scores } = source(new Map());
+  const gate = new DeliveryGate({ kind: 'device', id: 'd1', serial: '', notAfter: Infinity }, src);
+  t.equal(gate.allows('weather/x'), true, 'initial score 0.5 meets 0.4');
+  scores.set('d1', 0.3);
+  t.equal(gate.allows('weather/x'), false, 'a score drop applies to the next delivery');
+  t.equal(gate.allows('fleet/d1/cpu'), true, '{device} rule for its own id');
+  t.equal(gate.allows('fleet/d2/cpu'), false, "another device's {device} topic");
+  t.equal(gate.allows('other/x'), false, 'unmatched topics are denied');
+});
+
+t.test('a state change applies at once through the state version; a reload through the generation', async (t) => {
+  const states = new Map<string, DeviceState>();
+  const { src, trust } = source(states);
+  const gate = new DeliveryGate({ kind: 'device', id: 'd1', serial: '', notAfter: Infinity }, src);
+  t.equal(gate.allows('weather/x'), true);
+  states.set('d1', 'quarantined');
+  t.equal(gate.allows('weather/x'), true, 'cached until the version moves (sources move it with the change)');
+  trust.stateVersion++;
+  t.equal(gate.allows('weather/x'), false, 'quarantined: restricted');
+  t.equal(gate.allows('wott/v1/scores/d1'), true, 'its own score topic still');
+  states.set('d1', 'active');
+  trust.stateVersion++;
+  t.equal(gate.allows('weather/x'), true, 'released');
+  src.policy = new PolicyEngine([{ topic: 'weather/#', subscribe: 0.9 }]);
+  src.generation++;
+  t.equal(gate.allows('weather/x'), false, 'the reloaded rule decides');
+});
+
+t.test('bounded per connection', async (t) => {
+  const { src } = source(new Map());
+  const gate = new DeliveryGate({ kind: 'device', id: 'd1', serial: '', notAfter: Infinity }, src);
+  for (let i = 0; i < GATE_TOPIC_LIMIT * 3; i++) gate.allows(`weather/${i}`);
+  t.ok(gate.size <= GATE_TOPIC_LIMIT);
+});
