@@ -394,6 +394,10 @@ export class WottPlugin {
     broker.authorizeForward = (client, packet) => this.authorizeForward(client, packet);
     broker.on('clientReady', (client) => this.onReady(client));
     broker.on('clientDisconnect', (client) => this.onGone(client));
+    // Aedes closes a session by itself on a socket or protocol error and on a keepalive timeout, silently: the log
+    // says so (throttled per identity), so that a session that ended without a line of ours is not a mystery.
+    broker.on('clientError', (client, err) => this.sessionEnded(client, 'client error', err.message));
+    broker.on('keepaliveTimeout', (client) => this.sessionEnded(client, 'keepalive timeout', 'no packet within 1.5 x the keepalive'));
     await new Promise<void>((resolve) =>
       broker.subscribe(
         topicFilters.scores,
@@ -480,6 +484,12 @@ export class WottPlugin {
     }, Math.max(0, Math.min(wait, MAX_TIMER_MS)));
     timer.unref();
     this.expiryTimers.set(client, timer);
+  }
+
+  private sessionEnded(client: Client, what: string, reason: string): void {
+    const who = this.identities.get(client);
+    const id = who?.id ?? '(not identified)';
+    this.refusals?.info(`ended:${what}:${id}`, { id, client: client.id?.slice(0, 64), reason: reason.slice(0, 200) }, `MQTT session closed by the broker: ${what}`);
   }
 
   private onGone(client: Client): void {
