@@ -112,6 +112,10 @@ export class WottPlugin {
   /** Clients that sent an empty client id with CleanSession = 0 (MQTT 3.1.1 §3.1.3-8: CONNACK 0x02). */
   private readonly persistentWithoutId = new WeakSet<Client>();
   private readonly expiryTimers = new WeakMap<Client, NodeJS.Timeout>();
+  /** Device sessions that became ready while the device was quarantined (or unclaimed): Aedes re-authorizes a
+   * persistent session's stored subscriptions when it restores them, and skips (without deleting) those refused, so
+   * such a session lacks them for as long as it lives. Closed at release: the reconnect restores them. */
+  private readonly readyRestricted = new WeakSet<Client>();
   /** When each live session became ready and from where (the API shows "connected since, from"). */
   private readonly sessionFacts = new WeakMap<Client, { since: number; remoteAddress: string | null }>();
   readonly limits: BrokerLimits;
@@ -425,6 +429,10 @@ export class WottPlugin {
     broker.authorizeForward = (client, packet) => this.authorizeForward(client, packet);
     broker.on('clientReady', (client) => this.onReady(client));
     broker.on('clientDisconnect', (client) => this.onGone(client));
+    // Aedes closes a session by itself on a socket or protocol error and on a keepalive timeout, silently: the log
+    // says so (throttled per identity), so that a session that ended without a line of ours is not a mystery.
+    broker.on('clientError', (client, err) => this.sessionEnded(client, 'client error', err.message));
+    broker.on('keepaliveTimeout', (client) => this.sessionEnded(client, 'keepalive timeout', 'no packet within 1.5 x the keepalive'));
     await new Promise<void>((resolve) =>
       broker.subscribe(
         topicFilters.scores,
@@ -498,6 +506,7 @@ export class WottPlugin {
     conn.once('close', () => this.onGone(client));
     this.metrics?.connections.inc();
     this.armExpiry(client, who.notAfter);
+    if (who.kind === 'device' && isRestricted(this.trust.deviceState(who.id))) this.readyRestricted.add(client);
     if (who.kind === 'device') this.emitEvent(who.id, 'connect', { verified: true, remoteAddress: conn.remoteAddress });
   }
 
@@ -511,6 +520,12 @@ export class WottPlugin {
     }, Math.max(0, Math.min(wait, MAX_TIMER_MS)));
     timer.unref();
     this.expiryTimers.set(client, timer);
+  }
+
+  private sessionEnded(client: Client, what: string, reason: string): void {
+    const who = this.identities.get(client);
+    const id = who?.id ?? '(not identified)';
+    this.refusals?.info(`ended:${what}:${id}`, { id, client: client.id?.slice(0, 64), reason: reason.slice(0, 200) }, `MQTT session closed by the broker: ${what}`);
   }
 
   private onGone(client: Client): void {
@@ -647,7 +662,8 @@ export class WottPlugin {
 
   /**
    * After a CA change: close sessions of revoked or superseded certificates and revoked devices. Quarantine needs no
-   * kick: its restrictions apply to the live session at once.
+   * kick: its restrictions apply to the live session at once. A release closes only sessions opened while the device
+   * was restricted (their stored subscriptions were refused at the restore; the reconnect brings them back).
    */
   enforceTrust(): void {
     for (const [id, clients] of this.sessions) {
@@ -660,6 +676,10 @@ export class WottPlugin {
           // Aedes ends the socket only after its persistence has dropped the session's subscriptions: in a cluster
           // with Redis down that waits for Redis. The device is cut off now; the bookkeeping follows.
           (client.conn as Socket).destroy();
+        } else if (this.readyRestricted.has(client) && !isRestricted(this.trust.deviceState(id))) {
+          this.readyRestricted.delete(client);
+          this.options.log?.info({ id }, 'device released: closing the session it opened while restricted, so that its reconnect restores its stored subscriptions');
+          client.close();
         }
       }
     }

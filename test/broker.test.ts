@@ -192,6 +192,30 @@ t.test('revocation, quarantine, wills and certificate checks at the handshake', 
     await waitFor(() => events.some((e) => e.device === 'stolen' && e.type === 'auth_failure' && e.verified), 'auth_failure event for the revoked cert');
   });
 
+  await t.test('a persistent session resumed while quarantined gets its subscriptions back after the release', async (t) => {
+    const creds = await enroll(gw, dir, 'roamer');
+    const first = await connect(gw, creds, { clean: false });
+    await first.subscribeAsync('weather/#', { qos: 1 });
+    await gw.fleet.quarantine('roamer');
+    await waitFor(() => gw.plugin.effectiveScore('roamer') === 0, 'quarantine reaches the broker');
+    await first.endAsync();
+    // Reconnects while quarantined: the stored subscription is refused at the restore (a quarantined device reads
+    // only its own score), though the session is present.
+    const second = await connect(gw, creds, { clean: false });
+    t.teardown(() => second.end(true));
+    const closed = new Promise((r) => second.once('close', r));
+    await gw.fleet.release('roamer');
+    await waitFor(() => gw.plugin.effectiveScore('roamer') > 0, 'release reaches the broker');
+    await closed;
+    t.pass('the session opened while quarantined was closed at the release');
+    // The device reconnects (as any client does) and, without subscribing again, hears the group's messages.
+    const third = await connect(gw, creds, { clean: false });
+    t.teardown(() => third.end(true));
+    const got = inbox(third);
+    await publisher.publishAsync('weather/r', 'after release', { qos: 1 });
+    await waitFor(() => got.some((m) => m.payload === 'after release'), 'a delivery on the stored subscription after the release');
+  });
+
   await t.test('quarantine cuts a live session; release restores it; a quarantined will is dropped', async (t) => {
     const dev = await enroll(gw, dir, 'sensor');
     const watcher = await connect(gw, await enroll(gw, dir, 'watcher'));

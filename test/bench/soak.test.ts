@@ -54,7 +54,11 @@ t.test('a short soak loses nothing, renews every certificate, closes revoked ses
   t.equal(value('enrollments (EST, token)'), 20);
   t.ok(value('acknowledged and delivered')! > 0, 'messages were delivered');
   t.equal(value('acknowledged and lost'), 0, 'no acknowledged QoS 1 message lost');
-  t.equal(value('acknowledged and delivered'), value('application messages acknowledged'));
+  // Acknowledged = delivered + withheld (published while the group's subscriber was quarantined).
+  t.equal(value('acknowledged and delivered')! + value('acknowledged and withheld (subscriber quarantined)')!, value('application messages acknowledged'));
+  t.ok(value('acknowledged and withheld (subscriber quarantined)')! > 0, 'a quarantined subscriber got nothing while quarantined');
+  t.equal(value('quarantines (group subscribers, then released)'), 2);
+  t.equal(goal('quarantined subscribers')?.met, true, `quarantine and release: ${goal('quarantined subscribers')?.detail}`);
   t.ok(value('certificate renewals')! >= 20, 'every device renewed at least once');
   t.equal(value('certificate renewals failed'), 0);
   t.equal(value('gateway restarts'), 0);
