@@ -20,7 +20,7 @@ import { EST_PATHS } from '../protocol/index.js';
 import { PropertyFailure, type FuzzTarget } from './targets.js';
 
 /** A real gateway on 127.0.0.1 free ports with its own CA and SQLite inventory in a fresh temp dir. */
-export async function startFuzzGateway(name: string): Promise<{ gw: Gateway; dir: string }> {
+export async function startFuzzGateway(name: string, extra: Partial<Parameters<typeof startGateway>[0]> = {}): Promise<{ gw: Gateway; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), `wott-fuzz-${name}-`));
   const gw = await startGateway({
     ...quietGatewayOptions(dir, [{ topic: 'fuzz/#', publish: 0, subscribe: 0 }]),
@@ -28,17 +28,18 @@ export async function startFuzzGateway(name: string): Promise<{ gw: Gateway; dir
     // One source sends every case: the per-source connect rate (300 per 10 s, then a 60 s ban) would refuse the
     // fuzzer itself after a few seconds. That ban is tested on its own (test/hardening).
     httpsLimits: { connectRate: { max: 1_000_000, windowMs: 10_000, banMs: 1 } },
+    ...extra,
   } as Parameters<typeof startGateway>[0]);
   return { gw, dir };
 }
 
-interface Creds {
+export interface Creds {
   key: string;
   cert: string;
 }
 
 /** Enrolls `id` through the gateway's real EST endpoint; openssl makes the key and CSR and reads the PKCS#7 reply. */
-async function enroll(gw: Gateway, caPem: string, dir: string, id: string): Promise<Creds> {
+export async function enrollDevice(gw: Gateway, caPem: string, dir: string, id: string): Promise<Creds> {
   const token = (await gw.ca.createToken(id)).token;
   const keyPath = join(dir, `${id}.key`);
   execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyPath]);
@@ -158,8 +159,8 @@ export const mqttTarget: FuzzTarget<string> = {
     if (state) return;
     const { gw, dir } = await startFuzzGateway('mqtt');
     const caPem = gw.ca.caCertificates().map((c) => c.toString()).join('');
-    const goodCreds = await enroll(gw, caPem, dir, 'fuzz-good');
-    const bad = await enroll(gw, caPem, dir, 'fuzz-bad');
+    const goodCreds = await enrollDevice(gw, caPem, dir, 'fuzz-good');
+    const bad = await enrollDevice(gw, caPem, dir, 'fuzz-bad');
     const good = await mqtt.connectAsync(`mqtts://127.0.0.1:${gw.mqttPort}`, { ...goodCreds, ca: caPem, servername: 'localhost', clientId: 'fuzz-good', reconnectPeriod: 0 } as mqtt.IClientOptions);
     await good.subscribeAsync('fuzz/good', { qos: 1 });
     const escaped: unknown[] = [];
