@@ -69,6 +69,8 @@ for (const target of targets as NonNullable<(typeof targets)[number]>[]) {
     if (outcome.path) console.log(`  replay: npm run fuzz -- ${target.name} --seed ${outcome.seed} --path ${outcome.path}`);
     if (outcome.corpusFile) console.log(`  kept in ${outcome.corpusFile} (replayed by npm test)`);
   }
-  console.log(JSON.stringify({ fuzz: target.name, seed: outcome.seed, cases: outcome.cases, seconds: Number(secs.toFixed(1)), rssMb: mb(after.rss), heapMb: mb(after.heapUsed), failed: outcome.failed }));
+  const figures = target.report?.() ?? {};
+  if (Object.keys(figures).length) console.log(`  ${Object.entries(figures).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  console.log(JSON.stringify({ fuzz: target.name, seed: outcome.seed, cases: outcome.cases, seconds: Number(secs.toFixed(1)), rssMb: mb(after.rss), heapMb: mb(after.heapUsed), ...figures, failed: outcome.failed }));
 }
 process.exit(failures ? 1 : 0);

@@ -40,6 +40,8 @@ export interface FuzzTarget<I = unknown> {
   input: () => fc.Arbitrary<I>;
   /** Releases what prepare() started (servers, sockets). */
   close?: () => Promise<void> | void;
+  /** Figures of the last run worth printing (after close()): the MQTT target's heap and connections. */
+  report?: () => Record<string, number | string>;
   /** Throws (a PropertyFailure or the escaped exception) when a property breaks. */
   check: (input: I) => void | Promise<void>;
 }
