@@ -37,7 +37,11 @@ if (server) {
     const scoresPath = join(old.dir, 'scoring', 'scores.db');
     const sqliteScores = await openSqliteScoreStore(scoresPath);
     t.teardown(() => sqliteScores.close());
-    for (let i = 0; i < 100 && !(await sqliteScores.latest('keeper')); i++) await new Promise((r) => setTimeout(r, 50));
+    // The store is written after the broker hears the score: wait for the scored state report, not the first (0.5) score.
+    const stored = async () => ((await sqliteScores.latest('keeper'))?.message.score ?? 0) >= 0.9;
+    for (const until = Date.now() + 30_000; !(await stored()); await new Promise((r) => setTimeout(r, 50))) {
+      if (Date.now() > until) throw new Error("timed out waiting for the state report's score in the store");
+    }
 
     const url = await server.newDatabase();
     const migrated = await run(process.execPath, [CLI, 'store', 'migrate', '--from', `sqlite:${old.dir}`, '--to', url], 60_000);
