@@ -59,3 +59,21 @@ export function print(result: SuiteResult): void {
   for (const g of result.goals) process.stdout.write(`goal ${g.name}: ${g.met ? 'MET' : 'NOT MET'} (${g.detail})\n`);
   process.stdout.write(JSON.stringify({ bench: result.suite, measurements: result.measurements, ratios: result.ratios, goals: result.goals }) + '\n');
 }
+
+/**
+ * A suite's `--name 30` / `--name=30` options as numbers (non-negative), refusing any name not in `known`; `--quick`
+ * is the runner's and skipped.
+ */
+export function numberOptions(args: string[], suite: string, known: readonly string[]): Map<string, number> {
+  const given = new Map<string, number>();
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(args[i]!);
+    if (!m || m[1] === 'quick') continue;
+    const raw = m[2] ?? args[++i];
+    const value = Number(raw);
+    if (raw === undefined || !Number.isFinite(value) || value < 0) throw new Error(`--${m[1]}: expected a number, got ${raw ?? 'nothing'}`);
+    given.set(m[1]!, value);
+  }
+  for (const k of given.keys()) if (!known.includes(k)) throw new Error(`unknown ${suite} option --${k}; known: ${known.map((x) => `--${x}`).join(', ')}`);
+  return given;
+}

@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { createCsr } from '../agent/index.js';
 import { CertificateAuthority } from '../ca/index.js';
-import type { Suite, SuiteResult } from './harness.js';
+import { numberOptions, type Suite, type SuiteResult } from './harness.js';
 import { freePort } from './servers.js';
 import { procSample, scrape, startChild, stopChild } from './soak.js';
 
@@ -44,17 +44,7 @@ export interface ScaleOptions {
 }
 
 export function scaleOptions(args: string[]): ScaleOptions {
-  const given = new Map<string, number>();
-  for (let i = 0; i < args.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(args[i]!);
-    if (!m || m[1] === 'quick') continue;
-    const raw = m[2] ?? args[++i];
-    const value = Number(raw);
-    if (raw === undefined || !Number.isFinite(value) || value < 0) throw new Error(`--${m[1]}: expected a number, got ${raw ?? 'nothing'}`);
-    given.set(m[1]!, value);
-  }
-  const known = ['devices', 'threads', 'concurrency', 'hold-seconds', 'publish-seconds'];
-  for (const k of given.keys()) if (!known.includes(k)) throw new Error(`unknown scale option --${k}; known: ${known.map((x) => `--${x}`).join(', ')}`);
+  const given = numberOptions(args, 'scale', ['devices', 'threads', 'concurrency', 'hold-seconds', 'publish-seconds']);
   const devices = Math.floor(given.get('devices') ?? 10_000);
   if (devices < 1) throw new Error('--devices: at least 1');
   return {

@@ -33,7 +33,7 @@ import { backoffDelay, createCsr, renewalDelay, simpleEnroll, simpleReenroll } f
 import { CertificateAuthority } from '../ca/index.js';
 import { FleetService } from '../fleet/index.js';
 import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, topics, type Telemetry } from '../protocol/index.js';
-import type { Suite, SuiteResult } from './harness.js';
+import { numberOptions, type Suite, type SuiteResult } from './harness.js';
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -78,17 +78,7 @@ export interface SoakOptions {
 
 /** `--minutes 30 --devices 10000` style arguments (also `--minutes=30`), with defaults scaled to the run. */
 export function soakOptions(args: string[]): SoakOptions {
-  const given = new Map<string, number>();
-  for (let i = 0; i < args.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(args[i]!);
-    if (!m || m[1] === 'quick') continue;
-    const raw = m[2] ?? args[++i];
-    const value = Number(raw);
-    if (raw === undefined || !Number.isFinite(value) || value < 0) throw new Error(`--${m[1]}: expected a number, got ${raw ?? 'nothing'}`);
-    given.set(m[1]!, value);
-  }
-  const known = ['devices', 'minutes', 'group', 'app-seconds', 'telemetry-seconds', 'cert-lifetime', 'revocations', 'quarantines', 'quarantine-seconds', 'sample-seconds', 'baseline-minutes'];
-  for (const k of given.keys()) if (!known.includes(k)) throw new Error(`unknown soak option --${k}; known: ${known.map((x) => `--${x}`).join(', ')}`);
+  const given = numberOptions(args, 'soak', ['devices', 'minutes', 'group', 'app-seconds', 'telemetry-seconds', 'cert-lifetime', 'revocations', 'quarantines', 'quarantine-seconds', 'sample-seconds', 'baseline-minutes']);
   const devices = Math.floor(given.get('devices') ?? 10_000);
   const minutes = given.get('minutes') ?? 30;
   if (devices < 2) throw new Error('--devices: at least 2');
