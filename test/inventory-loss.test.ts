@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
 import { CLI, tempDir } from './helpers.js';
-import { connect, connectError, enroll, run, testGateway } from './mqtt-helpers.js';
+import { connect, connectError, enroll, run, testGateway, waitFor } from './mqtt-helpers.js';
 
 const wott = (args: string[]) => run(process.execPath, [CLI, ...args], 60_000);
 
@@ -20,6 +20,8 @@ async function gatewayWithRevokedDevice(t: Tap.Test, dir: string, creds: string)
   const out = await wott(['ca', 'revoke', '--device', 'bob', '--data', dir]);
   t.equal(out.code, 0, out.stderr);
   t.match(out.stdout, `revoked ${bob.serial}`);
+  // Another process's revocation reaches the gateway through its inventory poll (200 ms), not at once.
+  await waitFor(() => gw.plugin.deviceState('bob') === 'revoked', "the gateway to see the CLI's revocation");
   await connectError(gw, bob);
   (await connect(gw, alice)).end(true);
   return { gw, alice, bob };
