@@ -12,7 +12,6 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { pino } from 'pino';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +24,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { WottPlugin } from '../broker/index.js';
 import type { DeliveryGate } from '../broker/delivery-gate.js';
 import { PolicyEngine, type PolicyRule } from '../policy/index.js';
-import { startGateway, type Gateway } from '../gateway/index.js';
+import { quietGatewayOptions, startGateway, type Gateway } from '../gateway/index.js';
 import { CertificateAuthority } from '../ca/index.js';
 import { topics } from '../protocol/index.js';
 import { loadModel } from '../scoring/index.js';
@@ -483,18 +482,7 @@ async function revocationLatency(gw: Gateway, ca: string, trials: number, writer
  */
 async function quarantineRoundTrip(dir: string, trials: number): Promise<{ stop: number[]; resume: number[] }> {
   const gw = await startGateway({
-    dataDir: join(dir, 'quarantine-gw'),
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: pino({ level: 'silent' }),
-    policies: [{ topic: 'weather/#', publish: 0.4, subscribe: 0.4 }],
-    initialScore: 0.5,
-    onDowngrade: 'filter',
-    eventIntervalMs: 10_000,
+    ...quietGatewayOptions(join(dir, 'quarantine-gw'), [{ topic: 'weather/#', publish: 0.4, subscribe: 0.4 }]),
     scoring: { model: loadModel(), republishMs: 300_000, historyRetentionMs: 86_400_000 },
   });
   const ca = gw.ca.caCertificates().map((c) => c.toString()).join('');
@@ -580,20 +568,7 @@ export const brokerSuite: Suite = {
 
       const policies: PolicyRule[] = [{ topic: 'weather/#', publish: 0.4, subscribe: 0.4 }, ...Array.from({ length: 999 }, (_, i) => ({ topic: `site${i}/+/temp`, publish: 0.5, subscribe: 0.5 }))];
       const gwDir = join(dir, 'gateway');
-      const gw = await startGateway({
-        dataDir: gwDir,
-        httpsPort: 0,
-        mqttPort: 0,
-        hosts: [],
-        certLifetimeMs: 7 * 86_400_000,
-        crlValidityMs: 86_400_000,
-        claim: false,
-        log: pino({ level: 'silent' }),
-        policies,
-        initialScore: 0.5,
-        onDowngrade: 'filter',
-        eventIntervalMs: 10_000,
-      });
+      const gw = await startGateway(quietGatewayOptions(gwDir, policies));
       cleanup.unshift(() => gw.close());
       for (let i = 0; i < 10_000; i++) gw.plugin.setScore(`dev-${i}`, 0.8);
 

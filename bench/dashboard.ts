@@ -23,7 +23,7 @@ import { gzipSync } from 'node:zlib';
 import puppeteer, { type Page } from 'puppeteer-core';
 import { Sessions } from '../api/index.js';
 import { quietGatewayOptions, startGateway, type Gateway } from '../gateway/index.js';
-import { API_PREFIX, type DevicePage } from '../protocol/index.js';
+import { API_PREFIX, topics, type DevicePage } from '../protocol/index.js';
 import { SqliteSessionStore } from '../store/index.js';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
 
@@ -147,7 +147,7 @@ export const dashboardSuite: Suite = {
       for (let i = 0; i < DEVICES; i++) {
         const device = `dev-${String(i).padStart(5, '0')}`;
         const payload = Buffer.from(JSON.stringify({ device, score: ((i * 7919 + 500) % 1000) / 1000, factors: [], modelVersion: 'bench', time: new Date().toISOString() }));
-        gw.broker.publish({ cmd: 'publish', topic: `wott/v1/scores/${device}`, payload, qos: 0, retain: true, dup: false }, () => {});
+        gw.broker.publish({ cmd: 'publish', topic: topics.scores(device), payload, qos: 0, retain: true, dup: false }, () => {});
       }
 
       const lastId = `dev-${String(DEVICES - 1).padStart(5, '0')}`;
@@ -240,7 +240,7 @@ export const dashboardSuite: Suite = {
         return long;
       };
       const publish = (device: string, score: number) =>
-        gw.broker.publish({ cmd: 'publish', topic: `wott/v1/scores/${device}`, payload: Buffer.from(JSON.stringify({ device, score, factors: [], modelVersion: 'bench', time: new Date().toISOString() })), qos: 0, retain: true, dup: false }, () => {});
+        gw.broker.publish({ cmd: 'publish', topic: topics.scores(device), payload: Buffer.from(JSON.stringify({ device, score, factors: [], modelVersion: 'bench', time: new Date().toISOString() })), qos: 0, retain: true, dup: false }, () => {});
       const burst = async (salt: number) => {
         for (let i = 0; i < DEVICES; i++) {
           publish(`dev-${String(i).padStart(5, '0')}`, ((i * 104729 + salt) % 990) / 1000);

@@ -20,7 +20,7 @@ import fc from 'fast-check';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { quietGatewayOptions, startGateway, type Gateway } from '../gateway/index.js';
-import { EST_PATHS, topics } from '../protocol/index.js';
+import { EST_PATHS, TOPIC_ROOT, topicFilters, topics } from '../protocol/index.js';
 import { PropertyFailure, type FuzzTarget } from './targets.js';
 
 /** A real gateway on 127.0.0.1 free ports with its own CA and SQLite inventory in a fresh temp dir. */
@@ -65,7 +65,7 @@ export async function enrollDevice(gw: Gateway, caPem: string, dir: string, id: 
 /** Valid packets of every type a client can send (and some only a server sends), for mqtt-packet to encode. */
 function packetArb(device: string): fc.Arbitrary<mqttPacket.Packet> {
   // The legitimate device's score and telemetry topics: a device must never move another's score.
-  const victim = [topics.scores(GOOD), topics.telemetry(GOOD), topics.scores(device), topics.telemetry(device), 'wott/v1/scores/+', 'wott/v1/#'];
+  const victim = [topics.scores(GOOD), topics.telemetry(GOOD), topics.scores(device), topics.telemetry(device), topicFilters.scores, `${TOPIC_ROOT}/#`];
   const topic = fc.oneof({ weight: 2, arbitrary: fc.constantFrom(`fuzz/${device}`, 'fuzz/good', '#', '+/+', '$SYS/x', 'a'.repeat(300)) }, { weight: 2, arbitrary: fc.constantFrom(...victim) }, { weight: 1, arbitrary: fc.string({ maxLength: 20 }) });
   // A well-formed score message is the forgery that matters: the legitimate device at 0.01, the sender at 1.
   const forged = (d: string, score: number) => JSON.stringify({ device: d, score, factors: [], modelVersion: 'forged', time: new Date(0).toISOString() });
