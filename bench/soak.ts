@@ -603,6 +603,11 @@ const AEDES = fileURLToPath(new URL('./soak-aedes.js', import.meta.url));
 export function startChild(argv: string[], match: (line: string) => RegExpExecArray | null, what: string, onLine?: (line: string) => void, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<{ child: ChildProcess; m: RegExpExecArray; log: string[] }> {
   const child = spawn(process.execPath, [...nodeArgs, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const log: string[] = [];
+  // The first 100 lines (why a start failed) and the latest 100 (why a running child died: a crash's stack is last).
+  const keep = (line: string) => {
+    if (log.length >= 200) log.splice(100, 1);
+    log.push(line);
+  };
   return new Promise((resolve, reject) => {
     let buffer = '';
     let done = false;
@@ -612,13 +617,13 @@ export function startChild(argv: string[], match: (line: string) => RegExpExecAr
       while ((nl = buffer.indexOf('\n')) >= 0) {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
-        if (log.length < 200) log.push(line);
+        keep(line);
         onLine?.(line);
         const m = done ? null : match(line);
         if (m) (done = true), resolve({ child, m, log });
       }
     });
-    child.stderr!.on('data', (c: Buffer) => log.length < 200 && log.push(c.toString()));
+    child.stderr!.on('data', (c: Buffer) => keep(c.toString()));
     child.once('exit', (code) => done || reject(new Error(`${what} exited (${code}) before listening: ${log.join('\n').slice(-2000)}`)));
   });
 }
