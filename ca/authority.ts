@@ -25,7 +25,7 @@ import {
   type DeviceState,
   type ServiceRole,
 } from '../protocol/index.js';
-import { parseCsr, type CheckedCsr } from './csr.js';
+import { checkCsr, type CheckedCsr } from './csr.js';
 import * as der from './der.js';
 import { CaError, NoCaError } from './errors.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
@@ -144,6 +144,20 @@ export function toPem(der: Buffer, label = 'CERTIFICATE'): string {
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
+/** A leaf signed ahead of its transaction (see draftLeaf): handed out only once its transaction records it. */
+interface LeafDraft {
+  serialBytes: Buffer;
+  now: Date;
+  notBefore: Date;
+  notAfter: Date;
+  der: Buffer;
+}
+
+/** node:crypto's one-shot sign with a callback: runs on libuv's threadpool, not on the event loop. */
+function signAsync(data: Buffer, key: KeyObject): Promise<Buffer> {
+  return new Promise((resolve, reject) => sign('sha256', data, { key, dsaEncoding: 'der' }, (err, signature) => (err ? reject(err) : resolve(signature))));
+}
+
 export class CertificateAuthority {
   readonly inventory: InventoryStore;
   private profile: LeafProfile;
@@ -256,16 +270,8 @@ export class CertificateAuthority {
     return tx ? fn(tx) : this.inventory.transaction(fn);
   }
 
-  /** Signs one leaf and records it in `tx`. */
-  private async issueLeaf(
-    tx: InventoryTransaction,
-    kind: CertificateKind,
-    commonName: string,
-    spki: Buffer,
-    sans: { uris?: string[]; dnsNames?: string[]; ips?: string[] },
-    deviceId: string | null,
-    lifetimeMs: number,
-  ): Promise<IssuedCertificate> {
+  /** The validity of a leaf issued now; refuses one that would outlive its issuer. */
+  private validity(kind: CertificateKind, lifetimeMs: number): { now: Date; notBefore: Date; notAfter: Date } {
     const now = this.now();
     const notBefore = new Date(Math.floor((now.getTime() - BACKDATE_MS) / 1000) * 1000);
     const notAfter = new Date(Math.floor((now.getTime() + lifetimeMs) / 1000) * 1000);
@@ -277,15 +283,41 @@ export class CertificateAuthority {
           'shorten the lifetime (ca.certLifetime), or replace the issuing CA',
       );
     }
-    for (let attempt = 0; ; attempt++) {
+    return { now, notBefore, notAfter };
+  }
+
+  /**
+   * Signs a device leaf off the event loop (libuv's threadpool) while the request waits for its transaction, so
+   * concurrent enrollments sign in parallel instead of one after another inside the shared group commit. The
+   * draft is only bytes in memory: deviceLeaf records it (or signs afresh on a serial clash) after every check in
+   * the transaction has passed, and nothing is handed out before the commit. Any error (e.g. a lifetime beyond
+   * the issuer's) surfaces where the transaction awaits the draft, after the credential checks, as before.
+   */
+  private draftLeaf(kind: CertificateKind, commonName: string, spki: Buffer, sans: { uris?: string[] }, lifetimeMs: number): Promise<LeafDraft> {
+    const draft = (async () => {
+      const { now, notBefore, notAfter } = this.validity(kind, lifetimeMs);
       const serialBytes = this.serial();
-      const serial = serialBytes.toString('hex');
-      if (await tx.certificate(serial)) {
-        if (attempt > 5) throw new Error('could not find an unused serial number');
-        continue;
-      }
       const tbs = this.profile.tbs({ kind, serial: serialBytes, commonName, notBefore, notAfter, spki, ...sans });
-      const der = assembleCertificate(tbs, sign('sha256', tbs, { key: this.key, dsaEncoding: 'der' }));
+      return { serialBytes, now, notBefore, notAfter, der: assembleCertificate(tbs, await signAsync(tbs, this.key)) };
+    })();
+    draft.catch(() => undefined); // awaited in the transaction, or dropped when a check there refuses first
+    return draft;
+  }
+
+  /** Records a leaf in `tx`: the signed `draft` when its serial is unused, else one signed now. */
+  private async issueLeaf(
+    tx: InventoryTransaction,
+    kind: CertificateKind,
+    commonName: string,
+    spki: Buffer,
+    sans: { uris?: string[]; dnsNames?: string[]; ips?: string[] },
+    deviceId: string | null,
+    lifetimeMs: number,
+    draft?: Promise<LeafDraft>,
+  ): Promise<IssuedCertificate> {
+    const record = async (leaf: LeafDraft): Promise<IssuedCertificate> => {
+      const { serialBytes, now, notBefore, notAfter, der } = leaf;
+      const serial = serialBytes.toString('hex');
       const fingerprint = fingerprintOf(der);
       await tx.insertCertificate({
         serial,
@@ -299,11 +331,30 @@ export class CertificateAuthority {
         der,
       });
       return { serial, commonName, deviceId, notBefore, notAfter, fingerprint, der, pem: toPem(der) };
+    };
+    if (draft) {
+      const leaf = await draft;
+      if (!(await tx.certificate(leaf.serialBytes.toString('hex')))) return record(leaf);
+    }
+    const { now, notBefore, notAfter } = this.validity(kind, lifetimeMs);
+    for (let attempt = 0; ; attempt++) {
+      const serialBytes = this.serial();
+      if (await tx.certificate(serialBytes.toString('hex'))) {
+        if (attempt > 5) throw new Error('could not find an unused serial number');
+        continue;
+      }
+      const tbs = this.profile.tbs({ kind, serial: serialBytes, commonName, notBefore, notAfter, spki, ...sans });
+      return record({ serialBytes, now, notBefore, notAfter, der: assembleCertificate(tbs, sign('sha256', tbs, { key: this.key, dsaEncoding: 'der' })) });
     }
   }
 
-  private deviceLeaf(tx: InventoryTransaction, deviceId: string, csr: CheckedCsr): Promise<IssuedCertificate> {
-    return this.issueLeaf(tx, 'device', deviceId, csr.spki, { uris: [deviceUri(deviceId)] }, deviceId, this.certLifetimeMs);
+  /** A device leaf for `csr`, signed now off the event loop (see draftLeaf); deviceLeaf records it. */
+  private draftDeviceLeaf(deviceId: string, csr: CheckedCsr): Promise<LeafDraft> {
+    return this.draftLeaf('device', deviceId, csr.spki, { uris: [deviceUri(deviceId)] }, this.certLifetimeMs);
+  }
+
+  private deviceLeaf(tx: InventoryTransaction, deviceId: string, csr: CheckedCsr, draft: Promise<LeafDraft>): Promise<IssuedCertificate> {
+    return this.issueLeaf(tx, 'device', deviceId, csr.spki, { uris: [deviceUri(deviceId)] }, deviceId, this.certLifetimeMs, draft);
   }
 
   /** Supersedes the device's other active certificates by `issued`. */
@@ -313,8 +364,8 @@ export class CertificateAuthority {
     }
   }
 
-  private requireCsrFor(deviceId: string, csrDer: Buffer): CheckedCsr {
-    const csr = parseCsr(csrDer);
+  private async requireCsrFor(deviceId: string, csrDer: Buffer): Promise<CheckedCsr> {
+    const csr = await checkCsr(csrDer);
     if (csr.commonName !== deviceId) {
       throw new CaError(403, `CSR subject CN "${csr.commonName.slice(0, 80)}" does not match the authenticated device "${deviceId}"`);
     }
@@ -324,10 +375,11 @@ export class CertificateAuthority {
   /** EST simpleenroll with HTTP Basic: user = device id, password = one-time token. */
   async enrollWithToken(deviceId: string, token: string, csrDer: Buffer, tpm?: { spki: Buffer; signature: Buffer }, tx?: InventoryTransaction): Promise<IssuedCertificate> {
     if (!isDeviceId(deviceId)) throw new CaError(401, 'user name is not a valid device id');
-    const csr = this.requireCsrFor(deviceId, csrDer);
+    const csr = await this.requireCsrFor(deviceId, csrDer);
     if (tpm && !tpmSignatureValid(tpmPublicKey(tpm.spki), csrDer, tpm.signature)) {
       throw new CaError(400, 'TPM signature does not verify over the CSR with the given TPM key');
     }
+    const draft = this.draftDeviceLeaf(deviceId, csr);
     return this.within(tx, async (tx) => {
       const now = this.now();
       const hash = hashToken(token);
@@ -343,7 +395,7 @@ export class CertificateAuthority {
       const state: DeviceState = existing?.state === 'quarantined' ? 'quarantined' : 'active';
       await tx.upsertDevice(deviceId, state, now.toISOString());
       if (tpm) await tx.setTpmKey(deviceId, tpm.spki);
-      const issued = await this.deviceLeaf(tx, deviceId, csr);
+      const issued = await this.deviceLeaf(tx, deviceId, csr, draft);
       await this.supersedeOthers(tx, deviceId, issued);
       return issued;
     });
@@ -356,9 +408,10 @@ export class CertificateAuthority {
    * at, so the answer says nothing about the id.
    */
   async enrollUnclaimed(csrDer: Buffer, limits: { maxUnclaimed?: number; unclaimedTtlMs?: number } = {}, tx?: InventoryTransaction): Promise<IssuedCertificate> {
-    const csr = parseCsr(csrDer);
+    const csr = await checkCsr(csrDer);
     const deviceId = csr.commonName;
     if (!isDeviceId(deviceId)) throw new CaError(400, `CSR subject CN "${csr.commonName.slice(0, 80)}" is not a valid device id`);
+    const draft = this.draftDeviceLeaf(deviceId, csr);
     return this.within(tx, async (tx) => {
       const { maxUnclaimed, unclaimedTtlMs } = limits;
       if (maxUnclaimed !== undefined && (await tx.countDevices('unclaimed')) >= maxUnclaimed) {
@@ -373,7 +426,7 @@ export class CertificateAuthority {
         throw new CaError(401, `device "${deviceId}" is already enrolled: authenticate with a token or renew with its certificate`);
       }
       await tx.upsertDevice(deviceId, 'unclaimed', this.now().toISOString());
-      return this.deviceLeaf(tx, deviceId, csr);
+      return this.deviceLeaf(tx, deviceId, csr, draft);
     });
   }
 
@@ -384,10 +437,11 @@ export class CertificateAuthority {
   async reenroll(currentDer: Buffer, csrDer: Buffer, tpmSignature?: Buffer, tx?: InventoryTransaction): Promise<IssuedCertificate> {
     const current = await this.currentCertificate(currentDer);
     const deviceId = current.deviceId!;
-    const csr = this.requireCsrFor(deviceId, csrDer);
+    const csr = await this.requireCsrFor(deviceId, csrDer);
     if (csr.spki.equals(Buffer.from(certificateParts(currentDer).spki))) {
       throw new CaError(400, 'renewal must use a new key: the CSR carries the current certificate\'s key');
     }
+    const draft = this.draftDeviceLeaf(deviceId, csr);
     return this.within(tx, async (tx) => {
       // Re-read inside the transaction: a concurrent renewal or revocation may have won the race.
       const row = (await tx.certificate(current.serial))!;
@@ -397,7 +451,7 @@ export class CertificateAuthority {
       if (device.tpmKey && (!tpmSignature || !tpmSignatureValid(tpmPublicKey(device.tpmKey), csrDer, tpmSignature))) {
         throw new CaError(403, "renewal must be signed by the device's TPM key");
       }
-      const issued = await this.deviceLeaf(tx, deviceId, csr);
+      const issued = await this.deviceLeaf(tx, deviceId, csr, draft);
       await tx.supersede(row.serial, issued.serial);
       return issued;
     });
@@ -409,9 +463,10 @@ export class CertificateAuthority {
    * its previous active certificates are superseded.
    */
   async enrollWithTpm(csrDer: Buffer, signature: Buffer, tx?: InventoryTransaction): Promise<IssuedCertificate> {
-    const csr = parseCsr(csrDer);
+    const csr = await checkCsr(csrDer);
     const deviceId = csr.commonName;
     if (!isDeviceId(deviceId)) throw new CaError(400, `CSR subject CN "${csr.commonName.slice(0, 80)}" is not a valid device id`);
+    const draft = this.draftDeviceLeaf(deviceId, csr);
     return this.within(tx, async (tx) => {
       const device = await tx.device(deviceId);
       if (!device) throw new CaError(403, `device "${deviceId}" is not enrolled`);
@@ -420,7 +475,7 @@ export class CertificateAuthority {
       if (!tpmSignatureValid(tpmPublicKey(device.tpmKey), csrDer, signature)) {
         throw new CaError(403, "CSR is not signed by the device's TPM key");
       }
-      const issued = await this.deviceLeaf(tx, deviceId, csr);
+      const issued = await this.deviceLeaf(tx, deviceId, csr, draft);
       await this.supersedeOthers(tx, deviceId, issued);
       return issued;
     });

@@ -13,7 +13,7 @@ import * as x509 from '@peculiar/x509';
 import fc from 'fast-check';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { collectState, countFailedLogins, IntrusionTally, MAX_TRACKED_SOURCES, realCrypt, tallyAuthLog, tallyKernelLog } from '../agent/collectors/index.js';
-import { CaError, decodeBase64Body, parseCsr } from '../ca/index.js';
+import { CaError, checkCsr, decodeBase64Body, parseCsr } from '../ca/index.js';
 import { bitString, children, oid, readTlv, sequence } from '../ca/der.js';
 import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, parseConfig, streamLimitsFromConfig } from '../cli/config.js';
 import { PolicyEngine } from '../policy/index.js';
@@ -373,7 +373,8 @@ function signedCsr(cri: Buffer, key: KeyObject): Buffer {
 
 const csr: FuzzTarget<string> = {
   name: 'csr',
-  description: 'EST simpleenroll bodies (base64 PKCS#10) through decodeBase64Body and parseCsr, DER structure-aware (whole CSR, or the signed part re-signed): a checked CSR or a CaError 4xx',
+  description:
+    'EST simpleenroll bodies (base64 PKCS#10) through decodeBase64Body and parseCsr, DER structure-aware (whole CSR, or the signed part re-signed): a checked CSR or a CaError 4xx; checkCsr (the CA\'s threadpool variant) gives the same answer',
   prepare: async () => void (await makeCsrSeed()),
   input: () => {
     const seed = csrSeed;
@@ -385,7 +386,21 @@ const csr: FuzzTarget<string> = {
       { weight: 1, arbitrary: mutatedText(b64(seed.der)) },
     );
   },
-  check: (body) => {
+  check: async (body) => {
+    // What the CA runs (checkCsr) must answer exactly as parseCsr does: the same CSR accepted, the same refusal.
+    const outcome = async (parse: () => Promise<{ commonName: string; spki: Buffer }>) => {
+      try {
+        const { commonName, spki } = await parse();
+        return `ok ${commonName} ${spki.toString('hex')}`;
+      } catch (err) {
+        return err instanceof CaError ? `${err.status} ${err.message}` : `escaped ${String(err)}`;
+      }
+    };
+    const [sync, threaded] = await Promise.all([
+      outcome(async () => parseCsr(decodeBase64Body(body))),
+      outcome(async () => checkCsr(decodeBase64Body(body))),
+    ]);
+    expect(sync === threaded, `csr: parseCsr and checkCsr disagree: ${sync.slice(0, 200)} / ${threaded.slice(0, 200)}`);
     try {
       const checked = parseCsr(decodeBase64Body(body));
       expect(typeof checked.commonName === 'string' && checked.publicKey.asymmetricKeyDetails?.namedCurve === 'prime256v1', 'csr: accepted a CSR without one CN and a P-256 key');

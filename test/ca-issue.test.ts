@@ -9,6 +9,7 @@ import { FleetService } from '../fleet/index.js';
 import { readPrivateKey } from '../ca/keys.js';
 import * as der from '../ca/der.js';
 import { certificateParts } from '../ca/profile.js';
+import { openSqliteInventory } from '../store/index.js';
 import { csrWithKey, inventorySnapshot, makeCsr, makeKey, openssl, requireCommand, tempDir, writeTemp } from './helpers.js';
 
 const DAY = 86_400_000;
@@ -146,6 +147,57 @@ t.test('tokens: single use, bound to one device, expire, stored hashed', async (
   await t.rejects(ca.enrollWithToken('dev1', fresh, csr1), /already been used/);
   await t.rejects(ca.createToken('dev1', 0), /positive/);
   await t.rejects(ca.createToken('Not Valid'), /invalid device id/);
+});
+
+t.test('concurrent token enrollments (certificates signed ahead of their transaction): each is recorded before it resolves', async (t) => {
+  const dir = tempDir(t);
+  const ca = await CertificateAuthority.open({ dataDir: dir });
+  const other = openSqliteInventory(join(dir, 'inventory.db'));
+  t.teardown(async () => {
+    await ca.close();
+    await other.close();
+  });
+  const N = 24;
+  const devices = await Promise.all(
+    Array.from({ length: N }, async (_, i) => ({ id: `par-${i}`, token: (await ca.createToken(`par-${i}`)).token, csr: makeCsr(dir, `/CN=par-${i}`).der })),
+  );
+  // Every fourth request is refused inside the transaction (a used token, or another device's token): its draft
+  // certificate must never reach the inventory.
+  await ca.enrollWithToken(devices[0]!.id, devices[0]!.token, devices[0]!.csr);
+  const visible: Array<Promise<boolean>> = [];
+  const results = await Promise.allSettled(
+    devices.map((d, i) => {
+      const token = i % 4 === 0 ? (i === 0 ? d.token : devices[i - 1]!.token) : d.token;
+      return ca.enrollWithToken(d.id, token, d.csr).then((issued) => {
+        // When the caller hears "issued", another connection already sees the committed row.
+        visible.push(other.certificate(issued.serial).then((row) => row?.fingerprint === issued.fingerprint));
+        return issued;
+      });
+    }),
+  );
+  const refused = results.flatMap((r, i) => (r.status === 'rejected' ? [i] : []));
+  t.same(refused, Array.from({ length: N / 4 }, (_, k) => 4 * k), 'exactly the requests with a used or foreign token are refused');
+  for (const i of refused) t.match((results[i] as PromiseRejectedResult).reason, { status: 403, message: /already been used|another device/ });
+  t.same([...new Set(await Promise.all(visible))], [true], 'every certificate was committed when its enrollment resolved');
+  const issued = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  t.equal(new Set(issued.map((c) => c.serial)).size, issued.length, 'serials are unique');
+  for (const c of issued) t.ok(new X509Certificate(c.der).verify(ca.material.intermediate.publicKey), `${c.deviceId}: signed by the intermediate`);
+  const rows = await other.certificates({ kind: 'device' });
+  t.equal(rows.length, issued.length + 1, 'the inventory holds the first enrollment and the granted ones, nothing of the refused ones');
+  t.same(rows.map((r) => r.deviceId).sort(), ['par-0', ...issued.map((c) => c.deviceId!)].sort());
+
+  // A draft whose serial is already in the inventory is not used: the certificate is signed again with a new one.
+  const taken = Buffer.from(rows[0]!.serial, 'hex');
+  const internals = ca as unknown as { serial: () => Buffer };
+  const serial = internals.serial.bind(ca);
+  let calls = 0;
+  internals.serial = () => (calls++ === 0 ? taken : serial());
+  const clash = await ca.enrollWithToken('par-x', (await ca.createToken('par-x')).token, makeCsr(dir, '/CN=par-x').der);
+  t.ok(calls >= 2, 'a second serial was drawn');
+  t.not(clash.serial, rows[0]!.serial, 'the taken serial is not reused');
+  t.equal((await other.certificate(rows[0]!.serial))?.deviceId, rows[0]!.deviceId, 'the existing certificate is untouched');
+  t.equal((await other.certificate(clash.serial))?.fingerprint, clash.fingerprint, 'the new one is recorded');
+  t.equal(BigInt('0x' + new X509Certificate(clash.der).serialNumber), BigInt('0x' + clash.serial), 'and carries its recorded serial');
 });
 
 t.test('renewal: same identity, new key, supersedes, refuses revoked / expired / superseded / foreign', async (t) => {

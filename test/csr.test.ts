@@ -1,6 +1,6 @@
 /** CSR parsing of hostile input, in-process: every refusal is a CaError with a specific reason. */
 import t from 'tap';
-import { decodeBase64Body, parseCsr, MAX_CSR_BYTES } from '../ca/csr.js';
+import { checkCsr, decodeBase64Body, parseCsr, MAX_CSR_BYTES } from '../ca/csr.js';
 import * as der from '../ca/der.js';
 import { makeCsr, makeKey, openssl, tempDir } from './helpers.js';
 
@@ -56,4 +56,42 @@ t.test('the DER walk refuses shapes PKCS#10 does not have, even when correctly s
   t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(cn), der.set(badOid))))), structure, 'an OID cut short');
   const invalidUtf8 = der.sequence(der.oid('2.5.4.3'), der.tlv(0x0c, Buffer.from([0xc3, 0x28])));
   t.throws(() => parseCsr(signed(info(0, der.sequence(der.set(invalidUtf8))))), { status: 400, message: /CN is not a valid directory string/ });
+});
+
+t.test('checkCsr (the CA\'s path, signature check on the threadpool) refuses and accepts exactly as parseCsr', async (t) => {
+  const dir = tempDir(t);
+  const key = makeKey(dir);
+  const good = makeCsr(dir, '/CN=dev1').der;
+  const other = makeCsr(dir, '/CN=dev1').der;
+  const spliced = Buffer.from(good);
+  other.subarray(other.length - 72).copy(spliced, spliced.length - 72);
+  // A signature bit flipped inside an otherwise intact request: only the signature check can refuse it.
+  const flipped = Buffer.from(good);
+  flipped[flipped.length - 5]! ^= 0x01;
+  const cases: Array<[string, Buffer, RegExp | null]> = [
+    ['good', good, null],
+    ['trailing garbage', Buffer.concat([good, Buffer.from([0])]), /not a DER-encoded PKCS#10/],
+    ['truncated', good.subarray(0, good.length - 3), /not a DER-encoded PKCS#10/],
+    ['too large', Buffer.alloc(MAX_CSR_BYTES + 1, 0x30), /CSR too large/],
+    ['two CNs', openssl(['req', '-new', '-key', key, '-subj', '/CN=dev1/CN=dev2', '-outform', 'DER']), /exactly one CN \(found 2\)/],
+    ['SHA-1', openssl(['req', '-new', '-key', key, '-subj', '/CN=dev1', '-sha1', '-outform', 'DER']), /not ECDSA with SHA-2/],
+    ['signature by another key', spliced, /signature does not verify|not a DER-encoded/],
+    ['signature bit flipped', flipped, /signature does not verify|not a DER-encoded/],
+  ];
+  for (const [name, input, refusal] of cases) {
+    if (!refusal) {
+      const [a, b] = [parseCsr(input), await checkCsr(input)];
+      t.equal(b.commonName, 'dev1', `${name}: accepted`);
+      t.same(b.spki, a.spki, `${name}: the same key as parseCsr`);
+      continue;
+    }
+    let sync: unknown;
+    try {
+      parseCsr(input);
+    } catch (err) {
+      sync = err;
+    }
+    t.match(sync, { message: refusal }, `${name}: parseCsr refuses`);
+    await t.rejects(checkCsr(input), { status: (sync as { status: number }).status, message: (sync as Error).message }, `${name}: checkCsr refuses the same way`);
+  }
 });
