@@ -479,6 +479,8 @@ export const clusterSuite: Suite = {
         { name: 'cross node (A -> Redis -> B) at half rate, p50', value: med(runs.cross, p(50)), unit: 'ms' },
         { name: 'cross node (A -> Redis -> B) at half rate, p99', value: med(runs.cross, p(99)), unit: 'ms' },
         { name: 'cross node (A -> Redis -> B) at half rate, max', value: med(runs.cross, p(100)), unit: 'ms' },
+        // Both runs of a round share the machine's load of the moment: their ratio is what crossing costs.
+        { name: 'cross-node p99 / single-node p99 at half rate, same round (median of rounds)', value: median(runs.cross.map((x, r) => p(99)(x) / p(99)(runs.single[r]!))), unit: 'x' },
         { name: 'cross node at half rate: node A CPU', value: med(runs.cross, (x) => x.cpu['node A']!), unit: '% core' },
         { name: 'cross node at half rate: node B CPU', value: med(runs.cross, (x) => x.cpu['node B']!), unit: '% core' },
         { name: 'cross node at half rate: Redis CPU', value: med(runs.cross, (x) => x.cpu.redis!), unit: '% core' },
