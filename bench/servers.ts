@@ -87,6 +87,8 @@ bind-address = "127.0.0.1:${rpc}"
 export interface RedisProcess {
   url: string;
   port: number;
+  /** The server's process id (benchmarks read its CPU time from /proc). */
+  readonly pid: number;
   /** Stops the server (SIGTERM: it writes its append-only file first). */
   stop(): Promise<void>;
   /** Kills it (SIGKILL) and starts it again on the same port and folder. */
@@ -131,6 +133,9 @@ export async function redisServer(dir: string): Promise<RedisProcess> {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return child.pid!;
+    },
     stop: () => stopChild(child, 'SIGTERM'),
     async restart() {
       await stopChild(child, 'SIGKILL');

@@ -26,14 +26,19 @@ export function encodeEntry(instance: string, packets: BusPacket[]): Array<strin
   for (const packet of packets) {
     const { payload, ...rest } = packet;
     const isString = typeof payload === 'string';
-    const header = JSON.stringify(isString ? { ...rest, $s: true } : rest, function (this: Record<string, unknown>, key, value: unknown) {
-      const raw = this[key];
-      return raw instanceof Uint8Array ? { $b: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') } : value;
-    });
+    const record = isString ? { ...rest, $s: true } : rest;
+    // The replacer (a call per key) only when a field is an object that could hold a Buffer: an MQTT 3.1.1 packet is
+    // flat, and this runs for every message that leaves a node.
+    const header = Object.values(rest).some((v) => v !== null && typeof v === 'object') ? JSON.stringify(record, bufferReplacer) : JSON.stringify(record);
     const bytes = isString ? Buffer.from(payload) : payload instanceof Uint8Array ? Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength) : Buffer.alloc(0);
     fields.push('h', header, 'p', bytes);
   }
   return fields;
+}
+
+function bufferReplacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  const raw = this[key];
+  return raw instanceof Uint8Array ? { $b: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') } : value;
 }
 
 const reviveBuffers = (_key: string, value: unknown) =>
@@ -50,7 +55,9 @@ export function decodeEntry(fields: Buffer[]): BusEntry | Error {
     if (fields[i]!.toString() !== 'h' || fields[i + 2]!.toString() !== 'p') return new Error('bus entry without its n, h and p fields');
     let parsed: unknown;
     try {
-      parsed = JSON.parse(fields[i + 1]!.toString(), reviveBuffers);
+      const text = fields[i + 1]!.toString();
+      // The reviver (a call per key) only for a header that holds an encoded Buffer.
+      parsed = text.includes('"$b"') ? JSON.parse(text, reviveBuffers) : JSON.parse(text);
     } catch {
       return new Error('bus entry with a header that is not JSON');
     }
@@ -70,4 +77,46 @@ export function compareIds(a: string, b: string): number {
   if (ms !== 0n) return ms < 0n ? -1 : 1;
   const seq = BigInt(as) - BigInt(bs);
   return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+}
+
+/**
+ * The same fields as one pub/sub message (the QoS 0 path of stream-emitter.ts): each field as a 4-byte big-endian
+ * length and its bytes. The first field is `n` and the second the instance, so a node finds its own messages without
+ * decoding the rest (messageInstance).
+ */
+export function encodeMessage(instance: string, packets: BusPacket[]): Buffer {
+  const fields = encodeEntry(instance, packets).map((f) => (typeof f === 'string' ? Buffer.from(f) : f));
+  const out = Buffer.allocUnsafe(fields.reduce((n, f) => n + 4 + f.length, 0));
+  let at = 0;
+  for (const f of fields) {
+    out.writeUInt32BE(f.length, at);
+    f.copy(out, at + 4);
+    at += 4 + f.length;
+  }
+  return out;
+}
+
+function splitFields(message: Buffer, max = Infinity): Buffer[] | Error {
+  const fields: Buffer[] = [];
+  let at = 0;
+  while (at < message.length && fields.length < max) {
+    if (at + 4 > message.length) return new Error('bus message cut inside a field length');
+    const end = at + 4 + message.readUInt32BE(at);
+    if (end > message.length) return new Error('bus message cut inside a field');
+    fields.push(message.subarray(at + 4, end));
+    at = end;
+  }
+  return fields;
+}
+
+/** The instance that wrote a pub/sub message, read from its first two fields only. */
+export function messageInstance(message: Buffer): string | undefined {
+  const fields = splitFields(message, 2);
+  return !(fields instanceof Error) && fields.length === 2 && fields[0]!.toString() === 'n' ? fields[1]!.toString() : undefined;
+}
+
+/** A pub/sub message back into its entry, or an Error saying what is wrong with it. */
+export function decodeMessage(message: Buffer): BusEntry | Error {
+  const fields = splitFields(message);
+  return fields instanceof Error ? fields : decodeEntry(fields);
 }

@@ -106,7 +106,8 @@ export class PacketGuard {
           break;
         }
         case Phase.Body: {
-          if (this.type === PUBLISH && this.keptBytes === 0) {
+          // Only at the start of the body: a later chunk of the same packet starts inside its payload.
+          if (this.type === PUBLISH && this.keptBytes === 0 && this.remaining === this.length) {
             const end = this.publishTopicInPlace(chunk, i);
             if (end >= 0) {
               if (end > i + 2 && !isMqttString(chunk.subarray(i + 2, end))) return this.fail('PUBLISH topic is not well-formed UTF-8 without U+0000');

@@ -15,11 +15,23 @@
  * The stream is trimmed to about `maxLength` entries (Redis memory stays bounded); an entry holds the packets published
  * in one turn of the event loop (up to 100). A node that falls further behind than that loses the trimmed entries,
  * and says so.
+ *
+ * QoS 0 messages of devices (QoS 0, outside the wott/ namespace and $-topics) take another way: Redis pub/sub on
+ * `{key}:qos0`, and the publisher is not held until Redis answers. QoS 0 promises at most once, so there is nothing to
+ * acknowledge and nothing to keep; on the stream every one of them cost an append to Redis' append-only file, and
+ * with `appendfsync always` an fsync that both the publisher's next packets and every other node's read waited for
+ * (measured: bench/cluster.ts). A pub/sub message is written to no file, so it is not held behind an fsync unless
+ * Redis has a write to sync in the same turn. Order is kept where MQTT asks for it (per topic and QoS, [MQTT-4.6.0-6]):
+ * all QoS 0 messages of a topic take the same way, in order. What stays on the stream: QoS 1 and 2 (acknowledged:
+ * they must survive a Redis restart), and the gateway's own traffic (scores, events, telemetry, $SYS takeover
+ * notices), whatever its QoS, which the cluster relies on. Lost while Redis is away: QoS 0 messages of devices
+ * between nodes (subscribers on the publisher's node still get them).
  */
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { Redis, type RedisOptions } from 'ioredis';
-import { compareIds, decodeEntry, encodeEntry, type BusPacket } from './bus-entry.js';
+import { isProtocolTopic } from '../protocol/index.js';
+import { compareIds, decodeEntry, decodeMessage, encodeEntry, encodeMessage, messageInstance, type BusPacket } from './bus-entry.js';
 
 const require = createRequire(import.meta.url);
 type Listener = (packet: BusPacket, done: () => void) => void;
@@ -43,8 +55,15 @@ class ConnectionLost extends Error {
 
 export const DEFAULT_BUS_KEY = 'wott:bus';
 export const DEFAULT_BUS_MAX_LENGTH = 100_000;
-/** At most this many packets share one stream entry. */
+/** At most this many packets share one stream entry (or one pub/sub message). */
 const MAX_PACKETS_PER_ENTRY = 100;
+/** QoS 0 packets handed to Redis and not answered yet, past which QoS 0 publishers wait for Redis too. */
+export const DEFAULT_QOS0_IN_FLIGHT = 10_000;
+
+/** A device's QoS 0 message: it crosses nodes over pub/sub (see above); anything else over the stream. */
+export function isLightPacket(packet: BusPacket): boolean {
+  return packet.qos === 0 && !packet.topic.startsWith('$') && !isProtocolTopic(packet.topic);
+}
 
 export interface StreamEmitterOptions {
   /** ioredis connection options (redisConnectionOptions() from a URL). */
@@ -55,6 +74,8 @@ export interface StreamEmitterOptions {
   maxLength?: number;
   /** Entries read per XREAD (default 1,000). */
   batch?: number;
+  /** QoS 0 packets sent over pub/sub and not yet answered by Redis, past which QoS 0 publishers wait (default 10,000). */
+  qos0InFlight?: number;
   /** Connection errors (Redis down or restarting; both connections reconnect by themselves) and bus anomalies. */
   onError?: (err: Error) => void;
 }
@@ -63,13 +84,18 @@ export class StreamEmitter {
   /** Tells this emitter's entries from other nodes' (a node id could repeat across restarts; this does not). */
   readonly instance = randomBytes(9).toString('base64url');
   readonly key: string;
+  /** The pub/sub channel of QoS 0 messages. */
+  readonly channel: string;
   readonly maxLength: number;
   /** Resolves once the reader knows where the stream ends (it reads only what is appended after). */
   readonly ready: Promise<void>;
   private readonly local: LocalEmitter;
   private readonly writer: Redis;
   private readonly reader: Redis;
+  /** Subscribed to `channel` (a connection in subscriber mode can do nothing else). */
+  private readonly subscriber: Redis;
   private readonly batch: number;
+  private readonly qos0Limit: number;
   private readonly onError: (err: Error) => void;
   /** The last id read; undefined until the first position is known. */
   private position: string | undefined;
@@ -79,13 +105,22 @@ export class StreamEmitter {
   private readonly loop: Promise<void>;
   /** Published here, not yet sent to Redis (sent together at the next turn of the event loop). */
   private readonly pending: Array<{ packet: BusPacket; callback: (err?: Error) => void }> = [];
+  /** QoS 0 packets for the channel, not yet sent, and their publishers' callbacks. */
+  private readonly light: BusPacket[] = [];
+  private readonly lightCallbacks: Array<(err?: Error) => void> = [];
+  /** QoS 0 packets sent and not answered; callbacks held while that is over the limit. */
+  private lightInFlight = 0;
+  private readonly held: Array<(err?: Error) => void> = [];
+  private flushScheduled = false;
   /** Fails the read in flight when the reader's connection closes. */
   private readCut: ((err: Error) => void) | undefined;
 
   constructor(options: StreamEmitterOptions) {
     this.key = options.key ?? DEFAULT_BUS_KEY;
     this.maxLength = options.maxLength ?? DEFAULT_BUS_MAX_LENGTH;
+    this.channel = `${this.key}:qos0`;
     this.batch = options.batch ?? 1000;
+    this.qos0Limit = options.qos0InFlight ?? DEFAULT_QOS0_IN_FLIGHT;
     this.onError = options.onError ?? (() => undefined);
     // MQTT's wildcards, with `#` matching the parent level too [MQTT-4.7.1-3], as Aedes' default mq.
     this.local = mqemitter({ matchEmptyLevels: true });
@@ -101,10 +136,19 @@ export class StreamEmitter {
     const report = (err: Error) => {
       if (!this.closing) this.onError(err);
     };
+    // Resubscribes by itself after a reconnect (ioredis' autoResubscribe); what was published meanwhile is gone.
+    this.subscriber = new Redis({ ...options.connection });
+    this.subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.deliverLight(message));
     this.writer.on('error', report);
     this.reader.on('error', report);
+    this.subscriber.on('error', report);
     let started!: () => void;
-    this.ready = new Promise((resolve) => (started = resolve));
+    const reading = new Promise<void>((resolve) => (started = resolve));
+    const subscribed = this.subscriber.subscribe(this.channel).then(
+      () => undefined,
+      (err: Error) => report(err),
+    );
+    this.ready = Promise.all([reading, subscribed]).then(() => undefined);
     this.loop = this.read(started);
   }
 
@@ -130,7 +174,11 @@ export class StreamEmitter {
     return this;
   }
 
-  /** Delivers here at once; calls back when Redis has stored the entry (or with the error that kept it from it). */
+  /**
+   * Delivers here at once; calls back when Redis has stored the entry (or with the error that kept it from it). A
+   * device's QoS 0 packet is called back once it is handed to Redis, at the next turn of the event loop (when more
+   * than `qos0InFlight` are unanswered: once Redis has answered enough of them).
+   */
   emit(packet: BusPacket, done?: (err?: Error) => void): this {
     const callback = done ?? ((err?: Error) => err && this.onError(err));
     if (this.closing) {
@@ -140,12 +188,40 @@ export class StreamEmitter {
     this.local.emit(packet);
     // Packets published in the same turn of the event loop go out as one entry: one XADD, one fsync, one read per
     // node, instead of one each (measured: several times the cross-node rate under load).
-    this.pending.push({ packet, callback });
-    if (this.pending.length === 1) setImmediate(() => this.flush());
+    if (isLightPacket(packet)) {
+      this.light.push(packet);
+      this.lightCallbacks.push(callback);
+    } else {
+      this.pending.push({ packet, callback });
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
     return this;
   }
 
   private flush(): void {
+    this.flushScheduled = false;
+    if (this.light.length > 0) {
+      const packets = this.light.splice(0);
+      const callbacks = this.lightCallbacks.splice(0);
+      for (let i = 0; i < packets.length; i += MAX_PACKETS_PER_ENTRY) {
+        const batch = packets.slice(i, i + MAX_PACKETS_PER_ENTRY);
+        this.lightInFlight += batch.length;
+        this.writer.publish(this.channel, encodeMessage(this.instance, batch)).then(
+          () => this.answered(batch.length),
+          (err: Error) => {
+            if (!this.closing) this.onError(err);
+            this.answered(batch.length);
+          },
+        );
+      }
+      // Their publishers carry on now (Aedes reads their next packets), unless Redis is too far behind: then they
+      // wait as QoS 1 publishers do, and memory stays bounded while Redis is slow or away.
+      if (this.lightInFlight <= this.qos0Limit) for (const cb of callbacks) cb();
+      else this.held.push(...callbacks);
+    }
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0, MAX_PACKETS_PER_ENTRY);
       this.writer
@@ -157,6 +233,11 @@ export class StreamEmitter {
     }
   }
 
+  private answered(count: number): void {
+    this.lightInFlight -= count;
+    if (this.held.length > 0 && this.lightInFlight <= this.qos0Limit) for (const cb of this.held.splice(0)) cb();
+  }
+
   close(done?: () => void): this {
     if (this.closing) {
       if (done) void this.loop.then(() => setImmediate(done));
@@ -164,7 +245,9 @@ export class StreamEmitter {
     }
     this.flush(); // what was published before close goes out before QUIT
     this.closing = true;
+    for (const cb of this.held.splice(0)) cb(new Error('the cluster bus is closed'));
     this.reader.disconnect();
+    this.subscriber.disconnect();
     // Appends already sent are answered before QUIT; with Redis away there is nothing to wait for.
     const writerDone = this.writer.status === 'ready' ? this.writer.quit().then(() => undefined, () => undefined) : Promise.resolve(this.writer.disconnect());
     void Promise.all([this.loop, writerDone]).then(() => this.local.close(done ?? (() => undefined)));
@@ -213,6 +296,13 @@ export class StreamEmitter {
     } finally {
       this.readCut = undefined;
     }
+  }
+
+  private deliverLight(message: Buffer): void {
+    if (messageInstance(message) === this.instance) return; // delivered here when it was published
+    const entry = decodeMessage(message);
+    if (entry instanceof Error) return void this.onError(new Error(`cluster bus (${this.channel}): ${entry.message}; skipped`));
+    for (const packet of entry.packets) this.local.emit(packet);
   }
 
   private deliver(fields: Buffer[]): void {

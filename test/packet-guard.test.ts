@@ -71,6 +71,13 @@ t.test('well-formed traffic passes, split anywhere', async (t) => {
   t.equal(g.packets, 7, 'every packet counted');
 });
 
+t.test('a payload that looks like a topic is not checked as one when its packet continues in the next chunk', async (t) => {
+  // A chunk that starts inside a payload whose bytes read as a topic length (2) and an ill-formed topic (0xC3 0x28):
+  // the cluster bench's binary payloads hit this at high rates, and the connection was closed as malformed.
+  const stream = Buffer.concat([publish('weather/kitchen', Buffer.from([0x00, 0x02, 0xc3, 0x28, 0x00, 0x01, 0xff, 0x61])), publish('weather/x', 'next')]);
+  t.equal(verdictAllSplits(stream), undefined, 'no split makes the payload a topic');
+});
+
 t.test('oversized packets are refused from their length alone, before the body arrives', async (t) => {
   const g = new PacketGuard(1000);
   const header = Buffer.concat([Buffer.from([0x30]), encodeLength(250 * 1024 * 1024)]);

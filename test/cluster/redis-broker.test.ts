@@ -47,6 +47,9 @@ t.test('two nodes on one Redis: messages, retained scores and takeovers cross no
   t.teardown(() => pub.end(true));
   await pub.publishAsync('payments/charge', 'from node A', { qos: 1 });
   await waitFor(() => got.some((m) => m.topic === 'payments/charge' && m.payload === 'from node A'), 'message published on A delivered on B');
+  // A device's QoS 0 message crosses over Redis pub/sub rather than the stream (broker/stream-emitter.ts).
+  await pub.publishAsync('payments/charge', 'QoS 0 from node A', { qos: 0 });
+  await waitFor(() => got.some((m) => m.topic === 'payments/charge' && m.payload === 'QoS 0 from node A'), 'a QoS 0 message published on A delivered on B');
 
   // A third node started now has not seen that publish: it must load the retained scores before devices arrive.
   const c = await node(t, dir, redis.url, 'node-c');

@@ -2,12 +2,14 @@
  * The cluster bus on a Redis Stream (broker/stream-emitter.ts) against a real redis-server: delivery between two
  * emitters with topic matching, own messages delivered once, the emit callback only after Redis stored the entry,
  * nothing lost across a Redis stop/start, a stream Redis lost (read again from its start), and the MAXLEN bound.
+ * Devices' QoS 0 messages cross over pub/sub instead: in order, never in the stream, their publishers not held
+ * until Redis answers unless too many are on their way.
  */
 import t from 'tap';
 import { Redis } from 'ioredis';
-import { compareIds, decodeEntry, encodeEntry, type BusPacket } from '../../broker/bus-entry.js';
+import { compareIds, decodeEntry, decodeMessage, encodeEntry, encodeMessage, messageInstance, type BusPacket } from '../../broker/bus-entry.js';
 import { redisConnectionOptions } from '../../broker/cluster.js';
-import { StreamEmitter } from '../../broker/stream-emitter.js';
+import { isLightPacket, StreamEmitter } from '../../broker/stream-emitter.js';
 import { startRedis } from '../redis-helpers.js';
 import { waitFor } from '../mqtt-helpers.js';
 
@@ -34,6 +36,19 @@ t.test('entries: encode and decode round-trip; malformed ones are errors; ids or
   t.ok(compareIds('10-2', '10-10') < 0);
   t.equal(compareIds('5-1', '5-1'), 0);
   t.ok(compareIds('1700000000001-0', '1700000000000-99') > 0);
+
+  const message = encodeMessage('inst', [packet, { topic: 'c', payload: 'text' }]);
+  t.equal(messageInstance(message), 'inst', 'the instance is read without decoding the packets');
+  const fromMessage = decodeMessage(message);
+  if (fromMessage instanceof Error) throw fromMessage;
+  t.same(fromMessage, { instance: 'inst', packets: [first, { topic: 'c', payload: 'text' }] }, 'a pub/sub message carries what an entry carries');
+  t.match(decodeMessage(message.subarray(0, message.length - 1)), Error, 'a message cut short');
+  t.equal(messageInstance(Buffer.from('nonsense')), undefined);
+  t.ok(isLightPacket({ topic: 'weather/x', qos: 0 }), "a device's QoS 0 message goes over pub/sub");
+  t.notOk(isLightPacket({ topic: 'weather/x', qos: 1 }), 'QoS 1 stays on the stream');
+  t.notOk(isLightPacket({ topic: 'weather/x' }), 'a packet that does not say QoS 0 stays on the stream');
+  t.notOk(isLightPacket({ topic: '$SYS/b1/new/clients', qos: 0 }), 'takeover notices stay on the stream');
+  t.notOk(isLightPacket({ topic: 'wott/v1/scores/dev-1', qos: 0, retain: true }), "the gateway's own topics stay on the stream");
 });
 
 t.test('two emitters on one Redis', async (t) => {
@@ -114,5 +129,40 @@ t.test('two emitters on one Redis', async (t) => {
     for (let i = 0; i < 400; i++) await emit(small, { topic: 'other', payload: Buffer.alloc(10) });
     const length = await raw.xlen('wott:bus');
     t.ok(length >= 100 && length < 300, `${length} entries kept for a limit of 100`);
+  });
+
+  await t.test('QoS 0 of devices: over pub/sub, in order, once, never in the stream', async (t) => {
+    atA.length = 0;
+    atB.length = 0;
+    const before = await raw.xlen('wott:bus');
+    for (let i = 0; i < 300; i++) a.emit({ topic: 'weather/fast/temp', payload: Buffer.from(`f${i}`), qos: 0 });
+    await waitFor(() => atB.length >= 300, 'B received the QoS 0 messages');
+    t.same(atB.map((p) => String(p.payload)), Array.from({ length: 300 }, (_, i) => `f${i}`), 'all, in order');
+    t.same(atA.map((p) => String(p.payload)), Array.from({ length: 300 }, (_, i) => `f${i}`), 'A: its own, once, at publish');
+    t.equal(await raw.xlen('wott:bus'), before, 'nothing appended to the stream');
+    // A marker on the stream from A after B's pub/sub messages: a duplicate of those would have arrived by then.
+    await emit(a, { topic: 'weather/fast/temp', payload: Buffer.from('marker'), qos: 1 });
+    await waitFor(() => atB.length >= 301, 'the marker arrived');
+    t.equal(atB.length, 301, 'nothing twice');
+  });
+
+  await t.test('QoS 0 publishers are not held until Redis answers, up to a bound', async (t) => {
+    const bounded = new StreamEmitter({ connection, onError: () => undefined, qos0InFlight: 20 });
+    t.teardown(() => new Promise<void>((resolve) => bounded.close(resolve)));
+    await bounded.ready;
+    await redis.stop();
+    let calledBack = 0;
+    let qos1CalledBack = 0;
+    for (let i = 0; i < 10; i++) bounded.emit({ topic: 'weather/held/temp', payload: Buffer.from(`h${i}`), qos: 0 }, () => void calledBack++);
+    bounded.emit({ topic: 'weather/held/temp', payload: Buffer.from('q1'), qos: 1 }, () => void qos1CalledBack++);
+    await waitFor(() => calledBack === 10, 'the QoS 0 publisher carries on while Redis is down');
+    for (let i = 0; i < 30; i++) bounded.emit({ topic: 'weather/held/temp', payload: Buffer.from(`g${i}`), qos: 0 }, () => void calledBack++);
+    // The flush of those 30 runs in the next turn; two turns later they are on their way and 40 > 20 are unanswered.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    t.equal(calledBack, 10, 'past the bound, QoS 0 publishers wait for Redis');
+    t.equal(qos1CalledBack, 0, 'the QoS 1 publisher waits for Redis as before');
+    await redis.restart();
+    await waitFor(() => calledBack === 40 && qos1CalledBack === 1, 'Redis back: every publisher carries on');
   });
 });
