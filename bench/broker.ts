@@ -634,7 +634,8 @@ export const brokerSuite: Suite = {
       cleanup.unshift(() => pool.close());
       const idle = await idleCores(1000);
       result.measurements.push({ name: 'bench process idle (the gateway\'s timers), subtracted', value: 100 * idle, unit: '% of one core' });
-      const rounds = quick ? 1 : 3;
+      // 5 rounds: single rounds of the capacity ratio swing about ±8 % here (two cores shared with other jobs).
+      const rounds = quick ? 1 : 5;
       const timing = { warmupMs: quick ? 300 : 1000, durationMs: quick ? 1000 : 3000 };
       const plainTarget: ThroughputTarget = { label: 'plain Aedes + TLS', port: plain.port, cpuUs: ownCpuUs, idleCores: idle, baseline: true };
       const wottTarget: ThroughputTarget = { label: 'wott gateway', port: gw.mqttPort, cpuUs: ownCpuUs, idleCores: idle, baseline: false };
@@ -663,7 +664,8 @@ export const brokerSuite: Suite = {
           result.measurements.push({ name: `${name}: broker CPU`, value: 100 * median(outcomes.map((o) => o.brokerCores)), unit: '% of one core' });
           result.measurements.push({ name: `${name}: busiest load generator, event loop`, value: 100 * median(outcomes.map((o) => busiest(o, 'elu'))), unit: '% busy' });
           result.measurements.push({ name: `${name}: busiest load generator, CPU`, value: 100 * median(outcomes.map((o) => busiest(o, 'cpu'))), unit: '% of one core' });
-          generatorBusy.set(qos, Math.max(generatorBusy.get(qos) ?? 0, ...outcomes.map((o) => busiest(o, 'elu'))));
+          // The goal compares the two Aedes brokers: their runs must not have been generator-bound.
+          if (t !== mosquittoTarget) generatorBusy.set(qos, Math.max(generatorBusy.get(qos) ?? 0, ...outcomes.map((o) => busiest(o, 'elu'))));
           const lost = outcomes.reduce((s, o) => s + o.lost, 0);
           if (lost > 0) result.measurements.push({ name: `${name}: lost`, value: lost, unit: 'messages' });
         }
@@ -733,7 +735,7 @@ export const brokerSuite: Suite = {
         });
         const busy = generatorBusy.get(qos)!;
         result.goals.push({
-          name: `QoS ${qos} load generators not the bottleneck (every generator's event loop <= ${100 * GENERATOR_BUSY_LIMIT}% busy in every run)`,
+          name: `QoS ${qos} load generators not the bottleneck (every generator's event loop <= ${100 * GENERATOR_BUSY_LIMIT}% busy in every wott and plain Aedes run)`,
           met: busy <= GENERATOR_BUSY_LIMIT,
           detail: `busiest ${(100 * busy).toFixed(0)}% over ${GENERATORS} generator processes`,
         });
