@@ -128,6 +128,8 @@ type GeneratorReply = { type: 'ready' } | { type: 'mark'; mark: GeneratorMark } 
 function serveOrders(): void {
   let gen: Generator | undefined;
   const reply = (m: GeneratorReply) => process.send!(m);
+  // The bench is gone (ended, killed, Ctrl-C): so is the reason to hold connections to a broker that may outlive it.
+  process.once('disconnect', () => process.exit(0));
   process.on('message', (order: GeneratorOrder) => {
     void (async () => {
       try {
@@ -137,7 +139,7 @@ function serveOrders(): void {
           const cpu = process.cpuUsage();
           reply({ type: 'mark', mark: { ...gen!.counts(), at: performance.now(), cpuUs: cpu.user + cpu.system, elu: performance.eventLoopUtilization() } });
         } else if (order.type === 'stop') await gen!.stop(), (gen = undefined), reply({ type: 'stopped' });
-        else process.disconnect();
+        else process.exit(0);
       } catch (err) {
         reply({ type: 'error', message: (err as Error).stack ?? (err as Error).message });
       }
