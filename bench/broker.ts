@@ -3,7 +3,9 @@
  *
  *  1. Throughput (QoS 0 and 1), 10 publishers -> 10 subscribers over mTLS, messages delivered per second, for plain
  *     Aedes on the same TLS settings (baseline), the wott gateway (1,000 rules, 10,000 cached scores) and mosquitto.
- *     The load generator runs in a worker thread, so an in-process broker keeps its own event loop (and core).
+ *     The clients run in 5 generator processes (bench/broker-load.ts; each one's CPU and event-loop use is printed, so
+ *     a saturated generator shows); both Aedes brokers run in this process. Also the broker's CPU per delivered
+ *     message (process CPU time, all threads, net of idle) and the capacity ratio from it, which the goal is judged on.
  *  2. One authorize decision (policy.allows + effectiveScore, what authorizeForward runs per delivery) with 10,000 rules and 100,000 scored devices.
  *  3. Score drop published over MQTT -> the score cache every delivery reads holds the new score.
  *  4. CA revocation -> the live MQTT session is closed.
@@ -20,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { Session } from 'node:inspector/promises';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { WottPlugin } from '../broker/index.js';
 import type { DeliveryGate } from '../broker/delivery-gate.js';
@@ -30,6 +33,7 @@ import { topics } from '../protocol/index.js';
 import { loadModel } from '../scoring/index.js';
 import { ratio, type Suite, type SuiteResult } from './harness.js';
 import { freePort } from './servers.js';
+import { connectGenerator, GeneratorPool, share, type Creds, type GeneratorMark, type GeneratorShare, type GeneratorSpec } from './broker-load.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -39,12 +43,10 @@ const SUBSCRIBERS = 10;
 const PAYLOAD_BYTES = 64;
 /** Messages in flight end to end (published, not yet delivered to every subscriber), across all publishers. */
 const WINDOW = 200;
-
-export interface Creds {
-  id: string;
-  key: string;
-  cert: string;
-}
+/** Load generator processes for the throughput runs (2 publishers and 2 subscribers each). */
+const GENERATORS = 5;
+/** A generator whose event loop is busier than this during a run may be what limits the rate. */
+const GENERATOR_BUSY_LIMIT = 0.75;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -56,7 +58,9 @@ function median(values: number[]): number {
   return percentile([...values].sort((a, b) => a - b), 50);
 }
 
-// ------------------------------------------------------------------ load generator (worker thread)
+// ------------------------------------------------------------------ load generators
+
+export type { Creds } from './broker-load.js';
 
 export interface LoadSpec {
   role: 'wott-bench-load';
@@ -71,73 +75,23 @@ export interface LoadSpec {
 
 type LoadMessage = { type: 'start' } | { type: 'end' } | { type: 'result'; delivered: number; elapsedMs: number; lost: number; clientBusy: number };
 
-/**
- * Pipelined load with a bounded window: a publish goes out whenever fewer than WINDOW messages are still on their
- * way to all subscribers, so the broker is never idle waiting for the client nor flooded beyond its queues.
- */
+/** One generator in a worker thread (runLoad: the cluster suite's load). */
 async function loadWorker(spec: LoadSpec): Promise<void> {
   const post = (m: LoadMessage) => parentPort!.postMessage(m);
-  const connect = (c: Creds) =>
-    mqtt.connectAsync(`mqtts://127.0.0.1:${spec.port}`, {
-      key: c.key,
-      cert: c.cert,
-      ca: spec.ca,
-      clientId: c.id,
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-      connectTimeout: 10_000,
-      clean: true,
-    });
-  const fanout = spec.subs.length;
-  let delivered = 0;
-  let published = 0;
-  let lost = 0;
-  let running = true;
-  let next = 0;
-  const payload = Buffer.alloc(PAYLOAD_BYTES, 'x');
-  const pubTopics = spec.pubs.map((_, i) => `weather/${i}`);
-  const subs = await Promise.all(spec.subs.map(connect));
-  for (const s of subs) {
-    const granted = await s.subscribeAsync('weather/#', { qos: spec.qos });
-    if (granted.some((g) => g.qos === 128)) throw new Error(`subscription refused for ${s.options.clientId}`);
-  }
-  const pubs = await Promise.all(spec.pubs.map(connect));
-  const outstanding = () => published * fanout - delivered - lost;
-  const pump = () => {
-    while (running && outstanding() < WINDOW * fanout) {
-      const i = next++ % pubs.length;
-      pubs[i]!.publish(pubTopics[i]!, payload, { qos: spec.qos });
-      published++;
-    }
-  };
-  for (const s of subs) s.on('message', () => (delivered++, pump()));
-  // A broker may drop messages (e.g. full queues); without this the window would never reopen.
-  let lastDelivered = -1;
-  const stall = setInterval(() => {
-    if (delivered === lastDelivered && outstanding() > 0) {
-      lost += outstanding();
-      pump();
-    }
-    lastDelivered = delivered;
-  }, 500);
-  pump();
+  const gen = await connectGenerator({ port: spec.port, ca: spec.ca, pubs: spec.pubs, subs: spec.subs, qos: spec.qos, window: WINDOW, group: 'g0', payloadBytes: PAYLOAD_BYTES });
+  gen.start();
   await sleep(spec.warmupMs);
-  const d0 = delivered;
-  const lost0 = lost;
+  const c0 = gen.counts();
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   post({ type: 'start' });
   await sleep(spec.durationMs);
-  const d1 = delivered;
+  const c1 = gen.counts();
   const t1 = performance.now();
   const clientBusy = performance.eventLoopUtilization(elu0).utilization;
   post({ type: 'end' });
-  running = false;
-  const drainUntil = Date.now() + 3000;
-  while (outstanding() > 0 && Date.now() < drainUntil) await sleep(20);
-  clearInterval(stall);
-  await Promise.all([...pubs, ...subs].map((c) => c.endAsync(true)));
-  post({ type: 'result', delivered: d1 - d0, elapsedMs: t1 - t0, lost: lost - lost0, clientBusy });
+  await gen.stop();
+  post({ type: 'result', delivered: c1.delivered - c0.delivered, elapsedMs: t1 - t0, lost: c1.lost - c0.lost, clientBusy });
 }
 
 if (!isMainThread && (workerData as { role?: string } | null)?.role === 'wott-bench-load') {
@@ -153,25 +107,6 @@ export interface BusyProbe {
   stop(): number;
 }
 
-function eventLoopProbe(): BusyProbe {
-  let start = performance.eventLoopUtilization();
-  return { start: () => void (start = performance.eventLoopUtilization()), stop: () => performance.eventLoopUtilization(start).utilization };
-}
-
-function processCpuProbe(pid: number): BusyProbe {
-  // utime + stime in clock ticks (USER_HZ is 100 on Linux).
-  const ticks = () => {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  };
-  let t0 = 0;
-  let w0 = 0;
-  return {
-    start: () => void ((t0 = ticks()), (w0 = performance.now())),
-    stop: () => ((ticks() - t0) * 10) / (performance.now() - w0),
-  };
-}
-
 export interface LoadOutcome {
   rate: number;
   lost: number;
@@ -179,6 +114,10 @@ export interface LoadOutcome {
   clientBusy: number;
 }
 
+/**
+ * All clients in one worker thread of this process. Kept for the cluster suite; the broker suite's throughput uses
+ * generator processes instead (throughputRun): one thread for all 20 clients was itself at 88-97 % of a core.
+ */
 export function runLoad(spec: Omit<LoadSpec, 'role'>, probe: BusyProbe): Promise<LoadOutcome> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL(import.meta.url), { workerData: { role: 'wott-bench-load', ...spec } satisfies LoadSpec });
@@ -197,6 +136,106 @@ export function runLoad(spec: Omit<LoadSpec, 'role'>, probe: BusyProbe): Promise
       else reject(new Error(`load worker exited with code ${code} before reporting`));
     });
   });
+}
+
+/** CPU time (µs, all threads) used so far by this process, where the Aedes brokers under test run. */
+const ownCpuUs = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
+/** CPU time (µs) used so far by another process (mosquitto): utime + stime in clock ticks (USER_HZ is 100). */
+function processCpuUs(pid: number): () => number {
+  return () => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  };
+}
+
+/** What this process uses with nothing to do (the idle gateway's timers), as a share of a core. */
+async function idleCores(ms: number): Promise<number> {
+  const c0 = ownCpuUs();
+  const t0 = performance.now();
+  await sleep(ms);
+  return (ownCpuUs() - c0) / 1000 / (performance.now() - t0);
+}
+
+interface ThroughputTarget {
+  label: string;
+  port: number;
+  /** The broker's CPU time so far (µs). */
+  cpuUs: () => number;
+  /** Its CPU share with no load, subtracted from what it used under load. */
+  idleCores: number;
+  baseline: boolean;
+}
+
+interface ThroughputRun {
+  /** Messages delivered per second, all subscribers. */
+  rate: number;
+  lost: number;
+  /** Broker CPU over wall time (1 = one core), net of idle. */
+  brokerCores: number;
+  /** Broker CPU per delivered message (µs), net of idle: what sets its rate when it has a core to itself. */
+  cpuPerMessageUs: number;
+  generators: GeneratorShare[];
+}
+
+/**
+ * One measured run: the clients are split over the pool's generator processes (publisher i and subscriber i go to
+ * generator i mod n), every subscriber reads all publishers' messages, and the broker's CPU time and each
+ * generator's counters are taken at the start and the end of the measured interval.
+ */
+async function throughputRun(pool: GeneratorPool, target: ThroughputTarget, load: { ca: string; pubs: Creds[]; subs: Creds[]; qos: 0 | 1; warmupMs: number; durationMs: number }, profileTo?: string): Promise<ThroughputRun> {
+  const n = pool.size;
+  const specs: GeneratorSpec[] = Array.from({ length: n }, (_, g) => ({
+    port: target.port,
+    ca: load.ca,
+    pubs: load.pubs.filter((_, i) => i % n === g),
+    subs: load.subs.filter((_, i) => i % n === g),
+    qos: load.qos,
+    window: Math.ceil(WINDOW / n),
+    group: `g${g}`,
+    payloadBytes: PAYLOAD_BYTES,
+  }));
+  await pool.start(specs);
+  let marks: [GeneratorMark[], GeneratorMark[]];
+  let cpu: number;
+  let ms: number;
+  try {
+    await sleep(load.warmupMs);
+    const profile = profileTo ? await startProfile() : undefined;
+    const c0 = target.cpuUs();
+    const t0 = performance.now();
+    const m0 = await pool.mark(n);
+    await sleep(load.durationMs);
+    cpu = target.cpuUs() - c0;
+    ms = performance.now() - t0;
+    marks = [m0, await pool.mark(n)];
+    if (profile) writeFileSync(profileTo!, JSON.stringify(await profile.stop()));
+  } finally {
+    await pool.stop(n);
+  }
+  const generators = marks[0].map((a, i) => share(a, marks[1][i]!));
+  const rate = generators.reduce((s, g) => s + (g.delivered * 1000) / g.ms, 0);
+  const net = Math.max(0, cpu - target.idleCores * ms * 1000);
+  return { rate, lost: generators.reduce((s, g) => s + g.lost, 0), brokerCores: net / 1000 / ms, cpuPerMessageUs: net / ((rate * ms) / 1000), generators };
+}
+
+/** A V8 CPU profile of this process's main thread (where the Aedes brokers run), for `WOTT_BENCH_BROKER_PROFILE`. */
+async function startProfile(): Promise<{ stop(): Promise<unknown> }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return {
+    async stop() {
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      return profile;
+    },
+  };
 }
 
 // ------------------------------------------------------------------ brokers under test
@@ -588,32 +627,60 @@ export const brokerSuite: Suite = {
       const mosquitto = await startMosquitto(dir, { ca: caPath, cert: serverCertPath, key: serverKeyPath });
       cleanup.unshift(() => mosquitto.stop());
 
-      // 1. Throughput. Brokers take turns within each round, so drift (thermal, other load) hits all of them alike.
-      const rounds = quick ? 1 : 3;
+      // 1. Throughput. The clients run in generator processes; the two Aedes brokers run here, in one process, so
+      // that they share the same heap, JIT and machine conditions and differ only in their code path. Brokers take
+      // turns within each round (the order of the two Aedes alternates), so drift hits all of them alike.
+      const pool = new GeneratorPool(GENERATORS);
+      cleanup.unshift(() => pool.close());
+      const idle = await idleCores(1000);
+      result.measurements.push({ name: 'bench process idle (the gateway\'s timers), subtracted', value: 100 * idle, unit: '% of one core' });
+      // 5 rounds: single rounds of the capacity ratio swing about ±8 % here (two cores shared with other jobs).
+      const rounds = quick ? 1 : 5;
       const timing = { warmupMs: quick ? 300 : 1000, durationMs: quick ? 1000 : 3000 };
-      const targets = [
-        { label: 'plain Aedes + TLS', port: plain.port, probe: eventLoopProbe(), baseline: true },
-        { label: 'wott gateway', port: gw.mqttPort, probe: eventLoopProbe(), baseline: false },
-        { label: 'mosquitto 2.0', port: mosquitto.port, probe: processCpuProbe(mosquitto.pid), baseline: true },
-      ];
-      // wott / plain Aedes per round: shows how much of a ratio is machine noise (two cores shared with the client).
-      const roundRatios = new Map<number, number[]>();
+      const plainTarget: ThroughputTarget = { label: 'plain Aedes + TLS', port: plain.port, cpuUs: ownCpuUs, idleCores: idle, baseline: true };
+      const wottTarget: ThroughputTarget = { label: 'wott gateway', port: gw.mqttPort, cpuUs: ownCpuUs, idleCores: idle, baseline: false };
+      const mosquittoTarget: ThroughputTarget = { label: 'mosquitto 2.0', port: mosquitto.port, cpuUs: processCpuUs(mosquitto.pid), idleCores: 0, baseline: true };
+      const targets = [plainTarget, wottTarget, mosquittoTarget];
+      // wott / plain Aedes per round, delivered rate and capacity: shows how much of a ratio is machine noise.
+      const roundRatios = new Map<number, { rate: number[]; capacity: number[] }>();
+      const generatorBusy = new Map<number, number>();
+      const profileDir = process.env.WOTT_BENCH_BROKER_PROFILE;
       for (const qos of [0, 1] as const) {
-        const runs = new Map<string, LoadOutcome[]>(targets.map((t) => [t.label, []]));
+        const load = { ca, pubs, subs, qos, ...timing };
+        const runs = new Map<string, ThroughputRun[]>(targets.map((t) => [t.label, []]));
+        // Unmeasured: both Aedes brokers share this process's JIT, so the first one measured would pay for compiling
+        // Aedes' and mqtt-packet's code paths (one round's QoS 0 ratio read 1.25x for that reason alone).
+        for (const t of [plainTarget, wottTarget]) await throughputRun(pool, t, { ...load, warmupMs: 0, durationMs: timing.warmupMs });
         for (let r = 0; r < rounds; r++) {
-          for (const t of targets) runs.get(t.label)!.push(await runLoad({ port: t.port, ca, pubs, subs, qos, ...timing }, t.probe));
+          const order = r % 2 === 0 ? targets : [wottTarget, plainTarget, mosquittoTarget];
+          for (const t of order) runs.get(t.label)!.push(await throughputRun(pool, t, load));
         }
         for (const t of targets) {
           const outcomes = runs.get(t.label)!;
           const name = `QoS ${qos} ${t.label}`;
+          const busiest = (o: ThroughputRun, k: 'elu' | 'cpu') => Math.max(...o.generators.map((g) => g[k]));
           result.measurements.push({ name, value: median(outcomes.map((o) => o.rate)), unit: 'msg/s delivered', baseline: t.baseline || undefined });
-          result.measurements.push({ name: `${name}: broker busy`, value: 100 * median(outcomes.map((o) => o.brokerBusy)), unit: '% of one core' });
-          result.measurements.push({ name: `${name}: load client busy`, value: 100 * median(outcomes.map((o) => o.clientBusy)), unit: '% of one core' });
+          result.measurements.push({ name: `${name}: broker CPU per delivered message`, value: median(outcomes.map((o) => o.cpuPerMessageUs)), unit: 'µs' });
+          result.measurements.push({ name: `${name}: broker CPU`, value: 100 * median(outcomes.map((o) => o.brokerCores)), unit: '% of one core' });
+          result.measurements.push({ name: `${name}: busiest load generator, event loop`, value: 100 * median(outcomes.map((o) => busiest(o, 'elu'))), unit: '% busy' });
+          result.measurements.push({ name: `${name}: busiest load generator, CPU`, value: 100 * median(outcomes.map((o) => busiest(o, 'cpu'))), unit: '% of one core' });
+          // The goal compares the two Aedes brokers: their runs must not have been generator-bound.
+          if (t !== mosquittoTarget) generatorBusy.set(qos, Math.max(generatorBusy.get(qos) ?? 0, ...outcomes.map((o) => busiest(o, 'elu'))));
           const lost = outcomes.reduce((s, o) => s + o.lost, 0);
           if (lost > 0) result.measurements.push({ name: `${name}: lost`, value: lost, unit: 'messages' });
         }
-        const wott = runs.get('wott gateway')!;
-        roundRatios.set(qos, runs.get('plain Aedes + TLS')!.map((o, r) => wott[r]!.rate / o.rate));
+        const wott = runs.get(wottTarget.label)!;
+        const base = runs.get(plainTarget.label)!;
+        roundRatios.set(qos, { rate: base.map((o, r) => wott[r]!.rate / o.rate), capacity: base.map((o, r) => o.cpuPerMessageUs / wott[r]!.cpuPerMessageUs) });
+        // Profiles of the two Aedes brokers under the same load, outside the measured rounds (profiling costs CPU).
+        if (profileDir) {
+          for (const t of [plainTarget, wottTarget]) {
+            const file = join(profileDir, `${t.label.split(' ')[0]}-qos${qos}.cpuprofile`);
+            const run = await throughputRun(pool, t, load, file);
+            // Beside the profile: how many messages it covers, so that functions compare per delivered message.
+            writeFileSync(`${file}.json`, JSON.stringify({ rate: run.rate, delivered: (run.rate * timing.durationMs) / 1000, cpuPerMessageUs: run.cpuPerMessageUs }));
+          }
+        }
       }
 
       // 3. Score drop -> cache.
@@ -651,11 +718,27 @@ export const brokerSuite: Suite = {
       result.measurements.push({ name: 'quarantine -> deliveries stop (p99)', value: percentile(q.stop, 99), unit: 'ms' });
       result.measurements.push({ name: 'release -> deliveries resume, through scoring (p99)', value: percentile(q.resume, 99), unit: 'ms' });
 
-      for (const qos of [0, 1]) {
+      for (const qos of [0, 1] as const) {
         const v = ratio(result, `wott vs plain Aedes (QoS ${qos})`, `QoS ${qos} wott gateway`, `QoS ${qos} plain Aedes + TLS`);
         ratio(result, `wott vs mosquitto (QoS ${qos})`, `QoS ${qos} wott gateway`, `QoS ${qos} mosquitto 2.0`);
-        const perRound = roundRatios.get(qos)!.map((x) => `${x.toFixed(2)}x`).join(', ');
-        result.goals.push({ name: `QoS ${qos} throughput >= 0.95x plain Aedes`, met: v >= 0.95, detail: `${v.toFixed(2)}x (median of each; per round: ${perRound})` });
+        // Capacity: plain Aedes' CPU per message over wott's (higher is better for wott, like the rate ratio).
+        const cap = ratio(result, `wott vs plain Aedes, capacity (QoS ${qos})`, `QoS ${qos} plain Aedes + TLS: broker CPU per delivered message`, `QoS ${qos} wott gateway: broker CPU per delivered message`);
+        ratio(result, `wott vs mosquitto, capacity (QoS ${qos})`, `QoS ${qos} mosquitto 2.0: broker CPU per delivered message`, `QoS ${qos} wott gateway: broker CPU per delivered message`);
+        const per = (xs: number[]) => xs.map((x) => `${x.toFixed(2)}x`).join(', ');
+        const rr = roundRatios.get(qos)!;
+        // Judged on CPU per delivered message: on two cores shared by the broker, five generators and other jobs the
+        // delivered rate follows the scheduler's shares; CPU per message is what sets a broker's rate on a core of its own.
+        result.goals.push({
+          name: `QoS ${qos} throughput >= 0.95x plain Aedes (capacity: broker CPU per delivered message)`,
+          met: cap >= 0.95,
+          detail: `capacity ${cap.toFixed(2)}x (per round: ${per(rr.capacity)}); delivered rate ${v.toFixed(2)}x (per round: ${per(rr.rate)})`,
+        });
+        const busy = generatorBusy.get(qos)!;
+        result.goals.push({
+          name: `QoS ${qos} load generators not the bottleneck (every generator's event loop <= ${100 * GENERATOR_BUSY_LIMIT}% busy in every wott and plain Aedes run)`,
+          met: busy <= GENERATOR_BUSY_LIMIT,
+          detail: `busiest ${(100 * busy).toFixed(0)}% over ${GENERATORS} generator processes`,
+        });
       }
       result.goals.push({ name: 'authorize decision <= 0.3 µs (median)', met: decision.medianNs <= 300, detail: `${decision.medianNs.toFixed(0)} ns` });
       result.goals.push({

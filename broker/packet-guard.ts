@@ -29,15 +29,24 @@ const enum Phase {
 
 /** A string MQTT accepts: well-formed UTF-8 (no surrogates, no overlongs) without U+0000. */
 export function isMqttString(bytes: Buffer): boolean {
-  // Topics are short and nearly always ASCII: a loop is cheaper than two calls into C++ for them.
-  let i = 0;
-  const n = bytes.length;
-  for (; i < n; i++) {
-    const b = bytes[i]!;
+  return isMqttStringIn(bytes, 0, bytes.length);
+}
+
+/**
+ * isMqttString over bytes [start, end) of `buf`. Topics are short and nearly always ASCII: a loop over them in place
+ * is cheaper than two calls into C++, and than the Buffer view a subarray would allocate on every PUBLISH.
+ */
+export function isMqttStringIn(buf: Buffer, start: number, end: number): boolean {
+  let i = start;
+  for (; i < end; i++) {
+    const b = buf[i]!;
     if (b === 0) return false;
     if (b >= 0x80) break;
   }
-  return i === n || (bytes.indexOf(0, i) === -1 && isUtf8(bytes.subarray(i)));
+  if (i === end) return true;
+  // What precedes is ASCII, so no UTF-8 sequence starts before i: the rest is checked on its own.
+  const rest = buf.subarray(i, end);
+  return rest.indexOf(0) === -1 && isUtf8(rest);
 }
 
 export class PacketGuard {
@@ -80,7 +89,7 @@ export class PacketGuard {
             if (this.type === PUBLISH && length >= 2 && i + length <= n) {
               const end = i + 2 + chunk.readUInt16BE(i);
               if (end <= i + length) {
-                if (end > i + 2 && !isMqttString(chunk.subarray(i + 2, end))) return this.fail('PUBLISH topic is not well-formed UTF-8 without U+0000');
+                if (end > i + 2 && !isMqttStringIn(chunk, i + 2, end)) return this.fail('PUBLISH topic is not well-formed UTF-8 without U+0000');
                 i += length;
                 this.packets++;
                 this.phase = Phase.Header;
@@ -110,7 +119,7 @@ export class PacketGuard {
           if (this.type === PUBLISH && this.keptBytes === 0 && this.remaining === this.length) {
             const end = this.publishTopicInPlace(chunk, i);
             if (end >= 0) {
-              if (end > i + 2 && !isMqttString(chunk.subarray(i + 2, end))) return this.fail('PUBLISH topic is not well-formed UTF-8 without U+0000');
+              if (end > i + 2 && !isMqttStringIn(chunk, i + 2, end)) return this.fail('PUBLISH topic is not well-formed UTF-8 without U+0000');
               this.want = 0; // checked: skip the rest of the packet
             }
           }

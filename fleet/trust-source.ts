@@ -3,24 +3,46 @@ import type { TrustSource } from '../broker/index.js';
 import type { FleetView } from './view.js';
 
 export function fleetTrustSource(view: FleetView): TrustSource {
-  const stops: Array<() => void> = [];
-  return {
-    deviceState: (id) => view.deviceState(id),
-    get stateVersion() {
-      return view.stateVersion;
-    },
-    isRevoked: (serial) => view.isRevoked(serial),
-    isSuperseded: (serial) => view.isSuperseded(serial),
-    onChange: (listener) => {
-      stops.push(
-        view.onChange((change) => {
-          // Sessions are re-checked on any state change, revocation or supersession; tag or certificate-fact updates do not matter to the broker.
-          if (change.devices.length || change.revoked.length || change.superseded.length) listener(change.devices);
-        }),
-      );
-    },
-    close: () => stops.splice(0).forEach((stop) => stop()),
-  };
+  return new FleetTrustSource(view);
+}
+
+/**
+ * A class, not an object literal with a getter (a dictionary-mode object, whose property reads are lookups): the broker
+ * reads stateVersion on every delivery and deviceState on every publish.
+ */
+class FleetTrustSource implements TrustSource {
+  private readonly stops: Array<() => void> = [];
+
+  constructor(private readonly view: FleetView) {}
+
+  deviceState(id: string) {
+    return this.view.deviceState(id);
+  }
+
+  get stateVersion() {
+    return this.view.stateVersion;
+  }
+
+  isRevoked(serial: string) {
+    return this.view.isRevoked(serial);
+  }
+
+  isSuperseded(serial: string) {
+    return this.view.isSuperseded(serial);
+  }
+
+  onChange(listener: (devices: string[]) => void) {
+    this.stops.push(
+      this.view.onChange((change) => {
+        // Sessions are re-checked on any state change, revocation or supersession; tag or certificate-fact updates do not matter to the broker.
+        if (change.devices.length || change.revoked.length || change.superseded.length) listener(change.devices);
+      }),
+    );
+  }
+
+  close() {
+    this.stops.splice(0).forEach((stop) => stop());
+  }
 }
 
 /** Scoring's view of what the CA knows about a device (facts the device cannot fake). */

@@ -65,7 +65,10 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   return undefined;
 }
 
+/** Built once: isProtocolTopic runs on every publish. */
+const NAMESPACE_PREFIX = `${NAMESPACE}/`;
+
 /** True when the topic (or filter) lies in the protected wott/ namespace. */
 export function isProtocolTopic(topicOrFilter: string): boolean {
-  return topicOrFilter === NAMESPACE || topicOrFilter.startsWith(NAMESPACE + '/');
+  return topicOrFilter === NAMESPACE || topicOrFilter.startsWith(NAMESPACE_PREFIX);
 }

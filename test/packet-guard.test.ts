@@ -138,3 +138,14 @@ t.test('truncated and inconsistent bodies are left to mqtt-packet, never thrown 
     t.doesNotThrow(() => verdictAllSplits(junk, 64), `junk ${junk.toString('hex')}`);
   }
 });
+
+t.test('a PUBLISH topic is checked up to its own end, never into the payload that follows it', async (t) => {
+  // The guard checks small PUBLISH topics in place in the read chunk: NUL and bytes that are not UTF-8 in the payload
+  // (anything goes there) must not count against the topic, whether it is ASCII or not.
+  const payload = Buffer.from([0, 0xff, 0xc0, 0xed, 0xa0, 0x80]);
+  t.equal(verdictAllSplits(rawPublish(Buffer.from('weather/ok'), payload)), undefined, 'ASCII topic');
+  t.equal(verdictAllSplits(rawPublish(Buffer.from('wetter/müll'), payload)), undefined, 'non-ASCII topic');
+  t.equal(verdictAllSplits(Buffer.concat([rawPublish(Buffer.from('a'), payload), rawPublish(Buffer.from('b/ü'), payload)])), undefined, 'two in one chunk');
+  t.match(verdictAllSplits(rawPublish(Buffer.from('wetter/m\u00fcll\u0000'), payload)), /PUBLISH topic/, 'a NUL after a non-ASCII character');
+  t.match(verdictAllSplits(rawPublish(Buffer.from([0x61, 0xc3]), Buffer.from([0xbc]))), /PUBLISH topic/, 'a sequence the payload would complete');
+});
