@@ -13,3 +13,4 @@ export { PacketGuard, isMqttString } from './packet-guard.js';
 export { clusterBrokerParts, redisConnectionOptions } from './cluster.js';
 export type { RedisClusterOptions, ClusterBrokerParts } from './cluster.js';
 export { RedisRetainedLedger } from './retained-redis.js';
+export { localBus } from './local-bus.js';

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:https';
 import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import { Aedes } from 'aedes';
+import { Aedes, type AedesOptions } from 'aedes';
 import type { Registry } from 'prom-client';
 import {
   identityFromCertificate,
@@ -16,6 +16,7 @@ import {
   clusterBrokerParts,
   redisConnectionOptions,
   RedisRetainedLedger,
+  localBus,
   type RetainedLimits,
   type BrokerLimits,
   type DeepPartial,
@@ -530,7 +531,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (clusterParts) await clusterParts.ready;
   const broker = await Aedes.createBroker({
     connectTimeout: limits.connectTimeoutMs,
-    ...(clusterParts && options.cluster ? { mq: clusterParts.mq, persistence: clusterParts.persistence, id: options.cluster.nodeId } : {}),
+    ...(clusterParts && options.cluster
+      ? { mq: clusterParts.mq, persistence: clusterParts.persistence, id: options.cluster.nodeId }
+      : { mq: localBus() as unknown as NonNullable<AedesOptions['mq']> }),
   });
   await plugin.attach(broker);
   credentials.attach(broker, plugin);
