@@ -5,7 +5,7 @@ export { PolicyEngine, policyRuleSchema, policyThresholds, filtersOverlap, witne
 export type { PolicyRule, Decision, Action } from '../policy/index.js';
 export { staticTrustSource } from './trust.js';
 export type { TrustSource } from './trust.js';
-export { identityFromCertificate, identityFromX509 } from './identity.js';
+export { identityFromCertificate } from './identity.js';
 export type { Identity } from './identity.js';
 export { DEFAULT_LIMITS, resolveLimits, RateLimiter, OpenCounter, RetainedLedger, retainedRefusal } from './limits.js';
 export type { BrokerLimits, RateRule, RetainedLimits, RetainedAdmission, DeepPartial } from './limits.js';

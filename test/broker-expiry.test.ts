@@ -1,38 +1,13 @@
 /**
- * What the broker does per connection beside the handshake (issue 20), kept cheap: the identity read from the
- * certificate with X509Certificate, and the certificate expiry of live sessions (DESIGN: "sessions whose cert expires are closed at expiry"): the broker keeps
+ * Certificate expiry of live sessions (DESIGN: "sessions whose cert expires are closed at expiry"): the broker keeps
  * one timer for every session (broker/expiry.ts) instead of one per connection. The scheduler on real timers, then a
  * real gateway closing the session of a device whose certificate runs out while another device's session stays.
  */
 import t from 'tap';
-import { X509Certificate } from 'node:crypto';
-import { join } from 'node:path';
 import { CertificateAuthority } from '../ca/index.js';
 import { ExpiryScheduler } from '../broker/expiry.js';
-import { identityFromX509 } from '../broker/identity.js';
-import { makeCsr, makeKey, memoryLogger, openssl, tempDir } from './helpers.js';
+import { makeCsr, memoryLogger, openssl, tempDir } from './helpers.js';
 import { connect, enroll, testGateway, waitFor } from './mqtt-helpers.js';
-
-t.test('identityFromX509: one CN that names a device or service and matches the SAN, nothing else', async (t) => {
-  const dir = tempDir(t);
-  const key = makeKey(dir);
-  let n = 0;
-  const cert = (subject: string, san?: string) => {
-    const out = join(dir, `c${n++}.pem`);
-    openssl(['req', '-x509', '-key', key, '-out', out, '-days', '1', '-subj', subject, '-set_serial', '0x0A1B', ...(san ? ['-addext', `subjectAltName=${san}`] : [])]);
-    return new X509Certificate(openssl(['x509', '-in', out]));
-  };
-  const device = cert('/CN=dev1', 'URI:urn:wott:device:dev1,DNS:dev1.local');
-  t.same(identityFromX509(device), { kind: 'device', id: 'dev1', serial: '0a1b', notAfter: Date.parse(device.validTo) });
-  t.match(identityFromX509(cert('/CN=scoring:main', 'URI:urn:wott:service:scoring:main')), { kind: 'service', role: 'scoring', name: 'main', id: 'scoring:main' });
-  t.match(identityFromX509(cert('/O=acme/CN=dev1', 'URI:urn:wott:device:dev1')), { kind: 'device', id: 'dev1' }, 'other attributes beside the CN');
-  t.match(identityFromX509(cert('/CN=dev1/CN=dev2', 'URI:urn:wott:device:dev1')), { error: /no single subject CN/ }, 'two CNs');
-  t.match(identityFromX509(cert('/O=x+CN=dev2/CN=dev1', 'URI:urn:wott:device:dev1')), { error: /no single subject CN/ }, 'a second CN in a multi-valued RDN');
-  t.match(identityFromX509(cert('/O=acme', 'URI:urn:wott:device:dev1')), { error: /no single subject CN/ }, 'no CN');
-  t.match(identityFromX509(cert('/CN=dev1\\,x', 'URI:urn:wott:device:dev1')), { error: /./ }, 'an escaped character is no device id');
-  t.match(identityFromX509(cert('/CN=dev1', 'URI:urn:wott:device:dev2')), { error: /does not match its SAN URI/ });
-  t.match(identityFromX509(cert('/CN=dev1')), { error: /does not match its SAN URI/ }, 'no SAN');
-});
 
 t.test('items come due in time order, once each, never before their time; deleted items never', async (t) => {
   const due: Array<{ item: string; at: number }> = [];
