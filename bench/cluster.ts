@@ -26,6 +26,7 @@
  * Enrollments on PostgreSQL against SQLite: `npm run bench -- store`.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,22 +128,15 @@ function startNode(dir: string, name: string, dataDir: string, configLines: stri
     if (tail.length > 30) tail.shift();
   };
   return new Promise((resolve, reject) => {
-    let buffer = '';
     let listening = false;
     const timer = setTimeout(() => void stopChild(child).then(() => reject(new Error(`${name}: not listening within 60 s: ${tail.join('\n')}`))), 60_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        keep(line);
-        const m = /"mqtt":(\d+)/.exec(line);
-        if (!listening && m && line.includes('gateway listening')) {
-          listening = true;
-          clearTimeout(timer);
-          resolve({ pid: child.pid!, mqttPort: Number(m[1]), stop: () => stopChild(child) });
-        }
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      keep(line);
+      const m = /"mqtt":(\d+)/.exec(line);
+      if (!listening && m && line.includes('gateway listening')) {
+        listening = true;
+        clearTimeout(timer);
+        resolve({ pid: child.pid!, mqttPort: Number(m[1]), stop: () => stopChild(child) });
       }
     });
     child.stderr!.on('data', (chunk: Buffer) => keep(chunk.toString()));
@@ -352,19 +346,12 @@ async function gatewayWithWorkers(dir: string, redis: string, workers: number): 
   const stop = () => stopChild(child);
   return new Promise((resolve, reject) => {
     let listening = 0;
-    let buffer = '';
     const timer = setTimeout(() => void stop().then(() => reject(new Error(`--workers ${workers}: not listening within 60 s`))), 60_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const m = /"mqtt":(\d+)/.exec(line);
-        if (m && line.includes('gateway listening') && ++listening === workers) {
-          clearTimeout(timer);
-          resolve({ mqttPort: Number(m[1]), stop });
-        }
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const m = /"mqtt":(\d+)/.exec(line);
+      if (m && line.includes('gateway listening') && ++listening === workers) {
+        clearTimeout(timer);
+        resolve({ mqttPort: Number(m[1]), stop });
       }
     });
     child.once('exit', (code) => reject(new Error(`--workers ${workers} exited (${code})`)));

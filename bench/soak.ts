@@ -22,6 +22,7 @@
  */
 import mqtt from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -609,19 +610,12 @@ export function startChild(argv: string[], match: (line: string) => RegExpExecAr
     log.push(line);
   };
   return new Promise((resolve, reject) => {
-    let buffer = '';
     let done = false;
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        keep(line);
-        onLine?.(line);
-        const m = done ? null : match(line);
-        if (m) (done = true), resolve({ child, m, log });
-      }
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      keep(line);
+      onLine?.(line);
+      const m = done ? null : match(line);
+      if (m) (done = true), resolve({ child, m, log });
     });
     child.stderr!.on('data', (c: Buffer) => keep(c.toString()));
     child.once('exit', (code) => done || reject(new Error(`${what} exited (${code}) before listening: ${log.join('\n').slice(-2000)}`)));
