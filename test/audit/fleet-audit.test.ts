@@ -32,6 +32,13 @@ t.test('a fixture fleet yields exactly the expected findings and provision resul
   const hardened = await enroll(gw, dir, 'hardened');
   const pi = await enroll(gw, dir, 'factory-pi');
   const stolen = await enroll(gw, dir, 'stolen');
+  // What scoring last said about each device's CVEs: the feed above was loaded by another connection to the store,
+  // which the gateway notices by polling, so a report may first be scored without it and re-matched after.
+  const cveReason = new Map<string, string>();
+  gw.scoring!.onScore((m) => {
+    const f = m.factors.find((x) => x.id === 'cves');
+    if (f) cveReason.set(m.device, f.reason);
+  });
   const clients = [await connect(gw, hardened), await connect(gw, pi)];
   t.teardown(() => clients.forEach((c) => c.end(true)));
   await clients[0]!.publishAsync(topics.telemetry('hardened'), JSON.stringify(fixtureTelemetry('debian12-hardened', 'hardened', 1, Date.now())), { qos: 1 });
@@ -43,6 +50,10 @@ t.test('a fixture fleet yields exactly the expected findings and provision resul
 
   // Scoring has judged both reports, and the broker's refusal reached the audit's live facts.
   await waitFor(() => gw.plugin.effectiveScore('hardened') >= 0.8 && gw.plugin.effectiveScore('factory-pi') < 0.5, 'both reports scored');
+  await waitFor(
+    () => ['hardened', 'factory-pi'].every((d) => cveReason.has(d) && !/no vulnerability data loaded/.test(cveReason.get(d)!)),
+    'both devices matched against the loaded CVE data',
+  );
   let audit: AuditRun = await gw.audit.run();
   for (let i = 0; i < 100 && !audit.findings.some((f) => f.check === 'certificates.revoked_connected'); i++) {
     await new Promise((r) => setTimeout(r, 100));
