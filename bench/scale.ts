@@ -540,7 +540,8 @@ function medianFigures(rounds: ServerFigures[]): ServerFigures {
   const out = { ...rounds[0]! };
   for (const k of Object.keys(out) as Array<keyof ServerFigures>) {
     const values = rounds.map((r) => r[k]);
-    out[k] = k === 'held' || k === 'heldAfterRestart' ? Math.min(...values) : median(values);
+    // Counts of messages add up over the rounds (medians of `sent` and `acked` taken apart need not pair up).
+    out[k] = k === 'held' || k === 'heldAfterRestart' ? Math.min(...values) : k === 'sent' || k === 'acked' ? values.reduce((a, v) => a + v, 0) : median(values);
   }
   return out;
 }

@@ -80,7 +80,9 @@ t.test('a fixture fleet yields exactly the expected findings and provision resul
   t.match(audit.findings.find((f) => f.check === 'ca.key_encryption')!.fix, /wott ca encrypt/);
   t.match(audit.counts, { critical: 0, high: 2, medium: 5, low: 0, info: 0 });
 
-  // The CLI on the same data folder: no live broker facts, and it says so instead of guessing.
+  // The CLI on the same data folder: no live broker facts, and it says so instead of guessing. It reads the scores
+  // the store holds, which scoring writes behind the broker: written now, so the CLI sees both devices' scores.
+  await gw.scoring!.persist();
   const cli = await run(process.execPath, [CLI, 'audit', 'run', '--json', '--data', gw.dir, '--config', config], 60_000);
   t.equal(cli.code, 0, cli.stderr);
   const offline = JSON.parse(cli.stdout) as AuditRun;
