@@ -86,7 +86,7 @@ export interface ScaleStats {
   /** Event-loop utilisation of the load thread since the last `stats`. */
   elu: number;
 }
-type ToWorker = { type: 'ramp' } | { type: 'go' } | { type: 'stats' } | { type: 'close' };
+type ToWorker = { type: 'ramp' } | { type: 'go' } | { type: 'stats' } | { type: 'quiet' } | { type: 'close' };
 type FromWorker = { type: 'ramped'; stats: ScaleStats } | { type: 'stats'; stats: ScaleStats } | { type: 'closed' } | { type: 'fatal'; message: string };
 
 async function loadWorker(spec: LoadSpec): Promise<void> {
@@ -171,6 +171,14 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
       for (const d of devices) timers.push(setTimeout(() => (publish(d), timers.push(setInterval(() => publish(d), spec.publishMs))), Math.random() * spec.publishMs));
     } else if (m.type === 'stats') {
       post({ type: 'stats', stats: snapshot() });
+    } else if (m.type === 'quiet') {
+      // The hold is over: no more telemetry, and the PUBACKs of what is in flight are waited for (10 s at most: a
+      // session that ended takes its unacknowledged messages with it), so sent and acknowledged compare.
+      publishing = false;
+      for (const t of timers.splice(0)) clearTimeout(t);
+      const until = Date.now() + 10_000;
+      const settle = () => (stats.acked >= stats.sent || Date.now() > until ? post({ type: 'stats', stats: snapshot() }) : void setTimeout(settle, 20));
+      settle();
     } else if (m.type === 'close') {
       closing = true;
       for (const t of timers) clearTimeout(t);
@@ -215,8 +223,8 @@ class Load {
     for (const w of this.workers) w.postMessage(send);
     return Promise.all(replies);
   }
-  async stats(): Promise<ScaleStats> {
-    const list = (await this.all({ type: 'stats' }, 'stats', 60_000)).map((r) => r.stats);
+  async stats(type: 'stats' | 'quiet' = 'stats'): Promise<ScaleStats> {
+    const list = (await this.all({ type }, 'stats', 60_000)).map((r) => r.stats);
     return sumStats(list);
   }
   async close(): Promise<void> {
@@ -312,7 +320,7 @@ async function measure(server: Server, creds: Creds[], caPem: string, o: ScaleOp
     if (load.fatal) throw new Error(`load worker: ${load.fatal}`);
     const loopP99Ms = await server.loopP99();
     const rssHeld = procSample(server.pid()).rss;
-    const holding = await load.stats();
+    const holding = await load.stats('quiet');
     log(`${server.name}: holding ${holding.held}, RSS ${(rssStart / MiB).toFixed(0)} -> ${(rssHeld / MiB).toFixed(0)} MiB, loop p99 ${loopP99Ms.toFixed(1)} ms, ${holding.acked}/${holding.sent} messages acknowledged`);
 
     // Restart: stop, start on the same port, and wait for every device to be back.
