@@ -14,10 +14,30 @@ export class EstError extends Error {
   constructor(
     message: string,
     readonly status?: number,
+    /** The server's Retry-After on a 503 or 429 (seconds), when it gave one. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'EstError';
   }
+}
+
+/** Retry-After in seconds (the delta-seconds form, which wott's gateway sends), bounded to a day; else undefined. */
+export function parseRetryAfter(value: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined || !/^\s*\d{1,9}\s*$/.test(text)) return undefined;
+  return Math.min(Number(text), 86_400);
+}
+
+/** An EstError for a reply that is not 200, carrying its status and Retry-After. */
+function refused(what: string, reply: Reply): EstError {
+  return new EstError(`${what}: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status, parseRetryAfter(reply.retryAfter));
+}
+
+interface Reply {
+  status: number;
+  body: string;
+  retryAfter?: string;
 }
 
 interface TlsOptions {
@@ -35,7 +55,7 @@ function call(
   body?: string,
   auth?: string,
   extraHeaders: Record<string, string> = {},
-): Promise<{ status: number; body: string }> {
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -57,7 +77,7 @@ function call(
           if (size > MAX_REPLY_BYTES) return req.destroy(new EstError('EST reply too large'));
           chunks.push(c);
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('latin1') }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('latin1'), retryAfter: res.headers['retry-after'] }));
       },
     );
     req.on('timeout', () => req.destroy(new EstError('EST request timed out')));
@@ -103,7 +123,7 @@ export function normalizeFingerprint(value: string): string {
  */
 export async function fetchCaCertificates(server: string, fingerprint?: string, ca?: string): Promise<X509Certificate[]> {
   const reply = await call(new URL(EST_PATHS.cacerts, server), 'GET', ca ? { ca } : { insecure: true });
-  if (reply.status !== 200) throw new EstError(`cacerts: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status);
+  if (reply.status !== 200) throw refused('cacerts', reply);
   const certs = parseCertsOnly(reply.body);
   const root = certs.find((c) => c.ca && c.checkIssued(c) && c.verify(c.publicKey));
   if (!root) throw new EstError('cacerts reply holds no self-signed root');
@@ -157,7 +177,7 @@ export async function simpleEnroll(
 ): Promise<X509Certificate> {
   const auth = token === undefined ? undefined : `${device}:${token}`;
   const reply = await call(new URL(EST_PATHS.simpleenroll, server), 'POST', { ca: caPem }, csrDer.toString('base64'), auth, headers);
-  if (reply.status !== 200) throw new EstError(`enrollment refused: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status);
+  if (reply.status !== 200) throw refused('enrollment refused', reply);
   const [cert] = parseCertsOnly(reply.body);
   return cert!;
 }
@@ -178,7 +198,7 @@ export async function simpleReenroll(
     undefined,
     headers,
   );
-  if (reply.status !== 200) throw new EstError(`renewal refused: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status);
+  if (reply.status !== 200) throw refused('renewal refused', reply);
   const [cert] = parseCertsOnly(reply.body);
   return cert!;
 }

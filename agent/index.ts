@@ -1,10 +1,10 @@
 export { enrollAgent, runAgent, buildReport, defaultMqttUrl, mqttUrls } from './agent.js';
 export { ServerList, isUnreachable, splitUrls } from './failover.js';
 export type { EnrollOptions, RunOptions, RunningAgent } from './agent.js';
-export { RenewalLoop, renewalDelay, backoffDelay } from './renewal.js';
+export { RenewalLoop, renewalDelay, backoffDelay, retryDelay } from './renewal.js';
 export { TelemetryPublisher } from './publisher.js';
 export { AgentStore, estServers } from './store.js';
-export { EstError, fetchCaCertificates, verifyIssued, parseCertsOnly } from './est-client.js';
+export { EstError, fetchCaCertificates, verifyIssued, parseCertsOnly, parseRetryAfter } from './est-client.js';
 export { tpmRefresh, tpmKeyFor } from './agent.js';
 export { TpmKey, TpmError, DEFAULT_TPM_HANDLE } from './tpm.js';
 export { simpleEnroll, simpleReenroll, createCsr, tpmHeaders } from './est-client.js';

@@ -4,7 +4,7 @@
  * new one has been verified and committed.
  */
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { createCsr, simpleReenroll, tpmHeaders, verifyIssued } from './est-client.js';
+import { createCsr, EstError, simpleReenroll, tpmHeaders, verifyIssued } from './est-client.js';
 import { estServers, type AgentState, type AgentStore, type Identity } from './store.js';
 import { ServerList } from './failover.js';
 import ms from 'ms';
@@ -29,6 +29,16 @@ export function backoffDelay(failures: number, lifetimeMs: number, random: () =>
   return base * (0.8 + 0.4 * random());
 }
 
+/**
+ * The wait after a failed attempt: the backoff, but never less than the server's Retry-After (a busy CA says when
+ * to come back), stretched by up to half again at random so that the devices it turned away do not return together.
+ */
+export function retryDelay(failures: number, lifetimeMs: number, retryAfterMs: number | undefined, random: () => number = Math.random): number {
+  const backoff = backoffDelay(failures, lifetimeMs, random);
+  if (!retryAfterMs) return backoff;
+  return Math.max(backoff, Math.min(retryAfterMs, 3_600_000) * (1 + 0.5 * random()));
+}
+
 function certTimes(pem: string): { notBefore: number; notAfter: number } {
   const cert = new X509Certificate(pem);
   return { notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
@@ -37,6 +47,8 @@ function certTimes(pem: string): { notBefore: number; notAfter: number } {
 export class RenewalLoop {
   private timer?: NodeJS.Timeout;
   private failures = 0;
+  /** The Retry-After of the last refusal, if it gave one. */
+  private retryAfterMs: number | undefined;
   private stopped = false;
   private justRenewed = false;
   renewals = 0;
@@ -71,7 +83,7 @@ export class RenewalLoop {
     if (this.stopped) return;
     const { notBefore, notAfter } = certTimes(this.store.identity().certPem);
     const now = Date.now();
-    let delay = this.failures ? backoffDelay(this.failures, notAfter - notBefore) : renewalDelay(notBefore, notAfter, now);
+    let delay = this.failures ? retryDelay(this.failures, notAfter - notBefore, this.retryAfterMs) : renewalDelay(notBefore, notAfter, now);
     // The CA backdates certificates, so for very short lifetimes 2/3 of (notAfter - notBefore) can already be past
     // at issuance; never renew a fresh certificate before half of its remaining time is gone.
     if (this.justRenewed) delay = Math.max(delay, (notAfter - now) / 2);
@@ -102,6 +114,7 @@ export class RenewalLoop {
       return true;
     } catch (err) {
       this.failures++;
+      this.retryAfterMs = err instanceof EstError && err.retryAfterSeconds !== undefined ? err.retryAfterSeconds * 1000 : undefined;
       this.log.warn({ err: (err as Error).message, failures: this.failures }, 'renewal failed; keeping the current certificate');
       return false;
     }

@@ -38,12 +38,23 @@ export interface EnrollmentLimits {
   unclaimedTtlMs: number;
   /** How often to look for expired unclaimed devices; default a tenth of the TTL, between 1 s and 1 min. */
   sweepIntervalMs?: number;
+  /**
+   * Enrollments and renewals being worked on at once (CSR checks, signing, the commit), counted from a complete
+   * request body to the answer. Past it EST answers 503 with Retry-After at once, before any work: under a renewal
+   * storm devices come back later instead of queueing past their own timeout while the gateway finishes work they
+   * gave up on. Slow senders hold nothing: a request counts only once its body has arrived.
+   */
+  maxInProgress: number;
+  /** The Retry-After (seconds) of that 503; agents wait at least this long, plus their own jitter. */
+  busyRetryAfterSeconds: number;
 }
 
 export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = {
   rateLimit: { perMinute: 6, burst: 20, maxSources: 10_000 },
   maxUnclaimed: 1000,
   unclaimedTtlMs: 3 * 86_400_000,
+  maxInProgress: 128,
+  busyRetryAfterSeconds: 5,
 };
 
 export function enrollmentLimits(partial: Partial<EnrollmentLimits> = {}): EnrollmentLimits {
@@ -82,9 +93,17 @@ export interface EnrollmentService {
   renew(current: Buffer, csr: Buffer, tpmSignature?: Buffer): Promise<IssuedCertificate>;
 }
 
+export interface EstStats {
+  /** Enrollments and renewals being worked on now (see EnrollmentLimits.maxInProgress). */
+  inProgress: number;
+  /** Enrollments and renewals answered 503 because maxInProgress were under way, since start. */
+  busyRefusals: number;
+}
+
 export type EstHandler = ((req: IncomingMessage, res: ServerResponse) => void) & {
   /** Flushes the log throttle's pending summary and stops its timer. */
   close(): void;
+  readonly stats: EstStats;
 };
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -151,7 +170,24 @@ export function createEstHandler(ca: EnrollmentService, options: EstOptions = {}
   const limits = enrollmentLimits(options.limits);
   const limiter = new SourceRateLimiter({ ...limits.rateLimit, now: () => ca.now().getTime() });
   const refusals = log ? new LogThrottle(log, options.logThrottle) : undefined;
+  const stats: EstStats = { inProgress: 0, busyRefusals: 0 };
   let cacerts: Buffer[] | undefined;
+
+  /** Runs one enrollment or renewal within maxInProgress, or refuses it with 503 before any work. */
+  async function admitted<T>(work: () => Promise<T>): Promise<T> {
+    if (stats.inProgress >= limits.maxInProgress) {
+      stats.busyRefusals++;
+      throw new CaError(503, `the CA is busy (${limits.maxInProgress} enrollments in progress); retry in ${limits.busyRetryAfterSeconds} s`, {
+        headers: { 'Retry-After': String(limits.busyRetryAfterSeconds) },
+      });
+    }
+    stats.inProgress++;
+    try {
+      return await work();
+    } finally {
+      stats.inProgress--;
+    }
+  }
 
   /** simpleenroll without credentials: TPM-only, claim mode, or refused; id-dependent refusals all look alike. */
   async function enrollUnauthenticated(csr: Buffer, tpmSignature: Buffer | undefined): Promise<IssuedCertificate> {
@@ -202,17 +238,18 @@ export function createEstHandler(ca: EnrollmentService, options: EstOptions = {}
         }
         const tpmKey = base64Header(req, TPM_KEY_HEADER);
         const tpmSignature = base64Header(req, TPM_SIGNATURE_HEADER);
-        const csr = decodeBase64Body(await readBody(req, MAX_BODY_BYTES));
-        let issued: IssuedCertificate;
-        if (credentials) {
+        const body = await readBody(req, MAX_BODY_BYTES);
+        const issued = await admitted(async () => {
+          const csr = decodeBase64Body(body);
+          if (!credentials) return enrollUnauthenticated(csr, tpmSignature);
           const tpm = tpmKey && tpmSignature ? { spki: tpmKey, signature: tpmSignature } : undefined;
           try {
-            issued = await ca.enrollWithToken(credentials.user, credentials.password, csr, tpm);
+            return await ca.enrollWithToken(credentials.user, credentials.password, csr, tpm);
           } catch (err) {
             if (err instanceof CaError && (err.status === 401 || err.status === 403)) options.onRefused?.({ device: credentials.user, reason: err.message, remoteAddress: req.socket.remoteAddress });
             throw err;
           }
-        } else issued = await enrollUnauthenticated(csr, tpmSignature);
+        });
         log?.info({ device: issued.deviceId, serial: issued.serial, claim: !credentials && !tpmSignature, tpm: Boolean(tpmSignature) }, 'enrolled');
         return sendPkcs7(res, [issued.der]);
       }
@@ -220,8 +257,8 @@ export function createEstHandler(ca: EnrollmentService, options: EstOptions = {}
         allow('POST');
         const current = clientCertificate(req);
         const tpmSignature = base64Header(req, TPM_SIGNATURE_HEADER);
-        const csr = decodeBase64Body(await readBody(req, MAX_BODY_BYTES));
-        const issued = await ca.renew(current, csr, tpmSignature);
+        const body = await readBody(req, MAX_BODY_BYTES);
+        const issued = await admitted(() => ca.renew(current, decodeBase64Body(body), tpmSignature));
         log?.info({ device: issued.deviceId, serial: issued.serial }, 'renewed');
         return sendPkcs7(res, [issued.der]);
       }
@@ -253,7 +290,7 @@ export function createEstHandler(ca: EnrollmentService, options: EstOptions = {}
       sendError(res, 500, 'internal error');
     });
   };
-  return Object.assign(handler, { close: () => refusals?.close() });
+  return Object.assign(handler, { close: () => refusals?.close(), stats });
 }
 
 /**

@@ -63,6 +63,10 @@ export const configSchema = z
         maxUnclaimed: z.number().int().min(0).max(1e7).default(DEFAULT_ENROLLMENT_LIMITS.maxUnclaimed),
         /** Unclaimed devices nobody claims within this time are revoked. */
         unclaimedTtl: duration.default(DEFAULT_ENROLLMENT_LIMITS.unclaimedTtlMs),
+        /** Enrollments and renewals worked on at once; past it EST answers 503 with Retry-After. */
+        maxInProgress: z.number().int().min(1).max(1e5).default(DEFAULT_ENROLLMENT_LIMITS.maxInProgress),
+        /** The Retry-After of that 503, in seconds. */
+        busyRetryAfter: z.number().int().min(1).max(3600).default(DEFAULT_ENROLLMENT_LIMITS.busyRetryAfterSeconds),
       })
       .strict()
       .prefault({}),

@@ -125,6 +125,8 @@ export function buildProgram(): Command {
           rateLimit: config.enrollment.rateLimit,
           maxUnclaimed: config.enrollment.maxUnclaimed,
           unclaimedTtlMs: config.enrollment.unclaimedTtl,
+          maxInProgress: config.enrollment.maxInProgress,
+          busyRetryAfterSeconds: config.enrollment.busyRetryAfter,
         },
         passphrase: passphrase(),
         log,

@@ -24,7 +24,7 @@ import {
 } from '../broker/index.js';
 import { LogThrottle } from '../lib/log-throttle.js';
 import { sourceKey } from '../lib/rate-limit.js';
-import { createMetrics, registerCrlMetrics, registerScoringMetrics } from './metrics.js';
+import { createMetrics, registerCrlMetrics, registerEstMetrics, registerScoringMetrics } from './metrics.js';
 import { Lease } from './leader.js';
 import { LiveNodes, NodeRecord } from './cluster-status.js';
 import { hostname } from 'node:os';
@@ -392,6 +392,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Refused token enrollments go to the fleet event feed (created below, once the view exists).
   let onEnrollmentRefused: (device: string, reason: string, remote: string | undefined) => void = () => undefined;
   const est = createEstHandler(fleet, { claim: options.claim, log, ...(options.enrollment ? { limits: options.enrollment } : {}), onRefused: (r) => onEnrollmentRefused(r.device, r.reason, r.remoteAddress) });
+  registerEstMetrics(metrics, est.stats);
   const ocsp = createOcspHandler(ca, { log, ...(options.ocspValidityMs ? { validityMs: options.ocspValidityMs } : {}) });
   const unclaimedSweeper = startUnclaimedSweeper(ca, options.enrollment, log);
   const httpsLimits = { ...DEFAULT_HTTPS_LIMITS, ...options.httpsLimits };

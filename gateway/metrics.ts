@@ -83,6 +83,27 @@ export function registerScoringMetrics(registry: Registry, current: () => Scorin
 }
 
 /** Runs of the periodic CRL refresh on this node: in a cluster it follows the lease, so only the leader's count moves. */
+/** EST's admission control (ca/est.ts, enrollment.maxInProgress): work under way and requests turned away. */
+export function registerEstMetrics(registry: Registry, stats: { readonly inProgress: number; readonly busyRefusals: number }): void {
+  new Gauge({
+    name: 'wott_est_in_progress',
+    help: 'Enrollments and renewals being worked on (bounded by enrollment.maxInProgress)',
+    registers: [registry],
+    collect() {
+      this.set(stats.inProgress);
+    },
+  });
+  new Counter({
+    name: 'wott_est_busy_refusals_total',
+    help: 'Enrollments and renewals answered 503 (Retry-After) because enrollment.maxInProgress were under way',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats.busyRefusals);
+    },
+  });
+}
+
 export function registerCrlMetrics(registry: Registry): Counter {
   return new Counter({ name: 'wott_crl_refresh_runs_total', help: 'Periodic CRL refreshes run by this node (in a cluster: only while it leads)', registers: [registry] });
 }

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { pino } from 'pino';
-import { AgentStore, RenewalLoop, backoffDelay, renewalDelay, parseCertsOnly, verifyIssued } from '../agent/index.js';
+import { AgentStore, RenewalLoop, backoffDelay, renewalDelay, retryDelay, parseCertsOnly, parseRetryAfter, verifyIssued } from '../agent/index.js';
 import { CertificateAuthority } from '../ca/index.js';
 import { parseCsr } from '../ca/csr.js';
 import type { InventoryTransaction } from '../store/index.js';
@@ -47,6 +47,23 @@ t.test('renewal timing and backoff are what DESIGN says', async (t) => {
   t.same(b.slice(0, 4), [1000, 2000, 4000, 8000], 'exponential');
   t.equal(b[4], 3_600_000, 'capped at one hour');
   t.equal(backoffDelay(30, 120_000, () => 0.5), 12_000, 'capped at lifetime/10 for short lifetimes');
+});
+
+t.test("after a refusal with Retry-After the agent waits at least that long, spread by up to half again", async (t) => {
+  const L = 7 * 86_400_000;
+  t.equal(retryDelay(1, L, undefined, () => 0.5), 1000, 'without Retry-After: the backoff');
+  t.equal(retryDelay(1, L, 5000, () => 0), 5000, 'Retry-After 5 s: at least 5 s');
+  t.equal(retryDelay(1, L, 5000, () => 1), 7500, 'and at most half again');
+  t.equal(retryDelay(14, L, 5000, () => 0.5), backoffDelay(14, L, () => 0.5), 'a longer backoff wins');
+  t.equal(retryDelay(1, L, 10 * 86_400_000, () => 0), 3_600_000, 'a huge Retry-After is capped at an hour');
+  // Retry-After is outside data: only plain delta-seconds count, bounded to a day.
+  t.equal(parseRetryAfter('7'), 7);
+  t.equal(parseRetryAfter(' 12 '), 12);
+  t.equal(parseRetryAfter(['3', '9']), 3, 'a repeated header: the first');
+  t.equal(parseRetryAfter('999999999'), 86_400, 'bounded to a day');
+  for (const bad of [undefined, '', '-1', '1.5', '1e9', 'Wed, 21 Oct 2015 07:28:00 GMT', '0x10', '12345678901', 'NaN', '5; rm -rf /']) {
+    t.equal(parseRetryAfter(bad), undefined, `ignored: ${JSON.stringify(bad)}`);
+  }
 });
 
 t.test('enroll: fingerprint-checked bootstrap, key 0600, refusals write nothing', async (t) => {

@@ -11,6 +11,7 @@ import type Database from 'better-sqlite3';
 import type { DeviceState } from '../../protocol/index.js';
 import { openPrivateDatabase } from './open.js';
 import { CHANGES_KEPT, type Change, type ChangeFeed } from '../feed.js';
+import { StoreUnavailableError } from '../errors.js';
 import type {
   AuditEntry,
   CertificateFilter,
@@ -540,7 +541,10 @@ export class SqliteInventoryStore implements InventoryStore {
         this.db.exec('BEGIN IMMEDIATE');
         return;
       } catch (err) {
-        if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw err;
+        if ((err as { code?: string }).code !== 'SQLITE_BUSY') throw err;
+        // Another process kept the write lock all that time (a long backup, a stuck tool): nothing was written,
+        // so callers answer "later" (EST: 503 with Retry-After), as they do when PostgreSQL is unreachable.
+        if (Date.now() >= deadline) throw new StoreUnavailableError(`the inventory database stayed locked by another connection for ${LOCK_WAIT_MS / 1000} s`);
       } finally {
         this.db.pragma(`busy_timeout = ${LOCK_WAIT_MS}`);
       }
