@@ -24,6 +24,8 @@ export interface RedisClusterOptions {
   maxSessionDelivery?: number;
   /** About how many messages the bus stream keeps (XADD MAXLEN ~; default 100,000): bounds Redis' memory. */
   busMaxLength?: number;
+  /** Devices' QoS 0 messages handed to Redis pub/sub and not answered, past which their publishers wait (default 10,000). */
+  qos0InFlight?: number;
   /** Told of connection errors (Redis down or restarting; the clients reconnect by themselves) and bus anomalies. */
   onError?: (err: Error) => void;
 }
@@ -71,7 +73,7 @@ export function clusterBrokerParts(options: RedisClusterOptions): ClusterBrokerP
   const persistence = persistenceRedis({ conn, maxSessionDelivery: options.maxSessionDelivery ?? 1000 }) as ClusterBrokerParts['persistence'] & {
     destroy(): Promise<void>;
   };
-  const bus = new StreamEmitter({ connection: connection as RedisOptions, onError, ...(options.busMaxLength ? { maxLength: options.busMaxLength } : {}) });
+  const bus = new StreamEmitter({ connection: connection as RedisOptions, onError, ...(options.busMaxLength ? { maxLength: options.busMaxLength } : {}), ...(options.qos0InFlight ? { qos0InFlight: options.qos0InFlight } : {}) });
   let closed: Promise<void> | undefined;
   return {
     mq: bus as unknown as ClusterBrokerParts['mq'],

@@ -197,6 +197,8 @@ export const configSchema = z
         lease: duration.default(3_000),
         /** About how many messages the cluster bus (a Redis stream) keeps: bounds Redis' memory (docs/cluster.md). */
         busMaxLength: count.default(100_000),
+        /** Devices' QoS 0 messages handed to Redis and not answered, past which their publishers wait (bounds memory). */
+        qos0InFlight: count.default(10_000),
       })
       .strict()
       .optional(),

@@ -154,6 +154,7 @@ export function buildProgram(): Command {
                 nodeId: config.cluster.node ? `${config.cluster.node}${isGatewayWorker() ? `-w${workerId()}` : ''}` : `${hostname()}-${process.pid}`,
                 leaseMs: config.cluster.lease,
                 busMaxLength: config.cluster.busMaxLength,
+                qos0InFlight: config.cluster.qos0InFlight,
               },
             }
           : {}),

@@ -111,6 +111,8 @@ export interface GatewayClusterOptions {
   leaseMs: number;
   /** About how many messages the cluster bus (the Redis stream wott:bus) keeps; default 100,000. */
   busMaxLength?: number;
+  /** Devices' QoS 0 messages sent to Redis pub/sub and not answered, past which publishers wait; default 10,000. */
+  qos0InFlight?: number;
 }
 
 export interface GatewayApiOptions {
@@ -522,6 +524,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ? clusterBrokerParts({
         url: options.cluster.redis,
         ...(options.cluster.busMaxLength ? { busMaxLength: options.cluster.busMaxLength } : {}),
+        ...(options.cluster.qos0InFlight ? { qos0InFlight: options.cluster.qos0InFlight } : {}),
         onError: (err) =>
           err.message.startsWith('cluster bus')
             ? redisErrors!.warn('bus', { err: err.message }, 'cluster: message bus')

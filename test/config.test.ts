@@ -78,11 +78,13 @@ t.test('loadConfig reads a file, or says it cannot', async (t) => {
 });
 
 t.test('the cluster section: a redis URL, an optional node name, the lease and the bus bound', async (t) => {
-  const config = parseConfig('cluster:\n  redis: redis://10.0.0.5:6379/1\n  node: gw-1\n  lease: 2s\n  busMaxLength: 5000\n');
-  t.same(config.cluster, { redis: 'redis://10.0.0.5:6379/1', node: 'gw-1', lease: 2000, busMaxLength: 5000 });
+  const config = parseConfig('cluster:\n  redis: redis://10.0.0.5:6379/1\n  node: gw-1\n  lease: 2s\n  busMaxLength: 5000\n  qos0InFlight: 2000\n');
+  t.same(config.cluster, { redis: 'redis://10.0.0.5:6379/1', node: 'gw-1', lease: 2000, busMaxLength: 5000, qos0InFlight: 2000 });
   t.equal(parseConfig('cluster:\n  redis: rediss://cache:6380\n').cluster?.lease, 3000, 'lease defaults to 3 s');
   t.equal(parseConfig('cluster:\n  redis: rediss://cache:6380\n').cluster?.busMaxLength, 100_000, 'the bus keeps about 100,000 messages by default');
   t.throws(() => parseConfig('cluster:\n  redis: redis://x\n  busMaxLength: 0\n'), /busMaxLength/);
+  t.equal(parseConfig('cluster:\n  redis: redis://x\n').cluster?.qos0InFlight, 10_000, 'QoS 0 publishers wait past 10,000 unanswered by default');
+  t.throws(() => parseConfig('cluster:\n  redis: redis://x\n  qos0InFlight: -5\n'), /qos0InFlight/);
   t.equal(parseConfig('scoring: {}\n').cluster, undefined, 'no cluster by default');
   t.throws(() => parseConfig('cluster:\n  redis: http://10.0.0.5\n'), /cluster\.redis/);
   t.throws(() => parseConfig('cluster:\n  redis: redis://x\n  node: "../../etc"\n'), /cluster\.node/);
