@@ -538,8 +538,10 @@ class Load {
       const timer = setInterval(() => {
         if (this.fatal) (clearInterval(timer), reject(new Error(`load worker: ${this.fatal}`)));
       }, 200);
-      const deadline = setTimeout(() => (clearInterval(timer), reject(new Error(`load worker ${i}: no ${type} within ${ms} ms`))), ms);
-      q.push((m) => (clearInterval(timer), clearTimeout(deadline), resolve(m as Extract<FromWorker, { type: T }>)));
+      const waiter = (m: FromWorker) => (clearInterval(timer), clearTimeout(deadline), resolve(m as Extract<FromWorker, { type: T }>));
+      // A waiter that gave up leaves the queue, so a late reply goes to the next one who asks.
+      const deadline = setTimeout(() => (clearInterval(timer), q.splice(q.indexOf(waiter) >>> 0, 1), reject(new Error(`load worker ${i}: no ${type} within ${ms} ms`))), ms);
+      q.push(waiter);
     });
   }
 
@@ -804,9 +806,10 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
       const send = (phase: 'start' | 'committed' | 'released', at: number) => load!.workers[w]!.postMessage({ type: 'quarantine', device: d.id, phase, at } satisfies ToWorker);
       // A subscriber in the middle of a move onto a renewed certificate is not 'up': asked again a little later.
       for (let tries = 0; ; tries++) {
-        const reply = load!.next(w, 'quarantine-ready', 10_000);
+        const reply = load!.next(w, 'quarantine-ready', 30_000).catch(() => undefined);
         send('start', now());
-        if ((await reply).ok) break;
+        const answer = await reply;
+        if (answer?.ok && answer.device === d.id) break;
         if (tries >= 40) return;
         await sleep(250);
       }
@@ -833,9 +836,11 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
           const d = specs[idx]!;
           if (d.subscriber || load.revokeClosed.has(d.id)) continue;
           const w = slices.findIndex((s) => s.includes(d));
-          const reply = load.next(w, 'revoke-ready', 10_000);
+          // A worker too busy to answer in 30 s (the machine overloaded) skips this candidate; it does not end the run.
+          const reply = load.next(w, 'revoke-ready', 30_000).catch(() => undefined);
           load.workers[w]!.postMessage({ type: 'expect-revoke', device: d.id } satisfies ToWorker);
-          if (!(await reply).ok) continue;
+          const answer = await reply;
+          if (!answer?.ok || answer.device !== d.id) continue;
           nextCandidate++;
           const t = now();
           await admin.revoke({ deviceId: d.id }, 'keyCompromise');
