@@ -17,8 +17,12 @@ export interface TrustSource {
   isRevoked(serial: string): boolean;
   /** A certificate replaced by a newer one (renewed, or the device enrolled again): it no longer connects. */
   isSuperseded(serial: string): boolean;
-  /** Called after the source has changed (a revocation, a quarantine, a claim ...), with the devices whose state changed. */
-  onChange(listener: (devices: string[]) => void): void;
+  /**
+   * Called after the source has changed (a revocation, a quarantine, a claim ...), with the devices whose state
+   * changed and, when the source knows them, the certificates revoked or superseded: then the broker re-checks only
+   * the sessions of those devices and certificates. Without `serials` it re-checks every session.
+   */
+  onChange(listener: (devices: string[], serials?: string[]) => void): void;
   close(): void;
 }
 

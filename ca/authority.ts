@@ -491,7 +491,9 @@ export class CertificateAuthority {
   async currentCertificate(der: Buffer): Promise<CertificateRow> {
     let serial: string;
     try {
-      serial = normalizeSerial(new X509Certificate(der).serialNumber);
+      // The serial straight from the DER: node's X509Certificate parse was the largest single cost of a renewal in
+      // the renewal-storm profile (~0.7 ms). Whatever this reads, the row must also match the whole DER's fingerprint.
+      serial = normalizeSerial(certificateParts(der).serial.toString('hex'));
     } catch {
       throw new CaError(401, 'client certificate cannot be parsed');
     }

@@ -31,11 +31,11 @@ class FleetTrustSource implements TrustSource {
     return this.view.isSuperseded(serial);
   }
 
-  onChange(listener: (devices: string[]) => void) {
+  onChange(listener: (devices: string[], serials?: string[]) => void) {
     this.stops.push(
       this.view.onChange((change) => {
         // Sessions are re-checked on any state change, revocation or supersession; tag or certificate-fact updates do not matter to the broker.
-        if (change.devices.length || change.revoked.length || change.superseded.length) listener(change.devices);
+        if (change.devices.length || change.revoked.length || change.superseded.length) listener(change.devices, [...change.revoked.map((r) => r.serial), ...change.superseded]);
       }),
     );
   }

@@ -169,10 +169,10 @@ export async function openGatewayCredentials(
         close() {
           trust.close();
         }
-        onChange(listener: (devices: string[]) => void) {
-          trust.onChange((devices) => {
+        onChange(listener: (devices: string[], serials?: string[]) => void) {
+          trust.onChange((devices, serials) => {
             const revoked = devices.filter((d) => view.deviceState(d) === 'revoked' && port.listening(d));
-            if (!revoked.length || !broker) return listener(devices);
+            if (!revoked.length || !broker) return listener(devices, serials);
             // The session of a revoked device is closed by `listener`: first tell its agent to delete what it holds,
             // and give it a moment to acknowledge (bounded as a whole, queue included: revocation is held up 2 s at most).
             const b = broker;
@@ -193,7 +193,7 @@ export async function openGatewayCredentials(
             });
             // Bounded as a whole: the withdrawals wait in the delivery queue, which may be busy.
             const deadline = new Promise<void>((resolve) => setTimeout(resolve, options.withdrawWaitMs ?? 2000).unref());
-            void Promise.race([Promise.all(revoked.map((d) => delivery.withdrawAll(d, 'device revoked'))).then(() => acked), deadline]).finally(() => listener(devices));
+            void Promise.race([Promise.all(revoked.map((d) => delivery.withdrawAll(d, 'device revoked'))).then(() => acked), deadline]).finally(() => listener(devices, serials));
           });
         }
       })();

@@ -37,7 +37,7 @@ import { CertificateAuthority, createEstHandler, createOcspHandler, isOcspPath, 
 import { fleetCaFacts, FleetEvents, FleetInsights, FleetService, fleetTrustSource, FleetView, TrustCache } from '../fleet/index.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { PRIVATE_KEY_MODE } from '../lib/private.js';
-import { behaviourEventSchema, type BehaviourEvent, CREDENTIAL_FETCH_PATH, lateralNoticeSchema, type LateralNoticeMessage, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
+import { parseBehaviourEvent, type BehaviourEvent, CREDENTIAL_FETCH_PATH, lateralNoticeSchema, type LateralNoticeMessage, CRL_PATH, EST_PATHS, OCSP_PATH, parseMessage, parseTopic, topicFilters } from '../protocol/index.js';
 import { readSyncCredentials, startMosquittoSync, type MosquittoSection, type MosquittoSync } from '../mosquitto-compat/index.js';
 import { aedesBus, startScoring, type ScoreModel, type InfluxOptions, type ScoringService, type StartScoringOptions } from '../scoring/index.js';
 import { createApi, FleetAdapter, Sessions, type DeviceEndpoints, type RefusalLimits, type TrustStreamLimits, type EventStreamLimits } from '../api/index.js';
@@ -328,7 +328,7 @@ async function followForInsights(
   });
   await follow(topicFilters.events, (topic, payload) => {
     const parsed = parseTopic(topic);
-    const event = parseMessage(behaviourEventSchema, payload);
+    const event = parseBehaviourEvent(payload);
     // Auth failures name whatever CN a forged certificate carried: only devices of ours get a ring, or anyone could
     // grow this map with made-up names.
     if (parsed?.kind === 'events' && event.device === parsed.device && known(event.device)) {

@@ -112,6 +112,22 @@ export const behaviourEventSchema = z.object({
 export type BehaviourEvent = z.infer<typeof behaviourEventSchema>;
 
 /**
+ * A behaviour event, parsed once per payload: in one process the broker hands the same packet (the same payload
+ * Buffer) to every subscriber, and insights and scoring both read every event (10,000 devices send 1,000 counter
+ * events a second). The result is frozen because both keep it.
+ */
+const parsedEvents = new WeakMap<Buffer, Readonly<BehaviourEvent>>();
+export function parseBehaviourEvent(payload: Buffer | string): Readonly<BehaviourEvent> {
+  if (typeof payload === 'string') return parseMessage(behaviourEventSchema, payload);
+  const known = parsedEvents.get(payload);
+  if (known) return known;
+  const event = parseMessage(behaviourEventSchema, payload);
+  if (event.counters) Object.freeze(event.counters);
+  parsedEvents.set(payload, Object.freeze(event));
+  return event;
+}
+
+/**
  * A peer report on wott/v1/reports/{reporter}/{subject}: what one device observed about another (e.g. it scanned
  * ports, sent malformed frames, impersonated a service). `reportId` increases per reporter so that scoring can
  * drop replays; `rating` is 1 for "behaves as expected" down to 0 for "hostile".

@@ -4,7 +4,7 @@
  * it does the MQTT, persistence and InfluxDB.
  */
 import {
-  behaviourEventSchema,
+  parseBehaviourEvent,
   MAX_FACTOR_TEXT,
   parseMessage,
   peerReportSchema,
@@ -273,7 +273,7 @@ export class ScoreEngine {
   /** wott/v1/events/{device} from the broker (trusted: only the broker identity may publish there). */
   ingestEvent(topicDevice: string, payload: Buffer | string): IngestResult {
     try {
-      const event = parseMessage(behaviourEventSchema, payload);
+      const event = parseBehaviourEvent(payload);
       if (event.device !== topicDevice) return { accepted: false, device: topicDevice, reason: `event is about "${event.device}", topic about "${topicDevice}"` };
       if (this.unknown(event.device)) return { accepted: false, reason: `no device "${event.device}" in the CA inventory` };
       const now = this.now();

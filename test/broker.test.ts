@@ -426,3 +426,32 @@ t.test('a certificate revoked between the TLS handshake and CONNECT is refused a
   const code = await handshakeThenConnect('stolen', (serial) => revoked.add(serial));
   t.not(code, 0, `revoked after the handshake: CONNECT refused (CONNACK ${code ?? 'none, closed'})`);
 });
+
+t.test('a revoked certificate closes its own sessions only: a device keeping its identity, a service, bystanders untouched', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t);
+  const dir = tempDir(t);
+  // Two certificates of one device (a second enrollment supersedes the first, so enroll two devices instead) and a
+  // service: each revoked by serial, as `wott ca revoke --serial` does; the device's state stays active.
+  const creds = await Promise.all(['cert-a', 'cert-b', 'bystander'].map((id) => enroll(gw, dir, id)));
+  const service = { ...(await serviceCredentials(gw, dir, 'scoring', 'cert-test')), id: 'scoring:cert-test' };
+  const clients = await Promise.all([...creds.map((c) => connect(gw, c)), connect(gw, service)]);
+  t.teardown(() => clients.forEach((c) => c.end(true)));
+  const closed = clients.map((c) => new Promise<void>((r) => c.once('close', () => r())));
+  const open = clients.map(() => true);
+  closed.forEach((p, i) => void p.then(() => (open[i] = false)));
+
+  await gw.ca.revoke({ serial: creds[0]!.serial }, 'keyCompromise');
+  await closed[0];
+  t.pass("cert-a's session closed when its certificate (not its device) was revoked");
+  t.equal((await gw.ca.inventory.device('cert-a'))?.state, 'active', 'the device itself is still active');
+  await gw.ca.revoke({ serial: normalizeSerial(service.serial) }, 'keyCompromise');
+  await closed[3];
+  t.pass("the service's session closed when its certificate was revoked");
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(open, [false, true, true, false], 'cert-b and the bystander stay connected');
+  const got = inbox(clients[2]!);
+  await clients[2]!.subscribeAsync('devices/bystander/#', { qos: 1 });
+  await clients[2]!.publishAsync('devices/bystander/x', 'still here', { qos: 1 });
+  await waitFor(() => got.some((m) => m.payload === 'still here'), 'the bystander still publishes and receives');
+});

@@ -16,6 +16,7 @@ import {
   parseTopic,
   isProtocolTopic,
   parseMessage,
+  parseBehaviourEvent,
   scoreMessageSchema,
   TPM_KEY_HEADER,
   TPM_SIGNATURE_HEADER,
@@ -92,4 +93,17 @@ t.test('score messages are validated with clear errors', async (t) => {
   t.throws(() => parseMessage(scoreMessageSchema, JSON.stringify({ ...good, device: 'BAD' })), /device/);
   t.throws(() => parseMessage(scoreMessageSchema, Buffer.alloc(3 * 1024 * 1024, 32)), /too large/);
   t.throws(() => parseMessage(scoreMessageSchema, 'null'), /invalid message: \(root\)/);
+});
+
+t.test('a behaviour event payload is parsed once for all in-process subscribers; refusals are not remembered', async (t) => {
+  const payload = Buffer.from(JSON.stringify({ device: 'dev-1', type: 'counters', time: new Date().toISOString(), verified: true, counters: { intervalMs: 10_000, messagesIn: 1, bytesIn: 2, messagesOut: 3, bytesOut: 4, publishDenied: 0, subscribeDenied: 0, suppressedEvents: 0 } }));
+  const first = parseBehaviourEvent(payload);
+  t.equal(parseBehaviourEvent(payload), first, 'the same Buffer: the same parsed event');
+  t.not(parseBehaviourEvent(Buffer.from(payload)), first, 'an equal but other Buffer is parsed on its own');
+  t.ok(Object.isFrozen(first) && Object.isFrozen(first.counters), 'frozen, since several subscribers keep it');
+  t.throws(() => ((first as { device: string }).device = 'dev-2'), TypeError, 'no subscriber can change what another sees');
+  const hostile = Buffer.from(JSON.stringify({ device: '../etc', type: 'connect', time: 'x', verified: true }));
+  for (let i = 0; i < 2; i++) t.throws(() => parseBehaviourEvent(hostile), /invalid message/, `a bad event is refused every time (${i + 1})`);
+  t.throws(() => parseBehaviourEvent(Buffer.from('{"device":')), /not valid JSON/);
+  t.equal(parseBehaviourEvent(payload.toString()).device, 'dev-1', 'a string payload is parsed too');
 });

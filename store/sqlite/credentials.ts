@@ -72,6 +72,8 @@ const asCredential = (r: Raw): CredentialRow => ({
 export class SqliteCredentialStore implements CredentialStore {
   private readonly db: Database.Database;
   readonly modeProblems: string[];
+  /** Prepared once each: delivery asks for all(), deliveries() and generation() on every score and state change. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(readonly location: string) {
     ({ db: this.db, modeProblems: this.modeProblems } = openPrivateDatabase(location, 'credential database', (db) => {
@@ -89,15 +91,21 @@ export class SqliteCredentialStore implements CredentialStore {
   }
 
   private bump(): void {
-    this.db.prepare('UPDATE credential_generation SET n = n + 1 WHERE id = 1').run();
+    this.stmt('UPDATE credential_generation SET n = n + 1 WHERE id = 1').run();
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) this.statements.set(sql, (statement = this.db.prepare(sql)));
+    return statement;
   }
 
   async all(): Promise<CredentialRow[]> {
-    return (this.db.prepare('SELECT * FROM credentials ORDER BY name').all() as Raw[]).map(asCredential);
+    return (this.stmt('SELECT * FROM credentials ORDER BY name').all() as Raw[]).map(asCredential);
   }
 
   async get(name: string): Promise<CredentialRow | undefined> {
-    const r = this.db.prepare('SELECT * FROM credentials WHERE name = ?').get(name) as Raw | undefined;
+    const r = this.stmt('SELECT * FROM credentials WHERE name = ?').get(name) as Raw | undefined;
     return r && asCredential(r);
   }
 
@@ -105,14 +113,14 @@ export class SqliteCredentialStore implements CredentialStore {
     // BEGIN IMMEDIATE takes the write lock before the read: another writer (another process too) waits for the
     // commit (busy_timeout) and then reads this version, so a read-then-write can never hand out a number twice.
     return this.db.transaction(() => {
-      const raw = this.db.prepare('SELECT * FROM credentials WHERE name = ?').get(name) as Raw | undefined;
+      const raw = this.stmt('SELECT * FROM credentials WHERE name = ?').get(name) as Raw | undefined;
       const current = raw && asCredential(raw);
-      const last = (this.db.prepare('SELECT last FROM credential_versions WHERE name = ?').get(name) as { last: number } | undefined)?.last ?? 0;
+      const last = (this.stmt('SELECT last FROM credential_versions WHERE name = ?').get(name) as { last: number } | undefined)?.last ?? 0;
       const version = Math.max(last, current?.version ?? 0) + 1;
       const row = build(current, version);
       if (row.name !== name || row.version !== version) throw new Error(`credential ${name}: a write of version ${version} returned ${row.name} v${row.version}`);
-      this.db
-        .prepare(
+      this
+        .stmt(
           `INSERT INTO credentials (name, version, tags, min_score, linux_user, ttl_ms, expires_at, created_at, updated_at, size, sealed)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (name) DO UPDATE SET version = excluded.version, tags = excluded.tags, min_score = excluded.min_score,
@@ -120,8 +128,8 @@ export class SqliteCredentialStore implements CredentialStore {
              updated_at = excluded.updated_at, size = excluded.size, sealed = excluded.sealed`,
         )
         .run(row.name, row.version, JSON.stringify(row.tags), row.minScore, row.linuxUser, row.ttlMs, row.expiresAt, row.createdAt, row.updatedAt, row.size, row.sealed);
-      this.db.prepare('INSERT INTO credential_versions (name, last) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last = excluded.last').run(name, version);
-      this.db.prepare('DELETE FROM credential_exposures WHERE name = ?').run(name);
+      this.stmt('INSERT INTO credential_versions (name, last) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last = excluded.last').run(name, version);
+      this.stmt('DELETE FROM credential_exposures WHERE name = ?').run(name);
       this.bump();
       return row;
     }).immediate();
@@ -129,15 +137,15 @@ export class SqliteCredentialStore implements CredentialStore {
 
   async remove(name: string): Promise<boolean> {
     return this.db.transaction(() => {
-      const gone = this.db.prepare('DELETE FROM credentials WHERE name = ?').run(name).changes === 1;
-      this.db.prepare('DELETE FROM credential_exposures WHERE name = ?').run(name);
+      const gone = this.stmt('DELETE FROM credentials WHERE name = ?').run(name).changes === 1;
+      this.stmt('DELETE FROM credential_exposures WHERE name = ?').run(name);
       if (gone) this.bump();
       return gone;
     }).immediate();
   }
 
   async exposures(name?: string): Promise<ExposureRow[]> {
-    const rows = name === undefined ? this.db.prepare('SELECT * FROM credential_exposures ORDER BY name, device').all() : this.db.prepare('SELECT * FROM credential_exposures WHERE name = ? ORDER BY device').all(name);
+    const rows = name === undefined ? this.stmt('SELECT * FROM credential_exposures ORDER BY name, device').all() : this.stmt('SELECT * FROM credential_exposures WHERE name = ? ORDER BY device').all(name);
     return rows as ExposureRow[];
   }
 
@@ -148,7 +156,7 @@ export class SqliteCredentialStore implements CredentialStore {
   }
 
   async deliveries(device?: string): Promise<DeliveryRow[]> {
-    const rows = device === undefined ? this.db.prepare('SELECT * FROM credential_deliveries ORDER BY device, name').all() : this.db.prepare('SELECT * FROM credential_deliveries WHERE device = ? ORDER BY name').all(device);
+    const rows = device === undefined ? this.stmt('SELECT * FROM credential_deliveries ORDER BY device, name').all() : this.stmt('SELECT * FROM credential_deliveries WHERE device = ? ORDER BY name').all(device);
     return rows as DeliveryRow[];
   }
 
@@ -159,16 +167,16 @@ export class SqliteCredentialStore implements CredentialStore {
   }
 
   async removeDelivery(device: string, name: string): Promise<void> {
-    this.db.prepare('DELETE FROM credential_deliveries WHERE device = ? AND name = ?').run(device, name);
+    this.stmt('DELETE FROM credential_deliveries WHERE device = ? AND name = ?').run(device, name);
   }
 
   async generation(): Promise<number> {
-    return (this.db.prepare('SELECT n FROM credential_generation WHERE id = 1').get() as { n: number }).n;
+    return (this.stmt('SELECT n FROM credential_generation WHERE id = 1').get() as { n: number }).n;
   }
 
   async bindKey(keyId: string): Promise<string> {
-    this.db.prepare('INSERT OR IGNORE INTO credential_key (id, key_id) VALUES (1, ?)').run(keyId);
-    return (this.db.prepare('SELECT key_id FROM credential_key WHERE id = 1').get() as { key_id: string }).key_id;
+    this.stmt('INSERT OR IGNORE INTO credential_key (id, key_id) VALUES (1, ?)').run(keyId);
+    return (this.stmt('SELECT key_id FROM credential_key WHERE id = 1').get() as { key_id: string }).key_id;
   }
 
   async close(): Promise<void> {
