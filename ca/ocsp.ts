@@ -149,7 +149,14 @@ export class OcspResponder {
       ),
       ...(parsed.nonce ? { responseExtensions: [parsed.nonce] } : {}),
     });
-    const tbs = Buffer.from(AsnConvert.serialize(data));
+    let tbs: Buffer;
+    try {
+      tbs = Buffer.from(AsnConvert.serialize(data));
+    } catch (err) {
+      // Not expected once parseRequest has re-encoded every CertID; kept so that respond() never throws.
+      const detail = `the response cannot be encoded: ${err instanceof Error ? err.message : String(err)}`;
+      return { responseStatus: 'malformedRequest', der: ocspErrorResponse('malformedRequest'), statuses: [], nonce: false, detail };
+    }
     const signature = sign('sha256', tbs, { key: this.options.key, dsaEncoding: 'der' });
     // ECDSA AlgorithmIdentifiers carry no parameters (RFC 5758 3.2). No `certs`: the signer is the issuer itself,
     // which every relying party already holds to build the CertID.
@@ -221,6 +228,15 @@ function parseRequest(bytes: Buffer): { request: OCSPRequest; nonce?: Extension 
   const count = tbs.requestList.length;
   if (count === 0) throw new Malformed('no CertID in the request');
   if (count > MAX_OCSP_CERT_IDS) throw new Malformed(`${count} CertIDs in one request (limit ${MAX_OCSP_CERT_IDS})`);
+  // Each CertID goes back into the response as it came: one the parser read but the serializer cannot write (a
+  // mutated OID, found by the random-mutation test) is malformed here, not an exception while answering.
+  for (const [i, r] of tbs.requestList.entries()) {
+    try {
+      AsnConvert.serialize(r.reqCert);
+    } catch (err) {
+      throw new Malformed(`CertID ${i + 1} cannot be encoded again: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   let nonce: Extension | undefined;
   for (const ext of tbs.requestExtensions ?? []) {
     if (ext.extnID === id_pkix_ocsp_nonce) {
