@@ -29,6 +29,11 @@ export function parseRetryAfter(value: string | string[] | undefined): number | 
   return Math.min(Number(text), 86_400);
 }
 
+/** What a failed EST call's server asked for as Retry-After, in milliseconds, if it asked (else undefined). */
+export function retryAfterMs(err: unknown): number | undefined {
+  return err instanceof EstError && err.retryAfterSeconds !== undefined ? err.retryAfterSeconds * 1000 : undefined;
+}
+
 /** An EstError for a reply that is not 200, carrying its status and Retry-After. */
 function refused(what: string, reply: Reply): EstError {
   return new EstError(`${what}: HTTP ${reply.status}: ${reply.body.trim().slice(0, 200)}`, reply.status, parseRetryAfter(reply.retryAfter));

@@ -4,7 +4,7 @@ export type { EnrollOptions, RunOptions, RunningAgent } from './agent.js';
 export { RenewalLoop, renewalDelay, backoffDelay, retryDelay } from './renewal.js';
 export { TelemetryPublisher } from './publisher.js';
 export { AgentStore, estServers } from './store.js';
-export { EstError, fetchCaCertificates, verifyIssued, parseCertsOnly, parseRetryAfter } from './est-client.js';
+export { EstError, fetchCaCertificates, verifyIssued, parseCertsOnly, parseRetryAfter, retryAfterMs } from './est-client.js';
 export { tpmRefresh, tpmKeyFor } from './agent.js';
 export { TpmKey, TpmError, DEFAULT_TPM_HANDLE } from './tpm.js';
 export { simpleEnroll, simpleReenroll, createCsr, tpmHeaders } from './est-client.js';

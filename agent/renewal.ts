@@ -4,7 +4,7 @@
  * new one has been verified and committed.
  */
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { createCsr, EstError, simpleReenroll, tpmHeaders, verifyIssued } from './est-client.js';
+import { createCsr, retryAfterMs, simpleReenroll, tpmHeaders, verifyIssued } from './est-client.js';
 import { estServers, type AgentState, type AgentStore, type Identity } from './store.js';
 import { ServerList } from './failover.js';
 import ms from 'ms';
@@ -114,7 +114,7 @@ export class RenewalLoop {
       return true;
     } catch (err) {
       this.failures++;
-      this.retryAfterMs = err instanceof EstError && err.retryAfterSeconds !== undefined ? err.retryAfterSeconds * 1000 : undefined;
+      this.retryAfterMs = retryAfterMs(err);
       this.log.warn({ err: (err as Error).message, failures: this.failures }, 'renewal failed; keeping the current certificate');
       return false;
     }

@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { createCsr, EstError, renewalDelay, retryDelay, simpleEnroll, simpleReenroll } from '../agent/index.js';
+import { createCsr, EstError, renewalDelay, retryAfterMs, retryDelay, simpleEnroll, simpleReenroll } from '../agent/index.js';
 import { CertificateAuthority } from '../ca/index.js';
 import { FleetService } from '../fleet/index.js';
 import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, topics, type Telemetry } from '../protocol/index.js';
@@ -415,7 +415,7 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
       stats.renewalFailures++;
       const reason = err instanceof EstError && err.status ? `HTTP ${err.status}` : ((err as NodeJS.ErrnoException).code ?? (err as Error).message.slice(0, 40));
       stats.renewalFailureReasons[reason] = (stats.renewalFailureReasons[reason] ?? 0) + 1;
-      d.retryAfterMs = err instanceof EstError && err.retryAfterSeconds !== undefined ? err.retryAfterSeconds * 1000 : undefined;
+      d.retryAfterMs = retryAfterMs(err);
       d.renewFailures++;
       if (d.state === 'moving') void bringUp(d);
     } finally {
