@@ -9,7 +9,9 @@
  *  - one device per group of `--group` subscribes to soak/{group}/# at QoS 1 and checks that every message whose
  *    PUBACK its publisher received arrives (lost = acknowledged, never delivered: must be 0);
  *  - renews its certificate (re-keyed, simplereenroll over mTLS) on the agent's schedule (2/3 of the lifetime minus
- *    jitter) with a short `--cert-lifetime`, then moves its session onto the new certificate;
+ *    jitter) with a short `--cert-lifetime`, then moves its session onto the new certificate; the first renewals are
+ *    spread over the first period, as in a fleet that enrolled over time (`--renewal-storm 1`: all at once, as a
+ *    fleet enrolled within the ramp would);
  *  - a device whose connection the gateway closes reconnects (counted);
  *  - `--revocations` publishers are revoked during the run through another connection to the inventory (as
  *    `wott ca revoke` in another process is): their sessions must be gone within 1 s.
@@ -68,6 +70,10 @@ export interface SoakOptions {
   appSeconds: number;
   telemetrySeconds: number;
   certLifetimeSeconds: number;
+  /** Every device's first renewal when the agent schedules it from enrollment, so a fleet enrolled within a minute or
+   * two renews within the same few minutes (`--renewal-storm 1`); by default the first renewals are spread over the
+   * first renewal period, as in a fleet whose devices enrolled over time (then renewal keeps them spread). */
+  renewalStorm: boolean;
   revocations: number;
   /** Group subscribers quarantined during the run (through the fleet, as `wott device quarantine` is), each released
    * after `quarantineSeconds`. */
@@ -76,14 +82,14 @@ export interface SoakOptions {
   sampleSeconds: number;
   /** How long plain Aedes holds the same devices (0: no baseline). */
   baselineMinutes: number;
-  /** The nice value of the load threads (0-19): the server measured gets the machine's CPU first, as it would with
-   * its devices on other machines. 0 to share the CPU equally. */
+  /** The nice value of the load threads (0-19; `--load-nice`): above 0 the server measured gets the machine's CPU
+   * first, as it would with its devices on other machines. */
   loadNice: number;
 }
 
 /** `--minutes 30 --devices 10000` style arguments (also `--minutes=30`), with defaults scaled to the run. */
 export function soakOptions(args: string[]): SoakOptions {
-  const given = numberOptions(args, 'soak', ['devices', 'minutes', 'group', 'app-seconds', 'telemetry-seconds', 'cert-lifetime', 'revocations', 'quarantines', 'quarantine-seconds', 'sample-seconds', 'baseline-minutes', 'load-nice']);
+  const given = numberOptions(args, 'soak', ['devices', 'minutes', 'group', 'app-seconds', 'telemetry-seconds', 'cert-lifetime', 'revocations', 'quarantines', 'quarantine-seconds', 'sample-seconds', 'baseline-minutes', 'load-nice', 'renewal-storm']);
   const devices = Math.floor(given.get('devices') ?? 10_000);
   const minutes = given.get('minutes') ?? 30;
   if (devices < 2) throw new Error('--devices: at least 2');
@@ -98,12 +104,15 @@ export function soakOptions(args: string[]): SoakOptions {
     telemetrySeconds: given.get('telemetry-seconds') ?? 120,
     // Renewal falls due at 2/3 of (lifetime + 1 min backdating): a few renewals per device within the run.
     certLifetimeSeconds: given.get('cert-lifetime') ?? Math.min(3600, Math.max(180, (minutes * 60) / 3)),
+    renewalStorm: (given.get('renewal-storm') ?? 0) > 0,
     revocations: Math.floor(given.get('revocations') ?? Math.max(3, Math.min(50, Math.round(minutes)))),
     quarantines: Math.floor(given.get('quarantines') ?? Math.max(2, Math.min(10, Math.round(minutes / 3)))),
     quarantineSeconds: given.get('quarantine-seconds') ?? Math.max(5, Math.min(60, minutes * 2)),
     sampleSeconds: given.get('sample-seconds') ?? Math.max(5, Math.min(60, (minutes * 60) / 12)),
     baselineMinutes: given.get('baseline-minutes') ?? Math.min(5, Math.max(1, minutes / 5)),
-    loadNice: Math.max(0, Math.min(19, Math.floor(given.get('load-nice') ?? 10))),
+    // 0 by default: at nice 10 the 10,000-device renewal storm went worse, not better (the load threads' own TLS
+    // handshakes then outlived the gateway's 10 s handshake timeout: 22,000 resets instead of 4,300).
+    loadNice: Math.max(0, Math.min(19, Math.floor(given.get('load-nice') ?? 0))),
   };
 }
 
@@ -129,6 +138,7 @@ interface LoadSpec {
   appMs: number;
   telemetryMs: number;
   nice: number;
+  renewalStorm: boolean;
 }
 
 export interface LoadStats {
@@ -435,9 +445,11 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
     const csr = await createCsr(d.id, privateKey, publicKey);
     return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, csr };
   };
-  const scheduleRenewal = (d: Device) => {
+  const scheduleRenewal = (d: Device, first = false) => {
     const lifetime = d.validTo - d.validFrom;
-    const delay = d.renewFailures > 0 ? retryDelay(d.renewFailures, lifetime, d.retryAfterMs) : renewalDelay(d.validFrom, d.validTo, Date.now());
+    let delay = d.renewFailures > 0 ? retryDelay(d.renewFailures, lifetime, d.retryAfterMs) : renewalDelay(d.validFrom, d.validTo, Date.now());
+    // A fleet in its steady state: devices enrolled at different times renew at different times.
+    if (first && !spec.renewalStorm) delay *= 0.05 + 0.95 * Math.random();
     d.timers.push(setTimeout(() => void renew(d), delay));
     // The next key and CSR at a random moment in the first half of the wait (spread, as devices' own clocks are).
     if (!d.next) {
@@ -491,7 +503,7 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
           adopt(d, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert);
           stats.enrollments++;
           // From enrollment on, as the agent does: a ramp of 10,000 devices can outlast a short certificate lifetime.
-          scheduleRenewal(d);
+          scheduleRenewal(d, true);
           return;
         } catch (err) {
           stats.enrollFailures++;
@@ -834,7 +846,7 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     const groups = Math.ceil(o.devices / o.group);
     const slices = Array.from({ length: threads }, (_, w) => specs.filter((_, i) => Math.floor(i / o.group) % threads === w)).filter((s) => s.length > 0);
     const t0 = Date.now();
-    load = new Load(slices.map((devices) => ({ mode: 'gateway', mqttPort, estUrl: `https://127.0.0.1:${httpsPort}`, caPem, devices, appMs: o.appSeconds * 1000, telemetryMs: o.telemetrySeconds * 1000, nice: o.loadNice })));
+    load = new Load(slices.map((devices) => ({ mode: 'gateway', mqttPort, estUrl: `https://127.0.0.1:${httpsPort}`, caPem, devices, appMs: o.appSeconds * 1000, telemetryMs: o.telemetrySeconds * 1000, nice: o.loadNice, renewalStorm: o.renewalStorm })));
     const ready = sum((await load.all(undefined, 'ready')).map((r) => r.stats));
     const rampSeconds = (Date.now() - t0) / 1000;
     log(`${ready.enrollments} enrolled, ${ready.held} connected in ${rampSeconds.toFixed(0)} s (${groups} groups, ${slices.length} load threads at nice ${o.loadNice})`);
@@ -1015,7 +1027,7 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
       const live = creds.filter((c) => !revoked.has(c.id));
       load = new Load(
         Array.from({ length: slices.length }, (_, w) => live.filter((c) => slices[w]!.some((s) => s.id === c.id))).map((devices) => ({
-          mode: 'aedes' as const, mqttPort: Number(b.m[1]), estUrl: '', caPem, devices, appMs: o.appSeconds * 1000, telemetryMs: o.telemetrySeconds * 1000, nice: o.loadNice,
+          mode: 'aedes' as const, mqttPort: Number(b.m[1]), estUrl: '', caPem, devices, appMs: o.appSeconds * 1000, telemetryMs: o.telemetrySeconds * 1000, nice: o.loadNice, renewalStorm: false,
         })),
       );
       await load.all(undefined, 'ready');

@@ -368,10 +368,17 @@ export class FleetService implements EnrollmentService {
 
   /** Every device with its certificates. */
   async list(): Promise<DeviceWithCertificates[]> {
-    const devices = await this.store.devices();
-    const out: DeviceWithCertificates[] = [];
-    for (const d of devices) out.push({ ...d, certificates: await this.store.certificates({ deviceId: d.id }) });
-    return out;
+    // Two queries, not one per device: at 10,000 devices the per-device reads held the gateway's event loop for a
+    // second (the scheduled fleet audit lists the fleet; seen in the soak's CPU profile).
+    const [devices, certificates] = await Promise.all([this.store.devices(), this.store.certificates()]);
+    const byDevice = new Map<string, CertificateRow[]>();
+    for (const c of certificates) {
+      if (c.deviceId === null) continue;
+      const list = byDevice.get(c.deviceId);
+      if (list) list.push(c);
+      else byDevice.set(c.deviceId, [c]);
+    }
+    return devices.map((d) => ({ ...d, certificates: byDevice.get(d.id) ?? [] }));
   }
 
   /** One device with its certificates, or undefined. */

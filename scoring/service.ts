@@ -29,7 +29,7 @@ export interface ScoringServiceOptions {
   nodes?: { local: string; alive: () => Promise<ReadonlySet<string>>; checkMs?: number; graceMs?: number };
   /** Republish every score, changed or not (retained scores must outlive a broker restart). */
   republishMs?: number;
-  /** Write changed records and scores to the store this often (one transaction). */
+  /** Write changed records and scores to the store this often (in commits of at most PERSIST_CHUNK records). */
   persistMs?: number;
   /**
    * In a cluster: the scoring lease's epoch. Every score carries it and every store commit is fenced by it, so that
