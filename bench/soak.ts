@@ -353,7 +353,10 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
           // A persistent session keeps the subscription; subscribe when the broker has none.
           if (!connack.sessionPresent) {
             c.subscribe(`soak/${d.group}/#`, { qos: 1 }, (err, granted) => {
-              if (err || granted?.some((g) => g.qos !== 1)) post({ type: 'fatal', message: `subscription of ${d.id} refused: ${err?.message ?? JSON.stringify(granted)}` });
+              // A connection that ended meanwhile (a renewal's supersede closes it) is retried like any other; a
+              // refusal is the broker's answer and ends the run.
+              if (err && !c.connected) reject(err);
+              else if (err || granted?.some((g) => g.qos !== 1)) post({ type: 'fatal', message: `subscription of ${d.id} refused: ${err?.message ?? JSON.stringify(granted)}` });
               else resolve(c);
             });
             return;
