@@ -32,11 +32,14 @@ export function requireCommand(t: T, command: string, debPackage: string): boole
   const have = () => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
   let ok = installed.get(command) ?? have();
   if (!ok && process.getuid?.() === 0) {
-    spawnSync('apt-get', ['install', '-y', '-q', debPackage], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    ok = have();
+    // Test files run in parallel and two of them may need the same package: apt-get refuses to run while another
+    // holds its lock, which failed both (CI run 22: pdftoppm). One apt-get at a time, through flock(1).
+    const apt = (args: string[]) =>
+      spawnSync('flock', ['-w', '900', join(tmpdir(), 'wott-tests-apt.lock'), 'apt-get', '-o', 'DPkg::Lock::Timeout=600', ...args], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    ok = have() || (apt(['install', '-y', '-q', debPackage]), have());
     if (!ok) {
-      spawnSync('apt-get', ['update', '-q'], { stdio: 'ignore' });
-      spawnSync('apt-get', ['install', '-y', '-q', debPackage], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+      apt(['update', '-q']);
+      apt(['install', '-y', '-q', debPackage]);
       ok = have();
     }
   }
