@@ -72,7 +72,11 @@ t.test('fleet views of the dashboard on a real gateway with real scoring', async
     t.match(await cell('fd-hard', 'vulnerabilities'), /\d+ (critical|high|medium|low|unknown)/, 'vulnerability counts from the CVE feed');
     await screenshots(page, shots, 'devices-scores', () => page.waitForSelector('tr[data-device="fd-weak"] .score'));
     await page.select('select[name=below]', 'publish:weather/#');
-    await page.waitForFunction(() => location.search.includes('below=') && document.querySelector('table.devices')?.getAttribute('aria-busy') === 'false');
+    // The URL changes before the page starts its request, so "not busy" alone can still be the unfiltered table (CI
+    // run 23): wait for the filtered rows too (a wrong filter still fails below, after the wait gives up).
+    await page
+      .waitForFunction(() => location.search.includes('below=') && document.querySelector('table.devices')?.getAttribute('aria-busy') === 'false' && document.querySelectorAll('table.devices tbody th').length === 1, { timeout: 10_000 })
+      .catch(() => undefined);
     const below = await page.$$eval('table.devices tbody th', (c) => c.map((e) => (e as HTMLElement).innerText.trim()));
     t.same(below, ['fd-weak'], 'below publish weather/# (0.4): the factory Pi only');
     await page.goto(`${base}/devices?minScore=0.45&maxScore=0.55`);
