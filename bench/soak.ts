@@ -296,17 +296,22 @@ async function loadWorker(spec: LoadSpec): Promise<void> {
   let stopped = false;
   const devices: Device[] = [];
   const lastError = new WeakMap<mqtt.MqttClient, string>();
-  const snapshot = (): LoadStats => ({
-    ...stats,
-    held: devices.filter((d) => d.state === 'up' && d.client?.connected).length,
-    down: devices.filter((d) => d.state === 'idle' || (d.state === 'up' && !d.client?.connected)).length,
-    moving: devices.filter((d) => d.state === 'moving').length,
-    pending: lost().length,
-    queuedForDown: undelivered().length - lost().length,
-    withheld: acked.size - undelivered().length,
-    unackedOrDuplicate: early.size,
-    lostSample: lost().slice(0, 10),
-  });
+  const snapshot = (): LoadStats => {
+    // Each is a pass over every acknowledged, undelivered key: once each per snapshot.
+    const waiting = undelivered();
+    const missing = lost();
+    return {
+      ...stats,
+      held: devices.filter((d) => d.state === 'up' && d.client?.connected).length,
+      down: devices.filter((d) => d.state === 'idle' || (d.state === 'up' && !d.client?.connected)).length,
+      moving: devices.filter((d) => d.state === 'moving').length,
+      pending: missing.length,
+      queuedForDown: waiting.length - missing.length,
+      withheld: acked.size - waiting.length,
+      unackedOrDuplicate: early.size,
+      lostSample: missing.slice(0, 10),
+    };
+  };
 
   const onAcked = (key: string) => {
     stats.appAcked++;
