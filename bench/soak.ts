@@ -26,7 +26,7 @@ import mqtt from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createHash, generateKeyPairSync, type X509Certificate } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -642,8 +642,14 @@ function sum(list: LoadStats[]): LoadStats {
 interface Sample {
   t: number;
   rss: number;
+  /** RSS split as the kernel counts it: anonymous memory (heaps: V8's and malloc's) and file-backed pages. */
+  rssAnon: number;
+  rssFile: number;
   fds: number;
   heapUsed?: number;
+  /** V8's committed heap and the memory V8 knows is held outside it (Buffers, ArrayBuffers). */
+  heapTotal?: number;
+  external?: number;
   loopP99?: number;
   handles?: number;
   connections?: number;
@@ -654,15 +660,16 @@ interface Sample {
 }
 
 /** RSS and open descriptors of a process, from /proc (works for the baseline, which has no metrics listener). */
-export function procSample(pid: number): { rss: number; fds: number; cpu: number; loadCpu: number } {
+export function procSample(pid: number): { rss: number; rssAnon: number; rssFile: number; fds: number; cpu: number; loadCpu: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
+  const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
+  const rss = kB('VmRSS');
   // utime and stime, the 12th and 13th fields after the command name, in clock ticks (100 a second on Linux).
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const cpu = (Number(ticks[11]) + Number(ticks[12])) / 100;
   const own = process.cpuUsage();
-  return { rss, fds: readdirSync(`/proc/${pid}/fd`).length, cpu, loadCpu: (own.user + own.system) / 1e6 };
+  return { rss, rssAnon: kB('RssAnon'), rssFile: kB('RssFile') + kB('RssShmem'), fds: readdirSync(`/proc/${pid}/fd`).length, cpu, loadCpu: (own.user + own.system) / 1e6 };
 }
 
 export async function scrape(metricsPort: number): Promise<Record<string, number>> {
@@ -823,6 +830,8 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
         t: Date.now(),
         ...p,
         heapUsed: m['wott_process_nodejs_heap_size_used_bytes'],
+        heapTotal: m['wott_process_nodejs_heap_size_total_bytes'],
+        external: m['wott_process_nodejs_external_memory_bytes'],
         loopP99: m['wott_process_nodejs_eventloop_lag_p99_seconds'],
         handles: m['wott_process_nodejs_active_handles_total'],
         connections: m['wott_mqtt_connections'],
@@ -864,7 +873,10 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     // The soak: samples at intervals, revocations spread over the run.
     const runMs = o.minutes * 60_000;
     const soakStart = Date.now();
-    const warmupEnd = soakStart + Math.max(runMs / 4, o.sampleSeconds * 1000);
+    // Warm-up lasts at least one certificate lifetime: every renewal leaves its superseded certificate (and what
+    // follows it) held until that certificate expires, so the fleet's held state grows by design until the first
+    // certificates have expired. Growth after that is what the leak goal judges.
+    const warmupEnd = soakStart + Math.max(runMs / 4, o.certLifetimeSeconds * 1000, o.sampleSeconds * 1000);
     const revokeAt = Array.from({ length: o.revocations }, (_, k) => soakStart + ((k + 1) * runMs) / (o.revocations + 1));
     /** Revocation committed -> the gateway closed the session (its log), and -> the device saw its connection close. */
     const revocationMs: number[] = [];
@@ -943,7 +955,7 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
         const prev = samples[samples.length - 2];
         const cores = (a: number, b: number) => (prev ? (a - b) / ((s.t - prev.t) / 1000) : 0).toFixed(2);
         log(
-          `${((s.t - soakStart) / 60_000).toFixed(1)} min: cpu cores gateway ${cores(s.cpu, prev?.cpu ?? 0)} / load ${cores(s.loadCpu, prev?.loadCpu ?? 0)}, rss ${(s.rss / MiB).toFixed(0)} MiB, heap ${((s.heapUsed ?? 0) / MiB).toFixed(0)} MiB, fds ${s.fds}, ` +
+          `${((s.t - soakStart) / 60_000).toFixed(1)} min: cpu cores gateway ${cores(s.cpu, prev?.cpu ?? 0)} / load ${cores(s.loadCpu, prev?.loadCpu ?? 0)}, rss ${(s.rss / MiB).toFixed(0)} MiB (anon ${(s.rssAnon / MiB).toFixed(0)}, file ${(s.rssFile / MiB).toFixed(0)}), heap ${((s.heapUsed ?? 0) / MiB).toFixed(0)}/${((s.heapTotal ?? 0) / MiB).toFixed(0)} MiB, external ${((s.external ?? 0) / MiB).toFixed(0)} MiB, fds ${s.fds}, ` +
             `loop p99 ${((s.loopP99 ?? 0) * 1000).toFixed(1)} ms, connections ${s.connections}, sent ${st.appSent}, delivered ${st.delivered}, ` +
             `renewals ${st.renewals}/${st.renewalFailures} failed${st.renewalFailures ? ` (${Object.entries(st.renewalFailureReasons).map(([r, n]) => `${r}: ${n}`).join(', ')})` : ''}, reconnects ${st.reconnects}, down ${st.down}, moving ${st.moving}, connect failures ${st.connectFailures}`,
         );
@@ -963,11 +975,23 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     load = undefined;
     stopping = true;
     await stopChild(gateway);
+    // The SQLite files' sizes: each connection caches up to 16 MB of its file's pages (better-sqlite3's default
+    // cache_size), so a file growing past that fills its cache during the run: bounded memory that looks like growth.
+    const dbFiles = readdirSync(dataDir, { recursive: true, encoding: 'utf8' })
+      .filter((f) => /\.(db|sqlite)(-wal)?$/.test(f))
+      .map((f) => ({ f, bytes: statSync(join(dataDir, f)).size }));
+    log(`SQLite files at the end: ${dbFiles.map((d) => `${d.f} ${(d.bytes / MiB).toFixed(1)} MiB`).join(', ')}`);
 
     // ------------------------------------------------------------ results of the gateway run
     const after = samples.filter((s) => warm && s.t >= warm.t);
     const rssSlope = slopePerHour(after.map((s) => ({ t: s.t, y: s.rss })));
     const heapSlope = slopePerHour(after.filter((s) => s.heapUsed !== undefined).map((s) => ({ t: s.t, y: s.heapUsed! })));
+    // Where growth lives: V8's committed heap, file-backed pages (SQLite's shared memory, mapped files), and the
+    // rest of the anonymous memory (malloc: OpenSSL, SQLite's page cache, Node's native objects).
+    const withHeap = after.filter((s) => s.heapTotal !== undefined);
+    const heapTotalSlope = slopePerHour(withHeap.map((s) => ({ t: s.t, y: s.heapTotal! })));
+    const fileSlope = slopePerHour(after.map((s) => ({ t: s.t, y: s.rssFile })));
+    const nativeSlope = slopePerHour(withHeap.map((s) => ({ t: s.t, y: s.rssAnon - s.heapTotal! })));
     const loop = samples.filter((s) => s !== atStart && s.loopP99 !== undefined).map((s) => s.loopP99! * 1000);
     const loopWorst = loop.length ? Math.max(...loop) : NaN;
     const loopMedian = loop.length ? [...loop].sort((a, b) => a - b)[Math.floor(loop.length / 2)]! : NaN;
@@ -1011,6 +1035,11 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     m('RSS growth after warm-up (slope)', rssSlope / MiB, 'MiB/h');
     m('heap used after warm-up / at the end', (warm?.heapUsed ?? NaN) / MiB, `MiB / ${((end.heapUsed ?? NaN) / MiB).toFixed(0)} MiB`);
     m('heap growth after warm-up (slope)', heapSlope / MiB, 'MiB/h');
+    m('  V8 committed heap after warm-up / at the end', (warm?.heapTotal ?? NaN) / MiB, `MiB / ${((end.heapTotal ?? NaN) / MiB).toFixed(0)} MiB`);
+    m('  V8 committed heap growth (slope)', heapTotalSlope / MiB, 'MiB/h');
+    m('  anonymous memory outside V8\'s heap after warm-up / at the end', warm?.heapTotal !== undefined ? (warm.rssAnon - warm.heapTotal) / MiB : NaN, `MiB / ${end.heapTotal !== undefined ? ((end.rssAnon - end.heapTotal) / MiB).toFixed(0) : '?'} MiB`);
+    m('  anonymous memory outside V8\'s heap growth (slope)', nativeSlope / MiB, 'MiB/h');
+    m('  file-backed RSS growth (slope)', fileSlope / MiB, 'MiB/h');
     m('RSS per device after warm-up', (warmRss - atStart.rss) / o.devices / 1024, 'KiB', false);
     m('open fds at start / end', atStart.fds, `/ ${end.fds}`);
     m('active handles at the end', end.handles ?? NaN, 'handles');

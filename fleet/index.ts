@@ -1,6 +1,6 @@
 export { FleetService, localActor } from './service.js';
 export type { AuditAction, DeviceWithCertificates, OperatorCertificateRow } from './service.js';
-export { FleetView } from './view.js';
+export { FleetView, PRUNE_INTERVAL_MS } from './view.js';
 export type { DeviceFacts, FleetChange, FleetViewOptions, RevokedCertificate, ServiceIdentity } from './view.js';
 export { fleetTrustSource, fleetCaFacts } from './trust-source.js';
 export { openFleetInventory, openLocalInventory, openLocalView } from './local.js';

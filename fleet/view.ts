@@ -58,9 +58,12 @@ interface KeptCertificate {
   notAfter: number;
 }
 
+/** How often expired superseded and revoked certificates are dropped from memory, by default. */
+export const PRUNE_INTERVAL_MS = 60_000;
+
 export interface FleetViewOptions {
   now?: () => number;
-  /** How often certificates that expired are dropped from memory (ms). */
+  /** How often certificates that expired are dropped from memory (ms; default a minute). */
   pruneMs?: number;
 }
 
@@ -91,7 +94,10 @@ export class FleetView {
     options: FleetViewOptions,
   ) {
     this.now = options.now ?? Date.now;
-    this.pruneTimer = setInterval(() => this.pruneExpired(), options.pruneMs ?? 3_600_000);
+    // Every renewal leaves its superseded certificate here until it expires. Pruned hourly, a fleet renewing fast
+    // (10,000 devices on 10-minute certificates: ~100,000 renewals an hour) held an hour of them, a slope in the soak's
+    // memory; each pass is one walk over what is kept, ~1 ms for 10,000.
+    this.pruneTimer = setInterval(() => this.pruneExpired(), options.pruneMs ?? PRUNE_INTERVAL_MS);
     this.pruneTimer.unref();
   }
 
@@ -307,6 +313,11 @@ export class FleetView {
       this.serviceActive.set(cn, active);
       change.services.push(cn);
     }
+  }
+
+  /** Superseded and revoked certificates held now (not yet expired, or not yet pruned). */
+  get inactiveCount(): number {
+    return this.inactive.size;
   }
 
   /** Drops certificates that expired; a service whose last certificate expired becomes inactive. */
