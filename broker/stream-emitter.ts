@@ -17,7 +17,10 @@
  * and says so.
  *
  * QoS 0 messages of devices (QoS 0, outside the wott/ namespace and $-topics) take another way: Redis pub/sub on
- * `{key}:qos0`, and the publisher is not held until Redis answers. QoS 0 promises at most once, so there is nothing to
+ * a channel of the publishing node's own (`{key}:qos0:{instance}`), and the publisher is not held until Redis
+ * answers. Each node listens to every channel but its own (otherNodesPatterns), so a node's own messages, delivered
+ * here at publish, do not come back: with one shared channel every node received, parsed and dropped a second copy
+ * of everything it published, doubling Redis' pub/sub output and the publishing node's input (bench cluster). QoS 0 promises at most once, so there is nothing to
  * acknowledge and nothing to keep; on the stream every one of them cost an append to Redis' append-only file, and
  * with `appendfsync always` an fsync that both the publisher's next packets and every other node's read waited for
  * (measured: bench/cluster.ts). A pub/sub message is written to no file, so it is not held behind an fsync unless
@@ -60,6 +63,23 @@ const MAX_PACKETS_PER_ENTRY = 100;
 /** QoS 0 packets handed to Redis and not answered yet, past which QoS 0 publishers wait for Redis too. */
 export const DEFAULT_QOS0_IN_FLIGHT = 10_000;
 
+/** Escapes Redis glob metacharacters (`* ? [ ] \\ ^ -`), so `text` matches only itself, in a pattern or in brackets. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\^-]/g, (c) => `\\${c}`);
+}
+
+/**
+ * PSUBSCRIBE patterns that match the channel `prefix + id` of every id of `own`'s length but `own` itself, each such
+ * channel exactly once: pattern i says "the same first i characters, then not own's character i". Two ids that
+ * differ first at position i match pattern i only, so a message arrives once, not once per matching pattern. Why
+ * patterns: Redis has no "all channels but mine" and pub/sub no "not to myself"; patterns need no list of the
+ * other nodes, so a node that joins is heard as soon as it publishes, with no discovery to race against.
+ */
+export function otherNodesPatterns(prefix: string, own: string): string[] {
+  const base = globEscape(prefix);
+  return Array.from(own, (c, i) => `${base}${globEscape(own.slice(0, i))}[^${globEscape(c)}]*`);
+}
+
 /** A device's QoS 0 message: it crosses nodes over pub/sub (see above); anything else over the stream. */
 export function isLightPacket(packet: BusPacket): boolean {
   return packet.qos === 0 && !packet.topic.startsWith('$') && !isProtocolTopic(packet.topic);
@@ -84,15 +104,17 @@ export class StreamEmitter {
   /** Tells this emitter's entries from other nodes' (a node id could repeat across restarts; this does not). */
   readonly instance = randomBytes(9).toString('base64url');
   readonly key: string;
-  /** The pub/sub channel of QoS 0 messages. */
+  /** The pub/sub channel of this node's QoS 0 messages (`{key}:qos0:{instance}`). */
   readonly channel: string;
+  /** The patterns of the other nodes' channels, which this node listens to. */
+  readonly listening: readonly string[];
   readonly maxLength: number;
   /** Resolves once the reader knows where the stream ends (it reads only what is appended after). */
   readonly ready: Promise<void>;
   private readonly local: LocalEmitter;
   private readonly writer: Redis;
   private readonly reader: Redis;
-  /** Subscribed to `channel` (a connection in subscriber mode can do nothing else). */
+  /** Subscribed to the other nodes' channels (a connection in subscriber mode can do nothing else). */
   private readonly subscriber: Redis;
   private readonly batch: number;
   private readonly qos0Limit: number;
@@ -118,7 +140,8 @@ export class StreamEmitter {
   constructor(options: StreamEmitterOptions) {
     this.key = options.key ?? DEFAULT_BUS_KEY;
     this.maxLength = options.maxLength ?? DEFAULT_BUS_MAX_LENGTH;
-    this.channel = `${this.key}:qos0`;
+    this.channel = `${this.key}:qos0:${this.instance}`;
+    this.listening = otherNodesPatterns(`${this.key}:qos0:`, this.instance);
     this.batch = options.batch ?? 1000;
     this.qos0Limit = options.qos0InFlight ?? DEFAULT_QOS0_IN_FLIGHT;
     this.onError = options.onError ?? (() => undefined);
@@ -138,13 +161,13 @@ export class StreamEmitter {
     };
     // Resubscribes by itself after a reconnect (ioredis' autoResubscribe); what was published meanwhile is gone.
     this.subscriber = new Redis({ ...options.connection });
-    this.subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.deliverLight(message));
+    this.subscriber.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) => this.deliverLight(channel, message));
     this.writer.on('error', report);
     this.reader.on('error', report);
     this.subscriber.on('error', report);
     let started!: () => void;
     const reading = new Promise<void>((resolve) => (started = resolve));
-    const subscribed = this.subscriber.subscribe(this.channel).then(
+    const subscribed = this.subscriber.psubscribe(...this.listening).then(
       () => undefined,
       (err: Error) => report(err),
     );
@@ -298,10 +321,11 @@ export class StreamEmitter {
     }
   }
 
-  private deliverLight(message: Buffer): void {
-    if (messageInstance(message) === this.instance) return; // delivered here when it was published
+  private deliverLight(channel: Buffer, message: Buffer): void {
+    // The patterns leave out this node's own channel already; this cheap check is kept as a second guard.
+    if (messageInstance(message) === this.instance) return;
     const entry = decodeMessage(message);
-    if (entry instanceof Error) return void this.onError(new Error(`cluster bus (${this.channel}): ${entry.message}; skipped`));
+    if (entry instanceof Error) return void this.onError(new Error(`cluster bus (${channel.toString()}): ${entry.message}; skipped`));
     for (const packet of entry.packets) this.local.emit(packet);
   }
 

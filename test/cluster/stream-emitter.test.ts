@@ -3,13 +3,14 @@
  * emitters with topic matching, own messages delivered once, the emit callback only after Redis stored the entry,
  * nothing lost across a Redis stop/start, a stream Redis lost (read again from its start), and the MAXLEN bound.
  * Devices' QoS 0 messages cross over pub/sub instead: in order, never in the stream, their publishers not held
- * until Redis answers unless too many are on their way.
+ * until Redis answers unless too many are on their way, and never sent back to the node that published them (each
+ * node listens to every node's channel but its own: the patterns are checked against Redis' own glob matching).
  */
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { compareIds, decodeEntry, decodeMessage, encodeEntry, encodeMessage, messageInstance, type BusPacket } from '../../broker/bus-entry.js';
 import { redisConnectionOptions } from '../../broker/cluster.js';
-import { isLightPacket, StreamEmitter } from '../../broker/stream-emitter.js';
+import { isLightPacket, otherNodesPatterns, StreamEmitter } from '../../broker/stream-emitter.js';
 import { startRedis } from '../redis-helpers.js';
 import { waitFor } from '../mqtt-helpers.js';
 
@@ -49,6 +50,30 @@ t.test('entries: encode and decode round-trip; malformed ones are errors; ids or
   t.notOk(isLightPacket({ topic: 'weather/x' }), 'a packet that does not say QoS 0 stays on the stream');
   t.notOk(isLightPacket({ topic: '$SYS/b1/new/clients', qos: 0 }), 'takeover notices stay on the stream');
   t.notOk(isLightPacket({ topic: 'wott/v1/scores/dev-1', qos: 0, retain: true }), "the gateway's own topics stay on the stream");
+});
+
+t.test("the other nodes' channels: every other id once, never one's own, under Redis' own glob matching", async (t) => {
+  const redis = await startRedis(t);
+  if (!redis) return;
+  const connection = redisConnectionOptions(redis.url);
+  const listener = new Redis(connection);
+  const publisher = new Redis(connection);
+  t.teardown(() => void (listener.disconnect(), publisher.disconnect()));
+  // Glob metacharacters in the key and every character an instance id can hold (base64url: - and _ among them).
+  const prefix = 'odd*key?[x]\\^-:qos0:';
+  const own = 'Ab-_09zZ-_x^';
+  await listener.psubscribe(...otherNodesPatterns(prefix, own));
+  t.equal(await publisher.publish(`${prefix}${own}`, 'm'), 0, 'its own channel: no listener');
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_^*?[]\\';
+  const others = new Set<string>();
+  // Differing at each single position, with each kind of character, and at random.
+  for (let i = 0; i < own.length; i++) for (const c of '-_a*[\\') if (own[i] !== c) others.add(own.slice(0, i) + c + own.slice(i + 1));
+  for (let n = 0; n < 300; n++) others.add(Array.from({ length: own.length }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join(''));
+  others.delete(own);
+  const counts = await Promise.all([...others].map(async (id) => [id, await publisher.publish(`${prefix}${id}`, 'm')] as const));
+  t.same(counts.filter(([, n]) => n !== 1), [], `each of ${others.size} other ids reaches the listener exactly once`);
+  t.equal(await publisher.publish(`odd*key?[x]\\^-:qos1:${own.slice(0, -1)}Q`, 'm'), 0, 'another prefix: no listener');
+  t.equal(await publisher.publish(`${prefix}${own}x`, 'm'), 0, 'its own id with more after it: no listener');
 });
 
 t.test('two emitters on one Redis', async (t) => {
@@ -129,6 +154,7 @@ t.test('two emitters on one Redis', async (t) => {
     for (let i = 0; i < 400; i++) await emit(small, { topic: 'other', payload: Buffer.alloc(10) });
     const length = await raw.xlen('wott:bus');
     t.ok(length >= 100 && length < 300, `${length} entries kept for a limit of 100`);
+    await new Promise<void>((resolve) => small.close(resolve)); // A and B are the only nodes again
   });
 
   await t.test('QoS 0 of devices: over pub/sub, in order, once, never in the stream', async (t) => {
@@ -144,6 +170,15 @@ t.test('two emitters on one Redis', async (t) => {
     await emit(a, { topic: 'weather/fast/temp', payload: Buffer.from('marker'), qos: 1 });
     await waitFor(() => atB.length >= 301, 'the marker arrived');
     t.equal(atB.length, 301, 'nothing twice');
+    // Redis itself sends A's channel to B only: A's own messages do not come back to it to be dropped.
+    atA.length = 0;
+    atB.length = 0;
+    const receivers = await raw.publish(a.channel, encodeMessage('a-third-node', [{ topic: 'weather/fast/temp', payload: Buffer.from('routed'), qos: 0 }]));
+    t.equal(receivers, 1, "a message on A's channel goes to one listener (B's), not back to A");
+    await waitFor(() => atB.length === 1, 'B received it');
+    t.equal(atA.length, 0, 'A did not');
+    t.equal(await raw.publish(b.channel, encodeMessage('a-third-node', [{ topic: 'weather/fast/temp', payload: Buffer.from('back'), qos: 0 }])), 1, "B's channel goes to A only");
+    await waitFor(() => atA.length === 1, 'A received it');
   });
 
   await t.test('QoS 0 publishers are not held until Redis answers, up to a bound', async (t) => {
