@@ -4,8 +4,8 @@
  * Whether a subscriber may receive a topic depends on the topic's governing rule, the subscriber's identity and CA
  * state (restrictions, namespace) and its score. All but the score change rarely, so each connection keeps
  * topic → the score it needs: -Infinity (always: namespace, admin service), +Infinity (never: restricted, no rule,
- * another party's topic) or the rule's threshold. The score itself is read live on every delivery, so a score drop
- * applies from the next message. The cache is dropped when the shared generation moves (a policy reload, a CA
+ * another party's topic) or the rule's threshold. The score is read again whenever the score cache changed (its
+ * version), so a score drop applies from the next message. The cache is dropped when the shared generation moves (a policy reload, a CA
  * change the trust source reported) or the trust source's stateVersion moves (any device's state changed: a
  * quarantine, release, claim or revocation), so a restriction applies from the very next delivery.
  * Pure logic: the broker owns the generation and the maps; PolicyEngine.decide() stays for explanations.
@@ -15,13 +15,37 @@ import { topics, type DeviceState } from '../protocol/index.js';
 import type { Identity } from './identity.js';
 import { namespaceForward } from './namespace.js';
 
+/**
+ * The broker's live score cache (device → score), with a version that moves with every change: a gate then reads a
+ * device's score from the map only after it changed, not on every delivery. A Map subclass, so that no write can
+ * skip the version.
+ */
+export class ScoreCache extends Map<string, number> {
+  version = 0;
+
+  override set(device: string, score: number): this {
+    this.version++;
+    return super.set(device, score);
+  }
+
+  override delete(device: string): boolean {
+    this.version++;
+    return super.delete(device);
+  }
+
+  override clear(): void {
+    this.version++;
+    super.clear();
+  }
+}
+
 /** What the gates of one broker read; the broker mutates it (generation, policy), the gates only read it. */
 export interface GateSource {
   /** Bumped whenever a cached threshold may be wrong: a policy reload or a change of some device's CA state. */
   generation: number;
   policy: PolicyEngine;
   /** The live score cache (device → score) and the score of a device it does not hold. */
-  readonly scores: ReadonlyMap<string, number>;
+  readonly scores: ScoreCache;
   readonly initialScore: number;
   /** The CA's view: deviceState and the version that moves with its answers (broker/trust.ts). */
   readonly trust: { deviceState(id: string): DeviceState | undefined; readonly stateVersion?: number };
@@ -41,6 +65,9 @@ export class DeliveryGate<Counters = unknown> {
   private state: DeviceState | undefined;
   /** The state's ceiling on the score (policy/effective-score.ts): 0 for unclaimed, quarantined, revoked. */
   private ceiling = Infinity;
+  /** The score under its ceiling, as of the cache's `scoreVersion`. */
+  private score = 0;
+  private scoreVersion = -1;
   private readonly needs = new Map<string, number>();
 
   constructor(
@@ -56,8 +83,13 @@ export class DeliveryGate<Counters = unknown> {
     if (need === undefined) need = this.learn(topic);
     if (need === ALWAYS) return true;
     if (need === NEVER) return false;
-    const score = source.scores.get(this.who.id) ?? source.initialScore;
-    return (score < this.ceiling ? score : this.ceiling) >= need;
+    const scores = source.scores;
+    if (this.scoreVersion !== scores.version) {
+      this.scoreVersion = scores.version;
+      const score = scores.get(this.who.id) ?? source.initialScore;
+      this.score = score < this.ceiling ? score : this.ceiling;
+    }
+    return this.score >= need;
   }
 
   /** Topics cached now (tests). */
@@ -70,6 +102,7 @@ export class DeliveryGate<Counters = unknown> {
     this.stateVersion = this.source.trust.stateVersion;
     this.state = this.who.kind === 'device' ? this.source.trust.deviceState(this.who.id) : undefined;
     this.ceiling = stateCeiling(this.state)?.ceiling ?? Infinity;
+    this.scoreVersion = -1; // the ceiling may have moved
     this.needs.clear();
   }
 

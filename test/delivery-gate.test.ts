@@ -1,10 +1,10 @@
 import t from 'tap';
-import { DeliveryGate, GATE_TOPIC_LIMIT, type GateSource } from '../broker/delivery-gate.js';
+import { DeliveryGate, GATE_TOPIC_LIMIT, ScoreCache, type GateSource } from '../broker/delivery-gate.js';
 import { PolicyEngine } from '../policy/index.js';
 import type { DeviceState } from '../protocol/index.js';
 
 function source(states: Map<string, DeviceState>) {
-  const scores = new Map<string, number>();
+  const scores = new ScoreCache();
   const trust = { stateVersion: 0, deviceState: (id: string) => states.get(id) };
   const src: GateSource = { generation: 0, policy: new PolicyEngine([{ topic: 'weather/#', subscribe: 0.4 }, { topic: 'fleet/{device}/#', subscribe: 0.2 }]), scores, initialScore: 0.5, trust };
   return { src, scores, trust };
@@ -19,6 +19,16 @@ t.test('the score is read live on every delivery', async (t) => {
   t.equal(gate.allows('fleet/d1/cpu'), true, '{device} rule for its own id');
   t.equal(gate.allows('fleet/d2/cpu'), false, "another device's {device} topic");
   t.equal(gate.allows('other/x'), false, 'unmatched topics are denied');
+  scores.set('d1', 0.45);
+  t.equal(gate.allows('weather/x'), true, 'a rise applies to the next delivery too');
+  scores.delete('d1');
+  t.equal(gate.allows('weather/x'), true, 'a forgotten score: the initial score again');
+  scores.set('d1', 0.1);
+  scores.clear();
+  t.equal(gate.allows('weather/x'), true, 'a cleared cache: the initial score again');
+  const version = scores.version;
+  scores.set('d2', 0.9);
+  t.ok(scores.version > version, "any write moves the cache's version");
 });
 
 t.test('a state change applies at once through the state version; a reload through the generation', async (t) => {
