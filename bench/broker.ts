@@ -31,7 +31,7 @@ import { quietGatewayOptions, startGateway, type Gateway } from '../gateway/inde
 import { CertificateAuthority } from '../ca/index.js';
 import { topics } from '../protocol/index.js';
 import { loadModel } from '../scoring/index.js';
-import { ratio, type Suite, type SuiteResult } from './harness.js';
+import { numberOptions, ratio, type Suite, type SuiteResult } from './harness.js';
 import { freePort } from './servers.js';
 import { connectGenerator, GeneratorPool, share, type Creds, type GeneratorMark, type GeneratorShare, type GeneratorSpec } from './broker-load.js';
 
@@ -595,8 +595,9 @@ export const decisionSuite: Suite = {
 export const brokerSuite: Suite = {
   name: 'broker',
   description: 'mTLS throughput (wott vs plain Aedes vs mosquitto), decision cost, score-drop and revocation enforcement latency',
-  async run({ quick }) {
+  async run({ quick, args }) {
     const result: SuiteResult = { suite: 'broker', measurements: [], ratios: [], goals: [] };
+    const options = numberOptions(args ?? [], 'broker', ['rounds', 'seconds']);
     const dir = mkdtempSync(join(tmpdir(), 'wott-bench-broker-'));
     const cleanup: Array<() => Promise<void> | void> = [() => rmSync(dir, { recursive: true, force: true })];
     try {
@@ -634,9 +635,12 @@ export const brokerSuite: Suite = {
       cleanup.unshift(() => pool.close());
       const idle = await idleCores(1000);
       result.measurements.push({ name: 'bench process idle (the gateway\'s timers), subtracted', value: 100 * idle, unit: '% of one core' });
-      // 5 rounds: single rounds of the capacity ratio swing about ±8 % here (two cores shared with other jobs).
-      const rounds = quick ? 1 : 5;
-      const timing = { warmupMs: quick ? 300 : 1000, durationMs: quick ? 1000 : 3000 };
+      // 5 rounds of 3 s: single rounds of the capacity ratio swing about ±8 % here (two cores shared with other jobs),
+      // and at QoS 1 by up to ±20 % (whether a major GC falls inside a 3 s run or not): `--rounds N --seconds S`
+      // measure longer.
+      const rounds = options.get('rounds') ?? (quick ? 1 : 5);
+      const timing = { warmupMs: quick ? 300 : 1000, durationMs: 1000 * (options.get('seconds') ?? (quick ? 1 : 3)) };
+      if (rounds < 1 || timing.durationMs < 500) throw new Error('--rounds must be at least 1 and --seconds at least 0.5');
       const plainTarget: ThroughputTarget = { label: 'plain Aedes + TLS', port: plain.port, cpuUs: ownCpuUs, idleCores: idle, baseline: true };
       const wottTarget: ThroughputTarget = { label: 'wott gateway', port: gw.mqttPort, cpuUs: ownCpuUs, idleCores: idle, baseline: false };
       const mosquittoTarget: ThroughputTarget = { label: 'mosquitto 2.0', port: mosquitto.port, cpuUs: processCpuUs(mosquitto.pid), idleCores: 0, baseline: true };
