@@ -32,6 +32,8 @@ RUN npm ci && npm prune --omit=dev
 FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
+# glibc's allocator: allocations from 64 KiB up (TLS buffers) mapped on their own, freed ones leave RSS (gateway/memory.ts)
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=65536
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 COPY --from=build /app/package.json package.json

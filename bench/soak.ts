@@ -36,6 +36,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { createCsr, EstError, renewalDelay, retryAfterMs, retryDelay, simpleEnroll, simpleReenroll } from '../agent/index.js';
 import { CertificateAuthority } from '../ca/index.js';
 import { FleetService } from '../fleet/index.js';
+import { GATEWAY_MALLOC_ENV } from '../gateway/index.js';
 import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, topics, type Telemetry } from '../protocol/index.js';
 import { numberOptions, type Suite, type SuiteResult } from './harness.js';
 
@@ -791,7 +792,8 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     );
     // For diagnosis (not part of the figures): WOTT_SOAK_GATEWAY_LOG names a file that gets every gateway log line;
     // WOTT_SOAK_GATEWAY_NODE_ARGS adds node options to the gateway (e.g. --heapsnapshot-signal=SIGUSR2);
-    // WOTT_SOAK_GATEWAY_ENV adds variables to its environment only (e.g. LD_PRELOAD=... to compare allocators).
+    // WOTT_SOAK_GATEWAY_ENV adds variables to its environment only (e.g. LD_PRELOAD=... to compare allocators; or
+    // GLIBC_TUNABLES= to run without the allocator setting the gateway is started with, GATEWAY_MALLOC_ENV).
     const gatewayLog = process.env.WOTT_SOAK_GATEWAY_LOG;
     const started = await startChild(
       [CLI, 'gateway', '--data', dataDir, '--config', config, '--https-port', '0', '--mqtt-port', '0', '--metrics-port', '0', '--log-format', 'json'],
@@ -809,7 +811,10 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
         }
       },
       (process.env.WOTT_SOAK_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean),
-      Object.fromEntries((process.env.WOTT_SOAK_GATEWAY_ENV ?? '').split(' ').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+      {
+        ...GATEWAY_MALLOC_ENV,
+        ...Object.fromEntries((process.env.WOTT_SOAK_GATEWAY_ENV ?? '').split(' ').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+      },
     );
     gateway = started.child;
     const httpsPort = Number(started.m[1]);

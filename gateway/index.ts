@@ -4,3 +4,4 @@ export type { Gateway, GatewayApiOptions, GatewayOptions, GatewayScoringOptions,
 export { readClusterStatus } from './cluster-status.js';
 export type { ClusterStatus, NodeFacts } from './cluster-status.js';
 export { quietGatewayOptions } from './quiet.js';
+export { GATEWAY_MALLOC_ENV } from './memory.js';
