@@ -626,7 +626,7 @@ export class WottPlugin {
 
   /** Runs on every delivery: the subscriber's current score must still meet the topic's threshold. */
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
-    const gate = (client as Gated)[GATE] ?? this.gateOf(client);
+    const gate = (client as Gated)[GATE]; // made in preConnect with the identity, cleared with it
     if (!gate?.allows(packet.topic)) return null;
     if (gate.who.kind === 'device') {
       // The counters object is replaced at each flush: one map lookup per flush interval, not per delivery.
@@ -637,12 +637,6 @@ export class WottPlugin {
     }
     this.messageCounts.out++;
     return packet;
-  }
-
-  private gateOf(client: Client): DeliveryGate<Activity> | undefined {
-    const who = this.identities.get(client);
-    if (!who) return undefined;
-    return ((client as Gated)[GATE] = new DeliveryGate<Activity>(who, this.gateSource));
   }
 
   /** A delivery check with the connection's cache, for `who` (the decision benchmark; tests). */
