@@ -80,43 +80,231 @@ export function compareIds(a: string, b: string): number {
 }
 
 /**
- * The same fields as one pub/sub message (the QoS 0 path of stream-emitter.ts): each field as a 4-byte big-endian
- * length and its bytes. The first field is `n` and the second the instance, so a node finds its own messages without
- * decoding the rest (messageInstance).
+ * One pub/sub message (the QoS 0 path of stream-emitter.ts) in a binary layout, not the stream's JSON headers: the
+ * packets of this path are devices' publish packets, and JSON cost ~5 µs per packet to write and ~7 µs to read
+ * (measured, 100-packet messages) against ~3.6 µs for a whole delivery on one node, which made a message that
+ * crosses nodes cost the cluster several times what it costs one node.
+ *
+ * Layout (big-endian): u8 format (MESSAGE_FORMAT), u8 instance length, the instance (so a node finds its own
+ * messages without reading on: messageInstance), u16 packet count, then per packet: u16 flags, u32 topic length and
+ * the topic, then what the flags say is there, in this order: u16 messageId, u16 brokerId length and brokerId, f64
+ * brokerCounter, u32 payload length and the payload, u32 length and a JSON object of every other field (MQTT 5
+ * properties, clientId...; Buffers in it as {"$b": base64}). A field with a value of an unexpected type goes into
+ * that JSON too, so whatever Aedes hands the bus comes out equal on the other side. Hand-written rather than msgpack
+ * for the same reason as the stream's: a flat record, one more dependency for nothing.
  */
+export const MESSAGE_FORMAT = 2;
+const F_PUBLISH = 1 << 0; // cmd === 'publish'
+const F_QOS = 1 << 1; // qos 0..2 in bits 2-3
+const F_RETAIN = 1 << 4; // retain is a boolean; its value in bit 5
+const F_DUP = 1 << 6; // dup is a boolean; its value in bit 7
+const F_MESSAGE_ID = 1 << 8;
+const F_BROKER_ID = 1 << 9;
+const F_BROKER_COUNTER = 1 << 10;
+const F_STRING_PAYLOAD = 1 << 11;
+const F_EXTRA = 1 << 12;
+const F_KNOWN = F_PUBLISH | F_QOS | (3 << 2) | F_RETAIN | (1 << 5) | F_DUP | (1 << 7) | F_MESSAGE_ID | F_BROKER_ID | F_BROKER_COUNTER | F_STRING_PAYLOAD | F_EXTRA;
+const COMMON = F_PUBLISH | F_QOS | F_RETAIN | F_DUP | F_BROKER_ID | F_BROKER_COUNTER;
+const LAYOUT_KEYS = new Set(['cmd', 'topic', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'payload']);
+
+/** Written into one growing scratch buffer, copied out once per message. */
+const SCRATCH_SIZE = 64 * 1024;
+const SCRATCH_KEPT = 1024 * 1024;
+let scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
+
+function room(at: number, more: number): void {
+  if (at + more <= scratch.length) return;
+  const bigger = Buffer.allocUnsafe(Math.max(scratch.length * 2, at + more));
+  scratch.copy(bigger, 0, 0, at);
+  scratch = bigger;
+}
+
+/** Writes `text` as u32 length + UTF-8 (u16 when `short`); returns the new offset. */
+function writeText(at: number, text: string, short = false): number {
+  room(at, 4 + text.length * 3);
+  const n = scratch.write(text, at + (short ? 2 : 4));
+  if (short) scratch.writeUInt16BE(n, at);
+  else scratch.writeUInt32BE(n, at);
+  return at + (short ? 2 : 4) + n;
+}
+
+function writeBytes(at: number, bytes: Uint8Array): number {
+  room(at, 4 + bytes.length);
+  scratch.writeUInt32BE(bytes.length, at);
+  scratch.set(bytes, at + 4);
+  return at + 4 + bytes.length;
+}
+
 export function encodeMessage(instance: string, packets: BusPacket[]): Buffer {
-  const fields = encodeEntry(instance, packets).map((f) => (typeof f === 'string' ? Buffer.from(f) : f));
-  const out = Buffer.allocUnsafe(fields.reduce((n, f) => n + 4 + f.length, 0));
+  if (packets.length > 0xffff) throw new RangeError('at most 65,535 packets per bus message');
   let at = 0;
-  for (const f of fields) {
-    out.writeUInt32BE(f.length, at);
-    f.copy(out, at + 4);
-    at += 4 + f.length;
+  room(0, 4 + instance.length * 3);
+  scratch[at++] = MESSAGE_FORMAT;
+  const n = scratch.write(instance, at + 1);
+  if (n > 255) throw new RangeError('bus instance id longer than 255 bytes');
+  scratch[at] = n;
+  at += 1 + n;
+  scratch.writeUInt16BE(packets.length, at);
+  at += 2;
+  for (const packet of packets) {
+    const { cmd, qos, retain, dup, messageId, brokerId, brokerCounter, payload } = packet;
+    let flags = 0;
+    if (cmd === 'publish') flags |= F_PUBLISH;
+    if (qos === 0 || qos === 1 || qos === 2) flags |= F_QOS | (qos << 2);
+    if (typeof retain === 'boolean') flags |= F_RETAIN | (retain ? 1 << 5 : 0);
+    if (typeof dup === 'boolean') flags |= F_DUP | (dup ? 1 << 7 : 0);
+    if (typeof messageId === 'number' && Number.isInteger(messageId) && messageId >= 0 && messageId <= 0xffff) flags |= F_MESSAGE_ID;
+    if (typeof brokerId === 'string' && Buffer.byteLength(brokerId) <= 0xffff) flags |= F_BROKER_ID;
+    if (typeof brokerCounter === 'number') flags |= F_BROKER_COUNTER;
+    if (typeof payload === 'string') flags |= F_STRING_PAYLOAD;
+    // Fields the layout does not carry, or carries but not with this value's type: as JSON (rare: MQTT 5 properties).
+    let extra: Record<string, unknown> | undefined;
+    for (const key in packet) {
+      const value = packet[key];
+      if (value === undefined) continue; // as JSON drops it on the stream
+      let carried: number | boolean;
+      switch (key) {
+        case 'topic':
+        case 'payload':
+          carried = true;
+          break;
+        case 'cmd':
+          carried = flags & F_PUBLISH;
+          break;
+        case 'qos':
+          carried = flags & F_QOS;
+          break;
+        case 'retain':
+          carried = flags & F_RETAIN;
+          break;
+        case 'dup':
+          carried = flags & F_DUP;
+          break;
+        case 'messageId':
+          carried = flags & F_MESSAGE_ID;
+          break;
+        case 'brokerId':
+          carried = flags & F_BROKER_ID;
+          break;
+        case 'brokerCounter':
+          carried = flags & F_BROKER_COUNTER;
+          break;
+        default:
+          carried = false;
+      }
+      if (!carried) (extra ??= {})[key] = value;
+    }
+    if (extra) flags |= F_EXTRA;
+    room(at, 2);
+    scratch.writeUInt16BE(flags, at);
+    at = writeText(at + 2, packet.topic);
+    if (flags & F_MESSAGE_ID) {
+      room(at, 2);
+      scratch.writeUInt16BE(messageId as number, at);
+      at += 2;
+    }
+    if (flags & F_BROKER_ID) at = writeText(at, brokerId as string, true);
+    if (flags & F_BROKER_COUNTER) {
+      room(at, 8);
+      scratch.writeDoubleBE(brokerCounter as number, at);
+      at += 8;
+    }
+    if (flags & F_STRING_PAYLOAD) at = writeText(at, payload as string);
+    else at = writeBytes(at, payload instanceof Uint8Array ? payload : EMPTY);
+    if (extra) at = writeText(at, JSON.stringify(extra, bufferReplacer));
   }
-  return out;
+  const message = Buffer.from(scratch.subarray(0, at));
+  if (scratch.length > SCRATCH_KEPT) scratch = Buffer.allocUnsafe(SCRATCH_SIZE); // a huge message's room is not kept
+  return message;
 }
 
-function splitFields(message: Buffer, max = Infinity): Buffer[] | Error {
-  const fields: Buffer[] = [];
-  let at = 0;
-  while (at < message.length && fields.length < max) {
-    if (at + 4 > message.length) return new Error('bus message cut inside a field length');
-    const end = at + 4 + message.readUInt32BE(at);
-    if (end > message.length) return new Error('bus message cut inside a field');
-    fields.push(message.subarray(at + 4, end));
-    at = end;
-  }
-  return fields;
-}
+const EMPTY = new Uint8Array(0);
 
-/** The instance that wrote a pub/sub message, read from its first two fields only. */
+/** The instance that wrote a pub/sub message, read from its start only. */
 export function messageInstance(message: Buffer): string | undefined {
-  const fields = splitFields(message, 2);
-  return !(fields instanceof Error) && fields.length === 2 && fields[0]!.toString() === 'n' ? fields[1]!.toString() : undefined;
+  if (message.length < 2 || message[0] !== MESSAGE_FORMAT) return undefined;
+  const end = 2 + message[1]!;
+  return end <= message.length ? message.toString('utf8', 2, end) : undefined;
 }
 
-/** A pub/sub message back into its entry, or an Error saying what is wrong with it. */
+/** A pub/sub message back into its packets, or an Error saying what is wrong with it. Every read is bounds-checked. */
 export function decodeMessage(message: Buffer): BusEntry | Error {
-  const fields = splitFields(message);
-  return fields instanceof Error ? fields : decodeEntry(fields);
+  if (message.length < 1 || message[0] !== MESSAGE_FORMAT) return new Error(`bus message of another format (${message.length ? message[0] : 'empty'}, expected ${MESSAGE_FORMAT}: a node of another version?)`);
+  const cut = new Error('bus message cut short');
+  let at = 1;
+  if (at + 1 > message.length) return cut;
+  const instanceEnd = at + 1 + message[at]!;
+  if (instanceEnd + 2 > message.length) return cut;
+  const instance = message.toString('utf8', at + 1, instanceEnd);
+  const count = message.readUInt16BE(instanceEnd);
+  at = instanceEnd + 2;
+  const packets: BusPacket[] = [];
+  const u32 = (): number | undefined => (at + 4 <= message.length ? message.readUInt32BE(at) : undefined);
+  for (let k = 0; k < count; k++) {
+    if (at + 2 > message.length) return cut;
+    const flags = message.readUInt16BE(at);
+    if (flags & ~F_KNOWN) return new Error('bus message with unknown packet flags');
+    at += 2;
+    const topicLength = u32();
+    if (topicLength === undefined || at + 4 + topicLength > message.length) return cut;
+    const topic = message.toString('utf8', at + 4, at + 4 + topicLength);
+    at += 4 + topicLength;
+    const qos = (flags >> 2) & 3;
+    if (flags & F_QOS && qos === 3) return new Error('bus message with QoS 3');
+    let messageId: number | undefined;
+    if (flags & F_MESSAGE_ID) {
+      if (at + 2 > message.length) return cut;
+      messageId = message.readUInt16BE(at);
+      at += 2;
+    }
+    let brokerId: string | undefined;
+    if (flags & F_BROKER_ID) {
+      if (at + 2 > message.length) return cut;
+      const end = at + 2 + message.readUInt16BE(at);
+      if (end > message.length) return cut;
+      brokerId = message.toString('utf8', at + 2, end);
+      at = end;
+    }
+    let brokerCounter: number | undefined;
+    if (flags & F_BROKER_COUNTER) {
+      if (at + 8 > message.length) return cut;
+      brokerCounter = message.readDoubleBE(at);
+      at += 8;
+    }
+    const payloadLength = u32();
+    if (payloadLength === undefined || at + 4 + payloadLength > message.length) return cut;
+    const payload = flags & F_STRING_PAYLOAD ? message.toString('utf8', at + 4, at + 4 + payloadLength) : message.subarray(at + 4, at + 4 + payloadLength);
+    at += 4 + payloadLength;
+    let packet: BusPacket;
+    if ((flags & COMMON) === COMMON && !(flags & F_MESSAGE_ID)) {
+      // What Aedes hands the bus for a device's publish: one object literal, one shape (cheaper than adding keys).
+      packet = { cmd: 'publish', brokerId, brokerCounter, topic, payload, qos, retain: (flags & (1 << 5)) !== 0, dup: (flags & (1 << 7)) !== 0 };
+    } else {
+      packet = { topic, payload };
+      if (flags & F_PUBLISH) packet.cmd = 'publish';
+      if (flags & F_QOS) packet.qos = qos;
+      if (flags & F_RETAIN) packet.retain = (flags & (1 << 5)) !== 0;
+      if (flags & F_DUP) packet.dup = (flags & (1 << 7)) !== 0;
+      if (flags & F_MESSAGE_ID) packet.messageId = messageId;
+      if (flags & F_BROKER_ID) packet.brokerId = brokerId;
+      if (flags & F_BROKER_COUNTER) packet.brokerCounter = brokerCounter;
+    }
+    if (flags & F_EXTRA) {
+      const length = u32();
+      if (length === undefined || at + 4 + length > message.length) return cut;
+      let extra: unknown;
+      try {
+        const text = message.toString('utf8', at + 4, at + 4 + length);
+        extra = text.includes('"$b"') ? JSON.parse(text, reviveBuffers) : JSON.parse(text);
+      } catch {
+        return new Error('bus message with extra fields that are not JSON');
+      }
+      if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) return new Error('bus message with extra fields that are not an object');
+      at += 4 + length;
+      for (const [key, value] of Object.entries(extra)) if (key !== '__proto__' && (!LAYOUT_KEYS.has(key) || !(key in packet))) packet[key] = value;
+    }
+    packets.push(packet);
+  }
+  if (at !== message.length) return new Error('bus message with bytes after its last packet');
+  return { instance, packets };
 }

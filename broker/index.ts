@@ -14,3 +14,5 @@ export { clusterBrokerParts, redisConnectionOptions } from './cluster.js';
 export type { RedisClusterOptions, ClusterBrokerParts } from './cluster.js';
 export { RedisRetainedLedger } from './retained-redis.js';
 export { localBus } from './local-bus.js';
+export { encodeMessage as encodeBusMessage, decodeMessage as decodeBusMessage } from './bus-entry.js';
+export type { BusPacket, BusEntry } from './bus-entry.js';

@@ -13,6 +13,8 @@ import * as x509 from '@peculiar/x509';
 import fc from 'fast-check';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { collectState, countFailedLogins, IntrusionTally, MAX_TRACKED_SOURCES, realCrypt, tallyAuthLog, tallyKernelLog } from '../agent/collectors/index.js';
+import { isDeepStrictEqual } from 'node:util';
+import { decodeBusMessage, encodeBusMessage, type BusPacket } from '../broker/index.js';
 import { CaError, checkCsr, decodeBase64Body, parseCsr } from '../ca/index.js';
 import { bitString, children, oid, readTlv, sequence } from '../ca/der.js';
 import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, parseConfig, streamLimitsFromConfig } from '../cli/config.js';
@@ -486,6 +488,78 @@ const authLog: FuzzTarget<string> = {
   },
 };
 
+// ---------------------------------------------------------------------------------------------------------------
+// The cluster bus' pub/sub messages (what a node reads from Redis)
+
+const busPacket: fc.Arbitrary<BusPacket> = fc.record(
+  {
+    topic: fc.string({ unit: 'grapheme', maxLength: 40 }),
+    payload: fc.oneof(fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)), fc.string({ unit: 'grapheme', maxLength: 20 })),
+    cmd: fc.oneof(fc.constantFrom('publish', 'pubrel'), hostileValue),
+    qos: fc.oneof(fc.constantFrom(0, 1, 2), hostileValue),
+    retain: fc.oneof(fc.boolean(), hostileValue),
+    dup: fc.boolean(),
+    messageId: fc.oneof(fc.integer({ min: 0, max: 0xffff }), hostileValue),
+    brokerId: fc.oneof(fc.string({ unit: 'grapheme', maxLength: 20 }), hostileValue),
+    brokerCounter: fc.oneof(fc.integer(), fc.double()),
+    properties: fc.record({ correlationData: fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)), userProperties: fc.dictionary(fc.string(), fc.string()) }),
+    clientId: fc.string(),
+  },
+  { requiredKeys: ['topic', 'payload'] },
+);
+
+type BusInput = { packets: BusPacket[]; edits: Array<{ at: number; op: 'flip' | 'cut' | 'insert'; byte: number }> };
+
+const busMessage: FuzzTarget<BusInput> = {
+  name: 'bus-message',
+  description:
+    "the cluster bus' pub/sub messages (broker/bus-entry.ts): generated packets come back equal (topic, payload and the fields the layout carries exactly; a second round trip changes nothing); bytes flipped, cut or inserted give an Error or packets with a string topic, never a throw",
+  input: () =>
+    fc.record({
+      packets: fc.array(busPacket, { minLength: 1, maxLength: 4 }),
+      edits: fc.array(fc.record({ at: fc.nat(), op: fc.constantFrom('flip' as const, 'cut' as const, 'insert' as const), byte: fc.integer({ min: 0, max: 255 }) }), { maxLength: 4 }),
+    }),
+  check: ({ packets, edits }) => {
+    let message: Buffer;
+    try {
+      message = encodeBusMessage('fuzz-node', packets);
+    } catch (err) {
+      escaped(err, 'bus-message: encoding any packet Aedes could hand over must not throw');
+    }
+    const back = decodeBusMessage(message);
+    expect(!(back instanceof Error), `bus-message: its own message refused: ${(back as Error).message}`);
+    expect(back.instance === 'fuzz-node' && back.packets.length === packets.length, 'bus-message: instance or packet count changed');
+    back.packets.forEach((got, i) => {
+      const sent = packets[i]!;
+      expect(got.topic === sent.topic, 'bus-message: topic changed');
+      expect(typeof sent.payload === 'string' ? got.payload === sent.payload : Buffer.compare(got.payload as Buffer, sent.payload as Buffer) === 0, 'bus-message: payload changed');
+      for (const key of ['cmd', 'qos', 'retain', 'dup', 'messageId', 'brokerCounter'] as const) {
+        const value = sent[key];
+        const exact = typeof value === 'boolean' || typeof value === 'number' || value === 'publish';
+        if (exact) expect(Object.is(got[key], value) || (key !== 'brokerCounter' && JSON.stringify(got[key]) === JSON.stringify(value)), `bus-message: ${key} ${String(value)} came back ${String(got[key])}`);
+      }
+      expect(Object.getPrototypeOf(got) === Object.prototype, 'bus-message: a packet with another prototype');
+    });
+    const again = decodeBusMessage(encodeBusMessage('fuzz-node', back.packets));
+    expect(isDeepStrictEqual(again, back), 'bus-message: a second round trip changed the packets');
+    const bent = Buffer.from(message);
+    let bytes = [...bent];
+    for (const e of edits) {
+      const at = e.at % (bytes.length + 1);
+      if (e.op === 'flip' && at < bytes.length) bytes[at] = e.byte;
+      else if (e.op === 'cut') bytes = bytes.slice(0, at);
+      else bytes.splice(at, 0, e.byte);
+    }
+    let decoded: ReturnType<typeof decodeBusMessage>;
+    try {
+      decoded = decodeBusMessage(Buffer.from(bytes));
+    } catch (err) {
+      escaped(err, 'bus-message: a bent message must give an Error, not a throw');
+    }
+    if (!(decoded instanceof Error)) for (const p of decoded.packets) expect(typeof p.topic === 'string' && Object.getPrototypeOf(p) === Object.prototype, 'bus-message: a bent message gave a packet without a string topic');
+  },
+};
+
 export const PARSER_TARGETS: ReadonlyMap<string, FuzzTarget<any>> = new Map(
-  [telemetry, behaviourEvent, peerReport, scoreMessage, config, policy, cveFeed, csr, authLog].map((t) => [t.name, t as FuzzTarget<any>]),
+  [telemetry, behaviourEvent, peerReport, scoreMessage, config, policy, cveFeed, csr, authLog, busMessage].map((t) => [t.name, t as FuzzTarget<any>]),
 );
