@@ -11,7 +11,7 @@
  * Pure logic: the broker owns the generation and the maps; PolicyEngine.decide() stays for explanations.
  */
 import { isRestricted, restrictedTopic, stateCeiling, type PolicyEngine } from '../policy/index.js';
-import { topics, type DeviceState } from '../protocol/index.js';
+import { isProtocolTopic, topics, type DeviceState } from '../protocol/index.js';
 import type { Identity } from './identity.js';
 import { namespaceForward } from './namespace.js';
 
@@ -69,6 +69,8 @@ export class DeliveryGate<Counters = unknown> {
   private score = 0;
   private scoreVersion = -1;
   private readonly needs = new Map<string, number>();
+  /** The same for publishing, for a device's topics outside the wott/ namespace (publishAllowed). */
+  private readonly publishNeeds = new Map<string, number>();
 
   constructor(
     readonly who: Identity,
@@ -83,13 +85,36 @@ export class DeliveryGate<Counters = unknown> {
     if (need === undefined) need = this.learn(topic);
     if (need === ALWAYS) return true;
     if (need === NEVER) return false;
-    const scores = source.scores;
+    return this.currentScore() >= need;
+  }
+
+  /**
+   * May this device publish `topic` by policy alone, now? true: allowed, with the answer authorizePublish's full check
+   * gives. false: the full check decides (it may still allow: a restricted device's own topics, the namespace) and
+   * explains a refusal. The publish path's map lookups (state, score, memo) then run once per change, not per message.
+   */
+  publishAllowed(topic: string): boolean {
+    const source = this.source;
+    if (this.generation !== source.generation || this.stateVersion !== source.trust.stateVersion) this.reset();
+    if (this.who.kind !== 'device' || isRestricted(this.state)) return false;
+    let need = this.publishNeeds.get(topic);
+    if (need === undefined) {
+      need = isProtocolTopic(topic) ? NEVER : (source.policy.match(topic, this.who.id)?.publish ?? NEVER);
+      if (this.publishNeeds.size >= GATE_TOPIC_LIMIT) this.publishNeeds.clear();
+      this.publishNeeds.set(topic, need);
+    }
+    if (need === NEVER) return false;
+    return this.currentScore() >= need;
+  }
+
+  private currentScore(): number {
+    const scores = this.source.scores;
     if (this.scoreVersion !== scores.version) {
       this.scoreVersion = scores.version;
-      const score = scores.get(this.who.id) ?? source.initialScore;
+      const score = scores.get(this.who.id) ?? this.source.initialScore;
       this.score = score < this.ceiling ? score : this.ceiling;
     }
-    return this.score >= need;
+    return this.score;
   }
 
   /** Topics cached now (tests). */
@@ -104,6 +129,7 @@ export class DeliveryGate<Counters = unknown> {
     this.ceiling = stateCeiling(this.state)?.ceiling ?? Infinity;
     this.scoreVersion = -1; // the ceiling may have moved
     this.needs.clear();
+    this.publishNeeds.clear();
   }
 
   private learn(topic: string): number {

@@ -564,8 +564,18 @@ export class WottPlugin {
 
   private authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
     if (!client) return done(null); // the broker's own publishes (behaviour events, in-process scoring)
-    const who = (client as Gated)[GATE]?.who; // the identity preConnect verified (the gate holds it)
-    if (!who) return done(new Error('no identity'));
+    const gate = (client as Gated)[GATE]; // made in preConnect with the identity it verified
+    if (!gate) return done(new Error('no identity'));
+    const who = gate.who;
+    if (!packet.retain && gate.publishAllowed(packet.topic)) {
+      // A device's ordinary publish, allowed by policy: the gate answered from its cache (below: the full check).
+      if (gate.countersEpoch !== this.activityEpoch) (gate.counters = this.activityOf(who.id)), (gate.countersEpoch = this.activityEpoch);
+      const a = gate.counters!;
+      a.messagesIn++;
+      a.bytesIn += payloadBytes(packet);
+      this.messageCounts.in++;
+      return done(null);
+    }
     const ns = namespacePublish(who, packet.topic);
     let allowed: boolean;
     let reason: string;
