@@ -222,7 +222,8 @@ const EMPTY = new Uint8Array(0);
 
 /** The instance that wrote a pub/sub message, read from its start only. */
 export function messageInstance(message: Buffer): string | undefined {
-  if (message.length < 2 || message[0] !== MESSAGE_FORMAT) return undefined;
+  // The same start in interest messages (bus-interest.ts' INTEREST_FORMAT, 3).
+  if (message.length < 2 || (message[0] !== MESSAGE_FORMAT && message[0] !== 3)) return undefined;
   const end = 2 + message[1]!;
   return end <= message.length ? message.toString('utf8', 2, end) : undefined;
 }

@@ -16,3 +16,4 @@ export { RedisRetainedLedger } from './retained-redis.js';
 export { localBus } from './local-bus.js';
 export { encodeMessage as encodeBusMessage, decodeMessage as decodeBusMessage } from './bus-entry.js';
 export type { BusPacket, BusEntry } from './bus-entry.js';
+export { encodeInterest as encodeBusInterest, decodeInterest as decodeBusInterest } from './bus-interest.js';

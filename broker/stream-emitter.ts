@@ -28,13 +28,15 @@
  * all QoS 0 messages of a topic take the same way, in order. What stays on the stream: QoS 1 and 2 (acknowledged:
  * they must survive a Redis restart), and the gateway's own traffic (scores, events, telemetry, $SYS takeover
  * notices), whatever its QoS, which the cluster relies on. Lost while Redis is away: QoS 0 messages of devices
- * between nodes (subscribers on the publisher's node still get them).
+ * between nodes (subscribers on the publisher's node still get them). And a QoS 0 message goes to Redis only when
+ * another node has a subscriber for it (bus-interest.ts: the nodes announce their filters on their channels).
  */
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { Redis, type RedisOptions } from 'ioredis';
 import { isProtocolTopic } from '../protocol/index.js';
 import { compareIds, decodeEntry, decodeMessage, encodeEntry, encodeMessage, messageInstance, type BusPacket } from './bus-entry.js';
+import { decodeInterest, encodeInterest, INTEREST_FORMAT, RemoteInterest, routedFilter, type InterestOp } from './bus-interest.js';
 
 const require = createRequire(import.meta.url);
 type Listener = (packet: BusPacket, done: () => void) => void;
@@ -96,9 +98,16 @@ export interface StreamEmitterOptions {
   batch?: number;
   /** QoS 0 packets sent over pub/sub and not yet answered by Redis, past which QoS 0 publishers wait (default 10,000). */
   qos0InFlight?: number;
+  /** How often each node announces its whole set of topic filters (default 10 s; bus-interest.ts). */
+  interestHeartbeatMs?: number;
+  /** How long a subscription waits for the other nodes to confirm they know it, at most (default 1 s). */
+  interestAckTimeoutMs?: number;
   /** Connection errors (Redis down or restarting; both connections reconnect by themselves) and bus anomalies. */
   onError?: (err: Error) => void;
 }
+
+export const DEFAULT_INTEREST_HEARTBEAT_MS = 10_000;
+export const DEFAULT_INTEREST_ACK_TIMEOUT_MS = 1000;
 
 export class StreamEmitter {
   /** Tells this emitter's entries from other nodes' (a node id could repeat across restarts; this does not). */
@@ -136,6 +145,20 @@ export class StreamEmitter {
   private flushScheduled = false;
   /** Fails the read in flight when the reader's connection closes. */
   private readCut: ((err: Error) => void) | undefined;
+  /** This node's topic filters that can match a device's QoS 0 message, and how many local listeners each has. */
+  private readonly localFilters = new Map<string, number>();
+  /** Announcements of new filters on their way to Redis: a second subscriber to the same filter waits for it too. */
+  private readonly announcing = new Map<string, Promise<void>>();
+  /** What the other nodes subscribe to (bus-interest.ts). */
+  private readonly remote = new RemoteInterest();
+  /** Until then every QoS 0 message goes to Redis: the other nodes' filters are not all known yet. */
+  private sendAllUntil: number;
+  private readonly heartbeatMs: number;
+  private readonly ackTimeoutMs: number;
+  private readonly heartbeat: NodeJS.Timeout;
+  /** The last `add` announced, and the adds waiting for the other nodes' acks (seq -> nodes yet to answer). */
+  private addSeq = 0;
+  private readonly awaitingAcks = new Map<number, { pending: Set<string>; done: () => void }>();
 
   constructor(options: StreamEmitterOptions) {
     this.key = options.key ?? DEFAULT_BUS_KEY;
@@ -145,6 +168,9 @@ export class StreamEmitter {
     this.batch = options.batch ?? 1000;
     this.qos0Limit = options.qos0InFlight ?? DEFAULT_QOS0_IN_FLIGHT;
     this.onError = options.onError ?? (() => undefined);
+    this.heartbeatMs = options.interestHeartbeatMs ?? DEFAULT_INTEREST_HEARTBEAT_MS;
+    this.ackTimeoutMs = options.interestAckTimeoutMs ?? DEFAULT_INTEREST_ACK_TIMEOUT_MS;
+    this.sendAllUntil = Infinity; // until the subscriber is ready, then for a round of heartbeats
     // MQTT's wildcards, with `#` matching the parent level too [MQTT-4.7.1-3], as Aedes' default mq.
     this.local = mqemitter({ matchEmptyLevels: true });
     this.writer = new Redis({ ...options.connection, enableAutoPipelining: true, lazyConnect: false });
@@ -162,6 +188,17 @@ export class StreamEmitter {
     // Resubscribes by itself after a reconnect (ioredis' autoResubscribe); what was published meanwhile is gone.
     this.subscriber = new Redis({ ...options.connection });
     this.subscriber.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) => this.deliverLight(channel, message));
+    // While this node hears nothing, it cannot know what the others want: it sends them everything until a full round
+    // of their heartbeats could have arrived again (announcements made meanwhile are lost with pub/sub).
+    this.subscriber.on('close', () => (this.sendAllUntil = Infinity));
+    this.subscriber.on('ready', () => (this.sendAllUntil = Date.now() + 1.5 * this.heartbeatMs));
+    // Its own set goes out again when its writer is back (Redis restarted: the others forgot it, or missed changes).
+    this.writer.on('ready', () => this.announce('state', this.localFilters.keys()));
+    this.heartbeat = setInterval(() => {
+      this.announce('state', this.localFilters.keys());
+      this.remote.expire(Date.now() - 3 * this.heartbeatMs);
+    }, this.heartbeatMs);
+    this.heartbeat.unref();
     this.writer.on('error', report);
     this.reader.on('error', report);
     this.subscriber.on('error', report);
@@ -187,14 +224,101 @@ export class StreamEmitter {
     return this.local.closed;
   }
 
+  /**
+   * Subscribes `listener` here. A filter that can match a device's QoS 0 message and is new on this node is announced
+   * to the other nodes first: `done` (after which Aedes sends SUBACK) waits until Redis took the announcement, so a
+   * message published anywhere after the SUBACK is sent to this node. With Redis away it does not wait (nothing
+   * crosses nodes then; the heartbeat after the reconnect announces it).
+   */
   on(topic: string, listener: Listener, done?: () => void): this {
-    this.local.on(topic, listener, done);
+    this.local.on(topic, listener);
+    let waitFor: Promise<void> | undefined;
+    if (routedFilter(topic)) {
+      const count = (this.localFilters.get(topic) ?? 0) + 1;
+      this.localFilters.set(topic, count);
+      if (count === 1) {
+        const announced = this.announceAdd(topic);
+        if (announced) {
+          const settled = announced.finally(() => this.announcing.get(topic) === settled && this.announcing.delete(topic));
+          this.announcing.set(topic, settled);
+        }
+      }
+      waitFor = this.announcing.get(topic);
+    }
+    if (done) {
+      if (waitFor) void waitFor.then(done);
+      else setImmediate(done);
+    }
     return this;
   }
 
   removeListener(topic: string, listener: Listener, done?: () => void): this {
     this.local.removeListener(topic, listener, done);
+    const count = this.localFilters.get(topic);
+    if (count !== undefined) {
+      if (count > 1) this.localFilters.set(topic, count - 1);
+      else {
+        this.localFilters.delete(topic);
+        void this.announce('remove', [topic]);
+      }
+    }
     return this;
+  }
+
+  /** The other nodes heard from and how many routed filters each announced (cluster status; tests). */
+  get otherNodesInterest(): Map<string, number> {
+    return this.remote.nodeFilters;
+  }
+
+  /**
+   * Announces a new filter; resolves once every other node heard from lately confirmed it applied it, or after
+   * ackTimeoutMs (a node that died without a word), never rejects. undefined when Redis is not connected.
+   */
+  private announceAdd(filter: string): Promise<void> | undefined {
+    const seq = (this.addSeq = (this.addSeq + 1) >>> 0);
+    const pending = new Set(this.remote.nodesHeardSince(Date.now() - 3 * this.heartbeatMs));
+    const published = this.announce('add', [filter], seq);
+    if (!published) return undefined;
+    if (pending.size === 0) return published.then(() => undefined);
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, this.ackTimeoutMs);
+      timer.unref();
+      function finish() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.awaitingAcks.set(seq, {
+        pending,
+        done: () => {
+          this.awaitingAcks.delete(seq);
+          finish();
+        },
+      });
+      // Redis could not take it: nobody will answer.
+      void published.then((ok) => ok === false && this.awaitingAcks.get(seq)?.done());
+    }).finally(() => this.awaitingAcks.delete(seq));
+  }
+
+  /**
+   * Publishes an announcement on this node's channel, in order with its QoS 0 messages; resolves when Redis answered
+   * (false: it failed; never rejects). undefined when Redis is not connected: nothing to wait for.
+   */
+  private announce(op: InterestOp, filters: Iterable<string>, seq = 0): Promise<void | false> | undefined {
+    if (this.closing || this.writer.status !== 'ready') return undefined;
+    let message: Buffer;
+    try {
+      message = encodeInterest(this.instance, op, filters, seq);
+    } catch (err) {
+      this.onError(err as Error);
+      return undefined;
+    }
+    return this.writer.publish(this.channel, message).then(
+      () => undefined,
+      (err: Error) => {
+        if (!this.closing) this.onError(err);
+        return false as const;
+      },
+    );
   }
 
   /**
@@ -227,8 +351,10 @@ export class StreamEmitter {
   private flush(): void {
     this.flushScheduled = false;
     if (this.light.length > 0) {
-      const packets = this.light.splice(0);
+      const all = this.light.splice(0);
       const callbacks = this.lightCallbacks.splice(0);
+      // Only what another node has a subscriber for (delivered here already at emit).
+      const packets = Date.now() < this.sendAllUntil ? all : all.filter((p) => this.remote.wants(p.topic));
       for (let i = 0; i < packets.length; i += MAX_PACKETS_PER_ENTRY) {
         const batch = packets.slice(i, i + MAX_PACKETS_PER_ENTRY);
         this.lightInFlight += batch.length;
@@ -268,8 +394,12 @@ export class StreamEmitter {
     }
     this.flush(); // what was published before close goes out before QUIT
     this.closing = true;
+    clearInterval(this.heartbeat);
     for (const cb of this.held.splice(0)) cb(new Error('the cluster bus is closed'));
     this.reader.disconnect();
+    // A reader that was reconnecting (Redis restarted a moment ago) emits no 'close' on disconnect, and ioredis keeps
+    // the read it queued meanwhile pending for ever: cut it here, or close would wait on the read loop for ever.
+    this.readCut?.(new ConnectionLost());
     this.subscriber.disconnect();
     // Appends already sent are answered before QUIT; with Redis away there is nothing to wait for.
     const writerDone = this.writer.status === 'ready' ? this.writer.quit().then(() => undefined, () => undefined) : Promise.resolve(this.writer.disconnect());
@@ -324,6 +454,21 @@ export class StreamEmitter {
   private deliverLight(channel: Buffer, message: Buffer): void {
     // The patterns leave out this node's own channel already; this cheap check is kept as a second guard.
     if (messageInstance(message) === this.instance) return;
+    if (message[0] === INTEREST_FORMAT) {
+      const interest = decodeInterest(message);
+      if (interest instanceof Error) return void this.onError(new Error(`cluster bus (${channel.toString()}): ${interest.message}; skipped`));
+      if (interest.op === 'ack') {
+        // An answer to one of our adds (every node hears every ack; the others skip it).
+        if (interest.filters[0] !== this.instance) return;
+        const waiting = this.awaitingAcks.get(interest.seq);
+        if (waiting && waiting.pending.delete(interest.instance) && waiting.pending.size === 0) waiting.done();
+        return;
+      }
+      this.remote.apply(interest, Date.now());
+      // Applied: from now on this node sends the sender what its new filter matches. It may answer.
+      if (interest.op === 'add') void this.announce('ack', [interest.instance], interest.seq);
+      return;
+    }
     const entry = decodeMessage(message);
     if (entry instanceof Error) return void this.onError(new Error(`cluster bus (${channel.toString()}): ${entry.message}; skipped`));
     for (const packet of entry.packets) this.local.emit(packet);

@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { collectState, countFailedLogins, IntrusionTally, MAX_TRACKED_SOURCES, realCrypt, tallyAuthLog, tallyKernelLog } from '../agent/collectors/index.js';
 import { isDeepStrictEqual } from 'node:util';
-import { decodeBusMessage, encodeBusMessage, type BusPacket } from '../broker/index.js';
+import { decodeBusInterest, decodeBusMessage, encodeBusInterest, encodeBusMessage, type BusPacket } from '../broker/index.js';
 import { CaError, checkCsr, decodeBase64Body, parseCsr } from '../ca/index.js';
 import { bitString, children, oid, readTlv, sequence } from '../ca/der.js';
 import { brokerLimitsFromConfig, ConfigError, httpsLimitsFromConfig, parseConfig, streamLimitsFromConfig } from '../cli/config.js';
@@ -508,18 +508,31 @@ const busPacket: fc.Arbitrary<BusPacket> = fc.record(
   { requiredKeys: ['topic', 'payload'] },
 );
 
-type BusInput = { packets: BusPacket[]; edits: Array<{ at: number; op: 'flip' | 'cut' | 'insert'; byte: number }> };
+type BusInput = { packets: BusPacket[]; filters: string[]; seq: number; edits: Array<{ at: number; op: 'flip' | 'cut' | 'insert'; byte: number }> };
+
+function bend(message: Buffer, edits: BusInput['edits']): Buffer {
+  let bytes = [...message];
+  for (const e of edits) {
+    const at = e.at % (bytes.length + 1);
+    if (e.op === 'flip' && at < bytes.length) bytes[at] = e.byte;
+    else if (e.op === 'cut') bytes = bytes.slice(0, at);
+    else bytes.splice(at, 0, e.byte);
+  }
+  return Buffer.from(bytes);
+}
 
 const busMessage: FuzzTarget<BusInput> = {
   name: 'bus-message',
   description:
-    "the cluster bus' pub/sub messages (broker/bus-entry.ts): generated packets come back equal (topic, payload and the fields the layout carries exactly; a second round trip changes nothing); bytes flipped, cut or inserted give an Error or packets with a string topic, never a throw",
+    "the cluster bus' pub/sub messages (broker/bus-entry.ts) and interest announcements (broker/bus-interest.ts): generated packets and filters come back equal (topic, payload and the fields the layout carries exactly; a second round trip changes nothing); bytes flipped, cut or inserted give an Error or packets with a string topic, filters that are strings, never a throw",
   input: () =>
     fc.record({
       packets: fc.array(busPacket, { minLength: 1, maxLength: 4 }),
+      filters: fc.array(fc.string({ unit: 'grapheme', maxLength: 30 }), { maxLength: 5 }),
+      seq: fc.nat(),
       edits: fc.array(fc.record({ at: fc.nat(), op: fc.constantFrom('flip' as const, 'cut' as const, 'insert' as const), byte: fc.integer({ min: 0, max: 255 }) }), { maxLength: 4 }),
     }),
-  check: ({ packets, edits }) => {
+  check: ({ packets, filters, seq, edits }) => {
     let message: Buffer;
     try {
       message = encodeBusMessage('fuzz-node', packets);
@@ -542,21 +555,24 @@ const busMessage: FuzzTarget<BusInput> = {
     });
     const again = decodeBusMessage(encodeBusMessage('fuzz-node', back.packets));
     expect(isDeepStrictEqual(again, back), 'bus-message: a second round trip changed the packets');
-    const bent = Buffer.from(message);
-    let bytes = [...bent];
-    for (const e of edits) {
-      const at = e.at % (bytes.length + 1);
-      if (e.op === 'flip' && at < bytes.length) bytes[at] = e.byte;
-      else if (e.op === 'cut') bytes = bytes.slice(0, at);
-      else bytes.splice(at, 0, e.byte);
-    }
     let decoded: ReturnType<typeof decodeBusMessage>;
     try {
-      decoded = decodeBusMessage(Buffer.from(bytes));
+      decoded = decodeBusMessage(bend(message, edits));
     } catch (err) {
       escaped(err, 'bus-message: a bent message must give an Error, not a throw');
     }
     if (!(decoded instanceof Error)) for (const p of decoded.packets) expect(typeof p.topic === 'string' && Object.getPrototypeOf(p) === Object.prototype, 'bus-message: a bent message gave a packet without a string topic');
+    // Interest announcements (bus-interest.ts) share the channels: the same two properties.
+    const op = (['add', 'remove', 'state', 'ack'] as const)[seq % 4]!;
+    const announcement = encodeBusInterest('fuzz-node', op, filters, seq);
+    expect(isDeepStrictEqual(decodeBusInterest(announcement), { instance: 'fuzz-node', op, seq, filters }), 'bus-message: an announcement changed on its way');
+    let heard: ReturnType<typeof decodeBusInterest>;
+    try {
+      heard = decodeBusInterest(bend(announcement, edits));
+    } catch (err) {
+      escaped(err, 'bus-message: a bent announcement must give an Error, not a throw');
+    }
+    if (!(heard instanceof Error)) expect(Array.isArray(heard.filters) && heard.filters.every((f) => typeof f === 'string'), 'bus-message: a bent announcement gave filters that are not strings');
   },
 };
 

@@ -220,3 +220,17 @@ t.test('two emitters on one Redis', async (t) => {
     await waitFor(() => calledBack === 40 && qos1CalledBack === 1, 'Redis back: every publisher carries on');
   });
 });
+
+t.test('close completes while Redis is down and the reader is reconnecting', async (t) => {
+  const redis = await startRedis(t);
+  if (!redis) return;
+  const bus = new StreamEmitter({ connection: redisConnectionOptions(redis.url), onError: () => undefined });
+  await bus.ready;
+  await redis.stop();
+  // Long enough for the read loop to have queued its next command on the reconnecting connection.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  let closed = false;
+  bus.close(() => (closed = true));
+  await waitFor(() => closed, 'close called back', 10_000);
+  t.ok(closed);
+});
