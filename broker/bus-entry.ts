@@ -10,6 +10,8 @@
  * which JSON and a binary-safe Redis field carry without another dependency.
  */
 
+import { INTEREST_FORMAT } from './bus-interest.js';
+
 /** What Aedes hands its mq: a publish packet (or a $SYS one), with a topic. */
 export type BusPacket = Record<string, unknown> & { topic: string };
 
@@ -154,7 +156,8 @@ export function encodeMessage(instance: string, packets: BusPacket[]): Buffer {
     if (typeof retain === 'boolean') flags |= F_RETAIN | (retain ? 1 << 5 : 0);
     if (typeof dup === 'boolean') flags |= F_DUP | (dup ? 1 << 7 : 0);
     if (typeof messageId === 'number' && Number.isInteger(messageId) && messageId >= 0 && messageId <= 0xffff) flags |= F_MESSAGE_ID;
-    if (typeof brokerId === 'string' && Buffer.byteLength(brokerId) <= 0xffff) flags |= F_BROKER_ID;
+    // At most 3 UTF-8 bytes per UTF-16 unit: fits the u16 length without measuring the bytes of every packet.
+    if (typeof brokerId === 'string' && brokerId.length <= 0xffff / 3) flags |= F_BROKER_ID;
     if (typeof brokerCounter === 'number') flags |= F_BROKER_COUNTER;
     if (typeof payload === 'string') flags |= F_STRING_PAYLOAD;
     // Fields the layout does not carry, or carries but not with this value's type: as JSON (rare: MQTT 5 properties).
@@ -222,8 +225,8 @@ const EMPTY = new Uint8Array(0);
 
 /** The instance that wrote a pub/sub message, read from its start only. */
 export function messageInstance(message: Buffer): string | undefined {
-  // The same start in interest messages (bus-interest.ts' INTEREST_FORMAT, 3).
-  if (message.length < 2 || (message[0] !== MESSAGE_FORMAT && message[0] !== 3)) return undefined;
+  // Interest announcements start the same way.
+  if (message.length < 2 || (message[0] !== MESSAGE_FORMAT && message[0] !== INTEREST_FORMAT)) return undefined;
   const end = 2 + message[1]!;
   return end <= message.length ? message.toString('utf8', 2, end) : undefined;
 }

@@ -569,8 +569,7 @@ export class WottPlugin {
     const who = gate.who;
     if (!packet.retain && gate.publishAllowed(packet.topic)) {
       // A device's ordinary publish, allowed by policy: the gate answered from its cache (below: the full check).
-      if (gate.countersEpoch !== this.activityEpoch) (gate.counters = this.activityOf(who.id)), (gate.countersEpoch = this.activityEpoch);
-      const a = gate.counters!;
+      const a = this.countersOf(gate);
       a.messagesIn++;
       a.bytesIn += payloadBytes(packet);
       this.messageCounts.in++;
@@ -639,14 +638,18 @@ export class WottPlugin {
     const gate = (client as Gated)[GATE]; // made in preConnect with the identity, cleared with it
     if (!gate?.allows(packet.topic)) return null;
     if (gate.who.kind === 'device') {
-      // The counters object is replaced at each flush: one map lookup per flush interval, not per delivery.
-      if (gate.countersEpoch !== this.activityEpoch) (gate.counters = this.activityOf(gate.who.id)), (gate.countersEpoch = this.activityEpoch);
-      const a = gate.counters!;
+      const a = this.countersOf(gate);
       a.messagesOut++;
       a.bytesOut += payloadBytes(packet);
     }
     this.messageCounts.out++;
     return packet;
+  }
+
+  /** The device's counters of this flush interval, through its gate: one map lookup per interval, not per message. */
+  private countersOf(gate: DeliveryGate<Activity>): Activity {
+    if (gate.countersEpoch !== this.activityEpoch) (gate.counters = this.activityOf(gate.who.id)), (gate.countersEpoch = this.activityEpoch);
+    return gate.counters!;
   }
 
   /** A delivery check with the connection's cache, for `who` (the decision benchmark; tests). */

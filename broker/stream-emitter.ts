@@ -226,9 +226,9 @@ export class StreamEmitter {
 
   /**
    * Subscribes `listener` here. A filter that can match a device's QoS 0 message and is new on this node is announced
-   * to the other nodes first: `done` (after which Aedes sends SUBACK) waits until Redis took the announcement, so a
-   * message published anywhere after the SUBACK is sent to this node. With Redis away it does not wait (nothing
-   * crosses nodes then; the heartbeat after the reconnect announces it).
+   * to the other nodes first: `done` (after which Aedes sends SUBACK) waits until they confirmed they applied it
+   * (announceAdd), so a message published anywhere after the SUBACK is sent to this node. With Redis away it does not
+   * wait (nothing crosses nodes then; the heartbeat after the reconnect announces it).
    */
   on(topic: string, listener: Listener, done?: () => void): this {
     this.local.on(topic, listener);
@@ -280,23 +280,17 @@ export class StreamEmitter {
     const published = this.announce('add', [filter], seq);
     if (!published) return undefined;
     if (pending.size === 0) return published.then(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(finish, this.ackTimeoutMs);
+      timer = setTimeout(resolve, this.ackTimeoutMs);
       timer.unref();
-      function finish() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.awaitingAcks.set(seq, {
-        pending,
-        done: () => {
-          this.awaitingAcks.delete(seq);
-          finish();
-        },
-      });
+      this.awaitingAcks.set(seq, { pending, done: resolve });
       // Redis could not take it: nobody will answer.
-      void published.then((ok) => ok === false && this.awaitingAcks.get(seq)?.done());
-    }).finally(() => this.awaitingAcks.delete(seq));
+      void published.then((ok) => ok === false && resolve());
+    }).finally(() => {
+      clearTimeout(timer);
+      this.awaitingAcks.delete(seq);
+    });
   }
 
   /**
