@@ -30,6 +30,11 @@ export interface BrokerLimits {
   maxConnectionsPerSource: number;
   /** Open connections with one certificate identity (a device using client ids `id:a`, `id:b` has several). */
   maxConnectionsPerIdentity: number;
+  /**
+   * Topic filters one connection may hold (a persistent session's restored filters count). A SUBSCRIBE past it gets
+   * SUBACK 0x80 for the filters over the limit; the session stays up.
+   */
+  maxSubscriptionsPerConnection: number;
   /** Time for a new connection to finish the TLS handshake. */
   handshakeTimeoutMs: number;
   /** Time after the handshake for the client to send CONNECT. */
@@ -48,6 +53,7 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   maxConnections: 50_000,
   maxConnectionsPerSource: 1_000,
   maxConnectionsPerIdentity: 8,
+  maxSubscriptionsPerConnection: 100,
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   sourceConnectRate: { max: 300, windowMs: 10_000, banMs: 60_000 },

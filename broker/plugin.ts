@@ -89,6 +89,8 @@ function payloadBytes(packet: { payload?: Buffer | string }): number {
  */
 const GATE = Symbol('wott.deliveryGate');
 type Gated = Client & { [GATE]?: DeliveryGate<Activity> | undefined };
+/** Why an operation was denied, as wott_mqtt_denials_total{reason} counts it. */
+type DenialCause = 'namespace' | 'policy' | 'limit';
 
 export class WottPlugin {
   /** Replaced whole by setPolicies (a reload); every decision reads the current one. */
@@ -129,6 +131,8 @@ export class WottPlugin {
    * such a session lacks them for as long as it lives. Closed at release: the reconnect restores them. */
   private readonly readyRestricted = new WeakSet<Client>();
   /** When each live session became ready and from where (the API shows "connected since, from"). */
+  /** Topic filters each connection was granted, so it holds at most maxSubscriptionsPerConnection. */
+  private readonly filters = new WeakMap<Client, Set<string>>();
   private readonly sessionFacts = new WeakMap<Client, { since: number; remoteAddress: string | null }>();
   readonly limits: BrokerLimits;
   private readonly openPerSource = new OpenCounter();
@@ -443,6 +447,11 @@ export class WottPlugin {
     broker.authorizePublish = (client, packet, done) => this.authorizePublish(client, packet, done);
     broker.authorizeSubscribe = (client, sub, done) => this.authorizeSubscribe(client, sub, done);
     broker.authorizeForward = (client, packet) => this.authorizeForward(client, packet);
+    broker.on('unsubscribe', (filters, client) => {
+      const held = this.filters.get(client);
+      for (const filter of filters) held?.delete(filter);
+    });
+    this.storeOnlyGranted(broker);
     broker.on('clientReady', (client) => this.onReady(client));
     broker.on('clientDisconnect', (client) => this.onGone(client));
     // Aedes closes a session by itself on a socket or protocol error and on a keepalive timeout, silently: the log
@@ -460,6 +469,24 @@ export class WottPlugin {
       ),
     );
     await this.loadRetainedScores(broker);
+  }
+
+  /**
+   * Aedes 1.2 stores every filter of a SUBSCRIBE in a persistent session as soon as one of them is granted, the
+   * refused ones too (handlers/subscribe.js storeSubscriptions): refused filters would then count toward no limit,
+   * fill the stored session, and queue offline QoS 1 messages the device may not read. Only granted filters are
+   * stored.
+   */
+  private storeOnlyGranted(broker: Aedes): void {
+    type Store = (client: Client, subs: Subscription[]) => Promise<void>;
+    // Aedes' typings leave out its persistence; addSubscriptions is part of every aedes-persistence.
+    const persistence = (broker as unknown as { persistence: { addSubscriptions: Store } }).persistence;
+    const store = persistence.addSubscriptions.bind(persistence);
+    persistence.addSubscriptions = (client, subs) => {
+      const held = this.filters.get(client);
+      const granted = subs.filter((sub) => held?.has(sub.topic));
+      return granted.length > 0 ? store(client, granted) : Promise.resolve();
+    };
   }
 
   /**
@@ -578,9 +605,9 @@ export class WottPlugin {
     const ns = namespacePublish(who, packet.topic);
     let allowed: boolean;
     let reason: string;
-    let byNamespace = ns.applies;
+    let cause: DenialCause = ns.applies ? 'namespace' : 'policy';
     const state = who.kind === 'device' ? this.trust.deviceState(who.id) : undefined;
-    if (who.kind === 'device' && isRestricted(state)) ({ allowed, reason } = this.restrictedPublish(who, packet.topic)), (byNamespace = true);
+    if (who.kind === 'device' && isRestricted(state)) ({ allowed, reason } = this.restrictedPublish(who, packet.topic)), (cause = 'namespace');
     else if (ns.applies) ({ allowed, reason } = ns);
     else if (who.kind === 'service') (allowed = false), (reason = `services publish only in the wott/ namespace`);
     else {
@@ -592,15 +619,15 @@ export class WottPlugin {
       const refused = this.retained.admit(who.id, packet.topic, payloadBytes(packet));
       if (refused instanceof Promise) {
         // The cluster's ledger answers asynchronously; the publish waits for it (Aedes' hook takes a callback).
-        void refused.then((r) => this.settlePublish(who, packet, r === undefined, r ?? '', byNamespace, done));
+        void refused.then((r) => this.settlePublish(who, packet, r === undefined, r ?? '', 'limit', done));
         return;
       }
-      if (refused) (allowed = false), (reason = refused);
+      if (refused) (allowed = false), (reason = refused), (cause = 'limit');
     }
-    this.settlePublish(who, packet, allowed, reason, byNamespace, done);
+    this.settlePublish(who, packet, allowed, reason, cause, done);
   }
 
-  private settlePublish(who: Identity, packet: PublishPacket, allowed: boolean, reason: string, byNamespace: boolean, done: (err?: Error | null) => void): void {
+  private settlePublish(who: Identity, packet: PublishPacket, allowed: boolean, reason: string, cause: DenialCause, done: (err?: Error | null) => void): void {
     if (allowed) {
       if (who.kind === 'device') {
         const a = this.activityOf(who.id);
@@ -610,7 +637,7 @@ export class WottPlugin {
       this.messageCounts.in++;
       return done(null);
     }
-    this.recordDenial(who, 'publish', packet.topic, reason, byNamespace);
+    this.recordDenial(who, 'publish', packet.topic, reason, cause);
     done(new Error(reason));
   }
 
@@ -620,16 +647,27 @@ export class WottPlugin {
     const ns = namespaceSubscribe(who, sub.topic);
     let allowed: boolean;
     let reason: string;
-    let byNamespace = ns.applies;
+    let cause: DenialCause = ns.applies ? 'namespace' : 'policy';
     if (who.kind === 'device' && isRestricted(this.trust.deviceState(who.id))) {
       allowed = sub.topic === restrictedTopic(who.id, 'subscribe') || sub.topic === topics.credentials(who.id);
       reason = allowed ? '' : `device "${who.id}" is ${this.trust.deviceState(who.id)}: it may only read its own score`;
-      byNamespace = true;
+      cause = 'namespace';
     } else if (ns.applies) ({ allowed, reason } = ns);
     else if (who.kind === 'service') (allowed = who.role === 'admin'), (reason = 'only the admin role reads topics outside wott/');
     else ({ allowed, reason } = this.policy.decideSubscribe(sub.topic, who.id, this.effectiveScore(who.id)));
-    if (allowed) return done(null, sub);
-    this.recordDenial(who, 'subscribe', sub.topic, reason, byNamespace);
+    if (allowed) {
+      // Counted here, as each filter is granted: Aedes authorizes every filter of a SUBSCRIBE before it adds any, so
+      // its own list cannot tell the 101st filter of one packet from the first.
+      let held = this.filters.get(client);
+      if (!held) this.filters.set(client, (held = new Set()));
+      const max = this.limits.maxSubscriptionsPerConnection;
+      if (held.has(sub.topic) || held.size < max) {
+        held.add(sub.topic);
+        return done(null, sub);
+      }
+      (allowed = false), (reason = `subscription limit: a connection may hold ${max} topic filters`), (cause = 'limit');
+    }
+    this.recordDenial(who, 'subscribe', sub.topic, reason, cause);
     done(null, null); // SUBACK 0x80 for this filter; the session stays up
   }
 
@@ -658,8 +696,8 @@ export class WottPlugin {
   }
 
   /** Metrics, per-device counters, a behaviour event and a log line (throttled per device) for one denied operation. */
-  private recordDenial(who: Identity, action: Action, topic: string, reason: string, byNamespace: boolean): void {
-    this.metrics?.denials.inc({ action, reason: byNamespace ? 'namespace' : 'policy' });
+  private recordDenial(who: Identity, action: Action, topic: string, reason: string, cause: DenialCause): void {
+    this.metrics?.denials.inc({ action, reason: cause });
     if (who.kind === 'device') {
       const a = this.activityOf(who.id);
       if (action === 'publish') a.publishDenied++;

@@ -8,7 +8,8 @@ import t from 'tap';
 import { get as httpGet } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { memoryLogger, requireCommand, startGatewayProcess, tempDir } from '../helpers.js';
-import { connect, connectError, enroll, eventWatcher, inbox, mosquittoSub, testGateway, tryConnect, waitFor } from '../mqtt-helpers.js';
+import type { MqttClient } from 'mqtt';
+import { connect, connectError, enroll, eventWatcher, inbox, mosquittoSub, serviceCredentials, setScore, testGateway, tryConnect, waitFor } from '../mqtt-helpers.js';
 import { connectPacket, idleSocket, rawClient } from './raw-mqtt.js';
 
 const generous = {
@@ -176,6 +177,75 @@ t.test('retained messages are bounded per device and in all', async (t) => {
   reader.end(true);
 });
 
+/** The grants of one SUBSCRIBE with several filters (MQTT.js rejects the promise when any is 128). */
+async function grants(client: MqttClient, filters: string[], qos: 0 | 1 = 1): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(filters, { qos })).map((g) => g.qos);
+  } catch (err) {
+    const granted = (err as { packet?: { granted?: number[] } }).packet?.granted;
+    if (granted) return granted;
+    throw err;
+  }
+}
+
+t.test('topic filters per connection are bounded; refused filters are never stored in a persistent session', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { limits: { maxSubscriptionsPerConnection: 5 } });
+  const dir = tempDir(t);
+  const watcher = await connect(gw, await enroll(gw, dir, 'watcher'));
+  t.teardown(() => watcher.end(true));
+  const seen = inbox(watcher);
+  await watcher.subscribeAsync('weather/#', { qos: 1 });
+  const hoarder = await enroll(gw, dir, 'hoarder');
+
+  // One SUBSCRIBE with 8 filters: Aedes authorizes them all before it adds any, and still only 5 are granted.
+  const a = await connect(gw, hoarder);
+  t.same(await grants(a, Array.from({ length: 8 }, (_, i) => `weather/h${i}`)), [1, 1, 1, 1, 1, 128, 128, 128]);
+  t.same(await grants(a, ['weather/more']), [128], 'a further filter in another SUBSCRIBE is refused');
+  t.same(await grants(a, ['weather/h2']), [1], 'a filter it holds may be subscribed again');
+  await a.unsubscribeAsync('weather/h2');
+  t.same(await grants(a, ['weather/more']), [1], 'an UNSUBSCRIBE frees room');
+  // A flood of SUBSCRIBEs of fresh filters gets 0x80 each; the session stays up and keeps its filters.
+  for (let round = 0; round < 20; round++) t.same(await grants(a, Array.from({ length: 50 }, (_, i) => `weather/f${round}/${i}`), 0), Array(50).fill(128));
+  t.ok(a.connected, 'the session is still up');
+  const sender = await connect(gw, await enroll(gw, dir, 'sender'));
+  t.teardown(() => sender.end(true));
+  const mine = inbox(a);
+  await sender.publishAsync('weather/h0', 'to-hoarder', { qos: 1 });
+  await waitFor(() => mine.some((m) => m.payload === 'to-hoarder'), 'a granted filter still delivers');
+  await waitFor(() => seen.some((m) => m.payload === 'to-hoarder'), 'other devices are unaffected');
+  a.end(true);
+  t.match(await gw.metrics.getSingleMetricAsString('wott_mqtt_denials_total'), /action="subscribe",reason="limit"\} 1004(?!\d)/);
+
+  // A persistent session: a granted filter with a refused one (payments/# needs 0.9) and three over the limit.
+  // Aedes would store all five with the granted one; only the granted one is stored, and nothing is queued for
+  // the refused filters while the device is away.
+  type Persistence = { subscriptionsByClient(c: { id: string }): Promise<Array<{ topic: string }>>; outgoingStream(c: { id: string }): AsyncIterable<{ topic: string }> };
+  const persistence = (gw.broker as unknown as { persistence: Persistence }).persistence;
+  const b = await connect(gw, { ...hoarder, id: 'hoarder:p' }, { clean: false });
+  t.same(await grants(b, ['weather/p0', 'payments/#']), [1, 128]);
+  t.same(await grants(b, ['weather/p1', 'weather/p2', 'weather/p3', 'weather/p4', 'weather/p5', 'weather/p6']), [1, 1, 1, 1, 128, 128]);
+  const stored = async () => (await persistence.subscriptionsByClient({ id: 'hoarder:p' })).map((s) => s.topic).sort();
+  t.same(await stored(), ['weather/p0', 'weather/p1', 'weather/p2', 'weather/p3', 'weather/p4']);
+  b.end(true);
+  await waitFor(() => !gw.plugin.sessionsOf('hoarder').length, 'the session closed');
+  const payer = await enroll(gw, dir, 'payer');
+  const scorer = await connect(gw, { ...(await serviceCredentials(gw, dir, 'scoring', 'test')), id: 'scoring:test' });
+  t.teardown(() => scorer.end(true));
+  await setScore(gw, scorer, 'payer', 0.95);
+  const p = await connect(gw, payer);
+  t.teardown(() => p.end(true));
+  await p.publishAsync('payments/invoice', 'secret', { qos: 1 });
+  await p.publishAsync('weather/p0', 'queued', { qos: 1 });
+  const queued: string[] = [];
+  for await (const packet of persistence.outgoingStream({ id: 'hoarder:p' })) queued.push(packet.topic);
+  t.same(queued, ['weather/p0'], 'only the granted filter queued a message for the absent device');
+  // Back again: the restored session holds its five filters, and no more fit.
+  const back = await connect(gw, { ...hoarder, id: 'hoarder:p' }, { clean: false });
+  t.teardown(() => back.end(true));
+  t.same(await grants(back, ['weather/p7']), [128], 'restored filters count toward the limit');
+});
+
 t.test('reconnect storms with takeovers and aborted connects leave no session behind', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const gw = await testGateway(t, { limits: generous });
@@ -320,11 +390,11 @@ t.test('metrics on a loopback listener; every listener binds where it is told', 
 t.test('config: limits and listeners from wott.yaml', async (t) => {
   const { parseConfig, brokerLimitsFromConfig, httpsLimitsFromConfig } = await import('../../cli/config.js');
   const config = parseConfig(
-    'gateway:\n  bind: 127.0.0.1\n  metricsPort: false\n  httpsLimits: { maxConnectionsPerSource: 10, requestTimeout: 5s }\nbroker:\n  limits:\n    maxPacketSize: 65536\n    identityConnectRate: { max: 3, window: 10s }\n    retained: { perDevice: 7 }\n',
+    'gateway:\n  bind: 127.0.0.1\n  metricsPort: false\n  httpsLimits: { maxConnectionsPerSource: 10, requestTimeout: 5s }\nbroker:\n  limits:\n    maxPacketSize: 65536\n    identityConnectRate: { max: 3, window: 10s }\n    retained: { perDevice: 7 }\n    maxSubscriptionsPerConnection: 20\n',
   );
   t.equal(config.gateway.bind, '127.0.0.1');
   t.equal(config.gateway.metricsPort, false);
-  t.same(brokerLimitsFromConfig(config), { maxPacketBytes: 65536, identityConnectRate: { max: 3, windowMs: 10_000 }, retained: { perDevice: 7 } });
+  t.same(brokerLimitsFromConfig(config), { maxPacketBytes: 65536, identityConnectRate: { max: 3, windowMs: 10_000 }, retained: { perDevice: 7 }, maxSubscriptionsPerConnection: 20 });
   t.same(httpsLimitsFromConfig(config), { maxConnectionsPerSource: 10, requestTimeoutMs: 5000 });
   t.throws(() => parseConfig('broker:\n  limits:\n    maxPacketSize: 10\n'), /broker.limits.maxPacketSize/);
   t.throws(() => parseConfig('gateway:\n  bind: example.com\n'), /gateway.bind/);
