@@ -184,12 +184,16 @@ export function mosquittoSub(args: string[]): { lines: string[]; done: Promise<n
 
 /** The granted QoS for one filter; 128 when the broker refused it (MQTT.js rejects the promise then). */
 export async function subscribeGrant(client: mqtt.MqttClient, filter: string, qos: 0 | 1 = 1): Promise<number | undefined> {
+  return (await subscribeGrants(client, [filter], qos))[0];
+}
+
+/** The granted QoS of each filter of one SUBSCRIBE, 128 for each one refused. */
+export async function subscribeGrants(client: mqtt.MqttClient, filters: string[], qos: 0 | 1 = 1): Promise<number[]> {
   try {
-    const [grant] = await client.subscribeAsync(filter, { qos });
-    return grant?.qos;
+    return (await client.subscribeAsync(filters, { qos })).map((g) => g.qos);
   } catch (err) {
     const granted = (err as { packet?: { granted?: number[] } }).packet?.granted;
-    if (granted) return granted[0];
+    if (granted) return granted;
     throw err;
   }
 }

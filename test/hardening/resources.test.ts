@@ -8,8 +8,7 @@ import t from 'tap';
 import { get as httpGet } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { memoryLogger, requireCommand, startGatewayProcess, tempDir } from '../helpers.js';
-import type { MqttClient } from 'mqtt';
-import { connect, connectError, enroll, eventWatcher, inbox, mosquittoSub, serviceCredentials, setScore, testGateway, tryConnect, waitFor } from '../mqtt-helpers.js';
+import { connect, connectError, enroll, eventWatcher, inbox, mosquittoSub, serviceCredentials, setScore, subscribeGrants, testGateway, tryConnect, waitFor } from '../mqtt-helpers.js';
 import { connectPacket, idleSocket, rawClient } from './raw-mqtt.js';
 
 const generous = {
@@ -177,17 +176,6 @@ t.test('retained messages are bounded per device and in all', async (t) => {
   reader.end(true);
 });
 
-/** The grants of one SUBSCRIBE with several filters (MQTT.js rejects the promise when any is 128). */
-async function grants(client: MqttClient, filters: string[], qos: 0 | 1 = 1): Promise<number[]> {
-  try {
-    return (await client.subscribeAsync(filters, { qos })).map((g) => g.qos);
-  } catch (err) {
-    const granted = (err as { packet?: { granted?: number[] } }).packet?.granted;
-    if (granted) return granted;
-    throw err;
-  }
-}
-
 t.test('topic filters per connection are bounded; refused filters are never stored in a persistent session', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   const gw = await testGateway(t, { limits: { maxSubscriptionsPerConnection: 5 } });
@@ -200,13 +188,13 @@ t.test('topic filters per connection are bounded; refused filters are never stor
 
   // One SUBSCRIBE with 8 filters: Aedes authorizes them all before it adds any, and still only 5 are granted.
   const a = await connect(gw, hoarder);
-  t.same(await grants(a, Array.from({ length: 8 }, (_, i) => `weather/h${i}`)), [1, 1, 1, 1, 1, 128, 128, 128]);
-  t.same(await grants(a, ['weather/more']), [128], 'a further filter in another SUBSCRIBE is refused');
-  t.same(await grants(a, ['weather/h2']), [1], 'a filter it holds may be subscribed again');
+  t.same(await subscribeGrants(a, Array.from({ length: 8 }, (_, i) => `weather/h${i}`)), [1, 1, 1, 1, 1, 128, 128, 128]);
+  t.same(await subscribeGrants(a, ['weather/more']), [128], 'a further filter in another SUBSCRIBE is refused');
+  t.same(await subscribeGrants(a, ['weather/h2']), [1], 'a filter it holds may be subscribed again');
   await a.unsubscribeAsync('weather/h2');
-  t.same(await grants(a, ['weather/more']), [1], 'an UNSUBSCRIBE frees room');
+  t.same(await subscribeGrants(a, ['weather/more']), [1], 'an UNSUBSCRIBE frees room');
   // A flood of SUBSCRIBEs of fresh filters gets 0x80 each; the session stays up and keeps its filters.
-  for (let round = 0; round < 20; round++) t.same(await grants(a, Array.from({ length: 50 }, (_, i) => `weather/f${round}/${i}`), 0), Array(50).fill(128));
+  for (let round = 0; round < 20; round++) t.same(await subscribeGrants(a, Array.from({ length: 50 }, (_, i) => `weather/f${round}/${i}`), 0), Array(50).fill(128));
   t.ok(a.connected, 'the session is still up');
   const sender = await connect(gw, await enroll(gw, dir, 'sender'));
   t.teardown(() => sender.end(true));
@@ -223,8 +211,8 @@ t.test('topic filters per connection are bounded; refused filters are never stor
   type Persistence = { subscriptionsByClient(c: { id: string }): Promise<Array<{ topic: string }>>; outgoingStream(c: { id: string }): AsyncIterable<{ topic: string }> };
   const persistence = (gw.broker as unknown as { persistence: Persistence }).persistence;
   const b = await connect(gw, { ...hoarder, id: 'hoarder:p' }, { clean: false });
-  t.same(await grants(b, ['weather/p0', 'payments/#']), [1, 128]);
-  t.same(await grants(b, ['weather/p1', 'weather/p2', 'weather/p3', 'weather/p4', 'weather/p5', 'weather/p6']), [1, 1, 1, 1, 128, 128]);
+  t.same(await subscribeGrants(b, ['weather/p0', 'payments/#']), [1, 128]);
+  t.same(await subscribeGrants(b, ['weather/p1', 'weather/p2', 'weather/p3', 'weather/p4', 'weather/p5', 'weather/p6']), [1, 1, 1, 1, 128, 128]);
   const stored = async () => (await persistence.subscriptionsByClient({ id: 'hoarder:p' })).map((s) => s.topic).sort();
   t.same(await stored(), ['weather/p0', 'weather/p1', 'weather/p2', 'weather/p3', 'weather/p4']);
   b.end(true);
@@ -243,7 +231,7 @@ t.test('topic filters per connection are bounded; refused filters are never stor
   // Back again: the restored session holds its five filters, and no more fit.
   const back = await connect(gw, { ...hoarder, id: 'hoarder:p' }, { clean: false });
   t.teardown(() => back.end(true));
-  t.same(await grants(back, ['weather/p7']), [128], 'restored filters count toward the limit');
+  t.same(await subscribeGrants(back, ['weather/p7']), [128], 'restored filters count toward the limit');
 });
 
 t.test('reconnect storms with takeovers and aborted connects leave no session behind', async (t) => {
