@@ -35,6 +35,14 @@ export interface BrokerLimits {
    * SUBACK 0x80 for the filters over the limit; the session stays up.
    */
   maxSubscriptionsPerConnection: number;
+  /**
+   * Bytes the broker holds for one connection that does not read them (a frozen app, a slow link, an attacker with a
+   * good score). From there on its QoS 0 deliveries are dropped, and a QoS 1 delivery closes the connection (a
+   * persistent session gets the message again when it reconnects). Nobody else's deliveries wait for it.
+   */
+  maxBufferedBytesPerConnection: number;
+  /** A connection whose buffered bytes have not drained within this time is closed. */
+  drainTimeoutMs: number;
   /** Time for a new connection to finish the TLS handshake. */
   handshakeTimeoutMs: number;
   /** Time after the handshake for the client to send CONNECT. */
@@ -54,6 +62,8 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   maxConnectionsPerSource: 1_000,
   maxConnectionsPerIdentity: 8,
   maxSubscriptionsPerConnection: 100,
+  maxBufferedBytesPerConnection: 1024 * 1024,
+  drainTimeoutMs: 60_000,
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   sourceConnectRate: { max: 300, windowMs: 10_000, banMs: 60_000 },

@@ -152,6 +152,7 @@ export class WottPlugin {
     refusedConnections: Counter;
     protocolViolations: Counter;
     denials: Counter;
+    slowConsumers: Counter;
     scoreCache: Gauge;
     staleScores: Counter;
   };
@@ -200,6 +201,12 @@ export class WottPlugin {
           registers,
         }),
         denials: new Counter({ name: 'wott_mqtt_denials_total', help: 'Denied operations', labelNames: ['action', 'reason'], registers }),
+        slowConsumers: new Counter({
+          name: 'wott_mqtt_slow_consumers_total',
+          help: 'Connections that did not read what the broker sent: QoS 0 deliveries dropped (action="drop"), connections closed (action="close")',
+          labelNames: ['action'],
+          registers,
+        }),
         scoreCache: new Gauge({ name: 'wott_score_cache_size', help: 'Devices with a cached Trust Score', registers, collect: () => undefined }),
         staleScores: new Counter({
           name: 'wott_stale_scores_total',
@@ -404,6 +411,7 @@ export class WottPlugin {
       this.identities.set(client, verdict);
       // Made here, not at the first delivery: every client object gets the property at the same point of its life.
       (client as Gated)[GATE] = new DeliveryGate<Activity>(verdict, this.gateSource);
+      this.neverWaitForDrain(client, verdict);
       // From here on the client holds the identity: the socket's copy would only cost memory per connection.
       this.peerIdentities.delete(conn);
       if (!packet.clientId) {
@@ -675,6 +683,12 @@ export class WottPlugin {
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const gate = (client as Gated)[GATE]; // made in preConnect with the identity, cleared with it
     if (!gate?.allows(packet.topic)) return null;
+    if (client.conn.writableLength >= this.limits.maxBufferedBytesPerConnection) {
+      // A QoS 1 delivery to a subscriber that does not read (QoS 0 ones were dropped before, in deliver0): it goes on
+      // (a persistent session has it stored already, and gets it again on reconnect) and the connection closes
+      // before it is written.
+      setImmediate(() => this.closeSlow(client, gate.who, 'its unread bytes reached broker.limits.maxBufferedBytesPerConnection'));
+    }
     if (gate.who.kind === 'device') {
       const a = this.countersOf(gate);
       a.messagesOut++;
@@ -682,6 +696,51 @@ export class WottPlugin {
     }
     this.messageCounts.out++;
     return packet;
+  }
+
+  /**
+   * Aedes waits for a socket to drain before it calls a delivery done, and its bus holds at most 100 messages in
+   * progress: one subscriber that stops reading stalled every delivery in the broker until Aedes' drainTimeout (60 s)
+   * cut it off. Here a delivery is done once it is in the socket's buffer; the buffer is bounded by
+   * authorizeForward (deliveries) and below (everything else the broker writes, e.g. PUBACKs to a publisher that does
+   * not read), and a connection that does not drain within drainTimeoutMs is closed, as Aedes would.
+   */
+  private neverWaitForDrain(client: Client, who: Identity): void {
+    const conn = client.conn as TLSSocket;
+    const limit = this.limits.maxBufferedBytesPerConnection;
+    const hardLimit = limit + this.limits.maxPacketBytes;
+    // QoS 0 deliveries (Aedes' deliver0 serves QoS 0 subscriptions, and QoS 0 messages to any) may be lost (MQTT
+    // 3.1.1 §4.3.1): past the limit they are dropped. Wrapped here, before any subscription binds it.
+    type Deliver = (packet: AedesPublishPacket, done: () => void) => void;
+    const withDeliver = client as unknown as { deliver0: Deliver };
+    const deliver0 = withDeliver.deliver0;
+    withDeliver.deliver0 = (packet, done) => {
+      if (conn.writableLength < limit) return deliver0(packet, done);
+      this.metrics?.slowConsumers.inc({ action: 'drop' });
+      setImmediate(done);
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const drained = () => {
+      clearTimeout(timer);
+      timer = undefined;
+    };
+    (client as unknown as { waitForDrain(done: (err: Error | null, client: Client) => void): void }).waitForDrain = (done) => {
+      if (conn.writableLength > hardLimit) this.closeSlow(client, who, 'its unread bytes passed broker.limits.maxBufferedBytesPerConnection + maxPacketSize');
+      else if (!timer) {
+        conn.once('drain', drained);
+        timer = setTimeout(() => this.closeSlow(client, who, 'its socket did not drain within broker.limits.drainTimeout'), this.limits.drainTimeoutMs);
+        timer.unref();
+      }
+      setImmediate(done, null, client);
+    };
+  }
+
+  private closeSlow(client: Client, who: Identity, reason: string): void {
+    const conn = client.conn as TLSSocket;
+    if (conn.destroyed) return;
+    this.metrics?.slowConsumers.inc({ action: 'close' });
+    this.refusals?.warn(`slow:${who.id}`, { id: who.id, clientId: client.id, buffered: conn.writableLength, reason }, 'MQTT connection closed: slow consumer');
+    conn.destroy();
   }
 
   /** The device's counters of this flush interval, through its gate: one map lookup per interval, not per message. */

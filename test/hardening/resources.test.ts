@@ -378,11 +378,11 @@ t.test('metrics on a loopback listener; every listener binds where it is told', 
 t.test('config: limits and listeners from wott.yaml', async (t) => {
   const { parseConfig, brokerLimitsFromConfig, httpsLimitsFromConfig } = await import('../../cli/config.js');
   const config = parseConfig(
-    'gateway:\n  bind: 127.0.0.1\n  metricsPort: false\n  httpsLimits: { maxConnectionsPerSource: 10, requestTimeout: 5s }\nbroker:\n  limits:\n    maxPacketSize: 65536\n    identityConnectRate: { max: 3, window: 10s }\n    retained: { perDevice: 7 }\n    maxSubscriptionsPerConnection: 20\n',
+    'gateway:\n  bind: 127.0.0.1\n  metricsPort: false\n  httpsLimits: { maxConnectionsPerSource: 10, requestTimeout: 5s }\nbroker:\n  limits:\n    maxPacketSize: 65536\n    identityConnectRate: { max: 3, window: 10s }\n    retained: { perDevice: 7 }\n    maxSubscriptionsPerConnection: 20\n    maxBufferedBytesPerConnection: 65536\n    drainTimeout: 5s\n',
   );
   t.equal(config.gateway.bind, '127.0.0.1');
   t.equal(config.gateway.metricsPort, false);
-  t.same(brokerLimitsFromConfig(config), { maxPacketBytes: 65536, identityConnectRate: { max: 3, windowMs: 10_000 }, retained: { perDevice: 7 }, maxSubscriptionsPerConnection: 20 });
+  t.same(brokerLimitsFromConfig(config), { maxPacketBytes: 65536, identityConnectRate: { max: 3, windowMs: 10_000 }, retained: { perDevice: 7 }, maxSubscriptionsPerConnection: 20, maxBufferedBytesPerConnection: 65536, drainTimeoutMs: 5000 });
   t.same(httpsLimitsFromConfig(config), { maxConnectionsPerSource: 10, requestTimeoutMs: 5000 });
   t.throws(() => parseConfig('broker:\n  limits:\n    maxPacketSize: 10\n'), /broker.limits.maxPacketSize/);
   t.throws(() => parseConfig('gateway:\n  bind: example.com\n'), /gateway.bind/);

@@ -1,0 +1,115 @@
+/**
+ * Subscribers that stop reading their socket (a frozen app, a slow link, or an attacker with a good score): the
+ * broker must neither buffer for them without end nor hold up everyone else's deliveries waiting for them to drain.
+ * Aedes alone did the latter: its bus waited for the frozen socket, and every delivery in the broker stopped until
+ * its drain timeout. The drain timeout is an hour here, so waiting for it would fail the test by its own timeout.
+ * Performed over real TLS against a real gateway.
+ */
+import t from 'tap';
+import type { TLSSocket } from 'node:tls';
+import { requireCommand, tempDir } from '../helpers.js';
+import { connect, enroll, inbox, testGateway, waitFor } from '../mqtt-helpers.js';
+import { connectPacket, rawClient, type RawClient } from './raw-mqtt.js';
+
+const LIMIT = 256 * 1024;
+const PACKET = 64 * 1024;
+
+t.test('subscribers that stop reading: QoS 0 to them is dropped, QoS 1 closes them; other devices keep receiving', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { limits: { maxBufferedBytesPerConnection: LIMIT, maxPacketBytes: PACKET, drainTimeoutMs: 3_600_000 } });
+  const dir = tempDir(t);
+  const watcher = await connect(gw, await enroll(gw, dir, 'watcher'));
+  t.teardown(() => watcher.end(true));
+  const seen = inbox(watcher);
+  await watcher.subscribeAsync('weather/#', { qos: 1 });
+
+  /** A device that subscribes, then reads nothing more: the kernel's buffers fill, then the broker's. */
+  const frozen = async (id: string, qos: 0 | 1): Promise<RawClient> => {
+    const raw = await rawClient(gw.mqttPort, await enroll(gw, dir, id));
+    raw.send(connectPacket(id));
+    t.match(await raw.next('connack'), { returnCode: 0 });
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'weather/#', qos }] });
+    t.match(await raw.next('suback'), { granted: [qos] });
+    raw.socket.pause();
+    t.teardown(() => raw.socket.destroy());
+    return raw;
+  };
+  await frozen('frozen0', 0);
+  await frozen('frozen1', 1);
+
+  // 24 MB, well past what the kernel buffers on loopback; one message in ten at QoS 1.
+  const sender = await connect(gw, await enroll(gw, dir, 'sender'));
+  t.teardown(() => sender.end(true));
+  const payload = Buffer.alloc(4096, 1);
+  for (let i = 0; i < 6000; i++) {
+    sender.publish('weather/flood', payload, { qos: i % 10 === 0 ? 1 : 0 });
+    if (i % 200 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await sender.publishAsync('weather/last', 'marker', { qos: 1 });
+  await waitFor(() => seen.some((m) => m.topic === 'weather/last'), 'the watcher receives the last message');
+  t.equal(seen.filter((m) => m.topic === 'weather/flood').length, 6000, 'the watcher received every message of the flood');
+
+  // The QoS 1 subscriber was closed; the QoS 0 one is still connected, with at most the limit and one packet held.
+  await waitFor(() => gw.plugin.sessionsOf('frozen1').length === 0, 'frozen1 closed');
+  t.equal(gw.plugin.sessionsOf('frozen0').length, 1, 'the QoS 0 subscriber keeps its session');
+  const clients = (gw.broker as unknown as { clients: Record<string, { conn: TLSSocket }> }).clients;
+  const held = clients.frozen0!.conn.writableLength;
+  t.ok(held <= LIMIT + PACKET, `the broker holds ${held} bytes for frozen0 (limit ${LIMIT} + one packet)`);
+  const slow = await gw.metrics.getSingleMetricAsString('wott_mqtt_slow_consumers_total');
+  t.match(slow, /action="drop"\} [1-9]/);
+  t.match(slow, /action="close"\} [1-9]/);
+});
+
+t.test('a client that never reads its PINGRESPs is closed at the limit; others are unaffected', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { limits: { maxBufferedBytesPerConnection: 16 * 1024, maxPacketBytes: 16 * 1024, drainTimeoutMs: 3_600_000 } });
+  const dir = tempDir(t);
+  const watcher = await connect(gw, await enroll(gw, dir, 'watcher'));
+  t.teardown(() => watcher.end(true));
+  const seen = inbox(watcher);
+  await watcher.subscribeAsync('weather/#', { qos: 1 });
+
+  const raw = await rawClient(gw.mqttPort, await enroll(gw, dir, 'deaf'));
+  raw.send(connectPacket('deaf'));
+  t.match(await raw.next('connack'), { returnCode: 0 });
+  raw.socket.pause();
+  // Every PINGREQ (2 bytes) is answered with a PINGRESP (2 bytes) that nobody reads: without a bound, the broker
+  // buffers them for as long as the client sends. 64 MB of them at most; the kernel's buffers hold a few MB.
+  const pings = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < pings.length; i += 2) pings[i] = 0xc0;
+  let sent = 0;
+  while (!raw.socket.destroyed && gw.plugin.sessionsOf('deaf').length > 0 && sent < 256) {
+    if (!raw.socket.write(pings)) await new Promise((r) => raw.socket.once('drain', r).once('close', r));
+    sent++;
+  }
+  await waitFor(() => gw.plugin.sessionsOf('deaf').length === 0, 'the deaf client closed');
+  t.ok(sent < 256, `closed after ${sent / 4} MB of PINGREQs`);
+  const sender = await connect(gw, await enroll(gw, dir, 'sender'));
+  t.teardown(() => sender.end(true));
+  await sender.publishAsync('weather/after', 'fine', { qos: 1 });
+  await waitFor(() => seen.some((m) => m.topic === 'weather/after'), 'a message after it');
+  t.match(await gw.metrics.getSingleMetricAsString('wott_mqtt_slow_consumers_total'), /action="close"\} 1/);
+});
+
+t.test('a subscriber whose buffered bytes do not drain within drainTimeout is closed', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { limits: { drainTimeoutMs: 300 } });
+  const dir = tempDir(t);
+  const raw = await rawClient(gw.mqttPort, await enroll(gw, dir, 'stuck'));
+  raw.send(connectPacket('stuck'));
+  t.match(await raw.next('connack'), { returnCode: 0 });
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'weather/#', qos: 0 }] });
+  t.match(await raw.next('suback'), { granted: [0] });
+  raw.socket.pause();
+  // Under the 1 MiB default limit, so nothing is dropped, but more than the kernel takes: the socket stays full.
+  const sender = await connect(gw, await enroll(gw, dir, 'sender'));
+  t.teardown(() => sender.end(true));
+  const payload = Buffer.alloc(4096, 1);
+  for (let i = 0; gw.plugin.sessionsOf('stuck').length > 0 && i < 20_000; i++) {
+    sender.publish('weather/flood', payload, { qos: 0 });
+    if (i % 200 === 0) await new Promise((r) => setTimeout(r, 5));
+  }
+  await waitFor(() => gw.plugin.sessionsOf('stuck').length === 0, 'the stuck subscriber closed');
+  t.match(await gw.metrics.getSingleMetricAsString('wott_mqtt_slow_consumers_total'), /action="close"\} 1/);
+  raw.socket.destroy();
+});
