@@ -7,6 +7,7 @@
  */
 import type { Aedes, Client, AedesPublishPacket, PublishPacket, Subscription } from 'aedes';
 import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { LogThrottle } from '../lib/log-throttle.js';
@@ -89,6 +90,17 @@ function payloadBytes(packet: { payload?: Buffer | string }): number {
  */
 const GATE = Symbol('wott.deliveryGate');
 type Gated = Client & { [GATE]?: DeliveryGate<Activity> | undefined };
+/** Resolves when `conn` drains or closes, leaving no listener behind. */
+function drainedOrClosed(conn: TLSSocket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      conn.off('drain', done).off('close', done);
+      resolve();
+    };
+    conn.on('drain', done).on('close', done);
+  });
+}
+
 /** Why an operation was denied, as wott_mqtt_denials_total{reason} counts it. */
 type DenialCause = 'namespace' | 'policy' | 'limit';
 
@@ -460,6 +472,7 @@ export class WottPlugin {
       for (const filter of filters) held?.delete(filter);
     });
     this.storeOnlyGranted(broker);
+    this.paceOfflineQueue(broker);
     broker.on('clientReady', (client) => this.onReady(client));
     broker.on('clientDisconnect', (client) => this.onGone(client));
     // Aedes closes a session by itself on a socket or protocol error and on a keepalive timeout, silently: the log
@@ -485,6 +498,33 @@ export class WottPlugin {
    * fill the stored session, and queue offline QoS 1 messages the device may not read. Only granted filters are
    * stored.
    */
+  /**
+   * The offline queue is sent on reconnect by writing message after message, and waits for a write only when the
+   * socket says so: deliveries never wait here (neverWaitForDrain), so the queue's stream waits instead, while the
+   * connection holds maxBufferedBytesPerConnection unread. Without it a queue of a few MB would be written at once,
+   * and the connection closed as a slow consumer every time it came back.
+   */
+  private paceOfflineQueue(broker: Aedes): void {
+    type Stream = (client: Client) => Readable;
+    const persistence = (broker as unknown as { persistence: { outgoingStream: Stream } }).persistence;
+    const stream = persistence.outgoingStream.bind(persistence);
+    const limit = this.limits.maxBufferedBytesPerConnection;
+    persistence.outgoingStream = (client) => {
+      const source = stream(client);
+      const conn = client.conn as TLSSocket | undefined;
+      if (!conn) return source;
+      return Readable.from(
+        (async function* paced() {
+          for await (const packet of source) {
+            while (!conn.destroyed && conn.writableLength >= limit) await drainedOrClosed(conn);
+            yield packet;
+          }
+        })(),
+        { highWaterMark: 1 },
+      );
+    };
+  }
+
   private storeOnlyGranted(broker: Aedes): void {
     type Store = (client: Client, subs: Subscription[]) => Promise<void>;
     // Aedes' typings leave out its persistence; addSubscriptions is part of every aedes-persistence.
@@ -683,12 +723,6 @@ export class WottPlugin {
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const gate = (client as Gated)[GATE]; // made in preConnect with the identity, cleared with it
     if (!gate?.allows(packet.topic)) return null;
-    if (client.conn.writableLength >= this.limits.maxBufferedBytesPerConnection) {
-      // A QoS 1 delivery to a subscriber that does not read (QoS 0 ones were dropped before, in deliver0): it goes on
-      // (a persistent session has it stored already, and gets it again on reconnect) and the connection closes
-      // before it is written.
-      setImmediate(() => this.closeSlow(client, gate.who, 'its unread bytes reached broker.limits.maxBufferedBytesPerConnection'));
-    }
     if (gate.who.kind === 'device') {
       const a = this.countersOf(gate);
       a.messagesOut++;
@@ -718,6 +752,14 @@ export class WottPlugin {
       if (conn.writableLength < limit) return deliver0(packet, done);
       this.metrics?.slowConsumers.inc({ action: 'drop' });
       setImmediate(done);
+    };
+    // A QoS 1 delivery past the limit goes on (a persistent session has it stored already, and gets it again on
+    // reconnect) and the connection closes before it is written.
+    const withQoS = client as unknown as { deliverQoS: Deliver };
+    const deliverQoS = withQoS.deliverQoS;
+    withQoS.deliverQoS = (packet, done) => {
+      if (packet.qos > 0 && conn.writableLength >= limit) setImmediate(() => this.closeSlow(client, who, 'its unread bytes reached broker.limits.maxBufferedBytesPerConnection'));
+      deliverQoS(packet, done);
     };
     let timer: NodeJS.Timeout | undefined;
     const drained = () => {

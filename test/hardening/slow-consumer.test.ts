@@ -113,3 +113,32 @@ t.test('a subscriber whose buffered bytes do not drain within drainTimeout is cl
   t.match(await gw.metrics.getSingleMetricAsString('wott_mqtt_slow_consumers_total'), /action="close"\} 1/);
   raw.socket.destroy();
 });
+
+t.test('a persistent session with an offline queue far over the limit gets all of it on reconnect', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { limits: { maxBufferedBytesPerConnection: LIMIT, maxPacketBytes: PACKET, drainTimeoutMs: 3_600_000 } });
+  const dir = tempDir(t);
+  const creds = await enroll(gw, dir, 'reader');
+  const first = await connect(gw, { ...creds, id: 'reader:p' }, { clean: false });
+  await first.subscribeAsync('weather/queued', { qos: 1 });
+  first.end(true);
+  await waitFor(() => gw.plugin.sessionsOf('reader').length === 0, 'the reader gone');
+  // 12 MB queued while it is away: 47 times the limit.
+  const sender = await connect(gw, await enroll(gw, dir, 'sender'));
+  t.teardown(() => sender.end(true));
+  const payload = Buffer.alloc(4096, 2);
+  for (let i = 0; i < 3000; i += 100) await Promise.all(Array.from({ length: 100 }, () => sender.publishAsync('weather/queued', payload, { qos: 1 })));
+  // Back, over a raw connection that reads nothing for a second: the broker must pace the queue, not write 12 MB
+  // into the socket at once (and then close the session as a slow consumer, every time it came back).
+  const back = await rawClient(gw.mqttPort, creds);
+  t.teardown(() => back.socket.destroy());
+  back.socket.pause();
+  back.send(connectPacket('reader:p', { clean: false }));
+  await new Promise((r) => setTimeout(r, 1000));
+  back.socket.resume();
+  t.match(await back.next('connack'), { returnCode: 0, sessionPresent: true });
+  await waitFor(() => back.packets.filter((p) => p.cmd === 'publish').length >= 3000 || back.socket.destroyed, 'the whole queue');
+  t.equal(back.packets.filter((p) => p.cmd === 'publish').length, 3000, 'every queued message');
+  t.notOk(back.socket.destroyed, 'never closed as a slow consumer');
+  t.notMatch(await gw.metrics.getSingleMetricAsString('wott_mqtt_slow_consumers_total'), /action="close"\}/);
+});
