@@ -72,7 +72,10 @@ export function clusterBrokerParts(options: RedisClusterOptions): ClusterBrokerP
   conn.on('error', onError);
   const persistence = persistenceRedis({ conn, maxSessionDelivery: options.maxSessionDelivery ?? 1000 }) as ClusterBrokerParts['persistence'] & {
     destroy(): Promise<void>;
+    queuesShared: boolean;
   };
+  // Tells the broker plugin that offline queues are shared by the nodes: it does not count them per process.
+  persistence.queuesShared = true;
   const bus = new StreamEmitter({ connection: connection as RedisOptions, onError, ...(options.busMaxLength ? { maxLength: options.busMaxLength } : {}), ...(options.qos0InFlight ? { qos0InFlight: options.qos0InFlight } : {}) });
   let closed: Promise<void> | undefined;
   return {

@@ -43,6 +43,11 @@ export interface BrokerLimits {
   maxBufferedBytesPerConnection: number;
   /** A connection whose buffered bytes have not drained within this time is closed. */
   drainTimeoutMs: number;
+  /**
+   * QoS 1 messages held for one persistent session: queued while it is away, and sent but not yet acknowledged
+   * while it is connected (Mosquitto's max_queued_messages). Past it, new messages for that session are dropped.
+   */
+  maxQueuedMessagesPerSession: number;
   /** Time for a new connection to finish the TLS handshake. */
   handshakeTimeoutMs: number;
   /** Time after the handshake for the client to send CONNECT. */
@@ -64,6 +69,7 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   maxSubscriptionsPerConnection: 100,
   maxBufferedBytesPerConnection: 1024 * 1024,
   drainTimeoutMs: 60_000,
+  maxQueuedMessagesPerSession: 1000,
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   sourceConnectRate: { max: 300, windowMs: 10_000, banMs: 60_000 },

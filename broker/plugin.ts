@@ -142,9 +142,9 @@ export class WottPlugin {
    * persistent session's stored subscriptions when it restores them, and skips (without deleting) those refused, so
    * such a session lacks them for as long as it lives. Closed at release: the reconnect restores them. */
   private readonly readyRestricted = new WeakSet<Client>();
-  /** When each live session became ready and from where (the API shows "connected since, from"). */
   /** Topic filters each connection was granted, so it holds at most maxSubscriptionsPerConnection. */
   private readonly filters = new WeakMap<Client, Set<string>>();
+  /** When each live session became ready and from where (the API shows "connected since, from"). */
   private readonly sessionFacts = new WeakMap<Client, { since: number; remoteAddress: string | null }>();
   readonly limits: BrokerLimits;
   private readonly openPerSource = new OpenCounter();
@@ -215,7 +215,7 @@ export class WottPlugin {
         denials: new Counter({ name: 'wott_mqtt_denials_total', help: 'Denied operations', labelNames: ['action', 'reason'], registers }),
         slowConsumers: new Counter({
           name: 'wott_mqtt_slow_consumers_total',
-          help: 'Connections that did not read what the broker sent: QoS 0 deliveries dropped (action="drop"), connections closed (action="close")',
+          help: 'Clients that did not take what the broker sent: QoS 0 deliveries dropped (action="drop"), connections closed (action="close"), QoS 1 messages not queued for a full persistent session (action="queue_full")',
           labelNames: ['action'],
           registers,
         }),
@@ -473,11 +473,13 @@ export class WottPlugin {
     });
     this.storeOnlyGranted(broker);
     this.paceOfflineQueue(broker);
+    this.boundQueues(broker);
     broker.on('clientReady', (client) => this.onReady(client));
     broker.on('clientDisconnect', (client) => this.onGone(client));
     // Aedes closes a session by itself on a socket or protocol error and on a keepalive timeout, silently: the log
     // says so (throttled per identity), so that a session that ended without a line of ours is not a mystery.
-    broker.on('clientError', (client, err) => this.sessionEnded(client, 'client error', err.message));
+    // Aedes passes on whatever its parts rejected with, not always an Error.
+    broker.on('clientError', (client, err) => this.sessionEnded(client, 'client error', String((err as Error | undefined)?.message ?? err)));
     broker.on('keepaliveTimeout', (client) => this.sessionEnded(client, 'keepalive timeout', 'no packet within 1.5 x the keepalive'));
     await new Promise<void>((resolve) =>
       broker.subscribe(
@@ -493,22 +495,17 @@ export class WottPlugin {
   }
 
   /**
-   * Aedes 1.2 stores every filter of a SUBSCRIBE in a persistent session as soon as one of them is granted, the
-   * refused ones too (handlers/subscribe.js storeSubscriptions): refused filters would then count toward no limit,
-   * fill the stored session, and queue offline QoS 1 messages the device may not read. Only granted filters are
-   * stored.
-   */
-  /**
    * The offline queue is sent on reconnect by writing message after message, and waits for a write only when the
    * socket says so: deliveries never wait here (neverWaitForDrain), so the queue's stream waits instead, while the
-   * connection holds maxBufferedBytesPerConnection unread. Without it a queue of a few MB would be written at once,
-   * and the connection closed as a slow consumer every time it came back.
+   * connection holds half of maxBufferedBytesPerConnection unread (the other half leaves room for live deliveries
+   * meanwhile). Without it a queue of a few MB would be written at once, and the connection closed as a slow
+   * consumer every time it came back.
    */
   private paceOfflineQueue(broker: Aedes): void {
     type Stream = (client: Client) => Readable;
     const persistence = (broker as unknown as { persistence: { outgoingStream: Stream } }).persistence;
     const stream = persistence.outgoingStream.bind(persistence);
-    const limit = this.limits.maxBufferedBytesPerConnection;
+    const pace = this.limits.maxBufferedBytesPerConnection / 2;
     persistence.outgoingStream = (client) => {
       const source = stream(client);
       const conn = client.conn as TLSSocket | undefined;
@@ -516,7 +513,7 @@ export class WottPlugin {
       return Readable.from(
         (async function* paced() {
           for await (const packet of source) {
-            while (!conn.destroyed && conn.writableLength >= limit) await drainedOrClosed(conn);
+            while (!conn.destroyed && conn.writableLength >= pace) await drainedOrClosed(conn);
             yield packet;
           }
         })(),
@@ -525,6 +522,73 @@ export class WottPlugin {
     };
   }
 
+  /**
+   * Aedes queues every QoS 1 message for every persistent session that subscribed, for as long as it stays away, with
+   * no limit: one device could subscribe with a second client id, disconnect it, and publish to its own topic until
+   * the broker's memory (or Redis') ran out. At maxQueuedMessagesPerSession a session gets no more until it takes
+   * some. The persistence counts its queues when it can (Redis: the cluster's nodes share them); otherwise the
+   * count is kept here, from what is queued and what is cleared.
+   */
+  private boundQueues(broker: Aedes): void {
+    type Sub = { clientId: string };
+    type Queues = {
+      outgoingEnqueue(sub: Sub, packet: unknown): Promise<void>;
+      outgoingEnqueueCombi(subs: Sub[], packet: unknown): Promise<void>;
+      outgoingClearMessageId(client: { id: string }, packet: unknown): Promise<unknown>;
+      outgoingUpdate(client: { id: string }, packet: unknown): Promise<unknown>;
+      /** Set by broker/cluster.ts: the queues live in Redis, shared by every node (see the note below). */
+      queuesShared?: boolean;
+    };
+    const persistence = (broker as unknown as { persistence: Queues }).persistence;
+    // In a cluster this process sees neither the other nodes' enqueues nor their acknowledgements, and a message left
+    // out of a connected session's queue corrupts aedes-persistence-redis' per-message reference count (the session's
+    // live delivery stores it anyway, and its PUBACK counts it down): not bounded there yet (docs/broker.md).
+    if (persistence.queuesShared) return;
+    const max = this.limits.maxQueuedMessagesPerSession;
+    const enqueue = persistence.outgoingEnqueueCombi.bind(persistence);
+    const local = new Map<string, number>();
+    persistence.outgoingEnqueueCombi = async (subs, packet) => {
+      const admitted = subs.filter((sub) => {
+        if ((local.get(sub.clientId) ?? 0) < max) return true;
+        this.metrics?.slowConsumers.inc({ action: 'queue_full' });
+        this.refusals?.warn(`queue:${sub.clientId}`, { clientId: sub.clientId, max }, 'QoS 1 message dropped: the persistent session holds broker.limits.maxQueuedMessagesPerSession');
+        return false;
+      });
+      for (const sub of admitted) local.set(sub.clientId, (local.get(sub.clientId) ?? 0) + 1);
+      if (admitted.length > 0) await enqueue(admitted, packet);
+    };
+    persistence.outgoingEnqueue = (sub, packet) => persistence.outgoingEnqueueCombi([sub], packet);
+    // A connected session gets its live delivery of a message left out of its full queue all the same (at most
+    // once: it is not kept for a reconnect). Aedes records the delivery's message id in the queue first, and the
+    // in-memory persistence throws for a message it does not hold, which would end the session.
+    const update = persistence.outgoingUpdate.bind(persistence);
+    persistence.outgoingUpdate = async (client, packet) => {
+      try {
+        return await update(client, packet);
+      } catch (err) {
+        // Resolve with nothing: Aedes takes any value it resolves with for an error.
+        if ((err as Error).message === 'no such packet') return undefined;
+        throw err;
+      }
+    };
+    const clear = persistence.outgoingClearMessageId.bind(persistence);
+    persistence.outgoingClearMessageId = async (client, packet) => {
+      const removed = await clear(client, packet);
+      if (removed) {
+        const n = (local.get(client.id) ?? 1) - 1;
+        if (n > 0) local.set(client.id, n);
+        else local.delete(client.id);
+      }
+      return removed;
+    };
+  }
+
+  /**
+   * Aedes 1.2 stores every filter of a SUBSCRIBE in a persistent session as soon as one of them is granted, the
+   * refused ones too (handlers/subscribe.js storeSubscriptions): refused filters would then count toward no limit,
+   * fill the stored session, and queue offline QoS 1 messages the device may not read. Only granted filters are
+   * stored.
+   */
   private storeOnlyGranted(broker: Aedes): void {
     type Store = (client: Client, subs: Subscription[]) => Promise<void>;
     // Aedes' typings leave out its persistence; addSubscriptions is part of every aedes-persistence.
@@ -704,8 +768,8 @@ export class WottPlugin {
     else if (who.kind === 'service') (allowed = who.role === 'admin'), (reason = 'only the admin role reads topics outside wott/');
     else ({ allowed, reason } = this.policy.decideSubscribe(sub.topic, who.id, this.effectiveScore(who.id)));
     if (allowed) {
-      // Counted here, as each filter is granted: Aedes authorizes every filter of a SUBSCRIBE before it adds any, so
-      // its own list cannot tell the 101st filter of one packet from the first.
+      // Counted here, as each filter is granted: Aedes lists a filter in client.subscriptions only once it has been
+      // stored, and the filters of one SUBSCRIBE go through that in parallel.
       let held = this.filters.get(client);
       if (!held) this.filters.set(client, (held = new Set()));
       const max = this.limits.maxSubscriptionsPerConnection;
@@ -758,6 +822,14 @@ export class WottPlugin {
     const withQoS = client as unknown as { deliverQoS: Deliver };
     const deliverQoS = withQoS.deliverQoS;
     withQoS.deliverQoS = (packet, done) => {
+      if (packet.brokerId === null && packet.retain) {
+        // The retained messages a SUBSCRIBE is answered with (Aedes' sendRetained marks them so: no broker id),
+        // one after the other through this callback, on no one else's path: they wait for the socket, at half the
+        // limit, rather than be dropped or close the subscriber (10,000 retained scores are ~3 MB).
+        if (conn.writableLength < limit / 2) return deliverQoS(packet, done);
+        void drainedOrClosed(conn).then(() => deliverQoS(packet, done));
+        return;
+      }
       if (packet.qos > 0 && conn.writableLength >= limit) setImmediate(() => this.closeSlow(client, who, 'its unread bytes reached broker.limits.maxBufferedBytesPerConnection'));
       deliverQoS(packet, done);
     };
@@ -766,12 +838,21 @@ export class WottPlugin {
       clearTimeout(timer);
       timer = undefined;
     };
+    // Node says 'drain' only once the buffer is empty: a subscriber reading steadily near its link's speed may never
+    // empty it. Closed only if it took nothing at all during drainTimeout.
+    const sent = () => conn.bytesWritten - conn.writableLength;
+    const arm = (progress: number) => {
+      timer = setTimeout(() => {
+        if (sent() > progress) return arm(sent());
+        this.closeSlow(client, who, 'its socket took nothing within broker.limits.drainTimeout');
+      }, this.limits.drainTimeoutMs);
+      timer.unref();
+    };
     (client as unknown as { waitForDrain(done: (err: Error | null, client: Client) => void): void }).waitForDrain = (done) => {
       if (conn.writableLength > hardLimit) this.closeSlow(client, who, 'its unread bytes passed broker.limits.maxBufferedBytesPerConnection + maxPacketSize');
       else if (!timer) {
         conn.once('drain', drained);
-        timer = setTimeout(() => this.closeSlow(client, who, 'its socket did not drain within broker.limits.drainTimeout'), this.limits.drainTimeoutMs);
-        timer.unref();
+        arm(sent());
       }
       setImmediate(done, null, client);
     };

@@ -116,7 +116,7 @@ t.test('a subscriber whose buffered bytes do not drain within drainTimeout is cl
 
 t.test('a persistent session with an offline queue far over the limit gets all of it on reconnect', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
-  const gw = await testGateway(t, { limits: { maxBufferedBytesPerConnection: LIMIT, maxPacketBytes: PACKET, drainTimeoutMs: 3_600_000 } });
+  const gw = await testGateway(t, { limits: { maxBufferedBytesPerConnection: LIMIT, maxPacketBytes: PACKET, drainTimeoutMs: 3_600_000, maxQueuedMessagesPerSession: 5000 } });
   const dir = tempDir(t);
   const creds = await enroll(gw, dir, 'reader');
   const first = await connect(gw, { ...creds, id: 'reader:p' }, { clean: false });
@@ -141,4 +141,108 @@ t.test('a persistent session with an offline queue far over the limit gets all o
   t.equal(back.packets.filter((p) => p.cmd === 'publish').length, 3000, 'every queued message');
   t.notOk(back.socket.destroyed, 'never closed as a slow consumer');
   t.notMatch(await gw.metrics.getSingleMetricAsString('wott_mqtt_slow_consumers_total'), /action="close"\}/);
+});
+
+t.test("a persistent session's queue is bounded: a device cannot queue without end for a session it left", async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { limits: { maxQueuedMessagesPerSession: 50 } });
+  const dir = tempDir(t);
+  // The attack: subscribe with a second client id, leave, and publish to its own topic (allowed at any score).
+  const hoarder = await enroll(gw, dir, 'hoarder');
+  const away = await connect(gw, { ...hoarder, id: 'hoarder:away' }, { clean: false });
+  await away.subscribeAsync('devices/hoarder/#', { qos: 1 });
+  away.end(true);
+  // A legitimate persistent subscriber, also away.
+  const reader = await enroll(gw, dir, 'reader');
+  const readerAway = await connect(gw, { ...reader, id: 'reader:p' }, { clean: false });
+  await readerAway.subscribeAsync('weather/#', { qos: 1 });
+  readerAway.end(true);
+  await waitFor(() => gw.plugin.sessionsOf('hoarder').length + gw.plugin.sessionsOf('reader').length === 0, 'both away');
+
+  const publisher = await connect(gw, { ...hoarder, id: 'hoarder:pub' });
+  t.teardown(() => publisher.end(true));
+  for (let i = 0; i < 200; i += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => publisher.publishAsync('devices/hoarder/x', String(i + k), { qos: 1 })));
+  const sender = await connect(gw, await enroll(gw, dir, 'sender'));
+  t.teardown(() => sender.end(true));
+  for (let i = 0; i < 30; i++) await sender.publishAsync('weather/x', `w${i}`, { qos: 1 });
+
+  // Back: the hoarder's session holds the first 50; the reader's has all 30 of its messages.
+  const collect = async (creds: typeof hoarder, id: string, want: number) => {
+    const got: string[] = [];
+    const c = await connect(gw, { ...creds, id }, { clean: false });
+    t.teardown(() => c.end(true));
+    c.on('message', (_topic, payload) => got.push(payload.toString()));
+    await waitFor(() => got.length >= want, `${want} messages for ${id}`);
+    return { got, c };
+  };
+  const back = await collect(hoarder, 'hoarder:away', 50);
+  await new Promise((r) => setTimeout(r, 300)); // anything beyond the 50 would have followed them
+  t.same(back.got, Array.from({ length: 50 }, (_, i) => String(i)), 'the first 50, and no more');
+  const readerBack = await collect(reader, 'reader:p', 30);
+  t.equal(readerBack.got.length, 30, 'the other persistent session got every message');
+  t.match(await gw.metrics.getSingleMetricAsString('wott_mqtt_slow_consumers_total'), /action="queue_full"\} 150/);
+  // Taken, the queue has room again.
+  back.c.end(true);
+  await waitFor(() => gw.plugin.sessionsOf('hoarder').length === 1, 'hoarder:away gone');
+  await publisher.publishAsync('devices/hoarder/x', 'later', { qos: 1 });
+  const again = await collect(hoarder, 'hoarder:away', 1);
+  t.same(again.got, ['later']);
+});
+
+t.test('a connected persistent session that does not acknowledge: deliveries go on, only the first ones are kept for a reconnect', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, { limits: { maxQueuedMessagesPerSession: 20 } });
+  const dir = tempDir(t);
+  const creds = await enroll(gw, dir, 'lazy');
+  const raw = await rawClient(gw.mqttPort, creds);
+  raw.send(connectPacket('lazy:p', { clean: false }));
+  t.match(await raw.next('connack'), { returnCode: 0 });
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'weather/#', qos: 1 }] });
+  t.match(await raw.next('suback'), { granted: [1] });
+  const sender = await connect(gw, await enroll(gw, dir, 'sender'));
+  t.teardown(() => sender.end(true));
+  for (let i = 0; i < 60; i++) await sender.publishAsync('weather/x', `m${i}`, { qos: 1 });
+  const publishes = () => raw.packets.filter((p) => p.cmd === 'publish') as Array<{ payload: Buffer }>;
+  await waitFor(() => publishes().length >= 60, 'all 60 delivered live');
+  t.notOk(raw.socket.destroyed, 'the session stays up');
+  raw.socket.destroy(); // never acknowledged any
+  await waitFor(() => gw.plugin.sessionsOf('lazy').length === 0, 'gone');
+  const again = await rawClient(gw.mqttPort, creds);
+  t.teardown(() => again.socket.destroy());
+  again.send(connectPacket('lazy:p', { clean: false }));
+  t.match(await again.next('connack'), { returnCode: 0, sessionPresent: true });
+  await waitFor(() => again.packets.filter((p) => p.cmd === 'publish').length >= 20, 'the kept ones again');
+  await sender.publishAsync('weather/x', 'after', { qos: 1 }); // behind the resent ones
+  await waitFor(() => again.packets.some((p) => p.cmd === 'publish' && String((p as { payload: Buffer }).payload) === 'after'), 'a new one');
+  const resent = again.packets.filter((p) => p.cmd === 'publish').map((p) => String((p as { payload: Buffer }).payload));
+  t.same(resent.slice(0, 20), Array.from({ length: 20 }, (_, i) => `m${i}`), 'the first 20, kept while unacknowledged');
+  t.notOk(resent.includes('m20'), 'none beyond the limit');
+});
+
+t.test('retained messages answering a SUBSCRIBE wait for the socket: a slow subscriber gets all of them, far over the limit', async (t) => {
+  if (!requireCommand(t, 'openssl', 'openssl')) return;
+  const gw = await testGateway(t, {
+    limits: { maxBufferedBytesPerConnection: 32 * 1024, maxPacketBytes: 16 * 1024, retained: { perDevice: 5000, bytesPerDevice: 64 * 1024 * 1024 } },
+  });
+  const dir = tempDir(t);
+  const station = await connect(gw, await enroll(gw, dir, 'station'));
+  t.teardown(() => station.end(true));
+  const payload = Buffer.alloc(8192, 3);
+  const count = 2000; // 16 MB retained: more than the kernel holds for a reader that pauses
+  for (let i = 0; i < count; i += 100) await Promise.all(Array.from({ length: 100 }, (_, k) => station.publishAsync(`weather/r/${i + k}`, payload, { qos: 1, retain: true })));
+  for (const qos of [0, 1] as const) {
+    const raw = await rawClient(gw.mqttPort, await enroll(gw, dir, `reader${qos}`));
+    t.teardown(() => raw.socket.destroy());
+    raw.send(connectPacket(`reader${qos}`));
+    t.match(await raw.next('connack'), { returnCode: 0 });
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'weather/r/#', qos }] });
+    raw.socket.pause(); // a slow reader: nothing for a second, then everything
+    await new Promise((r) => setTimeout(r, 1000));
+    raw.socket.resume();
+    const retained = () => new Set(raw.packets.filter((p) => p.cmd === 'publish').map((p) => (p as { topic: string }).topic)).size;
+    await waitFor(() => retained() >= count || raw.socket.destroyed, `${count} retained messages at QoS ${qos}`);
+    t.equal(retained(), count, `the QoS ${qos} subscriber got all ${count}`);
+    t.notOk(raw.socket.destroyed, 'and stays connected');
+  }
+  t.notMatch(await gw.metrics.getSingleMetricAsString('wott_mqtt_slow_consumers_total'), /action="(drop|close)"\}/);
 });
