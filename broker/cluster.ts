@@ -72,10 +72,30 @@ export function clusterBrokerParts(options: RedisClusterOptions): ClusterBrokerP
   conn.on('error', onError);
   const persistence = persistenceRedis({ conn, maxSessionDelivery: options.maxSessionDelivery ?? 1000 }) as ClusterBrokerParts['persistence'] & {
     destroy(): Promise<void>;
-    queuesShared: boolean;
+    queuedMessages(clientIds: string[]): Promise<number[]>;
+    outgoingUpdate(client: { id: string }, packet: { cmd?: string; brokerId?: string; brokerCounter?: number }): Promise<void>;
   };
-  // Tells the broker plugin that offline queues are shared by the nodes: it does not count them per process.
-  persistence.queuesShared = true;
+  // The sessions' queues are shared by the nodes: the broker plugin bounds them (maxQueuedMessagesPerSession) with
+  // their lengths in Redis, one round trip for all of a message's subscribers. The keys are aedes-persistence-redis'
+  // own ("outgoing:" + the encoded client id; "packet:" + broker id + counter).
+  const queueKey = (clientId: string) => `outgoing:${encodeURIComponent(clientId)}`;
+  persistence.queuedMessages = async (clientIds: string[]) => {
+    const pipeline = conn.pipeline();
+    for (const id of clientIds) pipeline.llen(queueKey(id));
+    const replies = (await pipeline.exec()) ?? [];
+    return clientIds.map((_: string, i: number) => Number(replies[i]?.[1] ?? 0));
+  };
+  // A message the plugin left out of a full queue still reaches a connected session live. aedes-persistence-redis
+  // would record that delivery as if it were queued, and its PUBACK would count down the message's reference count
+  // for the sessions that do hold it (which then lose it early). Such a delivery is not recorded: at most once.
+  const update = persistence.outgoingUpdate.bind(persistence);
+  persistence.outgoingUpdate = async (client: { id: string }, packet: { cmd?: string; brokerId?: string; brokerCounter?: number }) => {
+    if (packet.cmd === 'publish' && packet.brokerId !== undefined && packet.brokerCounter !== undefined) {
+      const queued = await conn.lpos(queueKey(client.id), `packet:${packet.brokerId}:${packet.brokerCounter}`);
+      if (queued === null) return;
+    }
+    return update(client, packet);
+  };
   const bus = new StreamEmitter({ connection: connection as RedisOptions, onError, ...(options.busMaxLength ? { maxLength: options.busMaxLength } : {}), ...(options.qos0InFlight ? { qos0InFlight: options.qos0InFlight } : {}) });
   let closed: Promise<void> | undefined;
   return {

@@ -536,28 +536,43 @@ export class WottPlugin {
       outgoingEnqueueCombi(subs: Sub[], packet: unknown): Promise<void>;
       outgoingClearMessageId(client: { id: string }, packet: unknown): Promise<unknown>;
       outgoingUpdate(client: { id: string }, packet: unknown): Promise<unknown>;
-      /** Set by broker/cluster.ts: the queues live in Redis, shared by every node (see the note below). */
-      queuesShared?: boolean;
+      /** broker/cluster.ts: the queues' lengths in Redis, shared by every node (it also keeps a delivery left out
+       * of a full queue from being recorded). */
+      queuedMessages?(clientIds: string[]): Promise<number[]>;
     };
     const persistence = (broker as unknown as { persistence: Queues }).persistence;
-    // In a cluster this process sees neither the other nodes' enqueues nor their acknowledgements, and a message left
-    // out of a connected session's queue corrupts aedes-persistence-redis' per-message reference count (the session's
-    // live delivery stores it anyway, and its PUBACK counts it down): not bounded there yet (docs/broker.md).
-    if (persistence.queuesShared) return;
     const max = this.limits.maxQueuedMessagesPerSession;
     const enqueue = persistence.outgoingEnqueueCombi.bind(persistence);
+    const counted = persistence.queuedMessages?.bind(persistence);
+    // Without Redis: the queue lengths, counted here. With it: messages admitted here and not yet in Redis. Aedes
+    // acknowledges a QoS 1 publish before it queues it, so one publisher has many enqueues in flight at once, and
+    // each would read the same length.
     const local = new Map<string, number>();
+    const add = (id: string, n: number) => {
+      const v = (local.get(id) ?? 0) + n;
+      if (v > 0) local.set(id, v);
+      else local.delete(id);
+    };
     persistence.outgoingEnqueueCombi = async (subs, packet) => {
-      const admitted = subs.filter((sub) => {
-        if ((local.get(sub.clientId) ?? 0) < max) return true;
+      if (subs.length === 0) return;
+      const stored = counted ? await counted(subs.map((s) => s.clientId)) : undefined;
+      const admitted = subs.filter((sub, i) => {
+        if ((stored?.[i] ?? 0) + (local.get(sub.clientId) ?? 0) < max) return true;
         this.metrics?.slowConsumers.inc({ action: 'queue_full' });
         this.refusals?.warn(`queue:${sub.clientId}`, { clientId: sub.clientId, max }, 'QoS 1 message dropped: the persistent session holds broker.limits.maxQueuedMessagesPerSession');
         return false;
       });
-      for (const sub of admitted) local.set(sub.clientId, (local.get(sub.clientId) ?? 0) + 1);
-      if (admitted.length > 0) await enqueue(admitted, packet);
+      for (const sub of admitted) add(sub.clientId, 1);
+      if (admitted.length === 0) return;
+      if (!counted) return enqueue(admitted, packet);
+      try {
+        await enqueue(admitted, packet);
+      } finally {
+        for (const sub of admitted) add(sub.clientId, -1);
+      }
     };
     persistence.outgoingEnqueue = (sub, packet) => persistence.outgoingEnqueueCombi([sub], packet);
+    if (counted) return;
     // A connected session gets its live delivery of a message left out of its full queue all the same (at most
     // once: it is not kept for a reconnect). Aedes records the delivery's message id in the queue first, and the
     // in-memory persistence throws for a message it does not hold, which would end the session.
@@ -574,11 +589,7 @@ export class WottPlugin {
     const clear = persistence.outgoingClearMessageId.bind(persistence);
     persistence.outgoingClearMessageId = async (client, packet) => {
       const removed = await clear(client, packet);
-      if (removed) {
-        const n = (local.get(client.id) ?? 1) - 1;
-        if (n > 0) local.set(client.id, n);
-        else local.delete(client.id);
-      }
+      if (removed) add(client.id, -1);
       return removed;
     };
   }
