@@ -45,7 +45,8 @@ export interface BrokerLimits {
   drainTimeoutMs: number;
   /**
    * QoS 1 messages held for one persistent session: queued while it is away, and sent but not yet acknowledged
-   * while it is connected (Mosquitto's max_queued_messages). Past it, new messages for that session are dropped.
+   * while it is connected (Mosquitto's max_queued_messages). Past it, new messages are not queued for that session
+   * (a connected one still gets them live, at most once).
    */
   maxQueuedMessagesPerSession: number;
   /** Time for a new connection to finish the TLS handshake. */

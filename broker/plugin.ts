@@ -90,15 +90,17 @@ function payloadBytes(packet: { payload?: Buffer | string }): number {
  */
 const GATE = Symbol('wott.deliveryGate');
 type Gated = Client & { [GATE]?: DeliveryGate<Activity> | undefined };
-/** Resolves when `conn` drains or closes, leaving no listener behind. */
-function drainedOrClosed(conn: TLSSocket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      conn.off('drain', done).off('close', done);
-      resolve();
-    };
-    conn.on('drain', done).on('close', done);
-  });
+/** Resolves once `conn` holds fewer than `level` unwritten bytes (or has closed), leaving no listener behind. */
+async function below(conn: TLSSocket, level: number): Promise<void> {
+  while (!conn.destroyed && conn.writableLength >= level) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        conn.off('drain', done).off('close', done);
+        resolve();
+      };
+      conn.on('drain', done).on('close', done);
+    });
+  }
 }
 
 /** Why an operation was denied, as wott_mqtt_denials_total{reason} counts it. */
@@ -513,7 +515,7 @@ export class WottPlugin {
       return Readable.from(
         (async function* paced() {
           for await (const packet of source) {
-            while (!conn.destroyed && conn.writableLength >= pace) await drainedOrClosed(conn);
+            await below(conn, pace);
             yield packet;
           }
         })(),
@@ -810,9 +812,9 @@ export class WottPlugin {
   /**
    * Aedes waits for a socket to drain before it calls a delivery done, and its bus holds at most 100 messages in
    * progress: one subscriber that stops reading stalled every delivery in the broker until Aedes' drainTimeout (60 s)
-   * cut it off. Here a delivery is done once it is in the socket's buffer; the buffer is bounded by
-   * authorizeForward (deliveries) and below (everything else the broker writes, e.g. PUBACKs to a publisher that does
-   * not read), and a connection that does not drain within drainTimeoutMs is closed, as Aedes would.
+   * cut it off. Here a delivery is done once it is in the socket's buffer; the buffer is bounded by the deliver0 and
+   * deliverQoS wrappers below (deliveries) and by waitForDrain (everything else the broker writes, e.g. PUBACKs to a
+   * publisher that does not read), and a connection that takes nothing for drainTimeoutMs is closed, as Aedes would.
    */
   private neverWaitForDrain(client: Client, who: Identity): void {
     const conn = client.conn as TLSSocket;
@@ -838,7 +840,7 @@ export class WottPlugin {
         // one after the other through this callback, on no one else's path: they wait for the socket, at half the
         // limit, rather than be dropped or close the subscriber (10,000 retained scores are ~3 MB).
         if (conn.writableLength < limit / 2) return deliverQoS(packet, done);
-        void drainedOrClosed(conn).then(() => deliverQoS(packet, done));
+        void below(conn, limit / 2).then(() => deliverQoS(packet, done));
         return;
       }
       if (packet.qos > 0 && conn.writableLength >= limit) setImmediate(() => this.closeSlow(client, who, 'its unread bytes reached broker.limits.maxBufferedBytesPerConnection'));
