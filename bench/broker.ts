@@ -3,6 +3,8 @@
  *
  *  1. Throughput (QoS 0 and 1), 10 publishers -> 10 subscribers over mTLS, messages delivered per second, for plain
  *     Aedes on the same TLS settings (baseline), the wott gateway (1,000 rules, 10,000 cached scores) and mosquitto.
+ *     A second plain Aedes (the A/A control) runs in the same rounds: its ratio to the first is this machine's noise,
+ *     what any ratio of this run can be told apart from 1.0 by, and the yardstick for "stable across rounds".
  *     The clients run in 5 generator processes (bench/broker-load.ts; each one's CPU and event-loop use is printed, so
  *     a saturated generator shows); both Aedes brokers run in this process. Also the broker's CPU per delivered
  *     message (process CPU time, all threads, net of idle) and the capacity ratio from it, which the goal is judged on.
@@ -23,6 +25,8 @@ import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Session } from 'node:inspector/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { WottPlugin } from '../broker/index.js';
 import type { DeliveryGate } from '../broker/delivery-gate.js';
@@ -49,6 +53,16 @@ const GENERATORS = 5;
 const GENERATOR_BUSY_LIMIT = 0.75;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * A full garbage collection. The brokers share this process's heap, so without one before each run a run would pay
+ * for the garbage the run before it left (whichever broker followed Mosquitto, whose garbage is elsewhere, started
+ * clean). The flag is set at run time: no `--expose-gc` needed.
+ */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
@@ -198,6 +212,7 @@ async function throughputRun(pool: GeneratorPool, target: ThroughputTarget, load
     group: `g${g}`,
     payloadBytes: PAYLOAD_BYTES,
   }));
+  collectGarbage();
   await pool.start(specs);
   let marks: [GeneratorMark[], GeneratorMark[]];
   let cpu: number;
@@ -623,8 +638,11 @@ export const brokerSuite: Suite = {
       for (let i = 0; i < SUBSCRIBERS; i++) subs.push(await enrollDevice(gw, `sub-${i}`));
       for (const c of [...pubs, ...subs]) gw.plugin.setScore(c.id, 0.8);
 
-      const plain = await startPlainAedes({ key: readFileSync(serverKeyPath, 'utf8'), cert: readFileSync(serverCertPath, 'utf8'), ca });
+      const plainTls = { key: readFileSync(serverKeyPath, 'utf8'), cert: readFileSync(serverCertPath, 'utf8'), ca };
+      const plain = await startPlainAedes(plainTls);
       cleanup.unshift(() => plain.close());
+      const control = await startPlainAedes(plainTls);
+      cleanup.unshift(() => control.close());
       const mosquitto = await startMosquitto(dir, { ca: caPath, cert: serverCertPath, key: serverKeyPath });
       cleanup.unshift(() => mosquitto.stop());
 
@@ -635,18 +653,23 @@ export const brokerSuite: Suite = {
       cleanup.unshift(() => pool.close());
       const idle = await idleCores(1000);
       result.measurements.push({ name: 'bench process idle (the gateway\'s timers), subtracted', value: 100 * idle, unit: '% of one core' });
-      // 5 rounds of 3 s: single rounds of the capacity ratio swing about ±8 % here (two cores shared with other jobs),
+      // 6 rounds of 3 s: single rounds of the capacity ratio swing about ±8 % here (two cores shared with other jobs),
       // and at QoS 1 by up to ±20 % (whether a major GC falls inside a 3 s run or not): `--rounds N --seconds S`
       // measure longer.
-      const rounds = options.get('rounds') ?? (quick ? 1 : 5);
+      // A multiple of 3: the three Aedes then take each place in the order equally often, so whatever a place brings
+      // (going first after Mosquitto's turn, following one broker or the other) weighs on all three alike.
+      const rounds = options.get('rounds') ?? (quick ? 1 : 6);
       const timing = { warmupMs: quick ? 300 : 1000, durationMs: 1000 * (options.get('seconds') ?? (quick ? 1 : 3)) };
       if (rounds < 1 || timing.durationMs < 500) throw new Error('--rounds must be at least 1 and --seconds at least 0.5');
       const plainTarget: ThroughputTarget = { label: 'plain Aedes + TLS', port: plain.port, cpuUs: ownCpuUs, idleCores: idle, baseline: true };
       const wottTarget: ThroughputTarget = { label: 'wott gateway', port: gw.mqttPort, cpuUs: ownCpuUs, idleCores: idle, baseline: false };
       const mosquittoTarget: ThroughputTarget = { label: 'mosquitto 2.0', port: mosquitto.port, cpuUs: processCpuUs(mosquitto.pid), idleCores: 0, baseline: true };
-      const targets = [plainTarget, wottTarget, mosquittoTarget];
-      // wott / plain Aedes per round, delivered rate and capacity: shows how much of a ratio is machine noise.
-      const roundRatios = new Map<number, { rate: number[]; capacity: number[] }>();
+      // The A/A control: the same plain Aedes again, so its ratio to the baseline is pure machine noise.
+      const controlTarget: ThroughputTarget = { label: 'plain Aedes + TLS (A/A control)', port: control.port, cpuUs: ownCpuUs, idleCores: idle, baseline: true };
+      const aedesTargets = [plainTarget, wottTarget, controlTarget];
+      const targets = [...aedesTargets, mosquittoTarget];
+      // wott / plain Aedes per round, delivered rate and capacity, and the same for the control against plain Aedes.
+      const roundRatios = new Map<number, { rate: number[]; capacity: number[]; controlRate: number[]; controlCapacity: number[] }>();
       const generatorBusy = new Map<number, number>();
       const profileDir = process.env.WOTT_BENCH_BROKER_PROFILE;
       for (const qos of [0, 1] as const) {
@@ -654,9 +677,10 @@ export const brokerSuite: Suite = {
         const runs = new Map<string, ThroughputRun[]>(targets.map((t) => [t.label, []]));
         // Unmeasured: both Aedes brokers share this process's JIT, so the first one measured would pay for compiling
         // Aedes' and mqtt-packet's code paths (one round's QoS 0 ratio read 1.25x for that reason alone).
-        for (const t of [plainTarget, wottTarget]) await throughputRun(pool, t, { ...load, warmupMs: 0, durationMs: timing.warmupMs });
+        for (const t of aedesTargets) await throughputRun(pool, t, { ...load, warmupMs: 0, durationMs: timing.warmupMs });
         for (let r = 0; r < rounds; r++) {
-          const order = r % 2 === 0 ? targets : [wottTarget, plainTarget, mosquittoTarget];
+          // The three Aedes take turns at going first, so a position in the round favours none of them.
+          const order = [...aedesTargets.slice(r % 3), ...aedesTargets.slice(0, r % 3), mosquittoTarget];
           for (const t of order) runs.get(t.label)!.push(await throughputRun(pool, t, load));
         }
         for (const t of targets) {
@@ -675,7 +699,13 @@ export const brokerSuite: Suite = {
         }
         const wott = runs.get(wottTarget.label)!;
         const base = runs.get(plainTarget.label)!;
-        roundRatios.set(qos, { rate: base.map((o, r) => wott[r]!.rate / o.rate), capacity: base.map((o, r) => o.cpuPerMessageUs / wott[r]!.cpuPerMessageUs) });
+        const ctl = runs.get(controlTarget.label)!;
+        roundRatios.set(qos, {
+          rate: base.map((o, r) => wott[r]!.rate / o.rate),
+          capacity: base.map((o, r) => o.cpuPerMessageUs / wott[r]!.cpuPerMessageUs),
+          controlRate: base.map((o, r) => ctl[r]!.rate / o.rate),
+          controlCapacity: base.map((o, r) => o.cpuPerMessageUs / ctl[r]!.cpuPerMessageUs),
+        });
         // Profiles of the two Aedes brokers under the same load, outside the measured rounds (profiling costs CPU).
         if (profileDir) {
           for (const t of [plainTarget, wottTarget]) {
@@ -732,10 +762,23 @@ export const brokerSuite: Suite = {
         const rr = roundRatios.get(qos)!;
         // Judged on CPU per delivered message: on two cores shared by the broker, five generators and other jobs the
         // delivered rate follows the scheduler's shares; CPU per message is what sets a broker's rate on a core of its own.
+        // The A/A control: plain Aedes against itself. Off 1.0 by as much as this run's noise.
+        const aa = ratio(result, `plain Aedes vs itself (A/A control), capacity (QoS ${qos})`, `QoS ${qos} plain Aedes + TLS: broker CPU per delivered message`, `QoS ${qos} plain Aedes + TLS (A/A control): broker CPU per delivered message`);
         result.goals.push({
           name: `QoS ${qos} throughput >= 0.95x plain Aedes (capacity: broker CPU per delivered message)`,
           met: cap >= 0.95,
-          detail: `capacity ${cap.toFixed(2)}x (per round: ${per(rr.capacity)}); delivered rate ${v.toFixed(2)}x (per round: ${per(rr.rate)})`,
+          detail: `capacity ${cap.toFixed(2)}x (per round: ${per(rr.capacity)}); delivered rate ${v.toFixed(2)}x (per round: ${per(rr.rate)}); A/A control ${aa.toFixed(2)}x (per round: ${per(rr.controlCapacity)})${rounds % 3 === 0 ? '' : `; ${rounds} rounds: the brokers did not take each place in the order equally often (use a multiple of 3)`}`,
+        });
+        // Stable: wott's rounds scatter no more than plain Aedes' rounds against itself, i.e. what scatter there is
+        // belongs to the machine, not to wott (a GC pause of wott's own, a timer, a cache that flushes, would widen it).
+        // Ranges of a few rounds are rough measures themselves: up to 1.5x the control's range counts as no wider.
+        const spread = (xs: number[]) => Math.max(...xs) - Math.min(...xs);
+        const ws = spread(rr.capacity);
+        const cs = spread(rr.controlCapacity);
+        result.goals.push({
+          name: `QoS ${qos} throughput stable across rounds (wott's per-round capacity ratios spread no wider than 1.5x the A/A control's)`,
+          met: rounds >= 3 && ws <= 1.5 * cs,
+          detail: rounds >= 3 ? `wott ${Math.min(...rr.capacity).toFixed(2)}-${Math.max(...rr.capacity).toFixed(2)}x (spread ${ws.toFixed(2)}), A/A control ${Math.min(...rr.controlCapacity).toFixed(2)}-${Math.max(...rr.controlCapacity).toFixed(2)}x (spread ${cs.toFixed(2)}) over ${rounds} rounds` : `not judged: ${rounds} round(s) (--rounds 3 or more)`,
         });
         const busy = generatorBusy.get(qos)!;
         result.goals.push({
