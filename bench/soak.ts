@@ -1109,6 +1109,10 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     // A slope over a few minutes mostly measures the heap still settling: judged only on a long enough window.
     const window = after.length ? (after[after.length - 1]!.t - after[0]!.t) / 60_000 : 0;
     const judged = after.length >= 3 && window >= 10;
+    // The run length that leaves 10 minutes of samples after this run's warm-up (a quarter of the run, or one
+    // certificate lifetime if longer), plus one sample interval for where the samples fall.
+    const sampleMin = o.sampleSeconds / 60;
+    const minutesNeeded = Math.ceil(Math.max(((10 + sampleMin) * 4) / 3, o.certLifetimeSeconds / 60 + 10 + sampleMin));
     result.goals.push({ name: 'QoS 1: every acknowledged message delivered to its subscriber (lost = 0)', met: drained.pending === 0 && drained.queuedForDown === 0 && drained.appAcked > 0, detail: `${drained.delivered} of ${drained.appAcked} acknowledged delivered, ${drained.pending} lost${drained.pending ? ` (e.g. ${drained.lostSample.join(', ')})` : ''}${drained.queuedForDown ? `, ${drained.queuedForDown} queued in the sessions of subscribers without a connection at the end (not delivered within the run)` : ''}` });
     // A 503 from EST's admission control is the CA saying "later", not a failed renewal: the device keeps its valid
     // certificate and comes back after Retry-After. Every other failure counts.
@@ -1127,7 +1131,7 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     result.goals.push({
       name: `no leak: RSS growth after warm-up <= ${bound * 100} % of the warmed-up RSS per hour`,
       met: judged && rssSlope <= bound * warmRss,
-      detail: judged ? `${(rssSlope / MiB).toFixed(1)} MiB/h against ${((bound * warmRss) / MiB).toFixed(1)} MiB/h allowed (${after.length} samples after warm-up; heap ${(heapSlope / MiB).toFixed(1)} MiB/h)` : `not judged: ${window.toFixed(1)} min after warm-up, ${after.length} samples (need 10 min and 3 samples: --minutes 15 or more); slope ${(rssSlope / MiB).toFixed(1)} MiB/h`,
+      detail: judged ? `${(rssSlope / MiB).toFixed(1)} MiB/h against ${((bound * warmRss) / MiB).toFixed(1)} MiB/h allowed (${after.length} samples after warm-up; heap ${(heapSlope / MiB).toFixed(1)} MiB/h)` : `not judged: ${window.toFixed(1)} min after warm-up, ${after.length} samples (need 10 min and 3 samples: --minutes ${minutesNeeded} or more with these settings); slope ${(rssSlope / MiB).toFixed(1)} MiB/h`,
     });
     return result;
   } finally {
