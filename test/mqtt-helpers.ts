@@ -100,6 +100,18 @@ export async function connect(gw: { mqttPort: number }, creds: Pick<Credentials,
 }
 
 /** A connection attempt that may be refused: the connected client, or undefined when the broker closed it. */
+/**
+ * A persistent session (clean: false) that subscribes to `filter` at QoS 1 and goes away: what the broker then
+ * publishes there queues for it. Returns once the broker no longer holds a session of that device.
+ */
+export async function subscribeAndLeave(gw: { mqttPort: number; plugin: { sessionsOf(device: string): unknown[] } }, creds: Pick<Credentials, 'key' | 'cert' | 'ca'>, clientId: string, filter: string): Promise<void> {
+  const client = await connect(gw, { ...creds, id: clientId }, { clean: false });
+  await client.subscribeAsync(filter, { qos: 1 });
+  client.end(true);
+  const device = clientId.split(':')[0]!;
+  await waitFor(() => gw.plugin.sessionsOf(device).length === 0, `${clientId} gone`);
+}
+
 export function tryConnect(gw: { mqttPort: number }, creds: { key: string; cert: string; ca: string; id: string }): Promise<mqtt.MqttClient | undefined> {
   return new Promise((resolve) => {
     const client = mqtt.connect(`mqtts://localhost:${gw.mqttPort}`, { key: creds.key, cert: creds.cert, ca: creds.ca, clientId: creds.id, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 });

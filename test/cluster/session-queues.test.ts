@@ -7,7 +7,7 @@
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { tempDir } from '../helpers.js';
-import { connect, enroll, waitFor } from '../mqtt-helpers.js';
+import { connect, enroll, subscribeAndLeave, waitFor } from '../mqtt-helpers.js';
 import { startRedis } from '../redis-helpers.js';
 import { connectPacket, rawClient } from '../hardening/raw-mqtt.js';
 import { node } from './helpers.js';
@@ -26,10 +26,7 @@ t.test('session queues are bounded across nodes; a full queue never costs anothe
   // The attack: subscribe through node A with a second client id, leave, publish to its own topic through node B,
   // without waiting for acknowledgements (Aedes acknowledges a QoS 1 publish before it queues it).
   const hoarder = await enroll(a, creds, 'hoarder');
-  const away = await connect(a, { ...hoarder, id: 'hoarder:away' }, { clean: false });
-  await away.subscribeAsync('devices/hoarder/#', { qos: 1 });
-  away.end(true);
-  await waitFor(() => a.plugin.sessionsOf('hoarder').length === 0, 'hoarder:away gone');
+  await subscribeAndLeave(a, hoarder, 'hoarder:away', 'devices/hoarder/#');
   const pubA = await connect(a, { ...hoarder, id: 'hoarder:pub-a' });
   t.teardown(() => pubA.end(true));
   const pubB = await connect(b, { ...hoarder, id: 'hoarder:pub-b' });
@@ -53,9 +50,7 @@ t.test('session queues are bounded across nodes; a full queue never costs anothe
 
   // A witness, away, and a connected session that acknowledges nothing until its queue is full, both on weather/q.
   const witness = await enroll(a, creds, 'witness');
-  const w = await connect(a, { ...witness, id: 'witness:p' }, { clean: false });
-  await w.subscribeAsync('weather/q/#', { qos: 1 });
-  w.end(true);
+  await subscribeAndLeave(a, witness, 'witness:p', 'weather/q/#');
   const lazyCreds = await enroll(a, creds, 'lazy');
   const lazy = await rawClient(a.mqttPort, lazyCreds);
   t.teardown(() => lazy.socket.destroy());

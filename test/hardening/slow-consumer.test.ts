@@ -8,7 +8,7 @@
 import t from 'tap';
 import type { TLSSocket } from 'node:tls';
 import { requireCommand, tempDir } from '../helpers.js';
-import { connect, enroll, inbox, testGateway, waitFor } from '../mqtt-helpers.js';
+import { connect, enroll, inbox, subscribeAndLeave, testGateway, waitFor } from '../mqtt-helpers.js';
 import { connectPacket, rawClient, type RawClient } from './raw-mqtt.js';
 
 const LIMIT = 256 * 1024;
@@ -119,10 +119,7 @@ t.test('a persistent session with an offline queue far over the limit gets all o
   const gw = await testGateway(t, { limits: { maxBufferedBytesPerConnection: LIMIT, maxPacketBytes: PACKET, drainTimeoutMs: 3_600_000, maxQueuedMessagesPerSession: 5000 } });
   const dir = tempDir(t);
   const creds = await enroll(gw, dir, 'reader');
-  const first = await connect(gw, { ...creds, id: 'reader:p' }, { clean: false });
-  await first.subscribeAsync('weather/queued', { qos: 1 });
-  first.end(true);
-  await waitFor(() => gw.plugin.sessionsOf('reader').length === 0, 'the reader gone');
+  await subscribeAndLeave(gw, creds, 'reader:p', 'weather/queued');
   // 12 MB queued while it is away: 47 times the limit.
   const sender = await connect(gw, await enroll(gw, dir, 'sender'));
   t.teardown(() => sender.end(true));
@@ -149,15 +146,10 @@ t.test("a persistent session's queue is bounded: a device cannot queue without e
   const dir = tempDir(t);
   // The attack: subscribe with a second client id, leave, and publish to its own topic (allowed at any score).
   const hoarder = await enroll(gw, dir, 'hoarder');
-  const away = await connect(gw, { ...hoarder, id: 'hoarder:away' }, { clean: false });
-  await away.subscribeAsync('devices/hoarder/#', { qos: 1 });
-  away.end(true);
+  await subscribeAndLeave(gw, hoarder, 'hoarder:away', 'devices/hoarder/#');
   // A legitimate persistent subscriber, also away.
   const reader = await enroll(gw, dir, 'reader');
-  const readerAway = await connect(gw, { ...reader, id: 'reader:p' }, { clean: false });
-  await readerAway.subscribeAsync('weather/#', { qos: 1 });
-  readerAway.end(true);
-  await waitFor(() => gw.plugin.sessionsOf('hoarder').length + gw.plugin.sessionsOf('reader').length === 0, 'both away');
+  await subscribeAndLeave(gw, reader, 'reader:p', 'weather/#');
 
   const publisher = await connect(gw, { ...hoarder, id: 'hoarder:pub' });
   t.teardown(() => publisher.end(true));
