@@ -42,6 +42,9 @@ export class CredentialDelivery {
    *  gets at most one sync a second, not one per SUBSCRIBE). Keys are devices of ours that connected. */
   private readonly pendingFull = new Map<string, Promise<void>>();
   private readonly lastFull = new Map<string, number>();
+  /** A pass for some devices queued and not started yet, and the devices it will take (those named until it starts). */
+  private pendingSome: Promise<void> | undefined;
+  private readonly pendingDevices = new Set<string>();
 
   constructor(
     private readonly store: CredentialStore,
@@ -78,19 +81,34 @@ export class CredentialDelivery {
     this.timer.unref();
   }
 
-  /** Brings `devices` (default: all) in line; resolves when done. */
+  /**
+   * Brings `devices` (default: all) in line; resolves when done. Devices named while the queue is busy join one
+   * pending pass: every score message names its device, and a connect ramp's thousands of first scores would
+   * otherwise each cost a pass of its own (store generation, every credential, exposures) on the way.
+   */
   reconcile(devices?: Iterable<string>): Promise<void> {
-    const list = devices ? [...devices] : undefined;
-    if (!list && this.pendingAll) return this.pendingAll;
-    const work = this.enqueue(async () => {
-      if (!list) this.pendingAll = undefined;
-      this.lastGeneration = await this.store.generation();
-      const credentials = await this.store.all();
-      const targets = new Set(list ?? [...this.port.devices(), ...(await this.store.deliveries()).map((d) => d.device)]);
-      for (const device of targets) await this.syncDevice(device, credentials, false);
-    });
-    if (!list) this.pendingAll = work;
-    return work;
+    if (!devices) {
+      if (this.pendingAll) return this.pendingAll;
+      return (this.pendingAll = this.enqueue(async () => {
+        this.pendingAll = undefined;
+        await this.pass(undefined);
+      }));
+    }
+    for (const device of devices) this.pendingDevices.add(device);
+    if (this.pendingSome) return this.pendingSome;
+    return (this.pendingSome = this.enqueue(async () => {
+      const list = [...this.pendingDevices];
+      this.pendingDevices.clear();
+      this.pendingSome = undefined;
+      await this.pass(list);
+    }));
+  }
+
+  private async pass(list: string[] | undefined): Promise<void> {
+    this.lastGeneration = await this.store.generation();
+    const credentials = await this.store.all();
+    const targets = new Set(list ?? [...this.port.devices(), ...(await this.store.deliveries()).map((d) => d.device)]);
+    for (const device of targets) await this.syncDevice(device, credentials, false);
   }
 
   /** The device (re)subscribed: send it everything it should hold, then the manifest. */
