@@ -22,7 +22,7 @@ import mqtt from 'mqtt';
 import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -248,6 +248,32 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/**
+ * The same CPU split by thread, to say where a difference in CPU per connection lies: the main thread's user time
+ * (JavaScript, TLS, SQLite: what a --cpu-prof profile sees, and more), its system time (sockets, file writes), and
+ * every other thread together (V8's garbage-collection helpers, libuv's pool; Node 20 names neither, so they are
+ * not told apart). A thread that ended during the ramp is not counted: the servers start none.
+ */
+export function cpuByThread(pid: number): { mainUser: number; mainSystem: number; otherThreads: number } {
+  const out = { mainUser: 0, mainSystem: 0, otherThreads: 0 };
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const user = Number(fields[11]) / 100;
+    const system = Number(fields[12]) / 100;
+    if (tid === String(pid)) {
+      out.mainUser += user;
+      out.mainSystem += system;
+    } else out.otherThreads += user + system;
+  }
+  return out;
+}
+
 const MiB = 1024 * 1024;
 const CLI = fileURLToPath(new URL('../cli/wott.js', import.meta.url));
 const AEDES = fileURLToPath(new URL('./soak-aedes.js', import.meta.url));
@@ -277,6 +303,8 @@ export interface ServerFigures {
    * machine does not change the way it changes connections/s (that rate is set by every process on the cores).
    */
   serverCpuMsPerConnection: number;
+  /** The same, split by thread (cpuByThread), in ms per connection. */
+  cpuSplit: { mainUser: number; mainSystem: number; otherThreads: number };
   /** CPU of this process (every load thread) during the ramp, in cores. */
   loadCpuShare: number;
   /** The machine's 1-minute load average at the end of the ramp (other work on a shared machine shows here). */
@@ -302,16 +330,24 @@ async function measure(server: Server, creds: Creds[], caPem: string, o: ScaleOp
     await sleep(2000); // the server settles after its start before the baseline RSS
     const rssStart = procSample(server.pid()).rss;
     const cpu0 = cpuSeconds(server.pid());
+    const threads0 = cpuByThread(server.pid());
     const loadCpu0 = process.cpuUsage();
     const t0 = performance.now();
     const ramped = sumStats((await load.all({ type: 'ramp' }, 'ramped')).map((r) => r.stats));
     const rampSeconds = (performance.now() - t0) / 1000;
     const serverCpu = cpuSeconds(server.pid()) - cpu0;
+    const threads1 = cpuByThread(server.pid());
+    const perConnectionMs = (seconds: number) => (seconds * 1000) / creds.length;
+    const cpuSplit = {
+      mainUser: perConnectionMs(threads1.mainUser - threads0.mainUser),
+      mainSystem: perConnectionMs(threads1.mainSystem - threads0.mainSystem),
+      otherThreads: perConnectionMs(threads1.otherThreads - threads0.otherThreads),
+    };
     const serverCpuShare = serverCpu / rampSeconds;
     const loadCpu = process.cpuUsage(loadCpu0);
     const loadCpuShare = (loadCpu.user + loadCpu.system) / 1e6 / rampSeconds;
     const machineLoad = loadavg()[0]!;
-    log(`${server.name}: ${ramped.held} connected in ${rampSeconds.toFixed(1)} s (${(creds.length / rampSeconds).toFixed(0)}/s; server CPU ${(serverCpuShare * 100).toFixed(0)} % of a core, ${((serverCpu * 1000) / creds.length).toFixed(2)} ms per connection, busiest load thread ${(ramped.elu * 100).toFixed(0)} % busy)`);
+    log(`${server.name}: ${ramped.held} connected in ${rampSeconds.toFixed(1)} s (${(creds.length / rampSeconds).toFixed(0)}/s; server CPU ${(serverCpuShare * 100).toFixed(0)} % of a core, ${((serverCpu * 1000) / creds.length).toFixed(2)} ms per connection (main thread ${cpuSplit.mainUser.toFixed(2)} user + ${cpuSplit.mainSystem.toFixed(2)} system, other threads ${cpuSplit.otherThreads.toFixed(2)}), busiest load thread ${(ramped.elu * 100).toFixed(0)} % busy)`);
     await load.stats();
     for (const w of load.workers) w.postMessage({ type: 'go' } satisfies ToWorker);
     await server.loopP99(); // starts the hold's window
@@ -340,6 +376,7 @@ async function measure(server: Server, creds: Creds[], caPem: string, o: ScaleOp
       connectionsPerSecond: creds.length / rampSeconds,
       serverCpuShare,
       serverCpuMsPerConnection: (serverCpu * 1000) / creds.length,
+      cpuSplit,
       loadCpuShare,
       machineLoad,
       loadEluMax: ramped.elu,
@@ -485,6 +522,9 @@ export async function runScale(o: ScaleOptions): Promise<SuiteResult> {
       m(`${prefix}: ramp`, f.rampSeconds, 's', baseline);
       m(`${prefix}: server CPU during the ramp`, f.serverCpuShare * 100, '% of a core', baseline);
       m(`${prefix}: server CPU per connection set-up`, f.serverCpuMsPerConnection, 'ms', baseline);
+      m(`${prefix}: of it, main thread user`, f.cpuSplit.mainUser, 'ms', baseline);
+      m(`${prefix}: of it, main thread system`, f.cpuSplit.mainSystem, 'ms', baseline);
+      m(`${prefix}: of it, other threads (GC helpers, libuv pool)`, f.cpuSplit.otherThreads, 'ms', baseline);
       m(`${prefix}: busiest load thread during the ramp`, f.loadEluMax * 100, '% busy', baseline);
       m(`${prefix}: load process CPU during the ramp`, f.loadCpuShare * 100, '% of a core', baseline);
       m(`${prefix}: machine load average after the ramp`, f.machineLoad, `on ${availableParallelism()} cores`, baseline);
@@ -547,10 +587,13 @@ const median = (xs: number[]) => {
 function medianFigures(rounds: ServerFigures[]): ServerFigures {
   const out = { ...rounds[0]! };
   for (const k of Object.keys(out) as Array<keyof ServerFigures>) {
+    if (k === 'cpuSplit') continue;
     const values = rounds.map((r) => r[k]);
     // Counts of messages add up over the rounds (medians of `sent` and `acked` taken apart need not pair up).
     out[k] = k === 'held' || k === 'heldAfterRestart' ? Math.min(...values) : k === 'sent' || k === 'acked' ? values.reduce((a, v) => a + v, 0) : median(values);
   }
+  const split = (part: keyof ServerFigures['cpuSplit']) => median(rounds.map((r) => r.cpuSplit[part]));
+  out.cpuSplit = { mainUser: split('mainUser'), mainSystem: split('mainSystem'), otherThreads: split('otherThreads') };
   return out;
 }
 

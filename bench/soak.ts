@@ -1045,6 +1045,19 @@ export async function runSoak(o: SoakOptions): Promise<SuiteResult> {
     m('  anonymous memory outside V8\'s heap after warm-up / at the end', warm?.heapTotal !== undefined ? (warm.rssAnon - warm.heapTotal) / MiB : NaN, `MiB / ${end.heapTotal !== undefined ? ((end.rssAnon - end.heapTotal) / MiB).toFixed(0) : '?'} MiB`);
     m('  anonymous memory outside V8\'s heap growth (slope)', nativeSlope / MiB, 'MiB/h');
     m('  file-backed RSS growth (slope)', fileSlope / MiB, 'MiB/h');
+    // A leak keeps its slope; an allocator settling into a churn of connections flattens out: the slope of each
+    // third of the window after warm-up tells them apart (informative, not a goal).
+    const thirds = <T extends { t: number }>(points: T[], y: (p: T) => number): number[] => {
+      if (points.length === 0) return [NaN, NaN, NaN];
+      const t0 = points[0]!.t;
+      const span = points[points.length - 1]!.t - t0;
+      return [0, 1, 2].map((k) => slopePerHour(points.filter((p) => p.t >= t0 + (span * k) / 3 && p.t <= t0 + (span * (k + 1)) / 3).map((p) => ({ t: p.t, y: y(p) }))));
+    };
+    const rssThirds = thirds(after, (p) => p.rss);
+    const nativeThirds = thirds(withHeap, (p) => p.rssAnon - p.heapTotal!);
+    const thirdNames = ['first', 'second', 'last'];
+    for (let k = 0; k < 3; k++) m(`RSS growth after warm-up, ${thirdNames[k]} third (slope)`, rssThirds[k]! / MiB, 'MiB/h');
+    for (let k = 0; k < 3; k++) m(`  anonymous memory outside V8's heap, ${thirdNames[k]} third (slope)`, nativeThirds[k]! / MiB, 'MiB/h');
     m('RSS per device after warm-up', (warmRss - atStart.rss) / o.devices / 1024, 'KiB', false);
     m('open fds at start / end', atStart.fds, `/ ${end.fds}`);
     m('active handles at the end', end.handles ?? NaN, 'handles');

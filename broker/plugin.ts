@@ -7,7 +7,7 @@
  */
 import type { Aedes, Client, AedesPublishPacket, PublishPacket, Subscription } from 'aedes';
 import type { Socket } from 'node:net';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { LogThrottle } from '../lib/log-throttle.js';
@@ -512,15 +512,16 @@ export class WottPlugin {
       const source = stream(client);
       const conn = client.conn as TLSSocket | undefined;
       if (!conn) return source;
-      return Readable.from(
-        (async function* paced() {
-          for await (const packet of source) {
-            await below(conn, pace);
-            yield packet;
-          }
-        })(),
-        { highWaterMark: 1 },
-      );
+      // The queue's own stream is held back, not wrapped: a stream and an async iterator more on every connection,
+      // almost all of whose queues are empty, cost a measurable share of a connect ramp's CPU.
+      const read = source._read;
+      source._read = function (this: Readable, size: number) {
+        if (conn.destroyed || conn.writableLength < pace) return read.call(this, size);
+        below(conn, pace)
+          .then(() => read.call(this, size))
+          .catch((err: Error) => this.destroy(err));
+      };
+      return source;
     };
   }
 

@@ -37,6 +37,10 @@ t.test('a small scale run holds every device on both servers and brings every on
     for (const figure of ['connections/s during the ramp', 'server CPU per connection set-up', 'RSS per held connection', 'event-loop delay p99 while holding', 'restart -> all back']) {
       t.ok(Number.isFinite(value(`${server}: ${figure}`)?.value), `${server}: ${figure} measured`);
     }
+    for (const part of ['main thread user', 'main thread system', 'other threads (GC helpers, libuv pool)']) {
+      const v = value(`${server}: of it, ${part}`)?.value;
+      t.ok(Number.isFinite(v) && v! >= 0, `${server}: CPU per connection of ${part} measured`);
+    }
   }
   t.same(report.ratios.map((r) => r.name).sort(), [
     'connection set-up rate, gateway vs plain Aedes',
