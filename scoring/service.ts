@@ -316,7 +316,7 @@ export class ScoringService {
       if (this.options.store) this.changedRecords.add(device);
       if (!republish) this.recomputeSoon(device, false);
     }
-    for (const device of engine.devices()) if (republish || engine.volatile(device)) this.recomputeSoon(device, republish);
+    for (const device of republish ? engine.devices() : engine.volatileDevices()) this.recomputeSoon(device, republish);
     if (republish) engine.addresses.prune(now);
     const generation = engine.vulnerabilityGeneration();
     if (generation !== this.cveGeneration) {

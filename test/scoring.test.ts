@@ -2,6 +2,7 @@
  * The Trust Score model and engine, pure: reference profiles from the agent's fixture roots, behaviour decay,
  * peers, staleness, replay, ceilings, hostile input, and model overrides.
  */
+import fc from 'fast-check';
 import t from 'tap';
 import { parseConfig } from '../cli/config.js';
 import { telemetrySchema, type ScoreMessage } from '../protocol/index.js';
@@ -354,4 +355,42 @@ t.test('the model: shipped YAML, overrides in wott.yaml, clear errors', async (t
   t.throws(() => parseConfig('scoring:\n  influx:\n    url: ftp://x\n'), { message: /scoring.influx.url/ });
   t.throws(() => parseConfig('scoring:\n  influx:\n    url: http://x:8086\n    api: v2\n'), { message: /v2 needs org and bucket/ });
   t.match(parseConfig('scoring:\n  influx:\n    url: http://127.0.0.1:8086\n').scoring.influx, { api: 'v1', database: 'wott', batchSize: 5000, flushInterval: 1000 });
+});
+
+t.test("the tick's volatile devices are exactly those asking every device would find, whatever happens in between", async (t) => {
+  // The service's 5 s tick asks volatileDevices(), which visits only devices something happened to and devices
+  // whose state report went stale; checked against volatile() on every device after each step of random histories.
+  const devices = ['a', 'b', 'c', 'd'];
+  const step = fc.oneof(
+    fc.record({ kind: fc.constant('telemetry' as const), device: fc.constantFrom(...devices), hardened: fc.boolean() }),
+    fc.record({ kind: fc.constant('event' as const), device: fc.constantFrom(...devices), type: fc.constantFrom('auth_failure' as const, 'connect' as const, 'publish_denied' as const) }),
+    fc.record({ kind: fc.constant('report' as const), reporter: fc.constantFrom(...devices), subject: fc.constantFrom(...devices), rating: fc.double({ min: 0, max: 1, noNaN: true }) }),
+    fc.record({ kind: fc.constant('publish' as const), device: fc.constantFrom(...devices) }),
+    fc.record({ kind: fc.constant('wait' as const), ms: fc.oneof(fc.integer({ min: 1, max: 10_000 }), fc.integer({ min: MIN, max: 12 * 60 * MIN })) }),
+  );
+  let checked = 0;
+  fc.assert(
+    fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
+      const { e, clock } = engine();
+      const ids = new Map<string, number>();
+      for (const s of steps) {
+        if (s.kind === 'telemetry') e.ingestTelemetry(s.device, JSON.stringify(fixtureTelemetry(s.hardened ? 'debian12-hardened' : 'rpi-factory', s.device, (ids.get(`t:${s.device}`) ?? 0) + 1, clock.now)));
+        if (s.kind === 'telemetry') ids.set(`t:${s.device}`, (ids.get(`t:${s.device}`) ?? 0) + 1);
+        if (s.kind === 'event') e.ingestEvent(s.device, event(s.device, s.type));
+        if (s.kind === 'report' && s.reporter !== s.subject) {
+          const id = (ids.get(`r:${s.reporter}`) ?? 0) + 1;
+          ids.set(`r:${s.reporter}`, id);
+          e.ingestReport(s.reporter, s.subject, JSON.stringify({ reporter: s.reporter, subject: s.subject, reportId: id, time: new Date(clock.now).toISOString(), rating: s.rating, reason: 'observed' }));
+        }
+        if (s.kind === 'publish') e.changed(s.device);
+        if (s.kind === 'wait') clock.now += s.ms;
+        const expected = e.devices().filter((d) => e.volatile(d)).sort();
+        if (JSON.stringify(e.volatileDevices().sort()) !== JSON.stringify(expected)) return false;
+        checked++;
+      }
+      return true;
+    }),
+    { seed: 20261202, numRuns: 200 },
+  );
+  t.ok(checked > 1000, `${checked} steps compared`);
 });
