@@ -146,6 +146,10 @@ export class WottPlugin {
   private readonly readyRestricted = new WeakSet<Client>();
   /** Topic filters each connection was granted, so it holds at most maxSubscriptionsPerConnection. */
   private readonly filters = new WeakMap<Client, Set<string>>();
+  /** Devices that have had a session on this broker since it started: each one's first connect after a restart is
+   * marked so that scoring does not count it as churn. One entry per device certified and connected during this
+   * process's life, so bounded by the CA inventory. */
+  private readonly connectedSinceStart = new Set<string>();
   /** When each live session became ready and from where (the API shows "connected since, from"). */
   private readonly sessionFacts = new WeakMap<Client, { since: number; remoteAddress: string | null }>();
   readonly limits: BrokerLimits;
@@ -679,7 +683,11 @@ export class WottPlugin {
     this.metrics?.connections.inc();
     this.expiries.add(client, who.notAfter);
     if (who.kind === 'device' && isRestricted(this.trust.deviceState(who.id))) this.readyRestricted.add(client);
-    if (who.kind === 'device') this.emitEvent(who.id, 'connect', { verified: true, remoteAddress: conn.remoteAddress });
+    if (who.kind === 'device') {
+      const first = !this.connectedSinceStart.has(who.id);
+      if (first) this.connectedSinceStart.add(who.id);
+      this.emitEvent(who.id, 'connect', { verified: true, remoteAddress: conn.remoteAddress, ...(first ? { firstSinceStart: true } : {}) });
+    }
   }
 
   private sessionEnded(client: Client, what: string, reason: string): void {

@@ -93,6 +93,12 @@ export const behaviourEventSchema = z.object({
   topic: z.string().max(1024).optional(),
   reason: z.string().max(300).optional(),
   remoteAddress: z.string().max(64).optional(),
+  /**
+   * On a connect: the device's first session on this broker node since the node started. After a broker restart
+   * every device reconnects because of the restart, not because of anything it did, so scoring does not count this
+   * connect as churn (a device that keeps reconnecting still does, from its second connect on).
+   */
+  firstSinceStart: z.boolean().optional(),
   counters: z
     .object({
       intervalMs: z.number().int().positive(),

@@ -58,7 +58,8 @@ export function applyEvent(state: BehaviourState, event: BehaviourEvent, model: 
       add(state.denials, 1, now, h);
       break;
     case 'connect':
-      add(state.connects, 1, now, h);
+      // The reconnect a broker restart causes is the broker's doing (see firstSinceStart in protocol/).
+      if (!event.firstSinceStart) add(state.connects, 1, now, h);
       break;
     case 'disconnect':
       break;

@@ -93,7 +93,15 @@ export interface IntrusionResult {
  * observations against other devices (they need scoring again); `intrusions`: what became of each source.
  */
 export type IngestResult =
-  | { accepted: true; device: string; event?: BehaviourEvent; lateral?: LateralObservation[]; intrusions?: IntrusionResult[] }
+  | {
+      accepted: true;
+      device: string;
+      event?: BehaviourEvent;
+      lateral?: LateralObservation[];
+      intrusions?: IntrusionResult[];
+      /** Nothing in the device's record changed (a disconnect, an uncounted connect): no new score, nothing to store. */
+      unchanged?: true;
+    }
   | { accepted: false; device?: string; reason: string; code?: RefusalCode };
 
 /** A peer report is a few hundred bytes; anything much larger is refused before it is parsed. */
@@ -328,6 +336,11 @@ export class ScoreEngine {
       // Sessions' addresses, from every node: who holds which address, for attributing intrusion sources.
       if (event.type === 'connect' && event.remoteAddress) this.addresses.connect(event.device, event.remoteAddress, event.node ?? '', now);
       else if (event.type === 'disconnect') this.addresses.disconnect(event.device, event.remoteAddress, event.node ?? '', now);
+      // A gateway restart brings every device back at once: the connects it causes (and disconnects, always) leave
+      // a known device's record as it was, so they cost no computation and no store write.
+      if ((event.type === 'disconnect' || (event.type === 'connect' && event.firstSinceStart)) && this.records.has(event.device)) {
+        return { accepted: true, device: event.device, event, unchanged: true };
+      }
       if (event.type === 'counters' && event.counters && event.node !== undefined) {
         // A cluster node's share of the device's traffic: summed with the other nodes' before it becomes a sample.
         for (const summed of this.counterWindows.add(event, now)) applyEvent(this.record(summed.device).behaviour, summed, this.model, now);

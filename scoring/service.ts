@@ -227,6 +227,7 @@ export class ScoringService {
       return;
     }
     this.counters.accepted++;
+    if (result.unchanged) return;
     this.dirty.add(result.device);
     if (this.options.store) this.changedRecords.add(result.device);
     // Coalesce a burst (an auth-failure storm) into one computation per device.

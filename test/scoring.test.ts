@@ -122,6 +122,22 @@ t.test('connection churn and message-rate anomalies against the device own basel
   for (let i = 0; i < 12; i++) e.ingestEvent('deb', event('deb', 'connect'));
   t.match(factor(e.compute('deb').message, 'churn'), { reason: /reconnecting often/ });
 
+  // The reconnects a broker restart causes (marked by the broker) are not churn, and change nothing stored.
+  const b = engine();
+  b.e.ingestTelemetry('deb', JSON.stringify(fixtureTelemetry('debian12-hardened', 'deb', 1, T0)));
+  const stored = b.e.exportRecord('deb');
+  for (let i = 0; i < 15; i++) {
+    t.match(b.e.ingestEvent('deb', event('deb', 'connect', { firstSinceStart: true })), { accepted: true, unchanged: true });
+    t.match(b.e.ingestEvent('deb', event('deb', 'disconnect')), { accepted: true, unchanged: true });
+  }
+  t.notOk(factor(b.e.compute('deb').message, 'churn'), 'fifteen restarts: no churn');
+  t.equal(b.e.exportRecord('deb'), stored, 'the record is as it was');
+  const counted = b.e.ingestEvent('deb', event('deb', 'connect'));
+  t.ok(counted.accepted && !counted.unchanged, 'an unmarked connect is counted');
+  t.not(b.e.exportRecord('deb'), stored, 'and stored');
+  t.match(b.e.ingestEvent('new-1', event('new-1', 'connect', { firstSinceStart: true })), { accepted: true }, "a device scoring has not seen yet gets its record (and a score) from its first connect");
+  t.ok(b.e.exportRecord('new-1'));
+
   const r = engine();
   r.e.ingestTelemetry('deb', JSON.stringify(fixtureTelemetry('debian12-hardened', 'deb', 1, T0)));
   for (let i = 0; i < 10; i++) {
