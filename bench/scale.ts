@@ -22,7 +22,7 @@ import mqtt from 'mqtt';
 import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -32,7 +32,7 @@ import { createCsr } from '../agent/index.js';
 import { CertificateAuthority } from '../ca/index.js';
 import { numberOptions, type Suite, type SuiteResult } from './harness.js';
 import { freePort } from './servers.js';
-import { procSample, scrape, startChild, stopChild } from './soak.js';
+import { procSample, scrape, startChild, statCpuSeconds, stopChild } from './soak.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -243,9 +243,8 @@ function sumStats(list: ScaleStats[]): ScaleStats {
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the command); clock ticks of 1/100 s.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  const { user, system } = statCpuSeconds(`/proc/${pid}/stat`);
+  return user + system;
 }
 
 /**
@@ -257,15 +256,12 @@ function cpuSeconds(pid: number): number {
 export function cpuByThread(pid: number): { mainUser: number; mainSystem: number; otherThreads: number } {
   const out = { mainUser: 0, mainSystem: 0, otherThreads: 0 };
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
+    let user: number, system: number;
     try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      ({ user, system } = statCpuSeconds(`/proc/${pid}/task/${tid}/stat`));
     } catch {
       continue; // the thread ended between the listing and the read
     }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const user = Number(fields[11]) / 100;
-    const system = Number(fields[12]) / 100;
     if (tid === String(pid)) {
       out.mainUser += user;
       out.mainSystem += system;

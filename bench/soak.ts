@@ -661,14 +661,21 @@ interface Sample {
 }
 
 /** RSS and open descriptors of a process, from /proc (works for the baseline, which has no metrics listener). */
+/** A process's or thread's user and system CPU seconds from its /proc stat file (`/proc/PID/stat`,
+ * `/proc/PID/task/TID/stat`): the 12th and 13th fields after the command name, in clock ticks (100 a second on
+ * Linux). The command name may hold spaces and parentheses, hence the last ')'. */
+export function statCpuSeconds(path: string): { user: number; system: number } {
+  const stat = readFileSync(path, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+}
+
 export function procSample(pid: number): { rss: number; rssAnon: number; rssFile: number; fds: number; cpu: number; loadCpu: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
   const rss = kB('VmRSS');
-  // utime and stime, the 12th and 13th fields after the command name, in clock ticks (100 a second on Linux).
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpu = (Number(ticks[11]) + Number(ticks[12])) / 100;
+  const { user, system } = statCpuSeconds(`/proc/${pid}/stat`);
+  const cpu = user + system;
   const own = process.cpuUsage();
   return { rss, rssAnon: kB('RssAnon'), rssFile: kB('RssFile') + kB('RssShmem'), fds: readdirSync(`/proc/${pid}/fd`).length, cpu, loadCpu: (own.user + own.system) / 1e6 };
 }
