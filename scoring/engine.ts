@@ -3,6 +3,7 @@
  * and `compute` turns a record into an explained Trust Score. In memory and clock-injected; the service around
  * it does the MQTT, persistence and InfluxDB.
  */
+import { createHash } from 'node:crypto';
 import FlatQueue from 'flatqueue';
 import {
   parseBehaviourEvent,
@@ -60,7 +61,8 @@ export interface DeviceRecord {
   lateral: Map<string, LateralEntry>;
   /** This device's latest report of sources that blamed nobody (shared or unheld addresses): shown, costs nothing. */
   unattributed?: { at: number; reason: string };
-  lastPublished?: { score: number; key: string; at: number };
+  /** `stored`: a digest of the factors and findings, to tell a republish of the same thing (nothing to store). */
+  lastPublished?: { score: number; key: string; at: number; stored?: string };
   cveCache?: { key: string; findings: CveFindingInput[] };
 }
 
@@ -118,6 +120,9 @@ export interface ScoreResult {
   findings?: CveFindingInput[];
   /** From the CA inventory, for the fleet's certificate board. */
   certificateNotAfter?: number;
+  /** A forced republish of the score and factors last published: it refreshes the retained copy, and there is
+   * nothing new to store (no history row every republish interval for every steady device). */
+  republishOnly?: true;
 }
 
 /** Reports this far ahead of scoring's clock are refused: a device must not pin its replay window in the future. */
@@ -506,15 +511,13 @@ export class ScoreEngine {
       .map((f) => `${f.id}:${f.contribution.toFixed(2)}`)
       .join(',');
     const last = r.lastPublished;
-    const meaningful =
-      force ||
-      !last ||
-      Math.abs(score - last.score) >= this.minChange ||
-      this.crossesThreshold(last.score, score) ||
-      key !== last.key;
-    if (!meaningful) return undefined;
-    r.lastPublished = { score, key, at: this.now() };
-    return result;
+    const meaningful = !last || Math.abs(score - last.score) >= this.minChange || this.crossesThreshold(last.score, score) || key !== last.key;
+    if (!meaningful && !force) return undefined;
+    // Exactly the same score, factors (reasons included) and findings, not merely close: small drifts stay in the
+    // history, so that they cannot add up unrecorded, and the stored latest score shows every current reason.
+    const stored = createHash('sha256').update(JSON.stringify([result.message.factors, result.findings ?? null])).digest('base64url').slice(0, 22);
+    r.lastPublished = { score, key, at: this.now(), stored };
+    return last && score === last.score && stored === last.stored ? { ...result, republishOnly: true } : result;
   }
 
   private crossesThreshold(a: number, b: number): boolean {

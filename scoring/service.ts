@@ -287,7 +287,7 @@ export class ScoringService {
       this.options.log?.warn({ device, err: err.message }, 'scoring: could not publish a score');
     });
     this.counters.published++;
-    if (this.options.store) {
+    if (this.options.store && !result.republishOnly) {
       this.changedRecords.add(device);
       this.pendingScores.push(findings ? { message, findings } : { message });
     }

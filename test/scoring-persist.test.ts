@@ -65,3 +65,62 @@ t.test('a storm of changed devices is persisted in bounded commits, all of it', 
   await service.persist();
   t.equal(commits.length, before, 'a persist with nothing changed does not commit');
 });
+
+t.test("a forced republish of an unchanged score refreshes the retained copy and adds no history row; a changed score adds one, and so does a restart's republish only if the score moved", async (t) => {
+  const broker = await Aedes.createBroker();
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())));
+  const file = join(tempDir(t), 'scores.db');
+  let store = await openSqliteScoreStore(file);
+  let service = new ScoringService({ bus: aedesBus(broker), engine: new ScoreEngine({ model: loadModel() }), store, republishMs: 0, tickMs: 3_600_000, persistMs: 3_600_000 });
+  await service.start();
+  const retained: string[] = [];
+  await new Promise<void>((resolve) =>
+    broker.subscribe(
+      topics.scores('steady-1'),
+      (packet, cb) => {
+        retained.push(packet.payload.toString());
+        cb();
+      },
+      resolve,
+    ),
+  );
+  const send = (reportId: number, root: 'debian12-hardened' | 'rpi-factory') =>
+    new Promise<void>((resolve, reject) =>
+      broker.publish({ cmd: 'publish', topic: topics.telemetry('steady-1'), payload: Buffer.from(JSON.stringify(fixtureTelemetry(root, 'steady-1', reportId, Date.now()))), qos: 0, retain: false, dup: false }, (err) => (err ? reject(err) : resolve())),
+    );
+  await send(1, 'debian12-hardened');
+  await new Promise((resolve) => setImmediate(resolve));
+  await service.persist();
+  t.equal((await store.history('steady-1')).length, 1, 'the first score is history');
+
+  // republishMs 0: every tick is a republish of every device.
+  for (let i = 0; i < 5; i++) {
+    service.tick();
+    await new Promise((resolve) => setTimeout(resolve, 5)); // the tick's slices run on setImmediate
+  }
+  await service.persist();
+  t.ok(retained.length >= 6, `the score was published again on every tick (${retained.length} messages)`);
+  t.equal((await store.history('steady-1')).length, 1, 'five republishes of the same score: no new history row');
+
+  await send(2, 'rpi-factory');
+  await new Promise((resolve) => setImmediate(resolve));
+  await service.persist();
+  const rows = await store.history('steady-1');
+  t.equal(rows.length, 2, 'a changed score is history');
+  t.ok(rows.at(-1)!.score < 0.5, 'the new, lower score last (oldest first)');
+
+  // A restart republishes every score: an unchanged one adds no row.
+  await service.close();
+  await store.close();
+  store = await openSqliteScoreStore(file);
+  service = new ScoringService({ bus: aedesBus(broker), engine: new ScoreEngine({ model: loadModel() }), store, republishMs: 3_600_000, tickMs: 3_600_000, persistMs: 3_600_000 });
+  t.teardown(async () => {
+    await service.close();
+    await store.close();
+  });
+  const before = retained.length;
+  await service.start();
+  await service.persist();
+  t.ok(retained.length > before, 'the restart republished the score');
+  t.equal((await store.history('steady-1')).length, 2, 'and added no history row');
+});

@@ -321,11 +321,17 @@ t.test('CVE findings: severity- and exposure-weighted; an unknown inventory is n
 
 t.test('publishing: meaningful changes, policy thresholds, forced refresh', async (t) => {
   const { e } = engine({ thresholds: [0.4, 0.9] });
-  t.ok(e.changed('d'), 'first score is always published');
+  t.notOk(e.changed('d')!.republishOnly, 'first score is always published, and is new');
   t.notOk(e.changed('d'), 'unchanged: not republished');
   t.ok(e.changed('d', true), 'forced (periodic) refresh');
+  t.equal(e.changed('d', true)!.republishOnly, true, 'of the same score, factors and findings: nothing new to store');
   e.ingestTelemetry('d', JSON.stringify(fixtureTelemetry('debian12-hardened', 'd', 1, T0)));
-  t.ok(e.changed('d'));
+  t.notOk(e.changed('d')!.republishOnly);
+  t.equal(e.changed('d', true)!.republishOnly, true);
+  // The stored digest travels with the record: after a restart, the first republish of the same score is no news.
+  const { e: restarted } = engine({ thresholds: [0.4, 0.9] });
+  restarted.importRecord('d', e.exportRecord('d')!);
+  t.equal(restarted.changed('d', true)!.republishOnly, true, 'after a restart too');
   // A small move across 0.9 is published; the same size elsewhere is not.
   const { e: e2 } = engine({ thresholds: [0.9], minChange: 0.05 });
   e2.ingestTelemetry('d', JSON.stringify(fixtureTelemetry('debian12-hardened', 'd', 1, T0)));

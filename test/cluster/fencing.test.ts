@@ -16,7 +16,7 @@ import { openSqliteScoreStore, type StaleEpochError } from '../../store/index.js
 import { tempDir } from '../helpers.js';
 import { connect, enroll, waitFor } from '../mqtt-helpers.js';
 import { startRedis } from '../redis-helpers.js';
-import { fixtureTelemetry } from '../scoring-fixtures.js';
+import { event, fixtureTelemetry } from '../scoring-fixtures.js';
 import { node, type Node } from './helpers.js';
 
 t.test('ScoreFence: per device, an older epoch is stale; scores without one are never fenced', async (t) => {
@@ -87,10 +87,13 @@ t.test("a deposed scorer's late score is ignored on every node and in the store;
   await waitFor(() => nodes.every((n) => n.plugin.effectiveScore('sensor-1') === current.score), 'every node enforces the new leader score');
   await leader.scoring!.persist();
 
-  // The old scorer wakes up and publishes its (hardened, high) score and commits it.
+  // The old scorer wakes up with an event it had not scored yet (a denial): it publishes a new, still high score and
+  // commits it. (A new score: republishing an unchanged one commits no history row.)
   const published = leaderScores.length;
+  old.onMessage(topics.events('sensor-1'), Buffer.from(event('sensor-1', 'publish_denied', { topic: 'payments/x' })));
   const late = old.recompute('sensor-1', true)!;
   t.ok(late.score >= 0.9 && late.epoch === 5, 'the deposed scorer published a high score with its old epoch');
+  t.ok(late.score < oldScores.filter((m) => m.device === 'sensor-1').at(-2)!.score, 'a new score, below its last');
   await old.persist();
   t.equal(deposedErrors.length, 1, 'the store refused the deposed scorer commit');
   t.match(deposedErrors[0], { epoch: 5, fence: epoch });
