@@ -3,7 +3,8 @@
  * against plain Aedes behind node:tls (bench/soak-aedes.ts) with the same TLS settings and certificates, in one run.
  *
  * Every device has its own key and certificate (the gateway keys its rules and limits by identity), issued in
- * process from the gateway's own CA with one-time tokens before the ramp. Per server, in turn (never both at once:
+ * process from the gateway's own CA with one-time tokens before the ramp, while the gateway runs: it scores each
+ * new device, as at an EST enrollment, before the first ramp. Per server, in turn (never both at once:
  * they would share the cores):
  *  1. ramp: every device connects (mTLS, MQTT 3.1.1, clean session as the agent does), `--concurrency` handshakes in
  *     flight per load thread: connections/s;
@@ -473,6 +474,15 @@ export async function runScale(o: ScaleOptions): Promise<SuiteResult> {
       await admin.close();
     }
     log(`${o.devices} device certificates issued in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    // A device enrolled over EST is scored at its enrollment (the gateway's view sees it and scoring publishes its
+    // first score), long before it connects. These were issued behind the gateway's back: it is left running until
+    // it has taken them in and scored each, so that every round, the first included, measures what a running fleet
+    // does, connections of devices the gateway knows.
+    const known = performance.now();
+    const until = known + Math.max(60_000, o.devices * 10);
+    let scored = 0;
+    while ((scored = (await scrape(metricsPort))['wott_score_cache_size'] ?? 0) < o.devices && performance.now() < until) await sleep(500);
+    log(`the gateway scored ${scored} of ${o.devices} devices in ${((performance.now() - known) / 1000).toFixed(1)} s`);
     await gw.stop();
 
     const caPath = join(dataDir, '..', 'ca.pem');
