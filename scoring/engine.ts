@@ -120,8 +120,8 @@ export interface ScoreResult {
   findings?: CveFindingInput[];
   /** From the CA inventory, for the fleet's certificate board. */
   certificateNotAfter?: number;
-  /** A forced republish of the score and factors last published: it refreshes the retained copy, and there is
-   * nothing new to store (no history row every republish interval for every steady device). */
+  /** A forced republish of exactly the score, factors and findings last published: it refreshes the retained copy,
+   * and there is nothing new to store (no history row every republish interval for every steady device). */
   republishOnly?: true;
 }
 
