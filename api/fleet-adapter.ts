@@ -6,7 +6,7 @@
 import { CaError } from '../ca/index.js';
 import { FleetInsights as FleetInsightsClass } from '../fleet/insights.js';
 import { isRestricted } from '../policy/index.js';
-import type { DeviceFacts, FleetInsights, FleetService, FleetView, OperatorCertificateRow } from '../fleet/index.js';
+import type { DeviceFacts, FleetInsights, FleetService, FleetView, LatestScore, OperatorCertificateRow } from '../fleet/index.js';
 import {
   DEVICE_STATES,
   VULN_SEVERITIES,
@@ -20,6 +20,7 @@ import {
   type ExplainResult,
   type FindingInfo,
   type FleetSummary,
+  type HistoryPoint,
   type OperatorCertificate,
   type OperatorList,
   type OperatorRole,
@@ -91,6 +92,17 @@ function asRefusal(err: unknown): unknown {
 export interface FleetAdapterOptions {
   /** Default lifetime of an enrollment token (the enrollment.tokenTtl setting). */
   tokenTtlMs: number;
+}
+
+/**
+ * The stored history has a row per change of score; a steady device's last row may be days old. Its current score
+ * (republished every few minutes) ends the series, so that the history, and a chart of it, reaches the present.
+ */
+function withCurrent(points: HistoryPoint[], latest: LatestScore | undefined): HistoryPoint[] {
+  const last = points.at(-1);
+  if (!latest || (last && Date.parse(latest.time) <= Date.parse(last.time))) return points;
+  const factors = latest.factors.filter((f) => f.contribution !== 0).map((f) => ({ id: f.id, contribution: f.contribution }));
+  return [...points, { time: latest.time, score: latest.score, model: latest.modelVersion, factors }];
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
@@ -232,7 +244,10 @@ export class FleetAdapter implements FleetOperations {
       scoredAt: latest?.time ?? null,
       modelVersion: latest?.modelVersion ?? null,
       factors: [...(latest?.factors ?? [])].sort((a, b) => a.contribution - b.contribution).map((f) => ({ id: f.id, contribution: f.contribution, reason: f.reason, fix: f.fix ?? null })),
-      history: history.map((h) => ({ time: new Date(h.time).toISOString(), score: h.score, model: h.model, factors: h.factors })),
+      history: withCurrent(
+        history.map((h) => ({ time: new Date(h.time).toISOString(), score: h.score, model: h.model, factors: h.factors })),
+        latest,
+      ),
       sessions: this.insights.sessions(id).map((x) => ({ clientId: x.clientId, since: new Date(x.since).toISOString(), remoteAddress: x.remoteAddress })),
       events: this.insights.recentEvents(id).map((e) => ({ type: e.type, time: e.time, topic: e.topic ?? null, reason: e.reason ?? null, remoteAddress: e.remoteAddress ?? null })),
       findings: this.insights.findings(id).map(findingInfo),

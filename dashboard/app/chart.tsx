@@ -17,7 +17,8 @@ export function ScoreChart({ points, thresholds, label }: { points: HistoryPoint
   const span = t1 - t0 || 1;
   const x = (t: number) => PAD.l + ((t - t0) / span) * (W - PAD.l - PAD.r);
   const y = (s: number) => PAD.t + (1 - s) * (H - PAD.t - PAD.b);
-  const path = points.map((p, i) => `${i ? 'L' : 'M'}${x(times[i]!).toFixed(1)},${y(p.score).toFixed(1)}`).join(' ');
+  // A score holds until the next one (the history has a row per change, then the current score): steps, not slopes.
+  const path = points.map((p, i) => (i ? `H${x(times[i]!).toFixed(1)} V${y(p.score).toFixed(1)}` : `M${x(times[i]!).toFixed(1)},${y(p.score).toFixed(1)}`)).join(' ');
   const fmt = (t: number) => (span > 2 * 86_400_000 ? new Date(t).toLocaleDateString() : new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
   const last = points[points.length - 1]!;
   return (
