@@ -18,10 +18,12 @@ export const POLICIES: PolicyRule[] = [
   { topic: 'devices/{device}/#', publish: 0, subscribe: 0 },
 ];
 
-export async function testGateway(t: T, extra: Partial<Parameters<typeof startGateway>[0]> = {}): Promise<Gateway & { dir: string; caPem: string }> {
-  const dir = tempDir(t);
-  const gw = await startGateway({
-    dataDir: dir,
+type GatewayOptions = Parameters<typeof startGateway>[0];
+
+/** The test gateway's options on `dataDir` (a test that restarts a gateway on the same data starts it with these). */
+export function testGatewayOptions(dataDir: string, extra: Partial<GatewayOptions> = {}): GatewayOptions {
+  return {
+    dataDir,
     httpsPort: 0,
     mqttPort: 0,
     hosts: [],
@@ -35,7 +37,12 @@ export async function testGateway(t: T, extra: Partial<Parameters<typeof startGa
     eventIntervalMs: 500,
     trustPollMs: 100,
     ...extra,
-  });
+  };
+}
+
+export async function testGateway(t: T, extra: Partial<GatewayOptions> = {}): Promise<Gateway & { dir: string; caPem: string }> {
+  const dir = tempDir(t);
+  const gw = await startGateway(testGatewayOptions(dir, extra));
   t.teardown(() => gw.close());
   return Object.assign(gw, { dir, caPem: gw.ca.caCertificates().map((c) => c.toString()).join('') });
 }

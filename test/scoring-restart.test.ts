@@ -5,33 +5,17 @@
  * data; real devices connect over mutual TLS; the churn factor is read from the scores the gateway computes.
  */
 import t from 'tap';
-import { pino } from 'pino';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import type { BehaviourEvent, ScoreMessage } from '../protocol/index.js';
 import { loadModel } from '../scoring/index.js';
 import { tempDir } from './helpers.js';
-import { connect, enroll, eventWatcher, POLICIES, waitFor, type Credentials } from './mqtt-helpers.js';
+import { connect, enroll, eventWatcher, testGatewayOptions, waitFor, type Credentials } from './mqtt-helpers.js';
 
 // No allowance, so that one counted connect shows; a day's half-life, so nothing decays within the test.
 const model = loadModel({ behaviour: { halfLife: '24h', churn: { allowance: 0 } } });
 
 async function gateway(dataDir: string): Promise<Gateway & { dir: string; caPem: string }> {
-  const gw = await startGateway({
-    dataDir,
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: pino({ level: 'silent' }),
-    policies: POLICIES,
-    initialScore: 0.5,
-    onDowngrade: 'filter',
-    eventIntervalMs: 500,
-    trustPollMs: 100,
-    scoring: { model, republishMs: 3_600_000, historyRetentionMs: 86_400_000, tickMs: 200 },
-  });
+  const gw = await startGateway(testGatewayOptions(dataDir, { scoring: { model, republishMs: 3_600_000, historyRetentionMs: 86_400_000, tickMs: 200 } }));
   return Object.assign(gw, { dir: dataDir, caPem: gw.ca.caCertificates().map((c) => c.toString()).join('') });
 }
 
