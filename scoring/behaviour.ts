@@ -43,8 +43,20 @@ function add(d: Decaying, amount: number, now: number, halfLife: number): void {
   d.at = now;
 }
 
+/**
+ * Whether an event can change a device's behaviour state at all. A disconnect never does; nor does the reconnect a
+ * broker restart causes, which is the broker's doing (see firstSinceStart in protocol/). The engine asks this first,
+ * so such events cost no computation and no store write.
+ */
+export function movesBehaviour(event: BehaviourEvent): boolean {
+  if (event.type === 'disconnect') return false;
+  if (event.type === 'connect') return !event.firstSinceStart;
+  return true;
+}
+
 /** Folds one behaviour event into the state (mutates it). */
 export function applyEvent(state: BehaviourState, event: BehaviourEvent, model: ScoreModel, now: number): void {
+  if (!movesBehaviour(event)) return;
   const b = model.behaviour;
   const h = b.halfLife;
   switch (event.type) {
@@ -58,10 +70,7 @@ export function applyEvent(state: BehaviourState, event: BehaviourEvent, model: 
       add(state.denials, 1, now, h);
       break;
     case 'connect':
-      // The reconnect a broker restart causes is the broker's doing (see firstSinceStart in protocol/).
-      if (!event.firstSinceStart) add(state.connects, 1, now, h);
-      break;
-    case 'disconnect':
+      add(state.connects, 1, now, h);
       break;
     case 'counters': {
       const c = event.counters;

@@ -17,7 +17,7 @@ import {
   type ScoreMessage,
   type Telemetry,
 } from '../protocol/index.js';
-import { applyEvent, behaviourPenalties, emptyBehaviour, PENALTY_IDS, type BehaviourState } from './behaviour.js';
+import { applyEvent, behaviourPenalties, emptyBehaviour, movesBehaviour, PENALTY_IDS, type BehaviourState } from './behaviour.js';
 import { combineState, stateFactors, type CaFacts, type CveFindingInput, type StateFactor } from './factors.js';
 import type { ScoreModel } from './model.js';
 import { stateCeiling } from '../policy/index.js';
@@ -343,7 +343,7 @@ export class ScoreEngine {
       else if (event.type === 'disconnect') this.addresses.disconnect(event.device, event.remoteAddress, event.node ?? '', now);
       // A gateway restart brings every device back at once: the connects it causes (and disconnects, always) leave
       // a known device's record as it was, so they cost no computation and no store write.
-      if ((event.type === 'disconnect' || (event.type === 'connect' && event.firstSinceStart)) && this.records.has(event.device)) {
+      if (!movesBehaviour(event) && this.records.has(event.device)) {
         return { accepted: true, device: event.device, event, unchanged: true };
       }
       if (event.type === 'counters' && event.counters && event.node !== undefined) {

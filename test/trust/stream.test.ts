@@ -3,11 +3,10 @@
  * gateway restart (nothing missed), the subscriber bound, heartbeats, and a slow reader dropped, not buffered.
  */
 import t from 'tap';
-import { pino } from 'pino';
 import { startGateway } from '../../gateway/index.js';
 import { topics } from '../../protocol/index.js';
 import { requireCommand, tempDir } from '../helpers.js';
-import { connect, enroll, POLICIES, serviceCredentials, setScore, testGateway } from '../mqtt-helpers.js';
+import { connect, enroll, serviceCredentials, setScore, testGateway, testGatewayOptions } from '../mqtt-helpers.js';
 import { api, operatorCredentials } from '../api/helpers.js';
 import { openStream, waitFor } from './helpers.js';
 
@@ -86,21 +85,7 @@ t.test('resume across a gateway restart: feed changes replayed, every current sc
   await gw.fleet.quarantine('rs-a');
   await gw.close();
 
-  const again = await startGateway({
-    dataDir: gw.dir,
-    httpsPort: 0,
-    mqttPort: 0,
-    hosts: [],
-    certLifetimeMs: 7 * 86_400_000,
-    crlValidityMs: 86_400_000,
-    claim: false,
-    log: pino({ level: 'silent' }),
-    policies: POLICIES,
-    initialScore: 0.5,
-    onDowngrade: 'filter',
-    eventIntervalMs: 500,
-    trustPollMs: 100,
-  });
+  const again = await startGateway(testGatewayOptions(gw.dir));
   t.teardown(() => again.close());
   // A score message in the new process (scores are not in the feed: the new boot id means "send them all").
   await new Promise<void>((r) =>
