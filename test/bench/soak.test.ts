@@ -7,6 +7,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { requireCommand } from '../helpers.js';
 import { waitFor } from '../mqtt-helpers.js';
 
 const RUN = resolve('dist/bench/run.js');
@@ -42,6 +43,8 @@ const alive = (pid: number) => {
 };
 
 t.test('a short soak loses nothing, renews every certificate, closes revoked sessions and never restarts', async (t) => {
+  // Before the run: the soak builds its malloc probe at start when a C compiler is there.
+  const haveCc = requireCommand(t, 'cc', 'gcc');
   // 45 s certificates renew about every 10 s: each device renews at least once in the run.
   const run = runSoak(['--devices', '20', '--minutes', '0.25', '--group', '10', '--app-seconds', '1', '--telemetry-seconds', '5', '--cert-lifetime', '45', '--sample-seconds', '5', '--revocations', '2', '--baseline-minutes', '0']);
   const { code, stdout, stderr } = await run.done;
@@ -64,6 +67,8 @@ t.test('a short soak loses nothing, renews every certificate, closes revoked ses
   t.equal(value('gateway restarts'), 0);
   // Too short a run for slopes (they may be null): the figures are there, not their values.
   for (const third of ['first', 'second', 'last']) t.ok(report.measurements.some((m) => m.name === `RSS growth after warm-up, ${third} third (slope)`), `the ${third} third's slope is reported`);
+  // glibc's count of the gateway's malloc memory (bench/malloc-probe.ts), built with the machine's C compiler.
+  if (haveCc) t.match(stderr, /malloc in use \d+ MiB \(free kept \d+, arenas \d+, mmapped \d+\)/, "glibc's count is sampled");
   t.equal(value('revocations'), 2);
   t.equal(value('devices held (connected at the end)'), 18, 'all but the two revoked devices held');
   t.ok(value('score updates published')! > 0, 'scoring scored the state reports');
