@@ -27,7 +27,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { AGENT_UNIT_DIR, agentUnit } from '../agent/index.js';
-import { ESM_REQUIRE_BANNER } from './cli-bundle.js';
+import { ESM_REQUIRE_BANNER, latin1Source } from './cli-bundle.js';
 
 /** The repository root: this file runs as dist/packaging/build.js. */
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -222,6 +222,7 @@ async function buildAgent(stage: string, out: string, version: string): Promise<
     legalComments: 'inline',
     logLevel: 'warning',
   });
+  writeFileSync(script, latin1Source(readFileSync(script, 'utf8')));
   agentFiles(stage, 'wott-agent');
   mkdirSync(join(stage, 'usr/bin'), { recursive: true });
   symlinkSync('../lib/wott-agent/wott.mjs', join(stage, 'usr/bin/wott'));
