@@ -20,7 +20,8 @@
  *
  * Baseline, in the same run: plain Aedes behind node:tls with the same certificates, holding the same devices with
  * the same traffic (no renewals: plain Aedes has no CA) for a shorter time: memory after warm-up, per device. The
- * gateway's own leak figure is its growth slope after warm-up, against a stated bound.
+ * gateway's own leak figure is the growth slope after warm-up, against a stated bound, of the memory it holds and
+ * reserves (glibc's count, read by bench/malloc-probe.ts, and V8's), or of its RSS where glibc's count is missing.
  */
 import mqtt from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -37,9 +38,9 @@ import { createCsr, EstError, renewalDelay, retryAfterMs, retryDelay, simpleEnro
 import { CertificateAuthority } from '../ca/index.js';
 import { FleetService } from '../fleet/index.js';
 import { GATEWAY_MALLOC_ENV } from '../gateway/index.js';
-import { buildMallocProbe, mallocProbeEnv, readMallocProbe, type MallocInfo } from './malloc-probe.js';
 import { AGENT_VERSION, TELEMETRY_SCHEMA_VERSION, telemetrySchema, topics, type Telemetry } from '../protocol/index.js';
 import { numberOptions, type Suite, type SuiteResult } from './harness.js';
+import { buildMallocProbe, mallocProbeEnv, readMallocProbe, type MallocInfo } from './malloc-probe.js';
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
