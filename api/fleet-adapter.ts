@@ -30,7 +30,7 @@ import {
   type VulnSeverityName,
 } from '../protocol/index.js';
 import { FleetRefusal, type DeviceFilter, type FleetOperations, type RevocationReasonName } from './fleet-port.js';
-import type { StoredFinding } from '../store/index.js';
+import { historyFactors, type StoredFinding } from '../store/index.js';
 
 const EXPIRY_WINDOW_MS = 48 * 3_600_000;
 
@@ -101,8 +101,7 @@ export interface FleetAdapterOptions {
 function withCurrent(points: HistoryPoint[], latest: LatestScore | undefined): HistoryPoint[] {
   const last = points.at(-1);
   if (!latest || (last && Date.parse(latest.time) <= Date.parse(last.time))) return points;
-  const factors = latest.factors.filter((f) => f.contribution !== 0).map((f) => ({ id: f.id, contribution: f.contribution }));
-  return [...points, { time: latest.time, score: latest.score, model: latest.modelVersion, factors }];
+  return [...points, { time: latest.time, score: latest.score, model: latest.modelVersion, factors: historyFactors(latest.factors) }];
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());

@@ -23,7 +23,7 @@ export type {
   TokenRow,
 } from './inventory.js';
 export { openSqliteInventory, SqliteInventoryStore, type SqliteInventoryOptions } from './sqlite/inventory.js';
-export { DEFAULT_HISTORY_RETENTION_MS, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from './scores.js';
+export { DEFAULT_HISTORY_RETENTION_MS, historyFactors, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from './scores.js';
 export { CveStoreError, FEED_NAME, type FeedLoad, type FeedOrigin, type FeedRecord, type FeedStats, type LoadRecord, type MatchingData, type VulnEntry, type VulnSeverity, type VulnStore } from './vuln.js';
 export { openSqliteScoreStore } from './sqlite/scores.js';
 export { openSqliteVulnStore, vulnStorePath } from './sqlite/vuln.js';

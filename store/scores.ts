@@ -31,6 +31,12 @@ export interface HistoryRow {
   factors: Array<{ id: string; contribution: number }>;
 }
 
+/** The factors a history row keeps: those that moved the score, without their reasons (every backend, and the API's
+ * current point at the end of a history, keep the same). */
+export function historyFactors(factors: ReadonlyArray<{ id: string; contribution: number }>): HistoryRow['factors'] {
+  return factors.filter((f) => f.contribution !== 0).map((f) => ({ id: f.id, contribution: f.contribution }));
+}
+
 /** A scoring record: the device and the engine's serialized state, opaque to the store. */
 export type ScoringRecord = readonly [device: string, data: string];
 

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import type { ScoreMessage } from '../../protocol/index.js';
-import { DEFAULT_HISTORY_RETENTION_MS, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from '../scores.js';
+import { DEFAULT_HISTORY_RETENTION_MS, historyFactors, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from '../scores.js';
 import { migratePostgres, type PgMigration } from './migrate.js';
 import { StaleEpochError } from '../errors.js';
 import { inTransaction, openPool, safeLocation, Serial, type PostgresOptions } from './pool.js';
@@ -64,8 +64,7 @@ class PostgresScoreStore implements ScoreStore {
             JSON.stringify(m),
             s.findings ? JSON.stringify(s.findings) : null,
           ]);
-          const compact = m.factors.filter((f) => f.contribution !== 0).map((f) => ({ id: f.id, contribution: f.contribution }));
-          await client.query('INSERT INTO score_history (device, time, score, model, factors) VALUES ($1, $2, $3, $4, $5)', [m.device, Date.parse(m.time), m.score, m.modelVersion, JSON.stringify(compact)]);
+          await client.query('INSERT INTO score_history (device, time, score, model, factors) VALUES ($1, $2, $3, $4, $5)', [m.device, Date.parse(m.time), m.score, m.modelVersion, JSON.stringify(historyFactors(m.factors))]);
         }
       }),
     );

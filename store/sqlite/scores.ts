@@ -6,7 +6,7 @@
 import type Database from 'better-sqlite3';
 import { openPrivateDatabase } from './open.js';
 import type { ScoreMessage } from '../../protocol/index.js';
-import { DEFAULT_HISTORY_RETENTION_MS, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from '../scores.js';
+import { DEFAULT_HISTORY_RETENTION_MS, historyFactors, type HistoryRow, type ScoreStore, type ScoreStoreOptions, type ScoringRecord, type StoredFinding, type StoredScore } from '../scores.js';
 import { migrate, type Migration } from './migrate.js';
 import { StaleEpochError } from '../errors.js';
 
@@ -80,8 +80,7 @@ class SqliteScoreStore implements ScoreStore {
       for (const s of scores) {
         const m = s.message;
         this.upsertLatest.run(m.device, JSON.stringify(m), s.findings ? JSON.stringify(s.findings) : null);
-        const compact = m.factors.filter((f) => f.contribution !== 0).map((f) => ({ id: f.id, contribution: f.contribution }));
-        this.insertHistory.run(m.device, Date.parse(m.time), m.score, m.modelVersion, JSON.stringify(compact));
+        this.insertHistory.run(m.device, Date.parse(m.time), m.score, m.modelVersion, JSON.stringify(historyFactors(m.factors)));
       }
     }).immediate();
   }
