@@ -126,8 +126,8 @@ t.test('print and once: a valid report, the package list in full only when it ch
 t.test('a short-lived certificate renews several times while telemetry keeps flowing', async (t) => {
   if (!requireCommand(t, 'openssl', 'openssl')) return;
   t.setTimeout(420_000);
-  // 45 s certificates (the CA backdates them by a minute): the agent renews every ~22 s, three times in about a minute.
-  const gw = await testGateway(t, { certLifetimeMs: 45_000 });
+  // 24 s certificates (the CA backdates them by a minute): the agent renews every ~12 s, three times in under 40 s.
+  const gw = await testGateway(t, { certLifetimeMs: 24_000 });
   const dir = join(tempDir(t), 'wott');
   t.equal((await enrollWithCli(gw, dir, 'pi-1')).code, 0);
   const scorer = await connect(gw, { ...(await serviceCredentials(gw, tempDir(t), 'scoring', 'test')), id: 'scoring:test' });
@@ -137,7 +137,7 @@ t.test('a short-lived certificate renews several times while telemetry keeps flo
   await scorer.subscribeAsync(topicFilters.telemetry, { qos: 1 });
 
   // The agent runs as users run it: `wott agent run` in its own process.
-  const agent = spawn(process.execPath, [CLI, 'agent', 'run', '--dir', dir, '--mqtt', `mqtts://localhost:${gw.mqttPort}`, '--interval', '3s', '--root', FIXTURE], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const agent = spawn(process.execPath, [CLI, 'agent', 'run', '--dir', dir, '--mqtt', `mqtts://localhost:${gw.mqttPort}`, '--interval', '2s', '--root', FIXTURE], { stdio: ['ignore', 'ignore', 'pipe'] });
   const agentLog: string[] = [];
   agent.stderr!.on('data', (d: Buffer) => agentLog.push(d.toString()));
   const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));

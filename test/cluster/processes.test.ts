@@ -27,12 +27,24 @@ interface NodeProcess {
   child: ChildProcess;
   httpsPort: number;
   mqttPort: number;
+  /** Everything the process printed (pino JSON lines at info and above). */
+  log: string[];
 }
 
 async function startNode(data: string, config: string): Promise<NodeProcess> {
   const { child, port, log } = await startGatewayProcess(data, ['--config', config]);
   const line = log.find((l) => /"mqtt":\d+/.test(l))!;
-  return { child, httpsPort: port, mqttPort: Number(/"mqtt":(\d+)/.exec(line)![1]) };
+  return { child, httpsPort: port, mqttPort: Number(/"mqtt":(\d+)/.exec(line)![1]), log };
+}
+
+/** `step`, or its error with the step's name and what each node printed last (a failure here is rare and timing-bound). */
+async function step<T>(nodes: NodeProcess[], name: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    const logs = nodes.map((n, i) => `node ${i} (${n.child.exitCode ?? n.child.signalCode ?? 'running'}):\n  ${n.log.slice(-15).join('\n  ')}`).join('\n');
+    throw new Error(`${name}: ${(err as Error).message}\n${logs}`);
+  }
 }
 
 /** A cluster of `count` gateway processes (scoring off: these tests are about the broker and the CA). */
@@ -142,10 +154,10 @@ t.test('kill -9 of the node holding a persistent session: no acknowledged QoS 1 
   });
   const received = new Set<number>();
   const onMessage = (_topic: string, payload: Buffer) => received.add(Number(payload.toString()));
-  let sub = await mqtt.connectAsync(`mqtts://localhost:${a.mqttPort}`, options(a.mqttPort, 'sub-1', subCreds));
+  let sub = await step(c.nodes, 'subscriber connects to node A', () => mqtt.connectAsync(`mqtts://localhost:${a.mqttPort}`, options(a.mqttPort, 'sub-1', subCreds)));
   sub.on('message', onMessage);
   await sub.subscribeAsync('weather/q', { qos: 1 });
-  const pub = await mqtt.connectAsync(`mqtts://localhost:${b.mqttPort}`, options(b.mqttPort, 'pub-1', pubCreds, { clean: true }));
+  const pub = await step(c.nodes, 'publisher connects to node B', () => mqtt.connectAsync(`mqtts://localhost:${b.mqttPort}`, options(b.mqttPort, 'pub-1', pubCreds, { clean: true })));
   t.teardown(() => pub.end(true));
 
   const acknowledged: number[] = [];
@@ -160,7 +172,7 @@ t.test('kill -9 of the node holding a persistent session: no acknowledged QoS 1 
   a.child.kill('SIGKILL'); // the node holding the subscriber's session dies mid-stream
   await publish(50, 100); // acknowledged by node B while the subscriber is offline
   sub.end(true);
-  sub = await mqtt.connectAsync(`mqtts://localhost:${b.mqttPort}`, options(b.mqttPort, 'sub-1', subCreds));
+  sub = await step(c.nodes, 'subscriber reconnects to node B', () => mqtt.connectAsync(`mqtts://localhost:${b.mqttPort}`, options(b.mqttPort, 'sub-1', subCreds)));
   t.teardown(() => sub.end(true));
   sub.on('message', onMessage);
   await publish(100, 120);
