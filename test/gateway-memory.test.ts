@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { GATEWAY_MALLOC_ENV } from '../gateway/index.js';
+// Its child processes run without tap's coverage hook (see helpers.ts).
+import './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 const setting = `GLIBC_TUNABLES=${GATEWAY_MALLOC_ENV.GLIBC_TUNABLES}`;

@@ -6,6 +6,8 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
+// Its child processes run without tap's coverage hook (see helpers.ts).
+import '../helpers.js';
 
 const RUN = resolve('dist/bench/run.js');
 

@@ -7,6 +7,8 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { latin1Source } from '../../packaging/cli-bundle.js';
+// Its child processes run without tap's coverage hook (see helpers.ts).
+import '../helpers.js';
 
 /** Evaluates a module's source and returns its exports. */
 const load = async (code: string) => (await import(`data:text/javascript,${encodeURIComponent(code)}`)) as Record<string, unknown>;

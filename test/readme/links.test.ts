@@ -6,6 +6,8 @@
 import t from 'tap';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+// Its child processes run without tap's coverage hook (see helpers.ts).
+import '../helpers.js';
 
 /** GitHub's heading anchor: lowercase, punctuation dropped (but - and _), spaces to dashes. */
 export function slug(heading: string): string {
