@@ -197,12 +197,15 @@ function agentFiles(stage: string, pkg: string): void {
   writeFile(join(stage, 'usr/share/lintian/overrides', pkg), template('lintian-overrides', { PACKAGE: pkg }));
 }
 
+/** xz's level for dpkg-deb: 6 is dpkg-deb's own default (a release); 1 builds the same files ~8x faster, 25 % larger. */
+let xzLevel = 6;
+
 function dpkgDeb(stage: string, out: string, name: string): string {
   chmodSync(join(stage, AGENT_DIR.slice(1)), 0o700); // after normaliseModes: the one private folder
   md5sums(stage);
   const file = join(out, name);
   rmSync(file, { force: true });
-  sh('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, file]);
+  sh('dpkg-deb', ['--root-owner-group', '-Zxz', `-z${xzLevel}`, '--build', stage, file]);
   return file;
 }
 
@@ -302,7 +305,8 @@ function buildWott(stage: string, out: string, pkg: PackageJson, arch: string): 
   return dpkgDeb(stage, out, `wott_${pkg.version}_${arch}.deb`);
 }
 
-export async function buildPackages(out: string): Promise<BuiltPackages> {
+export async function buildPackages(out: string, options: { compressionLevel?: number } = {}): Promise<BuiltPackages> {
+  xzLevel = options.compressionLevel ?? 6;
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as PackageJson;
   const arch = sh('dpkg', ['--print-architecture']);
   mkdirSync(out, { recursive: true });
@@ -319,6 +323,12 @@ export async function buildPackages(out: string): Promise<BuiltPackages> {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const i = process.argv.indexOf('--out');
   const out = resolve(i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : join(ROOT, 'build/packages'));
-  const built = await buildPackages(out);
+  const z = process.argv.indexOf('--compression-level');
+  const level = z > 0 ? Number(process.argv[z + 1]) : 6;
+  if (!Number.isInteger(level) || level < 0 || level > 9) {
+    process.stderr.write('--compression-level: expected 0 to 9 (xz; 6 by default)\n');
+    process.exit(2);
+  }
+  const built = await buildPackages(out, { compressionLevel: level });
   for (const file of [built.wott, built.agent]) process.stdout.write(`${file} (${Math.ceil(statSync(file).size / 1024)} KiB)\n`);
 }
