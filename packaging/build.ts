@@ -197,10 +197,8 @@ function agentFiles(stage: string, pkg: string): void {
   writeFile(join(stage, 'usr/share/lintian/overrides', pkg), template('lintian-overrides', { PACKAGE: pkg }));
 }
 
-/** xz's level for dpkg-deb: 6 is dpkg-deb's own default (a release); 1 builds the same files ~8x faster, 25 % larger. */
-let xzLevel = 6;
-
-function dpkgDeb(stage: string, out: string, name: string): string {
+/** `xzLevel`: 6 is dpkg-deb's own default (a release); 1 builds the same files ~8x faster, 25 % larger. */
+function dpkgDeb(stage: string, out: string, name: string, xzLevel: number): string {
   chmodSync(join(stage, AGENT_DIR.slice(1)), 0o700); // after normaliseModes: the one private folder
   md5sums(stage);
   const file = join(out, name);
@@ -209,7 +207,7 @@ function dpkgDeb(stage: string, out: string, name: string): string {
   return file;
 }
 
-async function buildAgent(stage: string, out: string, version: string): Promise<string> {
+async function buildAgent(stage: string, out: string, version: string, xzLevel: number): Promise<string> {
   const script = join(stage, 'usr/lib/wott-agent/wott.mjs');
   await build({
     entryPoints: [join(ROOT, 'cli/agent-main.ts')],
@@ -233,7 +231,7 @@ async function buildAgent(stage: string, out: string, version: string): Promise<
   normaliseModes(stage);
   chmodSync(script, 0o755);
   writeFile(join(stage, 'DEBIAN/control'), template('wott-agent.control', { VERSION: version, INSTALLED_SIZE: String(installedSize(stage)) }));
-  return dpkgDeb(stage, out, `wott-agent_${version}_all.deb`);
+  return dpkgDeb(stage, out, `wott-agent_${version}_all.deb`, xzLevel);
 }
 
 /** The packages `npm ci --omit=dev` would install, read from the lockfile (no network, no rebuild of the addon). */
@@ -267,7 +265,7 @@ function shlibsDepends(stage: string, files: string[]): string {
   return m[1];
 }
 
-function buildWott(stage: string, out: string, pkg: PackageJson, arch: string): string {
+function buildWott(stage: string, out: string, pkg: PackageJson, arch: string, xzLevel: number): string {
   const lib = join(stage, 'usr/lib/wott');
   mkdirSync(lib, { recursive: true });
   copyFileSync(join(ROOT, 'package.json'), join(lib, 'package.json')); // "type": "module" for dist/
@@ -302,18 +300,18 @@ function buildWott(stage: string, out: string, pkg: PackageJson, arch: string): 
     VERSION: pkg.version, ARCH: arch, DEPENDS: depends, NODE_MAJOR: String(nodeMajor),
     NODE_ABI: process.versions.modules, INSTALLED_SIZE: String(installedSize(stage)),
   }));
-  return dpkgDeb(stage, out, `wott_${pkg.version}_${arch}.deb`);
+  return dpkgDeb(stage, out, `wott_${pkg.version}_${arch}.deb`, xzLevel);
 }
 
 export async function buildPackages(out: string, options: { compressionLevel?: number } = {}): Promise<BuiltPackages> {
-  xzLevel = options.compressionLevel ?? 6;
+  const xzLevel = options.compressionLevel ?? 6;
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as PackageJson;
   const arch = sh('dpkg', ['--print-architecture']);
   mkdirSync(out, { recursive: true });
   const work = mkdtempSync(join(tmpdir(), 'wott-package-'));
   try {
-    const agent = await buildAgent(join(work, 'wott-agent'), out, pkg.version);
-    const wott = buildWott(join(work, 'wott'), out, pkg, arch);
+    const agent = await buildAgent(join(work, 'wott-agent'), out, pkg.version, xzLevel);
+    const wott = buildWott(join(work, 'wott'), out, pkg, arch, xzLevel);
     return { version: pkg.version, arch, wott, agent };
   } finally {
     rmSync(work, { recursive: true, force: true });

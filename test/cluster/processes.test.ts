@@ -43,8 +43,8 @@ function lastLines(nodes: NodeProcess[]): string {
 
 /**
  * An MQTT connection made as a device makes it: once more if the first attempt got no CONNACK. A connect that hung
- * for 30 s once failed this file in CI (stop 35) and did not come back in repeated runs; the retry keeps a transient
- * from failing the test, and the comment (with what each node printed last) keeps it visible.
+ * for 30 s failed this file once in CI and never came back in repeated runs; the retry keeps a transient from failing
+ * the test, and the comment (with what each node printed last) keeps it visible.
  */
 async function connectTo(t: { comment(message: string): unknown }, nodes: NodeProcess[], name: string, url: string, options: mqtt.IClientOptions): Promise<mqtt.MqttClient> {
   try {
