@@ -140,11 +140,17 @@ if (server) {
     await waitFor(() => seen.includes('before'), 'first change');
     // Kill every LISTENing backend of this database, as a server restart or a network cut would.
     const db = new URL(url).pathname.slice(1);
-    const killed = await server.sql<{ ok: boolean }>(
-      'postgres',
-      "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
-      [db],
-    );
+    // The first change can arrive through the catch-up read before the listener's own connection has sent LISTEN
+    // (a loaded machine, CI once): wait until it has, then kill it.
+    let killed: Array<{ ok: boolean }> = [];
+    for (let i = 0; i < 100 && killed.length === 0; i++) {
+      killed = await server.sql<{ ok: boolean }>(
+        'postgres',
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+        [db],
+      );
+      if (killed.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
     t.ok(killed.length >= 1, 'a listening connection was killed');
     await stores[0]!.transaction((tx) => tx.upsertDevice('after', 'active', new Date().toISOString()));
     await waitFor(() => seen.includes('after'), 'the change after the cut arrives');
